@@ -1,0 +1,13 @@
+//! mvm keeps a Firecracker microVM host in the state a control plane asks
+//! for: observe the host, plan the difference, apply it. See ARCHITECTURE.md
+//! for the map of this crate and its invariants.
+
+pub mod agent;
+pub mod cli;
+pub mod observed;
+pub mod plan;
+pub mod providers;
+pub mod resources;
+pub mod security;
+pub mod spec;
+pub mod state;

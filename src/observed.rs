@@ -1,0 +1,204 @@
+//! `Observed`: everything the probes found on the host, as plain data.
+//!
+//! The planner reads only this value, never the host, so a value captured
+//! on a node (`mvm agent observe --json`) plans the same anywhere. It is
+//! tenant-centric: the probes do their batched reads (one netlink dump, one
+//! nft dump, one mountinfo read, one /proc scan) and file each finding under
+//! the tenant it belongs to. Things the probes could not read are recorded as
+//! facts, never as errors.
+
+use crate::spec::types::{MacAddr, TenantId};
+use crate::state::TenantRecord;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+pub const OBSERVED_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Observed {
+    pub format_version: u32,
+    /// What could not be probed, and why: `{"nft": "not installed"}`.
+    #[serde(default)]
+    pub facts: BTreeMap<String, String>,
+    #[serde(default)]
+    pub binaries: Binaries,
+    /// The cgroup2 mount, if any.
+    #[serde(default)]
+    pub cgroup: Option<CgroupMount>,
+    #[serde(default)]
+    pub bridge: Option<BridgeObs>,
+    /// mvm's nftables tables (`"bridge mvm_l2"`, `"inet mvm"`) with their
+    /// chains; `None` when nft could not be read.
+    #[serde(default)]
+    pub nft: Option<BTreeMap<String, NftTableObs>>,
+    /// The metadata endpoint's listening address, if something listens.
+    #[serde(default)]
+    pub metadata_listener: Option<String>,
+    #[serde(default)]
+    pub tenants: BTreeMap<TenantId, ObservedTenant>,
+    /// Things that look like mvm's but are not (an invalid id under the
+    /// state dir, say): reported, never touched.
+    #[serde(default)]
+    pub ignored: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Binaries {
+    pub firecracker: bool,
+    pub jailer: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CgroupMount {
+    pub mount: PathBuf,
+    /// `cgroup.controllers` at the root of the cgroup2 tree.
+    pub controllers: BTreeSet<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeObs {
+    pub up: bool,
+    /// IPv4 addresses as `a.b.c.d/len`.
+    pub addresses: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NftTableObs {
+    pub chains: BTreeSet<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObservedTenant {
+    #[serde(default)]
+    pub record: Option<TenantRecord>,
+    /// Why `tenant.json` exists but could not be used.
+    #[serde(default)]
+    pub record_error: Option<String>,
+    /// The tenant directory, if it exists.
+    #[serde(default)]
+    pub dir: Option<DirObs>,
+    #[serde(default)]
+    pub jail_dir: Option<DirObs>,
+    #[serde(default)]
+    pub cgroup: Option<CgroupObs>,
+    #[serde(default)]
+    pub tap: Option<TapObs>,
+    #[serde(default)]
+    pub nft: Option<TenantNftObs>,
+    #[serde(default)]
+    pub secrets: Option<MountObs>,
+    #[serde(default)]
+    pub vm: Option<VmProcess>,
+}
+
+impl ObservedTenant {
+    /// Whether anything of the tenant is on the host.
+    pub fn is_present(&self) -> bool {
+        self.record.is_some()
+            || self.record_error.is_some()
+            || self.dir.is_some()
+            || self.cgroup.is_some()
+            || self.tap.is_some()
+            || self.nft.is_some()
+            || self.secrets.is_some()
+            || self.vm.is_some()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirObs {
+    /// Permission bits, e.g. `0700`.
+    pub mode: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CgroupObs {
+    /// Limit files as the kernel prints them (`memory.max`, `cpu.max`,
+    /// `cpuset.cpus`, `pids.max`); a file the kernel does not provide (its
+    /// controller is not enabled) is absent.
+    pub files: BTreeMap<String, String>,
+    /// `cgroup.events` says processes live in it.
+    pub populated: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TapObs {
+    pub master: Option<String>,
+    pub up: bool,
+    pub isolated: Option<bool>,
+    pub learning: Option<bool>,
+    pub owner: Option<u32>,
+    pub group: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantNftObs {
+    pub ip: Option<Ipv4Addr>,
+    pub mac: Option<MacAddr>,
+    pub mark: Option<u32>,
+    pub metadata: bool,
+    pub ssh_from_gateway: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MountObs {
+    pub fstype: String,
+    /// Per-mount flags (`nodev`, `noexec`, `nosuid`, `ro`/`rw`), sorted.
+    pub options: Vec<String>,
+    /// Superblock options such as `size=16384k`, `mode=700`.
+    pub super_options: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmProcess {
+    pub pid: u32,
+    /// Clock ticks since boot (`/proc/<pid>/stat` field 22).
+    pub start_time: u64,
+}
+
+impl Observed {
+    pub fn empty() -> Self {
+        Self {
+            format_version: OBSERVED_VERSION,
+            ..Self::default()
+        }
+    }
+
+    /// A stable digest of the observed state, so a saved plan can tell
+    /// whether the host changed since. Serialization is deterministic: every
+    /// map here is a BTreeMap.
+    pub fn fingerprint(&self) -> String {
+        let bytes = serde_json::to_vec(self).expect("Observed serializes");
+        format!("sha256:{}", hex(&Sha256::digest(&bytes)))
+    }
+
+    pub fn tenant(&self, id: &TenantId) -> Option<&ObservedTenant> {
+        self.tenants.get(id)
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}

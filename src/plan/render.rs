@@ -1,0 +1,318 @@
+//! Human rendering of a plan, Terraform-style: one block per changed
+//! resource with sorted, aligned attribute lines, a unified diff of a
+//! changed Firecracker config, and the `Plan: X to add, …` summary.
+//! Deterministic; colored only when asked (the CLI decides: TTY, NO_COLOR,
+//! --no-color). Values are printed JSON-escaped, so nothing read from the
+//! host can inject terminal control sequences.
+
+use super::{Action, ActionReason, ConfigChange, Plan, ResourceChange};
+use console::Style;
+use serde_json::Value;
+use similar::TextDiff;
+use std::fmt::Write;
+
+pub struct Palette {
+    green: Style,
+    red: Style,
+    yellow: Style,
+    cyan: Style,
+    gray: Style,
+    bold: Style,
+    bold_red: Style,
+    bold_green: Style,
+    bold_yellow: Style,
+}
+
+impl Palette {
+    pub fn new(colors: bool) -> Self {
+        let s = || Style::new().force_styling(colors);
+        Self {
+            green: s().green(),
+            red: s().red(),
+            yellow: s().yellow(),
+            cyan: s().cyan(),
+            gray: s().color256(244),
+            bold: s().bold(),
+            bold_red: s().bold().red(),
+            bold_green: s().bold().green(),
+            bold_yellow: s().bold().yellow(),
+        }
+    }
+
+    fn symbol(&self, a: Action) -> String {
+        match a {
+            Action::Create => format!("  {}", self.green.apply_to("+")),
+            Action::Update => format!("  {}", self.yellow.apply_to("~")),
+            Action::Replace => format!("{}/{}", self.red.apply_to("-"), self.green.apply_to("+")),
+            Action::Delete => format!("  {}", self.red.apply_to("-")),
+            Action::NoOp => "   ".to_string(),
+        }
+    }
+}
+
+pub fn render(plan: &Plan, colors: bool) -> String {
+    let p = Palette::new(colors);
+    let mut out = String::new();
+    for w in &plan.warnings {
+        let _ = writeln!(out, "{} {w}", p.bold_yellow.apply_to("Warning:"));
+    }
+    if !plan.warnings.is_empty() {
+        out.push('\n');
+    }
+
+    let changes: Vec<&ResourceChange> = plan
+        .resource_changes
+        .iter()
+        .filter(|c| c.is_change())
+        .collect();
+    if changes.is_empty() {
+        let _ = writeln!(
+            out,
+            "{} The node matches the desired state.",
+            p.bold_green.apply_to("No changes.")
+        );
+        render_kept(plan, &p, &mut out);
+        return out;
+    }
+
+    out.push_str("Resource actions are indicated with the following symbols:\n");
+    let legend = [
+        (Action::Create, "create"),
+        (Action::Update, "update in-place"),
+        (Action::Replace, "destroy and then create replacement"),
+        (Action::Delete, "destroy"),
+    ];
+    for (a, text) in legend {
+        if changes.iter().any(|c| c.actions == a) {
+            let _ = writeln!(out, "{} {text}", p.symbol(a));
+        }
+    }
+    out.push_str("\nmvm will perform the following actions:\n");
+
+    for c in &changes {
+        out.push('\n');
+        render_change(c, &p, &mut out);
+    }
+
+    let s = plan.summary;
+    let _ = writeln!(
+        out,
+        "\n{} {} to add, {} to change, {} to destroy.",
+        p.bold.apply_to("Plan:"),
+        s.add,
+        s.change,
+        s.destroy
+    );
+    if s.blocked > 0 {
+        let _ = writeln!(
+            out,
+            "{} {} of these changes cannot be applied on this node (marked above); apply will fail them and skip what depends on them.",
+            p.bold_red.apply_to("Blocked:"),
+            s.blocked
+        );
+    }
+    render_kept(plan, &p, &mut out);
+    out
+}
+
+fn render_kept(plan: &Plan, p: &Palette, out: &mut String) {
+    if plan.kept_tenants.is_empty() {
+        return;
+    }
+    let n = plan.kept_tenants.len();
+    let _ = writeln!(
+        out,
+        "\n{} {n} tenant{} on the node {} not in desired.json and {} left as {} (run with --prune to delete {}):",
+        p.bold.apply_to("Kept:"),
+        plural(n),
+        if n == 1 { "is" } else { "are" },
+        if n == 1 { "is" } else { "are" },
+        if n == 1 { "it is" } else { "they are" },
+        if n == 1 { "it" } else { "them" },
+    );
+    for k in &plan.kept_tenants {
+        let r = k.resources.len();
+        let _ = writeln!(out, "  {} ({r} resource{})", k.tenant_id, plural(r));
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn render_change(c: &ResourceChange, p: &Palette, out: &mut String) {
+    let addr = p.bold.apply_to(c.address.to_string());
+    let verb = match c.actions {
+        Action::Create => "will be created".to_string(),
+        Action::Update => "will be updated in-place".to_string(),
+        Action::Replace => format!("must be {}", p.red.apply_to("replaced")),
+        Action::Delete => format!("will be {}", p.bold_red.apply_to("destroyed")),
+        Action::NoOp => "is unchanged".to_string(),
+    };
+    let _ = writeln!(out, "  {} {addr} {verb}", p.gray.apply_to("#"));
+    let because = match &c.action_reason {
+        Some(ActionReason::ReplaceBecauseDependencyReplaced { dependency }) => {
+            Some(format!("because {dependency} is replaced"))
+        }
+        Some(ActionReason::DeleteBecauseNotInDesired) => {
+            Some("because the tenant is not in desired.json and --prune was given".to_string())
+        }
+        Some(ActionReason::DeleteBecauseStopped) => {
+            Some("because the tenant's state is \"stopped\"".to_string())
+        }
+        Some(ActionReason::DeleteBecauseUnused) => {
+            Some("because nothing in desired.json needs it".to_string())
+        }
+        Some(ActionReason::ReplaceBecauseCannotUpdate) | None => None,
+    };
+    if let Some(b) = because {
+        let _ = writeln!(out, "  {}", p.gray.apply_to(format!("# ({b})")));
+    }
+    if let Some(why) = &c.blocked {
+        let _ = writeln!(
+            out,
+            "  {}",
+            p.red
+                .apply_to(format!("# (cannot be applied on this node: {why})"))
+        );
+    }
+    let _ = writeln!(out, "{} {}", p.symbol(c.actions), c.address);
+
+    let lines = attr_lines(c);
+    let width = lines.iter().map(|l| l.key.len()).max().unwrap_or(0);
+    let mut hidden = 0;
+    for l in &lines {
+        if l.kind == LineKind::Same {
+            hidden += 1;
+            continue;
+        }
+        let sym = match l.kind {
+            LineKind::Add => p.green.apply_to("+").to_string(),
+            LineKind::Remove => p.red.apply_to("-").to_string(),
+            LineKind::Change => p.yellow.apply_to("~").to_string(),
+            LineKind::Same => " ".to_string(),
+        };
+        let mut line = format!("      {sym} {:<width$} = {}", l.key, l.value);
+        if l.forces {
+            let _ = write!(line, " {}", p.red.apply_to("# forces replacement"));
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    if hidden > 0 {
+        let _ = writeln!(
+            out,
+            "        {}",
+            p.gray.apply_to(format!(
+                "# ({hidden} unchanged attribute{} hidden)",
+                plural(hidden)
+            ))
+        );
+    }
+    if let Some(cfg) = &c.firecracker_config
+        && matches!(c.actions, Action::Replace | Action::Update)
+    {
+        render_config_diff(cfg, p, out);
+    }
+}
+
+#[derive(PartialEq, Eq)]
+enum LineKind {
+    Add,
+    Remove,
+    Change,
+    Same,
+}
+
+struct AttrLine {
+    key: String,
+    value: String,
+    kind: LineKind,
+    forces: bool,
+}
+
+const KNOWN_AFTER_APPLY: &str = "(known after apply)";
+
+fn attr_lines(c: &ResourceChange) -> Vec<AttrLine> {
+    let empty = Default::default();
+    let before = c.before.as_ref().unwrap_or(&empty);
+    let after = c.after.as_ref().unwrap_or(&empty);
+    let mut keys: Vec<&String> = before
+        .keys()
+        .chain(after.keys())
+        .chain(c.after_unknown.iter())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .map(|k| {
+            let unknown = c.after_unknown.contains(k);
+            let forces = c.replace_paths.contains(k);
+            let (kind, value) = match (c.actions, before.get(k), after.get(k)) {
+                (Action::Delete, Some(b), _) => (LineKind::Remove, format!("{} -> null", show(b))),
+                (_, None, _) if unknown => (LineKind::Add, KNOWN_AFTER_APPLY.to_string()),
+                (_, Some(b), _) if unknown => (
+                    LineKind::Change,
+                    format!("{} -> {KNOWN_AFTER_APPLY}", show(b)),
+                ),
+                (_, None, Some(a)) => (LineKind::Add, show(a)),
+                (_, Some(b), None) => (LineKind::Remove, format!("{} -> null", show(b))),
+                (_, Some(b), Some(a)) if b != a => {
+                    (LineKind::Change, format!("{} -> {}", show(b), show(a)))
+                }
+                (_, Some(b), Some(_)) => (LineKind::Same, show(b)),
+                (_, None, None) => (LineKind::Same, String::new()),
+            };
+            AttrLine {
+                key: k.clone(),
+                value,
+                kind,
+                forces,
+            }
+        })
+        .collect()
+}
+
+fn show(v: &Value) -> String {
+    v.to_string()
+}
+
+fn pretty(v: &Option<Value>) -> String {
+    match v {
+        Some(v) => serde_json::to_string_pretty(v).unwrap_or_default() + "\n",
+        None => String::new(),
+    }
+}
+
+fn render_config_diff(cfg: &ConfigChange, p: &Palette, out: &mut String) {
+    let before = pretty(&cfg.before);
+    let after = pretty(&cfg.after);
+    if before == after {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n        {}",
+        p.gray.apply_to("# firecracker config:")
+    );
+    let diff = TextDiff::from_lines(&before, &after);
+    let text = diff
+        .unified_diff()
+        .context_radius(2)
+        .header("before", "after")
+        .to_string();
+    for line in text.lines() {
+        let styled = if line.starts_with("+++") || line.starts_with("---") {
+            p.bold.apply_to(line).to_string()
+        } else if line.starts_with('+') {
+            p.green.apply_to(line).to_string()
+        } else if line.starts_with('-') {
+            p.red.apply_to(line).to_string()
+        } else if line.starts_with("@@") {
+            p.cyan.apply_to(line).to_string()
+        } else {
+            line.to_string()
+        };
+        let _ = writeln!(out, "        {styled}");
+    }
+}

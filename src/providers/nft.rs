@@ -1,0 +1,187 @@
+//! Reading mvm's nftables state with one `nft -j list ruleset`.
+//!
+//! mvm owns two tables, `bridge mvm_l2` and `inet mvm`; everything else in
+//! the ruleset belongs to someone else and is ignored. Tenant elements are
+//! filed under the tenant whose tap names them:
+//!
+//! | set / map | table | element | gives |
+//! |---|---|---|---|
+//! | `port_v4` | bridge mvm_l2 | tap . mac . ip | ip, mac |
+//! | `port_mark` | bridge mvm_l2 | tap : mark | mark |
+//! | `metadata_v4` | inet mvm | ip | metadata enabled |
+//! | `ssh_v4` | inet mvm | ip | SSH from the gateway enabled |
+
+use crate::observed::NftTableObs;
+use crate::spec::types::{TAP_PREFIX, TenantId};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::Ipv4Addr;
+
+pub const MVM_TABLES: &[(&str, &str)] = &[("bridge", "mvm_l2"), ("inet", "mvm")];
+
+/// Tenant facts found in the sets, before being matched to tenants.
+#[derive(Debug, Default, PartialEq)]
+pub struct NftState {
+    pub tables: BTreeMap<String, NftTableObs>,
+    pub ports: HashMap<TenantId, (Option<String>, Option<String>)>,
+    pub marks: HashMap<TenantId, u32>,
+    pub metadata_ips: HashSet<Ipv4Addr>,
+    pub ssh_ips: HashSet<Ipv4Addr>,
+}
+
+/// Runs `nft -j list ruleset`; `Err` carries the fact to record.
+pub fn list_ruleset(nft: &str) -> Result<Value, String> {
+    let out = std::process::Command::new(nft)
+        .args(["-j", "list", "ruleset"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => "not installed".to_string(),
+            _ => format!("cannot run {nft}: {e}"),
+        })?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let first = err
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("no message");
+        return Err(format!("nft failed: {}", first.trim()));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("nft printed invalid JSON: {e}"))
+}
+
+fn is_mvm_table(family: &str, table: &str) -> bool {
+    MVM_TABLES.contains(&(family, table))
+}
+
+/// Extracts mvm's tables, chains and tenant elements from nft's JSON.
+pub fn parse(ruleset: &Value) -> NftState {
+    let mut st = NftState::default();
+    let items = ruleset
+        .get("nftables")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    for item in items {
+        if let Some(t) = item.get("table") {
+            let (f, n) = (s(t, "family"), s(t, "name"));
+            if is_mvm_table(f, n) {
+                st.tables.entry(format!("{f} {n}")).or_default();
+            }
+        } else if let Some(c) = item.get("chain") {
+            let (f, t) = (s(c, "family"), s(c, "table"));
+            if is_mvm_table(f, t) {
+                st.tables
+                    .entry(format!("{f} {t}"))
+                    .or_default()
+                    .chains
+                    .insert(s(c, "name").to_string());
+            }
+        } else if let Some(set) = item.get("set").or_else(|| item.get("map")) {
+            let (f, t) = (s(set, "family"), s(set, "table"));
+            if !is_mvm_table(f, t) {
+                continue;
+            }
+            let elems = set
+                .get("elem")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            match s(set, "name") {
+                "port_v4" => {
+                    for e in elems {
+                        let parts = concat(e);
+                        if let [tap, mac, ip] = parts.as_slice()
+                            && let Some(id) = tenant_of_tap(tap)
+                        {
+                            st.ports.insert(id, (Some(mac.clone()), Some(ip.clone())));
+                        }
+                    }
+                }
+                "port_mark" => {
+                    for e in elems {
+                        // Map elements are [key, value].
+                        if let Some([k, v]) = e.as_array().map(Vec::as_slice)
+                            && let Some(id) = k.as_str().and_then(tenant_of_tap)
+                            && let Some(mark) = v.as_u64()
+                        {
+                            st.marks.insert(id, mark as u32);
+                        }
+                    }
+                }
+                "metadata_v4" => st.metadata_ips.extend(elems.iter().filter_map(ipv4)),
+                "ssh_v4" => st.ssh_ips.extend(elems.iter().filter_map(ipv4)),
+                _ => {}
+            }
+        }
+    }
+    st
+}
+
+fn s<'a>(v: &'a Value, k: &str) -> &'a str {
+    v.get(k).and_then(Value::as_str).unwrap_or("")
+}
+
+fn tenant_of_tap(tap: &str) -> Option<TenantId> {
+    TenantId::parse(tap.strip_prefix(TAP_PREFIX)?).ok()
+}
+
+/// A set element's parts: `{"concat": [...]}`, or `{"elem": {"val": ...}}`
+/// when nft adds per-element options, or a plain value.
+fn concat(e: &Value) -> Vec<String> {
+    let e = e.get("elem").and_then(|x| x.get("val")).unwrap_or(e);
+    match e.get("concat").and_then(Value::as_array) {
+        Some(parts) => parts.iter().map(scalar).collect(),
+        None => vec![scalar(e)],
+    }
+}
+
+fn scalar(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn ipv4(e: &Value) -> Option<Ipv4Addr> {
+    concat(e).first()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_mvm_tables_and_tenant_elements() {
+        let j: Value = serde_json::from_str(
+            r#"{"nftables":[
+            {"metainfo":{"version":"1.0.6","json_schema_version":1}},
+            {"table":{"family":"bridge","name":"mvm_l2","handle":1}},
+            {"table":{"family":"inet","name":"filter","handle":2}},
+            {"table":{"family":"inet","name":"mvm","handle":3}},
+            {"chain":{"family":"bridge","table":"mvm_l2","name":"guest_ingress","handle":1}},
+            {"chain":{"family":"inet","table":"filter","name":"input","handle":1}},
+            {"set":{"family":"bridge","name":"port_v4","table":"mvm_l2","type":["ifname","ether_addr","ipv4_addr"],"handle":4,
+              "elem":[{"concat":["tap-acme","02:00:0a:c8:00:0a","10.200.0.10"]},{"concat":["eth0","02:00:00:00:00:01","10.0.0.1"]}]}},
+            {"map":{"family":"bridge","name":"port_mark","table":"mvm_l2","type":"ifname","map":"mark","handle":5,"elem":[["tap-acme",100000]]}},
+            {"set":{"family":"inet","name":"metadata_v4","table":"mvm","type":"ipv4_addr","handle":6,"elem":["10.200.0.10"]}}
+            ]}"#,
+        )
+        .unwrap();
+        let st = parse(&j);
+        assert_eq!(
+            st.tables.keys().collect::<Vec<_>>(),
+            ["bridge mvm_l2", "inet mvm"]
+        );
+        assert!(st.tables["bridge mvm_l2"].chains.contains("guest_ingress"));
+        let acme = TenantId::parse("acme").unwrap();
+        assert_eq!(
+            st.ports[&acme],
+            (Some("02:00:0a:c8:00:0a".into()), Some("10.200.0.10".into()))
+        );
+        assert_eq!(st.ports.len(), 1);
+        assert_eq!(st.marks[&acme], 100000);
+        assert!(st.metadata_ips.contains(&"10.200.0.10".parse().unwrap()));
+        assert!(st.ssh_ips.is_empty());
+    }
+}

@@ -1,0 +1,344 @@
+//! Builds `Observed` from the live host: read-only, batched, and tolerant —
+//! anything that cannot be read becomes a fact in `Observed::facts`.
+
+use super::{mountinfo, netlink, nft, procfs};
+use crate::observed::{
+    Binaries, BridgeObs, CgroupMount, CgroupObs, DirObs, OBSERVED_VERSION, Observed,
+    ObservedTenant, TapObs, TenantNftObs, VmProcess,
+};
+use crate::resources::cgroup::LIMIT_FILES;
+use crate::security::jailer::exec_name;
+use crate::spec::NodeConfig;
+use crate::spec::types::{TAP_PREFIX, TenantId};
+use crate::state::{RECORD_VERSION, StateLayout, TenantRecord};
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{ErrorKind, Read};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Where the probes look; tests point these at prepared trees.
+#[derive(Debug, Clone)]
+pub struct ProbeRoots {
+    pub proc: PathBuf,
+    pub nft: String,
+}
+
+impl Default for ProbeRoots {
+    fn default() -> Self {
+        Self {
+            proc: PathBuf::from("/proc"),
+            nft: "nft".into(),
+        }
+    }
+}
+
+pub fn observe(node: &NodeConfig) -> Observed {
+    observe_with(node, &ProbeRoots::default())
+}
+
+pub fn observe_with(node: &NodeConfig, roots: &ProbeRoots) -> Observed {
+    let mut obs = Observed {
+        format_version: OBSERVED_VERSION,
+        ..Observed::default()
+    };
+    let layout = StateLayout::new(&node.state_dir);
+    obs.binaries = Binaries {
+        firecracker: is_executable(&node.firecracker.binary),
+        jailer: is_executable(&node.firecracker.jailer),
+    };
+
+    let mounts = match fs::read_to_string(roots.proc.join("self/mountinfo")) {
+        Ok(text) => mountinfo::parse(&text),
+        Err(e) => {
+            obs.facts.insert("mountinfo".into(), e.to_string());
+            Vec::new()
+        }
+    };
+
+    probe_state_dir(&layout, &mut obs);
+    probe_cgroups(node, &mounts, &mut obs);
+    probe_secrets_mounts(&layout, &mounts, &mut obs);
+    probe_links(node, &mut obs);
+    probe_nft(roots, &mut obs);
+    probe_vms(node, roots, &mut obs);
+    if let Ok(tcp) = fs::read_to_string(roots.proc.join("net/tcp")) {
+        obs.metadata_listener = procfs::tcp_listener(&tcp, node.metadata.port);
+    }
+    obs.tenants.retain(|_, t| t.is_present());
+    obs
+}
+
+fn is_executable(p: &Path) -> bool {
+    fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+fn tenant<'a>(obs: &'a mut Observed, id: &TenantId) -> &'a mut ObservedTenant {
+    obs.tenants.entry(id.clone()).or_default()
+}
+
+fn dir_obs(m: &fs::Metadata) -> DirObs {
+    DirObs {
+        mode: format!("{:04o}", m.mode() & 0o7777),
+        uid: m.uid(),
+        gid: m.gid(),
+    }
+}
+
+fn probe_state_dir(layout: &StateLayout, obs: &mut Observed) {
+    let dir = layout.tenants_dir();
+    let entries = match fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == ErrorKind::NotFound => return,
+        Err(e) => {
+            obs.facts.insert(
+                "state_dir".into(),
+                format!("cannot list {}: {e}", dir.display()),
+            );
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Ok(id) = TenantId::parse(&name) else {
+            obs.ignored
+                .push(format!("{}: not a valid tenant id", entry.path().display()));
+            continue;
+        };
+        // symlink_metadata: a link planted in place of a tenant dir is
+        // reported, never followed.
+        let Ok(meta) = fs::symlink_metadata(entry.path()) else {
+            continue;
+        };
+        if !meta.is_dir() {
+            obs.ignored
+                .push(format!("{}: not a directory", entry.path().display()));
+            continue;
+        }
+        let t = tenant(obs, &id);
+        t.dir = Some(dir_obs(&meta));
+        t.jail_dir = fs::symlink_metadata(layout.jail(&id))
+            .ok()
+            .filter(|m| m.is_dir())
+            .map(|m| dir_obs(&m));
+        match read_record(&layout.record(&id), &id) {
+            Ok(r) => t.record = r,
+            Err(e) => t.record_error = Some(e),
+        }
+    }
+}
+
+/// Reads `tenant.json` without following links. `Ok(None)`: no record.
+pub fn read_record(path: &Path, id: &TenantId) -> Result<Option<TenantRecord>, String> {
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path);
+    let mut file = match file {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: cannot open: {e}", path.display())),
+    };
+    let mut text = String::new();
+    file.read_to_string(&mut text)
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "{}:{}:{}: not valid JSON: {e}",
+            path.display(),
+            e.line(),
+            e.column()
+        )
+    })?;
+    let version = value
+        .get("format_version")
+        .and_then(serde_json::Value::as_u64);
+    match version {
+        Some(v) if v > u64::from(RECORD_VERSION) => {
+            return Err(format!(
+                "{}: written by a newer mvm (format_version {v}; this mvm reads {RECORD_VERSION})",
+                path.display()
+            ));
+        }
+        None => return Err(format!("{}: has no format_version", path.display())),
+        _ => {}
+    }
+    let rec: TenantRecord = serde_json::from_value(value)
+        .map_err(|e| format!("{}: not a valid tenant record: {e}", path.display()))?;
+    if &rec.tenant_id != id {
+        return Err(format!(
+            "{}: belongs to tenant {:?}, not {id:?}",
+            path.display(),
+            rec.tenant_id.as_str()
+        ));
+    }
+    Ok(Some(rec))
+}
+
+fn probe_cgroups(node: &NodeConfig, mounts: &[mountinfo::MountEntry], obs: &mut Observed) {
+    let Some(m) = mounts.iter().find(|m| m.fstype == "cgroup2") else {
+        obs.facts.insert("cgroup2".into(), "not mounted".into());
+        return;
+    };
+    let root = m.mount_point.clone();
+    let controllers = fs::read_to_string(root.join("cgroup.controllers"))
+        .map(|s| s.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default();
+    obs.cgroup = Some(CgroupMount {
+        mount: root.clone(),
+        controllers,
+    });
+    let parent = root.join(&node.cgroup.parent);
+    let Ok(entries) = fs::read_dir(&parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let Ok(id) = TenantId::parse(&name) else {
+            obs.ignored
+                .push(format!("{}: not a valid tenant id", entry.path().display()));
+            continue;
+        };
+        let dir = entry.path();
+        let mut files = BTreeMap::new();
+        for (file, _) in LIMIT_FILES {
+            if let Ok(v) = fs::read_to_string(dir.join(file)) {
+                let v = v.trim();
+                if !v.is_empty() {
+                    files.insert(file.to_string(), v.to_string());
+                }
+            }
+        }
+        let populated = fs::read_to_string(dir.join("cgroup.events"))
+            .is_ok_and(|s| s.lines().any(|l| l.trim() == "populated 1"));
+        tenant(obs, &id).cgroup = Some(CgroupObs { files, populated });
+    }
+}
+
+fn probe_secrets_mounts(
+    layout: &StateLayout,
+    mounts: &[mountinfo::MountEntry],
+    obs: &mut Observed,
+) {
+    let base = layout.tenants_dir();
+    for m in mounts {
+        let Ok(rest) = m.mount_point.strip_prefix(&base) else {
+            continue;
+        };
+        let parts: Vec<_> = rest.iter().collect();
+        if parts.len() != 2 || parts[1] != "secrets" {
+            continue;
+        }
+        let Ok(id) = TenantId::parse(&parts[0].to_string_lossy()) else {
+            continue;
+        };
+        let mut options = m.options.clone();
+        options.sort();
+        // A later mount on the same point hides earlier ones: keep the last.
+        tenant(obs, &id).secrets = Some(crate::observed::MountObs {
+            fstype: m.fstype.clone(),
+            options,
+            super_options: m.super_options.clone(),
+        });
+    }
+}
+
+fn probe_links(node: &NodeConfig, obs: &mut Observed) {
+    let links = match netlink::dump() {
+        Ok(l) => l,
+        Err(e) => {
+            obs.facts.insert("netlink".into(), e.to_string());
+            return;
+        }
+    };
+    let by_index: BTreeMap<u32, &str> =
+        links.values().map(|l| (l.index, l.name.as_str())).collect();
+    if let Some(b) = links.get(&node.bridge.name)
+        && b.kind.as_deref() == Some("bridge")
+    {
+        let mut addresses = b.ipv4.clone();
+        addresses.sort();
+        obs.bridge = Some(BridgeObs {
+            up: b.up,
+            addresses,
+        });
+    }
+    for l in links.values() {
+        let Some(id) = l
+            .name
+            .strip_prefix(TAP_PREFIX)
+            .and_then(|s| TenantId::parse(s).ok())
+        else {
+            continue;
+        };
+        if l.kind.as_deref() != Some("tun") {
+            obs.ignored.push(format!(
+                "link {}: named like a tenant tap but is not a tap",
+                l.name
+            ));
+            continue;
+        }
+        let master = l
+            .master
+            .and_then(|i| by_index.get(&i))
+            .map(|s| s.to_string());
+        tenant(obs, &id).tap = Some(TapObs {
+            master,
+            up: l.up,
+            isolated: l.isolated,
+            learning: l.learning,
+            owner: l.owner,
+            group: l.group,
+        });
+    }
+}
+
+fn probe_nft(roots: &ProbeRoots, obs: &mut Observed) {
+    let ruleset = match nft::list_ruleset(&roots.nft) {
+        Ok(r) => r,
+        Err(fact) => {
+            obs.facts.insert("nft".into(), fact);
+            return;
+        }
+    };
+    let st = nft::parse(&ruleset);
+    let mut ids: Vec<&TenantId> = st.ports.keys().chain(st.marks.keys()).collect();
+    ids.sort();
+    ids.dedup();
+    for id in ids {
+        let (mac, ip) = st.ports.get(id).cloned().unwrap_or((None, None));
+        let ip: Option<std::net::Ipv4Addr> = ip.and_then(|s| s.parse().ok());
+        let n = TenantNftObs {
+            ip,
+            mac: mac.and_then(|s| s.parse().ok()),
+            mark: st.marks.get(id).copied(),
+            metadata: ip.is_some_and(|ip| st.metadata_ips.contains(&ip)),
+            ssh_from_gateway: ip.is_some_and(|ip| st.ssh_ips.contains(&ip)),
+        };
+        obs.tenants.entry(id.clone()).or_default().nft = Some(n);
+    }
+    obs.nft = Some(st.tables);
+}
+
+fn probe_vms(node: &NodeConfig, roots: &ProbeRoots, obs: &mut Observed) {
+    let comm = exec_name(&node.firecracker.binary);
+    let procs = match procfs::scan(&roots.proc, &comm) {
+        Ok(p) => p,
+        Err(e) => {
+            obs.facts.insert("proc".into(), e.to_string());
+            return;
+        }
+    };
+    for (stat, id) in procs {
+        let Some(id) = id.and_then(|s| TenantId::parse(&s).ok()) else {
+            continue;
+        };
+        tenant(obs, &id).vm = Some(VmProcess {
+            pid: stat.pid,
+            start_time: stat.start_time,
+        });
+    }
+}

@@ -1,0 +1,117 @@
+//! Reading /proc: Firecracker processes (pid, start time, tenant id) in one
+//! scan, and listening TCP sockets.
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcStat {
+    pub pid: u32,
+    pub comm: String,
+    /// Field 22: start time in clock ticks after boot.
+    pub start_time: u64,
+}
+
+/// Parses `/proc/<pid>/stat`. The comm field may itself contain spaces and
+/// parentheses, so it is taken between the first '(' and the last ')'.
+pub fn parse_stat(text: &str) -> Option<ProcStat> {
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let pid = text[..open].trim().parse().ok()?;
+    let comm = text.get(open + 1..close)?.to_string();
+    // Fields after the comm start at field 3 (state).
+    let rest: Vec<&str> = text.get(close + 1..)?.split_whitespace().collect();
+    let start_time = rest.get(22 - 3)?.parse().ok()?;
+    Some(ProcStat {
+        pid,
+        comm,
+        start_time,
+    })
+}
+
+/// The value after `--id` in a NUL-separated command line.
+pub fn id_arg(cmdline: &[u8]) -> Option<String> {
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let i = args.iter().position(|a| *a == b"--id")?;
+    args.get(i + 1)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+}
+
+/// Processes whose comm is `comm` (truncated to the kernel's 15 bytes), with
+/// their `--id` argument.
+pub fn scan(proc_root: &Path, comm: &str) -> std::io::Result<Vec<(ProcStat, Option<String>)>> {
+    let want: String = comm.chars().take(15).collect();
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(proc_root)? {
+        let Ok(entry) = entry else { continue };
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !name.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        // Processes may exit between readdir and read: skip them.
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some(stat) = parse_stat(&stat) else {
+            continue;
+        };
+        if stat.comm != want {
+            continue;
+        }
+        let id = std::fs::read(entry.path().join("cmdline"))
+            .ok()
+            .and_then(|c| id_arg(&c));
+        out.push((stat, id));
+    }
+    Ok(out)
+}
+
+/// A listening socket in `/proc/net/tcp` on `port`, as `ip:port`.
+pub fn tcp_listener(text: &str, port: u16) -> Option<String> {
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 4 || f[3] != "0A" {
+            continue;
+        }
+        let (addr, p) = f[1].split_once(':')?;
+        if u16::from_str_radix(p, 16).ok()? != port {
+            continue;
+        }
+        let raw = u32::from_str_radix(addr, 16).ok()?;
+        // The kernel prints the network-order address as a native u32.
+        let ip = Ipv4Addr::from(raw.to_ne_bytes());
+        return Some(format!("{ip}:{port}"));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_with_odd_comm() {
+        let s = "4242 (fire cracker) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 3 0 987654 1000 100";
+        let p = parse_stat(s).unwrap();
+        assert_eq!(p.pid, 4242);
+        assert_eq!(p.comm, "fire cracker");
+        assert_eq!(p.start_time, 987654);
+    }
+
+    #[test]
+    fn id_from_cmdline() {
+        assert_eq!(
+            id_arg(b"/firecracker\0--id\0acme\0--start-time-us\01\0"),
+            Some("acme".into())
+        );
+        assert_eq!(id_arg(b"/firecracker\0"), None);
+    }
+
+    #[test]
+    fn listener() {
+        let t = "  sl  local_address rem_address   st\n   0: 0100C80A:2247 00000000:0000 0A 0\n   1: 0100007F:0050 00000000:0000 0A 0\n";
+        assert_eq!(tcp_listener(t, 8775), Some("10.200.0.1:8775".into()));
+        assert_eq!(tcp_listener(t, 9999), None);
+    }
+}

@@ -1,0 +1,106 @@
+//! `tenant.<id>.cgroup`: `<cgroup2>/<parent>/<id>` with the tenant's memory,
+//! CPU and PID limits. Limits change in place; the cgroup is only replaced
+//! if its path moves.
+//!
+//! A node whose cgroup2 tree lacks a needed controller (hybrid hosts bind
+//! memory/cpu/pids to v1) cannot enforce the limits: the plan marks the
+//! resource as blocked, unless node.toml allows missing controllers, in
+//! which case the limits it cannot set are left out and the plan warns.
+
+use super::{Attrs, Ctx, Desired, ResolvedTenant, attr_str};
+use crate::observed::{CgroupObs, ObservedTenant};
+use crate::security::cgroups::CgroupLimits;
+use crate::spec::types::TenantId;
+
+pub const REPLACE_ON: &[&str] = &["path"];
+
+/// The limit files mvm manages, with the controller each needs.
+pub const LIMIT_FILES: &[(&str, &str)] = &[
+    ("cpu.max", "cpu"),
+    ("cpuset.cpus", "cpuset"),
+    ("memory.max", "memory"),
+    ("pids.max", "pids"),
+];
+
+pub fn path(ctx: &Ctx, id: &TenantId) -> String {
+    format!("{}/{id}", ctx.node.cgroup.parent)
+}
+
+/// Controllers the limits need that the cgroup2 root does not offer, or
+/// every one of them when cgroup2 is not mounted.
+pub fn missing_controllers(ctx: &Ctx, limits: &CgroupLimits) -> Vec<&'static str> {
+    let have = ctx.observed.cgroup.as_ref().map(|c| &c.controllers);
+    limits
+        .controllers()
+        .into_iter()
+        .filter(|c| !have.is_some_and(|h| h.contains(*c)))
+        .collect()
+}
+
+pub fn desired(ctx: &Ctx, t: &ResolvedTenant) -> Desired {
+    let limits = CgroupLimits::for_tenant(&t.spec);
+    let skip = if ctx.node.cgroup.allow_missing_controllers {
+        missing_controllers(ctx, &limits)
+    } else {
+        Vec::new()
+    };
+    let mut d = Desired::default();
+    d.set("path", path(ctx, t.id()));
+    let values = [
+        ("cpu.max", Some(limits.cpu_max.clone())),
+        ("cpuset.cpus", limits.cpuset_cpus.clone()),
+        ("memory.max", Some(limits.memory_max.to_string())),
+        ("pids.max", Some(limits.pids_max.to_string())),
+    ];
+    for ((file, ctrl), (_, value)) in LIMIT_FILES.iter().zip(values) {
+        if let Some(v) = value
+            && !skip.contains(ctrl)
+        {
+            d.set(file, v);
+        }
+    }
+    d
+}
+
+/// Why the cgroup cannot be applied on this node, if it cannot.
+pub fn blocked(ctx: &Ctx, t: &ResolvedTenant) -> Option<String> {
+    let Some(cg) = &ctx.observed.cgroup else {
+        return Some("cgroup2 is not mounted on this node".into());
+    };
+    if ctx.node.cgroup.allow_missing_controllers {
+        return None;
+    }
+    let missing = missing_controllers(ctx, &CgroupLimits::for_tenant(&t.spec));
+    if missing.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "the cgroup2 tree at {} lacks the {} controller{} (bound to cgroup v1 on this host?)",
+        cg.mount.display(),
+        missing.join(", "),
+        if missing.len() == 1 { "" } else { "s" }
+    ))
+}
+
+pub fn observed(ctx: &Ctx, id: &TenantId, obs: &ObservedTenant) -> Option<Attrs> {
+    let cg = obs.cgroup.as_ref()?;
+    let mut a = Attrs::new();
+    a.insert("path".into(), path(ctx, id).into());
+    for (file, _) in LIMIT_FILES {
+        if let Some(v) = cg.files.get(*file) {
+            a.insert((*file).into(), v.clone().into());
+        }
+    }
+    Some(a)
+}
+
+pub fn simulate(t: &mut ObservedTenant, after: Option<&Attrs>) {
+    t.cgroup = after.map(|a| CgroupObs {
+        files: LIMIT_FILES
+            .iter()
+            .filter(|(f, _)| a.contains_key(*f))
+            .map(|(f, _)| (f.to_string(), attr_str(a, f)))
+            .collect(),
+        populated: false,
+    });
+}

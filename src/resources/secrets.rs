@@ -1,0 +1,72 @@
+//! `tenant.<id>.secrets`: a tmpfs at `<state>/tenants/<id>/secrets`, mode
+//! 0700, `nodev,noexec,nosuid`, size-limited. Secrets never touch disk; the
+//! plan shows the mount, never its contents. Options and size change in
+//! place with a remount.
+
+use super::{Attrs, Ctx, Desired, ResolvedTenant, attr_str};
+use crate::observed::{MountObs, ObservedTenant};
+use crate::spec::types::TenantId;
+
+pub const REPLACE_ON: &[&str] = &["path", "fstype"];
+
+pub const FSTYPE: &str = "tmpfs";
+/// The mount flags mvm requires, sorted as the probe reports them.
+pub const FLAGS: &[&str] = &["nodev", "noexec", "nosuid"];
+pub const MODE: &str = "0700";
+pub const SIZE: &str = "16384k";
+
+pub fn desired(ctx: &Ctx, t: &ResolvedTenant) -> Desired {
+    let mut d = Desired::default();
+    d.set("path", ctx.layout.secrets(t.id()).display().to_string());
+    d.set("fstype", FSTYPE);
+    d.set("options", FLAGS.join(","));
+    d.set("mode", MODE);
+    d.set("size", SIZE);
+    d
+}
+
+pub fn observed(ctx: &Ctx, id: &TenantId, obs: &ObservedTenant) -> Option<Attrs> {
+    let m = obs.secrets.as_ref()?;
+    let sup = |key: &str| {
+        m.super_options
+            .iter()
+            .find_map(|o| o.strip_prefix(key).map(str::to_string))
+    };
+    let mut a = Attrs::new();
+    a.insert(
+        "path".into(),
+        ctx.layout.secrets(id).display().to_string().into(),
+    );
+    a.insert("fstype".into(), m.fstype.clone().into());
+    let flags: Vec<&str> = FLAGS
+        .iter()
+        .copied()
+        .filter(|f| m.options.iter().any(|o| o == f))
+        .collect();
+    a.insert("options".into(), flags.join(",").into());
+    a.insert(
+        "mode".into(),
+        sup("mode=").map(|m| format!("{m:0>4}")).into(),
+    );
+    a.insert("size".into(), sup("size=").into());
+    Some(a)
+}
+
+pub fn simulate(t: &mut ObservedTenant, after: Option<&Attrs>) {
+    t.secrets = after.map(|a| {
+        let mut options: Vec<String> = attr_str(a, "options")
+            .split(',')
+            .map(str::to_string)
+            .collect();
+        options.push("rw".into());
+        options.sort();
+        MountObs {
+            fstype: attr_str(a, "fstype"),
+            options,
+            super_options: vec![
+                format!("mode={}", attr_str(a, "mode").trim_start_matches('0')),
+                format!("size={}", attr_str(a, "size")),
+            ],
+        }
+    });
+}

@@ -1,0 +1,267 @@
+//! `tenant.<id>.vm`: the tenant's Firecracker process, launched through the
+//! jailer from a config file mvm renders here. Firecracker cannot change a
+//! running VM's machine, drives or network, so every attribute change
+//! replaces the VM; the config's full text is carried in the plan so
+//! reviewers see a diff of it.
+//!
+//! Every path in the config is jail-relative: the jail resource stages the
+//! artifact's kernel and rootfs at `/vmlinux` and `/rootfs.ext4`, so the
+//! config does not depend on the store path and is known at plan time.
+
+use super::{Attrs, Ctx, Desired, ResolvedTenant, attr_bool, attr_str, attr_u64};
+use crate::observed::{ObservedTenant, VmProcess, hex};
+use crate::spec::NodeConfig;
+use crate::spec::desired::RunState;
+use crate::state::VmRecord;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+pub const REPLACE_ON: &[&str] = &[
+    "flake_ref",
+    "profile",
+    "lock",
+    "vcpus",
+    "mem_mib",
+    "ip",
+    "mac",
+    "seccomp",
+    "jailer",
+    "fc_config_sha256",
+];
+
+/// Kernel command line: no serial console (prod-host-setup: a chatty guest
+/// must not fill host logs), keyboard controller kept so SendCtrlAltDel can
+/// stop the guest cleanly, static network config via `ip=`.
+const BOOT_ARGS: &str =
+    "reboot=k panic=1 pci=off 8250.nr_uarts=0 i8042.noaux i8042.nomux i8042.dumbkbd";
+
+/// Firecracker's config file, with only the fields mvm sets. Field names
+/// follow Firecracker's `VmmConfig`; Firecracker silently ignores unknown
+/// top-level keys, so these types are the single source of the names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FcConfig {
+    #[serde(rename = "boot-source")]
+    pub boot_source: BootSource,
+    pub drives: Vec<Drive>,
+    #[serde(rename = "machine-config")]
+    pub machine_config: MachineConfig,
+    #[serde(rename = "network-interfaces")]
+    pub network_interfaces: Vec<NetworkInterface>,
+    pub logger: Logger,
+    pub metrics: Metrics,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootSource {
+    pub kernel_image_path: String,
+    pub boot_args: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Drive {
+    pub drive_id: String,
+    pub path_on_host: String,
+    pub is_root_device: bool,
+    /// Always sent: Firecracker defaults it to false (writable).
+    pub is_read_only: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MachineConfig {
+    pub vcpu_count: u8,
+    pub mem_size_mib: u32,
+    pub smt: bool,
+    pub track_dirty_pages: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkInterface {
+    pub iface_id: String,
+    pub host_dev_name: String,
+    pub guest_mac: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Logger {
+    pub log_path: String,
+    pub level: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    pub metrics_path: String,
+}
+
+pub fn fc_config(node: &NodeConfig, t: &ResolvedTenant) -> FcConfig {
+    let b = &node.bridge;
+    let dns = b.dns.first().map(|d| d.to_string()).unwrap_or_default();
+    let boot_args = format!(
+        "{BOOT_ARGS} ip={}::{}:{}:{}:eth0:off:{dns}",
+        t.ip,
+        b.gateway,
+        b.subnet.netmask(),
+        t.id()
+    );
+    let mut drives = vec![Drive {
+        drive_id: "rootfs".into(),
+        path_on_host: "/rootfs.ext4".into(),
+        is_root_device: true,
+        is_read_only: true,
+    }];
+    if t.spec.data_mib.is_some() {
+        drives.push(Drive {
+            drive_id: "data".into(),
+            path_on_host: "/data.ext4".into(),
+            is_root_device: false,
+            is_read_only: false,
+        });
+    }
+    drives.push(Drive {
+        drive_id: "secrets".into(),
+        path_on_host: "/secrets.img".into(),
+        is_root_device: false,
+        is_read_only: true,
+    });
+    FcConfig {
+        boot_source: BootSource {
+            kernel_image_path: "/vmlinux".into(),
+            boot_args,
+        },
+        drives,
+        machine_config: MachineConfig {
+            vcpu_count: t.spec.vcpus,
+            mem_size_mib: t.spec.mem_mib,
+            smt: false,
+            track_dirty_pages: false,
+        },
+        network_interfaces: vec![NetworkInterface {
+            iface_id: "eth0".into(),
+            host_dev_name: t.id().tap_name(),
+            guest_mac: t.mac.to_string(),
+        }],
+        logger: Logger {
+            log_path: "/fc.log".into(),
+            level: "Info".into(),
+        },
+        metrics: Metrics {
+            metrics_path: "/fc.metrics".into(),
+        },
+    }
+}
+
+/// The config as a JSON value (keys sorted) and its sha256.
+pub fn config_value(cfg: &FcConfig) -> (Value, String) {
+    let v = serde_json::to_value(cfg).expect("config serializes");
+    let sha = hex(&Sha256::digest(
+        serde_json::to_vec(&v).expect("value serializes"),
+    ));
+    (v, sha)
+}
+
+pub fn desired(ctx: &Ctx, t: &ResolvedTenant, obs: Option<&ObservedTenant>) -> Option<Desired> {
+    if t.spec.state == RunState::Stopped {
+        return None;
+    }
+    let art = super::artifact::desired(t, obs);
+    let (_, sha) = config_value(&fc_config(ctx.node, t));
+    let mut d = Desired::default();
+    d.set("state", "running");
+    d.set("flake_ref", t.spec.flake_ref.clone());
+    d.set("profile", t.spec.profile.as_str());
+    match art.attrs.get("lock") {
+        Some(l) => d.set("lock", l.clone()),
+        None => d.unknown("lock"),
+    }
+    d.set("vcpus", t.spec.vcpus);
+    d.set("mem_mib", t.spec.mem_mib);
+    d.set("ip", t.ip.to_string());
+    d.set("mac", t.mac.to_string());
+    d.set("seccomp", t.spec.seccomp.as_str());
+    d.set("jailer", ctx.observed.binaries.jailer);
+    d.set("fc_config_sha256", sha);
+    d.unknown("pid");
+    Some(d)
+}
+
+pub fn observed(obs: &ObservedTenant) -> Option<Attrs> {
+    let p = obs.vm.as_ref()?;
+    let rec = obs.record.as_ref().and_then(|r| r.vm.as_ref());
+    let mut a = Attrs::new();
+    a.insert("state".into(), "running".into());
+    a.insert("pid".into(), p.pid.into());
+    let field = |f: fn(&VmRecord) -> Value| rec.map_or(Value::Null, f);
+    a.insert("flake_ref".into(), field(|r| r.flake_ref.clone().into()));
+    a.insert("profile".into(), field(|r| r.profile.clone().into()));
+    a.insert("lock".into(), field(|r| r.lock.clone().into()));
+    a.insert("vcpus".into(), field(|r| r.vcpus.into()));
+    a.insert("mem_mib".into(), field(|r| r.mem_mib.into()));
+    a.insert("ip".into(), field(|r| r.ip.to_string().into()));
+    a.insert("mac".into(), field(|r| r.mac.to_string().into()));
+    a.insert("seccomp".into(), field(|r| r.seccomp.clone().into()));
+    a.insert("jailer".into(), field(|r| r.jailer.into()));
+    a.insert(
+        "fc_config_sha256".into(),
+        field(|r| r.fc_config_sha256.clone().into()),
+    );
+    Some(a)
+}
+
+/// The config the running VM was launched with, if recorded.
+pub fn observed_config(obs: &ObservedTenant) -> Option<&Value> {
+    obs.vm.as_ref()?;
+    obs.record.as_ref()?.vm.as_ref().map(|r| &r.fc_config)
+}
+
+pub fn simulate(
+    t: &mut ObservedTenant,
+    _node: &NodeConfig,
+    after: Option<&Attrs>,
+    config: Option<&Value>,
+) {
+    let Some(a) = after else {
+        t.vm = None;
+        if let Some(r) = t.record.as_mut() {
+            r.vm = None;
+        }
+        return;
+    };
+    let lock = match a.get("lock") {
+        Some(Value::String(l)) => l.clone(),
+        _ => t
+            .record
+            .as_ref()
+            .and_then(|r| r.artifact.as_ref())
+            .map(|x| x.lock.clone())
+            .unwrap_or_default(),
+    };
+    let id_hash = Sha256::digest(attr_str(a, "mac").as_bytes());
+    let pid =
+        1000 + u32::from_be_bytes([id_hash[0], id_hash[1], id_hash[2], id_hash[3]]) % 4_000_000;
+    let start_time = u64::from(id_hash[4]) * 1000 + 100;
+    t.vm = Some(VmProcess { pid, start_time });
+    if let Some(r) = t.record.as_mut() {
+        r.vm = Some(VmRecord {
+            flake_ref: attr_str(a, "flake_ref"),
+            lock,
+            profile: attr_str(a, "profile"),
+            vcpus: attr_u64(a, "vcpus") as u8,
+            mem_mib: attr_u64(a, "mem_mib") as u32,
+            ip: attr_str(a, "ip").parse().expect("planned ip"),
+            mac: attr_str(a, "mac").parse().expect("planned mac"),
+            seccomp: attr_str(a, "seccomp"),
+            jailer: attr_bool(a, "jailer"),
+            fc_config: config.cloned().unwrap_or(Value::Null),
+            fc_config_sha256: attr_str(a, "fc_config_sha256"),
+            pid,
+            start_time,
+        });
+    }
+}

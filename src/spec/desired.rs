@@ -1,0 +1,355 @@
+//! desired.json: the tenants the control plane wants on this node.
+//!
+//! Validation needs the node config (the subnet decides which IPs are
+//! allowed) and reports every problem at once, each located by JSON path.
+
+use super::node::NodeConfig;
+use super::problems::{Fields, Problems, index, join, show};
+use super::types::{CpuSet, MacAddr, TenantId, check_flake_ref, check_lock_hash};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+pub const VCPUS_MAX: u64 = 32;
+pub const MEM_MIB_MIN: u64 = 128;
+pub const MEM_MIB_MAX: u64 = 256 * 1024;
+/// Firecracker runs a handful of threads (vmm, api, one per vCPU); 16 is
+/// the least that leaves room for them, 4096 the most a tenant may ask.
+pub const PIDS_MIN: u64 = 16;
+pub const PIDS_MAX: u64 = 4096;
+pub const DATA_MIB_MAX: u64 = 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DesiredState {
+    pub tenants: Vec<TenantSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TenantSpec {
+    pub tenant_id: TenantId,
+    pub flake_ref: String,
+    pub profile: Profile,
+    pub vcpus: u8,
+    pub mem_mib: u32,
+    pub state: RunState,
+    pub ip: Option<Ipv4Addr>,
+    pub mac: Option<MacAddr>,
+    pub seccomp: SeccompLevel,
+    pub metadata: bool,
+    pub ssh_from_gateway: bool,
+    pub cpuset: Option<CpuSet>,
+    pub pids_max: u32,
+    pub data_mib: Option<u32>,
+    pub lock: Option<String>,
+}
+
+/// Which guest image the tenant's flake builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// `.#mvm.minimal`: a kernel and a small rootfs, no SSH daemon.
+    Minimal,
+    /// `.#mvm.standard`: adds the SSH daemon and common tools.
+    Standard,
+}
+
+impl Profile {
+    pub const NAMES: &'static [&'static str] = &["minimal", "standard"];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::Minimal => "minimal",
+            Profile::Standard => "standard",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    Running,
+    Stopped,
+}
+
+impl RunState {
+    pub const NAMES: &'static [&'static str] = &["running", "stopped"];
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SeccompLevel {
+    /// Firecracker's built-in default filter.
+    Baseline,
+    /// The stricter filter file named in node.toml.
+    Strict,
+}
+
+impl SeccompLevel {
+    pub const NAMES: &'static [&'static str] = &["baseline", "strict"];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SeccompLevel::Baseline => "baseline",
+            SeccompLevel::Strict => "strict",
+        }
+    }
+}
+
+pub const DEFAULT_PIDS_MAX: u32 = 256;
+
+const TENANT_FIELDS: &[&str] = &[
+    "tenant_id",
+    "flake_ref",
+    "profile",
+    "vcpus",
+    "mem_mib",
+    "state",
+    "ip",
+    "mac",
+    "seccomp",
+    "metadata",
+    "ssh_from_gateway",
+    "cpuset",
+    "pids_max",
+    "data_mib",
+    "lock",
+];
+
+/// Validates a parsed desired.json against the node's config.
+pub fn from_tree(tree: &Value, node: &NodeConfig, p: &mut Problems) -> Option<DesiredState> {
+    let top = Fields::new(tree, "", &["tenants"], p)?;
+    let items = match top.required("tenants", p)? {
+        Value::Array(items) => items,
+        other => {
+            p.push(
+                "tenants",
+                format!("expected an array of tenants, found {}", show(other)),
+            );
+            return None;
+        }
+    };
+    let mut tenants = Vec::with_capacity(items.len());
+    let mut complete = true;
+    for (i, item) in items.iter().enumerate() {
+        match tenant(item, &index("tenants", i), node, p) {
+            Some(t) => tenants.push((i, t)),
+            None => complete = false,
+        }
+    }
+    check_unique(&tenants, p);
+    if !complete || !p.is_empty() {
+        return None;
+    }
+    Some(DesiredState {
+        tenants: tenants.into_iter().map(|(_, t)| t).collect(),
+    })
+}
+
+fn tenant(v: &Value, path: &str, node: &NodeConfig, p: &mut Problems) -> Option<TenantSpec> {
+    let f = Fields::new(v, path, TENANT_FIELDS, p)?;
+    let id = f
+        .req_str("tenant_id", p)
+        .and_then(|s| match TenantId::parse(s) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                p.push(
+                    f.path("tenant_id"),
+                    format!("{} {e}", show(&Value::String(s.into()))),
+                );
+                None
+            }
+        });
+    let flake_ref = f
+        .req_str("flake_ref", p)
+        .and_then(|s| match check_flake_ref(s) {
+            Ok(()) => Some(s.to_string()),
+            Err(e) => {
+                p.push(
+                    f.path("flake_ref"),
+                    format!("{} {e}", show(&Value::String(s.into()))),
+                );
+                None
+            }
+        });
+    let profile = match f.required("profile", p) {
+        Some(_) => f.choice("profile", Profile::NAMES, p).map(|s| match s {
+            "minimal" => Profile::Minimal,
+            _ => Profile::Standard,
+        }),
+        None => None,
+    };
+    let vcpus = f.req_int("vcpus", 1, VCPUS_MAX, p).map(|n| n as u8);
+    let mem_mib = f
+        .req_int("mem_mib", MEM_MIB_MIN, MEM_MIB_MAX, p)
+        .map(|n| n as u32);
+    let state = match f.required("state", p) {
+        Some(_) => f.choice("state", RunState::NAMES, p).map(|s| match s {
+            "running" => RunState::Running,
+            _ => RunState::Stopped,
+        }),
+        None => None,
+    };
+    let ip = f
+        .str("ip", p)
+        .and_then(|s| check_ip(s, &f.path("ip"), node, p));
+    let mac_given = f.get("mac").is_some();
+    let mac = f.str("mac", p).and_then(|s| match s.parse::<MacAddr>() {
+        Ok(m) if m.is_unicast() => Some(m),
+        Ok(m) => {
+            p.push(
+                f.path("mac"),
+                format!("\"{m}\" is not a unicast address; the first octet must be even and the address non-zero, e.g. 02:00:0a:c8:00:0a"),
+            );
+            None
+        }
+        Err(e) => {
+            p.push(f.path("mac"), format!("{} {e}", show(&Value::String(s.into()))));
+            None
+        }
+    });
+    let seccomp = match f.get("seccomp") {
+        Some(_) => f
+            .choice("seccomp", SeccompLevel::NAMES, p)
+            .map(|s| match s {
+                "baseline" => SeccompLevel::Baseline,
+                _ => SeccompLevel::Strict,
+            }),
+        None => Some(SeccompLevel::Baseline),
+    };
+    let metadata = f.bool("metadata", p).unwrap_or(false);
+    let ssh = f.bool("ssh_from_gateway", p).unwrap_or(false);
+    let cpuset = f.str("cpuset", p).and_then(|s| match s.parse::<CpuSet>() {
+        Ok(c) => Some(c),
+        Err(e) => {
+            p.push(
+                f.path("cpuset"),
+                format!("{} is not a CPU list: {e}", show(&Value::String(s.into()))),
+            );
+            None
+        }
+    });
+    if let (Some(c), Some(v)) = (&cpuset, vcpus)
+        && c.cpus().len() < usize::from(v)
+    {
+        p.push(
+            f.path("cpuset"),
+            format!(
+                "\"{c}\" has {} CPUs, fewer than the {v} vcpus asked for",
+                c.cpus().len()
+            ),
+        );
+    }
+    let pids_max = f.int("pids_max", PIDS_MIN, PIDS_MAX, p).map(|n| n as u32);
+    let data_mib = f.int("data_mib", 1, DATA_MIB_MAX, p).map(|n| n as u32);
+    let lock = f.str("lock", p).and_then(|s| match check_lock_hash(s) {
+        Ok(()) => Some(s.to_string()),
+        Err(e) => {
+            p.push(
+                f.path("lock"),
+                format!("{} {e}", show(&Value::String(s.into()))),
+            );
+            None
+        }
+    });
+    // Optional fields that were present but invalid make the tenant
+    // incomplete; their problem is already recorded.
+    let optional_failed = (f.get("ip").is_some() && ip.is_none())
+        || (mac_given && mac.is_none())
+        || (f.get("cpuset").is_some() && cpuset.is_none())
+        || (f.get("pids_max").is_some() && pids_max.is_none())
+        || (f.get("data_mib").is_some() && data_mib.is_none())
+        || (f.get("lock").is_some() && lock.is_none());
+    if optional_failed {
+        return None;
+    }
+    Some(TenantSpec {
+        tenant_id: id?,
+        flake_ref: flake_ref?,
+        profile: profile?,
+        vcpus: vcpus?,
+        mem_mib: mem_mib?,
+        state: state?,
+        ip,
+        mac,
+        seccomp: seccomp?,
+        metadata,
+        ssh_from_gateway: ssh,
+        cpuset,
+        pids_max: pids_max.unwrap_or(DEFAULT_PIDS_MAX),
+        data_mib,
+        lock,
+    })
+}
+
+fn check_ip(s: &str, path: &str, node: &NodeConfig, p: &mut Problems) -> Option<Ipv4Addr> {
+    let Ok(ip) = s.parse::<Ipv4Addr>() else {
+        p.push(path, format!("{s:?} is not an IPv4 address"));
+        return None;
+    };
+    let net = node.bridge.subnet;
+    let why = if !net.contains(&ip) {
+        Some(format!("is outside the node subnet {net}"))
+    } else if ip == net.network() {
+        Some(format!("is the network address of {net}"))
+    } else if ip == net.broadcast() {
+        Some(format!("is the broadcast address of {net}"))
+    } else if ip == node.bridge.gateway {
+        Some("is the gateway address".to_string())
+    } else {
+        None
+    };
+    match why {
+        Some(why) => {
+            p.push(
+                path,
+                format!(
+                    "\"{ip}\" {why}; pick a host address in {net} other than the gateway {}",
+                    node.bridge.gateway
+                ),
+            );
+            None
+        }
+        None => Some(ip),
+    }
+}
+
+/// Tenant ids, IPs and MACs must each be unique across the file.
+fn check_unique(tenants: &[(usize, TenantSpec)], p: &mut Problems) {
+    let mut ids: HashMap<&TenantId, usize> = HashMap::new();
+    let mut ips: HashMap<Ipv4Addr, usize> = HashMap::new();
+    let mut macs: HashMap<MacAddr, usize> = HashMap::new();
+    for (i, t) in tenants {
+        let at = index("tenants", *i);
+        if let Some(first) = ids.insert(&t.tenant_id, *i) {
+            ids.insert(&t.tenant_id, first);
+            p.push(
+                join(&at, "tenant_id"),
+                format!(
+                    "\"{}\" is already used by tenants[{first}]; tenant ids must be unique",
+                    t.tenant_id
+                ),
+            );
+        }
+        if let Some(ip) = t.ip
+            && let Some(first) = ips.insert(ip, *i)
+        {
+            ips.insert(ip, first);
+            p.push(
+                join(&at, "ip"),
+                format!(
+                    "\"{ip}\" is already used by tenants[{first}]; every tenant needs its own IP"
+                ),
+            );
+        }
+        if let Some(mac) = t.mac
+            && let Some(first) = macs.insert(mac, *i)
+        {
+            macs.insert(mac, first);
+            p.push(
+                join(&at, "mac"),
+                format!(
+                    "\"{mac}\" is already used by tenants[{first}]; every tenant needs its own MAC"
+                ),
+            );
+        }
+    }
+}

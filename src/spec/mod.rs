@@ -1,0 +1,146 @@
+//! The inputs: desired.json (what the control plane wants) and node.toml
+//! (how this node is set up). Pure: callers pass text, not paths to open,
+//! except `load_*` which read a file and attach its name to every error.
+
+pub mod desired;
+pub mod node;
+pub mod problems;
+pub mod types;
+
+pub use desired::{DesiredState, Profile, RunState, SeccompLevel, TenantSpec};
+pub use node::NodeConfig;
+pub use problems::{Problem, Problems};
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Why an input file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{} is not valid ({})", path.display(), count(.problems.len()))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
+}
+
+fn count(n: usize) -> String {
+    if n == 1 {
+        "1 problem".into()
+    } else {
+        format!("{n} problems")
+    }
+}
+
+impl SpecError {
+    pub fn problems(&self) -> &[Problem] {
+        match self {
+            SpecError::Invalid { problems, .. } => problems,
+            _ => &[],
+        }
+    }
+}
+
+/// Which kind of input a file is, for messages.
+#[derive(Debug, Clone, Copy)]
+pub enum Input {
+    Desired,
+    Node,
+}
+
+impl fmt::Display for Input {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Input::Desired => "desired state",
+            Input::Node => "node config",
+        })
+    }
+}
+
+pub fn read(path: &Path) -> Result<String, SpecError> {
+    std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Parses and validates desired.json text.
+pub fn parse_desired(
+    path: &Path,
+    text: &str,
+    node: &NodeConfig,
+) -> Result<DesiredState, SpecError> {
+    let tree: serde_json::Value = serde_json::from_str(text).map_err(|e| SpecError::Syntax {
+        path: path.to_path_buf(),
+        line: e.line(),
+        column: e.column(),
+        message: json_message(&e),
+    })?;
+    let mut problems = Problems::default();
+    match desired::from_tree(&tree, node, &mut problems) {
+        Some(d) if problems.is_empty() => Ok(d),
+        _ => Err(SpecError::Invalid {
+            path: path.to_path_buf(),
+            problems: problems.0,
+        }),
+    }
+}
+
+/// Parses node.toml text over the embedded defaults and validates the result.
+pub fn parse_node(path: &Path, text: &str) -> Result<NodeConfig, SpecError> {
+    let user = node::toml_tree(text).map_err(|e| {
+        let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+        SpecError::Syntax {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message: e.message().to_string(),
+        }
+    })?;
+    let mut tree = node::toml_tree(node::DEFAULT_NODE_TOML).expect("embedded node.toml parses");
+    node::merge(&mut tree, &user);
+    let mut problems = Problems::default();
+    match node::from_tree(&tree, &mut problems) {
+        Some(c) if problems.is_empty() => Ok(c),
+        _ => Err(SpecError::Invalid {
+            path: path.to_path_buf(),
+            problems: problems.0,
+        }),
+    }
+}
+
+/// serde_json's message without its trailing " at line X column Y", which
+/// we print in the `file:line:col` prefix instead.
+fn json_message(e: &serde_json::Error) -> String {
+    let s = e.to_string();
+    match s.rfind(" at line ") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+/// 1-based line and column of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
+    (line, col)
+}

@@ -1,0 +1,445 @@
+//! node.toml: the node's own configuration.
+//!
+//! mvm runs with no config file at all: an embedded default is always loaded
+//! first and a user file overrides it key by key. Validation collects every
+//! problem with its `section.key` location.
+
+use super::problems::{Fields, Problems, expect_str, index, show};
+use super::types::TENANT_ID_MAX;
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+pub const DEFAULT_NODE_TOML: &str = include_str!("default-node.toml");
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeConfig {
+    pub state_dir: PathBuf,
+    pub cgroup: CgroupConfig,
+    pub bridge: BridgeConfig,
+    pub metadata: MetadataConfig,
+    pub firecracker: FirecrackerConfig,
+    pub tenants: TenantPolicy,
+    pub apply: ApplyConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CgroupConfig {
+    pub parent: String,
+    pub allow_missing_controllers: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BridgeConfig {
+    pub name: String,
+    pub subnet: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    pub dns: Vec<Ipv4Addr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetadataConfig {
+    pub address: Ipv4Addr,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FirecrackerConfig {
+    pub binary: PathBuf,
+    pub jailer: PathBuf,
+    pub strict_seccomp_filter: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TenantPolicy {
+    pub uid_min: u32,
+    pub uid_max: u32,
+    pub revision_history: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApplyConfig {
+    pub parallelism: usize,
+}
+
+impl NodeConfig {
+    /// The embedded default configuration.
+    pub fn default_config() -> Self {
+        let tree = toml_tree(DEFAULT_NODE_TOML).expect("embedded node.toml parses");
+        let mut problems = Problems::default();
+        let cfg = from_tree(&tree, &mut problems);
+        assert!(
+            problems.is_empty(),
+            "embedded node.toml is valid: {:?}",
+            problems.0
+        );
+        cfg.expect("embedded node.toml is complete")
+    }
+}
+
+/// Parses TOML text into the generic tree the validators walk.
+pub fn toml_tree(text: &str) -> Result<Value, toml::de::Error> {
+    let table: toml::Table = toml::from_str(text)?;
+    Ok(serde_json::to_value(table).unwrap_or(Value::Null))
+}
+
+/// Deep-merges `over` into `base`: tables merge key by key, anything else
+/// replaces.
+pub fn merge(base: &mut Value, over: &Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(k) {
+                    Some(slot) if slot.is_object() && v.is_object() => merge(slot, v),
+                    _ => {
+                        b.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o.clone(),
+    }
+}
+
+const TOP: &[&str] = &[
+    "state_dir",
+    "cgroup",
+    "bridge",
+    "metadata",
+    "firecracker",
+    "tenants",
+    "apply",
+];
+
+/// Builds a config from a merged tree, reporting every problem.
+pub fn from_tree(tree: &Value, p: &mut Problems) -> Option<NodeConfig> {
+    let top = Fields::new(tree, "", TOP, p)?;
+    let state_dir = abs_path(&top, "state_dir", p);
+
+    let cgroup =
+        section(&top, "cgroup", &["parent", "allow_missing_controllers"], p).and_then(|f| {
+            let parent = f
+                .req_str("parent", p)
+                .and_then(|s| match check_cgroup_parent(s) {
+                    Ok(()) => Some(s.to_string()),
+                    Err(e) => {
+                        p.push(
+                            f.path("parent"),
+                            format!("{} {e}", show(&Value::String(s.into()))),
+                        );
+                        None
+                    }
+                });
+            let allow = f.bool("allow_missing_controllers", p).unwrap_or(false);
+            Some(CgroupConfig {
+                parent: parent?,
+                allow_missing_controllers: allow,
+            })
+        });
+
+    let bridge = section(&top, "bridge", &["name", "subnet", "gateway", "dns"], p).and_then(|f| {
+        let name = f.req_str("name", p).and_then(|s| match check_ifname(s) {
+            Ok(()) => Some(s.to_string()),
+            Err(e) => {
+                p.push(f.path("name"), format!("{s:?} {e}"));
+                None
+            }
+        });
+        let subnet: Option<Ipv4Net> =
+            f.req_str("subnet", p)
+                .and_then(|s| match s.parse::<Ipv4Net>() {
+                    Ok(n) if n.prefix_len() > 30 => {
+                        p.push(
+                            f.path("subnet"),
+                            format!(
+                                "{s:?} leaves no room for tenants; use a prefix of /30 or shorter"
+                            ),
+                        );
+                        None
+                    }
+                    Ok(n) if n.network() != n.addr() => {
+                        p.push(
+                            f.path("subnet"),
+                            format!("{s:?} has host bits set; did you mean \"{}\"?", n.trunc()),
+                        );
+                        None
+                    }
+                    Ok(n) => Some(n),
+                    Err(_) => {
+                        p.push(
+                            f.path("subnet"),
+                            format!("{s:?} is not an IPv4 network like \"10.200.0.0/24\""),
+                        );
+                        None
+                    }
+                });
+        let gateway = ipv4(&f, "gateway", p);
+        if let (Some(n), Some(g)) = (subnet, gateway)
+            && (!n.contains(&g) || g == n.network() || g == n.broadcast())
+        {
+            p.push(
+                f.path("gateway"),
+                format!("\"{g}\" must be a host address inside subnet {n}"),
+            );
+        }
+        let dns = match f.required("dns", p) {
+            Some(Value::Array(items)) => {
+                let mut out = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    let path = index(&f.path("dns"), i);
+                    if let Some(s) = expect_str(item, &path, p) {
+                        match s.parse::<Ipv4Addr>() {
+                            Ok(a) => out.push(a),
+                            Err(_) => p.push(path, format!("{s:?} is not an IPv4 address")),
+                        }
+                    }
+                }
+                Some(out)
+            }
+            Some(other) => {
+                p.push(
+                    f.path("dns"),
+                    format!("expected an array of IPv4 addresses, found {}", show(other)),
+                );
+                None
+            }
+            None => None,
+        };
+        Some(BridgeConfig {
+            name: name?,
+            subnet: subnet?,
+            gateway: gateway?,
+            dns: dns?,
+        })
+    });
+
+    let metadata = section(&top, "metadata", &["address", "port"], p).and_then(|f| {
+        let address = ipv4(&f, "address", p);
+        let port = f.req_int("port", 1, 65535, p).map(|n| n as u16);
+        Some(MetadataConfig {
+            address: address?,
+            port: port?,
+        })
+    });
+
+    let firecracker = section(
+        &top,
+        "firecracker",
+        &["binary", "jailer", "strict_seccomp_filter"],
+        p,
+    )
+    .and_then(|f| {
+        let binary = abs_path(&f, "binary", p);
+        let jailer = abs_path(&f, "jailer", p);
+        let strict = abs_path(&f, "strict_seccomp_filter", p);
+        Some(FirecrackerConfig {
+            binary: binary?,
+            jailer: jailer?,
+            strict_seccomp_filter: strict?,
+        })
+    });
+
+    let tenants = section(
+        &top,
+        "tenants",
+        &["uid_min", "uid_max", "revision_history"],
+        p,
+    )
+    .and_then(|f| {
+        // uid 0..999 are system accounts; 2^31 and above confuse tools that
+        // treat uid_t as signed.
+        let lo = f
+            .req_int("uid_min", 1000, i32::MAX as u64, p)
+            .map(|n| n as u32);
+        let hi = f
+            .req_int("uid_max", 1000, i32::MAX as u64, p)
+            .map(|n| n as u32);
+        if let (Some(lo), Some(hi)) = (lo, hi)
+            && hi < lo
+        {
+            p.push(f.path("uid_max"), format!("{hi} is below uid_min {lo}"));
+        }
+        let keep = f.req_int("revision_history", 1, 1000, p).map(|n| n as u32);
+        Some(TenantPolicy {
+            uid_min: lo?,
+            uid_max: hi?,
+            revision_history: keep?,
+        })
+    });
+
+    let apply = section(&top, "apply", &["parallelism"], p).and_then(|f| {
+        let n = f.req_int("parallelism", 1, 256, p).map(|n| n as usize);
+        Some(ApplyConfig { parallelism: n? })
+    });
+
+    // The jailed API socket path grows with the state dir and the
+    // Firecracker binary's name; check it against the longest tenant id so
+    // that every valid id fits.
+    if let (Some(dir), Some(fc)) = (&state_dir, &firecracker) {
+        let layout = crate::security::jailer::JailLayout::longest(dir, &fc.binary);
+        if let Err(e) = layout.check_socket_len() {
+            p.push(
+                "state_dir",
+                format!(
+                    "{} is too long: {e}",
+                    show(&Value::String(dir.display().to_string()))
+                ),
+            );
+        }
+    }
+
+    Some(NodeConfig {
+        state_dir: state_dir?,
+        cgroup: cgroup?,
+        bridge: bridge?,
+        metadata: metadata?,
+        firecracker: firecracker?,
+        tenants: tenants?,
+        apply: apply?,
+    })
+}
+
+fn section<'a>(
+    top: &Fields<'a>,
+    key: &str,
+    allowed: &[&str],
+    p: &mut Problems,
+) -> Option<Fields<'a>> {
+    let v = top.required(key, p)?;
+    Fields::new(v, key, allowed, p)
+}
+
+fn abs_path(f: &Fields, key: &str, p: &mut Problems) -> Option<PathBuf> {
+    let s = f.req_str(key, p)?;
+    let path = PathBuf::from(s);
+    if !path.is_absolute() {
+        p.push(f.path(key), format!("{s:?} must be an absolute path"));
+        return None;
+    }
+    if path
+        .components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+        || s.contains('\0')
+    {
+        p.push(f.path(key), format!("{s:?} must not contain \"..\""));
+        return None;
+    }
+    Some(path)
+}
+
+fn ipv4(f: &Fields, key: &str, p: &mut Problems) -> Option<Ipv4Addr> {
+    let s = f.req_str(key, p)?;
+    match s.parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            p.push(f.path(key), format!("{s:?} is not an IPv4 address"));
+            None
+        }
+    }
+}
+
+/// An interface name the kernel accepts: 1..=15 bytes, no '/', ':' or
+/// whitespace. mvm also keeps to `[a-z0-9_-]` so the name is a safe nft
+/// string and cannot collide with a tenant tap (`tap-*`).
+pub fn check_ifname(s: &str) -> Result<(), String> {
+    if s.is_empty() || s.len() > 15 {
+        return Err("must be 1 to 15 bytes (Linux interface names)".into());
+    }
+    if !s
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+    {
+        return Err("may contain only a-z, 0-9, '_' and '-'".into());
+    }
+    if s.starts_with(super::types::TAP_PREFIX) {
+        return Err(format!(
+            "must not start with {:?}, which names tenant taps",
+            super::types::TAP_PREFIX
+        ));
+    }
+    Ok(())
+}
+
+/// A cgroup path relative to the cgroup2 root: one or more `[a-z0-9_-]`
+/// components joined by '/', none of them `.` or `..`, as the jailer's
+/// `--parent-cgroup` demands.
+pub fn check_cgroup_parent(s: &str) -> Result<(), String> {
+    if s.is_empty() || s.len() > 200 {
+        return Err("must be 1 to 200 bytes".into());
+    }
+    for comp in s.split('/') {
+        if comp.is_empty() {
+            return Err(
+                "must be relative with no empty components (no leading, trailing or double '/')"
+                    .into(),
+            );
+        }
+        if !comp
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-.".contains(c))
+            || comp.starts_with('.')
+        {
+            return Err(format!(
+                "component {comp:?} may contain only a-z, 0-9, '_', '-', '.' and must not start with '.'"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The most tenants the node can hold: addresses in the subnet other than
+/// the network, broadcast and gateway, and uids in the range.
+pub fn capacity(cfg: &NodeConfig) -> u64 {
+    let hosts = cfg.bridge.subnet.hosts().count() as u64 - 1;
+    hosts.min(u64::from(cfg.tenants.uid_max - cfg.tenants.uid_min) + 1)
+}
+
+/// Kept here so the limit is stated once for docs and errors.
+pub const fn tenant_id_max() -> usize {
+    TENANT_ID_MAX
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_is_valid() {
+        let c = NodeConfig::default_config();
+        assert_eq!(c.bridge.gateway, Ipv4Addr::new(10, 200, 0, 1));
+        assert_eq!(capacity(&c), 253);
+    }
+
+    #[test]
+    fn user_values_override_defaults_key_by_key() {
+        let mut base = toml_tree(DEFAULT_NODE_TOML).unwrap();
+        merge(&mut base, &toml_tree("[bridge]\nname = \"br9\"\n").unwrap());
+        let mut p = Problems::default();
+        let c = from_tree(&base, &mut p).unwrap();
+        assert!(p.is_empty());
+        assert_eq!(c.bridge.name, "br9");
+        assert_eq!(c.bridge.subnet.to_string(), "10.200.0.0/24");
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let mut base = toml_tree(DEFAULT_NODE_TOML).unwrap();
+        let bad = "state_dir = \"rel\"\n[bridge]\nname = \"tap-x\"\ngateway = \"10.9.9.9\"\n[apply]\nparallelism = 0\nbogus = 1\n";
+        merge(&mut base, &toml_tree(bad).unwrap());
+        let mut p = Problems::default();
+        assert!(from_tree(&base, &mut p).is_none());
+        let paths: Vec<_> = p.0.iter().map(|x| x.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "state_dir",
+                "bridge.name",
+                "bridge.gateway",
+                "apply.bogus",
+                "apply.parallelism"
+            ]
+        );
+    }
+}

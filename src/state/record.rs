@@ -1,0 +1,67 @@
+//! `tenant.json`: what mvm last applied for a tenant. The host itself
+//! cannot tell mvm a running VM's revision or the uid it was given, so the
+//! record carries those facts between runs. The record is versioned; a
+//! newer version than this build understands is refused, never rewritten.
+
+use crate::spec::types::{MacAddr, TenantId};
+use serde::{Deserialize, Serialize};
+use std::net::Ipv4Addr;
+
+pub const RECORD_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantRecord {
+    pub format_version: u32,
+    pub tenant_id: TenantId,
+    pub uid: u32,
+    pub gid: u32,
+    pub ip: Ipv4Addr,
+    pub mac: MacAddr,
+    #[serde(default)]
+    pub artifact: Option<ArtifactRecord>,
+    #[serde(default)]
+    pub jail: Option<JailRecord>,
+    #[serde(default)]
+    pub vm: Option<VmRecord>,
+    #[serde(default)]
+    pub secrets_generation: u64,
+}
+
+/// The build the tenant's VM boots from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactRecord {
+    pub flake_ref: String,
+    pub profile: String,
+    pub lock: String,
+    pub store_path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JailRecord {
+    pub exec: String,
+    pub jailer: bool,
+}
+
+/// The VM as launched: the values it cannot change without a restart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmRecord {
+    pub flake_ref: String,
+    pub lock: String,
+    pub profile: String,
+    pub vcpus: u8,
+    pub mem_mib: u32,
+    pub ip: Ipv4Addr,
+    pub mac: MacAddr,
+    pub seccomp: String,
+    pub jailer: bool,
+    pub fc_config: serde_json::Value,
+    pub fc_config_sha256: String,
+    pub pid: u32,
+    /// Process start time in clock ticks since boot (`/proc/<pid>/stat`
+    /// field 22): with the pid, it identifies the process across pid reuse.
+    pub start_time: u64,
+}
