@@ -9,6 +9,7 @@ pub mod graph;
 pub mod planner;
 pub mod render;
 pub mod resolve;
+pub mod simulate;
 
 pub use planner::{PlanOptions, plan};
 
@@ -78,6 +79,9 @@ pub enum ActionReason {
     ReplaceBecauseCannotUpdate,
     /// Something it is built on is replaced.
     ReplaceBecauseDependencyReplaced { dependency: ResourceAddr },
+    /// Something the running VM holds open (its tap, jail or cgroup) is
+    /// missing and will be created anew; the VM cannot adopt the new one.
+    ReplaceBecauseDependencyCreated { dependency: ResourceAddr },
     /// The tenant is not in desired.json and `--prune` was given.
     DeleteBecauseNotInDesired,
     /// The tenant's state is `stopped`.
@@ -162,7 +166,7 @@ impl Plan {
 /// Why no plan could be made.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
-    #[error("cannot read the record of {}", list(.0.iter().map(|(id, _)| id.to_string())))]
+    #[error("cannot use the record of {}", list(.0.iter().map(|(id, e)| format!("tenant {id}: {e}"))))]
     CorruptRecords(Vec<(TenantId, String)>),
     #[error("tenant {tenant} asks for IP {ip}, which tenant {holder} on this node holds")]
     AddressInUse {
@@ -185,20 +189,14 @@ pub enum PlanError {
 }
 
 fn list(items: impl Iterator<Item = String>) -> String {
-    items.collect::<Vec<_>>().join(", ")
+    items.collect::<Vec<_>>().join("; ")
 }
 
 impl PlanError {
     /// What the operator can do about it.
     pub fn hint(&self) -> String {
         match self {
-            PlanError::CorruptRecords(items) => {
-                let detail: Vec<String> = items.iter().map(|(_, e)| e.clone()).collect();
-                format!(
-                    "{}\nmvm never resets a record it cannot read: restore the file from a backup, or move it aside if the tenant's resources should be rebuilt",
-                    detail.join("\n")
-                )
-            }
+            PlanError::CorruptRecords(_) => "mvm never resets a record it cannot read: restore the file from a backup, or move it aside if the tenant's resources should be rebuilt".into(),
             PlanError::AddressInUse { .. } | PlanError::MacInUse { .. } => {
                 "pick a free address in desired.json, or leave ip/mac out to have one allocated"
                     .into()

@@ -241,12 +241,19 @@ fn diff(
 }
 
 /// A replaced resource takes down what is built on it: a dependent that
-/// would otherwise be kept or updated is replaced too. Walks in dependency
-/// order so replacement spreads transitively.
+/// would otherwise be kept or updated is replaced too. A VM also holds its
+/// tap, jail and cgroup open, so if one of them is missing and gets created
+/// anew, the running VM is replaced to use it. Walks in dependency order so
+/// replacement spreads transitively.
 fn propagate_replacements(drafts: &mut [Draft], graph: &ResourceGraph, order: &[ResourceAddr]) {
     for addr in order {
         let node = graph.index(addr).expect("every draft is in the graph");
-        if drafts[node.index()].change.actions != Action::Replace {
+        let action = drafts[node.index()].change.actions;
+        let held_by_vm = matches!(
+            addr,
+            ResourceAddr::Tenant(_, TenantKind::Tap | TenantKind::Jail | TenantKind::Cgroup)
+        );
+        if action != Action::Replace && !(action == Action::Create && held_by_vm) {
             continue;
         }
         for dep in graph
@@ -254,9 +261,17 @@ fn propagate_replacements(drafts: &mut [Draft], graph: &ResourceGraph, order: &[
             .neighbors_directed(node, petgraph::Direction::Outgoing)
         {
             let c = &mut drafts[dep.index()].change;
-            if matches!(c.actions, Action::NoOp | Action::Update) {
+            if !matches!(c.actions, Action::NoOp | Action::Update) {
+                continue;
+            }
+            if action == Action::Replace {
                 c.actions = Action::Replace;
                 c.action_reason = Some(ActionReason::ReplaceBecauseDependencyReplaced {
+                    dependency: addr.clone(),
+                });
+            } else if matches!(c.address, ResourceAddr::Tenant(_, TenantKind::Vm)) {
+                c.actions = Action::Replace;
+                c.action_reason = Some(ActionReason::ReplaceBecauseDependencyCreated {
                     dependency: addr.clone(),
                 });
             }

@@ -154,6 +154,9 @@ fn render_change(c: &ResourceChange, p: &Palette, out: &mut String) {
         Some(ActionReason::ReplaceBecauseDependencyReplaced { dependency }) => {
             Some(format!("because {dependency} is replaced"))
         }
+        Some(ActionReason::ReplaceBecauseDependencyCreated { dependency }) => Some(format!(
+            "because {dependency} is missing and will be created; the running VM cannot use a new one"
+        )),
         Some(ActionReason::DeleteBecauseNotInDesired) => {
             Some("because the tenant is not in desired.json and --prune was given".to_string())
         }
@@ -194,7 +197,7 @@ fn render_change(c: &ResourceChange, p: &Palette, out: &mut String) {
         };
         let mut line = format!("      {sym} {:<width$} = {}", l.key, l.value);
         if l.forces {
-            let _ = write!(line, " {}", p.red.apply_to("# forces replacement"));
+            let _ = write!(line, "  {}", p.red.apply_to("# forces replacement"));
         }
         out.push_str(&line);
         out.push('\n');
@@ -273,8 +276,15 @@ fn attr_lines(c: &ResourceChange) -> Vec<AttrLine> {
         .collect()
 }
 
+/// A value as it reads in a plan: JSON, with lists spaced like Terraform's.
 fn show(v: &Value) -> String {
-    v.to_string()
+    match v {
+        Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(show).collect::<Vec<_>>().join(", ")
+        ),
+        other => other.to_string(),
+    }
 }
 
 fn pretty(v: &Option<Value>) -> String {

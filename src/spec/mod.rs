@@ -86,8 +86,12 @@ pub fn parse_desired(
     let tree: serde_json::Value = serde_json::from_str(text).map_err(|e| SpecError::Syntax {
         path: path.to_path_buf(),
         line: e.line(),
-        column: e.column(),
-        message: json_message(&e),
+        column: e.column().max(1),
+        message: if text.trim().is_empty() {
+            "the file is empty; expected {\"tenants\": [...]}".into()
+        } else {
+            json_message(&e)
+        },
     })?;
     let mut problems = Problems::default();
     match desired::from_tree(&tree, node, &mut problems) {

@@ -18,7 +18,7 @@ pub struct Problem {
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.path.is_empty() {
-            write!(f, "{}", self.message)
+            write!(f, "top level: {}", self.message)
         } else {
             write!(f, "{}: {}", self.path, self.message)
         }

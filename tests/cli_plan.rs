@@ -1,0 +1,223 @@
+//! `mvm agent plan` against the fixture matrix, snapshotted through the real
+//! binary: every desired × observed case an operator meets in review.
+
+mod common;
+
+use common::{run, settings};
+
+/// (snapshot name, desired fixture, observed fixture, extra flags)
+const MATRIX: &[(&str, &str, &str, &[&str])] = &[
+    ("fresh-host", "example", "fresh", &[]),
+    ("converged-no-changes", "example", "converged", &[]),
+    ("new-revision-replaces-vm", "new-revision", "converged", &[]),
+    ("vcpus-change", "vcpus", "converged", &[]),
+    ("tenant-stopped", "stopped", "converged", &[]),
+    ("tenant-removed-kept", "removed", "converged", &[]),
+    (
+        "tenant-removed-pruned",
+        "removed",
+        "converged",
+        &["--prune"],
+    ),
+    ("metadata-disabled", "no-metadata", "converged", &[]),
+    ("empty-desired-pruned", "empty", "converged", &["--prune"]),
+    ("drifted-host", "example", "drifted", &[]),
+    ("hybrid-cgroup-host", "example", "hybrid", &[]),
+    ("fresh-host-json", "example", "fresh", &["--json"]),
+    (
+        "new-revision-json",
+        "new-revision",
+        "converged",
+        &["--json"],
+    ),
+];
+
+#[test]
+fn plan_matrix() {
+    for (name, desired, observed, extra) in MATRIX {
+        let desired = format!("fixtures/desired/{desired}.json");
+        let observed = format!("fixtures/observed/{observed}.json");
+        let mut args = vec![
+            "agent",
+            "plan",
+            "--desired",
+            &desired,
+            "--observed",
+            &observed,
+        ];
+        args.extend_from_slice(extra);
+        let r = run(&args);
+        assert_eq!(r.code, 0, "{name}: {}", r.stderr);
+        settings().bind(|| insta::assert_snapshot!(*name, r.snapshot(&args)));
+    }
+}
+
+#[test]
+fn detailed_exitcode_is_0_2_1() {
+    let plan = |desired: &str, observed: &str| {
+        run(&[
+            "agent",
+            "plan",
+            "--detailed-exitcode",
+            "--desired",
+            &format!("fixtures/{desired}"),
+            "--observed",
+            &format!("fixtures/observed/{observed}.json"),
+        ])
+        .code
+    };
+    assert_eq!(plan("desired/example.json", "converged"), 0);
+    assert_eq!(plan("desired/vcpus.json", "converged"), 2);
+    assert_eq!(plan("bad/desired-vcpus-zero.json", "converged"), 1);
+    // Without the flag, changes still exit 0.
+    let r = run(&[
+        "agent",
+        "plan",
+        "--desired",
+        "fixtures/desired/vcpus.json",
+        "--observed",
+        "fixtures/observed/converged.json",
+    ]);
+    assert_eq!(r.code, 0);
+}
+
+#[test]
+fn kept_tenant_ip_cannot_be_taken() {
+    // initech is kept on the node (not pruned); a new tenant asking for its
+    // recorded IP must be refused, not silently share it.
+    let dir = tempfile::tempdir().unwrap();
+    let desired = dir.path().join("desired.json");
+    std::fs::write(
+        &desired,
+        r#"{"tenants": [{"tenant_id": "hooli", "flake_ref": "github:hooli/x", "profile": "minimal",
+            "vcpus": 1, "mem_mib": 256, "state": "running", "ip": "10.200.0.3"}]}"#,
+    )
+    .unwrap();
+    let r = run(&[
+        "agent",
+        "plan",
+        "--desired",
+        desired.to_str().unwrap(),
+        "--observed",
+        "fixtures/observed/converged.json",
+    ]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains(
+            "tenant hooli asks for IP 10.200.0.3, which tenant initech on this node holds"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("hint:"), "{}", r.stderr);
+}
+
+#[test]
+fn colors_only_when_forced_or_on_a_terminal() {
+    let args = [
+        "agent",
+        "plan",
+        "--desired",
+        "fixtures/desired/vcpus.json",
+        "--observed",
+        "fixtures/observed/converged.json",
+    ];
+    let plain = run(&args);
+    assert!(!plain.stdout.contains('\u{1b}'), "no escapes when piped");
+    let colored = common::run_cmd(common::mvm().args(args).env("CLICOLOR_FORCE", "1"));
+    assert!(colored.stdout.contains("\u{1b}["), "CLICOLOR_FORCE colors");
+    let off = common::run_cmd(
+        common::mvm()
+            .args(args)
+            .arg("--no-color")
+            .env("CLICOLOR_FORCE", "1"),
+    );
+    assert!(!off.stdout.contains('\u{1b}'), "--no-color wins");
+    let off = common::run_cmd(
+        common::mvm()
+            .args(args)
+            .env("CLICOLOR_FORCE", "1")
+            .env("NO_COLOR", "1"),
+    );
+    assert!(!off.stdout.contains('\u{1b}'), "NO_COLOR wins");
+}
+
+#[test]
+fn json_plan_is_versioned_and_complete() {
+    let r = run(&[
+        "agent",
+        "plan",
+        "--json",
+        "--desired",
+        "fixtures/desired/new-revision.json",
+        "--observed",
+        "fixtures/observed/converged.json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["format_version"], "1.0");
+    assert!(
+        v["observed_fingerprint"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    let changes = v["resource_changes"].as_array().unwrap();
+    // No-ops are listed too, like Terraform's JSON plan.
+    assert!(
+        changes
+            .iter()
+            .any(|c| c["actions"] == serde_json::json!(["no-op"]))
+    );
+    let vm = changes
+        .iter()
+        .find(|c| c["address"] == "tenant.acme.vm")
+        .unwrap();
+    assert_eq!(vm["actions"], serde_json::json!(["delete", "create"]));
+    assert_eq!(vm["action_reason"]["kind"], "replace_because_cannot_update");
+    assert!(
+        vm["replace_paths"]
+            .as_array()
+            .unwrap()
+            .contains(&"flake_ref".into())
+    );
+    assert!(
+        vm["after_unknown"]
+            .as_array()
+            .unwrap()
+            .contains(&"pid".into())
+    );
+    // The plan round-trips: what apply will read is what plan wrote.
+    let back: mvm::plan::Plan = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(serde_json::to_value(&back).unwrap(), v);
+}
+
+#[test]
+fn config_precedence_flag_over_env() {
+    let dir = tempfile::tempdir().unwrap();
+    let env_cfg = dir.path().join("env.toml");
+    let flag_cfg = dir.path().join("flag.toml");
+    std::fs::write(&env_cfg, "[bridge]\nname = \"envbr\"\n").unwrap();
+    std::fs::write(&flag_cfg, "[bridge]\nname = \"flagbr\"\n").unwrap();
+    let args = [
+        "agent",
+        "plan",
+        "--desired",
+        "fixtures/desired/example.json",
+        "--observed",
+        "fixtures/observed/fresh.json",
+    ];
+    let r = common::run_cmd(common::mvm().args(args).env("MVM_CONFIG", &env_cfg));
+    assert!(r.stdout.contains("\"envbr\""), "{}", r.stderr);
+    let r = common::run_cmd(
+        common::mvm()
+            .args(args)
+            .arg("--config")
+            .arg(&flag_cfg)
+            .env("MVM_CONFIG", &env_cfg),
+    );
+    assert!(
+        r.stdout.contains("\"flagbr\"") && !r.stdout.contains("envbr"),
+        "{}",
+        r.stderr
+    );
+}
