@@ -185,12 +185,32 @@ impl Observed {
     /// whether the host changed since. Serialization is deterministic: every
     /// map here is a BTreeMap.
     pub fn fingerprint(&self) -> String {
-        let bytes = serde_json::to_vec(self).expect("Observed serializes");
-        format!("sha256:{}", hex(&Sha256::digest(&bytes)))
+        format!("sha256:{}", sha256_json(self))
     }
 
     pub fn tenant(&self, id: &TenantId) -> Option<&ObservedTenant> {
         self.tenants.get(id)
+    }
+}
+
+/// The sha256 (hex) of a value's JSON serialization, hashed as it is
+/// written instead of buffered.
+pub fn sha256_json<T: Serialize + ?Sized>(value: &T) -> String {
+    let mut hasher = HashWriter(Sha256::new());
+    serde_json::to_writer(&mut hasher, value).expect("value serializes");
+    hex(&hasher.0.finalize())
+}
+
+/// Feeds serialized bytes straight into a hash, without buffering them.
+struct HashWriter(Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

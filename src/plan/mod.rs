@@ -13,7 +13,7 @@ pub mod simulate;
 
 pub use planner::{PlanOptions, plan};
 
-use crate::resources::{Attrs, ResourceAddr};
+use crate::resources::{AttrName, Attrs, ResourceAddr};
 use crate::spec::types::TenantId;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
@@ -106,9 +106,9 @@ pub struct ResourceChange {
     pub before: Option<Attrs>,
     pub after: Option<Attrs>,
     /// Attributes of `after` that only apply can know.
-    pub after_unknown: Vec<String>,
+    pub after_unknown: Vec<AttrName>,
     /// Attributes whose change forces the replacement.
-    pub replace_paths: Vec<String>,
+    pub replace_paths: Vec<AttrName>,
     pub action_reason: Option<ActionReason>,
     pub depends_on: Vec<ResourceAddr>,
     /// Why this change cannot be applied on this node, if it cannot.

@@ -9,7 +9,7 @@ use super::{
 };
 use crate::observed::Observed;
 use crate::resources::{
-    self, Attrs, Ctx, Desired, NodeKind, ResolvedTenant, ResourceAddr, TenantKind,
+    self, AttrName, Attrs, Ctx, Desired, NodeKind, ResolvedTenant, ResourceAddr, TenantKind,
 };
 use crate::spec::desired::RunState;
 use crate::spec::types::TenantId;
@@ -23,9 +23,15 @@ pub struct PlanOptions {
 }
 
 /// One resource while planning: the change plus what was wanted of it.
-struct Draft {
+struct Draft<'a> {
     change: ResourceChange,
-    unknown: BTreeSet<String>,
+    unknown: BTreeSet<AttrName>,
+    /// A VM's Firecracker config before and after; turned into the plan's
+    /// `firecracker_config` only if the VM changes, since most do not.
+    config: Option<(
+        Option<&'a serde_json::Value>,
+        Option<&'a resources::vm::FcConfig>,
+    )>,
 }
 
 pub fn plan(
@@ -153,7 +159,7 @@ fn tenant_deps(id: &TenantId, kind: TenantKind, metadata: bool) -> Vec<ResourceA
         .collect()
 }
 
-fn plan_tenant(ctx: &Ctx, t: &ResolvedTenant, drafts: &mut Vec<Draft>) {
+fn plan_tenant<'a>(ctx: &Ctx<'a>, t: &'a ResolvedTenant, drafts: &mut Vec<Draft<'a>>) {
     let obs = ctx.observed.tenant(t.id());
     for kind in TenantKind::ALL {
         let addr = ResourceAddr::Tenant(t.id().clone(), kind);
@@ -169,10 +175,9 @@ fn plan_tenant(ctx: &Ctx, t: &ResolvedTenant, drafts: &mut Vec<Draft>) {
             continue;
         };
         if kind == TenantKind::Vm {
-            let before = obs.and_then(resources::vm::observed_config).cloned();
-            let after = (d.change.actions != Action::Delete)
-                .then(|| resources::vm::config_value(&resources::vm::fc_config(ctx.node, t)).0);
-            d.change.firecracker_config = Some(ConfigChange { before, after });
+            let before = obs.and_then(resources::vm::observed_config);
+            let after = (d.change.actions != Action::Delete).then_some(&t.fc_config);
+            d.config = Some((before, after));
         }
         drafts.push(d);
     }
@@ -185,7 +190,7 @@ fn diff(
     have: Option<Attrs>,
     depends_on: Vec<ResourceAddr>,
     delete_reason: ActionReason,
-) -> Option<Draft> {
+) -> Option<Draft<'static>> {
     let mut change = ResourceChange {
         address,
         actions: Action::NoOp,
@@ -212,8 +217,8 @@ fn diff(
             BTreeSet::new()
         }
         (Some(d), Some(b)) => {
-            let keys: BTreeSet<&String> = d.attrs.keys().chain(b.keys()).collect();
-            let changed: Vec<String> = keys
+            let keys: BTreeSet<&AttrName> = d.attrs.keys().chain(b.keys()).collect();
+            let changed: Vec<AttrName> = keys
                 .into_iter()
                 .filter(|k| !d.unknown.contains(*k) && d.attrs.get(*k) != b.get(*k))
                 .cloned()
@@ -221,7 +226,7 @@ fn diff(
             let replace_on = change.address.replace_on();
             change.replace_paths = changed
                 .iter()
-                .filter(|k| replace_on.contains(&k.as_str()))
+                .filter(|k| replace_on.contains(&k.as_ref()))
                 .cloned()
                 .collect();
             change.actions = if changed.is_empty() {
@@ -237,7 +242,11 @@ fn diff(
             d.unknown
         }
     };
-    Some(Draft { change, unknown })
+    Some(Draft {
+        change,
+        unknown,
+        config: None,
+    })
 }
 
 /// A replaced resource takes down what is built on it: a dependent that
@@ -281,6 +290,7 @@ fn propagate_replacements(drafts: &mut [Draft], graph: &ResourceGraph, order: &[
 
 /// Fills `after` for values that stay as they are and lists the unknowns.
 fn finish(d: Draft) -> ResourceChange {
+    let config = d.config;
     let mut c = d.change;
     if let Some(after) = c.after.as_mut() {
         for k in &d.unknown {
@@ -296,8 +306,13 @@ fn finish(d: Draft) -> ResourceChange {
             }
         }
     }
-    if c.actions == Action::NoOp {
-        c.firecracker_config = None;
+    if c.actions != Action::NoOp
+        && let Some((before, after)) = config
+    {
+        c.firecracker_config = Some(ConfigChange {
+            before: before.cloned(),
+            after: after.map(resources::vm::config_value),
+        });
     }
     c
 }

@@ -240,7 +240,7 @@ fn attr_lines(c: &ResourceChange) -> Vec<AttrLine> {
     let empty = Default::default();
     let before = c.before.as_ref().unwrap_or(&empty);
     let after = c.after.as_ref().unwrap_or(&empty);
-    let mut keys: Vec<&String> = before
+    let mut keys: Vec<&crate::resources::AttrName> = before
         .keys()
         .chain(after.keys())
         .chain(c.after_unknown.iter())
@@ -267,7 +267,7 @@ fn attr_lines(c: &ResourceChange) -> Vec<AttrLine> {
                 (_, None, None) => (LineKind::Same, String::new()),
             };
             AttrLine {
-                key: k.clone(),
+                key: k.to_string(),
                 value,
                 kind,
                 forces,

@@ -111,13 +111,7 @@ pub fn resolve(
                 (next_uid, next_uid)
             }
         };
-        out.push(ResolvedTenant {
-            spec: t.clone(),
-            ip,
-            mac,
-            uid,
-            gid,
-        });
+        out.push(ResolvedTenant::new(node, t.clone(), ip, mac, uid, gid));
     }
     Ok(out)
 }

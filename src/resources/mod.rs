@@ -30,23 +30,27 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::Ipv4Addr;
 
+/// An attribute name: a static string when the planner makes it (no
+/// allocation per resource), owned when read back from a saved plan.
+pub type AttrName = std::borrow::Cow<'static, str>;
+
 /// A resource's attributes, sorted by name.
-pub type Attrs = BTreeMap<String, Value>;
+pub type Attrs = BTreeMap<AttrName, Value>;
 
 /// What the spec asks of one resource: its attributes, and which of them
 /// only apply can know (`(known after apply)`).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Desired {
     pub attrs: Attrs,
-    pub unknown: BTreeSet<String>,
+    pub unknown: BTreeSet<AttrName>,
 }
 
 impl Desired {
-    pub fn set(&mut self, key: &str, v: impl Into<Value>) {
-        self.attrs.insert(key.to_string(), v.into());
+    pub fn set(&mut self, key: &'static str, v: impl Into<Value>) {
+        self.attrs.insert(AttrName::Borrowed(key), v.into());
     }
-    pub fn unknown(&mut self, key: &str) {
-        self.unknown.insert(key.to_string());
+    pub fn unknown(&mut self, key: &'static str) {
+        self.unknown.insert(AttrName::Borrowed(key));
     }
 }
 
@@ -242,9 +246,35 @@ pub struct ResolvedTenant {
     pub mac: MacAddr,
     pub uid: u32,
     pub gid: u32,
+    /// The Firecracker config this tenant's VM runs with and its sha256,
+    /// rendered once here because both the VM's attributes and the plan's
+    /// config diff need it.
+    pub fc_config: vm::FcConfig,
+    pub fc_config_sha256: String,
 }
 
 impl ResolvedTenant {
+    pub fn new(
+        node: &NodeConfig,
+        spec: TenantSpec,
+        ip: Ipv4Addr,
+        mac: MacAddr,
+        uid: u32,
+        gid: u32,
+    ) -> Self {
+        let fc_config = vm::fc_config(node, &spec, ip, mac);
+        let fc_config_sha256 = vm::config_sha256(&fc_config);
+        Self {
+            spec,
+            ip,
+            mac,
+            uid,
+            gid,
+            fc_config,
+            fc_config_sha256,
+        }
+    }
+
     pub fn id(&self) -> &TenantId {
         &self.spec.tenant_id
     }

@@ -9,13 +9,15 @@
 //! config does not depend on the store path and is known at plan time.
 
 use super::{Attrs, Ctx, Desired, ResolvedTenant, attr_bool, attr_str, attr_u64};
-use crate::observed::{ObservedTenant, VmProcess, hex};
-use crate::spec::NodeConfig;
+use crate::observed::{ObservedTenant, VmProcess};
 use crate::spec::desired::RunState;
+use crate::spec::types::MacAddr;
+use crate::spec::{NodeConfig, TenantSpec};
 use crate::state::VmRecord;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use std::net::Ipv4Addr;
 
 pub const REPLACE_ON: &[&str] = &[
     "flake_ref",
@@ -100,15 +102,15 @@ pub struct Metrics {
     pub metrics_path: String,
 }
 
-pub fn fc_config(node: &NodeConfig, t: &ResolvedTenant) -> FcConfig {
+pub fn fc_config(node: &NodeConfig, spec: &TenantSpec, ip: Ipv4Addr, mac: MacAddr) -> FcConfig {
     let b = &node.bridge;
     let dns = b.dns.first().map(|d| d.to_string()).unwrap_or_default();
     let boot_args = format!(
         "{BOOT_ARGS} ip={}::{}:{}:{}:eth0:off:{dns}",
-        t.ip,
+        ip,
         b.gateway,
         b.subnet.netmask(),
-        t.id()
+        spec.tenant_id
     );
     let mut drives = vec![Drive {
         drive_id: "rootfs".into(),
@@ -116,7 +118,7 @@ pub fn fc_config(node: &NodeConfig, t: &ResolvedTenant) -> FcConfig {
         is_root_device: true,
         is_read_only: true,
     }];
-    if t.spec.data_mib.is_some() {
+    if spec.data_mib.is_some() {
         drives.push(Drive {
             drive_id: "data".into(),
             path_on_host: "/data.ext4".into(),
@@ -137,15 +139,15 @@ pub fn fc_config(node: &NodeConfig, t: &ResolvedTenant) -> FcConfig {
         },
         drives,
         machine_config: MachineConfig {
-            vcpu_count: t.spec.vcpus,
-            mem_size_mib: t.spec.mem_mib,
+            vcpu_count: spec.vcpus,
+            mem_size_mib: spec.mem_mib,
             smt: false,
             track_dirty_pages: false,
         },
         network_interfaces: vec![NetworkInterface {
             iface_id: "eth0".into(),
-            host_dev_name: t.id().tap_name(),
-            guest_mac: t.mac.to_string(),
+            host_dev_name: spec.tenant_id.tap_name(),
+            guest_mac: mac.to_string(),
         }],
         logger: Logger {
             log_path: "/fc.log".into(),
@@ -157,13 +159,14 @@ pub fn fc_config(node: &NodeConfig, t: &ResolvedTenant) -> FcConfig {
     }
 }
 
-/// The config as a JSON value (keys sorted) and its sha256.
-pub fn config_value(cfg: &FcConfig) -> (Value, String) {
-    let v = serde_json::to_value(cfg).expect("config serializes");
-    let sha = hex(&Sha256::digest(
-        serde_json::to_vec(&v).expect("value serializes"),
-    ));
-    (v, sha)
+/// The sha256 of the config's JSON text as mvm writes it for Firecracker.
+pub fn config_sha256(cfg: &FcConfig) -> String {
+    crate::observed::sha256_json(cfg)
+}
+
+/// The config as a JSON value, as carried in plans.
+pub fn config_value(cfg: &FcConfig) -> Value {
+    serde_json::to_value(cfg).expect("config serializes")
 }
 
 pub fn desired(ctx: &Ctx, t: &ResolvedTenant, obs: Option<&ObservedTenant>) -> Option<Desired> {
@@ -171,7 +174,6 @@ pub fn desired(ctx: &Ctx, t: &ResolvedTenant, obs: Option<&ObservedTenant>) -> O
         return None;
     }
     let art = super::artifact::desired(t, obs);
-    let (_, sha) = config_value(&fc_config(ctx.node, t));
     let mut d = Desired::default();
     d.set("state", "running");
     d.set("flake_ref", t.spec.flake_ref.clone());
@@ -186,7 +188,7 @@ pub fn desired(ctx: &Ctx, t: &ResolvedTenant, obs: Option<&ObservedTenant>) -> O
     d.set("mac", t.mac.to_string());
     d.set("seccomp", t.spec.seccomp.as_str());
     d.set("jailer", ctx.observed.binaries.jailer);
-    d.set("fc_config_sha256", sha);
+    d.set("fc_config_sha256", t.fc_config_sha256.clone());
     d.unknown("pid");
     Some(d)
 }

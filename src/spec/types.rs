@@ -22,8 +22,11 @@ pub const TAP_PREFIX: &str = "tap-";
 /// `-` and no `--`. Lowercase ASCII only, so it is the same string as a path
 /// component, a jailer id, an interface name suffix, a cgroup name and an
 /// nft string, with nothing to escape and no case-folding collisions.
+///
+/// Shared (`Arc<str>`): every resource address of a tenant carries its id,
+/// so cloning must not allocate.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
-pub struct TenantId(String);
+pub struct TenantId(std::sync::Arc<str>);
 
 impl TenantId {
     pub fn parse(s: &str) -> Result<Self, String> {
@@ -54,7 +57,7 @@ impl TenantId {
         if s.contains("--") {
             return Err("must not contain \"--\"".into());
         }
-        Ok(Self(s.to_string()))
+        Ok(Self(s.into()))
     }
 
     pub fn as_str(&self) -> &str {
