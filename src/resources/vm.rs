@@ -195,7 +195,15 @@ pub fn desired(ctx: &Ctx, t: &ResolvedTenant, obs: Option<&ObservedTenant>) -> O
 
 pub fn observed(obs: &ObservedTenant) -> Option<Attrs> {
     let p = obs.vm.as_ref()?;
-    let rec = obs.record.as_ref().and_then(|r| r.vm.as_ref());
+    // The record describes this process only if pid *and* start time match:
+    // a reused pid, or a Firecracker mvm did not launch, has no known
+    // revision or config, so every recorded attribute reads as null and the
+    // plan replaces it.
+    let rec = obs
+        .record
+        .as_ref()
+        .and_then(|r| r.vm.as_ref())
+        .filter(|r| r.pid == p.pid && r.start_time == p.start_time);
     let mut a = Attrs::new();
     a.insert("state".into(), "running".into());
     a.insert("pid".into(), p.pid.into());
@@ -218,8 +226,48 @@ pub fn observed(obs: &ObservedTenant) -> Option<Attrs> {
 
 /// The config the running VM was launched with, if recorded.
 pub fn observed_config(obs: &ObservedTenant) -> Option<&Value> {
-    obs.vm.as_ref()?;
-    obs.record.as_ref()?.vm.as_ref().map(|r| &r.fc_config)
+    let p = obs.vm.as_ref()?;
+    let r = obs.record.as_ref()?.vm.as_ref()?;
+    (r.pid == p.pid && r.start_time == p.start_time).then_some(&r.fc_config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observed::Observed;
+
+    fn converged_acme() -> ObservedTenant {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/observed/converged.json"
+        ))
+        .unwrap();
+        let o: Observed = serde_json::from_str(&text).unwrap();
+        o.tenants
+            .into_iter()
+            .find(|(id, _)| id.as_str() == "acme")
+            .unwrap()
+            .1
+    }
+
+    #[test]
+    fn recorded_vm_matches_its_process() {
+        let t = converged_acme();
+        let a = observed(&t).unwrap();
+        assert_eq!(a["vcpus"], 2);
+        assert!(observed_config(&t).is_some());
+    }
+
+    #[test]
+    fn reused_pid_is_not_the_recorded_vm() {
+        let mut t = converged_acme();
+        t.vm.as_mut().unwrap().start_time += 1;
+        let a = observed(&t).unwrap();
+        assert_eq!(a["state"], "running");
+        assert_eq!(a["vcpus"], Value::Null);
+        assert_eq!(a["fc_config_sha256"], Value::Null);
+        assert!(observed_config(&t).is_none());
+    }
 }
 
 pub fn simulate(

@@ -1,0 +1,33 @@
+#!/bin/sh
+# Runs every mvm test. On a fresh Debian machine it first installs what the
+# tests need (as root, via apt): nftables, iproute2, util-linux (unshare)
+# and e2fsprogs. Host tests run as root inside throwaway namespaces; as a
+# non-root user they are skipped with a printed reason.
+set -eu
+cd "$(dirname "$0")/.."
+
+missing=""
+need() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ] || missing="$missing $2"; }
+need nft nftables
+need ip iproute2
+need bridge iproute2
+need unshare util-linux
+need mkfs.ext4 e2fsprogs
+
+if [ -n "$missing" ]; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "installing test dependencies:$missing"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        # shellcheck disable=SC2086
+        apt-get install -y -qq --no-install-recommends $missing >/dev/null
+    else
+        echo "warning: missing$missing; host tests need them (run as root to install)" >&2
+    fi
+fi
+
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --no-fail-fast --success-output never --failure-output final "$@"
+else
+    cargo test --no-fail-fast "$@"
+fi
