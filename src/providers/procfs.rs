@@ -102,7 +102,7 @@ mod tests {
     #[test]
     fn id_from_cmdline() {
         assert_eq!(
-            id_arg(b"/firecracker\0--id\0acme\0--start-time-us\01\0"),
+            id_arg(b"/firecracker\0--id\0acme\0--start-time-us\x001\0"),
             Some("acme".into())
         );
         assert_eq!(id_arg(b"/firecracker\0"), None);

@@ -231,45 +231,6 @@ pub fn observed_config(obs: &ObservedTenant) -> Option<&Value> {
     (r.pid == p.pid && r.start_time == p.start_time).then_some(&r.fc_config)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::observed::Observed;
-
-    fn converged_acme() -> ObservedTenant {
-        let text = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/fixtures/observed/converged.json"
-        ))
-        .unwrap();
-        let o: Observed = serde_json::from_str(&text).unwrap();
-        o.tenants
-            .into_iter()
-            .find(|(id, _)| id.as_str() == "acme")
-            .unwrap()
-            .1
-    }
-
-    #[test]
-    fn recorded_vm_matches_its_process() {
-        let t = converged_acme();
-        let a = observed(&t).unwrap();
-        assert_eq!(a["vcpus"], 2);
-        assert!(observed_config(&t).is_some());
-    }
-
-    #[test]
-    fn reused_pid_is_not_the_recorded_vm() {
-        let mut t = converged_acme();
-        t.vm.as_mut().unwrap().start_time += 1;
-        let a = observed(&t).unwrap();
-        assert_eq!(a["state"], "running");
-        assert_eq!(a["vcpus"], Value::Null);
-        assert_eq!(a["fc_config_sha256"], Value::Null);
-        assert!(observed_config(&t).is_none());
-    }
-}
-
 pub fn simulate(
     t: &mut ObservedTenant,
     _node: &NodeConfig,
@@ -313,5 +274,44 @@ pub fn simulate(
             pid,
             start_time,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observed::Observed;
+
+    fn converged_acme() -> ObservedTenant {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/observed/converged.json"
+        ))
+        .unwrap();
+        let o: Observed = serde_json::from_str(&text).unwrap();
+        o.tenants
+            .into_iter()
+            .find(|(id, _)| id.as_str() == "acme")
+            .unwrap()
+            .1
+    }
+
+    #[test]
+    fn recorded_vm_matches_its_process() {
+        let t = converged_acme();
+        let a = observed(&t).unwrap();
+        assert_eq!(a["vcpus"], 2);
+        assert!(observed_config(&t).is_some());
+    }
+
+    #[test]
+    fn reused_pid_is_not_the_recorded_vm() {
+        let mut t = converged_acme();
+        t.vm.as_mut().unwrap().start_time += 1;
+        let a = observed(&t).unwrap();
+        assert_eq!(a["state"], "running");
+        assert_eq!(a["vcpus"], Value::Null);
+        assert_eq!(a["fc_config_sha256"], Value::Null);
+        assert!(observed_config(&t).is_none());
     }
 }

@@ -145,66 +145,31 @@ pub fn from_tree(tree: &Value, node: &NodeConfig, p: &mut Problems) -> Option<De
 }
 
 fn tenant(v: &Value, path: &str, node: &NodeConfig, p: &mut Problems) -> Option<TenantSpec> {
+    let problems_before = p.0.len();
     let f = Fields::new(v, path, TENANT_FIELDS, p)?;
-    let id = f
-        .req_str("tenant_id", p)
-        .and_then(|s| match TenantId::parse(s) {
-            Ok(id) => Some(id),
-            Err(e) => {
-                p.push(
-                    f.path("tenant_id"),
-                    format!("{} {e}", show(&Value::String(s.into()))),
-                );
-                None
-            }
-        });
-    let flake_ref = f
-        .req_str("flake_ref", p)
-        .and_then(|s| match check_flake_ref(s) {
-            Ok(()) => Some(s.to_string()),
-            Err(e) => {
-                p.push(
-                    f.path("flake_ref"),
-                    format!("{} {e}", show(&Value::String(s.into()))),
-                );
-                None
-            }
-        });
-    let profile = match f.required("profile", p) {
-        Some(_) => f.choice("profile", Profile::NAMES, p).map(|s| match s {
-            "minimal" => Profile::Minimal,
-            _ => Profile::Standard,
-        }),
-        None => None,
-    };
+    let id = f.req_parse("tenant_id", p, TenantId::parse);
+    let flake_ref = f.req_parse("flake_ref", p, |s| {
+        check_flake_ref(s).map(|()| s.to_string())
+    });
+    let profile = f.req_choice("profile", Profile::NAMES, p).map(|s| match s {
+        "minimal" => Profile::Minimal,
+        _ => Profile::Standard,
+    });
     let vcpus = f.req_int("vcpus", 1, VCPUS_MAX, p).map(|n| n as u8);
     let mem_mib = f
         .req_int("mem_mib", MEM_MIB_MIN, MEM_MIB_MAX, p)
         .map(|n| n as u32);
-    let state = match f.required("state", p) {
-        Some(_) => f.choice("state", RunState::NAMES, p).map(|s| match s {
-            "running" => RunState::Running,
-            _ => RunState::Stopped,
-        }),
-        None => None,
-    };
-    let ip = f
-        .str("ip", p)
-        .and_then(|s| check_ip(s, &f.path("ip"), node, p));
-    let mac_given = f.get("mac").is_some();
-    let mac = f.str("mac", p).and_then(|s| match s.parse::<MacAddr>() {
-        Ok(m) if m.is_unicast() => Some(m),
-        Ok(m) => {
-            p.push(
-                f.path("mac"),
-                format!("\"{m}\" is not a unicast address; the first octet must be even and the address non-zero, e.g. 02:00:0a:c8:00:0a"),
-            );
-            None
+    let state = f.req_choice("state", RunState::NAMES, p).map(|s| match s {
+        "running" => RunState::Running,
+        _ => RunState::Stopped,
+    });
+    let ip = f.parse("ip", p, |s| check_ip(s, node));
+    let mac = f.parse("mac", p, |s| {
+        let m: MacAddr = s.parse()?;
+        if !m.is_unicast() {
+            return Err("is not a unicast address; the first octet must be even and the address non-zero, e.g. 02:00:0a:c8:00:0a".into());
         }
-        Err(e) => {
-            p.push(f.path("mac"), format!("{} {e}", show(&Value::String(s.into()))));
-            None
-        }
+        Ok(m)
     });
     let seccomp = match f.get("seccomp") {
         Some(_) => f
@@ -217,48 +182,22 @@ fn tenant(v: &Value, path: &str, node: &NodeConfig, p: &mut Problems) -> Option<
     };
     let metadata = f.bool("metadata", p).unwrap_or(false);
     let ssh = f.bool("ssh_from_gateway", p).unwrap_or(false);
-    let cpuset = f.str("cpuset", p).and_then(|s| match s.parse::<CpuSet>() {
-        Ok(c) => Some(c),
-        Err(e) => {
-            p.push(
-                f.path("cpuset"),
-                format!("{} is not a CPU list: {e}", show(&Value::String(s.into()))),
-            );
-            None
+    let cpuset = f.parse("cpuset", p, |s| {
+        let c: CpuSet = s.parse().map_err(|e| format!("is not a CPU list: {e}"))?;
+        match vcpus {
+            Some(v) if c.cpus().len() < usize::from(v) => Err(format!(
+                "has {} CPU{}, fewer than the {v} vcpus asked for",
+                c.cpus().len(),
+                if c.cpus().len() == 1 { "" } else { "s" }
+            )),
+            _ => Ok(c),
         }
     });
-    if let (Some(c), Some(v)) = (&cpuset, vcpus)
-        && c.cpus().len() < usize::from(v)
-    {
-        p.push(
-            f.path("cpuset"),
-            format!(
-                "\"{c}\" has {} CPUs, fewer than the {v} vcpus asked for",
-                c.cpus().len()
-            ),
-        );
-    }
     let pids_max = f.int("pids_max", PIDS_MIN, PIDS_MAX, p).map(|n| n as u32);
     let data_mib = f.int("data_mib", 1, DATA_MIB_MAX, p).map(|n| n as u32);
-    let lock = f.str("lock", p).and_then(|s| match check_lock_hash(s) {
-        Ok(()) => Some(s.to_string()),
-        Err(e) => {
-            p.push(
-                f.path("lock"),
-                format!("{} {e}", show(&Value::String(s.into()))),
-            );
-            None
-        }
-    });
-    // Optional fields that were present but invalid make the tenant
-    // incomplete; their problem is already recorded.
-    let optional_failed = (f.get("ip").is_some() && ip.is_none())
-        || (mac_given && mac.is_none())
-        || (f.get("cpuset").is_some() && cpuset.is_none())
-        || (f.get("pids_max").is_some() && pids_max.is_none())
-        || (f.get("data_mib").is_some() && data_mib.is_none())
-        || (f.get("lock").is_some() && lock.is_none());
-    if optional_failed {
+    let lock = f.parse("lock", p, |s| check_lock_hash(s).map(|()| s.to_string()));
+    // Any problem in this tenant, even in an optional field, leaves it out.
+    if p.0.len() > problems_before {
         return None;
     }
     Some(TenantSpec {
@@ -280,36 +219,26 @@ fn tenant(v: &Value, path: &str, node: &NodeConfig, p: &mut Problems) -> Option<
     })
 }
 
-fn check_ip(s: &str, path: &str, node: &NodeConfig, p: &mut Problems) -> Option<Ipv4Addr> {
-    let Ok(ip) = s.parse::<Ipv4Addr>() else {
-        p.push(path, format!("{s:?} is not an IPv4 address"));
-        return None;
-    };
+fn check_ip(s: &str, node: &NodeConfig) -> Result<Ipv4Addr, String> {
+    let ip: Ipv4Addr = s
+        .parse()
+        .map_err(|_| "is not an IPv4 address".to_string())?;
     let net = node.bridge.subnet;
     let why = if !net.contains(&ip) {
-        Some(format!("is outside the node subnet {net}"))
+        format!("is outside the node subnet {net}")
     } else if ip == net.network() {
-        Some(format!("is the network address of {net}"))
+        format!("is the network address of {net}")
     } else if ip == net.broadcast() {
-        Some(format!("is the broadcast address of {net}"))
+        format!("is the broadcast address of {net}")
     } else if ip == node.bridge.gateway {
-        Some("is the gateway address".to_string())
+        "is the gateway address".to_string()
     } else {
-        None
+        return Ok(ip);
     };
-    match why {
-        Some(why) => {
-            p.push(
-                path,
-                format!(
-                    "\"{ip}\" {why}; pick a host address in {net} other than the gateway {}",
-                    node.bridge.gateway
-                ),
-            );
-            None
-        }
-        None => Some(ip),
-    }
+    Err(format!(
+        "{why}; pick a host address in {net} other than the gateway {}",
+        node.bridge.gateway
+    ))
 }
 
 /// Tenant ids, IPs and MACs must each be unique across the file.

@@ -120,18 +120,9 @@ pub fn from_tree(tree: &Value, p: &mut Problems) -> Option<NodeConfig> {
 
     let cgroup =
         section(&top, "cgroup", &["parent", "allow_missing_controllers"], p).and_then(|f| {
-            let parent = f
-                .req_str("parent", p)
-                .and_then(|s| match check_cgroup_parent(s) {
-                    Ok(()) => Some(s.to_string()),
-                    Err(e) => {
-                        p.push(
-                            f.path("parent"),
-                            format!("{} {e}", show(&Value::String(s.into()))),
-                        );
-                        None
-                    }
-                });
+            let parent = f.req_parse("parent", p, |s| {
+                check_cgroup_parent(s).map(|()| s.to_string())
+            });
             let allow = f.bool("allow_missing_controllers", p).unwrap_or(false);
             Some(CgroupConfig {
                 parent: parent?,
@@ -140,41 +131,18 @@ pub fn from_tree(tree: &Value, p: &mut Problems) -> Option<NodeConfig> {
         });
 
     let bridge = section(&top, "bridge", &["name", "subnet", "gateway", "dns"], p).and_then(|f| {
-        let name = f.req_str("name", p).and_then(|s| match check_ifname(s) {
-            Ok(()) => Some(s.to_string()),
-            Err(e) => {
-                p.push(f.path("name"), format!("{s:?} {e}"));
-                None
+        let name = f.req_parse("name", p, |s| check_ifname(s).map(|()| s.to_string()));
+        let subnet: Option<Ipv4Net> = f.req_parse("subnet", p, |s| match s.parse::<Ipv4Net>() {
+            Ok(n) if n.prefix_len() > 30 => {
+                Err("leaves no room for tenants; use a prefix of /30 or shorter".into())
             }
+            Ok(n) if n.network() != n.addr() => Err(format!(
+                "has host bits set; did you mean \"{}\"?",
+                n.trunc()
+            )),
+            Ok(n) => Ok(n),
+            Err(_) => Err("is not an IPv4 network like \"10.200.0.0/24\"".into()),
         });
-        let subnet: Option<Ipv4Net> =
-            f.req_str("subnet", p)
-                .and_then(|s| match s.parse::<Ipv4Net>() {
-                    Ok(n) if n.prefix_len() > 30 => {
-                        p.push(
-                            f.path("subnet"),
-                            format!(
-                                "{s:?} leaves no room for tenants; use a prefix of /30 or shorter"
-                            ),
-                        );
-                        None
-                    }
-                    Ok(n) if n.network() != n.addr() => {
-                        p.push(
-                            f.path("subnet"),
-                            format!("{s:?} has host bits set; did you mean \"{}\"?", n.trunc()),
-                        );
-                        None
-                    }
-                    Ok(n) => Some(n),
-                    Err(_) => {
-                        p.push(
-                            f.path("subnet"),
-                            format!("{s:?} is not an IPv4 network like \"10.200.0.0/24\""),
-                        );
-                        None
-                    }
-                });
         let gateway = ipv4(&f, "gateway", p);
         if let (Some(n), Some(g)) = (subnet, gateway)
             && (!n.contains(&g) || g == n.network() || g == n.broadcast())
@@ -330,14 +298,9 @@ fn abs_path(f: &Fields, key: &str, p: &mut Problems) -> Option<PathBuf> {
 }
 
 fn ipv4(f: &Fields, key: &str, p: &mut Problems) -> Option<Ipv4Addr> {
-    let s = f.req_str(key, p)?;
-    match s.parse() {
-        Ok(a) => Some(a),
-        Err(_) => {
-            p.push(f.path(key), format!("{s:?} is not an IPv4 address"));
-            None
-        }
-    }
+    f.req_parse(key, p, |s| {
+        s.parse().map_err(|_| "is not an IPv4 address".to_string())
+    })
 }
 
 /// An interface name the kernel accepts: 1..=15 bytes, no '/', ':' or

@@ -167,6 +167,60 @@ impl<'a> Fields<'a> {
         expect_int(v, &self.path(key), lo, hi, problems)
     }
 
+    /// An optional string turned into a value by `parse`; its error is
+    /// reported after the quoted input, e.g. `"10.0.0.300" is not an IPv4
+    /// address`.
+    pub fn parse<T>(
+        &self,
+        key: &str,
+        problems: &mut Problems,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        let s = self.str(key, problems)?;
+        self.parsed(key, s, problems, parse)
+    }
+
+    /// Like `parse`, for a required field.
+    pub fn req_parse<T>(
+        &self,
+        key: &str,
+        problems: &mut Problems,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        let s = self.req_str(key, problems)?;
+        self.parsed(key, s, problems, parse)
+    }
+
+    fn parsed<T>(
+        &self,
+        key: &str,
+        s: &str,
+        problems: &mut Problems,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        match parse(s) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                problems.push(
+                    self.path(key),
+                    format!("{} {e}", show(&Value::String(s.to_string()))),
+                );
+                None
+            }
+        }
+    }
+
+    /// A required string that must be one of `choices`.
+    pub fn req_choice(
+        &self,
+        key: &str,
+        choices: &[&'static str],
+        problems: &mut Problems,
+    ) -> Option<&'static str> {
+        self.required(key, problems)?;
+        self.choice(key, choices, problems)
+    }
+
     /// A string that must be one of `choices`.
     pub fn choice(
         &self,
