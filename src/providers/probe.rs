@@ -176,27 +176,33 @@ pub fn read_record(path: &Path, id: &TenantId) -> Result<Option<TenantRecord>, S
 }
 
 fn probe_cgroups(node: &NodeConfig, mounts: &[mountinfo::MountEntry], obs: &mut Observed) {
-    let Some(m) = mounts.iter().find(|m| m.fstype == "cgroup2") else {
-        obs.facts.insert("cgroup2".into(), "not mounted".into());
-        return;
-    };
-    let root = m.mount_point.clone();
+    match mounts.iter().find(|m| m.fstype == "cgroup2") {
+        Some(m) => read_cgroup_tree(&m.mount_point, &node.cgroup.parent, obs),
+        None => {
+            obs.facts.insert("cgroup2".into(), "not mounted".into());
+        }
+    }
+}
+
+/// Reads the controllers at the cgroup2 root and each tenant cgroup under
+/// `<root>/<parent>`: its limit files (absent when the kernel does not
+/// provide them) and whether processes live in it.
+pub fn read_cgroup_tree(root: &Path, parent: &str, obs: &mut Observed) {
     let controllers = fs::read_to_string(root.join("cgroup.controllers"))
         .map(|s| s.split_whitespace().map(str::to_string).collect())
         .unwrap_or_default();
     obs.cgroup = Some(CgroupMount {
-        mount: root.clone(),
+        mount: root.to_path_buf(),
         controllers,
     });
-    let parent = root.join(&node.cgroup.parent);
-    let Ok(entries) = fs::read_dir(&parent) else {
+    let Ok(entries) = fs::read_dir(root.join(parent)) else {
         return;
     };
     for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
         if !entry.file_type().is_ok_and(|t| t.is_dir()) {
             continue;
         }
+        let name = entry.file_name().to_string_lossy().into_owned();
         let Ok(id) = TenantId::parse(&name) else {
             obs.ignored
                 .push(format!("{}: not a valid tenant id", entry.path().display()));
@@ -340,5 +346,72 @@ fn probe_vms(node: &NodeConfig, roots: &ProbeRoots, obs: &mut Observed) {
             pid: stat.pid,
             start_time: stat.start_time,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Limit files read from a prepared tree: this host's cgroup2 may lack
+    /// the memory/cpu/pids controllers (hybrid mode), so a directory laid
+    /// out like a cgroup2 tree with them stands in for one.
+    #[test]
+    fn reads_limit_files_from_a_cgroup_tree() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        fs::write(r.join("cgroup.controllers"), "cpuset cpu io memory pids\n").unwrap();
+        let acme = r.join("mvm/acme");
+        fs::create_dir_all(&acme).unwrap();
+        fs::write(acme.join("memory.max"), "1174405120\n").unwrap();
+        fs::write(acme.join("cpu.max"), "200000 100000\n").unwrap();
+        fs::write(acme.join("pids.max"), "max\n").unwrap();
+        fs::write(acme.join("cpuset.cpus"), "\n").unwrap();
+        fs::write(acme.join("cgroup.events"), "populated 1\nfrozen 0\n").unwrap();
+        fs::create_dir_all(r.join("mvm/Bad Name")).unwrap();
+        fs::write(r.join("mvm/stray-file"), "").unwrap();
+
+        let mut obs = Observed::empty();
+        read_cgroup_tree(r, "mvm", &mut obs);
+        let cg = obs.cgroup.as_ref().unwrap();
+        assert!(cg.controllers.contains("memory"));
+        let t = &obs.tenants[&TenantId::parse("acme").unwrap()];
+        let c = t.cgroup.as_ref().unwrap();
+        assert_eq!(c.files["memory.max"], "1174405120");
+        assert_eq!(c.files["cpu.max"], "200000 100000");
+        assert_eq!(c.files["pids.max"], "max");
+        assert!(
+            !c.files.contains_key("cpuset.cpus"),
+            "an empty cpuset is no cpuset"
+        );
+        assert!(c.populated);
+        assert_eq!(obs.tenants.len(), 1);
+        assert_eq!(obs.ignored.len(), 1, "{:?}", obs.ignored);
+    }
+
+    #[test]
+    fn records_are_refused_when_newer_corrupt_or_misfiled() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = TenantId::parse("acme").unwrap();
+        let path = dir.path().join("tenant.json");
+        assert_eq!(read_record(&path, &id), Ok(None));
+        fs::write(&path, r#"{"format_version": 2}"#).unwrap();
+        assert!(read_record(&path, &id).unwrap_err().contains("newer mvm"));
+        fs::write(&path, "{").unwrap();
+        assert!(
+            read_record(&path, &id)
+                .unwrap_err()
+                .contains("not valid JSON")
+        );
+        fs::write(&path, r#"{"format_version": 1, "tenant_id": "other", "uid": 1, "gid": 1, "ip": "10.0.0.2", "mac": "02:00:00:00:00:01"}"#).unwrap();
+        assert!(
+            read_record(&path, &id)
+                .unwrap_err()
+                .contains("belongs to tenant")
+        );
+        // A symlink in place of the record is not followed.
+        fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", &path).unwrap();
+        assert!(read_record(&path, &id).unwrap_err().contains("cannot open"));
     }
 }
