@@ -155,6 +155,16 @@ pub struct Plan {
     /// Every resource, including no-ops, in apply order for creates.
     pub resource_changes: Vec<ResourceChange>,
     pub kept_tenants: Vec<KeptTenant>,
+    /// What apply needs besides the changes: the node config the plan was
+    /// made with, and where cgroup2 was found. Apply reads nothing else.
+    pub apply_context: ApplyContext,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyContext {
+    pub node: crate::spec::NodeConfig,
+    pub cgroup_mount: Option<std::path::PathBuf>,
 }
 
 impl Plan {

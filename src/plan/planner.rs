@@ -144,6 +144,10 @@ pub fn plan(
         summary,
         resource_changes: changes,
         kept_tenants: kept,
+        apply_context: super::ApplyContext {
+            node: node.clone(),
+            cgroup_mount: observed.cgroup.as_ref().map(|c| c.mount.clone()),
+        },
     })
 }
 
@@ -321,7 +325,17 @@ fn mark_blocked(ctx: &Ctx, tenants: &[ResolvedTenant], changes: &mut [ResourceCh
     let by_id: std::collections::HashMap<&TenantId, &ResolvedTenant> =
         tenants.iter().map(|t| (t.id(), t)).collect();
     for c in changes.iter_mut() {
-        if !matches!(c.actions, Action::Create | Action::Update | Action::Replace) {
+        if c.actions == Action::NoOp {
+            continue;
+        }
+        if !resources::has_provider(&c.address) {
+            c.blocked = Some(format!(
+                "this mvm build has no provider for {} resources yet",
+                c.address.kind_word()
+            ));
+            continue;
+        }
+        if c.actions == Action::Delete {
             continue;
         }
         let ResourceAddr::Tenant(id, kind) = &c.address else {

@@ -4,10 +4,12 @@
 //! ruleset`, one /proc scan — however many tenants there are, and records
 //! what it could not read as a fact instead of failing.
 
+pub mod host;
 pub mod mountinfo;
 pub mod netlink;
 pub mod nft;
 pub mod probe;
 pub mod procfs;
+pub mod recording;
 
 pub use probe::observe;

@@ -385,6 +385,19 @@ pub fn simulate(
     }
 }
 
+/// Whether this build can change the host for resources of this kind.
+/// Kinds arrive with their providers: the filesystem and cgroupfs ones
+/// first; network, artifacts, jails and VMs follow.
+pub fn has_provider(addr: &ResourceAddr) -> bool {
+    matches!(
+        addr,
+        ResourceAddr::Tenant(
+            _,
+            TenantKind::Dirs | TenantKind::Cgroup | TenantKind::Secrets
+        )
+    )
+}
+
 /// Reads a string attribute (helpers for the kinds' `simulate`).
 pub(crate) fn attr_str(a: &Attrs, k: &str) -> String {
     a.get(k)

@@ -12,6 +12,7 @@
 //! ```
 
 pub mod record;
+pub mod store;
 
 pub use record::{ArtifactRecord, JailRecord, RECORD_VERSION, TenantRecord, VmRecord};
 

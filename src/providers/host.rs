@@ -1,0 +1,351 @@
+//! `Host`: every change mvm makes to a node goes through this small trait.
+//! `LinuxHost` is the real implementation; `RecordingHost` (in
+//! `recording.rs`) records calls for tests of the apply logic.
+//!
+//! Every operation is idempotent: doing it again after a crash at any point
+//! converges (creating what exists is fine, removing what is gone is fine).
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, openat};
+use nix::sys::stat::{Mode, fchmod, mkdirat};
+use nix::unistd::{Gid, Uid, fchown};
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {action} {}: {source}", path.display())]
+pub struct HostError {
+    pub action: &'static str,
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
+
+impl HostError {
+    pub fn new(action: &'static str, path: &Path, source: impl Into<io::Error>) -> Self {
+        Self {
+            action,
+            path: path.to_path_buf(),
+            source: source.into(),
+        }
+    }
+}
+
+pub type HostResult<T = ()> = Result<T, HostError>;
+
+/// Options of a tenant's tmpfs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TmpfsOptions {
+    /// Size, as tmpfs takes it (`16384k`).
+    pub size: String,
+    /// Root directory mode, octal (`0700`).
+    pub mode: String,
+}
+
+pub trait Host: Send + Sync {
+    /// Creates `base/rel` (each missing component with `mode`, the last one
+    /// owned by `uid:gid`) and sets the last one's mode and owner. Never
+    /// follows a symlink below `base`: a link planted in the tree is an
+    /// error.
+    fn ensure_dir(&self, base: &Path, rel: &Path, mode: u32, uid: u32, gid: u32) -> HostResult;
+    /// Removes `path` and everything in it, without following links. Refuses
+    /// if a filesystem is mounted at or below it.
+    fn remove_tree(&self, path: &Path) -> HostResult;
+    /// Writes a file atomically (temp, fsync, rename, fsync dir).
+    fn write_file(&self, path: &Path, data: &[u8], mode: u32) -> HostResult;
+    fn rename(&self, from: &Path, to: &Path) -> HostResult;
+    /// Creates the cgroup `root/rel`, enabling `controllers` in the
+    /// `cgroup.subtree_control` of `root` and every ancestor of the leaf.
+    fn cgroup_create(&self, root: &Path, rel: &Path, controllers: &[&str]) -> HostResult;
+    /// Writes one cgroup interface file (`memory.max`, …).
+    fn cgroup_write(&self, dir: &Path, file: &str, value: &str) -> HostResult;
+    /// Freezes, kills everything in, waits until empty, and removes a
+    /// cgroup, with bounded retries. Gone already is success.
+    fn cgroup_remove(&self, dir: &Path) -> HostResult;
+    /// Mounts a `nodev,noexec,nosuid` tmpfs at `target`, or remounts it
+    /// with these options if one is there already.
+    fn mount_tmpfs(&self, target: &Path, opts: &TmpfsOptions) -> HostResult;
+    /// Unmounts `target`; not mounted is success.
+    fn unmount(&self, target: &Path) -> HostResult;
+    /// Appends one line with a single write and fsyncs; creates the file
+    /// (mode 0600) if needed, never through a link.
+    fn append_line(&self, path: &Path, line: &[u8]) -> HostResult;
+    /// Sets or clears the append-only inode flag; `Ok(false)` where the
+    /// filesystem does not support it.
+    fn set_append_only(&self, path: &Path, on: bool) -> HostResult<bool>;
+}
+
+/// The real host.
+#[derive(Debug, Default, Clone)]
+pub struct LinuxHost;
+
+fn open_dir_nofollow(dir: impl AsFd, name: &Path) -> nix::Result<OwnedFd> {
+    openat(
+        dir,
+        name,
+        OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_RDONLY,
+        Mode::empty(),
+    )
+}
+
+/// Mount points at or below `path`, from /proc/self/mountinfo.
+fn mounts_under(path: &Path) -> io::Result<Vec<PathBuf>> {
+    let text = fs::read_to_string("/proc/self/mountinfo")?;
+    Ok(super::mountinfo::parse(&text)
+        .into_iter()
+        .map(|m| m.mount_point)
+        .filter(|m| m.starts_with(path))
+        .collect())
+}
+
+fn is_mount_point(path: &Path) -> io::Result<bool> {
+    Ok(mounts_under(path)?.iter().any(|m| m == path))
+}
+
+impl Host for LinuxHost {
+    fn ensure_dir(&self, base: &Path, rel: &Path, mode: u32, uid: u32, gid: u32) -> HostResult {
+        let full = base.join(rel);
+        let err = |action, e: Errno| HostError::new(action, &full, e);
+        let mut fd = nix::fcntl::open(
+            base,
+            OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_RDONLY,
+            Mode::empty(),
+        )
+        .map_err(|e| HostError::new("open", base, e))?;
+        let comps: Vec<&std::ffi::OsStr> = rel
+            .components()
+            .map(|c| match c {
+                Component::Normal(n) => Ok(n),
+                _ => Err(HostError::new(
+                    "create",
+                    &full,
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "path must be relative and plain",
+                    ),
+                )),
+            })
+            .collect::<Result<_, _>>()?;
+        let perm = Mode::from_bits_truncate(mode);
+        for name in &comps {
+            match mkdirat(&fd, *name, perm) {
+                Ok(()) | Err(Errno::EEXIST) => {}
+                Err(e) => return Err(err("create", e)),
+            }
+            // O_NOFOLLOW: a symlink planted here fails with ELOOP/ENOTDIR.
+            fd = open_dir_nofollow(&fd, Path::new(name))
+                .map_err(|e| err("open (no symlinks followed)", e))?;
+        }
+        fchown(&fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+            .map_err(|e| err("chown", e))?;
+        fchmod(&fd, perm).map_err(|e| err("chmod", e))?;
+        Ok(())
+    }
+
+    fn remove_tree(&self, path: &Path) -> HostResult {
+        match fs::symlink_metadata(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(HostError::new("inspect", path, e)),
+            Ok(m) if m.file_type().is_symlink() => {
+                return fs::remove_file(path).map_err(|e| HostError::new("remove", path, e));
+            }
+            Ok(_) => {}
+        }
+        let mounts =
+            mounts_under(path).map_err(|e| HostError::new("read mounts under", path, e))?;
+        if let Some(m) = mounts.first() {
+            return Err(HostError::new(
+                "remove",
+                path,
+                io::Error::other(format!(
+                    "{} is still mounted; unmount it first",
+                    m.display()
+                )),
+            ));
+        }
+        // std's remove_dir_all does not follow symlinks (it uses
+        // openat/unlinkat), so a planted link cannot redirect the delete.
+        match fs::remove_dir_all(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(HostError::new("remove", path, e)),
+            _ => Ok(()),
+        }
+    }
+
+    fn write_file(&self, path: &Path, data: &[u8], mode: u32) -> HostResult {
+        crate::state::store::write_atomic(path, data, mode)
+            .map_err(|e| HostError::new("write", path, io::Error::other(e.to_string())))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> HostResult {
+        fs::rename(from, to).map_err(|e| HostError::new("rename", from, e))
+    }
+
+    fn cgroup_create(&self, root: &Path, rel: &Path, controllers: &[&str]) -> HostResult {
+        let enable: String = controllers.iter().map(|c| format!("+{c} ")).collect();
+        let mut dir = root.to_path_buf();
+        for comp in rel.components() {
+            // Controllers must be enabled in the parent before the child
+            // can use them.
+            if !enable.is_empty() {
+                write_cgroup_file(&dir.join("cgroup.subtree_control"), enable.trim_end())?;
+            }
+            dir.push(comp.as_os_str());
+            match fs::create_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(HostError::new("create cgroup", &dir, e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn cgroup_write(&self, dir: &Path, file: &str, value: &str) -> HostResult {
+        write_cgroup_file(&dir.join(file), value)
+    }
+
+    fn cgroup_remove(&self, dir: &Path) -> HostResult {
+        if !dir.exists() {
+            return Ok(());
+        }
+        // Children first (a jailer or a human may have made some).
+        if let Ok(entries) = fs::read_dir(dir) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    self.cgroup_remove(&e.path())?;
+                }
+            }
+        }
+        let freeze = dir.join("cgroup.freeze");
+        if freeze.exists() {
+            let _ = write_cgroup_file(&freeze, "1");
+        }
+        let kill = dir.join("cgroup.kill");
+        if kill.exists() {
+            write_cgroup_file(&kill, "1")?;
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut delay = Duration::from_millis(10);
+        loop {
+            let populated = fs::read_to_string(dir.join("cgroup.events"))
+                .map(|s| s.lines().any(|l| l.trim() == "populated 1"))
+                .unwrap_or(false);
+            if !populated {
+                match fs::remove_dir(dir) {
+                    Ok(()) => return Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                    Err(e) if Instant::now() >= deadline => {
+                        return Err(HostError::new("remove cgroup", dir, e));
+                    }
+                    Err(_) => {}
+                }
+            } else if Instant::now() >= deadline {
+                return Err(HostError::new(
+                    "remove cgroup",
+                    dir,
+                    io::Error::other("processes are still in it 10 s after cgroup.kill"),
+                ));
+            }
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_millis(200));
+        }
+    }
+
+    fn mount_tmpfs(&self, target: &Path, opts: &TmpfsOptions) -> HostResult {
+        use nix::mount::{MsFlags, mount};
+        let data = format!("size={},mode={}", opts.size, opts.mode);
+        let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+        if is_mount_point(target).map_err(|e| HostError::new("read mounts for", target, e))? {
+            flags |= MsFlags::MS_REMOUNT;
+        }
+        mount(
+            Some("tmpfs"),
+            target,
+            Some("tmpfs"),
+            flags,
+            Some(data.as_str()),
+        )
+        .map_err(|e| HostError::new("mount tmpfs on", target, e))
+    }
+
+    fn unmount(&self, target: &Path) -> HostResult {
+        use nix::mount::{MntFlags, umount2};
+        // UMOUNT_NOFOLLOW: never unmount where a planted link points.
+        loop {
+            match umount2(target, MntFlags::UMOUNT_NOFOLLOW) {
+                Ok(()) => continue, // stacked mounts: unmount them all
+                Err(Errno::EINVAL) | Err(Errno::ENOENT) => return Ok(()),
+                Err(e) => return Err(HostError::new("unmount", target, e)),
+            }
+        }
+    }
+
+    fn append_line(&self, path: &Path, line: &[u8]) -> HostResult {
+        let mut f = fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| HostError::new("open", path, e))?;
+        f.write_all(line)
+            .and_then(|()| f.sync_data())
+            .map_err(|e| HostError::new("append to", path, e))
+    }
+
+    fn set_append_only(&self, path: &Path, on: bool) -> HostResult<bool> {
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| HostError::new("open", path, e))?;
+        match inode_flags::set_append_only(&f, on) {
+            Ok(()) => Ok(true),
+            Err(Errno::ENOTTY | Errno::EOPNOTSUPP | Errno::EINVAL) => Ok(false),
+            Err(e) => Err(HostError::new("set the append-only flag on", path, e)),
+        }
+    }
+}
+
+/// Writes a cgroup interface file: no create, no truncate semantics beyond
+/// what cgroupfs does, one write.
+fn write_cgroup_file(path: &Path, value: &str) -> HostResult {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| HostError::new("open", path, e))?;
+    f.write_all(value.as_bytes())
+        .map_err(|e| HostError::new("write", path, e))
+}
+
+mod inode_flags {
+    //! The ext4/xfs/btrfs inode flags ioctl (`chattr +a`).
+    use nix::errno::Errno;
+    use std::os::fd::AsRawFd;
+
+    const FS_APPEND_FL: nix::libc::c_long = 0x0000_0020;
+    nix::ioctl_read!(fs_ioc_getflags, b'f', 1, nix::libc::c_long);
+    nix::ioctl_write_ptr!(fs_ioc_setflags, b'f', 2, nix::libc::c_long);
+
+    pub fn set_append_only(f: &std::fs::File, on: bool) -> Result<(), Errno> {
+        let mut flags: nix::libc::c_long = 0;
+        // SAFETY: the fd is open for the duration of the call and `flags`
+        // is a valid, writable c_long the kernel fills in.
+        unsafe { fs_ioc_getflags(f.as_raw_fd(), &mut flags) }?;
+        let new = if on {
+            flags | FS_APPEND_FL
+        } else {
+            flags & !FS_APPEND_FL
+        };
+        if new != flags {
+            // SAFETY: as above; the kernel only reads `new`.
+            unsafe { fs_ioc_setflags(f.as_raw_fd(), &new) }?;
+        }
+        Ok(())
+    }
+}

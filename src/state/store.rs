@@ -1,0 +1,294 @@
+//! Durable state files: atomic writes, versioned reads, the node id and the
+//! node lock.
+//!
+//! A write goes to a temporary file in the same directory (created
+//! exclusively, never through a link), is fsynced, renamed over the target
+//! and the directory fsynced, so a crash leaves either the old or the new
+//! file, never a torn one. A file that cannot be parsed, or was written by a
+//! newer mvm, is an error naming the file: never a silent reset.
+
+use nix::fcntl::{Flock, FlockArg};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{}: {message}", path.display())]
+    Corrupt { path: PathBuf, message: String },
+    #[error("{}: written by a newer mvm (format_version {found}; this mvm reads {supported})", path.display())]
+    TooNew {
+        path: PathBuf,
+        found: u64,
+        supported: u32,
+    },
+    #[error("the node lock {} is held by {holder}", path.display())]
+    Locked { path: PathBuf, holder: String },
+}
+
+fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
+    move |source| StoreError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes `data` to `path` atomically with `mode`.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), StoreError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    // A temp file left by a crashed writer with the same pid is ours.
+    let _ = fs::remove_file(&tmp);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+        .open(&tmp)
+        .map_err(io_err("create", &tmp))?;
+    let result = f
+        .write_all(data)
+        .and_then(|()| f.sync_all())
+        .map_err(io_err("write", &tmp))
+        .and_then(|()| fs::rename(&tmp, path).map_err(io_err("replace", path)));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result?;
+    sync_dir(dir)
+}
+
+pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("sync", dir))
+}
+
+/// Serializes `value` as pretty JSON and writes it atomically, mode 0600.
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
+    let mut text = serde_json::to_vec_pretty(value).expect("state serializes");
+    text.push(b'\n');
+    write_atomic(path, &text, 0o600)
+}
+
+/// Reads a versioned JSON state file without following links. `Ok(None)`
+/// when it does not exist.
+pub fn read_json<T: DeserializeOwned>(
+    path: &Path,
+    supported: u32,
+) -> Result<Option<T>, StoreError> {
+    let mut f = match OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err("open", path)(e)),
+    };
+    let mut text = String::new();
+    f.read_to_string(&mut text).map_err(io_err("read", path))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+            path: path.to_path_buf(),
+            message: format!(
+                "line {} column {}: not valid JSON: {e}",
+                e.line(),
+                e.column()
+            ),
+        })?;
+    match value
+        .get("format_version")
+        .and_then(serde_json::Value::as_u64)
+    {
+        Some(v) if v > u64::from(supported) => {
+            return Err(StoreError::TooNew {
+                path: path.to_path_buf(),
+                found: v,
+                supported,
+            });
+        }
+        Some(_) => {}
+        None => {
+            return Err(StoreError::Corrupt {
+                path: path.to_path_buf(),
+                message: "has no format_version".into(),
+            });
+        }
+    }
+    serde_json::from_value(value)
+        .map(Some)
+        .map_err(|e| StoreError::Corrupt {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+}
+
+/// The node's stable identity, created once under the state dir.
+pub fn node_id(state_dir: &Path) -> Result<String, StoreError> {
+    let path = state_dir.join("node-id");
+    match fs::read_to_string(&path) {
+        Ok(s) => {
+            let id = s.trim().to_string();
+            if id.len() != 32 || !id.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(StoreError::Corrupt {
+                    path,
+                    message: "is not a 32-digit hex node id".into(),
+                });
+            }
+            Ok(id)
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let mut bytes = [0u8; 16];
+            File::open("/dev/urandom")
+                .and_then(|mut f| f.read_exact(&mut bytes))
+                .map_err(io_err("read", Path::new("/dev/urandom")))?;
+            let id = crate::observed::hex(&bytes);
+            write_atomic(&path, format!("{id}\n").as_bytes(), 0o644)?;
+            Ok(id)
+        }
+        Err(e) => Err(io_err("read", &path)(e)),
+    }
+}
+
+/// The node lock: one reconcile at a time. Held for the life of the value;
+/// the kernel drops it if the process dies, so a crash never leaves a stale
+/// lock. The file names its holder for whoever waits.
+pub struct NodeLock {
+    _lock: Flock<File>,
+}
+
+impl NodeLock {
+    /// Takes the lock, waiting up to `timeout` (polling with backoff) and
+    /// telling `waiting` once who holds it.
+    pub fn acquire(
+        path: &Path,
+        command: &str,
+        timeout: Duration,
+        waiting: impl FnOnce(&str),
+    ) -> Result<Self, StoreError> {
+        let start = Instant::now();
+        let mut waiting = Some(waiting);
+        let mut delay = Duration::from_millis(50);
+        loop {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+                .open(path)
+                .map_err(io_err("open", path))?;
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(mut lock) => {
+                    let info = format!(
+                        "pid {} ({command}), since {}\n",
+                        std::process::id(),
+                        jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ")
+                    );
+                    lock.set_len(0)
+                        .and_then(|()| lock.write_all(info.as_bytes()))
+                        .map_err(io_err("write", path))?;
+                    return Ok(Self { _lock: lock });
+                }
+                Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                    let holder = fs::read_to_string(path)
+                        .map(|s| s.trim().to_string())
+                        .unwrap_or_default();
+                    let holder = if holder.is_empty() {
+                        "another mvm process".to_string()
+                    } else {
+                        holder
+                    };
+                    if start.elapsed() >= timeout {
+                        return Err(StoreError::Locked {
+                            path: path.to_path_buf(),
+                            holder,
+                        });
+                    }
+                    if let Some(w) = waiting.take() {
+                        w(&holder);
+                    }
+                    std::thread::sleep(delay.min(timeout.saturating_sub(start.elapsed())));
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                }
+                Err((_, e)) => return Err(io_err("lock", path)(e.into())),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temp() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f.json");
+        write_atomic(&p, b"one", 0o600).unwrap();
+        write_atomic(&p, b"two", 0o600).unwrap();
+        assert_eq!(fs::read_to_string(&p).unwrap(), "two");
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn versioned_reads() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("s.json");
+        assert!(read_json::<serde_json::Value>(&p, 1).unwrap().is_none());
+        fs::write(&p, r#"{"format_version": 3}"#).unwrap();
+        assert!(matches!(
+            read_json::<serde_json::Value>(&p, 1),
+            Err(StoreError::TooNew { found: 3, .. })
+        ));
+        fs::write(&p, "{").unwrap();
+        let e = read_json::<serde_json::Value>(&p, 1)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("s.json") && e.contains("not valid JSON"), "{e}");
+    }
+
+    #[test]
+    fn node_id_is_created_once() {
+        let d = tempfile::tempdir().unwrap();
+        let a = node_id(d.path()).unwrap();
+        assert_eq!(a, node_id(d.path()).unwrap());
+        assert_eq!(a.len(), 32);
+    }
+
+    #[test]
+    fn second_lock_waits_then_names_the_holder() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("lock");
+        let _held = NodeLock::acquire(&p, "mvm agent reconcile", Duration::ZERO, |_| {}).unwrap();
+        let mut told = String::new();
+        let e = NodeLock::acquire(&p, "other", Duration::from_millis(200), |h| {
+            told = h.to_string()
+        })
+        .err()
+        .unwrap();
+        assert!(
+            told.contains(&format!("pid {}", std::process::id())),
+            "{told}"
+        );
+        assert!(e.to_string().contains("mvm agent reconcile"), "{e}");
+    }
+}
