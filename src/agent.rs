@@ -63,6 +63,16 @@ pub enum AgentError {
     },
     #[error("{}: observed state has format_version {found}; this mvm reads {OBSERVED_VERSION}", path.display())]
     ObservedVersion { path: PathBuf, found: u32 },
+    #[error(transparent)]
+    SavedPlan(#[from] SavedPlanError),
+    #[error(transparent)]
+    Store(#[from] crate::state::store::StoreError),
+    #[error(transparent)]
+    Host(#[from] crate::providers::host::HostError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("apply did not complete")]
+    ApplyFailed,
 }
 
 impl AgentError {
@@ -76,6 +86,17 @@ impl AgentError {
             AgentError::ObservedParse { .. } | AgentError::ObservedVersion { .. } => {
                 Some("capture a fresh one on the node with `mvm agent observe --json` from this mvm version".into())
             }
+            AgentError::SavedPlan(SavedPlanError::Stale { .. }) => {
+                Some("make a new plan with `mvm agent plan --out`, review it, and apply that one".into())
+            }
+            AgentError::SavedPlan(_) => Some("make a new plan with this mvm: `mvm agent plan --out plan.json`".into()),
+            AgentError::Store(crate::state::store::StoreError::Locked { .. }) => {
+                Some("wait for it to finish, or pass --lock-timeout 5m to wait for it".into())
+            }
+            AgentError::Store(_) => Some("mvm never resets a state file it cannot read: restore it from a backup or move it aside".into()),
+            AgentError::Host(_) => Some("check that mvm runs as root and that the path is not held by another process".into()),
+            AgentError::Usage(_) => Some("see `mvm agent reconcile --help`".into()),
+            AgentError::ApplyFailed => Some("fix the causes above and run reconcile again; it continues where this run stopped".into()),
         }
     }
 }
@@ -109,6 +130,7 @@ pub struct PlanRequest<'a> {
     pub desired: &'a Path,
     pub observed: Option<&'a Path>,
     pub prune: bool,
+    pub targets: &'a [crate::plan::target::Target],
 }
 
 /// Reads desired.json, observes the host (or reads `--observed`), plans.
@@ -122,7 +144,97 @@ pub fn plan(req: &PlanRequest) -> Result<(Plan, Observed), AgentError> {
         &desired,
         req.node,
         &observed,
-        PlanOptions { prune: req.prune },
+        PlanOptions {
+            prune: req.prune,
+            targets: req.targets.to_vec(),
+        },
     )?;
     Ok((plan, observed))
+}
+
+/// Why a saved plan cannot be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum SavedPlanError {
+    #[error("cannot read saved plan {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: not a plan mvm can apply: {message}", path.display())]
+    Invalid { path: PathBuf, message: String },
+    #[error("{}: made by mvm {made_by}; this is mvm {this}: saved plans cannot move between versions", path.display())]
+    Version {
+        path: PathBuf,
+        made_by: String,
+        this: String,
+    },
+    #[error("{}: stale plan: the node changed since it was made (observed {then}, now {now})", path.display())]
+    Stale {
+        path: PathBuf,
+        then: String,
+        now: String,
+    },
+}
+
+/// Loads a saved plan and checks that it was made by this mvm against the
+/// host as it is now.
+pub fn load_saved_plan(path: &Path, observed: &Observed) -> Result<Plan, SavedPlanError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SavedPlanError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| SavedPlanError::Invalid {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    let made_by = value
+        .get("mvm_version")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("unknown")
+        .to_string();
+    if made_by != env!("CARGO_PKG_VERSION") {
+        return Err(SavedPlanError::Version {
+            path: path.to_path_buf(),
+            made_by,
+            this: env!("CARGO_PKG_VERSION").into(),
+        });
+    }
+    let plan: Plan = serde_json::from_value(value).map_err(|e| SavedPlanError::Invalid {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let now = observed.fingerprint();
+    if plan.observed_fingerprint != now {
+        return Err(SavedPlanError::Stale {
+            path: path.to_path_buf(),
+            then: plan.observed_fingerprint,
+            now,
+        });
+    }
+    Ok(plan)
+}
+
+/// Parses `30s`, `2m`, `1h`, `0`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (num, unit) = s.trim().split_at(
+        s.trim()
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(s.trim().len()),
+    );
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 30s, 2m or 1h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "ms" => return Ok(std::time::Duration::from_millis(n)),
+        _ => {
+            return Err(format!(
+                "{s:?} has unknown unit {unit:?}; use ms, s, m or h"
+            ));
+        }
+    };
+    Ok(std::time::Duration::from_secs(secs))
 }

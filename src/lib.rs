@@ -3,6 +3,7 @@
 //! for the map of this crate and its invariants.
 
 pub mod agent;
+pub mod apply;
 pub mod cli;
 pub mod observed;
 pub mod plan;

@@ -92,7 +92,15 @@ fn fresh() -> Observed {
 /// Plans, or `None` for the legitimate refusals (an address a kept tenant
 /// holds), which are not convergence failures.
 fn try_plan(d: &DesiredState, obs: &Observed, prune: bool) -> Option<Plan> {
-    match plan(d, &NodeConfig::default_config(), obs, PlanOptions { prune }) {
+    match plan(
+        d,
+        &NodeConfig::default_config(),
+        obs,
+        PlanOptions {
+            prune,
+            ..Default::default()
+        },
+    ) {
         Ok(p) => Some(p),
         Err(PlanError::AddressInUse { .. } | PlanError::MacInUse { .. }) => None,
         Err(e) => panic!("planning failed: {e}"),

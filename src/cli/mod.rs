@@ -2,6 +2,7 @@
 //! results. No business logic lives here.
 
 pub mod output;
+mod reconcile;
 
 use crate::agent::{self, AgentError, ConfigSource, PlanRequest};
 use clap::{Args, Parser, Subcommand};
@@ -30,9 +31,30 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Node agent: observe the host, plan changes.
+    /// Node agent: observe the host, plan and apply changes.
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// Operate one tenant by hand.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Print the tenant's audit log, or check its hash chain with --verify.
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// The tenant id.
+    pub tenant: String,
+    /// Check that no record was edited, removed, reordered or cut off; exit 1 if one was.
+    #[arg(long)]
+    pub verify: bool,
+    /// Print the records as JSON lines, exactly as stored.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -41,6 +63,39 @@ pub enum AgentCommand {
     Plan(PlanArgs),
     /// Print what mvm sees on this host (the input `plan --observed` takes).
     Observe(ObserveArgs),
+    /// Make the node match desired.json: observe, plan, show the plan, apply it.
+    ///
+    /// Idempotent: right after a successful run, a second one prints "No changes" and
+    /// touches nothing. One reconcile runs at a time per node (a lock under the state dir).
+    /// On a terminal it asks before applying unless --auto-approve; without one (as a
+    /// node agent) it applies. Ctrl-C / SIGTERM stop new work, let running steps finish,
+    /// and report what was done; a re-run converges.
+    Reconcile(ReconcileArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    /// The desired state (desired.json).
+    #[arg(long, value_name = "FILE", required_unless_present = "plan")]
+    pub desired: Option<PathBuf>,
+    /// Apply exactly this saved plan (`mvm agent plan --out`); refused if the node changed since.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["desired", "prune", "target"])]
+    pub plan: Option<PathBuf>,
+    /// Delete tenants that are on the node but not in desired.json.
+    #[arg(long)]
+    pub prune: bool,
+    /// Only these resources and what they depend on (repeatable): node.bridge, tenant.acme, tenant.*.cgroup, ...
+    #[arg(long, value_name = "ADDR")]
+    pub target: Vec<String>,
+    /// Resources applied at once when the graph allows (default: apply.parallelism in node.toml).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub parallelism: Option<u16>,
+    /// Do not ask for confirmation on a terminal.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// How long to wait for another reconcile's node lock: 0 (fail at once), 30s, 5m, ...
+    #[arg(long, value_name = "DURATION", default_value = "0s")]
+    pub lock_timeout: String,
 }
 
 #[derive(Debug, Args)]
@@ -60,6 +115,12 @@ pub struct PlanArgs {
     /// Exit 0 when there are no changes, 2 when there are, 1 on error.
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// Also save the plan (JSON) to FILE, for `mvm agent reconcile --plan FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Only these resources and what they depend on (repeatable): node.bridge, tenant.acme, tenant.*.cgroup, ...
+    #[arg(long, value_name = "ADDR")]
+    pub target: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -97,6 +158,8 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match &cli.command {
         Command::Agent(AgentCommand::Plan(args)) => plan(&settings, args),
         Command::Agent(AgentCommand::Observe(args)) => observe(&settings, args),
+        Command::Agent(AgentCommand::Reconcile(args)) => reconcile::run(&settings, args),
+        Command::Tenant(TenantCommand::Audit(args)) => reconcile::audit(&settings, args),
     };
     match result {
         Ok(code) => code,
@@ -107,14 +170,25 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
+pub(crate) fn targets(raw: &[String]) -> Result<Vec<crate::plan::target::Target>, AgentError> {
+    raw.iter()
+        .map(|t| t.parse().map_err(AgentError::Usage))
+        .collect()
+}
+
 fn plan(s: &Settings, args: &PlanArgs) -> Result<ExitCode, AgentError> {
     let node = s.config.load()?;
+    let targets = targets(&args.target)?;
     let (plan, _) = agent::plan(&PlanRequest {
         node: &node,
         desired: &args.desired,
         observed: args.observed.as_deref(),
         prune: args.prune,
+        targets: &targets,
     })?;
+    if let Some(out) = &args.out {
+        crate::state::store::write_json(out, &plan)?;
+    }
     let text = if args.json {
         serde_json::to_string_pretty(&plan).expect("plan serializes") + "\n"
     } else {

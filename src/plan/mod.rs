@@ -10,6 +10,7 @@ pub mod planner;
 pub mod render;
 pub mod resolve;
 pub mod simulate;
+pub mod target;
 
 pub use planner::{PlanOptions, plan};
 

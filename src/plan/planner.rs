@@ -16,10 +16,13 @@ use crate::spec::types::TenantId;
 use crate::spec::{DesiredState, NodeConfig};
 use std::collections::{BTreeSet, HashSet};
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct PlanOptions {
     /// Delete tenants that are on the node but not in desired.json.
     pub prune: bool,
+    /// When not empty, plan only the resources matching one of these and
+    /// what they depend on.
+    pub targets: Vec<super::target::Target>,
 }
 
 /// One resource while planning: the change plus what was wanted of it.
@@ -104,6 +107,9 @@ pub fn plan(
         }
     }
 
+    if !opts.targets.is_empty() {
+        drafts = targeted(drafts, &opts.targets);
+    }
     drafts.sort_by(|a, b| a.change.address.cmp(&b.change.address));
     let graph = ResourceGraph::new(
         drafts
@@ -115,7 +121,14 @@ pub fn plan(
 
     let mut changes: Vec<ResourceChange> = drafts.into_iter().map(finish).collect();
     mark_blocked(&ctx, &tenants, &mut changes);
-    let warnings = warnings(&ctx, &tenants);
+    let mut warnings = warnings(&ctx, &tenants);
+    if !opts.targets.is_empty() {
+        let list: Vec<String> = opts.targets.iter().map(ToString::to_string).collect();
+        warnings.push(format!(
+            "resource targeting is in effect: this plan covers only {} and what they depend on; other changes may be pending",
+            list.join(", ")
+        ));
+    }
 
     let mut summary = Summary::default();
     for c in &changes {
@@ -149,6 +162,37 @@ pub fn plan(
             cgroup_mount: observed.cgroup.as_ref().map(|c| c.mount.clone()),
         },
     })
+}
+
+/// Keeps the drafts matching a target and, transitively, their
+/// dependencies.
+fn targeted<'a>(drafts: Vec<Draft<'a>>, targets: &[super::target::Target]) -> Vec<Draft<'a>> {
+    let index: std::collections::HashMap<ResourceAddr, usize> = drafts
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.change.address.clone(), i))
+        .collect();
+    let mut keep = vec![false; drafts.len()];
+    let mut stack: Vec<usize> = (0..drafts.len())
+        .filter(|&i| targets.iter().any(|t| t.matches(&drafts[i].change.address)))
+        .collect();
+    while let Some(i) = stack.pop() {
+        if std::mem::replace(&mut keep[i], true) {
+            continue;
+        }
+        stack.extend(
+            drafts[i]
+                .change
+                .depends_on
+                .iter()
+                .filter_map(|d| index.get(d).copied()),
+        );
+    }
+    drafts
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(d, k)| k.then_some(d))
+        .collect()
 }
 
 fn tenant_deps(id: &TenantId, kind: TenantKind, metadata: bool) -> Vec<ResourceAddr> {

@@ -14,9 +14,9 @@ use std::time::Duration;
 pub struct RecordingHost {
     calls: Mutex<Vec<String>>,
     /// Calls whose text contains one of these fail with EIO.
-    pub fail_on: Vec<String>,
+    fail_on: Vec<String>,
     /// How long each call takes.
-    pub delay: Duration,
+    delay: Duration,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
 }
@@ -24,6 +24,18 @@ pub struct RecordingHost {
 impl RecordingHost {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Calls whose text contains `needle` fail with EIO.
+    pub fn failing(mut self, needle: &str) -> Self {
+        self.fail_on.push(needle.to_string());
+        self
+    }
+
+    /// Each call takes `delay`.
+    pub fn with_delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
     }
 
     pub fn calls(&self) -> Vec<String> {

@@ -8,9 +8,12 @@
 //! which case the limits it cannot set are left out and the plan warns.
 
 use super::{Attrs, Ctx, Desired, ResolvedTenant, attr_str};
+use crate::apply::context::ApplyCtx;
 use crate::observed::{CgroupObs, ObservedTenant};
+use crate::providers::host::{HostError, HostResult};
 use crate::security::cgroups::CgroupLimits;
 use crate::spec::types::TenantId;
+use std::path::PathBuf;
 
 pub const REPLACE_ON: &[&str] = &["path"];
 
@@ -103,4 +106,50 @@ pub fn simulate(t: &mut ObservedTenant, after: Option<&Attrs>) {
             .collect(),
         populated: false,
     });
+}
+
+fn dir_of(ctx: &ApplyCtx, attrs: &Attrs) -> HostResult<(PathBuf, PathBuf)> {
+    let rel = PathBuf::from(attr_str(attrs, "path"));
+    match &ctx.cgroup_mount {
+        Some(root) => Ok((root.clone(), rel)),
+        None => Err(HostError::new(
+            "create cgroup",
+            &rel,
+            std::io::Error::other("cgroup2 is not mounted on this node"),
+        )),
+    }
+}
+
+/// Creates the cgroup (enabling the controllers its limits need in every
+/// ancestor) and writes each limit that differs from what is there.
+pub fn apply(ctx: &ApplyCtx, before: Option<&Attrs>, after: &Attrs) -> HostResult {
+    let (root, rel) = dir_of(ctx, after)?;
+    let controllers: Vec<&str> = LIMIT_FILES
+        .iter()
+        .filter(|(f, _)| after.contains_key(*f))
+        .map(|(_, c)| *c)
+        .collect();
+    ctx.host.cgroup_create(&root, &rel, &controllers)?;
+    let dir = root.join(&rel);
+    for (file, _) in LIMIT_FILES {
+        let want = after.get(*file);
+        let have = before.and_then(|b| b.get(*file));
+        match (want, have) {
+            (Some(w), h) if Some(w) != h => {
+                ctx.host
+                    .cgroup_write(&dir, file, w.as_str().unwrap_or_default())?
+            }
+            // A limit no longer wanted (a cpuset dropped) goes back to the
+            // parent's value.
+            (None, Some(_)) if *file == "cpuset.cpus" => ctx.host.cgroup_write(&dir, file, "")?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Kills whatever still runs in it, waits until it is empty, removes it.
+pub fn delete(ctx: &ApplyCtx, before: &Attrs) -> HostResult {
+    let (root, rel) = dir_of(ctx, before)?;
+    ctx.host.cgroup_remove(&root.join(rel))
 }

@@ -5,10 +5,14 @@
 //! is created first and deleted last.
 
 use super::{Attrs, Ctx, Desired, ResolvedTenant, attr_str, attr_u64};
+use crate::apply::context::ApplyCtx;
 use crate::observed::{DirObs, ObservedTenant};
+use crate::providers::host::{HostError, HostResult};
+use crate::security::audit::{AuditDetails, AuditEvent, HEAD_FILE, LOG_FILE};
 use crate::spec::types::TenantId;
 use crate::state::{RECORD_VERSION, TenantRecord};
 use serde_json::Value;
+use std::path::Path;
 
 /// A new uid means every file and process of the tenant changes owner.
 pub const REPLACE_ON: &[&str] = &["path", "uid", "gid"];
@@ -92,4 +96,106 @@ pub fn simulate(t: &mut ObservedTenant, id: &TenantId, after: Option<&Attrs>) {
             })
         }
     }
+}
+
+fn parse_mode(a: &Attrs) -> u32 {
+    u32::from_str_radix(&attr_str(a, "mode"), 8).unwrap_or(0o700)
+}
+
+/// Creates the tree (never following a planted link) and writes the record
+/// with the planned identity, keeping what other resources recorded.
+pub fn apply(ctx: &ApplyCtx, id: &TenantId, after: &Attrs) -> HostResult {
+    let host = &*ctx.host;
+    let state = ctx.layout.root();
+    let (parent, name) = (
+        state.parent().unwrap_or(Path::new("/")),
+        state.file_name().map(Path::new).unwrap_or(Path::new(".")),
+    );
+    host.ensure_dir(parent, name, 0o755, 0, 0)?;
+    host.ensure_dir(state, Path::new("tenants"), 0o700, 0, 0)?;
+    let mode = parse_mode(after);
+    let tenant = Path::new("tenants").join(id.as_str());
+    for rel in [tenant.clone(), tenant.join("jail"), tenant.join("secrets")] {
+        host.ensure_dir(state, &rel, mode, 0, 0)?;
+    }
+    let path = ctx.layout.record(id);
+    let existing = crate::providers::probe::read_record(&path, id)
+        .map_err(|e| HostError::new("read", &path, std::io::Error::other(e)))?;
+    let ip = attr_str(after, "ip").parse().map_err(|_| {
+        HostError::new(
+            "plan",
+            &path,
+            std::io::Error::other("planned ip is invalid"),
+        )
+    })?;
+    let mac = attr_str(after, "mac").parse().map_err(|_| {
+        HostError::new(
+            "plan",
+            &path,
+            std::io::Error::other("planned mac is invalid"),
+        )
+    })?;
+    let (uid, gid) = (attr_u64(after, "uid") as u32, attr_u64(after, "gid") as u32);
+    let record = match existing {
+        Some(r) => TenantRecord {
+            uid,
+            gid,
+            ip,
+            mac,
+            ..r
+        },
+        None => TenantRecord {
+            format_version: RECORD_VERSION,
+            tenant_id: id.clone(),
+            uid,
+            gid,
+            ip,
+            mac,
+            artifact: None,
+            jail: None,
+            vm: None,
+            secrets_generation: 0,
+        },
+    };
+    let mut text = serde_json::to_vec_pretty(&record).expect("record serializes");
+    text.push(b'\n');
+    host.write_file(&path, &text, 0o600)
+}
+
+/// Archives the audit log (it outlives the tenant), then removes the tree.
+/// The last record, written into the archived log, says how that went.
+pub fn delete(ctx: &ApplyCtx, id: &TenantId) -> HostResult {
+    let host = &*ctx.host;
+    let dir = ctx.layout.tenant_dir(id);
+    let log = dir.join(LOG_FILE);
+    let archived = if log.exists() {
+        let stamp = jiff::Timestamp::now()
+            .strftime("%Y%m%dT%H%M%S%.6fZ")
+            .to_string();
+        let rel = Path::new("archive").join(format!("{id}-{stamp}"));
+        host.ensure_dir(ctx.layout.root(), Path::new("archive"), 0o700, 0, 0)?;
+        host.ensure_dir(ctx.layout.root(), &rel, 0o700, 0, 0)?;
+        let to = ctx.layout.root().join(&rel);
+        host.set_append_only(&log, false)?;
+        host.rename(&log, &to.join(LOG_FILE))?;
+        host.set_append_only(&to.join(LOG_FILE), true)?;
+        if dir.join(HEAD_FILE).exists() {
+            host.rename(&dir.join(HEAD_FILE), &to.join(HEAD_FILE))?;
+        }
+        Some(to)
+    } else {
+        None
+    };
+    let result = host.remove_tree(&dir);
+    if let Some(to) = archived {
+        let ev = AuditEvent {
+            tenant: id,
+            action: "delete",
+            resource: format!("tenant.{id}.dirs"),
+            error: result.as_ref().err().map(|e| e.to_string()),
+            details: AuditDetails::default(),
+        };
+        ctx.audit.append_at(host, &to.join(LOG_FILE), ev)?;
+    }
+    result
 }

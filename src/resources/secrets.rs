@@ -4,8 +4,11 @@
 //! place with a remount.
 
 use super::{Attrs, Ctx, Desired, ResolvedTenant, attr_str};
+use crate::apply::context::ApplyCtx;
 use crate::observed::{MountObs, ObservedTenant};
+use crate::providers::host::{HostResult, TmpfsOptions};
 use crate::spec::types::TenantId;
+use std::path::PathBuf;
 
 pub const REPLACE_ON: &[&str] = &["path", "fstype"];
 
@@ -69,4 +72,19 @@ pub fn simulate(t: &mut ObservedTenant, after: Option<&Attrs>) {
             ],
         }
     });
+}
+
+/// Mounts the tmpfs, or remounts it with the planned options.
+pub fn apply(ctx: &ApplyCtx, after: &Attrs) -> HostResult {
+    let opts = TmpfsOptions {
+        size: attr_str(after, "size"),
+        mode: attr_str(after, "mode"),
+    };
+    ctx.host
+        .mount_tmpfs(&PathBuf::from(attr_str(after, "path")), &opts)
+}
+
+/// Unmounts it: the secrets are gone with the mount.
+pub fn delete(ctx: &ApplyCtx, before: &Attrs) -> HostResult {
+    ctx.host.unmount(&PathBuf::from(attr_str(before, "path")))
 }

@@ -112,10 +112,17 @@ impl AuditWriter {
         self.tenants_dir.join(id.as_str()).join(LOG_FILE)
     }
 
-    /// Appends one record: a single write, fsync, then the head.
+    /// Appends one record to the tenant's log: a single write, fsync, then
+    /// the head.
     pub fn append(&self, host: &dyn Host, ev: AuditEvent) -> Result<(), HostError> {
-        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let path = self.log_path(ev.tenant);
+        self.append_at(host, &path, ev)
+    }
+
+    /// Appends to the log at `path` (an archived log, for the last record).
+    pub fn append_at(&self, host: &dyn Host, path: &Path, ev: AuditEvent) -> Result<(), HostError> {
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let path = path.to_path_buf();
         let (seq, prev) = match last_line(&path).map_err(|e| HostError::new("read", &path, e))? {
             Some(line) => {
                 let rec: AuditRecord = serde_json::from_slice(&line).map_err(|e| {
@@ -301,7 +308,8 @@ mod tests {
                 .flat_map(|x| x.iter().copied().chain([b'\n']))
                 .collect::<Vec<u8>>()
         };
-        let cases: Vec<(&str, Box<dyn Fn(Vec<&[u8]>) -> Vec<u8>>)> = vec![
+        type Tamper = Box<dyn Fn(Vec<&[u8]>) -> Vec<u8>>;
+        let cases: Vec<(&str, Tamper)> = vec![
             (
                 "edited",
                 Box::new(move |l| {

@@ -1,0 +1,419 @@
+//! The executor: carries out a `Plan` and nothing else.
+//!
+//! Each change becomes one or two steps: a *destroy* step (delete, and the
+//! first half of a replace) and an *apply* step (create, update, the second
+//! half of a replace). Apply steps wait for their dependencies' apply steps
+//! and for their own destroy step; destroy steps wait for their dependents'
+//! destroy steps — so creates walk the graph forwards and deletes backwards.
+//! Ready steps run concurrently, at most `parallelism` at a time. A failed
+//! step skips everything that waits on it, with the reason; unrelated steps
+//! go on. An interrupt stops new steps from starting and lets running ones
+//! finish.
+
+pub mod context;
+pub mod progress;
+
+use crate::plan::{Action, Plan, ResourceChange};
+use crate::resources::{self, Attrs, ResourceAddr, TenantKind};
+use crate::security::audit::{AuditDetails, AuditEvent};
+use context::ApplyCtx;
+use progress::Progress;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Phase {
+    Destroy,
+    Apply,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Done,
+    Failed(String),
+    /// Not attempted because a step it depends on did not succeed.
+    Skipped {
+        because: ResourceAddr,
+    },
+    /// Not started: the run was interrupted.
+    Interrupted,
+}
+
+#[derive(Debug, Clone)]
+pub struct StepResult {
+    pub address: ResourceAddr,
+    pub phase: Phase,
+    pub action: Action,
+    pub outcome: Outcome,
+    pub elapsed: Duration,
+}
+
+#[derive(Debug, Default)]
+pub struct Report {
+    /// In completion order.
+    pub steps: Vec<StepResult>,
+    pub interrupted: bool,
+    /// Audit records that could not be written.
+    pub audit_errors: Vec<String>,
+}
+
+#[derive(Debug, Default, PartialEq, Eq, Clone, Copy)]
+pub struct Counts {
+    pub added: usize,
+    pub changed: usize,
+    pub destroyed: usize,
+}
+
+impl Report {
+    pub fn success(&self) -> bool {
+        !self.interrupted && self.steps.iter().all(|s| s.outcome == Outcome::Done)
+    }
+
+    /// Terraform's counting: a replace adds one and destroys one.
+    pub fn counts(&self) -> Counts {
+        let mut c = Counts::default();
+        for s in self.steps.iter().filter(|s| s.outcome == Outcome::Done) {
+            match (s.phase, s.action) {
+                (Phase::Destroy, _) => c.destroyed += 1,
+                (Phase::Apply, Action::Update) => c.changed += 1,
+                (Phase::Apply, _) => c.added += 1,
+            }
+        }
+        c
+    }
+
+    pub fn failed(&self) -> impl Iterator<Item = &StepResult> {
+        self.steps
+            .iter()
+            .filter(|s| matches!(s.outcome, Outcome::Failed(_)))
+    }
+
+    pub fn skipped(&self) -> impl Iterator<Item = &StepResult> {
+        self.steps
+            .iter()
+            .filter(|s| matches!(s.outcome, Outcome::Skipped { .. } | Outcome::Interrupted))
+    }
+}
+
+struct Step<'p> {
+    change: &'p ResourceChange,
+    phase: Phase,
+    /// Steps that must finish first.
+    waits_on: Vec<usize>,
+}
+
+fn steps(plan: &Plan) -> Vec<Step<'_>> {
+    let mut out: Vec<Step> = Vec::new();
+    let mut destroy: HashMap<&ResourceAddr, usize> = HashMap::new();
+    let mut apply: HashMap<&ResourceAddr, usize> = HashMap::new();
+    for c in &plan.resource_changes {
+        if matches!(c.actions, Action::Delete | Action::Replace) {
+            destroy.insert(&c.address, out.len());
+            out.push(Step {
+                change: c,
+                phase: Phase::Destroy,
+                waits_on: Vec::new(),
+            });
+        }
+        if matches!(c.actions, Action::Create | Action::Update | Action::Replace) {
+            apply.insert(&c.address, out.len());
+            out.push(Step {
+                change: c,
+                phase: Phase::Apply,
+                waits_on: Vec::new(),
+            });
+        }
+    }
+    let waits: Vec<Vec<usize>> = out
+        .iter()
+        .map(|step| {
+            let c = step.change;
+            match step.phase {
+                Phase::Apply => c
+                    .depends_on
+                    .iter()
+                    .filter_map(|d| apply.get(d).copied())
+                    .chain(destroy.get(&c.address).copied())
+                    .collect(),
+                // Dependents go first.
+                Phase::Destroy => plan
+                    .resource_changes
+                    .iter()
+                    .filter(|other| other.depends_on.contains(&c.address))
+                    .filter_map(|other| destroy.get(&other.address).copied())
+                    .collect(),
+            }
+        })
+        .collect();
+    for (step, w) in out.iter_mut().zip(waits) {
+        step.waits_on = w;
+    }
+    out
+}
+
+/// Runs one step on the host: the resource kind's applier.
+fn run_step(ctx: &ApplyCtx, change: &ResourceChange, phase: Phase) -> Result<(), String> {
+    if let Some(why) = &change.blocked {
+        return Err(format!("cannot be applied on this node: {why}"));
+    }
+    let empty = Attrs::new();
+    let before = change.before.as_ref();
+    let after = change.after.as_ref().unwrap_or(&empty);
+    let r = match (&change.address, phase) {
+        (ResourceAddr::Tenant(id, TenantKind::Dirs), Phase::Apply) => {
+            resources::dirs::apply(ctx, id, after)
+        }
+        (ResourceAddr::Tenant(id, TenantKind::Dirs), Phase::Destroy) => {
+            resources::dirs::delete(ctx, id)
+        }
+        (ResourceAddr::Tenant(_, TenantKind::Cgroup), Phase::Apply) => {
+            // A replace recreates from nothing: nothing is there to compare.
+            let prior = if change.actions == Action::Update {
+                before
+            } else {
+                None
+            };
+            resources::cgroup::apply(ctx, prior, after)
+        }
+        (ResourceAddr::Tenant(_, TenantKind::Cgroup), Phase::Destroy) => {
+            resources::cgroup::delete(ctx, before.unwrap_or(&empty))
+        }
+        (ResourceAddr::Tenant(_, TenantKind::Secrets), Phase::Apply) => {
+            resources::secrets::apply(ctx, after)
+        }
+        (ResourceAddr::Tenant(_, TenantKind::Secrets), Phase::Destroy) => {
+            resources::secrets::delete(ctx, before.unwrap_or(&empty))
+        }
+        (addr, _) => {
+            return Err(format!(
+                "this mvm build has no provider for {} resources yet",
+                addr.kind_word()
+            ));
+        }
+    };
+    r.map_err(|e| e.to_string())
+}
+
+/// The audit record of a finished tenant step. The dirs destroy step writes
+/// its own (into the archived log), since the tenant's log moves with it.
+fn audit(
+    ctx: &ApplyCtx,
+    change: &ResourceChange,
+    phase: Phase,
+    outcome: &Outcome,
+) -> Result<(), String> {
+    let ResourceAddr::Tenant(id, kind) = &change.address else {
+        return Ok(());
+    };
+    if *kind == TenantKind::Dirs && phase == Phase::Destroy {
+        return Ok(());
+    }
+    let error = match outcome {
+        Outcome::Done => None,
+        Outcome::Failed(e) => Some(e.clone()),
+        _ => return Ok(()),
+    };
+    // No log to write into before the tenant's tree exists.
+    if !ctx.layout.tenant_dir(id).is_dir() {
+        return Ok(());
+    }
+    let action = match (phase, change.actions) {
+        (Phase::Destroy, _) => "delete",
+        (Phase::Apply, Action::Update) => "update",
+        _ => "create",
+    };
+    let attrs = if phase == Phase::Destroy {
+        change.before.as_ref()
+    } else {
+        change.after.as_ref()
+    };
+    let ev = AuditEvent {
+        tenant: id,
+        action,
+        resource: change.address.to_string(),
+        error,
+        details: details(attrs),
+    };
+    ctx.audit.append(&*ctx.host, ev).map_err(|e| e.to_string())
+}
+
+fn details(attrs: Option<&Attrs>) -> AuditDetails {
+    let get = |k: &str| {
+        attrs.and_then(|a| a.get(k)).and_then(|v| match v {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Null => None,
+            other => Some(other.to_string()),
+        })
+    };
+    AuditDetails {
+        flake_ref: get("flake_ref"),
+        lock: get("lock"),
+        store_paths: get("store_path").into_iter().collect(),
+        fc_config_sha256: get("fc_config_sha256"),
+        ip: get("ip"),
+        mac: get("mac"),
+        cpu_max: get("cpu.max"),
+        memory_max: get("memory.max"),
+        pids_max: get("pids.max"),
+    }
+}
+
+/// The bookkeeping of one run: what each step waits on, what is ready,
+/// what has finished and how.
+struct Walk<'p, 'a> {
+    steps: &'a [Step<'p>],
+    waiting: Vec<usize>,
+    dependents: Vec<Vec<usize>>,
+    state: Vec<Option<Outcome>>,
+    ready: std::collections::VecDeque<usize>,
+    finished: usize,
+    report: Report,
+    progress: Arc<dyn Progress>,
+}
+
+impl<'p, 'a> Walk<'p, 'a> {
+    fn new(steps: &'a [Step<'p>], progress: Arc<dyn Progress>) -> Self {
+        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); steps.len()];
+        for (i, s) in steps.iter().enumerate() {
+            for &w in &s.waits_on {
+                dependents[w].push(i);
+            }
+        }
+        Self {
+            waiting: steps.iter().map(|s| s.waits_on.len()).collect(),
+            ready: (0..steps.len())
+                .filter(|&i| steps[i].waits_on.is_empty())
+                .collect(),
+            state: vec![None; steps.len()],
+            dependents,
+            steps,
+            finished: 0,
+            report: Report::default(),
+            progress,
+        }
+    }
+
+    /// Records how step `i` ended, then releases what waited on it — or,
+    /// if it did not succeed, skips all of that, naming the cause.
+    fn settle(&mut self, i: usize, outcome: Outcome, elapsed: Duration) {
+        let cause = match &outcome {
+            Outcome::Skipped { because } => because.clone(),
+            _ => self.steps[i].change.address.clone(),
+        };
+        let ok = outcome == Outcome::Done;
+        let result = StepResult {
+            address: self.steps[i].change.address.clone(),
+            phase: self.steps[i].phase,
+            action: self.steps[i].change.actions,
+            outcome: outcome.clone(),
+            elapsed,
+        };
+        self.progress.finished(&result);
+        self.report.steps.push(result);
+        self.state[i] = Some(outcome);
+        self.finished += 1;
+        for k in 0..self.dependents[i].len() {
+            let d = self.dependents[i][k];
+            if self.state[d].is_some() {
+                continue;
+            }
+            if ok {
+                self.waiting[d] -= 1;
+                if self.waiting[d] == 0 {
+                    self.ready.push_back(d);
+                }
+            } else {
+                self.settle(
+                    d,
+                    Outcome::Skipped {
+                        because: cause.clone(),
+                    },
+                    Duration::ZERO,
+                );
+            }
+        }
+    }
+}
+
+/// Applies `plan`. `stop` is checked before each new step starts.
+pub async fn execute(
+    plan: &Plan,
+    ctx: Arc<ApplyCtx>,
+    parallelism: usize,
+    progress: Arc<dyn Progress>,
+    stop: Arc<AtomicBool>,
+) -> Report {
+    let steps = steps(plan);
+    let mut walk = Walk::new(&steps, progress.clone());
+    let (tx, mut rx) =
+        tokio::sync::mpsc::unbounded_channel::<(usize, Outcome, Duration, Option<String>)>();
+    let mut running = 0usize;
+    let parallelism = parallelism.max(1);
+
+    while walk.finished < steps.len() {
+        while running < parallelism && !stop.load(Ordering::SeqCst) {
+            let Some(i) = walk.ready.pop_front() else {
+                break;
+            };
+            if walk.state[i].is_some() {
+                continue;
+            }
+            running += 1;
+            let change = steps[i].change.clone();
+            let phase = steps[i].phase;
+            let ctx = ctx.clone();
+            let tx = tx.clone();
+            progress.started(&change.address, phase, change.actions);
+            tokio::task::spawn_blocking(move || {
+                let t = Instant::now();
+                let outcome = match run_step(&ctx, &change, phase) {
+                    Ok(()) => Outcome::Done,
+                    Err(e) => Outcome::Failed(e),
+                };
+                let audit_error = audit(&ctx, &change, phase, &outcome).err();
+                let _ = tx.send((i, outcome, t.elapsed(), audit_error));
+            });
+        }
+        if running == 0 {
+            // Interrupted, or (only with a hand-edited saved plan) steps
+            // waiting on each other in a cycle: the rest never runs.
+            let interrupted = stop.load(Ordering::SeqCst);
+            for (i, step) in steps.iter().enumerate() {
+                if walk.state[i].is_none() {
+                    let outcome = if interrupted {
+                        Outcome::Interrupted
+                    } else {
+                        Outcome::Failed(
+                            "its dependencies wait on each other (a cycle in the plan)".into(),
+                        )
+                    };
+                    let r = StepResult {
+                        address: step.change.address.clone(),
+                        phase: step.phase,
+                        action: step.change.actions,
+                        outcome: outcome.clone(),
+                        elapsed: Duration::ZERO,
+                    };
+                    progress.finished(&r);
+                    walk.report.steps.push(r);
+                    walk.state[i] = Some(outcome);
+                }
+            }
+            walk.report.interrupted = interrupted;
+            break;
+        }
+        let Some((i, outcome, elapsed, audit_error)) = rx.recv().await else {
+            break;
+        };
+        running -= 1;
+        if let Some(e) = audit_error {
+            walk.report
+                .audit_errors
+                .push(format!("{}: {e}", steps[i].change.address));
+        }
+        walk.settle(i, outcome, elapsed);
+    }
+    walk.report
+}

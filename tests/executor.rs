@@ -1,0 +1,327 @@
+//! The executor against a recording host: ordering, the concurrency bound,
+//! failures skipping dependents, replace ordering, interrupts, and a no-op
+//! reconcile making no host calls at all.
+
+use mvm::apply::context::ApplyCtx;
+use mvm::apply::progress::Progress;
+use mvm::apply::{Outcome, Phase, Report, StepResult, execute};
+use mvm::observed::Observed;
+use mvm::plan::{Action, Plan, PlanOptions, plan, simulate};
+use mvm::providers::recording::RecordingHost;
+use mvm::resources::ResourceAddr;
+use mvm::spec::{self, DesiredState, NodeConfig};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+struct Quiet;
+impl Progress for Quiet {
+    fn started(&self, _: &ResourceAddr, _: Phase, _: Action) {}
+    fn finished(&self, _: &StepResult) {}
+}
+
+/// Stops the run once `after` steps have finished.
+struct StopAfter(usize, Arc<AtomicBool>, std::sync::atomic::AtomicUsize);
+impl Progress for StopAfter {
+    fn started(&self, _: &ResourceAddr, _: Phase, _: Action) {}
+    fn finished(&self, _: &StepResult) {
+        if self.2.fetch_add(1, Ordering::SeqCst) + 1 >= self.0 {
+            self.1.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+fn node(state: &Path) -> NodeConfig {
+    let text = format!(
+        "state_dir = \"{}\"\n[cgroup]\nallow_missing_controllers = true\n",
+        state.display()
+    );
+    spec::parse_node(Path::new("node.toml"), &text).unwrap()
+}
+
+fn desired(n: usize, node: &NodeConfig) -> DesiredState {
+    let tenants: Vec<_> = (0..n)
+        .map(|i| serde_json::json!({"tenant_id": format!("t{i}"), "flake_ref": "github:o/a", "profile": "minimal",
+            "vcpus": 1, "mem_mib": 256, "state": "stopped"}))
+        .collect();
+    spec::parse_desired(
+        Path::new("d.json"),
+        &serde_json::json!({ "tenants": tenants }).to_string(),
+        node,
+    )
+    .unwrap()
+}
+
+fn host_observed() -> Observed {
+    let mut o = Observed::empty();
+    o.binaries.firecracker = true;
+    o.binaries.jailer = true;
+    o.cgroup = Some(mvm::observed::CgroupMount {
+        mount: "/sys/fs/cgroup".into(),
+        controllers: ["cpu", "memory", "pids"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    });
+    o
+}
+
+/// The kinds this build can apply.
+fn provided() -> PlanOptions {
+    let targets = ["tenant.*.dirs", "tenant.*.cgroup", "tenant.*.secrets"]
+        .iter()
+        .map(|t| t.parse().unwrap())
+        .collect();
+    PlanOptions {
+        targets,
+        ..Default::default()
+    }
+}
+
+fn run(
+    p: &Plan,
+    host: Arc<RecordingHost>,
+    parallelism: usize,
+    progress: Arc<dyn Progress>,
+    stop: Arc<AtomicBool>,
+) -> Report {
+    let ctx = Arc::new(ApplyCtx::new(p, host, "node".into(), "mvm test".into()));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(execute(p, ctx, parallelism, progress, stop))
+}
+
+fn position(calls: &[String], needle: &str) -> usize {
+    calls
+        .iter()
+        .position(|c| c.contains(needle))
+        .unwrap_or_else(|| panic!("no call with {needle:?} in {calls:#?}"))
+}
+
+#[test]
+fn creates_walk_dependencies_forwards_and_failures_skip_dependents() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = node(tmp.path());
+    let p = plan(
+        &desired(2, &node),
+        &node,
+        &host_observed(),
+        PlanOptions::default(),
+    )
+    .unwrap();
+    let host = Arc::new(RecordingHost::new().failing("tenants/t1 "));
+    let r = run(
+        &p,
+        host.clone(),
+        4,
+        Arc::new(Quiet),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let calls = host.calls();
+    // t0: the tree exists before its tmpfs is mounted.
+    let t0_mount = position(&calls, "mount_tmpfs ");
+    assert!(
+        calls[t0_mount].contains("/t0/") && position(&calls, "tenants/t0 700") < t0_mount,
+        "{calls:#?}"
+    );
+    let outcome = |a: &str, phase: Phase| {
+        r.steps
+            .iter()
+            .find(|s| s.address.to_string() == a && s.phase == phase)
+            .unwrap()
+            .outcome
+            .clone()
+    };
+    assert_eq!(outcome("tenant.t0.dirs", Phase::Apply), Outcome::Done);
+    assert_eq!(outcome("tenant.t0.secrets", Phase::Apply), Outcome::Done);
+    assert_eq!(outcome("tenant.t0.cgroup", Phase::Apply), Outcome::Done);
+    // t1's tree fails: what is built on it is skipped, naming the cause;
+    // its cgroup, which does not depend on the tree, is still made.
+    assert!(matches!(
+        outcome("tenant.t1.dirs", Phase::Apply),
+        Outcome::Failed(_)
+    ));
+    let dirs = "tenant.t1.dirs".parse().unwrap();
+    assert_eq!(
+        outcome("tenant.t1.secrets", Phase::Apply),
+        Outcome::Skipped { because: dirs }
+    );
+    assert_eq!(outcome("tenant.t1.cgroup", Phase::Apply), Outcome::Done);
+    // Kinds without a provider in this build fail, and so skip their
+    // dependents, without touching the host.
+    assert!(
+        matches!(outcome("node.bridge", Phase::Apply), Outcome::Failed(ref e) if e.contains("no provider"))
+    );
+    assert!(!r.success());
+    assert!(!calls.iter().any(|c| c.contains("tap")));
+}
+
+#[test]
+fn concurrency_is_bounded_by_parallelism() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = node(tmp.path());
+    let p = plan(
+        &desired(12, &node),
+        &node,
+        &host_observed(),
+        PlanOptions::default(),
+    )
+    .unwrap();
+    for parallelism in [1, 3] {
+        let host = Arc::new(RecordingHost::new().with_delay(Duration::from_millis(15)));
+        let r = run(
+            &p,
+            host.clone(),
+            parallelism,
+            Arc::new(Quiet),
+            Arc::new(AtomicBool::new(false)),
+        );
+        assert!(
+            host.max_in_flight() <= parallelism,
+            "{} > {parallelism}",
+            host.max_in_flight()
+        );
+        if parallelism > 1 {
+            assert!(
+                host.max_in_flight() > 1,
+                "independent tenants ran one at a time"
+            );
+        }
+        assert!(
+            r.steps
+                .iter()
+                .filter(|s| s.outcome == Outcome::Done)
+                .count()
+                >= 36
+        );
+    }
+}
+
+#[test]
+fn deletes_walk_backwards_and_replace_destroys_before_creating() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = node(tmp.path());
+    let d = desired(1, &node);
+    let p = plan(&d, &node, &host_observed(), provided()).unwrap();
+    let converged = simulate::apply_to(&p, &node, &host_observed());
+
+    // Prune: the tmpfs is unmounted before the tree holding it is removed.
+    let empty = DesiredState { tenants: vec![] };
+    let prune = plan(
+        &empty,
+        &node,
+        &converged,
+        PlanOptions {
+            prune: true,
+            ..provided()
+        },
+    )
+    .unwrap();
+    let host = Arc::new(RecordingHost::new());
+    let r = run(
+        &prune,
+        host.clone(),
+        8,
+        Arc::new(Quiet),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let calls = host.calls();
+    assert!(
+        position(&calls, "unmount") < position(&calls, "remove_tree"),
+        "{calls:#?}"
+    );
+    assert!(calls.iter().any(|c| c.starts_with("cgroup_remove")));
+    assert!(r.steps.iter().all(|s| s.phase == Phase::Destroy));
+
+    // Replace: a tmpfs found as another filesystem type cannot be fixed by
+    // a remount: it is unmounted (destroy), then mounted anew (create).
+    let mut edited = converged.clone();
+    let t = edited.tenants.values_mut().next().unwrap();
+    t.secrets.as_mut().unwrap().fstype = "ramfs".into();
+    let replace = plan(&d, &node, &edited, provided()).unwrap();
+    let change = replace
+        .resource_changes
+        .iter()
+        .find(|c| c.address.to_string() == "tenant.t0.secrets")
+        .unwrap();
+    assert_eq!(change.actions, Action::Replace);
+    let host = Arc::new(RecordingHost::new());
+    let r = run(
+        &replace,
+        host.clone(),
+        8,
+        Arc::new(Quiet),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let calls = host.calls();
+    assert!(
+        position(&calls, "unmount") < position(&calls, "mount_tmpfs"),
+        "{calls:#?}"
+    );
+    assert_eq!(
+        r.counts(),
+        mvm::apply::Counts {
+            added: 1,
+            changed: 0,
+            destroyed: 1
+        }
+    );
+}
+
+#[test]
+fn interrupt_lets_running_steps_finish_and_starts_nothing_new() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = node(tmp.path());
+    let p = plan(&desired(6, &node), &node, &host_observed(), provided()).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let host = Arc::new(RecordingHost::new().with_delay(Duration::from_millis(5)));
+    let progress = Arc::new(StopAfter(3, stop.clone(), Default::default()));
+    let r = run(&p, host.clone(), 2, progress, stop);
+    assert!(r.interrupted);
+    let done = r
+        .steps
+        .iter()
+        .filter(|s| s.outcome == Outcome::Done)
+        .count();
+    let not_started = r
+        .steps
+        .iter()
+        .filter(|s| s.outcome == Outcome::Interrupted)
+        .count();
+    assert!(
+        done >= 1 && not_started > 0,
+        "done {done}, not started {not_started}"
+    );
+    // Every step is accounted for, exactly once.
+    let total: usize = p
+        .resource_changes
+        .iter()
+        .map(|c| match c.actions {
+            Action::NoOp => 0,
+            Action::Replace => 2,
+            _ => 1,
+        })
+        .sum();
+    assert_eq!(r.steps.len(), total);
+}
+
+#[test]
+fn no_op_plan_makes_no_host_calls() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = node(tmp.path());
+    let d = desired(3, &node);
+    let p = plan(&d, &node, &host_observed(), PlanOptions::default()).unwrap();
+    let converged = simulate::apply_to(&p, &node, &host_observed());
+    let again = plan(&d, &node, &converged, PlanOptions::default()).unwrap();
+    assert!(!again.has_changes());
+    let host = Arc::new(RecordingHost::new());
+    let r = run(
+        &again,
+        host.clone(),
+        4,
+        Arc::new(Quiet),
+        Arc::new(AtomicBool::new(false)),
+    );
+    assert!(r.success() && r.steps.is_empty());
+    assert_eq!(host.calls().len(), 0);
+}
