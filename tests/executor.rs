@@ -135,18 +135,24 @@ fn creates_walk_dependencies_forwards_and_failures_skip_dependents() {
     assert_eq!(outcome("tenant.t0.dirs", Phase::Apply), Outcome::Done);
     assert_eq!(outcome("tenant.t0.secrets", Phase::Apply), Outcome::Done);
     assert_eq!(outcome("tenant.t0.cgroup", Phase::Apply), Outcome::Done);
-    // t1's tree fails: what is built on it is skipped, naming the cause;
-    // its cgroup, which does not depend on the tree, is still made.
+    // t1's tree fails.
     assert!(matches!(
         outcome("tenant.t1.dirs", Phase::Apply),
         Outcome::Failed(_)
     ));
-    let dirs = "tenant.t1.dirs".parse().unwrap();
+    // Everything of t1 is built on its tree and is skipped, naming the
+    // cause; t0, unrelated, completed above.
+    let dirs: ResourceAddr = "tenant.t1.dirs".parse().unwrap();
     assert_eq!(
         outcome("tenant.t1.secrets", Phase::Apply),
+        Outcome::Skipped {
+            because: dirs.clone()
+        }
+    );
+    assert_eq!(
+        outcome("tenant.t1.cgroup", Phase::Apply),
         Outcome::Skipped { because: dirs }
     );
-    assert_eq!(outcome("tenant.t1.cgroup", Phase::Apply), Outcome::Done);
     // Kinds without a provider in this build fail, and so skip their
     // dependents, without touching the host.
     assert!(

@@ -134,11 +134,14 @@ impl TenantKind {
     }
 
     /// The tenant kinds this one depends on (edges dependency → self).
+    /// Everything of a tenant depends on its `dirs`: the tree holds the
+    /// record and the audit log every change is written to, so it is
+    /// created first and removed last.
     pub fn tenant_deps(self) -> &'static [TenantKind] {
         use TenantKind::*;
         match self {
-            Dirs | Cgroup | Tap | Nft => &[],
-            Artifact | Secrets => &[Dirs],
+            Dirs => &[],
+            Artifact | Secrets | Cgroup | Tap | Nft => &[Dirs],
             Jail => &[Dirs, Artifact, Secrets],
             Vm => &[Jail, Cgroup, Tap, Nft],
         }
