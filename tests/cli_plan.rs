@@ -221,3 +221,44 @@ fn config_precedence_flag_over_env() {
         r.stderr
     );
 }
+
+#[test]
+fn lost_record_is_rewritten_not_the_tree_destroyed() {
+    // A tenant dir whose tenant.json vanished: the plan rewrites the record
+    // in place instead of replacing (deleting) the tenant's tree.
+    let text = std::fs::read_to_string("fixtures/observed/converged.json").unwrap();
+    let mut obs: serde_json::Value = serde_json::from_str(&text).unwrap();
+    obs["tenants"]["acme"]["record"] = serde_json::Value::Null;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("observed.json");
+    std::fs::write(&path, obs.to_string()).unwrap();
+    let r = run(&[
+        "agent",
+        "plan",
+        "--json",
+        "--desired",
+        "fixtures/desired/example.json",
+        "--observed",
+        path.to_str().unwrap(),
+    ]);
+    let plan: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let dirs = plan["resource_changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["address"] == "tenant.acme.dirs")
+        .unwrap();
+    assert_eq!(dirs["actions"], serde_json::json!(["update"]), "{dirs}");
+    // The VM, whose launch record is gone, is replaced: nothing vouches for it.
+    let vm = plan["resource_changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["address"] == "tenant.acme.vm")
+        .unwrap();
+    assert_eq!(
+        vm["actions"],
+        serde_json::json!(["delete", "create"]),
+        "{vm}"
+    );
+}

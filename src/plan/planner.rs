@@ -271,10 +271,17 @@ fn diff(
                 .filter(|k| !d.unknown.contains(*k) && d.attrs.get(*k) != b.get(*k))
                 .cloned()
                 .collect();
+            // A tenant tree whose record is lost adopts the planned
+            // identity in place: only a known uid that differs replaces it,
+            // so a missing record never destroys a tenant's files. Other
+            // kinds cannot adopt an unknown prior (a VM mvm did not launch
+            // must be replaced).
             let replace_on = change.address.replace_on();
+            let adopts = matches!(change.address, ResourceAddr::Tenant(_, TenantKind::Dirs));
             change.replace_paths = changed
                 .iter()
                 .filter(|k| replace_on.contains(&k.as_ref()))
+                .filter(|k| !adopts || b.get(k.as_ref()).is_some_and(|v| !v.is_null()))
                 .cloned()
                 .collect();
             change.actions = if changed.is_empty() {

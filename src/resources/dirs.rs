@@ -163,12 +163,23 @@ pub fn apply(ctx: &ApplyCtx, id: &TenantId, after: &Attrs) -> HostResult {
 }
 
 /// Archives the audit log (it outlives the tenant), then removes the tree.
-/// The last record, written into the archived log, says how that went.
+/// The log's last record, written before it moves, says the tenant's
+/// resources are gone and the log archived: the dirs are deleted last, after
+/// everything else of the tenant. Nothing is written in the archive itself,
+/// so a crash can leave no half-written file there.
 pub fn delete(ctx: &ApplyCtx, id: &TenantId) -> HostResult {
     let host = &*ctx.host;
     let dir = ctx.layout.tenant_dir(id);
     let log = dir.join(LOG_FILE);
-    let archived = if log.exists() {
+    if log.exists() {
+        let ev = AuditEvent {
+            tenant: id,
+            action: "archive",
+            resource: format!("tenant.{id}.dirs"),
+            error: None,
+            details: AuditDetails::default(),
+        };
+        ctx.audit.append(host, ev)?;
         let stamp = jiff::Timestamp::now()
             .strftime("%Y%m%dT%H%M%S%.6fZ")
             .to_string();
@@ -176,26 +187,12 @@ pub fn delete(ctx: &ApplyCtx, id: &TenantId) -> HostResult {
         host.ensure_dir(ctx.layout.root(), Path::new("archive"), 0o700, 0, 0)?;
         host.ensure_dir(ctx.layout.root(), &rel, 0o700, 0, 0)?;
         let to = ctx.layout.root().join(&rel);
-        host.set_append_only(&log, false)?;
-        host.rename(&log, &to.join(LOG_FILE))?;
-        host.set_append_only(&to.join(LOG_FILE), true)?;
         if dir.join(HEAD_FILE).exists() {
             host.rename(&dir.join(HEAD_FILE), &to.join(HEAD_FILE))?;
         }
-        Some(to)
-    } else {
-        None
-    };
-    let result = host.remove_tree(&dir);
-    if let Some(to) = archived {
-        let ev = AuditEvent {
-            tenant: id,
-            action: "delete",
-            resource: format!("tenant.{id}.dirs"),
-            error: result.as_ref().err().map(|e| e.to_string()),
-            details: AuditDetails::default(),
-        };
-        ctx.audit.append_at(host, &to.join(LOG_FILE), ev)?;
+        host.set_append_only(&log, false)?;
+        host.rename(&log, &to.join(LOG_FILE))?;
+        host.set_append_only(&to.join(LOG_FILE), true)?;
     }
-    result
+    host.remove_tree(&dir)
 }

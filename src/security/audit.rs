@@ -31,7 +31,8 @@ pub struct AuditRecord {
     pub node_id: String,
     /// The command line that caused the event.
     pub command: String,
-    /// `create`, `update`, `delete`, `archive`.
+    /// `create`, `update`, `delete`, or `archive` (the tenant was pruned
+    /// and this log moved under `<state>/archive/`).
     pub action: String,
     pub resource: String,
     /// `ok` or `failed`.
@@ -115,14 +116,8 @@ impl AuditWriter {
     /// Appends one record to the tenant's log: a single write, fsync, then
     /// the head.
     pub fn append(&self, host: &dyn Host, ev: AuditEvent) -> Result<(), HostError> {
-        let path = self.log_path(ev.tenant);
-        self.append_at(host, &path, ev)
-    }
-
-    /// Appends to the log at `path` (an archived log, for the last record).
-    pub fn append_at(&self, host: &dyn Host, path: &Path, ev: AuditEvent) -> Result<(), HostError> {
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        let path = path.to_path_buf();
+        let path = self.log_path(ev.tenant);
         let (seq, prev) = match last_line(&path).map_err(|e| HostError::new("read", &path, e))? {
             Some(line) => {
                 let rec: AuditRecord = serde_json::from_slice(&line).map_err(|e| {

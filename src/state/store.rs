@@ -52,9 +52,17 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), StoreErro
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    // A temp file left by a crashed writer with the same pid is ours.
-    let _ = fs::remove_file(&tmp);
+    let prefix = format!(".{name}.tmp.");
+    // Temp files of writers that crashed before their rename are garbage:
+    // the node lock means no other writer of this file is running.
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+    let tmp = dir.join(format!("{prefix}{}", std::process::id()));
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
