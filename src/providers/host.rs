@@ -311,15 +311,18 @@ impl Host for LinuxHost {
     }
 }
 
-/// Writes a cgroup interface file: no create, no truncate semantics beyond
-/// what cgroupfs does, one write.
+/// Writes a cgroup interface file as `echo value > file` does: never
+/// creates it, one write ending in a newline — an empty value must still
+/// reach the kernel (a zero-length write would not), to reset
+/// `cpuset.cpus`, say.
 fn write_cgroup_file(path: &Path, value: &str) -> HostResult {
     let mut f = fs::OpenOptions::new()
         .write(true)
+        .truncate(true)
         .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
         .open(path)
         .map_err(|e| HostError::new("open", path, e))?;
-    f.write_all(value.as_bytes())
+    f.write_all(format!("{value}\n").as_bytes())
         .map_err(|e| HostError::new("write", path, e))
 }
 

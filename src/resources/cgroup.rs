@@ -153,3 +153,138 @@ pub fn delete(ctx: &ApplyCtx, before: &Attrs) -> HostResult {
     let (root, rel) = dir_of(ctx, before)?;
     ctx.host.cgroup_remove(&root.join(rel))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::host::LinuxHost;
+    use std::fs;
+    use std::sync::Arc;
+
+    /// This host's cgroup2 tree may lack memory/cpu/pids (hybrid mode), so
+    /// the limit writes run against a prepared tree laid out like cgroup2:
+    /// interface files exist and take writes, `subtree_control` included.
+    fn prepared(controllers: &str) -> (tempfile::TempDir, ApplyCtx) {
+        let root = tempfile::tempdir().unwrap();
+        fs::write(root.path().join("cgroup.controllers"), controllers).unwrap();
+        fs::write(root.path().join("cgroup.subtree_control"), "").unwrap();
+        fs::create_dir_all(root.path().join("mvm/acme")).unwrap();
+        fs::write(root.path().join("mvm/cgroup.subtree_control"), "").unwrap();
+        for f in ["memory.max", "cpu.max", "pids.max", "cpuset.cpus"] {
+            fs::write(root.path().join("mvm/acme").join(f), "").unwrap();
+        }
+        let node = crate::spec::NodeConfig::default_config();
+        let ctx = ApplyCtx {
+            host: Arc::new(LinuxHost),
+            layout: crate::state::StateLayout::new(&node.state_dir),
+            audit: crate::security::audit::AuditWriter::new(
+                "/nonexistent".into(),
+                "n".into(),
+                "c".into(),
+            ),
+            cgroup_mount: Some(root.path().to_path_buf()),
+            node,
+        };
+        (root, ctx)
+    }
+
+    fn attrs(pairs: &[(&'static str, &str)]) -> Attrs {
+        pairs
+            .iter()
+            .map(|(k, v)| (AttrNameOf::from(*k), serde_json::Value::from(*v)))
+            .collect()
+    }
+    type AttrNameOf = crate::resources::AttrName;
+
+    #[test]
+    fn writes_limits_and_enables_controllers_in_every_ancestor() {
+        let (root, ctx) = prepared("cpuset cpu io memory pids");
+        let after = attrs(&[
+            ("path", "mvm/acme"),
+            ("memory.max", "1174405120"),
+            ("cpu.max", "200000 100000"),
+            ("pids.max", "256"),
+        ]);
+        apply(&ctx, None, &after).unwrap();
+        let r = root.path();
+        let read = |p: &str| {
+            fs::read_to_string(r.join(p))
+                .unwrap()
+                .trim_end()
+                .to_string()
+        };
+        assert_eq!(read("cgroup.subtree_control"), "+cpu +memory +pids");
+        assert_eq!(read("mvm/cgroup.subtree_control"), "+cpu +memory +pids");
+        assert_eq!(read("mvm/acme/memory.max"), "1174405120");
+        assert_eq!(read("mvm/acme/cpu.max"), "200000 100000");
+        assert_eq!(read("mvm/acme/pids.max"), "256");
+        assert_eq!(
+            read("mvm/acme/cpuset.cpus"),
+            "",
+            "no cpuset asked for, none written"
+        );
+    }
+
+    #[test]
+    fn update_writes_only_what_changed_and_clears_a_dropped_cpuset() {
+        let (root, ctx) = prepared("cpuset cpu memory pids");
+        let before = attrs(&[
+            ("path", "mvm/acme"),
+            ("memory.max", "1"),
+            ("cpu.max", "max 100000"),
+            ("cpuset.cpus", "2-3"),
+        ]);
+        let after = attrs(&[
+            ("path", "mvm/acme"),
+            ("memory.max", "1"),
+            ("cpu.max", "100000 100000"),
+        ]);
+        fs::write(root.path().join("mvm/acme/memory.max"), "untouched").unwrap();
+        fs::write(root.path().join("mvm/acme/cpuset.cpus"), "2-3").unwrap();
+        apply(&ctx, Some(&before), &after).unwrap();
+        let read = |p: &str| {
+            fs::read_to_string(root.path().join(p))
+                .unwrap()
+                .trim_end()
+                .to_string()
+        };
+        assert_eq!(read("mvm/acme/memory.max"), "untouched");
+        assert_eq!(read("mvm/acme/cpu.max"), "100000 100000");
+        assert_eq!(read("mvm/acme/cpuset.cpus"), "");
+    }
+
+    #[test]
+    fn desired_limits_follow_the_controllers_the_node_has() {
+        let mut obs = crate::observed::Observed::empty();
+        obs.cgroup = Some(crate::observed::CgroupMount {
+            mount: "/sys/fs/cgroup".into(),
+            controllers: ["hugetlb".to_string()].into(),
+        });
+        let mut node = crate::spec::NodeConfig::default_config();
+        let spec: crate::spec::TenantSpec = serde_json::from_value(serde_json::json!({
+            "tenant_id": "acme", "flake_ref": "github:a/b", "profile": "minimal", "vcpus": 2, "mem_mib": 1024,
+            "state": "running", "ip": null, "mac": null, "seccomp": "baseline", "metadata": false,
+            "ssh_from_gateway": false, "cpuset": null, "pids_max": 256, "data_mib": null, "lock": null})).unwrap();
+        let t = ResolvedTenant::new(
+            &node,
+            spec,
+            "10.200.0.2".parse().unwrap(),
+            "02:00:0a:c8:00:02".parse().unwrap(),
+            100000,
+            100000,
+        );
+        // Strict (the default): all limits wanted, and the change is blocked.
+        let ctx = Ctx::new(&node, &obs);
+        assert!(desired(&ctx, &t).attrs.contains_key("memory.max"));
+        assert!(
+            blocked(&ctx, &t)
+                .unwrap()
+                .contains("lacks the cpu, memory, pids controllers")
+        );
+        // Development hosts may allow it: the limits it cannot set are left out.
+        node.cgroup.allow_missing_controllers = true;
+        let ctx = Ctx::new(&node, &obs);
+        assert!(!desired(&ctx, &t).attrs.contains_key("memory.max"));
+        assert!(blocked(&ctx, &t).is_none());
+    }
+}
