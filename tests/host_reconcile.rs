@@ -82,3 +82,18 @@ fn crash_at_random_points_then_converge() {
     assert_eq!(converged, 20, "{stdout}");
     assert!(stdout.contains("ok: nothing leaked"), "{stdout}");
 }
+
+#[test]
+fn two_reconciles_at_once() {
+    if !is_root() {
+        eprintln!("SKIPPED two_reconciles_at_once: needs root for tmpfs mounts and cgroups");
+        return;
+    }
+    let parent = format!("mvm-test-lock-{}", std::process::id());
+    let (_work, _guard, mut cmd) = script("lock.sh", &parent);
+    let out = cmd.stdin(Stdio::null()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(stdout.matches("ok: ").count(), 2, "{stdout}");
+}

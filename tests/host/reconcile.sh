@@ -34,6 +34,12 @@ for t in acme globex initech; do
   [ -d "$cg/$parent/$t" ] || fail "$t cgroup"
   m tenant audit "$t" --verify > /dev/null || fail "$t audit chain"
 done
+case "$(stat -f -c %T "$state")" in
+  ext2/ext3|xfs|btrfs)
+    lsattr "$state/tenants/acme/audit.log" | cut -d' ' -f1 | grep -q a || fail "audit.log is not append-only"
+    echo "append-only audit log checked" ;;
+  *) echo "append-only audit log not checked: $(stat -f -c %T "$state") has no inode flags" ;;
+esac
 echo "ok: first reconcile created dirs, cgroups and tmpfs mounts"
 
 # 2. Again: nothing to do, and nothing touched.
