@@ -7,6 +7,9 @@
 set -euo pipefail
 mvm=$1 work=$2 parent=$3
 mount --make-rprivate /
+# Archived audit logs are append-only: lift that so the caller can remove
+# the work dir.
+trap 'chattr -R -a "$work" 2>/dev/null || true' EXIT
 
 state=$work/state
 cat > "$work/node.toml" <<TOML
