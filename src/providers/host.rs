@@ -148,6 +148,25 @@ impl Host for LinuxHost {
     }
 
     fn remove_tree(&self, path: &Path) -> HostResult {
+        // Only plain absolute paths below the root: `a/..` would make the
+        // mount check below (a prefix match) blind, and the root itself is
+        // never anything mvm owns.
+        let plain = path.is_absolute()
+            && path
+                .components()
+                .skip(1)
+                .all(|c| matches!(c, Component::Normal(_)))
+            && path.components().count() >= 3;
+        if !plain {
+            return Err(HostError::new(
+                "remove",
+                path,
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "refusing: not a plain absolute path at least two levels deep",
+                ),
+            ));
+        }
         match fs::symlink_metadata(path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(HostError::new("inspect", path, e)),
@@ -350,5 +369,85 @@ mod inode_flags {
             unsafe { fs_ioc_setflags(f.as_raw_fd(), &new) }?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    fn me() -> (u32, u32) {
+        (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        )
+    }
+
+    #[test]
+    fn ensure_dir_creates_sets_mode_and_is_idempotent() {
+        let base = tempfile::tempdir().unwrap();
+        let (uid, gid) = me();
+        for _ in 0..2 {
+            LinuxHost
+                .ensure_dir(base.path(), Path::new("tenants/acme/jail"), 0o700, uid, gid)
+                .unwrap();
+        }
+        let m = fs::metadata(base.path().join("tenants/acme/jail")).unwrap();
+        assert_eq!(m.permissions().mode() & 0o7777, 0o700);
+        assert_eq!(m.uid(), uid);
+    }
+
+    #[test]
+    fn ensure_dir_never_follows_a_planted_symlink() {
+        let base = tempfile::tempdir().unwrap();
+        let victim = tempfile::tempdir().unwrap();
+        fs::set_permissions(victim.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        fs::create_dir_all(base.path().join("tenants")).unwrap();
+        std::os::unix::fs::symlink(victim.path(), base.path().join("tenants/acme")).unwrap();
+        let (uid, gid) = me();
+        let err = LinuxHost
+            .ensure_dir(base.path(), Path::new("tenants/acme/jail"), 0o700, uid, gid)
+            .unwrap_err();
+        assert!(err.to_string().contains("no symlinks followed"), "{err}");
+        // The link's target was neither entered nor changed.
+        assert!(!victim.path().join("jail").exists());
+        assert_eq!(
+            fs::metadata(victim.path()).unwrap().permissions().mode() & 0o7777,
+            0o755
+        );
+    }
+
+    /// A bug fixed: `remove_tree("/x/..")` once got past the mount check
+    /// (a prefix match on the unnormalised path) and removed what `..`
+    /// named. Paths with `.`/`..`, relative paths and shallow paths are now
+    /// refused before anything is touched. The test only ever names paths
+    /// inside its own temporary directory, so a regression cannot reach
+    /// beyond it.
+    #[test]
+    fn remove_tree_refuses_paths_that_are_not_plain() {
+        let base = tempfile::tempdir().unwrap();
+        fs::create_dir(base.path().join("a")).unwrap();
+        fs::write(base.path().join("keep"), "x").unwrap();
+        for p in [
+            base.path().join("a/.."),
+            base.path().join("a/../a"),
+            PathBuf::from("relative/dir"),
+        ] {
+            let err = LinuxHost.remove_tree(&p).unwrap_err();
+            assert!(err.to_string().contains("refusing"), "{err}");
+        }
+        assert!(base.path().join("keep").exists() && base.path().join("a").exists());
+    }
+
+    #[test]
+    fn remove_tree_removes_a_link_not_its_target() {
+        let base = tempfile::tempdir().unwrap();
+        let victim = tempfile::tempdir().unwrap();
+        fs::write(victim.path().join("keep"), "x").unwrap();
+        let link = base.path().join("t");
+        std::os::unix::fs::symlink(victim.path(), &link).unwrap();
+        LinuxHost.remove_tree(&link).unwrap();
+        assert!(!link.exists() && victim.path().join("keep").exists());
     }
 }
