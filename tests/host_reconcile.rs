@@ -61,7 +61,7 @@ fn full_cycle_on_a_real_host() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert_eq!(stdout.matches("ok: ").count(), 5, "{stdout}");
+    assert_eq!(stdout.matches("ok: ").count(), 7, "{stdout}");
 }
 
 #[test]

@@ -108,19 +108,23 @@ pub fn run(s: &Settings, args: &ReconcileArgs) -> Result<ExitCode, AgentError> {
         .build()
         .map_err(|e| AgentError::Usage(format!("cannot start the runtime: {e}")))?;
     let report = rt.block_on(async {
-        let stop_on_signal = stop.clone();
-        tokio::spawn(async move {
-            use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut int), Ok(mut term)) = (
-                signal(SignalKind::interrupt()),
-                signal(SignalKind::terminate()),
-            ) else {
-                return;
-            };
-            tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
-            stop_on_signal.store(true, Ordering::SeqCst);
-            eprintln!("Interrupt received: letting running steps finish, starting no new ones.");
-        });
+        // Listen before the first step starts, so no signal can arrive in
+        // between and kill a step halfway.
+        use tokio::signal::unix::{SignalKind, signal};
+        let listeners = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        );
+        if let (Ok(mut int), Ok(mut term)) = listeners {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+                stop.store(true, Ordering::SeqCst);
+                eprintln!(
+                    "Interrupt received: letting running steps finish, starting no new ones."
+                );
+            });
+        }
         crate::apply::execute(&plan, ctx, parallelism, progress, stop.clone()).await
     });
     summarize(&report, s.colors);

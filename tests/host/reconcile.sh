@@ -78,7 +78,42 @@ grep -q " $state/tenants/initech/" /proc/self/mountinfo && fail "initech mount l
 ls "$state"/archive/initech-*/audit.log > /dev/null || fail "initech audit log not archived"
 echo "ok: prune kills, unmounts, removes and archives the audit log"
 
-# 5. Everything pruned: nothing left but the archive.
+# 5. SIGTERM in the middle of applying 120 tenants one at a time: running
+#    steps finish, no new one starts, the summary says what was not
+#    started, and the next reconcile converges.
+{
+  printf '{"tenants": ['
+  for i in $(seq 0 119); do
+    [ "$i" -gt 0 ] && printf ','
+    printf '{"tenant_id": "s%d", "flake_ref": "github:o/a", "profile": "minimal", "vcpus": 1, "mem_mib": 256, "state": "running"}' "$i"
+  done
+  printf ']}\n'
+} > "$work/many.json"
+"$mvm" --config "$work/node.toml" agent reconcile --desired "$work/many.json" --parallelism 1 "${targets[@]}" > "$work/out7" 2> "$work/err7" &
+pid=$!
+for _ in $(seq 200); do grep -q "Creation complete" "$work/out7" 2>/dev/null && break; sleep 0.02; done
+kill -TERM "$pid"
+if wait "$pid"; then cat "$work/out7"; fail "an interrupted reconcile exited 0"; fi
+grep -q "Interrupt received" "$work/err7" || { cat "$work/err7"; fail "no interrupt message"; }
+grep -q "Apply interrupted." "$work/out7" || { tail "$work/out7"; fail "no interrupted summary"; }
+grep -q "not started: " "$work/out7" || fail "the summary does not list what was not started"
+m agent reconcile --desired "$work/many.json" "${targets[@]}" > "$work/out8" || { cat "$work/out8"; fail "reconcile after SIGTERM"; }
+m agent reconcile --desired "$work/many.json" "${targets[@]}" > "$work/out8"
+grep -q "No changes." "$work/out8" || fail "not converged after SIGTERM"
+echo "ok: SIGTERM stops new work, lets running steps finish, and the next run converges"
+
+# 6. Saved plans: applied exactly; refused once the node changed.
+m agent plan --desired fixtures/desired/example.json "${targets[@]}" --out "$work/plan.json" > /dev/null
+m agent reconcile --plan "$work/plan.json" > "$work/out9" || { cat "$work/out9"; fail "saved plan"; }
+grep -q "Apply complete!" "$work/out9" || fail "saved plan not applied"
+m agent plan --desired fixtures/desired/empty.json --prune "${targets[@]}" --out "$work/plan2.json" > /dev/null
+chmod 755 "$state/tenants/acme"
+if m agent reconcile --plan "$work/plan2.json" > "$work/out10" 2> "$work/err10"; then fail "a stale plan was applied"; fi
+grep -q "stale plan: the node changed since it was made" "$work/err10" || { cat "$work/err10"; fail "stale plan message"; }
+[ -d "$state/tenants/acme" ] || fail "the stale plan touched the node"
+echo "ok: saved plan applied; stale plan refused"
+
+# 7. Everything pruned: nothing left but the archive.
 m agent reconcile --desired fixtures/desired/empty.json --prune "${targets[@]}" > "$work/out6" || { cat "$work/out6"; fail "prune all"; }
 [ -z "$(ls "$state/tenants")" ] || fail "tenant dirs left: $(ls "$state/tenants")"
 [ -z "$(find "$cg/$parent" -mindepth 1 -type d)" ] || fail "tenant cgroups left"
