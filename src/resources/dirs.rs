@@ -10,7 +10,7 @@ use crate::observed::{DirObs, ObservedTenant};
 use crate::providers::host::{HostError, HostResult};
 use crate::security::audit::{AuditDetails, AuditEvent, HEAD_FILE, LOG_FILE};
 use crate::spec::types::TenantId;
-use crate::state::{RECORD_VERSION, TenantRecord};
+use crate::state::TenantRecord;
 use serde_json::Value;
 use std::path::Path;
 
@@ -74,28 +74,14 @@ pub fn simulate(t: &mut ObservedTenant, id: &TenantId, after: Option<&Attrs>) {
     let gid = attr_u64(a, "gid") as u32;
     let ip = attr_str(a, "ip").parse().expect("planned ip");
     let mac = attr_str(a, "mac").parse().expect("planned mac");
-    match &mut t.record {
-        Some(r) => {
-            r.uid = uid;
-            r.gid = gid;
-            r.ip = ip;
-            r.mac = mac;
-        }
-        None => {
-            t.record = Some(TenantRecord {
-                format_version: RECORD_VERSION,
-                tenant_id: id.clone(),
-                uid,
-                gid,
-                ip,
-                mac,
-                artifact: None,
-                jail: None,
-                vm: None,
-                secrets_generation: 0,
-            })
-        }
-    }
+    t.record = Some(TenantRecord::with_identity(
+        t.record.take(),
+        id,
+        uid,
+        gid,
+        ip,
+        mac,
+    ));
 }
 
 fn parse_mode(a: &Attrs) -> u32 {
@@ -136,27 +122,7 @@ pub fn apply(ctx: &ApplyCtx, id: &TenantId, after: &Attrs) -> HostResult {
         )
     })?;
     let (uid, gid) = (attr_u64(after, "uid") as u32, attr_u64(after, "gid") as u32);
-    let record = match existing {
-        Some(r) => TenantRecord {
-            uid,
-            gid,
-            ip,
-            mac,
-            ..r
-        },
-        None => TenantRecord {
-            format_version: RECORD_VERSION,
-            tenant_id: id.clone(),
-            uid,
-            gid,
-            ip,
-            mac,
-            artifact: None,
-            jail: None,
-            vm: None,
-            secrets_generation: 0,
-        },
-    };
+    let record = TenantRecord::with_identity(existing, id, uid, gid, ip, mac);
     let mut text = serde_json::to_vec_pretty(&record).expect("record serializes");
     text.push(b'\n');
     host.write_file(&path, &text, 0o600)

@@ -65,3 +65,39 @@ pub struct VmRecord {
     /// field 22): with the pid, it identifies the process across pid reuse.
     pub start_time: u64,
 }
+
+impl TenantRecord {
+    /// The record once the tenant's identity is written: a prior record
+    /// keeps what other resources recorded in it (artifact, jail, VM);
+    /// without one, a fresh record.
+    pub fn with_identity(
+        prior: Option<TenantRecord>,
+        id: &TenantId,
+        uid: u32,
+        gid: u32,
+        ip: Ipv4Addr,
+        mac: MacAddr,
+    ) -> Self {
+        match prior {
+            Some(r) => TenantRecord {
+                uid,
+                gid,
+                ip,
+                mac,
+                ..r
+            },
+            None => TenantRecord {
+                format_version: RECORD_VERSION,
+                tenant_id: id.clone(),
+                uid,
+                gid,
+                ip,
+                mac,
+                artifact: None,
+                jail: None,
+                vm: None,
+                secrets_generation: 0,
+            },
+        }
+    }
+}

@@ -6,31 +6,9 @@
 # Usage: crash.sh MVM WORKDIR CGROUP_PARENT
 set -euo pipefail
 mvm=$1 work=$2 parent=$3
-mount --make-rprivate /
-# Archived audit logs are append-only: lift that so the caller can remove
-# the work dir.
-trap 'chattr -R -a "$work" 2>/dev/null || true' EXIT
+source "$(dirname "$0")/common.sh"
 
-state=$work/state
-cg=$(awk '$9 == "cgroup2" { print $5; exit }' /proc/self/mountinfo)
-cat > "$work/node.toml" <<TOML
-state_dir = "$state"
-[cgroup]
-parent = "$parent"
-allow_missing_controllers = true
-TOML
-targets=(--target 'tenant.*.dirs' --target 'tenant.*.cgroup' --target 'tenant.*.secrets')
-m() { "$mvm" --config "$work/node.toml" "$@"; }
-fail() { echo "FAIL: $*" >&2; exit 1; }
-
-{
-  printf '{"tenants": ['
-  for i in $(seq 0 29); do
-    [ "$i" -gt 0 ] && printf ','
-    printf '{"tenant_id": "t%d", "flake_ref": "github:o/a", "profile": "minimal", "vcpus": 1, "mem_mib": 256, "state": "running"}' "$i"
-  done
-  printf ']}\n'
-} > "$work/many.json"
+desired_json t 30 > "$work/many.json"
 echo '{"tenants": []}' > "$work/none.json"
 
 for run in $(seq 1 20); do

@@ -6,21 +6,7 @@
 # Usage: lock.sh MVM WORKDIR CGROUP_PARENT
 set -euo pipefail
 mvm=$1 work=$2 parent=$3
-mount --make-rprivate /
-# Archived audit logs are append-only: lift that so the caller can remove
-# the work dir.
-trap 'chattr -R -a "$work" 2>/dev/null || true' EXIT
-
-state=$work/state
-cat > "$work/node.toml" <<TOML
-state_dir = "$state"
-[cgroup]
-parent = "$parent"
-allow_missing_controllers = true
-TOML
-targets=(--target 'tenant.*.dirs' --target 'tenant.*.cgroup' --target 'tenant.*.secrets')
-m() { "$mvm" --config "$work/node.toml" "$@"; }
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source "$(dirname "$0")/common.sh"
 args="agent reconcile --desired fixtures/desired/example.json --target tenant.*.dirs --target tenant.*.cgroup --target tenant.*.secrets"
 
 mkfifo "$work/answer"

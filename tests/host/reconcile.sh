@@ -7,24 +7,7 @@
 # Usage: reconcile.sh MVM WORKDIR CGROUP_PARENT
 set -euo pipefail
 mvm=$1 work=$2 parent=$3
-mount --make-rprivate /
-# Archived audit logs are append-only: lift that so the caller can remove
-# the work dir.
-trap 'chattr -R -a "$work" 2>/dev/null || true' EXIT
-
-state=$work/state
-cg=$(awk '$9 == "cgroup2" { print $5; exit }' /proc/self/mountinfo)
-cat > "$work/node.toml" <<TOML
-state_dir = "$state"
-[cgroup]
-parent = "$parent"
-# This host may bind memory/cpu/pids to cgroup v1; limits are then left out
-# (the cgroup applier's limit writes are tested against a prepared tree).
-allow_missing_controllers = true
-TOML
-targets=(--target 'tenant.*.dirs' --target 'tenant.*.cgroup' --target 'tenant.*.secrets')
-m() { "$mvm" --config "$work/node.toml" "$@"; }
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source "$(dirname "$0")/common.sh"
 snapshot() { (cd "$state" && find . -path ./lock -prune -o -print | sort; grep " $state" /proc/self/mountinfo | cut -d' ' -f5,10- | sort) 2>/dev/null || true; }
 
 # 1. From nothing: dirs, cgroups and secrets mounts of three tenants.
@@ -81,14 +64,7 @@ echo "ok: prune kills, unmounts, removes and archives the audit log"
 # 5. SIGTERM in the middle of applying 120 tenants one at a time: running
 #    steps finish, no new one starts, the summary says what was not
 #    started, and the next reconcile converges.
-{
-  printf '{"tenants": ['
-  for i in $(seq 0 119); do
-    [ "$i" -gt 0 ] && printf ','
-    printf '{"tenant_id": "s%d", "flake_ref": "github:o/a", "profile": "minimal", "vcpus": 1, "mem_mib": 256, "state": "running"}' "$i"
-  done
-  printf ']}\n'
-} > "$work/many.json"
+desired_json s 120 > "$work/many.json"
 "$mvm" --config "$work/node.toml" agent reconcile --desired "$work/many.json" --parallelism 1 "${targets[@]}" > "$work/out7" 2> "$work/err7" &
 pid=$!
 for _ in $(seq 200); do grep -q "Creation complete" "$work/out7" 2>/dev/null && break; sleep 0.02; done
