@@ -135,21 +135,26 @@ pub struct PlanRequest<'a> {
 
 /// Reads desired.json, observes the host (or reads `--observed`), plans.
 pub fn plan(req: &PlanRequest) -> Result<(Plan, Observed), AgentError> {
-    let desired = spec::parse_desired(req.desired, &spec::read(req.desired)?, req.node)?;
+    // Validate first: a bad file is reported without probing the host.
+    let desired = load_desired(req.node, req.desired)?;
     let observed = match req.observed {
         Some(p) => load_observed(p)?,
         None => crate::providers::observe(req.node),
     };
-    let plan = plan::plan(
-        &desired,
-        req.node,
-        &observed,
-        PlanOptions {
-            prune: req.prune,
-            targets: req.targets.to_vec(),
-        },
-    )?;
+    let opts = PlanOptions {
+        prune: req.prune,
+        targets: req.targets.to_vec(),
+    };
+    let plan = plan::plan(&desired, req.node, &observed, opts)?;
     Ok((plan, observed))
+}
+
+/// Reads and validates desired.json.
+pub fn load_desired(
+    node: &NodeConfig,
+    path: &Path,
+) -> Result<crate::spec::DesiredState, AgentError> {
+    Ok(spec::parse_desired(path, &spec::read(path)?, node)?)
 }
 
 /// Why a saved plan cannot be applied.

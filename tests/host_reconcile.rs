@@ -36,64 +36,59 @@ impl Drop for CgroupParent {
     }
 }
 
-fn script(name: &str, parent: &str) -> (tempfile::TempDir, CgroupParent, Command) {
+/// Runs `tests/host/<name>` in a fresh mount namespace with a work dir and
+/// a test-unique cgroup parent (both removed afterwards) and returns its
+/// stdout, failing with everything it printed if it failed. `None` when not
+/// root, after saying why the test is skipped.
+fn run_script(test: &str, name: &str) -> Option<String> {
+    if !is_root() {
+        eprintln!("SKIPPED {test}: needs root for tmpfs mounts and cgroups");
+        return None;
+    }
     let work = tempfile::tempdir().unwrap();
-    let guard = CgroupParent(cgroup2_mount().join(parent));
-    let mut cmd = Command::new("unshare");
-    cmd.args(["--mount", "--", "bash"])
+    let parent = format!("mvm-test-{test}-{}", std::process::id());
+    let _guard = CgroupParent(cgroup2_mount().join(&parent));
+    let out = Command::new("unshare")
+        .args(["--mount", "--", "bash"])
         .arg(format!("tests/host/{name}"))
         .arg(env!("CARGO_BIN_EXE_mvm"))
         .arg(work.path())
-        .arg(parent)
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-    (work, guard, cmd)
+        .arg(&parent)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    Some(stdout)
 }
 
 #[test]
 fn full_cycle_on_a_real_host() {
-    if !is_root() {
-        eprintln!("SKIPPED full_cycle_on_a_real_host: needs root for tmpfs mounts and cgroups");
+    let Some(stdout) = run_script("cycle", "reconcile.sh") else {
         return;
-    }
-    let parent = format!("mvm-test-cycle-{}", std::process::id());
-    let (_work, _guard, mut cmd) = script("reconcile.sh", &parent);
-    let out = cmd.output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
+    };
     assert_eq!(stdout.matches("ok: ").count(), 7, "{stdout}");
 }
 
 #[test]
 fn crash_at_random_points_then_converge() {
-    if !is_root() {
-        eprintln!(
-            "SKIPPED crash_at_random_points_then_converge: needs root for tmpfs mounts and cgroups"
-        );
+    let Some(stdout) = run_script("crash", "crash.sh") else {
         return;
-    }
-    let parent = format!("mvm-test-crash-{}", std::process::id());
-    let (_work, _guard, mut cmd) = script("crash.sh", &parent);
-    let out = cmd.stdin(Stdio::null()).output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
-    let converged = stdout.matches("converged after kill").count();
-    assert_eq!(converged, 20, "{stdout}");
+    };
+    assert_eq!(
+        stdout.matches("converged after kill").count(),
+        20,
+        "{stdout}"
+    );
     assert!(stdout.contains("ok: nothing leaked"), "{stdout}");
 }
 
 #[test]
 fn two_reconciles_at_once() {
-    if !is_root() {
-        eprintln!("SKIPPED two_reconciles_at_once: needs root for tmpfs mounts and cgroups");
+    let Some(stdout) = run_script("lock", "lock.sh") else {
         return;
-    }
-    let parent = format!("mvm-test-lock-{}", std::process::id());
-    let (_work, _guard, mut cmd) = script("lock.sh", &parent);
-    let out = cmd.stdin(Stdio::null()).output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
+    };
     assert_eq!(stdout.matches("ok: ").count(), 2, "{stdout}");
 }

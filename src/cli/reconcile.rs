@@ -13,7 +13,6 @@ use crate::state::StateLayout;
 use crate::state::store::NodeLock;
 use console::Style;
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,15 +36,17 @@ pub fn run(s: &Settings, args: &ReconcileArgs) -> Result<ExitCode, AgentError> {
     let node = s.config.load()?;
     let lock_timeout = agent::parse_duration(&args.lock_timeout).map_err(AgentError::Usage)?;
     let targets = super::targets(&args.target)?;
+    // Validate desired.json before taking the lock or probing anything.
+    let desired = args
+        .desired
+        .as_deref()
+        .map(|p| agent::load_desired(&node, p))
+        .transpose()?;
     let host: Arc<dyn Host> = Arc::new(LinuxHost);
 
     // The state dir holds the lock, so it must exist before anything else.
     let state = &node.state_dir;
-    let (parent, name) = (
-        state.parent().unwrap_or(Path::new("/")),
-        state.file_name().map(Path::new).unwrap_or(Path::new(".")),
-    );
-    host.ensure_dir(parent, name, 0o755, 0, 0)?;
+    crate::resources::dirs::ensure_state_dir(&*host, state)?;
     let _lock = NodeLock::acquire(
         &state.join("lock"),
         &command_line(),
@@ -59,20 +60,17 @@ pub fn run(s: &Settings, args: &ReconcileArgs) -> Result<ExitCode, AgentError> {
     )?;
 
     let observed = crate::providers::observe(&node);
-    let plan = match (&args.plan, &args.desired) {
+    let plan = match (&args.plan, desired) {
         (Some(path), _) => agent::load_saved_plan(path, &observed)?,
-        (None, Some(desired)) => {
-            let d = crate::spec::parse_desired(desired, &crate::spec::read(desired)?, &node)?;
-            crate::plan::plan(
-                &d,
-                &node,
-                &observed,
-                crate::plan::PlanOptions {
-                    prune: args.prune,
-                    targets,
-                },
-            )?
-        }
+        (None, Some(d)) => crate::plan::plan(
+            &d,
+            &node,
+            &observed,
+            crate::plan::PlanOptions {
+                prune: args.prune,
+                targets,
+            },
+        )?,
         (None, None) => {
             return Err(AgentError::Usage(
                 "give --desired FILE or --plan FILE".into(),

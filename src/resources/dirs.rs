@@ -88,16 +88,19 @@ fn parse_mode(a: &Attrs) -> u32 {
     u32::from_str_radix(&attr_str(a, "mode"), 8).unwrap_or(0o700)
 }
 
+/// Creates the state dir itself (its parent must exist), root-owned 0755.
+pub fn ensure_state_dir(host: &dyn crate::providers::host::Host, state: &Path) -> HostResult {
+    let parent = state.parent().unwrap_or(Path::new("/"));
+    let name = state.file_name().map(Path::new).unwrap_or(Path::new("."));
+    host.ensure_dir(parent, name, 0o755, 0, 0)
+}
+
 /// Creates the tree (never following a planted link) and writes the record
 /// with the planned identity, keeping what other resources recorded.
 pub fn apply(ctx: &ApplyCtx, id: &TenantId, after: &Attrs) -> HostResult {
     let host = &*ctx.host;
     let state = ctx.layout.root();
-    let (parent, name) = (
-        state.parent().unwrap_or(Path::new("/")),
-        state.file_name().map(Path::new).unwrap_or(Path::new(".")),
-    );
-    host.ensure_dir(parent, name, 0o755, 0, 0)?;
+    ensure_state_dir(host, state)?;
     host.ensure_dir(state, Path::new("tenants"), 0o700, 0, 0)?;
     let mode = parse_mode(after);
     let tenant = Path::new("tenants").join(id.as_str());
