@@ -200,10 +200,24 @@ pub fn audit(s: &Settings, args: &AuditArgs) -> Result<ExitCode, AgentError> {
     let node = s.config.load()?;
     let id = TenantId::parse(&args.tenant)
         .map_err(|e| AgentError::Usage(format!("tenant id {:?} {e}", args.tenant)))?;
-    let dir = StateLayout::new(&node.state_dir).tenant_dir(&id);
+    let layout = StateLayout::new(&node.state_dir);
+    let dir = match archived_log_dir(&layout, &id) {
+        // A pruned tenant's log lives on in the archive: read the newest.
+        Some(archived) if !layout.tenant_dir(&id).join(LOG_FILE).exists() => {
+            output::write_stdout(&format!(
+                "note: {id} was pruned; reading its archived log in {}\n",
+                archived.display()
+            ));
+            archived
+        }
+        _ => layout.tenant_dir(&id),
+    };
     let log_path = dir.join(LOG_FILE);
     let log = std::fs::read(&log_path).map_err(|e| {
-        AgentError::Usage(format!("cannot read {}: {e} (no such tenant on this node, or it was pruned: archived logs are under {}/archive)", log_path.display(), node.state_dir.display()))
+        AgentError::Usage(format!(
+            "cannot read {}: {e} (no tenant {id} on this node, and no archived log of one)",
+            log_path.display()
+        ))
     })?;
     if args.verify {
         let head = std::fs::read(dir.join(HEAD_FILE)).ok();
@@ -251,4 +265,20 @@ pub fn audit(s: &Settings, args: &AuditArgs) -> Result<ExitCode, AgentError> {
     }
     output::write_stdout(&out);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The newest `<state>/archive/<id>-<time>/` (the names sort by time).
+fn archived_log_dir(layout: &StateLayout, id: &TenantId) -> Option<std::path::PathBuf> {
+    let prefix = format!("{id}-");
+    std::fs::read_dir(layout.root().join("archive"))
+        .ok()?
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .strip_prefix(&prefix)
+                .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+        })
+        .map(|e| e.path())
+        .max()
 }

@@ -59,6 +59,9 @@ kill -0 "$victim" 2>/dev/null && fail "the process in the pruned cgroup survived
 [ -e "$cg/$parent/initech" ] && fail "initech cgroup left behind"
 grep -q " $state/tenants/initech/" /proc/self/mountinfo && fail "initech mount left behind"
 ls "$state"/archive/initech-*/audit.log > /dev/null || fail "initech audit log not archived"
+m tenant audit initech --verify > "$work/audit" || { cat "$work/audit"; fail "archived audit log does not verify"; }
+grep -q "archived log" "$work/audit" && grep -q "chain intact" "$work/audit" || { cat "$work/audit"; fail "archived log not read"; }
+m tenant audit initech | tail -1 | grep -q "archive .*tenant.initech.dirs" || fail "no final archive record"
 echo "ok: prune kills, unmounts, removes and archives the audit log"
 
 # 5. SIGTERM in the middle of applying 120 tenants one at a time: running
