@@ -179,11 +179,17 @@ pub enum SavedPlanError {
         then: String,
         now: String,
     },
+    #[error("{}: made with another node config than this node's", path.display())]
+    ConfigChanged { path: PathBuf },
 }
 
 /// Loads a saved plan and checks that it was made by this mvm against the
 /// host as it is now.
-pub fn load_saved_plan(path: &Path, observed: &Observed) -> Result<Plan, SavedPlanError> {
+pub fn load_saved_plan(
+    path: &Path,
+    node: &NodeConfig,
+    observed: &Observed,
+) -> Result<Plan, SavedPlanError> {
     let text = std::fs::read_to_string(path).map_err(|source| SavedPlanError::Read {
         path: path.to_path_buf(),
         source,
@@ -209,6 +215,13 @@ pub fn load_saved_plan(path: &Path, observed: &Observed) -> Result<Plan, SavedPl
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
+    // Apply takes its paths and settings from the plan: they must be this
+    // node's, so a plan made elsewhere (or edited) cannot point it anywhere.
+    if plan.apply_context.node != *node {
+        return Err(SavedPlanError::ConfigChanged {
+            path: path.to_path_buf(),
+        });
+    }
     let now = observed.fingerprint();
     if plan.observed_fingerprint != now {
         return Err(SavedPlanError::Stale {

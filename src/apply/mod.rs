@@ -168,23 +168,23 @@ fn run_step(ctx: &ApplyCtx, change: &ResourceChange, phase: Phase) -> Result<(),
         (ResourceAddr::Tenant(id, TenantKind::Dirs), Phase::Destroy) => {
             resources::dirs::delete(ctx, id)
         }
-        (ResourceAddr::Tenant(_, TenantKind::Cgroup), Phase::Apply) => {
+        (ResourceAddr::Tenant(id, TenantKind::Cgroup), Phase::Apply) => {
             // A replace recreates from nothing: nothing is there to compare.
             let prior = if change.actions == Action::Update {
                 before
             } else {
                 None
             };
-            resources::cgroup::apply(ctx, prior, after)
+            resources::cgroup::apply(ctx, id, prior, after)
         }
-        (ResourceAddr::Tenant(_, TenantKind::Cgroup), Phase::Destroy) => {
-            resources::cgroup::delete(ctx, before.unwrap_or(&empty))
+        (ResourceAddr::Tenant(id, TenantKind::Cgroup), Phase::Destroy) => {
+            resources::cgroup::delete(ctx, id, before.unwrap_or(&empty))
         }
-        (ResourceAddr::Tenant(_, TenantKind::Secrets), Phase::Apply) => {
-            resources::secrets::apply(ctx, after)
+        (ResourceAddr::Tenant(id, TenantKind::Secrets), Phase::Apply) => {
+            resources::secrets::apply(ctx, id, after)
         }
-        (ResourceAddr::Tenant(_, TenantKind::Secrets), Phase::Destroy) => {
-            resources::secrets::delete(ctx, before.unwrap_or(&empty))
+        (ResourceAddr::Tenant(id, TenantKind::Secrets), Phase::Destroy) => {
+            resources::secrets::delete(ctx, id)
         }
         (addr, _) => {
             return Err(format!(

@@ -61,7 +61,7 @@ pub fn run(s: &Settings, args: &ReconcileArgs) -> Result<ExitCode, AgentError> {
 
     let observed = crate::providers::observe(&node);
     let plan = match (&args.plan, desired) {
-        (Some(path), _) => agent::load_saved_plan(path, &observed)?,
+        (Some(path), _) => agent::load_saved_plan(path, &node, &observed)?,
         (None, Some(d)) => crate::plan::plan(
             &d,
             &node,

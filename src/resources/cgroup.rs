@@ -108,8 +108,21 @@ pub fn simulate(t: &mut ObservedTenant, after: Option<&Attrs>) {
     });
 }
 
-fn dir_of(ctx: &ApplyCtx, attrs: &Attrs) -> HostResult<(PathBuf, PathBuf)> {
-    let rel = PathBuf::from(attr_str(attrs, "path"));
+/// The cgroup2 root and the tenant's cgroup below it. The path comes from
+/// the tenant id and the node config, never from the plan's attributes; a
+/// plan whose `path` disagrees (edited by hand) is refused.
+fn dir_of(ctx: &ApplyCtx, id: &TenantId, attrs: &Attrs) -> HostResult<(PathBuf, PathBuf)> {
+    let rel = PathBuf::from(format!("{}/{id}", ctx.node.cgroup.parent));
+    if attrs
+        .get("path")
+        .is_some_and(|p| p.as_str() != rel.to_str())
+    {
+        return Err(HostError::new(
+            "use",
+            &rel,
+            std::io::Error::other("the plan names another cgroup path for this tenant"),
+        ));
+    }
     match &ctx.cgroup_mount {
         Some(root) => Ok((root.clone(), rel)),
         None => Err(HostError::new(
@@ -122,8 +135,8 @@ fn dir_of(ctx: &ApplyCtx, attrs: &Attrs) -> HostResult<(PathBuf, PathBuf)> {
 
 /// Creates the cgroup (enabling the controllers its limits need in every
 /// ancestor) and writes each limit that differs from what is there.
-pub fn apply(ctx: &ApplyCtx, before: Option<&Attrs>, after: &Attrs) -> HostResult {
-    let (root, rel) = dir_of(ctx, after)?;
+pub fn apply(ctx: &ApplyCtx, id: &TenantId, before: Option<&Attrs>, after: &Attrs) -> HostResult {
+    let (root, rel) = dir_of(ctx, id, after)?;
     let controllers: Vec<&str> = LIMIT_FILES
         .iter()
         .filter(|(f, _)| after.contains_key(*f))
@@ -149,8 +162,8 @@ pub fn apply(ctx: &ApplyCtx, before: Option<&Attrs>, after: &Attrs) -> HostResul
 }
 
 /// Kills whatever still runs in it, waits until it is empty, removes it.
-pub fn delete(ctx: &ApplyCtx, before: &Attrs) -> HostResult {
-    let (root, rel) = dir_of(ctx, before)?;
+pub fn delete(ctx: &ApplyCtx, id: &TenantId, before: &Attrs) -> HostResult {
+    let (root, rel) = dir_of(ctx, id, before)?;
     ctx.host.cgroup_remove(&root.join(rel))
 }
 
@@ -205,7 +218,7 @@ mod tests {
             ("cpu.max", "200000 100000"),
             ("pids.max", "256"),
         ]);
-        apply(&ctx, None, &after).unwrap();
+        apply(&ctx, &TenantId::parse("acme").unwrap(), None, &after).unwrap();
         let r = root.path();
         let read = |p: &str| {
             fs::read_to_string(r.join(p))
@@ -241,7 +254,13 @@ mod tests {
         ]);
         fs::write(root.path().join("mvm/acme/memory.max"), "untouched").unwrap();
         fs::write(root.path().join("mvm/acme/cpuset.cpus"), "2-3").unwrap();
-        apply(&ctx, Some(&before), &after).unwrap();
+        apply(
+            &ctx,
+            &TenantId::parse("acme").unwrap(),
+            Some(&before),
+            &after,
+        )
+        .unwrap();
         let read = |p: &str| {
             fs::read_to_string(root.path().join(p))
                 .unwrap()

@@ -6,9 +6,8 @@
 use super::{Attrs, Ctx, Desired, ResolvedTenant, attr_str};
 use crate::apply::context::ApplyCtx;
 use crate::observed::{MountObs, ObservedTenant};
-use crate::providers::host::{HostResult, TmpfsOptions};
+use crate::providers::host::{HostError, HostResult, TmpfsOptions};
 use crate::spec::types::TenantId;
-use std::path::PathBuf;
 
 pub const REPLACE_ON: &[&str] = &["path", "fstype"];
 
@@ -74,17 +73,33 @@ pub fn simulate(t: &mut ObservedTenant, after: Option<&Attrs>) {
     });
 }
 
-/// Mounts the tmpfs, or remounts it with the planned options.
-pub fn apply(ctx: &ApplyCtx, after: &Attrs) -> HostResult {
-    let opts = TmpfsOptions {
-        size: attr_str(after, "size"),
-        mode: attr_str(after, "mode"),
-    };
-    ctx.host
-        .mount_tmpfs(&PathBuf::from(attr_str(after, "path")), &opts)
+/// Mounts the tmpfs, or remounts it with the planned options. The mount
+/// point comes from the tenant id, never from the plan; size and mode must
+/// be plain values, so a hand-edited plan cannot smuggle mount options.
+pub fn apply(ctx: &ApplyCtx, id: &TenantId, after: &Attrs) -> HostResult {
+    let target = ctx.layout.secrets(id);
+    let (size, mode) = (attr_str(after, "size"), attr_str(after, "mode"));
+    let size_ok = size
+        .strip_suffix(['k', 'm', 'g'])
+        .unwrap_or(&size)
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+        && !size.is_empty();
+    let mode_ok = (3..=4).contains(&mode.len()) && mode.bytes().all(|b| (b'0'..=b'7').contains(&b));
+    let path_ok = attr_str(after, "path") == target.display().to_string();
+    if !(size_ok && mode_ok && path_ok) {
+        return Err(HostError::new(
+            "mount tmpfs on",
+            &target,
+            std::io::Error::other(format!(
+                "the plan's secrets options are not valid (path, size {size:?}, mode {mode:?})"
+            )),
+        ));
+    }
+    ctx.host.mount_tmpfs(&target, &TmpfsOptions { size, mode })
 }
 
 /// Unmounts it: the secrets are gone with the mount.
-pub fn delete(ctx: &ApplyCtx, before: &Attrs) -> HostResult {
-    ctx.host.unmount(&PathBuf::from(attr_str(before, "path")))
+pub fn delete(ctx: &ApplyCtx, id: &TenantId) -> HostResult {
+    ctx.host.unmount(&ctx.layout.secrets(id))
 }

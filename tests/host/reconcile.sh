@@ -90,6 +90,10 @@ chmod 755 "$state/tenants/acme"
 if m agent reconcile --plan "$work/plan2.json" > "$work/out10" 2> "$work/err10"; then fail "a stale plan was applied"; fi
 grep -q "stale plan: the node changed since it was made" "$work/err10" || { cat "$work/err10"; fail "stale plan message"; }
 [ -d "$state/tenants/acme" ] || fail "the stale plan touched the node"
+# A plan made with another node config is refused too.
+sed 's/"parallelism": 10/"parallelism": 3/' "$work/plan.json" > "$work/plan3.json"
+if m agent reconcile --plan "$work/plan3.json" > /dev/null 2> "$work/err11"; then fail "a plan with another node config was applied"; fi
+grep -q "made with another node config" "$work/err11" || { cat "$work/err11"; fail "config mismatch message"; }
 echo "ok: saved plan applied; stale plan refused"
 
 # 7. Everything pruned: nothing left but the archive.
