@@ -126,6 +126,16 @@ fn steps(plan: &Plan) -> Vec<Step<'_>> {
             });
         }
     }
+    // Each destroy step waits on its dependents' destroy steps: index them
+    // once instead of scanning every change per step.
+    let mut destroyed_dependents: HashMap<&ResourceAddr, Vec<usize>> = HashMap::new();
+    for c in &plan.resource_changes {
+        if let Some(&j) = destroy.get(&c.address) {
+            for d in &c.depends_on {
+                destroyed_dependents.entry(d).or_default().push(j);
+            }
+        }
+    }
     let waits: Vec<Vec<usize>> = out
         .iter()
         .map(|step| {
@@ -138,12 +148,10 @@ fn steps(plan: &Plan) -> Vec<Step<'_>> {
                     .chain(destroy.get(&c.address).copied())
                     .collect(),
                 // Dependents go first.
-                Phase::Destroy => plan
-                    .resource_changes
-                    .iter()
-                    .filter(|other| other.depends_on.contains(&c.address))
-                    .filter_map(|other| destroy.get(&other.address).copied())
-                    .collect(),
+                Phase::Destroy => destroyed_dependents
+                    .get(&c.address)
+                    .cloned()
+                    .unwrap_or_default(),
             }
         })
         .collect();

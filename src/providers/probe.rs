@@ -324,7 +324,7 @@ fn probe_nft(roots: &ProbeRoots, obs: &mut Observed) {
             metadata: ip.is_some_and(|ip| st.metadata_ips.contains(&ip)),
             ssh_from_gateway: ip.is_some_and(|ip| st.ssh_ips.contains(&ip)),
         };
-        obs.tenants.entry(id.clone()).or_default().nft = Some(n);
+        tenant(obs, id).nft = Some(n);
     }
     obs.nft = Some(st.tables);
 }

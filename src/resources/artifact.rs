@@ -16,13 +16,7 @@ pub fn desired(t: &ResolvedTenant, obs: Option<&ObservedTenant>) -> Desired {
     let spec = &t.spec;
     d.set("flake_ref", spec.flake_ref.clone());
     d.set("profile", spec.profile.as_str());
-    // The same flake and profile as last built keep their lock and store
-    // path unless the spec pins a different lock.
-    let built = obs
-        .and_then(|o| o.record.as_ref())
-        .and_then(|r| r.artifact.as_ref())
-        .filter(|a| a.flake_ref == spec.flake_ref && a.profile == spec.profile.as_str())
-        .filter(|a| spec.lock.as_ref().is_none_or(|l| *l == a.lock));
+    let built = last_build(t, obs);
     match (&spec.lock, built) {
         (_, Some(a)) => {
             d.set("lock", a.lock.clone());
@@ -38,6 +32,26 @@ pub fn desired(t: &ResolvedTenant, obs: Option<&ObservedTenant>) -> Desired {
         }
     }
     d
+}
+
+/// The recorded build this spec still asks for: the same flake and profile
+/// keep their lock and store path unless the spec pins a different lock.
+fn last_build<'a>(
+    t: &ResolvedTenant,
+    obs: Option<&'a ObservedTenant>,
+) -> Option<&'a ArtifactRecord> {
+    let spec = &t.spec;
+    obs.and_then(|o| o.record.as_ref())
+        .and_then(|r| r.artifact.as_ref())
+        .filter(|a| a.flake_ref == spec.flake_ref && a.profile == spec.profile.as_str())
+        .filter(|a| spec.lock.as_ref().is_none_or(|l| *l == a.lock))
+}
+
+/// The lock the tenant's build will have, if it is known before building.
+pub fn planned_lock(t: &ResolvedTenant, obs: Option<&ObservedTenant>) -> Option<String> {
+    last_build(t, obs)
+        .map(|a| a.lock.clone())
+        .or_else(|| t.spec.lock.clone())
 }
 
 pub fn observed(obs: &ObservedTenant) -> Option<Attrs> {

@@ -173,13 +173,12 @@ pub fn desired(ctx: &Ctx, t: &ResolvedTenant, obs: Option<&ObservedTenant>) -> O
     if t.spec.state == RunState::Stopped {
         return None;
     }
-    let art = super::artifact::desired(t, obs);
     let mut d = Desired::default();
     d.set("state", "running");
     d.set("flake_ref", t.spec.flake_ref.clone());
     d.set("profile", t.spec.profile.as_str());
-    match art.attrs.get("lock") {
-        Some(l) => d.set("lock", l.clone()),
+    match super::artifact::planned_lock(t, obs) {
+        Some(l) => d.set("lock", l),
         None => d.unknown("lock"),
     }
     d.set("vcpus", t.spec.vcpus);
