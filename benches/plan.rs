@@ -56,7 +56,7 @@ fn bench(c: &mut Criterion) {
         let d = desired(n, &node);
         let fresh = fresh();
         let p = plan(&d, &node, &fresh, PlanOptions::default()).unwrap();
-        let converged = simulate::apply_to(&p, &node, &fresh);
+        let converged = simulate::apply_to(&p, &fresh).unwrap();
         let file = dir.path().join(format!("observed-{n}.json"));
         std::fs::write(&file, serde_json::to_vec(&converged).unwrap()).unwrap();
 

@@ -3,6 +3,7 @@
 //! for the map of this crate and its invariants.
 
 pub mod agent;
+pub mod digest;
 pub mod apply;
 pub mod cli;
 pub mod observed;
@@ -10,5 +11,6 @@ pub mod plan;
 pub mod providers;
 pub mod resources;
 pub mod security;
+pub mod settings;
 pub mod spec;
 pub mod state;

@@ -1,6 +1,5 @@
-use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    mvm::cli::run(mvm::cli::Cli::parse())
+    mvm::cli::main()
 }

@@ -10,12 +10,20 @@
 use crate::spec::types::{MacAddr, TenantId};
 use crate::state::TenantRecord;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 pub const OBSERVED_VERSION: u32 = 1;
+
+/// The cgroup interface files mvm sets and reads back, with the controller
+/// each needs.
+pub const CGROUP_LIMIT_FILES: &[(&str, &str)] = &[
+    ("cpu.max", "cpu"),
+    ("cpuset.cpus", "cpuset"),
+    ("memory.max", "memory"),
+    ("pids.max", "pids"),
+];
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,6 +34,9 @@ pub struct Observed {
     pub facts: BTreeMap<String, String>,
     #[serde(default)]
     pub binaries: Binaries,
+    /// The CPUs this host has online, as the kernel lists them (`0-7`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus_online: Option<String>,
     /// The cgroup2 mount, if any.
     #[serde(default)]
     pub cgroup: Option<CgroupMount>,
@@ -185,40 +196,10 @@ impl Observed {
     /// whether the host changed since. Serialization is deterministic: every
     /// map here is a BTreeMap.
     pub fn fingerprint(&self) -> String {
-        format!("sha256:{}", sha256_json(self))
+        format!("sha256:{}", crate::digest::sha256_json(self))
     }
 
     pub fn tenant(&self, id: &TenantId) -> Option<&ObservedTenant> {
         self.tenants.get(id)
     }
-}
-
-/// The sha256 (hex) of a value's JSON serialization, hashed as it is
-/// written instead of buffered.
-pub fn sha256_json<T: Serialize + ?Sized>(value: &T) -> String {
-    let mut hasher = HashWriter(Sha256::new());
-    serde_json::to_writer(&mut hasher, value).expect("value serializes");
-    hex(&hasher.0.finalize())
-}
-
-/// Feeds serialized bytes straight into a hash, without buffering them.
-struct HashWriter(Sha256);
-
-impl std::io::Write for HashWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
 }

@@ -112,14 +112,13 @@ proptest! {
 
     #[test]
     fn applying_a_plan_converges(first in desired(6), second in desired(6), prune in any::<bool>()) {
-        let node = NodeConfig::default_config();
         // Start from a host that already runs `first`, then move to `second`.
         let p1 = try_plan(&first, &fresh(), false).expect("fresh host accepts any valid desired state");
-        let host = simulate::apply_to(&p1, &node, &fresh());
+        let host = simulate::apply_to(&p1, &fresh()).unwrap();
         prop_assert!(!try_plan(&first, &host, false).unwrap().has_changes());
 
         let Some(p2) = try_plan(&second, &host, prune) else { return Ok(()) };
-        let after = simulate::apply_to(&p2, &node, &host);
+        let after = simulate::apply_to(&p2, &host).unwrap();
         let p3 = try_plan(&second, &after, prune).expect("a converged host plans");
         let leftover: Vec<String> = p3.resource_changes.iter().filter(|c| c.is_change()).map(|c| c.address.to_string()).collect();
         prop_assert!(leftover.is_empty(), "changes after apply: {:?}", leftover);

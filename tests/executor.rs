@@ -1,13 +1,14 @@
 //! The executor against a recording host: ordering, the concurrency bound,
 //! failures skipping dependents, replace ordering, interrupts, and a no-op
-//! reconcile making no host calls at all.
+//! reconcile making no host calls at all, blocked changes never attempted,
+//! and audit records written for what ran.
 
-use mvm::apply::context::ApplyCtx;
 use mvm::apply::progress::Progress;
 use mvm::apply::{Outcome, Phase, Report, StepResult, execute};
 use mvm::observed::Observed;
 use mvm::plan::{Action, Plan, PlanOptions, plan, simulate};
-use mvm::providers::recording::RecordingHost;
+use mvm::providers::host::Host;
+use mvm::providers::recording::{Call, RecordingHost};
 use mvm::resources::ResourceAddr;
 use mvm::spec::{self, DesiredState, NodeConfig};
 use std::path::Path;
@@ -86,16 +87,25 @@ fn run(
     progress: Arc<dyn Progress>,
     stop: Arc<AtomicBool>,
 ) -> Report {
-    let ctx = Arc::new(ApplyCtx::new(p, host, "node".into(), "mvm test".into()));
+    let ctx = Arc::new(mvm::apply::context(
+        p,
+        Host::recording(host),
+        "node".into(),
+        "mvm test".into(),
+    ));
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(execute(p, ctx, parallelism, progress, stop))
 }
 
-fn position(calls: &[String], needle: &str) -> usize {
+fn position(calls: &[Call], what: &str, pred: impl Fn(&Call) -> bool) -> usize {
     calls
         .iter()
-        .position(|c| c.contains(needle))
-        .unwrap_or_else(|| panic!("no call with {needle:?} in {calls:#?}"))
+        .position(pred)
+        .unwrap_or_else(|| panic!("no {what} call in {calls:#?}"))
+}
+
+fn under(c: &Call, part: &str) -> bool {
+    c.path().to_string_lossy().contains(part)
 }
 
 #[test]
@@ -109,7 +119,9 @@ fn creates_walk_dependencies_forwards_and_failures_skip_dependents() {
         PlanOptions::default(),
     )
     .unwrap();
-    let host = Arc::new(RecordingHost::new().failing("tenants/t1 "));
+    let host = Arc::new(RecordingHost::new().failing(
+        |c| matches!(c, Call::EnsureDir { path, .. } if path.ends_with("tenants/t1")),
+    ));
     let r = run(
         &p,
         host.clone(),
@@ -119,11 +131,13 @@ fn creates_walk_dependencies_forwards_and_failures_skip_dependents() {
     );
     let calls = host.calls();
     // t0: the tree exists before its tmpfs is mounted.
-    let t0_mount = position(&calls, "mount_tmpfs ");
-    assert!(
-        calls[t0_mount].contains("/t0/") && position(&calls, "tenants/t0 700") < t0_mount,
-        "{calls:#?}"
-    );
+    let t0_mount = position(&calls, "mount", |c| {
+        matches!(c, Call::MountTmpfs { .. }) && under(c, "/t0/")
+    });
+    let t0_tree = position(&calls, "ensure_dir", |c| {
+        matches!(c, Call::EnsureDir { path, mode: 0o700, .. } if path.ends_with("tenants/t0"))
+    });
+    assert!(t0_tree < t0_mount, "{calls:#?}");
     let outcome = |a: &str, phase: Phase| {
         r.steps
             .iter()
@@ -153,13 +167,46 @@ fn creates_walk_dependencies_forwards_and_failures_skip_dependents() {
         outcome("tenant.t1.cgroup", Phase::Apply),
         Outcome::Skipped { because: dirs }
     );
-    // Kinds without a provider in this build fail, and so skip their
-    // dependents, without touching the host.
+    // Kinds without a provider in this build are blocked: not attempted,
+    // their dependents skipped, the host untouched.
     assert!(
-        matches!(outcome("node.bridge", Phase::Apply), Outcome::Failed(ref e) if e.contains("no provider"))
+        matches!(outcome("node.bridge", Phase::Apply), Outcome::Blocked(ref e) if e.contains("no provider"))
     );
     assert!(!r.success());
-    assert!(!calls.iter().any(|c| c.contains("tap")));
+    assert!(!calls.iter().any(|c| under(c, "tap")));
+}
+
+/// Blocked changes are not attempted and write no audit records, so a
+/// timer-driven agent does not grow audit logs on a node that cannot
+/// carry them out; what did run is recorded in the tenant's log.
+#[test]
+fn blocked_changes_are_not_attempted_and_leave_no_audit_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = node(tmp.path());
+    let p = plan(&desired(1, &node), &node, &host_observed(), PlanOptions::default()).unwrap();
+    assert!(p.summary.blocked > 0);
+    let log = tmp.path().join("tenants/t0/audit.log");
+    for run_no in 1..=2 {
+        let host = Arc::new(RecordingHost::new());
+        let r = run(&p, host.clone(), 4, Arc::new(Quiet), Arc::new(AtomicBool::new(false)));
+        assert_eq!(r.blocked().count(), p.summary.blocked, "run {run_no}");
+        let text = String::from_utf8(host.file(&log).expect("the tenant's log is written")).unwrap();
+        let mut resources: Vec<String> = text
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["resource"].as_str().unwrap().to_string()
+            })
+            .collect();
+        assert_eq!(resources[0], "tenant.t0.dirs", "{text}");
+        resources.sort();
+        assert_eq!(
+            resources,
+            ["tenant.t0.cgroup", "tenant.t0.dirs", "tenant.t0.secrets"],
+            "{text}"
+        );
+        assert!(!text.contains("tenant.t0.vm") && !text.contains("failed"), "{text}");
+    }
 }
 
 #[test]
@@ -209,7 +256,7 @@ fn deletes_walk_backwards_and_replace_destroys_before_creating() {
     let node = node(tmp.path());
     let d = desired(1, &node);
     let p = plan(&d, &node, &host_observed(), provided()).unwrap();
-    let converged = simulate::apply_to(&p, &node, &host_observed());
+    let converged = simulate::apply_to(&p, &host_observed()).unwrap();
 
     // Prune: the tmpfs is unmounted before the tree holding it is removed.
     let empty = DesiredState { tenants: vec![] };
@@ -233,10 +280,16 @@ fn deletes_walk_backwards_and_replace_destroys_before_creating() {
     );
     let calls = host.calls();
     assert!(
-        position(&calls, "unmount") < position(&calls, "remove_tree"),
+        position(&calls, "unmount", |c| matches!(c, Call::Unmount(_)))
+            < position(&calls, "remove_tree", |c| matches!(c, Call::RemoveTree(_))),
         "{calls:#?}"
     );
-    assert!(calls.iter().any(|c| c.starts_with("cgroup_remove")));
+    let removed = position(&calls, "cgroup_remove", |c| matches!(c, Call::CgroupRemove(_)));
+    // The last tenant gone, the empty parent mvm made goes too.
+    let parent = position(&calls, "parent", |c| {
+        matches!(c, Call::CgroupRemoveIfUnused(p) if p.ends_with("mvm"))
+    });
+    assert!(removed < parent, "{calls:#?}");
     assert!(r.steps.iter().all(|s| s.phase == Phase::Destroy));
 
     // Replace: a tmpfs found as another filesystem type cannot be fixed by
@@ -261,7 +314,8 @@ fn deletes_walk_backwards_and_replace_destroys_before_creating() {
     );
     let calls = host.calls();
     assert!(
-        position(&calls, "unmount") < position(&calls, "mount_tmpfs"),
+        position(&calls, "unmount", |c| matches!(c, Call::Unmount(_)))
+            < position(&calls, "mount", |c| matches!(c, Call::MountTmpfs { .. })),
         "{calls:#?}"
     );
     assert_eq!(
@@ -317,7 +371,7 @@ fn no_op_plan_makes_no_host_calls() {
     let node = node(tmp.path());
     let d = desired(3, &node);
     let p = plan(&d, &node, &host_observed(), PlanOptions::default()).unwrap();
-    let converged = simulate::apply_to(&p, &node, &host_observed());
+    let converged = simulate::apply_to(&p, &host_observed()).unwrap();
     let again = plan(&d, &node, &converged, PlanOptions::default()).unwrap();
     assert!(!again.has_changes());
     let host = Arc::new(RecordingHost::new());

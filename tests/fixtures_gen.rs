@@ -26,7 +26,7 @@ fn converged() -> Observed {
     )
     .unwrap();
     let p = plan(&d, &node, &fresh, PlanOptions::default()).unwrap();
-    simulate::apply_to(&p, &node, &fresh)
+    simulate::apply_to(&p, &fresh).unwrap()
 }
 
 /// Changes made by hand on a converged node.

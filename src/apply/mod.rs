@@ -9,14 +9,19 @@
 //! step skips everything that waits on it, with the reason; unrelated steps
 //! go on. An interrupt stops new steps from starting and lets running ones
 //! finish.
+//!
+//! A change the plan marked blocked is not attempted: it and what waits on
+//! it end as blocked/skipped, with no host call and no audit record, so a
+//! timer-driven agent on a node that cannot carry a change out does not
+//! grow audit logs run after run. Each step is its kind's provider; the
+//! executor never names a kind.
 
-pub mod context;
 pub mod progress;
 
 use crate::plan::{Action, Plan, ResourceChange};
-use crate::resources::{self, Attrs, ResourceAddr, TenantKind};
+use crate::providers::host::Host;
+use crate::resources::{ApplyCtx, Attrs, ResourceAddr};
 use crate::security::audit::{AuditDetails, AuditEvent};
-use context::ApplyCtx;
 use progress::Progress;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,6 +38,8 @@ pub enum Phase {
 pub enum Outcome {
     Done,
     Failed(String),
+    /// Not attempted: the plan says this node cannot carry it out.
+    Blocked(String),
     /// Not attempted because a step it depends on did not succeed.
     Skipped {
         because: ResourceAddr,
@@ -94,6 +101,12 @@ impl Report {
         self.steps
             .iter()
             .filter(|s| matches!(s.outcome, Outcome::Skipped { .. } | Outcome::Interrupted))
+    }
+
+    pub fn blocked(&self) -> impl Iterator<Item = &StepResult> {
+        self.steps
+            .iter()
+            .filter(|s| matches!(s.outcome, Outcome::Blocked(_)))
     }
 }
 
@@ -161,70 +174,55 @@ fn steps(plan: &Plan) -> Vec<Step<'_>> {
     out
 }
 
-/// Runs one step on the host: the resource kind's applier.
-fn run_step(ctx: &ApplyCtx, change: &ResourceChange, phase: Phase) -> Result<(), String> {
-    if let Some(why) = &change.blocked {
-        return Err(format!("cannot be applied on this node: {why}"));
-    }
-    let empty = Attrs::new();
-    let before = change.before.as_ref();
-    let after = change.after.as_ref().unwrap_or(&empty);
-    let r = match (&change.address, phase) {
-        (ResourceAddr::Tenant(id, TenantKind::Dirs), Phase::Apply) => {
-            resources::dirs::apply(ctx, id, after)
+/// The context a plan's steps run in: the host, and the node config and
+/// cgroup2 mount the plan was made with.
+pub fn context(plan: &Plan, host: Host, node_id: String, command: String) -> ApplyCtx {
+    ApplyCtx::new(
+        host,
+        plan.apply_context.node.clone(),
+        plan.apply_context.cgroup_mount.clone(),
+        node_id,
+        command,
+    )
+}
+
+/// Runs one step on the host through its kind's provider; returns what
+/// the audit record of it carries.
+fn run_step(ctx: &ApplyCtx, change: &ResourceChange, phase: Phase) -> Result<AuditDetails, String> {
+    let kind = change.address.kind().get();
+    let r = match phase {
+        Phase::Apply => {
+            let empty = Attrs::new();
+            // An update in place compares with what is there; a create or
+            // replace builds from nothing.
+            let prior = change.before.as_ref().filter(|_| change.actions == Action::Update);
+            kind.apply(ctx, &change.address, prior, change.after.as_ref().unwrap_or(&empty))
         }
-        (ResourceAddr::Tenant(id, TenantKind::Dirs), Phase::Destroy) => {
-            resources::dirs::delete(ctx, id)
-        }
-        (ResourceAddr::Tenant(id, TenantKind::Cgroup), Phase::Apply) => {
-            // A replace recreates from nothing: nothing is there to compare.
-            let prior = if change.actions == Action::Update {
-                before
-            } else {
-                None
-            };
-            resources::cgroup::apply(ctx, id, prior, after)
-        }
-        (ResourceAddr::Tenant(id, TenantKind::Cgroup), Phase::Destroy) => {
-            resources::cgroup::delete(ctx, id, before.unwrap_or(&empty))
-        }
-        (ResourceAddr::Tenant(id, TenantKind::Secrets), Phase::Apply) => {
-            resources::secrets::apply(ctx, id, after)
-        }
-        (ResourceAddr::Tenant(id, TenantKind::Secrets), Phase::Destroy) => {
-            resources::secrets::delete(ctx, id)
-        }
-        (addr, _) => {
-            return Err(format!(
-                "this mvm build has no provider for {} resources yet",
-                addr.kind_word()
-            ));
-        }
+        Phase::Destroy => kind.delete(ctx, &change.address).map(|()| {
+            change
+                .before
+                .as_ref()
+                .map(|b| kind.audit_of(&change.address, b))
+                .unwrap_or_default()
+        }),
     };
     r.map_err(|e| e.to_string())
 }
 
-/// The audit record of a finished tenant step. The dirs destroy step writes
-/// its own (into the archived log), since the tenant's log moves with it.
+/// The audit record of a finished tenant step, in the tenant's log — if
+/// the tenant's tree is there to hold it (it is not before its dirs are
+/// created, nor after they are deleted: that step writes its own record,
+/// into the log it archives).
 fn audit(
     ctx: &ApplyCtx,
     change: &ResourceChange,
     phase: Phase,
-    outcome: &Outcome,
+    outcome: &Result<AuditDetails, String>,
 ) -> Result<(), String> {
-    let ResourceAddr::Tenant(id, kind) = &change.address else {
+    let Some(id) = change.address.tenant() else {
         return Ok(());
     };
-    if *kind == TenantKind::Dirs && phase == Phase::Destroy {
-        return Ok(());
-    }
-    let error = match outcome {
-        Outcome::Done => None,
-        Outcome::Failed(e) => Some(e.clone()),
-        _ => return Ok(()),
-    };
-    // No log to write into before the tenant's tree exists.
-    if !ctx.layout.tenant_dir(id).is_dir() {
+    if !ctx.host.files.is_dir(&ctx.layout.tenant_dir(id)) {
         return Ok(());
     }
     let action = match (phase, change.actions) {
@@ -232,40 +230,18 @@ fn audit(
         (Phase::Apply, Action::Update) => "update",
         _ => "create",
     };
-    let attrs = if phase == Phase::Destroy {
-        change.before.as_ref()
-    } else {
-        change.after.as_ref()
+    let (error, details) = match outcome {
+        Ok(d) => (None, d.clone()),
+        Err(e) => (Some(e.clone()), AuditDetails::new()),
     };
     let ev = AuditEvent {
         tenant: id,
         action,
         resource: change.address.to_string(),
         error,
-        details: details(attrs),
+        details,
     };
-    ctx.audit.append(&*ctx.host, ev).map_err(|e| e.to_string())
-}
-
-fn details(attrs: Option<&Attrs>) -> AuditDetails {
-    let get = |k: &str| {
-        attrs.and_then(|a| a.get(k)).and_then(|v| match v {
-            serde_json::Value::String(s) => Some(s.clone()),
-            serde_json::Value::Null => None,
-            other => Some(other.to_string()),
-        })
-    };
-    AuditDetails {
-        flake_ref: get("flake_ref"),
-        lock: get("lock"),
-        store_paths: get("store_path").into_iter().collect(),
-        fc_config_sha256: get("fc_config_sha256"),
-        ip: get("ip"),
-        mac: get("mac"),
-        cpu_max: get("cpu.max"),
-        memory_max: get("memory.max"),
-        pids_max: get("pids.max"),
-    }
+    ctx.audit.append(&ctx.host, ev).map_err(|e| e.to_string())
 }
 
 /// The bookkeeping of one run: what each step waits on, what is ready,
@@ -368,6 +344,10 @@ pub async fn execute(
             if walk.state[i].is_some() {
                 continue;
             }
+            if let Some(why) = &steps[i].change.blocked {
+                walk.settle(i, Outcome::Blocked(why.clone()), Duration::ZERO);
+                continue;
+            }
             running += 1;
             let change = steps[i].change.clone();
             let phase = steps[i].phase;
@@ -376,11 +356,12 @@ pub async fn execute(
             progress.started(&change.address, phase, change.actions);
             tokio::task::spawn_blocking(move || {
                 let t = Instant::now();
-                let outcome = match run_step(&ctx, &change, phase) {
-                    Ok(()) => Outcome::Done,
+                let result = run_step(&ctx, &change, phase);
+                let audit_error = audit(&ctx, &change, phase, &result).err();
+                let outcome = match result {
+                    Ok(_) => Outcome::Done,
                     Err(e) => Outcome::Failed(e),
                 };
-                let audit_error = audit(&ctx, &change, phase, &outcome).err();
                 let _ = tx.send((i, outcome, t.elapsed(), audit_error));
             });
         }

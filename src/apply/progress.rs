@@ -44,6 +44,7 @@ pub fn finished_line(r: &StepResult) -> String {
         Outcome::Skipped { because } => {
             format!("{}: Skipped: {because} did not succeed", r.address)
         }
+        Outcome::Blocked(why) => format!("{}: Blocked: {why}", r.address),
         Outcome::Interrupted => format!("{}: Not started: interrupted", r.address),
     }
 }

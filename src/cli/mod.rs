@@ -1,10 +1,13 @@
-//! Command-line surface: clap definitions and the handlers that format
-//! results. No business logic lives here.
+//! Command-line surface: clap definitions and the handlers that print what
+//! the agent returns. No business logic lives here: flags are parsed,
+//! `Settings` captured once, the agent called, its result printed.
 
 pub mod output;
 mod reconcile;
+mod tenant;
 
-use crate::agent::{self, AgentError, ConfigSource, PlanRequest};
+use crate::agent::{self, AgentError, PlanRequest};
+use crate::settings::Settings;
 use clap::{Args, Parser, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
@@ -84,7 +87,7 @@ pub struct ReconcileArgs {
     /// Delete tenants that are on the node but not in desired.json.
     #[arg(long)]
     pub prune: bool,
-    /// Only these resources and what they depend on (repeatable): node.bridge, tenant.acme, tenant.*.cgroup, ...
+    /// Only these resources and what they depend on (repeatable): node.<kind>, node.*, tenant.<id>, tenant.<id>.<kind>, tenant.*.<kind>.
     #[arg(long, value_name = "ADDR")]
     pub target: Vec<String>,
     /// Resources applied at once when the graph allows (default: apply.parallelism in node.toml).
@@ -118,7 +121,7 @@ pub struct PlanArgs {
     /// Also save the plan (JSON) to FILE, for `mvm agent reconcile --plan FILE`.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
-    /// Only these resources and what they depend on (repeatable): node.bridge, tenant.acme, tenant.*.cgroup, ...
+    /// Only these resources and what they depend on (repeatable): node.<kind>, node.*, tenant.<id>, tenant.<id>.<kind>, tenant.*.<kind>. A target matching nothing is warned about.
     #[arg(long, value_name = "ADDR")]
     pub target: Vec<String>,
 }
@@ -130,55 +133,43 @@ pub struct ObserveArgs {
     pub json: bool,
 }
 
-/// Settings resolved once from flags and the environment.
-pub struct Settings {
-    pub config: ConfigSource,
-    pub colors: bool,
-}
-
-impl Settings {
-    pub fn resolve(cli: &Cli) -> Self {
-        let env_path = std::env::var_os("MVM_CONFIG")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from);
-        let config = ConfigSource::resolve(
-            cli.config.clone(),
-            env_path,
-            std::path::Path::new(agent::SYSTEM_CONFIG),
-        );
-        let no_color_env = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-        let force = std::env::var("CLICOLOR_FORCE").is_ok_and(|v| v != "0");
-        let colors = !cli.no_color && !no_color_env && (force || console::Term::stdout().is_term());
-        Self { config, colors }
+/// Parses argv; a usage error exits 1 like every other error (2 is
+/// `plan --detailed-exitcode`'s "changes pending"), `--help` and
+/// `--version` exit 0.
+pub fn main() -> ExitCode {
+    match Cli::try_parse() {
+        Ok(cli) => run(cli),
+        Err(e) => {
+            let _ = e.print();
+            if e.use_stderr() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
     }
 }
 
 pub fn run(cli: Cli) -> ExitCode {
-    let settings = Settings::resolve(&cli);
+    let settings = Settings::capture(cli.config.clone(), cli.no_color);
     let result = match &cli.command {
         Command::Agent(AgentCommand::Plan(args)) => plan(&settings, args),
         Command::Agent(AgentCommand::Observe(args)) => observe(&settings, args),
         Command::Agent(AgentCommand::Reconcile(args)) => reconcile::run(&settings, args),
-        Command::Tenant(TenantCommand::Audit(args)) => reconcile::audit(&settings, args),
+        Command::Tenant(TenantCommand::Audit(args)) => tenant::audit(&settings, args),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
-            output::report(&e, console::Term::stderr().is_term() && settings.colors);
+            output::report(&e, settings.terminal.stderr && settings.colors);
             ExitCode::from(1)
         }
     }
 }
 
-pub(crate) fn targets(raw: &[String]) -> Result<Vec<crate::plan::target::Target>, AgentError> {
-    raw.iter()
-        .map(|t| t.parse().map_err(AgentError::Usage))
-        .collect()
-}
-
 fn plan(s: &Settings, args: &PlanArgs) -> Result<ExitCode, AgentError> {
     let node = s.config.load()?;
-    let targets = targets(&args.target)?;
+    let targets = agent::targets(&args.target)?;
     let (plan, _) = agent::plan(&PlanRequest {
         node: &node,
         desired: &args.desired,
@@ -187,7 +178,7 @@ fn plan(s: &Settings, args: &PlanArgs) -> Result<ExitCode, AgentError> {
         targets: &targets,
     })?;
     if let Some(out) = &args.out {
-        crate::state::store::write_json(out, &plan)?;
+        agent::save_plan(out, &plan)?;
     }
     let text = if args.json {
         serde_json::to_string_pretty(&plan).expect("plan serializes") + "\n"
@@ -208,7 +199,8 @@ fn observe(s: &Settings, args: &ObserveArgs) -> Result<ExitCode, AgentError> {
     let text = if args.json {
         serde_json::to_string_pretty(&obs).expect("observed serializes") + "\n"
     } else {
-        output::observed_summary(&obs, &node, s.colors)
+        let node_id = agent::node_id(&node)?;
+        output::observed_summary(&obs, &node, &s.config, node_id.as_deref(), s.colors)
     };
     output::write_stdout(&text);
     Ok(ExitCode::SUCCESS)

@@ -3,6 +3,7 @@
 
 use crate::agent::AgentError;
 use crate::observed::Observed;
+use crate::settings::ConfigSource;
 use crate::spec::NodeConfig;
 use console::Style;
 use std::fmt::Write;
@@ -33,7 +34,13 @@ pub fn report(e: &AgentError, colors: bool) {
     super::write_all(std::io::stderr().lock(), &out);
 }
 
-pub fn observed_summary(obs: &Observed, node: &NodeConfig, colors: bool) -> String {
+pub fn observed_summary(
+    obs: &Observed,
+    node: &NodeConfig,
+    config: &ConfigSource,
+    node_id: Option<&str>,
+    colors: bool,
+) -> String {
     let bold = Style::new().bold().force_styling(colors);
     let yellow = Style::new().yellow().force_styling(colors);
     let present = |b: bool| {
@@ -44,6 +51,15 @@ pub fn observed_summary(obs: &Observed, node: &NodeConfig, colors: bool) -> Stri
         }
     };
     let mut rows: Vec<(String, String)> = Vec::new();
+    rows.push(("node id".into(), match node_id {
+        Some(id) => id.to_string(),
+        None => yellow.apply_to("not created yet (the first reconcile creates it)").to_string(),
+    }));
+    rows.push(("config".into(), config.to_string()));
+    rows.push(("state dir".into(), node.state_dir.display().to_string()));
+    if let Some(cpus) = &obs.cpus_online {
+        rows.push(("cpus online".into(), cpus.clone()));
+    }
     rows.push((
         "cgroup2".into(),
         match &obs.cgroup {
@@ -110,6 +126,7 @@ pub fn observed_summary(obs: &Observed, node: &NodeConfig, colors: bool) -> Stri
         bold.apply_to("Tenants"),
         obs.tenants.len()
     );
+    let idw = obs.tenants.keys().map(|i| i.as_str().len()).max().unwrap_or(0);
     for (id, t) in &obs.tenants {
         let mut parts = Vec::new();
         if t.record_error.is_some() {
@@ -130,10 +147,44 @@ pub fn observed_summary(obs: &Observed, node: &NodeConfig, colors: bool) -> Stri
         if let Some(vm) = &t.vm {
             parts.push(format!("vm pid {}", vm.pid));
         }
-        let _ = writeln!(out, "  {id:<11}  {}", parts.join(", "));
+        let _ = writeln!(out, "  {:<idw$}  {}", id.as_str(), parts.join(", "));
     }
     for i in &obs.ignored {
         let _ = writeln!(out, "  {} {i}", yellow.apply_to("ignored:"));
+    }
+    out
+}
+
+/// The audit log as an aligned table: seq, time, action, resource,
+/// result (and error).
+pub fn audit_table(log: &[u8]) -> String {
+    use crate::security::audit::AuditRecord;
+    let rows: Vec<Option<AuditRecord>> = log
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).ok())
+        .collect();
+    let ok = || rows.iter().flatten();
+    let w_seq = ok().map(|r| r.seq.to_string().len()).max().unwrap_or(1);
+    let w_action = ok().map(|r| r.action.len()).max().unwrap_or(0);
+    let w_res = ok().map(|r| r.resource.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for r in &rows {
+        match r {
+            Some(r) => {
+                let _ = writeln!(
+                    out,
+                    "{:>w_seq$}  {}  {:<w_action$}  {:<w_res$}  {}{}",
+                    r.seq,
+                    r.timestamp,
+                    r.action,
+                    r.resource,
+                    r.result,
+                    r.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
+                );
+            }
+            None => out.push_str("(unreadable record: run with --verify)\n"),
+        }
     }
     out
 }

@@ -1,284 +1,193 @@
-//! `mvm agent reconcile` and `mvm tenant audit`: the handlers. They print
-//! and ask; the work is in `agent`, `apply` and `security::audit`.
+//! `mvm agent reconcile`: how the reconcile talks to an operator — the
+//! plan printed, the question asked on a terminal, progress as spinners or
+//! lines — and the summary at the end. The sequence itself is
+//! `agent::reconcile`.
 
-use super::{AuditArgs, ReconcileArgs, Settings, output};
+use super::{ReconcileArgs, output};
+use crate::agent::reconcile::{self, Goal, Outcome, Request};
 use crate::agent::{self, AgentError};
-use crate::apply::context::ApplyCtx;
 use crate::apply::progress::{Bars, Lines, Progress};
-use crate::apply::{Outcome, Report};
-use crate::providers::host::{Host, LinuxHost};
-use crate::security::audit::{self, HEAD_FILE, LOG_FILE};
-use crate::spec::types::TenantId;
-use crate::state::StateLayout;
-use crate::state::store::NodeLock;
+use crate::apply::{Outcome as StepOutcome, Report};
+use crate::plan::{Plan, PlanOptions};
+use crate::providers::host::Host;
+use crate::settings::Settings;
 use console::Style;
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
-/// The command line, for audit records. mvm takes no secret on its command
-/// line (secrets come from files), so argv is safe to record.
-fn command_line() -> String {
-    std::env::args()
-        .map(|a| {
-            if a.is_empty() || a.contains(char::is_whitespace) {
-                format!("{a:?}")
-            } else {
-                a
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+struct Terminal<'a> {
+    settings: &'a Settings,
+    auto_approve: bool,
+    lock_timeout: &'a str,
+}
+
+impl reconcile::Ui for Terminal<'_> {
+    fn waiting_for_lock(&self, holder: &str) {
+        eprintln!(
+            "Waiting for the node lock, held by {holder} (up to {})...",
+            self.lock_timeout
+        );
+    }
+
+    fn show_plan(&self, plan: &Plan) {
+        output::write_stdout(&crate::plan::render::render(plan, self.settings.colors));
+    }
+
+    /// On a terminal, asks unless --auto-approve; without one (a node
+    /// agent) it applies.
+    fn confirm(&self, _: &Plan) -> Result<bool, AgentError> {
+        let t = self.settings.terminal;
+        if self.auto_approve || !(t.stdin && t.stdout) {
+            return Ok(true);
+        }
+        print!(
+            "\nDo you want to perform these actions?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: "
+        );
+        let _ = std::io::stdout().flush();
+        let mut answer = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut answer)
+            .map_err(AgentError::Confirm)?;
+        Ok(answer.trim() == "yes")
+    }
+
+    fn progress(&self) -> Arc<dyn Progress> {
+        if self.settings.terminal.stderr && self.settings.colors {
+            Arc::new(Bars::new())
+        } else {
+            Arc::new(Lines(std::sync::Mutex::new(std::io::stdout())))
+        }
+    }
+
+    fn interrupted(&self) {
+        eprintln!("Interrupt received: letting running steps finish, starting no new ones.");
+    }
 }
 
 pub fn run(s: &Settings, args: &ReconcileArgs) -> Result<ExitCode, AgentError> {
     let node = s.config.load()?;
-    let lock_timeout = agent::parse_duration(&args.lock_timeout).map_err(AgentError::Usage)?;
-    let targets = super::targets(&args.target)?;
+    let lock_timeout = agent::parse_duration(&args.lock_timeout)?;
+    let targets = agent::targets(&args.target)?;
     // Validate desired.json before taking the lock or probing anything.
-    let desired = args
-        .desired
-        .as_deref()
-        .map(|p| agent::load_desired(&node, p))
-        .transpose()?;
-    let host: Arc<dyn Host> = Arc::new(LinuxHost);
-
-    // The state dir holds the lock, so it must exist before anything else.
-    let state = &node.state_dir;
-    crate::resources::dirs::ensure_state_dir(&*host, state)?;
-    let _lock = NodeLock::acquire(
-        &state.join("lock"),
-        &command_line(),
-        lock_timeout,
-        |holder| {
-            eprintln!(
-                "Waiting for the node lock, held by {holder} (up to {})...",
-                args.lock_timeout
-            );
-        },
-    )?;
-
-    let observed = crate::providers::observe(&node);
-    let plan = match (&args.plan, desired) {
-        (Some(path), _) => agent::load_saved_plan(path, &node, &observed)?,
-        (None, Some(d)) => crate::plan::plan(
-            &d,
-            &node,
-            &observed,
-            crate::plan::PlanOptions {
+    let goal = match (&args.plan, &args.desired) {
+        (Some(path), _) => Goal::SavedPlan(path),
+        (None, Some(path)) => Goal::Desired {
+            desired: agent::load_desired(&node, path)?,
+            options: PlanOptions {
                 prune: args.prune,
                 targets,
             },
-        )?,
-        (None, None) => {
-            return Err(AgentError::Usage(
-                "give --desired FILE or --plan FILE".into(),
-            ));
-        }
+        },
+        // clap requires one of the two.
+        (None, None) => unreachable!("clap requires --desired or --plan"),
     };
-    output::write_stdout(&crate::plan::render::render(&plan, s.colors));
-    if !plan.has_changes() {
-        return Ok(ExitCode::SUCCESS);
-    }
-
-    let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-    if interactive && !args.auto_approve && !confirm()? {
-        output::write_stdout("Apply cancelled.\n");
-        return Ok(ExitCode::from(1));
-    }
-
-    let node_id = crate::state::store::node_id(state)?;
-    let ctx = Arc::new(ApplyCtx::new(&plan, host, node_id, command_line()));
-    let parallelism = args
-        .parallelism
-        .map_or(plan.apply_context.node.apply.parallelism, usize::from);
-    let progress: Arc<dyn Progress> = if std::io::stderr().is_terminal() && s.colors {
-        Arc::new(Bars::new())
-    } else {
-        Arc::new(Lines(std::sync::Mutex::new(std::io::stdout())))
+    let ui = Terminal {
+        settings: s,
+        auto_approve: args.auto_approve,
+        lock_timeout: &args.lock_timeout,
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .max_blocking_threads(parallelism.max(1))
-        .enable_all()
-        .build()
-        .map_err(|e| AgentError::Usage(format!("cannot start the runtime: {e}")))?;
-    let report = rt.block_on(async {
-        // Listen before the first step starts, so no signal can arrive in
-        // between and kill a step halfway.
-        use tokio::signal::unix::{SignalKind, signal};
-        let listeners = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        );
-        if let (Ok(mut int), Ok(mut term)) = listeners {
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
-                stop.store(true, Ordering::SeqCst);
-                eprintln!(
-                    "Interrupt received: letting running steps finish, starting no new ones."
-                );
-            });
+    let req = Request {
+        node: &node,
+        goal,
+        parallelism: args.parallelism.map(usize::from),
+        lock_timeout,
+        command_line: &s.command_line,
+    };
+    let outcome = reconcile::reconcile(
+        req,
+        Host::linux(),
+        &ui,
+        Arc::new(AtomicBool::new(false)),
+        true,
+    )?;
+    Ok(match outcome {
+        Outcome::NoChanges => ExitCode::SUCCESS,
+        Outcome::Cancelled => {
+            output::write_stdout("Apply cancelled.\n");
+            ExitCode::from(1)
         }
-        crate::apply::execute(&plan, ctx, parallelism, progress, stop.clone()).await
-    });
-    summarize(&report, s.colors);
-    Ok(if report.success() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
+        Outcome::Applied(report) => {
+            output::write_stdout(&summary(&report, s.colors));
+            if report.success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
     })
 }
 
-fn confirm() -> Result<bool, AgentError> {
-    print!(
-        "\nDo you want to perform these actions?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: "
-    );
-    let _ = std::io::stdout().flush();
-    let mut answer = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut answer)
-        .map_err(|e| AgentError::Usage(format!("cannot read the answer: {e}")))?;
-    Ok(answer.trim() == "yes")
-}
-
-fn summarize(r: &Report, colors: bool) {
+/// Terraform's closing lines, and every resource that did not get done
+/// with why.
+fn summary(r: &Report, colors: bool) -> String {
     let green = Style::new().bold().green().force_styling(colors);
     let red = Style::new().bold().red().force_styling(colors);
     let c = r.counts();
+    let counts = format!(
+        "Resources: {} added, {} changed, {} destroyed",
+        c.added, c.changed, c.destroyed
+    );
+    let blocked = r.blocked().count();
     let mut out = String::from("\n");
     if r.success() {
-        out.push_str(&format!(
-            "{} Resources: {} added, {} changed, {} destroyed.\n",
-            green.apply_to("Apply complete!"),
-            c.added,
-            c.changed,
-            c.destroyed
-        ));
+        out.push_str(&format!("{} {counts}.\n", green.apply_to("Apply complete!")));
     } else {
         let head = if r.interrupted {
-            "Apply interrupted."
+            format!("{} {counts} before it stopped", red.apply_to("Apply interrupted."))
+        } else if r.failed().count() == 0 && blocked > 0 {
+            format!("{} {counts}", red.apply_to("Apply incomplete."))
         } else {
-            "Apply failed."
+            format!("{} {counts}", red.apply_to("Apply failed."))
         };
-        out.push_str(&format!(
-            "{} Resources: {} added, {} changed, {} destroyed before it stopped.\n",
-            red.apply_to(head),
-            c.added,
-            c.changed,
-            c.destroyed
-        ));
-        for s in r.failed() {
-            if let Outcome::Failed(e) = &s.outcome {
-                out.push_str(&format!("  failed:  {}: {e}\n", s.address));
-            }
-        }
-        for s in r.skipped() {
+        let blocked_note = if blocked > 0 {
+            format!("; {blocked} blocked on this node")
+        } else {
+            String::new()
+        };
+        out.push_str(&format!("{head}{blocked_note}.\n"));
+        let mut rows: Vec<(&str, String, String)> = Vec::new();
+        for s in &r.steps {
             match &s.outcome {
-                Outcome::Skipped { because } => out.push_str(&format!(
-                    "  skipped: {} ({because} did not succeed)\n",
-                    s.address
+                StepOutcome::Failed(e) => rows.push(("failed:", s.address.to_string(), e.clone())),
+                StepOutcome::Blocked(why) => {
+                    rows.push(("blocked:", s.address.to_string(), why.clone()))
+                }
+                StepOutcome::Skipped { because } => rows.push((
+                    "skipped:",
+                    s.address.to_string(),
+                    format!("{because} did not succeed"),
                 )),
-                _ => out.push_str(&format!("  not started: {} (interrupted)\n", s.address)),
+                StepOutcome::Interrupted => {
+                    rows.push(("not started:", s.address.to_string(), "interrupted".into()))
+                }
+                StepOutcome::Done => {}
             }
         }
-        out.push_str(
-            "Run reconcile again to continue; it converges from wherever this run stopped.\n",
-        );
+        rows.sort_by_key(|(w, _, _)| match *w {
+            "failed:" => 0,
+            "blocked:" => 1,
+            "skipped:" => 2,
+            _ => 3,
+        });
+        let w1 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+        for (word, addr, why) in rows {
+            out.push_str(&format!("  {word:<w1$} {addr} ({why})\n"));
+        }
+        if blocked > 0 && blocked == r.steps.iter().filter(|s| s.outcome != StepOutcome::Done).count() {
+            out.push_str(
+                "Blocked changes are not attempted and leave no audit record; see the plan's Blocked: lines.\n",
+            );
+        } else {
+            out.push_str(
+                "Run reconcile again to continue; it converges from wherever this run stopped.\n",
+            );
+        }
     }
     for e in &r.audit_errors {
         out.push_str(&format!("  warning: audit record not written: {e}\n"));
     }
-    output::write_stdout(&out);
-}
-
-pub fn audit(s: &Settings, args: &AuditArgs) -> Result<ExitCode, AgentError> {
-    let node = s.config.load()?;
-    let id = TenantId::parse(&args.tenant)
-        .map_err(|e| AgentError::Usage(format!("tenant id {:?} {e}", args.tenant)))?;
-    let layout = StateLayout::new(&node.state_dir);
-    let dir = match archived_log_dir(&layout, &id) {
-        // A pruned tenant's log lives on in the archive: read the newest.
-        Some(archived) if !layout.tenant_dir(&id).join(LOG_FILE).exists() => {
-            output::write_stdout(&format!(
-                "note: {id} was pruned; reading its archived log in {}\n",
-                archived.display()
-            ));
-            archived
-        }
-        _ => layout.tenant_dir(&id),
-    };
-    let log_path = dir.join(LOG_FILE);
-    let log = std::fs::read(&log_path).map_err(|e| {
-        AgentError::Usage(format!(
-            "cannot read {}: {e} (no tenant {id} on this node, and no archived log of one)",
-            log_path.display()
-        ))
-    })?;
-    if args.verify {
-        let head = std::fs::read(dir.join(HEAD_FILE)).ok();
-        let v = audit::verify(&log, head.as_deref());
-        for n in &v.notes {
-            output::write_stdout(&format!("note: {n}\n"));
-        }
-        if v.problems.is_empty() {
-            output::write_stdout(&format!(
-                "{}: {} records, chain intact.\n",
-                log_path.display(),
-                v.records
-            ));
-            return Ok(ExitCode::SUCCESS);
-        }
-        let mut out = format!(
-            "{}: {} problem(s) — the log was altered:\n",
-            log_path.display(),
-            v.problems.len()
-        );
-        for p in &v.problems {
-            out.push_str(&format!("  {p}\n"));
-        }
-        super::write_all(std::io::stderr().lock(), &out);
-        return Ok(ExitCode::from(1));
-    }
-    if args.json {
-        super::write_all(std::io::stdout().lock(), &String::from_utf8_lossy(&log));
-        return Ok(ExitCode::SUCCESS);
-    }
-    let mut out = String::new();
-    for line in log.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-        match serde_json::from_slice::<audit::AuditRecord>(line) {
-            Ok(r) => out.push_str(&format!(
-                "{:>5}  {}  {:<7} {:<28} {}{}\n",
-                r.seq,
-                r.timestamp,
-                r.action,
-                r.resource,
-                r.result,
-                r.error.map(|e| format!(": {e}")).unwrap_or_default()
-            )),
-            Err(_) => out.push_str("  (unreadable record: run with --verify)\n"),
-        }
-    }
-    output::write_stdout(&out);
-    Ok(ExitCode::SUCCESS)
-}
-
-/// The newest `<state>/archive/<id>-<time>/` (the names sort by time).
-fn archived_log_dir(layout: &StateLayout, id: &TenantId) -> Option<std::path::PathBuf> {
-    let prefix = format!("{id}-");
-    std::fs::read_dir(layout.root().join("archive"))
-        .ok()?
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .strip_prefix(&prefix)
-                .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
-        })
-        .map(|e| e.path())
-        .max()
+    out
 }

@@ -67,13 +67,11 @@ impl ResourceGraph {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::{NodeKind, TenantKind};
-    use crate::spec::types::TenantId;
 
     #[test]
     fn cycle_is_named() {
-        let a = ResourceAddr::Node(NodeKind::Bridge);
-        let b = ResourceAddr::Tenant(TenantId::parse("x").unwrap(), TenantKind::Tap);
+        let a: ResourceAddr = "node.bridge".parse().unwrap();
+        let b: ResourceAddr = "tenant.x.tap".parse().unwrap();
         let deps_a = [b.clone()];
         let deps_b = [a.clone()];
         let nodes = [(&a, &deps_a[..]), (&b, &deps_b[..])];

@@ -14,10 +14,10 @@ pub mod target;
 
 pub use planner::{PlanOptions, plan};
 
-use crate::resources::{AttrName, Attrs, ResourceAddr};
+use crate::resources::{AttrName, Attrs, Documents, ResourceAddr};
 use crate::spec::types::TenantId;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use serde_json::Value;
+
 
 /// The JSON plan's format. Minor bumps only add fields; consumers must
 /// ignore unknown fields and reject an unknown major version.
@@ -91,16 +91,10 @@ pub enum ActionReason {
     DeleteBecauseUnused,
 }
 
-/// The Firecracker config before and after, for a readable diff.
+/// One resource's change. Unknown fields are not refused here only because
+/// `documents` is flattened (serde cannot combine the two); every flattened
+/// key must still be a `{before, after}` document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConfigChange {
-    pub before: Option<Value>,
-    pub after: Option<Value>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ResourceChange {
     pub address: ResourceAddr,
     pub actions: Action,
@@ -114,8 +108,10 @@ pub struct ResourceChange {
     pub depends_on: Vec<ResourceAddr>,
     /// Why this change cannot be applied on this node, if it cannot.
     pub blocked: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub firecracker_config: Option<ConfigChange>,
+    /// Documents a reviewer sees diffed, by name (`firecracker_config`),
+    /// as the kind provides them; only on changes.
+    #[serde(flatten)]
+    pub documents: Documents,
 }
 
 impl ResourceChange {

@@ -1,20 +1,22 @@
 //! The planner: compares what the spec asks for with what the probes found
 //! and decides an action per resource. Pure and linear in the number of
-//! resources.
+//! resources. It iterates the kind registry and never names a kind: what
+//! differs between kinds (dependencies, replace rules, adoption, what a
+//! running resource holds open, blocking, warnings, documents) each kind
+//! says for itself.
 
 use super::graph::ResourceGraph;
 use super::{
-    Action, ActionReason, ConfigChange, FORMAT_VERSION, KeptTenant, Plan, PlanError,
-    ResourceChange, Summary,
+    Action, ActionReason, FORMAT_VERSION, KeptTenant, Plan, PlanError, ResourceChange, Summary,
 };
-use crate::observed::Observed;
+use crate::observed::{Observed, ObservedTenant};
 use crate::resources::{
-    self, AttrName, Attrs, Ctx, Desired, NodeKind, ResolvedTenant, ResourceAddr, TenantKind,
+    At, AttrName, Attrs, Ctx, Desired, Documents, KindId, NodeView, ResolvedTenant, ResourceAddr,
+    Scope, Subject, Unwanted,
 };
-use crate::spec::desired::RunState;
 use crate::spec::types::TenantId;
 use crate::spec::{DesiredState, NodeConfig};
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 #[derive(Debug, Clone, Default)]
 pub struct PlanOptions {
@@ -25,16 +27,13 @@ pub struct PlanOptions {
     pub targets: Vec<super::target::Target>,
 }
 
-/// One resource while planning: the change plus what was wanted of it.
+/// One resource while planning: the change, what was wanted of it, and
+/// the tenant it belongs to (for documents and blocking, computed only for
+/// resources that change).
 struct Draft<'a> {
     change: ResourceChange,
     unknown: BTreeSet<AttrName>,
-    /// A VM's Firecracker config before and after; turned into the plan's
-    /// `firecracker_config` only if the VM changes, since most do not.
-    config: Option<(
-        Option<&'a serde_json::Value>,
-        Option<&'a resources::vm::FcConfig>,
-    )>,
+    want: Option<&'a ResolvedTenant>,
 }
 
 pub fn plan(
@@ -54,60 +53,83 @@ pub fn plan(
 
     let ctx = Ctx::new(node, observed);
     let tenants = super::resolve::resolve(desired, node, observed)?;
-    let mut drafts: Vec<Draft> = Vec::with_capacity(3 + tenants.len() * TenantKind::ALL.len());
+    let wanted: HashSet<&TenantId> = tenants.iter().map(|t| t.id()).collect();
+    let absent: Vec<(&TenantId, &ObservedTenant)> = observed
+        .tenants
+        .iter()
+        .filter(|(id, _)| !wanted.contains(id))
+        .collect();
+    let view = NodeView {
+        tenants: &tenants,
+        kept: if opts.prune {
+            Vec::new()
+        } else {
+            absent.iter().map(|(_, t)| *t).collect()
+        },
+    };
+    let node_kinds: Vec<KindId> = KindId::all(Scope::Node).collect();
+    let tenant_kinds: Vec<KindId> = KindId::all(Scope::Tenant).collect();
+    let mut drafts: Vec<Draft> =
+        Vec::with_capacity(node_kinds.len() + tenants.len() * tenant_kinds.len());
 
-    for kind in NodeKind::ALL {
-        let addr = ResourceAddr::Node(kind);
-        let deps: Vec<ResourceAddr> = kind
-            .node_deps()
-            .iter()
-            .map(|k| ResourceAddr::Node(*k))
-            .collect();
-        let want = resources::desired_node(&ctx, kind, &tenants);
-        let have = resources::observed_node(&ctx, kind);
-        if let Some(d) = diff(addr, want, have, deps, ActionReason::DeleteBecauseUnused) {
-            drafts.push(d);
-        }
+    for &kind in &node_kinds {
+        let k = kind.get();
+        let subject = Subject::Node(&view);
+        let addr = ResourceAddr::node(kind);
+        let deps = ResourceAddr::deps_of(None, k.depends_on(None));
+        let want = k.desired(&ctx, subject);
+        let have = k.observed(&ctx, At::Node);
+        let reason = delete_reason(k.unwanted(subject));
+        drafts.extend(diff(addr, want, have, deps, reason, None));
     }
 
     for t in &tenants {
-        plan_tenant(&ctx, t, &mut drafts);
+        let obs = observed.tenant(t.id());
+        for &kind in &tenant_kinds {
+            let k = kind.get();
+            let subject = Subject::Tenant(t);
+            let addr = ResourceAddr::tenant_kind(t.id().clone(), kind);
+            let deps = ResourceAddr::deps_of(Some(t.id()), k.depends_on(Some(&t.spec)));
+            let want = k.desired(&ctx, subject);
+            let have = obs.and_then(|o| k.observed(&ctx, At::Tenant(t.id(), o)));
+            let reason = delete_reason(k.unwanted(subject));
+            drafts.extend(diff(addr, want, have, deps, reason, Some(t)));
+        }
     }
 
-    let wanted: HashSet<&TenantId> = tenants.iter().map(|t| t.id()).collect();
     let mut kept = Vec::new();
-    for (id, obs) in &observed.tenants {
-        if wanted.contains(id) {
-            continue;
-        }
-        let present: Vec<(TenantKind, Attrs)> = TenantKind::ALL
-            .into_iter()
-            .filter_map(|k| resources::observed_tenant(&ctx, k, id, obs).map(|a| (k, a)))
+    for (id, obs) in &absent {
+        let present: Vec<(KindId, Attrs)> = tenant_kinds
+            .iter()
+            .filter_map(|&k| k.get().observed(&ctx, At::Tenant(id, obs)).map(|a| (k, a)))
             .collect();
         if opts.prune {
             for (kind, attrs) in present {
-                let addr = ResourceAddr::Tenant(id.clone(), kind);
-                let deps = tenant_deps(id, kind, false);
+                let addr = ResourceAddr::tenant_kind((*id).clone(), kind);
+                let deps = ResourceAddr::deps_of(Some(id), kind.get().depends_on(None));
                 drafts.extend(diff(
                     addr,
                     None,
                     Some(attrs),
                     deps,
                     ActionReason::DeleteBecauseNotInDesired,
+                    None,
                 ));
             }
         } else if obs.is_present() {
             kept.push(KeptTenant {
-                tenant_id: id.clone(),
+                tenant_id: (*id).clone(),
                 resources: present
                     .into_iter()
-                    .map(|(k, _)| ResourceAddr::Tenant(id.clone(), k))
+                    .map(|(k, _)| ResourceAddr::tenant_kind((*id).clone(), k))
                     .collect(),
             });
         }
     }
 
+    let mut warnings: Vec<String> = Vec::new();
     if !opts.targets.is_empty() {
+        warnings.extend(unmatched_targets(&drafts, &opts.targets));
         drafts = targeted(drafts, &opts.targets);
     }
     drafts.sort_by(|a, b| a.change.address.cmp(&b.change.address));
@@ -119,16 +141,22 @@ pub fn plan(
     let order = graph.topo_order()?;
     propagate_replacements(&mut drafts, &graph, &order);
 
-    let mut changes: Vec<ResourceChange> = drafts.into_iter().map(finish).collect();
-    mark_blocked(&ctx, &tenants, &mut changes);
-    let mut warnings = warnings(&ctx, &tenants);
+    let changes: Vec<ResourceChange> = drafts
+        .into_iter()
+        .map(|d| finish(&ctx, &view, d))
+        .collect();
+    let mut all_warnings: Vec<String> = KindId::all(Scope::Node)
+        .chain(KindId::all(Scope::Tenant))
+        .flat_map(|k| k.get().warnings(&ctx, &view))
+        .collect();
     if !opts.targets.is_empty() {
         let list: Vec<String> = opts.targets.iter().map(ToString::to_string).collect();
-        warnings.push(format!(
+        all_warnings.push(format!(
             "resource targeting is in effect: this plan covers only {} and what they depend on; other changes may be pending",
             list.join(", ")
         ));
     }
+    all_warnings.append(&mut warnings);
 
     let mut summary = Summary::default();
     for c in &changes {
@@ -153,7 +181,7 @@ pub fn plan(
         observed_fingerprint: observed.fingerprint(),
         prune: opts.prune,
         applyable: summary.blocked == 0,
-        warnings,
+        warnings: all_warnings,
         summary,
         resource_changes: changes,
         kept_tenants: kept,
@@ -164,10 +192,40 @@ pub fn plan(
     })
 }
 
+fn delete_reason(u: Unwanted) -> ActionReason {
+    match u {
+        Unwanted::Unused => ActionReason::DeleteBecauseUnused,
+        Unwanted::Stopped => ActionReason::DeleteBecauseStopped,
+    }
+}
+
+/// A warning for each target that matches no resource on this node or in
+/// desired.json, with the closest address when one is a plausible typo.
+fn unmatched_targets(drafts: &[Draft], targets: &[super::target::Target]) -> Vec<String> {
+    let mut names: BTreeSet<String> = BTreeSet::new();
+    for d in drafts {
+        names.insert(d.change.address.to_string());
+        if let Some(id) = d.change.address.tenant() {
+            names.insert(format!("tenant.{id}"));
+        }
+    }
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    targets
+        .iter()
+        .filter(|t| !drafts.iter().any(|d| t.matches(&d.change.address)))
+        .map(|t| {
+            let near = crate::spec::problems::closest(&t.to_string(), &names)
+                .map(|n| format!("; did you mean {n}?"))
+                .unwrap_or_default();
+            format!("--target {t} matches no resource in desired.json or on this node{near}")
+        })
+        .collect()
+}
+
 /// Keeps the drafts matching a target and, transitively, their
 /// dependencies.
 fn targeted<'a>(drafts: Vec<Draft<'a>>, targets: &[super::target::Target]) -> Vec<Draft<'a>> {
-    let index: std::collections::HashMap<ResourceAddr, usize> = drafts
+    let index: HashMap<ResourceAddr, usize> = drafts
         .iter()
         .enumerate()
         .map(|(i, d)| (d.change.address.clone(), i))
@@ -195,50 +253,16 @@ fn targeted<'a>(drafts: Vec<Draft<'a>>, targets: &[super::target::Target]) -> Ve
         .collect()
 }
 
-fn tenant_deps(id: &TenantId, kind: TenantKind, metadata: bool) -> Vec<ResourceAddr> {
-    kind.node_deps(metadata)
-        .iter()
-        .map(|k| ResourceAddr::Node(*k))
-        .chain(
-            kind.tenant_deps()
-                .iter()
-                .map(|k| ResourceAddr::Tenant(id.clone(), *k)),
-        )
-        .collect()
-}
-
-fn plan_tenant<'a>(ctx: &Ctx<'a>, t: &'a ResolvedTenant, drafts: &mut Vec<Draft<'a>>) {
-    let obs = ctx.observed.tenant(t.id());
-    for kind in TenantKind::ALL {
-        let addr = ResourceAddr::Tenant(t.id().clone(), kind);
-        let want = resources::desired_tenant(ctx, kind, t);
-        let have = obs.and_then(|o| resources::observed_tenant(ctx, kind, t.id(), o));
-        let reason = if kind == TenantKind::Vm && t.spec.state == RunState::Stopped {
-            ActionReason::DeleteBecauseStopped
-        } else {
-            ActionReason::DeleteBecauseUnused
-        };
-        let deps = tenant_deps(t.id(), kind, t.spec.metadata);
-        let Some(mut d) = diff(addr, want, have, deps, reason) else {
-            continue;
-        };
-        if kind == TenantKind::Vm {
-            let before = obs.and_then(resources::vm::observed_config);
-            let after = (d.change.actions != Action::Delete).then_some(&t.fc_config);
-            d.config = Some((before, after));
-        }
-        drafts.push(d);
-    }
-}
-
 /// Decides the action for one resource from what is wanted and what is.
-fn diff(
+fn diff<'a>(
     address: ResourceAddr,
     want: Option<Desired>,
     have: Option<Attrs>,
     depends_on: Vec<ResourceAddr>,
     delete_reason: ActionReason,
-) -> Option<Draft<'static>> {
+    tenant: Option<&'a ResolvedTenant>,
+) -> Option<Draft<'a>> {
+    let kind = address.kind().get();
     let mut change = ResourceChange {
         address,
         actions: Action::NoOp,
@@ -249,8 +273,9 @@ fn diff(
         action_reason: None,
         depends_on,
         blocked: None,
-        firecracker_config: None,
+        documents: Documents::new(),
     };
+    let wanted = want.is_some();
     let unknown = match (want, have) {
         (None, None) => return None,
         (Some(d), None) => {
@@ -271,13 +296,11 @@ fn diff(
                 .filter(|k| !d.unknown.contains(*k) && d.attrs.get(*k) != b.get(*k))
                 .cloned()
                 .collect();
-            // A tenant tree whose record is lost adopts the planned
-            // identity in place: only a known uid that differs replaces it,
-            // so a missing record never destroys a tenant's files. Other
-            // kinds cannot adopt an unknown prior (a VM mvm did not launch
-            // must be replaced).
-            let replace_on = change.address.replace_on();
-            let adopts = matches!(change.address, ResourceAddr::Tenant(_, TenantKind::Dirs));
+            // A kind that adopts an unknown prior is only replaced by a
+            // known value that differs; others cannot adopt what they do
+            // not know (a VM mvm did not launch must be replaced).
+            let replace_on = kind.replace_on();
+            let adopts = kind.adopts_unknown_prior();
             change.replace_paths = changed
                 .iter()
                 .filter(|k| replace_on.contains(&k.as_ref()))
@@ -300,26 +323,23 @@ fn diff(
     Some(Draft {
         change,
         unknown,
-        config: None,
+        want: tenant.filter(|_| wanted),
     })
 }
 
 /// A replaced resource takes down what is built on it: a dependent that
-/// would otherwise be kept or updated is replaced too. A VM also holds its
-/// tap, jail and cgroup open, so if one of them is missing and gets created
-/// anew, the running VM is replaced to use it. Walks in dependency order so
-/// replacement spreads transitively.
+/// would otherwise be kept or updated is replaced too. A resource that
+/// holds a dependency open (a VM its tap, jail and cgroup) is replaced when
+/// that dependency is missing and gets created anew. Walks in dependency
+/// order so replacement spreads transitively.
 fn propagate_replacements(drafts: &mut [Draft], graph: &ResourceGraph, order: &[ResourceAddr]) {
     for addr in order {
         let node = graph.index(addr).expect("every draft is in the graph");
         let action = drafts[node.index()].change.actions;
-        let held_by_vm = matches!(
-            addr,
-            ResourceAddr::Tenant(_, TenantKind::Tap | TenantKind::Jail | TenantKind::Cgroup)
-        );
-        if action != Action::Replace && !(action == Action::Create && held_by_vm) {
+        if !matches!(action, Action::Replace | Action::Create) {
             continue;
         }
+        let word = addr.kind_word();
         for dep in graph
             .graph
             .neighbors_directed(node, petgraph::Direction::Outgoing)
@@ -333,7 +353,7 @@ fn propagate_replacements(drafts: &mut [Draft], graph: &ResourceGraph, order: &[
                 c.action_reason = Some(ActionReason::ReplaceBecauseDependencyReplaced {
                     dependency: addr.clone(),
                 });
-            } else if matches!(c.address, ResourceAddr::Tenant(_, TenantKind::Vm)) {
+            } else if c.address.kind().get().holds().contains(&word) {
                 c.actions = Action::Replace;
                 c.action_reason = Some(ActionReason::ReplaceBecauseDependencyCreated {
                     dependency: addr.clone(),
@@ -343,9 +363,9 @@ fn propagate_replacements(drafts: &mut [Draft], graph: &ResourceGraph, order: &[
     }
 }
 
-/// Fills `after` for values that stay as they are and lists the unknowns.
-fn finish(d: Draft) -> ResourceChange {
-    let config = d.config;
+/// Fills `after` for values that stay as they are, lists the unknowns,
+/// and, for a change, adds its documents and why it is blocked here.
+fn finish(ctx: &Ctx, view: &NodeView, d: Draft) -> ResourceChange {
     let mut c = d.change;
     if let Some(after) = c.after.as_mut() {
         for k in &d.unknown {
@@ -361,81 +381,26 @@ fn finish(d: Draft) -> ResourceChange {
             }
         }
     }
-    if c.actions != Action::NoOp
-        && let Some((before, after)) = config
-    {
-        c.firecracker_config = Some(ConfigChange {
-            before: before.cloned(),
-            after: after.map(resources::vm::config_value),
-        });
+    if c.actions == Action::NoOp {
+        return c;
     }
+    let kind = c.address.kind().get();
+    let at = c.address.tenant().and_then(|id| ctx.observed.tenant(id));
+    let want = d.want.filter(|_| c.actions != Action::Delete);
+    c.documents = kind.documents(ctx, at, want);
+    c.blocked = if !kind.has_provider() {
+        Some(format!(
+            "this mvm build has no provider for {} resources yet",
+            kind.word()
+        ))
+    } else if c.actions == Action::Delete {
+        None
+    } else {
+        match (c.address.tenant(), d.want) {
+            (None, _) => kind.blocked(ctx, Subject::Node(view)),
+            (Some(_), Some(t)) => kind.blocked(ctx, Subject::Tenant(t)),
+            (Some(_), None) => None,
+        }
+    };
     c
-}
-
-fn mark_blocked(ctx: &Ctx, tenants: &[ResolvedTenant], changes: &mut [ResourceChange]) {
-    let by_id: std::collections::HashMap<&TenantId, &ResolvedTenant> =
-        tenants.iter().map(|t| (t.id(), t)).collect();
-    for c in changes.iter_mut() {
-        if c.actions == Action::NoOp {
-            continue;
-        }
-        if !resources::has_provider(&c.address) {
-            c.blocked = Some(format!(
-                "this mvm build has no provider for {} resources yet",
-                c.address.kind_word()
-            ));
-            continue;
-        }
-        if c.actions == Action::Delete {
-            continue;
-        }
-        let ResourceAddr::Tenant(id, kind) = &c.address else {
-            continue;
-        };
-        let Some(t) = by_id.get(id) else { continue };
-        c.blocked = match kind {
-            TenantKind::Cgroup => resources::cgroup::blocked(ctx, t),
-            TenantKind::Vm if !ctx.observed.binaries.firecracker => Some(format!(
-                "no Firecracker binary at {}",
-                ctx.node.firecracker.binary.display()
-            )),
-            _ => None,
-        };
-    }
-}
-
-fn warnings(ctx: &Ctx, tenants: &[ResolvedTenant]) -> Vec<String> {
-    let mut w = Vec::new();
-    let obs = ctx.observed;
-    let running = tenants.iter().any(|t| t.spec.state == RunState::Running);
-    if running && !obs.binaries.jailer {
-        w.push(format!(
-            "no jailer at {}: VMs will run Firecracker directly, without its chroot, uid/gid drop or cgroup placement",
-            ctx.node.firecracker.jailer.display()
-        ));
-    }
-    if let Some(reason) = obs.facts.get("nft") {
-        w.push(format!("nftables could not be read ({reason}): node.nft and tenant.*.nft are planned as if absent"));
-    }
-    if let Some(reason) = obs.facts.get("netlink") {
-        w.push(format!("network links could not be read ({reason}): node.bridge and tenant.*.tap are planned as if absent"));
-    }
-    if ctx.node.cgroup.allow_missing_controllers && !tenants.is_empty() {
-        let all: BTreeSet<&str> = tenants
-            .iter()
-            .flat_map(|t| {
-                resources::cgroup::missing_controllers(
-                    ctx,
-                    &crate::security::cgroups::CgroupLimits::for_tenant(&t.spec),
-                )
-            })
-            .collect();
-        if !all.is_empty() {
-            w.push(format!(
-                "cgroup controllers {} are missing and cgroup.allow_missing_controllers is set: those tenant limits are NOT enforced",
-                all.into_iter().collect::<Vec<_>>().join(", ")
-            ));
-        }
-    }
-    w
 }

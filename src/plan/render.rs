@@ -5,7 +5,8 @@
 //! --no-color). Values are printed JSON-escaped, so nothing read from the
 //! host can inject terminal control sequences.
 
-use super::{Action, ActionReason, ConfigChange, Plan, ResourceChange};
+use super::{Action, ActionReason, Plan, ResourceChange};
+use crate::resources::DocumentChange;
 use console::Style;
 use serde_json::Value;
 use similar::TextDiff;
@@ -212,10 +213,10 @@ fn render_change(c: &ResourceChange, p: &Palette, out: &mut String) {
             ))
         );
     }
-    if let Some(cfg) = &c.firecracker_config
-        && matches!(c.actions, Action::Replace | Action::Update)
-    {
-        render_config_diff(cfg, p, out);
+    if matches!(c.actions, Action::Replace | Action::Update) {
+        for (name, doc) in &c.documents {
+            render_document_diff(name, doc, p, out);
+        }
     }
 }
 
@@ -294,7 +295,9 @@ fn pretty(v: &Option<Value>) -> String {
     }
 }
 
-fn render_config_diff(cfg: &ConfigChange, p: &Palette, out: &mut String) {
+/// A document's unified diff, headed by its name (`firecracker_config`
+/// reads `# firecracker config:`).
+fn render_document_diff(name: &str, cfg: &DocumentChange, p: &Palette, out: &mut String) {
     let before = pretty(&cfg.before);
     let after = pretty(&cfg.after);
     if before == after {
@@ -303,7 +306,7 @@ fn render_config_diff(cfg: &ConfigChange, p: &Palette, out: &mut String) {
     let _ = writeln!(
         out,
         "\n        {}",
-        p.gray.apply_to("# firecracker config:")
+        p.gray.apply_to(format!("# {}:", name.replace('_', " ")))
     );
     let diff = TextDiff::from_lines(&before, &after);
     let text = diff

@@ -111,7 +111,13 @@ pub fn resolve(
                 (next_uid, next_uid)
             }
         };
-        out.push(ResolvedTenant::new(node, t.clone(), ip, mac, uid, gid));
+        out.push(ResolvedTenant {
+            spec: t.clone(),
+            ip,
+            mac,
+            uid,
+            gid,
+        });
     }
     Ok(out)
 }

@@ -6,24 +6,28 @@
 
 use super::{Action, Plan};
 use crate::observed::Observed;
-use crate::resources;
-use crate::spec::NodeConfig;
+use crate::resources::{DecodeError, Documents};
 
 /// The observed state after applying `plan` to `observed` on a node where
 /// every change can be applied (blocked reasons are ignored: they describe
 /// the node or build the plan was made on, not the engine's logic).
-pub fn apply_to(plan: &Plan, node: &NodeConfig, observed: &Observed) -> Observed {
+/// A change whose attributes do not decode (a hand-edited plan) is an
+/// error naming it.
+pub fn apply_to(plan: &Plan, observed: &Observed) -> Result<Observed, DecodeError> {
     let mut obs = observed.clone();
+    let none = Documents::new();
     for c in plan.resource_changes.iter().rev() {
         if matches!(c.actions, Action::Delete | Action::Replace) {
-            resources::simulate(&mut obs, node, &c.address, None, None);
+            c.address.kind().get().simulate(&mut obs, &c.address, None, &none)?;
         }
     }
     for c in &plan.resource_changes {
         if matches!(c.actions, Action::Create | Action::Update | Action::Replace) {
-            let cfg = c.firecracker_config.as_ref().and_then(|f| f.after.as_ref());
-            resources::simulate(&mut obs, node, &c.address, c.after.as_ref(), cfg);
+            c.address
+                .kind()
+                .get()
+                .simulate(&mut obs, &c.address, c.after.as_ref(), &c.documents)?;
         }
     }
-    obs
+    Ok(obs)
 }

@@ -1,52 +1,68 @@
 //! Resource targeting (`--target`), as in Terraform: a plan restricted to
 //! the resources matching any pattern plus everything they depend on.
 //! Patterns: `node.bridge`, `node.*`, `tenant.acme`, `tenant.acme.cgroup`,
-//! `tenant.*.cgroup`, `tenant.*`.
+//! `tenant.*.cgroup`, `tenant.*`, `tenant.acme.*`.
 
-use crate::resources::{NodeKind, ResourceAddr, TenantKind};
+use crate::resources::{KindId, ResourceAddr, Scope};
 use crate::spec::types::TenantId;
 use std::fmt;
 use std::str::FromStr;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    Node(Option<NodeKind>),
-    Tenant(Option<TenantId>, Option<TenantKind>),
+pub struct Target {
+    scope: Scope,
+    /// `None`: any tenant (`tenant.*`); always `None` for node targets.
+    tenant: Option<TenantId>,
+    /// `None`: any kind (`.*`).
+    kind: Option<KindId>,
 }
+
+/// The forms `--target` takes, for messages and `--help`.
+pub const FORMS: &str =
+    "node.<kind>, node.*, tenant.<id>, tenant.<id>.<kind>, tenant.<id>.*, tenant.*.<kind>";
 
 impl Target {
     pub fn matches(&self, addr: &ResourceAddr) -> bool {
-        match (self, addr) {
-            (Target::Node(k), ResourceAddr::Node(a)) => k.is_none_or(|k| k == *a),
-            (Target::Tenant(id, k), ResourceAddr::Tenant(aid, ak)) => {
-                id.as_ref().is_none_or(|i| i == aid) && k.is_none_or(|k| k == *ak)
-            }
-            _ => false,
-        }
+        addr.kind().scope() == self.scope
+            && self.kind.is_none_or(|k| k == addr.kind())
+            && (self.tenant.is_none() || self.tenant.as_ref() == addr.tenant())
     }
 }
 
 impl FromStr for Target {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || {
-            format!(
-                "{s:?} is not a target; expected node.<kind>, node.*, tenant.<id>, tenant.<id>.<kind> or tenant.*.<kind>"
-            )
+        let bad = || format!("{s:?} is not a target; expected {FORMS}");
+        let kind = |scope, w: &str| -> Result<Option<KindId>, String> {
+            match w {
+                "*" => Ok(None),
+                w => KindId::find(scope, w).map(Some).ok_or_else(|| {
+                    let words: Vec<&str> = KindId::all(scope).map(KindId::word).collect();
+                    format!(
+                        "{s:?} is not a target: {} kinds are {}",
+                        scope.word(),
+                        words.join(", ")
+                    )
+                }),
+            }
         };
         let parts: Vec<&str> = s.split('.').collect();
         match parts.as_slice() {
-            ["node", "*"] => Ok(Target::Node(None)),
-            ["node", w] => NodeKind::ALL
-                .into_iter()
-                .find(|k| k.word() == *w)
-                .map(|k| Target::Node(Some(k)))
-                .ok_or_else(bad),
-            ["tenant", id] | ["tenant", id, "*"] => Ok(Target::Tenant(tenant(id)?, None)),
-            ["tenant", id, w] => {
-                let kind = TenantKind::from_word(w).ok_or_else(bad)?;
-                Ok(Target::Tenant(tenant(id)?, Some(kind)))
-            }
+            ["node", w] => Ok(Target {
+                scope: Scope::Node,
+                tenant: None,
+                kind: kind(Scope::Node, w)?,
+            }),
+            ["tenant", id] => Ok(Target {
+                scope: Scope::Tenant,
+                tenant: tenant(id)?,
+                kind: None,
+            }),
+            ["tenant", id, w] => Ok(Target {
+                scope: Scope::Tenant,
+                tenant: tenant(id)?,
+                kind: kind(Scope::Tenant, w)?,
+            }),
             _ => Err(bad()),
         }
     }
@@ -63,16 +79,15 @@ fn tenant(id: &str) -> Result<Option<TenantId>, String> {
 
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Target::Node(k) => write!(f, "node.{}", k.map_or("*", |k| k.word())),
-            Target::Tenant(id, k) => {
-                write!(f, "tenant.{}", id.as_ref().map_or("*", |i| i.as_str()))?;
-                match k {
-                    Some(k) => write!(f, ".{}", k.word()),
-                    None => Ok(()),
-                }
+        write!(f, "{}", self.scope.word())?;
+        if self.scope == Scope::Tenant {
+            write!(f, ".{}", self.tenant.as_ref().map_or("*", |i| i.as_str()))?;
+            if let Some(k) = self.kind {
+                write!(f, ".{}", k.word())?;
             }
+            return Ok(());
         }
+        write!(f, ".{}", self.kind.map_or("*", KindId::word))
     }
 }
 
@@ -93,11 +108,14 @@ mod tests {
         ] {
             assert_eq!(p.parse::<Target>().unwrap().matches(&a), m, "{p}");
         }
+        let n: ResourceAddr = "node.nft".parse().unwrap();
+        assert!("node.nft".parse::<Target>().unwrap().matches(&n));
+        assert!(!"tenant.*.nft".parse::<Target>().unwrap().matches(&n));
         assert!("tenant.acme.bogus".parse::<Target>().is_err());
         assert!("vm".parse::<Target>().is_err());
-        assert_eq!(
-            "tenant.*.cgroup".parse::<Target>().unwrap().to_string(),
-            "tenant.*.cgroup"
-        );
+        for t in ["tenant.*.cgroup", "node.*", "node.bridge", "tenant.acme"] {
+            assert_eq!(t.parse::<Target>().unwrap().to_string(), t);
+        }
+        assert_eq!("tenant.acme.*".parse::<Target>().unwrap().to_string(), "tenant.acme");
     }
 }

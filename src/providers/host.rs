@@ -1,21 +1,20 @@
-//! `Host`: every change mvm makes to a node goes through this small trait.
-//! `LinuxHost` is the real implementation; `RecordingHost` (in
-//! `recording.rs`) records calls for tests of the apply logic.
+//! `Host`: every change mvm makes to a node, and every read an applier or
+//! the audit writer needs, goes through one of these capability traits.
+//! `Host` bundles one implementation of each: `Host::linux()` the real
+//! machine (`linux.rs`), `Host::recording(..)` the test double
+//! (`recording.rs`) that records typed calls against an in-memory model.
 //!
-//! Every operation is idempotent: doing it again after a crash at any point
-//! converges (creating what exists is fine, removing what is gone is fine).
+//! A kind that needs a new capability (netlink, nft, processes, nix) adds a
+//! trait here, a field on `Host`, its Linux implementation and its
+//! recording double — it does not grow an existing trait.
+//!
+//! Every mutating operation is idempotent: doing it again after a crash at
+//! any point converges (creating what exists is fine, removing what is gone
+//! is fine).
 
-use std::fs;
-use std::io::{self, Write};
-use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Component, Path, PathBuf};
-use std::time::{Duration, Instant};
-
-use nix::errno::Errno;
-use nix::fcntl::{OFlag, openat};
-use nix::sys::stat::{Mode, fchmod, mkdirat};
-use nix::unistd::{Gid, Uid, fchown};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot {action} {}: {source}", path.display())]
@@ -34,6 +33,11 @@ impl HostError {
             source: source.into(),
         }
     }
+
+    /// An error with a message instead of an OS error.
+    pub fn other(action: &'static str, path: &Path, message: impl Into<String>) -> Self {
+        Self::new(action, path, io::Error::other(message.into()))
+    }
 }
 
 pub type HostResult<T = ()> = Result<T, HostError>;
@@ -47,7 +51,8 @@ pub struct TmpfsOptions {
     pub mode: String,
 }
 
-pub trait Host: Send + Sync {
+/// Files and directories under the state dir.
+pub trait Files: Send + Sync {
     /// Creates `base/rel` (each missing component with `mode`, the last one
     /// owned by `uid:gid`) and sets the last one's mode and owner. Never
     /// follows a symlink below `base`: a link planted in the tree is an
@@ -59,6 +64,28 @@ pub trait Host: Send + Sync {
     /// Writes a file atomically (temp, fsync, rename, fsync dir).
     fn write_file(&self, path: &Path, data: &[u8], mode: u32) -> HostResult;
     fn rename(&self, from: &Path, to: &Path) -> HostResult;
+    /// Appends one line with a single write and fsyncs; creates the file
+    /// (mode 0600) if needed, never through a link.
+    fn append_line(&self, path: &Path, line: &[u8]) -> HostResult;
+    /// Sets or clears the append-only inode flag; `Ok(false)` where the
+    /// filesystem does not support it.
+    fn set_append_only(&self, path: &Path, on: bool) -> HostResult<bool>;
+    /// Reads a regular file without following a link, at most `cap` bytes
+    /// (a larger file is an error). `Ok(None)` when it does not exist.
+    fn read(&self, path: &Path, cap: u64) -> HostResult<Option<Vec<u8>>>;
+    /// The last `max` bytes of a regular file (all of it if shorter),
+    /// without following a link. `Ok(None)` when it does not exist.
+    fn read_tail(&self, path: &Path, max: u64) -> HostResult<Option<Vec<u8>>>;
+    /// Whether `path` is a directory (a link to one is not).
+    fn is_dir(&self, path: &Path) -> bool;
+    /// Whether anything, a dangling link included, is at `path`.
+    fn exists(&self, path: &Path) -> bool;
+    /// The names in a directory, sorted; empty when it does not exist.
+    fn list(&self, dir: &Path) -> HostResult<Vec<String>>;
+}
+
+/// The cgroup2 filesystem.
+pub trait Cgroups: Send + Sync {
     /// Creates the cgroup `root/rel`, enabling `controllers` in the
     /// `cgroup.subtree_control` of `root` and every ancestor of the leaf.
     fn cgroup_create(&self, root: &Path, rel: &Path, controllers: &[&str]) -> HostResult;
@@ -67,387 +94,63 @@ pub trait Host: Send + Sync {
     /// Freezes, kills everything in, waits until empty, and removes a
     /// cgroup, with bounded retries. Gone already is success.
     fn cgroup_remove(&self, dir: &Path) -> HostResult;
+    /// Removes an empty cgroup with no children (a parent left behind when
+    /// its last tenant went); one still in use is left alone.
+    fn cgroup_remove_if_unused(&self, dir: &Path) -> HostResult;
+}
+
+/// Mounts.
+pub trait Mounts: Send + Sync {
     /// Mounts a `nodev,noexec,nosuid` tmpfs at `target`, or remounts it
     /// with these options if one is there already.
     fn mount_tmpfs(&self, target: &Path, opts: &TmpfsOptions) -> HostResult;
     /// Unmounts `target`; not mounted is success.
     fn unmount(&self, target: &Path) -> HostResult;
-    /// Appends one line with a single write and fsyncs; creates the file
-    /// (mode 0600) if needed, never through a link.
-    fn append_line(&self, path: &Path, line: &[u8]) -> HostResult;
-    /// Sets or clears the append-only inode flag; `Ok(false)` where the
-    /// filesystem does not support it.
-    fn set_append_only(&self, path: &Path, on: bool) -> HostResult<bool>;
 }
 
-/// The real host.
-#[derive(Debug, Default, Clone)]
-pub struct LinuxHost;
-
-fn open_dir_nofollow(dir: impl AsFd, name: &Path) -> nix::Result<OwnedFd> {
-    openat(
-        dir,
-        name,
-        OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_RDONLY,
-        Mode::empty(),
-    )
+/// The wall clock, for audit timestamps and archive names.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> jiff::Timestamp;
 }
 
-/// Mount points at or below `path`, from /proc/self/mountinfo.
-fn mounts_under(path: &Path) -> io::Result<Vec<PathBuf>> {
-    let text = fs::read_to_string("/proc/self/mountinfo")?;
-    Ok(super::mountinfo::parse(&text)
-        .into_iter()
-        .map(|m| m.mount_point)
-        .filter(|m| m.starts_with(path))
-        .collect())
+/// One implementation of every capability.
+#[derive(Clone)]
+pub struct Host {
+    pub files: Arc<dyn Files>,
+    pub cgroups: Arc<dyn Cgroups>,
+    pub mounts: Arc<dyn Mounts>,
+    pub clock: Arc<dyn Clock>,
 }
 
-fn is_mount_point(path: &Path) -> io::Result<bool> {
-    Ok(mounts_under(path)?.iter().any(|m| m == path))
-}
-
-impl Host for LinuxHost {
-    fn ensure_dir(&self, base: &Path, rel: &Path, mode: u32, uid: u32, gid: u32) -> HostResult {
-        let full = base.join(rel);
-        let err = |action, e: Errno| HostError::new(action, &full, e);
-        let mut fd = nix::fcntl::open(
-            base,
-            OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_RDONLY,
-            Mode::empty(),
-        )
-        .map_err(|e| HostError::new("open", base, e))?;
-        let comps: Vec<&std::ffi::OsStr> = rel
-            .components()
-            .map(|c| match c {
-                Component::Normal(n) => Ok(n),
-                _ => Err(HostError::new(
-                    "create",
-                    &full,
-                    io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        "path must be relative and plain",
-                    ),
-                )),
-            })
-            .collect::<Result<_, _>>()?;
-        let perm = Mode::from_bits_truncate(mode);
-        for name in &comps {
-            match mkdirat(&fd, *name, perm) {
-                Ok(()) | Err(Errno::EEXIST) => {}
-                Err(e) => return Err(err("create", e)),
-            }
-            // O_NOFOLLOW: a symlink planted here fails with ELOOP/ENOTDIR.
-            fd = open_dir_nofollow(&fd, Path::new(name))
-                .map_err(|e| err("open (no symlinks followed)", e))?;
-        }
-        fchown(&fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
-            .map_err(|e| err("chown", e))?;
-        fchmod(&fd, perm).map_err(|e| err("chmod", e))?;
-        Ok(())
-    }
-
-    fn remove_tree(&self, path: &Path) -> HostResult {
-        // Only plain absolute paths below the root: `a/..` would make the
-        // mount check below (a prefix match) blind, and the root itself is
-        // never anything mvm owns.
-        let plain = path.is_absolute()
-            && path
-                .components()
-                .skip(1)
-                .all(|c| matches!(c, Component::Normal(_)))
-            && path.components().count() >= 3;
-        if !plain {
-            return Err(HostError::new(
-                "remove",
-                path,
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "refusing: not a plain absolute path at least two levels deep",
-                ),
-            ));
-        }
-        match fs::symlink_metadata(path) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(HostError::new("inspect", path, e)),
-            Ok(m) if m.file_type().is_symlink() => {
-                return fs::remove_file(path).map_err(|e| HostError::new("remove", path, e));
-            }
-            Ok(_) => {}
-        }
-        let mounts =
-            mounts_under(path).map_err(|e| HostError::new("read mounts under", path, e))?;
-        if let Some(m) = mounts.first() {
-            return Err(HostError::new(
-                "remove",
-                path,
-                io::Error::other(format!(
-                    "{} is still mounted; unmount it first",
-                    m.display()
-                )),
-            ));
-        }
-        // std's remove_dir_all does not follow symlinks (it uses
-        // openat/unlinkat), so a planted link cannot redirect the delete.
-        match fs::remove_dir_all(path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(HostError::new("remove", path, e)),
-            _ => Ok(()),
+impl Host {
+    /// The real machine.
+    pub fn linux() -> Self {
+        let h = Arc::new(super::linux::LinuxHost);
+        Self {
+            files: h.clone(),
+            cgroups: h.clone(),
+            mounts: h.clone(),
+            clock: h,
         }
     }
 
-    fn write_file(&self, path: &Path, data: &[u8], mode: u32) -> HostResult {
-        crate::state::store::write_atomic(path, data, mode)
-            .map_err(|e| HostError::new("write", path, io::Error::other(e.to_string())))
-    }
-
-    fn rename(&self, from: &Path, to: &Path) -> HostResult {
-        fs::rename(from, to).map_err(|e| HostError::new("rename", from, e))
-    }
-
-    fn cgroup_create(&self, root: &Path, rel: &Path, controllers: &[&str]) -> HostResult {
-        let enable: String = controllers.iter().map(|c| format!("+{c} ")).collect();
-        let mut dir = root.to_path_buf();
-        for comp in rel.components() {
-            // Controllers must be enabled in the parent before the child
-            // can use them.
-            if !enable.is_empty() {
-                write_cgroup_file(&dir.join("cgroup.subtree_control"), enable.trim_end())?;
-            }
-            dir.push(comp.as_os_str());
-            match fs::create_dir(&dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(HostError::new("create cgroup", &dir, e)),
-            }
-        }
-        Ok(())
-    }
-
-    fn cgroup_write(&self, dir: &Path, file: &str, value: &str) -> HostResult {
-        write_cgroup_file(&dir.join(file), value)
-    }
-
-    fn cgroup_remove(&self, dir: &Path) -> HostResult {
-        if !dir.exists() {
-            return Ok(());
-        }
-        // Children first (a jailer or a human may have made some).
-        if let Ok(entries) = fs::read_dir(dir) {
-            for e in entries.flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    self.cgroup_remove(&e.path())?;
-                }
-            }
-        }
-        let freeze = dir.join("cgroup.freeze");
-        if freeze.exists() {
-            let _ = write_cgroup_file(&freeze, "1");
-        }
-        let kill = dir.join("cgroup.kill");
-        if kill.exists() {
-            write_cgroup_file(&kill, "1")?;
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut delay = Duration::from_millis(10);
-        loop {
-            let populated = fs::read_to_string(dir.join("cgroup.events"))
-                .map(|s| s.lines().any(|l| l.trim() == "populated 1"))
-                .unwrap_or(false);
-            if !populated {
-                match fs::remove_dir(dir) {
-                    Ok(()) => return Ok(()),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-                    Err(e) if Instant::now() >= deadline => {
-                        return Err(HostError::new("remove cgroup", dir, e));
-                    }
-                    Err(_) => {}
-                }
-            } else if Instant::now() >= deadline {
-                return Err(HostError::new(
-                    "remove cgroup",
-                    dir,
-                    io::Error::other("processes are still in it 10 s after cgroup.kill"),
-                ));
-            }
-            std::thread::sleep(delay);
-            delay = (delay * 2).min(Duration::from_millis(200));
-        }
-    }
-
-    fn mount_tmpfs(&self, target: &Path, opts: &TmpfsOptions) -> HostResult {
-        use nix::mount::{MsFlags, mount};
-        let data = format!("size={},mode={}", opts.size, opts.mode);
-        let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-        if is_mount_point(target).map_err(|e| HostError::new("read mounts for", target, e))? {
-            flags |= MsFlags::MS_REMOUNT;
-        }
-        mount(
-            Some("tmpfs"),
-            target,
-            Some("tmpfs"),
-            flags,
-            Some(data.as_str()),
-        )
-        .map_err(|e| HostError::new("mount tmpfs on", target, e))
-    }
-
-    fn unmount(&self, target: &Path) -> HostResult {
-        use nix::mount::{MntFlags, umount2};
-        // UMOUNT_NOFOLLOW: never unmount where a planted link points.
-        loop {
-            match umount2(target, MntFlags::UMOUNT_NOFOLLOW) {
-                Ok(()) => continue, // stacked mounts: unmount them all
-                Err(Errno::EINVAL) | Err(Errno::ENOENT) => return Ok(()),
-                Err(e) => return Err(HostError::new("unmount", target, e)),
-            }
-        }
-    }
-
-    fn append_line(&self, path: &Path, line: &[u8]) -> HostResult {
-        let mut f = fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-            .open(path)
-            .map_err(|e| HostError::new("open", path, e))?;
-        f.write_all(line)
-            .and_then(|()| f.sync_data())
-            .map_err(|e| HostError::new("append to", path, e))
-    }
-
-    fn set_append_only(&self, path: &Path, on: bool) -> HostResult<bool> {
-        let f = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-            .open(path)
-            .map_err(|e| HostError::new("open", path, e))?;
-        match inode_flags::set_append_only(&f, on) {
-            Ok(()) => Ok(true),
-            Err(Errno::ENOTTY | Errno::EOPNOTSUPP | Errno::EINVAL) => Ok(false),
-            Err(e) => Err(HostError::new("set the append-only flag on", path, e)),
+    /// The recording double: every capability backed by `rec`.
+    pub fn recording(rec: Arc<super::recording::RecordingHost>) -> Self {
+        Self {
+            files: rec.clone(),
+            cgroups: rec.clone(),
+            mounts: rec.clone(),
+            clock: rec,
         }
     }
 }
 
-/// Writes a cgroup interface file as `echo value > file` does: never
-/// creates it, one write ending in a newline — an empty value must still
-/// reach the kernel (a zero-length write would not), to reset
-/// `cpuset.cpus`, say.
-fn write_cgroup_file(path: &Path, value: &str) -> HostResult {
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .truncate(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| HostError::new("open", path, e))?;
-    f.write_all(format!("{value}\n").as_bytes())
-        .map_err(|e| HostError::new("write", path, e))
-}
-
-mod inode_flags {
-    //! The ext4/xfs/btrfs inode flags ioctl (`chattr +a`).
-    use nix::errno::Errno;
-    use std::os::fd::AsRawFd;
-
-    const FS_APPEND_FL: nix::libc::c_long = 0x0000_0020;
-    nix::ioctl_read!(fs_ioc_getflags, b'f', 1, nix::libc::c_long);
-    nix::ioctl_write_ptr!(fs_ioc_setflags, b'f', 2, nix::libc::c_long);
-
-    pub fn set_append_only(f: &std::fs::File, on: bool) -> Result<(), Errno> {
-        let mut flags: nix::libc::c_long = 0;
-        // SAFETY: the fd is open for the duration of the call and `flags`
-        // is a valid, writable c_long the kernel fills in.
-        unsafe { fs_ioc_getflags(f.as_raw_fd(), &mut flags) }?;
-        let new = if on {
-            flags | FS_APPEND_FL
-        } else {
-            flags & !FS_APPEND_FL
-        };
-        if new != flags {
-            // SAFETY: as above; the kernel only reads `new`.
-            unsafe { fs_ioc_setflags(f.as_raw_fd(), &new) }?;
-        }
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-
-    fn me() -> (u32, u32) {
-        (
-            nix::unistd::getuid().as_raw(),
-            nix::unistd::getgid().as_raw(),
-        )
-    }
-
-    #[test]
-    fn ensure_dir_creates_sets_mode_and_is_idempotent() {
-        let base = tempfile::tempdir().unwrap();
-        let (uid, gid) = me();
-        for _ in 0..2 {
-            LinuxHost
-                .ensure_dir(base.path(), Path::new("tenants/acme/jail"), 0o700, uid, gid)
-                .unwrap();
-        }
-        let m = fs::metadata(base.path().join("tenants/acme/jail")).unwrap();
-        assert_eq!(m.permissions().mode() & 0o7777, 0o700);
-        assert_eq!(m.uid(), uid);
-    }
-
-    #[test]
-    fn ensure_dir_never_follows_a_planted_symlink() {
-        let base = tempfile::tempdir().unwrap();
-        let victim = tempfile::tempdir().unwrap();
-        fs::set_permissions(victim.path(), fs::Permissions::from_mode(0o755)).unwrap();
-        fs::create_dir_all(base.path().join("tenants")).unwrap();
-        std::os::unix::fs::symlink(victim.path(), base.path().join("tenants/acme")).unwrap();
-        let (uid, gid) = me();
-        let err = LinuxHost
-            .ensure_dir(base.path(), Path::new("tenants/acme/jail"), 0o700, uid, gid)
-            .unwrap_err();
-        assert!(err.to_string().contains("no symlinks followed"), "{err}");
-        // The link's target was neither entered nor changed.
-        assert!(!victim.path().join("jail").exists());
-        assert_eq!(
-            fs::metadata(victim.path()).unwrap().permissions().mode() & 0o7777,
-            0o755
-        );
-    }
-
-    /// A bug fixed: `remove_tree("/x/..")` once got past the mount check
-    /// (a prefix match on the unnormalised path) and removed what `..`
-    /// named. Paths with `.`/`..`, relative paths and shallow paths are now
-    /// refused before anything is touched. The test only ever names paths
-    /// inside its own temporary directory, so a regression cannot reach
-    /// beyond it.
-    #[test]
-    fn remove_tree_refuses_paths_that_are_not_plain() {
-        let base = tempfile::tempdir().unwrap();
-        fs::create_dir(base.path().join("a")).unwrap();
-        fs::write(base.path().join("keep"), "x").unwrap();
-        for p in [
-            base.path().join("a/.."),
-            base.path().join("a/../a"),
-            PathBuf::from("relative/dir"),
-        ] {
-            let err = LinuxHost.remove_tree(&p).unwrap_err();
-            assert!(err.to_string().contains("refusing"), "{err}");
-        }
-        assert!(base.path().join("keep").exists() && base.path().join("a").exists());
-    }
-
-    #[test]
-    fn remove_tree_removes_a_link_not_its_target() {
-        let base = tempfile::tempdir().unwrap();
-        let victim = tempfile::tempdir().unwrap();
-        fs::write(victim.path().join("keep"), "x").unwrap();
-        let link = base.path().join("t");
-        std::os::unix::fs::symlink(victim.path(), &link).unwrap();
-        LinuxHost.remove_tree(&link).unwrap();
-        assert!(!link.exists() && victim.path().join("keep").exists());
+impl Host {
+    /// Creates the state dir itself (its parent must exist), root-owned
+    /// 0755: it holds the node lock, so it comes before anything else.
+    pub fn ensure_state_dir(&self, state: &Path) -> HostResult {
+        let parent = state.parent().unwrap_or(Path::new("/"));
+        let name = state.file_name().map(Path::new).unwrap_or(Path::new("."));
+        self.files.ensure_dir(parent, name, 0o755, 0, 0)
     }
 }

@@ -3,18 +3,18 @@
 
 use super::{mountinfo, netlink, nft, procfs};
 use crate::observed::{
+    CGROUP_LIMIT_FILES,
     Binaries, BridgeObs, CgroupMount, CgroupObs, DirObs, OBSERVED_VERSION, Observed,
     ObservedTenant, TapObs, TenantNftObs, VmProcess,
 };
-use crate::resources::cgroup::LIMIT_FILES;
-use crate::security::jailer::exec_name;
+use crate::spec::jail::exec_name;
 use crate::spec::NodeConfig;
 use crate::spec::types::{TAP_PREFIX, TenantId};
-use crate::state::{RECORD_VERSION, StateLayout, TenantRecord};
+use crate::state::{StateLayout, TenantRecord};
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{ErrorKind, Read};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::io::ErrorKind;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Where the probes look; tests point these at prepared trees.
@@ -65,6 +65,10 @@ pub fn observe_with(node: &NodeConfig, roots: &ProbeRoots) -> Observed {
     if let Ok(tcp) = fs::read_to_string(roots.proc.join("net/tcp")) {
         obs.metadata_listener = procfs::tcp_listener(&tcp, node.metadata.port);
     }
+    obs.cpus_online = fs::read_to_string("/sys/devices/system/cpu/online")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
     obs.tenants.retain(|_, t| t.is_present());
     obs
 }
@@ -130,49 +134,11 @@ fn probe_state_dir(layout: &StateLayout, obs: &mut Observed) {
 
 /// Reads `tenant.json` without following links. `Ok(None)`: no record.
 pub fn read_record(path: &Path, id: &TenantId) -> Result<Option<TenantRecord>, String> {
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(path);
-    let mut file = match file {
-        Ok(f) => f,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("{}: cannot open: {e}", path.display())),
-    };
-    let mut text = String::new();
-    file.read_to_string(&mut text)
-        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-        format!(
-            "{}:{}:{}: not valid JSON: {e}",
-            path.display(),
-            e.line(),
-            e.column()
-        )
-    })?;
-    let version = value
-        .get("format_version")
-        .and_then(serde_json::Value::as_u64);
-    match version {
-        Some(v) if v > u64::from(RECORD_VERSION) => {
-            return Err(format!(
-                "{}: written by a newer mvm (format_version {v}; this mvm reads {RECORD_VERSION})",
-                path.display()
-            ));
-        }
-        None => return Err(format!("{}: has no format_version", path.display())),
-        _ => {}
+    match super::store::read_capped(path, crate::state::record::RECORD_CAP) {
+        Ok(None) => Ok(None),
+        Ok(Some(bytes)) => crate::state::record::parse_record(path, &bytes, id).map(Some),
+        Err(e) => Err(format!("{}: cannot open: {e}", path.display())),
     }
-    let rec: TenantRecord = serde_json::from_value(value)
-        .map_err(|e| format!("{}: not a valid tenant record: {e}", path.display()))?;
-    if &rec.tenant_id != id {
-        return Err(format!(
-            "{}: belongs to tenant {:?}, not {id:?}",
-            path.display(),
-            rec.tenant_id.as_str()
-        ));
-    }
-    Ok(Some(rec))
 }
 
 fn probe_cgroups(node: &NodeConfig, mounts: &[mountinfo::MountEntry], obs: &mut Observed) {
@@ -210,7 +176,7 @@ pub fn read_cgroup_tree(root: &Path, parent: &str, obs: &mut Observed) {
         };
         let dir = entry.path();
         let mut files = BTreeMap::new();
-        for (file, _) in LIMIT_FILES {
+        for (file, _) in CGROUP_LIMIT_FILES {
             if let Ok(v) = fs::read_to_string(dir.join(file)) {
                 let v = v.trim();
                 if !v.is_empty() {

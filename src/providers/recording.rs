@@ -1,21 +1,119 @@
-//! `RecordingHost`: a `Host` that records every call instead of touching the
-//! machine, for tests of the apply logic (ordering, concurrency, failures,
-//! "a no-op reconcile makes zero calls"). It can be told to fail calls on a
-//! path and to take time per call, and it measures how many calls ran at
-//! once.
+//! `RecordingHost`: every capability of `Host` against an in-memory model
+//! of the machine, recording each change as a typed `Call`, for tests of
+//! the apply logic (ordering, concurrency, failures, "a no-op reconcile
+//! makes zero calls").
+//!
+//! It behaves like the real host where apply logic can tell: a directory
+//! created is then a directory, a file written can be read back, an
+//! appended line lands at the end, a tree removed is gone, removing a tree
+//! with a mount inside it is refused, and cgroups hold their files. Reads
+//! are answered from the model and not recorded: they change nothing.
+//! Calls can be made to fail (`failing`) and to take time (`with_delay`);
+//! it measures how many ran at once.
 
-use super::host::{Host, HostError, HostResult, TmpfsOptions};
-use std::path::Path;
+use super::host::{Cgroups, Clock, Files, HostError, HostResult, Mounts, TmpfsOptions};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+/// One change asked of the host, with its arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    EnsureDir {
+        path: PathBuf,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    RemoveTree(PathBuf),
+    WriteFile {
+        path: PathBuf,
+        mode: u32,
+        len: usize,
+    },
+    Rename {
+        from: PathBuf,
+        to: PathBuf,
+    },
+    AppendLine {
+        path: PathBuf,
+        len: usize,
+    },
+    SetAppendOnly {
+        path: PathBuf,
+        on: bool,
+    },
+    CgroupCreate {
+        dir: PathBuf,
+        controllers: Vec<String>,
+    },
+    CgroupWrite {
+        dir: PathBuf,
+        file: String,
+        value: String,
+    },
+    CgroupRemove(PathBuf),
+    CgroupRemoveIfUnused(PathBuf),
+    MountTmpfs {
+        target: PathBuf,
+        size: String,
+        mode: String,
+    },
+    Unmount(PathBuf),
+}
+
+impl Call {
+    /// The path the call acts on (the source of a rename).
+    pub fn path(&self) -> &Path {
+        match self {
+            Call::EnsureDir { path, .. }
+            | Call::WriteFile { path, .. }
+            | Call::AppendLine { path, .. }
+            | Call::SetAppendOnly { path, .. } => path,
+            Call::Rename { from, .. } => from,
+            Call::RemoveTree(p) | Call::CgroupRemove(p) | Call::CgroupRemoveIfUnused(p) => p,
+            Call::Unmount(p) => p,
+            Call::CgroupCreate { dir, .. } | Call::CgroupWrite { dir, .. } => dir,
+            Call::MountTmpfs { target, .. } => target,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Entry {
+    Dir,
+    File(Vec<u8>),
+}
+
+#[derive(Default)]
+struct Model {
+    entries: BTreeMap<PathBuf, Entry>,
+    mounts: BTreeSet<PathBuf>,
+    calls: Vec<Call>,
+}
+
+impl Model {
+    fn mkdir_all(&mut self, path: &Path) {
+        for a in path.ancestors() {
+            if a.as_os_str().is_empty() {
+                break;
+            }
+            self.entries.entry(a.to_path_buf()).or_insert(Entry::Dir);
+        }
+    }
+    fn remove_under(&mut self, path: &Path) {
+        self.entries.retain(|p, _| !p.starts_with(path));
+    }
+}
+
+type FailWhen = Box<dyn Fn(&Call) -> bool + Send + Sync>;
+
 #[derive(Default)]
 pub struct RecordingHost {
-    calls: Mutex<Vec<String>>,
-    /// Calls whose text contains one of these fail with EIO.
-    fail_on: Vec<String>,
-    /// How long each call takes.
+    model: Mutex<Model>,
+    fail_when: Vec<FailWhen>,
     delay: Duration,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
@@ -26,9 +124,9 @@ impl RecordingHost {
         Self::default()
     }
 
-    /// Calls whose text contains `needle` fail with EIO.
-    pub fn failing(mut self, needle: &str) -> Self {
-        self.fail_on.push(needle.to_string());
+    /// Calls for which `when` holds fail with EIO (and change nothing).
+    pub fn failing(mut self, when: impl Fn(&Call) -> bool + Send + Sync + 'static) -> Self {
+        self.fail_when.push(Box::new(when));
         self
     }
 
@@ -38,96 +136,282 @@ impl RecordingHost {
         self
     }
 
-    pub fn calls(&self) -> Vec<String> {
-        self.calls.lock().expect("calls lock").clone()
+    pub fn calls(&self) -> Vec<Call> {
+        self.model().calls.clone()
     }
 
     pub fn max_in_flight(&self) -> usize {
         self.max_in_flight.load(Ordering::SeqCst)
     }
 
-    fn record(&self, call: String, path: &Path) -> HostResult {
+    /// What the model holds at `path`, for assertions: the bytes of a file.
+    pub fn file(&self, path: &Path) -> Option<Vec<u8>> {
+        match self.model().entries.get(path) {
+            Some(Entry::File(b)) => Some(b.clone()),
+            _ => None,
+        }
+    }
+
+    fn model(&self) -> std::sync::MutexGuard<'_, Model> {
+        self.model.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records `call`, then (unless it is made to fail) carries it out on
+    /// the model with `effect`.
+    fn record<T>(
+        &self,
+        call: Call,
+        effect: impl FnOnce(&mut Model) -> HostResult<T>,
+    ) -> HostResult<T> {
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_in_flight.fetch_max(now, Ordering::SeqCst);
         if !self.delay.is_zero() {
             std::thread::sleep(self.delay);
         }
-        let fail = self.fail_on.iter().any(|f| call.contains(f.as_str()));
-        self.calls.lock().expect("calls lock").push(call);
+        let fail = self.fail_when.iter().any(|f| f(&call));
+        let path = call.path().to_path_buf();
+        let result = {
+            let mut m = self.model();
+            m.calls.push(call);
+            if fail {
+                Err(HostError::new(
+                    "act on",
+                    &path,
+                    std::io::Error::from_raw_os_error(nix::libc::EIO),
+                ))
+            } else {
+                effect(&mut m)
+            }
+        };
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
-        if fail {
-            return Err(HostError::new(
-                "act on",
-                path,
-                std::io::Error::from_raw_os_error(nix::libc::EIO),
-            ));
-        }
-        Ok(())
+        result
     }
 }
 
-impl Host for RecordingHost {
+impl Files for RecordingHost {
     fn ensure_dir(&self, base: &Path, rel: &Path, mode: u32, uid: u32, gid: u32) -> HostResult {
-        let p = base.join(rel);
-        self.record(
-            format!("ensure_dir {} {mode:o} {uid}:{gid}", p.display()),
-            &p,
-        )
+        let path = base.join(rel);
+        let call = Call::EnsureDir {
+            path: path.clone(),
+            mode,
+            uid,
+            gid,
+        };
+        self.record(call, |m| {
+            if let Some(Entry::File(_)) = m.entries.get(&path) {
+                return Err(HostError::other("create", &path, "a file is in the way"));
+            }
+            m.mkdir_all(&path);
+            Ok(())
+        })
     }
     fn remove_tree(&self, path: &Path) -> HostResult {
-        self.record(format!("remove_tree {}", path.display()), path)
+        let p = path.to_path_buf();
+        self.record(Call::RemoveTree(p.clone()), |m| {
+            if let Some(mp) = m.mounts.iter().find(|mp| mp.starts_with(&p)) {
+                return Err(HostError::other(
+                    "remove",
+                    &p,
+                    format!("{} is still mounted; unmount it first", mp.display()),
+                ));
+            }
+            m.remove_under(&p);
+            Ok(())
+        })
     }
     fn write_file(&self, path: &Path, data: &[u8], mode: u32) -> HostResult {
-        self.record(
-            format!(
-                "write_file {} {mode:o} {} bytes",
-                path.display(),
-                data.len()
-            ),
-            path,
-        )
+        let p = path.to_path_buf();
+        let call = Call::WriteFile {
+            path: p.clone(),
+            mode,
+            len: data.len(),
+        };
+        self.record(call, |m| {
+            if !p.parent().is_some_and(|d| m.entries.get(d) == Some(&Entry::Dir)) {
+                return Err(HostError::new(
+                    "write",
+                    &p,
+                    std::io::Error::from(std::io::ErrorKind::NotFound),
+                ));
+            }
+            m.entries.insert(p.clone(), Entry::File(data.to_vec()));
+            Ok(())
+        })
     }
     fn rename(&self, from: &Path, to: &Path) -> HostResult {
-        self.record(format!("rename {} {}", from.display(), to.display()), from)
-    }
-    fn cgroup_create(&self, root: &Path, rel: &Path, controllers: &[&str]) -> HostResult {
-        let p = root.join(rel);
-        self.record(
-            format!("cgroup_create {} +{}", p.display(), controllers.join(" +")),
-            &p,
-        )
-    }
-    fn cgroup_write(&self, dir: &Path, file: &str, value: &str) -> HostResult {
-        self.record(
-            format!("cgroup_write {}/{file} {value}", dir.display()),
-            dir,
-        )
-    }
-    fn cgroup_remove(&self, dir: &Path) -> HostResult {
-        self.record(format!("cgroup_remove {}", dir.display()), dir)
-    }
-    fn mount_tmpfs(&self, target: &Path, opts: &TmpfsOptions) -> HostResult {
-        self.record(
-            format!(
-                "mount_tmpfs {} size={} mode={}",
-                target.display(),
-                opts.size,
-                opts.mode
-            ),
-            target,
-        )
-    }
-    fn unmount(&self, target: &Path) -> HostResult {
-        self.record(format!("unmount {}", target.display()), target)
+        let (f, t) = (from.to_path_buf(), to.to_path_buf());
+        let call = Call::Rename {
+            from: f.clone(),
+            to: t.clone(),
+        };
+        self.record(call, |m| match m.entries.remove(&f) {
+            Some(e) => {
+                m.entries.insert(t, e);
+                Ok(())
+            }
+            None => Err(HostError::new(
+                "rename",
+                &f,
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            )),
+        })
     }
     fn append_line(&self, path: &Path, line: &[u8]) -> HostResult {
-        self.record(
-            format!("append_line {} {} bytes", path.display(), line.len()),
-            path,
-        )
+        let p = path.to_path_buf();
+        let call = Call::AppendLine {
+            path: p.clone(),
+            len: line.len(),
+        };
+        self.record(call, |m| {
+            if !p.parent().is_some_and(|d| m.entries.get(d) == Some(&Entry::Dir)) {
+                return Err(HostError::new(
+                    "open",
+                    &p,
+                    std::io::Error::from(std::io::ErrorKind::NotFound),
+                ));
+            }
+            match m.entries.entry(p.clone()).or_insert(Entry::File(Vec::new())) {
+                Entry::File(b) => {
+                    b.extend_from_slice(line);
+                    Ok(())
+                }
+                Entry::Dir => Err(HostError::other("append to", &p, "is a directory")),
+            }
+        })
     }
     fn set_append_only(&self, path: &Path, on: bool) -> HostResult<bool> {
-        self.record(format!("set_append_only {} {on}", path.display()), path)
-            .map(|()| true)
+        let call = Call::SetAppendOnly {
+            path: path.to_path_buf(),
+            on,
+        };
+        self.record(call, |_| Ok(true))
+    }
+    fn read(&self, path: &Path, cap: u64) -> HostResult<Option<Vec<u8>>> {
+        match self.model().entries.get(path) {
+            None => Ok(None),
+            Some(Entry::Dir) => Err(HostError::other("read", path, "not a regular file")),
+            Some(Entry::File(b)) if b.len() as u64 > cap => Err(HostError::other(
+                "read",
+                path,
+                format!("larger than {cap} bytes"),
+            )),
+            Some(Entry::File(b)) => Ok(Some(b.clone())),
+        }
+    }
+    fn read_tail(&self, path: &Path, max: u64) -> HostResult<Option<Vec<u8>>> {
+        match self.model().entries.get(path) {
+            None => Ok(None),
+            Some(Entry::Dir) => Err(HostError::other("read", path, "not a regular file")),
+            Some(Entry::File(b)) => {
+                let start = b.len().saturating_sub(max as usize);
+                Ok(Some(b[start..].to_vec()))
+            }
+        }
+    }
+    fn is_dir(&self, path: &Path) -> bool {
+        self.model().entries.get(path) == Some(&Entry::Dir)
+    }
+    fn exists(&self, path: &Path) -> bool {
+        self.model().entries.contains_key(path)
+    }
+    fn list(&self, dir: &Path) -> HostResult<Vec<String>> {
+        Ok(self
+            .model()
+            .entries
+            .keys()
+            .filter(|p| p.parent() == Some(dir))
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect())
+    }
+}
+
+impl Cgroups for RecordingHost {
+    fn cgroup_create(&self, root: &Path, rel: &Path, controllers: &[&str]) -> HostResult {
+        let dir = root.join(rel);
+        let call = Call::CgroupCreate {
+            dir: dir.clone(),
+            controllers: controllers.iter().map(|c| c.to_string()).collect(),
+        };
+        self.record(call, |m| {
+            m.mkdir_all(&dir);
+            Ok(())
+        })
+    }
+    fn cgroup_write(&self, dir: &Path, file: &str, value: &str) -> HostResult {
+        let path = dir.join(file);
+        let call = Call::CgroupWrite {
+            dir: dir.to_path_buf(),
+            file: file.to_string(),
+            value: value.to_string(),
+        };
+        self.record(call, |m| {
+            if m.entries.get(dir) != Some(&Entry::Dir) {
+                return Err(HostError::new(
+                    "open",
+                    &path,
+                    std::io::Error::from(std::io::ErrorKind::NotFound),
+                ));
+            }
+            m.entries
+                .insert(path.clone(), Entry::File(format!("{value}\n").into_bytes()));
+            Ok(())
+        })
+    }
+    fn cgroup_remove(&self, dir: &Path) -> HostResult {
+        let d = dir.to_path_buf();
+        self.record(Call::CgroupRemove(d.clone()), |m| {
+            m.remove_under(&d);
+            Ok(())
+        })
+    }
+    fn cgroup_remove_if_unused(&self, dir: &Path) -> HostResult {
+        let d = dir.to_path_buf();
+        self.record(Call::CgroupRemoveIfUnused(d.clone()), |m| {
+            let has_children = m
+                .entries
+                .iter()
+                .any(|(p, e)| *e == Entry::Dir && p.parent() == Some(d.as_path()));
+            if !has_children {
+                m.remove_under(&d);
+            }
+            Ok(())
+        })
+    }
+}
+
+impl Mounts for RecordingHost {
+    fn mount_tmpfs(&self, target: &Path, opts: &TmpfsOptions) -> HostResult {
+        let t = target.to_path_buf();
+        let call = Call::MountTmpfs {
+            target: t.clone(),
+            size: opts.size.clone(),
+            mode: opts.mode.clone(),
+        };
+        self.record(call, |m| {
+            if m.entries.get(&t) != Some(&Entry::Dir) {
+                return Err(HostError::new(
+                    "mount tmpfs on",
+                    &t,
+                    std::io::Error::from(std::io::ErrorKind::NotFound),
+                ));
+            }
+            m.mounts.insert(t);
+            Ok(())
+        })
+    }
+    fn unmount(&self, target: &Path) -> HostResult {
+        let t = target.to_path_buf();
+        self.record(Call::Unmount(t.clone()), |m| {
+            m.mounts.remove(&t);
+            Ok(())
+        })
+    }
+}
+
+impl Clock for RecordingHost {
+    /// A fixed instant, so what tests record does not depend on when they
+    /// ran.
+    fn now(&self) -> jiff::Timestamp {
+        jiff::Timestamp::from_second(1_796_000_000).expect("a valid instant")
     }
 }

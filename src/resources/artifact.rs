@@ -3,35 +3,25 @@
 //! profile or lock is a different build, so those changes replace it; the
 //! store path is only known once Nix has built it.
 
-use super::{Attrs, Desired, ResolvedTenant, attr_str};
-use crate::observed::{ObservedTenant, hex};
+use super::{At, Attrs, Ctx, Dep, Desired, Documents, Resource, ResolvedTenant, Scope, Subject};
+use crate::observed::{Observed, ObservedTenant};
+use crate::security::audit::AuditDetails;
+use crate::spec::TenantSpec;
+use crate::spec::types::TenantId;
 use crate::state::ArtifactRecord;
-use serde_json::Value;
-use sha2::{Digest, Sha256};
+use serde::Deserialize;
 
-pub const REPLACE_ON: &[&str] = &["flake_ref", "profile", "lock"];
+pub struct Artifact;
 
-pub fn desired(t: &ResolvedTenant, obs: Option<&ObservedTenant>) -> Desired {
-    let mut d = Desired::default();
-    let spec = &t.spec;
-    d.set("flake_ref", spec.flake_ref.clone());
-    d.set("profile", spec.profile.as_str());
-    let built = last_build(t, obs);
-    match (&spec.lock, built) {
-        (_, Some(a)) => {
-            d.set("lock", a.lock.clone());
-            d.set("store_path", a.store_path.clone());
-        }
-        (Some(lock), None) => {
-            d.set("lock", lock.clone());
-            d.unknown("store_path");
-        }
-        (None, None) => {
-            d.unknown("lock");
-            d.unknown("store_path");
-        }
-    }
-    d
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactAttrs {
+    pub flake_ref: String,
+    pub profile: String,
+    /// Unknown until built, unless the spec pins it.
+    pub lock: Option<String>,
+    /// Unknown until built.
+    pub store_path: Option<String>,
 }
 
 /// The recorded build this spec still asks for: the same flake and profile
@@ -54,35 +44,76 @@ pub fn planned_lock(t: &ResolvedTenant, obs: Option<&ObservedTenant>) -> Option<
         .or_else(|| t.spec.lock.clone())
 }
 
-pub fn observed(obs: &ObservedTenant) -> Option<Attrs> {
-    let a = obs.record.as_ref()?.artifact.as_ref()?;
-    let mut out = Attrs::new();
-    out.insert("flake_ref".into(), a.flake_ref.clone().into());
-    out.insert("profile".into(), a.profile.clone().into());
-    out.insert("lock".into(), a.lock.clone().into());
-    out.insert("store_path".into(), a.store_path.clone().into());
-    Some(out)
-}
+impl Resource for Artifact {
+    type Attrs = ArtifactAttrs;
+    const WORD: &'static str = "artifact";
+    const SCOPE: Scope = Scope::Tenant;
+    const REPLACE_ON: &'static [&'static str] = &["flake_ref", "profile", "lock"];
 
-pub fn simulate(t: &mut ObservedTenant, after: Option<&Attrs>) {
-    let Some(rec) = t.record.as_mut() else { return };
-    rec.artifact = after.map(|a| {
-        let flake_ref = attr_str(a, "flake_ref");
-        let profile = attr_str(a, "profile");
-        let digest = hex(&Sha256::digest(format!("{flake_ref}#{profile}").as_bytes()));
-        let lock = match a.get("lock") {
-            Some(Value::String(l)) => l.clone(),
-            _ => digest.clone(),
-        };
-        let store_path = match a.get("store_path") {
-            Some(Value::String(p)) => p.clone(),
-            _ => format!("/nix/store/{}-mvm-{profile}", &digest[..32]),
-        };
-        ArtifactRecord {
-            flake_ref,
-            profile,
-            lock,
-            store_path,
+    fn depends_on(&self, _: Option<&TenantSpec>) -> &'static [Dep] {
+        &[Dep::Tenant("dirs")]
+    }
+
+    fn desired(&self, ctx: &Ctx, s: Subject) -> Option<Desired> {
+        let Subject::Tenant(t) = s else { return None };
+        let obs = ctx.observed.tenant(t.id());
+        let mut d = Desired::default();
+        let spec = &t.spec;
+        d.set("flake_ref", spec.flake_ref.clone());
+        d.set("profile", spec.profile.as_str());
+        match (&spec.lock, last_build(t, obs)) {
+            (_, Some(a)) => {
+                d.set("lock", a.lock.clone());
+                d.set("store_path", a.store_path.clone());
+            }
+            (Some(lock), None) => {
+                d.set("lock", lock.clone());
+                d.unknown("store_path");
+            }
+            (None, None) => {
+                d.unknown("lock");
+                d.unknown("store_path");
+            }
         }
-    });
+        Some(d)
+    }
+
+    fn observed(&self, _: &Ctx, at: At) -> Option<Attrs> {
+        let At::Tenant(_, obs) = at else { return None };
+        let a = obs.record.as_ref()?.artifact.as_ref()?;
+        let mut out = Attrs::new();
+        out.insert("flake_ref".into(), a.flake_ref.clone().into());
+        out.insert("profile".into(), a.profile.clone().into());
+        out.insert("lock".into(), a.lock.clone().into());
+        out.insert("store_path".into(), a.store_path.clone().into());
+        Some(out)
+    }
+
+    fn simulate(&self, obs: &mut Observed, id: Option<&TenantId>, after: Option<&ArtifactAttrs>, _: &Documents) {
+        let t = super::tenant_mut(obs, id);
+        let Some(rec) = t.record.as_mut() else { return };
+        rec.artifact = after.map(|a| {
+            let digest = crate::digest::sha256(format!("{}#{}", a.flake_ref, a.profile).as_bytes());
+            ArtifactRecord {
+                flake_ref: a.flake_ref.clone(),
+                profile: a.profile.clone(),
+                lock: a.lock.clone().unwrap_or_else(|| digest.clone()),
+                store_path: a
+                    .store_path
+                    .clone()
+                    .unwrap_or_else(|| format!("/nix/store/{}-mvm-{}", &digest[..32], a.profile)),
+            }
+        });
+    }
+
+    fn audit(&self, a: &ArtifactAttrs) -> AuditDetails {
+        [
+            ("flake_ref", Some(&a.flake_ref)),
+            ("lock", a.lock.as_ref()),
+            ("store_path", a.store_path.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k.to_string(), v.clone())))
+        .collect()
+    }
 }

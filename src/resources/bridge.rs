@@ -1,42 +1,66 @@
 //! `node.bridge`: the one bridge every tenant tap hangs off, carrying the
 //! gateway address. Address and link state change in place.
 
-use super::{Attrs, Ctx, Desired, attr_bool};
+use super::{At, Attrs, Ctx, Dep, Desired, Resource, Scope, Subject};
 use crate::observed::{BridgeObs, Observed};
-use serde_json::Value;
+use crate::spec::TenantSpec;
+use crate::spec::types::TenantId;
+use serde::Deserialize;
 
-pub const REPLACE_ON: &[&str] = &["name"];
+pub struct Bridge;
 
-pub fn desired(ctx: &Ctx) -> Desired {
-    let b = &ctx.node.bridge;
-    let mut d = Desired::default();
-    d.set("name", b.name.clone());
-    d.set(
-        "addresses",
-        vec![format!("{}/{}", b.gateway, b.subnet.prefix_len())],
-    );
-    d.set("up", true);
-    d
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeAttrs {
+    pub name: String,
+    pub addresses: Vec<String>,
+    pub up: bool,
 }
 
-pub fn observed(ctx: &Ctx) -> Option<Attrs> {
-    let b = ctx.observed.bridge.as_ref()?;
-    let mut a = Attrs::new();
-    a.insert("name".into(), ctx.node.bridge.name.clone().into());
-    a.insert("addresses".into(), b.addresses.clone().into());
-    a.insert("up".into(), b.up.into());
-    Some(a)
-}
+impl Resource for Bridge {
+    type Attrs = BridgeAttrs;
+    const WORD: &'static str = "bridge";
+    const SCOPE: Scope = Scope::Node;
+    const REPLACE_ON: &'static [&'static str] = &["name"];
 
-pub fn simulate(obs: &mut Observed, after: Option<&Attrs>) {
-    obs.bridge = after.map(|a| BridgeObs {
-        up: attr_bool(a, "up"),
-        addresses: match a.get("addresses") {
-            Some(Value::Array(v)) => v
-                .iter()
-                .filter_map(|x| x.as_str().map(str::to_string))
-                .collect(),
-            _ => Vec::new(),
-        },
-    });
+    fn depends_on(&self, _: Option<&TenantSpec>) -> &'static [Dep] {
+        &[]
+    }
+
+    fn desired(&self, ctx: &Ctx, _: Subject) -> Option<Desired> {
+        let b = &ctx.node.bridge;
+        let mut d = Desired::default();
+        d.set("name", b.name.clone());
+        d.set(
+            "addresses",
+            vec![format!("{}/{}", b.gateway, b.subnet.prefix_len())],
+        );
+        d.set("up", true);
+        Some(d)
+    }
+
+    fn observed(&self, ctx: &Ctx, _: At) -> Option<Attrs> {
+        let b = ctx.observed.bridge.as_ref()?;
+        let mut a = Attrs::new();
+        a.insert("name".into(), ctx.node.bridge.name.clone().into());
+        a.insert("addresses".into(), b.addresses.clone().into());
+        a.insert("up".into(), b.up.into());
+        Some(a)
+    }
+
+    fn warnings(&self, ctx: &Ctx, _: &super::NodeView) -> Vec<String> {
+        ctx.observed
+            .facts
+            .get("netlink")
+            .map(|reason| format!("network links could not be read ({reason}): node.bridge and tenant.*.tap are planned as if absent"))
+            .into_iter()
+            .collect()
+    }
+
+    fn simulate(&self, obs: &mut Observed, _: Option<&TenantId>, after: Option<&BridgeAttrs>, _: &super::Documents) {
+        obs.bridge = after.map(|a| BridgeObs {
+            up: a.up,
+            addresses: a.addresses.clone(),
+        });
+    }
 }

@@ -7,23 +7,56 @@
 //! resource as blocked, unless node.toml allows missing controllers, in
 //! which case the limits it cannot set are left out and the plan warns.
 
-use super::{Attrs, Ctx, Desired, ResolvedTenant, attr_str};
-use crate::apply::context::ApplyCtx;
-use crate::observed::{CgroupObs, ObservedTenant};
+use super::{ApplyCtx, At, Attrs, Ctx, Dep, Desired, Documents, NodeView, Provider, Resource, Scope, Subject};
+use crate::observed::{CGROUP_LIMIT_FILES, CgroupObs, Observed};
 use crate::providers::host::{HostError, HostResult};
+use crate::security::audit::AuditDetails;
 use crate::security::cgroups::CgroupLimits;
-use crate::spec::types::TenantId;
+use crate::spec::TenantSpec;
+use crate::spec::types::{CpuSet, TenantId};
+use serde::Deserialize;
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-pub const REPLACE_ON: &[&str] = &["path"];
+pub struct Cgroup;
 
-/// The limit files mvm manages, with the controller each needs.
-pub const LIMIT_FILES: &[(&str, &str)] = &[
-    ("cpu.max", "cpu"),
-    ("cpuset.cpus", "cpuset"),
-    ("memory.max", "memory"),
-    ("pids.max", "pids"),
-];
+/// The cgroup's attributes: its path below the cgroup2 root and each
+/// limit file by name. A limit left out is not managed (its controller is
+/// missing on a development host, or no cpuset is pinned).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CgroupAttrs {
+    pub path: String,
+    #[serde(rename = "cpu.max")]
+    pub cpu_max: Option<String>,
+    #[serde(rename = "cpuset.cpus")]
+    pub cpuset_cpus: Option<String>,
+    #[serde(rename = "memory.max")]
+    pub memory_max: Option<String>,
+    #[serde(rename = "pids.max")]
+    pub pids_max: Option<String>,
+}
+
+impl CgroupAttrs {
+    /// Each limit file with its value, by name.
+    fn files(&self) -> [(&'static str, Option<&str>); 4] {
+        [
+            ("cpu.max", self.cpu_max.as_deref()),
+            ("cpuset.cpus", self.cpuset_cpus.as_deref()),
+            ("memory.max", self.memory_max.as_deref()),
+            ("pids.max", self.pids_max.as_deref()),
+        ]
+    }
+}
+
+/// The controller a limit file needs.
+fn controller(file: &str) -> &'static str {
+    CGROUP_LIMIT_FILES
+        .iter()
+        .find(|(f, _)| *f == file)
+        .map(|(_, c)| *c)
+        .expect("every managed file is in CGROUP_LIMIT_FILES")
+}
 
 pub fn path(ctx: &Ctx, id: &TenantId) -> String {
     format!("{}/{id}", ctx.node.cgroup.parent)
@@ -40,139 +73,219 @@ pub fn missing_controllers(ctx: &Ctx, limits: &CgroupLimits) -> Vec<&'static str
         .collect()
 }
 
-pub fn desired(ctx: &Ctx, t: &ResolvedTenant) -> Desired {
-    let limits = CgroupLimits::for_tenant(&t.spec);
-    let skip = if ctx.node.cgroup.allow_missing_controllers {
-        missing_controllers(ctx, &limits)
-    } else {
-        Vec::new()
-    };
-    let mut d = Desired::default();
-    d.set("path", path(ctx, t.id()));
-    let values = [
-        ("cpu.max", Some(limits.cpu_max.clone())),
-        ("cpuset.cpus", limits.cpuset_cpus.clone()),
-        ("memory.max", Some(limits.memory_max.to_string())),
-        ("pids.max", Some(limits.pids_max.to_string())),
-    ];
-    for ((file, ctrl), (_, value)) in LIMIT_FILES.iter().zip(values) {
-        if let Some(v) = value
-            && !skip.contains(ctrl)
-        {
-            d.set(file, v);
+impl Resource for Cgroup {
+    type Attrs = CgroupAttrs;
+    const WORD: &'static str = "cgroup";
+    const SCOPE: Scope = Scope::Tenant;
+    const REPLACE_ON: &'static [&'static str] = &["path"];
+
+    fn depends_on(&self, _: Option<&TenantSpec>) -> &'static [Dep] {
+        &[Dep::Tenant("dirs")]
+    }
+
+    fn desired(&self, ctx: &Ctx, s: Subject) -> Option<Desired> {
+        let Subject::Tenant(t) = s else { return None };
+        let limits = CgroupLimits::for_tenant(&t.spec);
+        let skip = if ctx.node.cgroup.allow_missing_controllers {
+            missing_controllers(ctx, &limits)
+        } else {
+            Vec::new()
+        };
+        let mut d = Desired::default();
+        d.set("path", path(ctx, t.id()));
+        let values = [
+            ("cpu.max", Some(limits.cpu_max.clone())),
+            ("cpuset.cpus", limits.cpuset_cpus.clone()),
+            ("memory.max", Some(limits.memory_max.to_string())),
+            ("pids.max", Some(limits.pids_max.to_string())),
+        ];
+        for (file, value) in values {
+            if let Some(v) = value
+                && !skip.contains(&controller(file))
+            {
+                d.set(file, v);
+            }
         }
+        Some(d)
     }
-    d
-}
 
-/// Why the cgroup cannot be applied on this node, if it cannot.
-pub fn blocked(ctx: &Ctx, t: &ResolvedTenant) -> Option<String> {
-    let Some(cg) = &ctx.observed.cgroup else {
-        return Some("cgroup2 is not mounted on this node".into());
-    };
-    if ctx.node.cgroup.allow_missing_controllers {
-        return None;
-    }
-    let missing = missing_controllers(ctx, &CgroupLimits::for_tenant(&t.spec));
-    if missing.is_empty() {
-        return None;
-    }
-    Some(format!(
-        "the cgroup2 tree at {} lacks the {} controller{} (bound to cgroup v1 on this host?)",
-        cg.mount.display(),
-        missing.join(", "),
-        if missing.len() == 1 { "" } else { "s" }
-    ))
-}
-
-pub fn observed(ctx: &Ctx, id: &TenantId, obs: &ObservedTenant) -> Option<Attrs> {
-    let cg = obs.cgroup.as_ref()?;
-    let mut a = Attrs::new();
-    a.insert("path".into(), path(ctx, id).into());
-    for (file, _) in LIMIT_FILES {
-        if let Some(v) = cg.files.get(*file) {
-            a.insert((*file).into(), v.clone().into());
+    fn blocked(&self, ctx: &Ctx, s: Subject) -> Option<String> {
+        let Subject::Tenant(t) = s else { return None };
+        let Some(cg) = &ctx.observed.cgroup else {
+            return Some("cgroup2 is not mounted on this node".into());
+        };
+        if ctx.node.cgroup.allow_missing_controllers {
+            return None;
         }
+        let missing = missing_controllers(ctx, &CgroupLimits::for_tenant(&t.spec));
+        if missing.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "the cgroup2 tree at {} lacks the {} controller{} (bound to cgroup v1 on this host?)",
+            cg.mount.display(),
+            missing.join(", "),
+            if missing.len() == 1 { "" } else { "s" }
+        ))
     }
-    Some(a)
-}
 
-pub fn simulate(t: &mut ObservedTenant, after: Option<&Attrs>) {
-    t.cgroup = after.map(|a| CgroupObs {
-        files: LIMIT_FILES
-            .iter()
-            .filter(|(f, _)| a.contains_key(*f))
-            .map(|(f, _)| (f.to_string(), attr_str(a, f)))
-            .collect(),
-        populated: false,
-    });
+    fn warnings(&self, ctx: &Ctx, view: &NodeView) -> Vec<String> {
+        let mut w = Vec::new();
+        if ctx.node.cgroup.allow_missing_controllers && !view.tenants.is_empty() {
+            let all: BTreeSet<&str> = view
+                .tenants
+                .iter()
+                .flat_map(|t| missing_controllers(ctx, &CgroupLimits::for_tenant(&t.spec)))
+                .collect();
+            if !all.is_empty() {
+                w.push(format!(
+                    "cgroup controllers {} are missing and cgroup.allow_missing_controllers is set: those tenant limits are NOT enforced",
+                    all.into_iter().collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
+        // A cpuset naming CPUs the host does not have would fail (or pin
+        // nothing) when written.
+        if let Some(online) = ctx.observed.cpus_online.as_deref().and_then(|c| c.parse::<CpuSet>().ok()) {
+            for t in view.tenants {
+                let Some(set) = &t.spec.cpuset else { continue };
+                let absent: Vec<String> = set
+                    .cpus()
+                    .iter()
+                    .filter(|c| online.cpus().binary_search(c).is_err())
+                    .map(u32::to_string)
+                    .collect();
+                if !absent.is_empty() {
+                    w.push(format!(
+                        "tenant {} pins cpuset {set}, but CPU{} {} {} not online on this host (online: {online}): writing cpuset.cpus will fail",
+                        t.id(),
+                        if absent.len() == 1 { "" } else { "s" },
+                        absent.join(","),
+                        if absent.len() == 1 { "is" } else { "are" },
+                    ));
+                }
+            }
+        }
+        w
+    }
+
+    fn observed(&self, ctx: &Ctx, at: At) -> Option<Attrs> {
+        let At::Tenant(id, obs) = at else { return None };
+        let cg = obs.cgroup.as_ref()?;
+        let mut a = Attrs::new();
+        a.insert("path".into(), path(ctx, id).into());
+        for (file, _) in CGROUP_LIMIT_FILES {
+            if let Some(v) = cg.files.get(*file) {
+                a.insert((*file).into(), v.clone().into());
+            }
+        }
+        Some(a)
+    }
+
+    fn simulate(&self, obs: &mut Observed, id: Option<&TenantId>, after: Option<&CgroupAttrs>, _: &Documents) {
+        let t = super::tenant_mut(obs, id);
+        t.cgroup = after.map(|a| CgroupObs {
+            files: a
+                .files()
+                .into_iter()
+                .filter_map(|(f, v)| v.map(|v| (f.to_string(), v.to_string())))
+                .collect(),
+            populated: false,
+        });
+    }
+
+    fn provider(&self) -> Option<&dyn Provider<CgroupAttrs>> {
+        Some(self)
+    }
+
+    fn audit(&self, a: &CgroupAttrs) -> AuditDetails {
+        [
+            ("cpu_max", &a.cpu_max),
+            ("cpuset_cpus", &a.cpuset_cpus),
+            ("memory_max", &a.memory_max),
+            ("pids_max", &a.pids_max),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.clone().map(|v| (k.to_string(), v)))
+        .collect()
+    }
 }
 
 /// The cgroup2 root and the tenant's cgroup below it. The path comes from
 /// the tenant id and the node config, never from the plan's attributes; a
 /// plan whose `path` disagrees (edited by hand) is refused.
-fn dir_of(ctx: &ApplyCtx, id: &TenantId, attrs: &Attrs) -> HostResult<(PathBuf, PathBuf)> {
+fn dir_of(ctx: &ApplyCtx, id: &TenantId, planned: Option<&str>) -> HostResult<(PathBuf, PathBuf)> {
     let rel = PathBuf::from(format!("{}/{id}", ctx.node.cgroup.parent));
-    if attrs
-        .get("path")
-        .is_some_and(|p| p.as_str() != rel.to_str())
-    {
-        return Err(HostError::new(
+    if planned.is_some_and(|p| Some(p) != rel.to_str()) {
+        return Err(HostError::other(
             "use",
             &rel,
-            std::io::Error::other("the plan names another cgroup path for this tenant"),
+            "the plan names another cgroup path for this tenant",
         ));
     }
     match &ctx.cgroup_mount {
         Some(root) => Ok((root.clone(), rel)),
-        None => Err(HostError::new(
+        None => Err(HostError::other(
             "create cgroup",
             &rel,
-            std::io::Error::other("cgroup2 is not mounted on this node"),
+            "cgroup2 is not mounted on this node",
         )),
     }
 }
 
-/// Creates the cgroup (enabling the controllers its limits need in every
-/// ancestor) and writes each limit that differs from what is there.
-pub fn apply(ctx: &ApplyCtx, id: &TenantId, before: Option<&Attrs>, after: &Attrs) -> HostResult {
-    let (root, rel) = dir_of(ctx, id, after)?;
-    let controllers: Vec<&str> = LIMIT_FILES
-        .iter()
-        .filter(|(f, _)| after.contains_key(*f))
-        .map(|(_, c)| *c)
-        .collect();
-    ctx.host.cgroup_create(&root, &rel, &controllers)?;
-    let dir = root.join(&rel);
-    for (file, _) in LIMIT_FILES {
-        let want = after.get(*file);
-        let have = before.and_then(|b| b.get(*file));
-        match (want, have) {
-            (Some(w), h) if Some(w) != h => {
-                ctx.host
-                    .cgroup_write(&dir, file, w.as_str().unwrap_or_default())?
+impl Provider<CgroupAttrs> for Cgroup {
+    /// Creates the cgroup (enabling the controllers its limits need in
+    /// every ancestor) and writes each limit that differs from what is
+    /// there.
+    fn apply(&self, ctx: &ApplyCtx, id: Option<&TenantId>, prior: Option<&CgroupAttrs>, after: &CgroupAttrs) -> HostResult {
+        let id = id.expect("a tenant address");
+        let (root, rel) = dir_of(ctx, id, Some(&after.path))?;
+        let controllers: Vec<&str> = after
+            .files()
+            .into_iter()
+            .filter(|(_, v)| v.is_some())
+            .map(|(f, _)| controller(f))
+            .collect();
+        ctx.host.cgroups.cgroup_create(&root, &rel, &controllers)?;
+        let dir = root.join(&rel);
+        let had = prior.map(CgroupAttrs::files);
+        for (i, (file, want)) in after.files().into_iter().enumerate() {
+            let have = had.as_ref().and_then(|h| h[i].1);
+            match (want, have) {
+                (Some(w), h) if Some(w) != h => ctx.host.cgroups.cgroup_write(&dir, file, w)?,
+                // A limit no longer wanted (a cpuset dropped) goes back to
+                // the parent's value.
+                (None, Some(_)) if file == "cpuset.cpus" => {
+                    ctx.host.cgroups.cgroup_write(&dir, file, "")?
+                }
+                _ => {}
             }
-            // A limit no longer wanted (a cpuset dropped) goes back to the
-            // parent's value.
-            (None, Some(_)) if *file == "cpuset.cpus" => ctx.host.cgroup_write(&dir, file, "")?,
-            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Kills whatever still runs in it, waits until it is empty, removes
+    /// it — and the parent mvm made, once no tenant's cgroup is left in it.
+    fn delete(&self, ctx: &ApplyCtx, id: Option<&TenantId>) -> HostResult {
+        let id = id.expect("a tenant address");
+        let (root, rel) = dir_of(ctx, id, None)?;
+        ctx.host.cgroups.cgroup_remove(&root.join(&rel))?;
+        match rel.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => ctx
+                .host
+                .cgroups
+                .cgroup_remove_if_unused(&root.join(parent)),
+            _ => Ok(()),
         }
     }
-    Ok(())
-}
-
-/// Kills whatever still runs in it, waits until it is empty, removes it.
-pub fn delete(ctx: &ApplyCtx, id: &TenantId, before: &Attrs) -> HostResult {
-    let (root, rel) = dir_of(ctx, id, before)?;
-    ctx.host.cgroup_remove(&root.join(rel))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::host::LinuxHost;
+    use crate::providers::host::Host;
+    use crate::resources::{ResolvedTenant, decode};
     use std::fs;
-    use std::sync::Arc;
 
     /// This host's cgroup2 tree may lack memory/cpu/pids (hybrid mode), so
     /// the limit writes run against a prepared tree laid out like cgroup2:
@@ -187,27 +300,27 @@ mod tests {
             fs::write(root.path().join("mvm/acme").join(f), "").unwrap();
         }
         let node = crate::spec::NodeConfig::default_config();
-        let ctx = ApplyCtx {
-            host: Arc::new(LinuxHost),
-            layout: crate::state::StateLayout::new(&node.state_dir),
-            audit: crate::security::audit::AuditWriter::new(
-                "/nonexistent".into(),
-                "n".into(),
-                "c".into(),
-            ),
-            cgroup_mount: Some(root.path().to_path_buf()),
+        let ctx = ApplyCtx::new(
+            Host::linux(),
             node,
-        };
+            Some(root.path().to_path_buf()),
+            "n".into(),
+            "c".into(),
+        );
         (root, ctx)
     }
 
-    fn attrs(pairs: &[(&'static str, &str)]) -> Attrs {
-        pairs
+    fn attrs(pairs: &[(&'static str, &str)]) -> CgroupAttrs {
+        let a: Attrs = pairs
             .iter()
-            .map(|(k, v)| (AttrNameOf::from(*k), serde_json::Value::from(*v)))
-            .collect()
+            .map(|(k, v)| (crate::resources::AttrName::from(*k), serde_json::Value::from(*v)))
+            .collect();
+        decode(&"tenant.acme.cgroup".parse().unwrap(), &a).unwrap()
     }
-    type AttrNameOf = crate::resources::AttrName;
+
+    fn apply(ctx: &ApplyCtx, id: &TenantId, prior: Option<&CgroupAttrs>, after: &CgroupAttrs) -> HostResult {
+        Provider::apply(&Cgroup, ctx, Some(id), prior, after)
+    }
 
     #[test]
     fn writes_limits_and_enables_controllers_in_every_ancestor() {
@@ -284,14 +397,15 @@ mod tests {
             "tenant_id": "acme", "flake_ref": "github:a/b", "profile": "minimal", "vcpus": 2, "mem_mib": 1024,
             "state": "running", "ip": null, "mac": null, "seccomp": "baseline", "metadata": false,
             "ssh_from_gateway": false, "cpuset": null, "pids_max": 256, "data_mib": null, "lock": null})).unwrap();
-        let t = ResolvedTenant::new(
-            &node,
+        let t = ResolvedTenant {
             spec,
-            "10.200.0.2".parse().unwrap(),
-            "02:00:0a:c8:00:02".parse().unwrap(),
-            100000,
-            100000,
-        );
+            ip: "10.200.0.2".parse().unwrap(),
+            mac: "02:00:0a:c8:00:02".parse().unwrap(),
+            uid: 100000,
+            gid: 100000,
+        };
+        let desired = |ctx: &Ctx, t: &ResolvedTenant| Resource::desired(&Cgroup, ctx, Subject::Tenant(t)).unwrap();
+        let blocked = |ctx: &Ctx, t: &ResolvedTenant| Resource::blocked(&Cgroup, ctx, Subject::Tenant(t));
         // Strict (the default): all limits wanted, and the change is blocked.
         let ctx = Ctx::new(&node, &obs);
         assert!(desired(&ctx, &t).attrs.contains_key("memory.max"));

@@ -1,32 +1,61 @@
 //! `node.metadata`: the metadata endpoint guests reach at the metadata
 //! address, redirected by nftables to a listener on the gateway. It exists
-//! only while some tenant enables metadata.
+//! while some tenant enables metadata — a desired one, or one kept on the
+//! node though absent from desired.json (kept tenants keep what they
+//! depend on).
 
-use super::{Attrs, Ctx, Desired, ResolvedTenant, attr_str};
+use super::{At, Attrs, Ctx, Dep, Desired, Documents, Resource, Scope, Subject};
 use crate::observed::Observed;
+use crate::spec::TenantSpec;
+use crate::spec::types::TenantId;
+use serde::Deserialize;
 
-pub const REPLACE_ON: &[&str] = &["listen"];
+pub struct Metadata;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetadataAttrs {
+    pub listen: String,
+}
 
 pub fn listen(ctx: &Ctx) -> String {
     format!("{}:{}", ctx.node.bridge.gateway, ctx.node.metadata.port)
 }
 
-pub fn desired(ctx: &Ctx, tenants: &[ResolvedTenant]) -> Option<Desired> {
-    if !tenants.iter().any(|t| t.spec.metadata) {
-        return None;
+impl Resource for Metadata {
+    type Attrs = MetadataAttrs;
+    const WORD: &'static str = "metadata";
+    const SCOPE: Scope = Scope::Node;
+    const REPLACE_ON: &'static [&'static str] = &["listen"];
+
+    fn depends_on(&self, _: Option<&TenantSpec>) -> &'static [Dep] {
+        &[Dep::Node("bridge"), Dep::Node("nft")]
     }
-    let mut d = Desired::default();
-    d.set("listen", listen(ctx));
-    Some(d)
-}
 
-pub fn observed(obs: &Observed) -> Option<Attrs> {
-    let l = obs.metadata_listener.as_ref()?;
-    let mut a = Attrs::new();
-    a.insert("listen".into(), l.clone().into());
-    Some(a)
-}
+    fn desired(&self, ctx: &Ctx, s: Subject) -> Option<Desired> {
+        let Subject::Node(view) = s else { return None };
+        let wanted = view.tenants.iter().any(|t| t.spec.metadata);
+        // A kept tenant's metadata membership is what its nft elements say.
+        let kept = view
+            .kept
+            .iter()
+            .any(|t| t.nft.as_ref().is_some_and(|n| n.metadata));
+        if !wanted && !kept {
+            return None;
+        }
+        let mut d = Desired::default();
+        d.set("listen", listen(ctx));
+        Some(d)
+    }
 
-pub fn simulate(obs: &mut Observed, after: Option<&Attrs>) {
-    obs.metadata_listener = after.map(|a| attr_str(a, "listen"));
+    fn observed(&self, ctx: &Ctx, _: At) -> Option<Attrs> {
+        let l = ctx.observed.metadata_listener.as_ref()?;
+        let mut a = Attrs::new();
+        a.insert("listen".into(), l.clone().into());
+        Some(a)
+    }
+
+    fn simulate(&self, obs: &mut Observed, _: Option<&TenantId>, after: Option<&MetadataAttrs>, _: &Documents) {
+        obs.metadata_listener = after.map(|a| a.listen.clone());
+    }
 }

@@ -3,13 +3,15 @@
 //! plan shows the mount, never its contents. Options and size change in
 //! place with a remount.
 
-use super::{Attrs, Ctx, Desired, ResolvedTenant, attr_str};
-use crate::apply::context::ApplyCtx;
-use crate::observed::{MountObs, ObservedTenant};
+use super::values::{FileMode, TmpfsSize};
+use super::{ApplyCtx, At, Attrs, Ctx, Dep, Desired, Documents, Provider, Resource, Scope, Subject};
+use crate::observed::{MountObs, Observed};
 use crate::providers::host::{HostError, HostResult, TmpfsOptions};
+use crate::spec::TenantSpec;
 use crate::spec::types::TenantId;
+use serde::Deserialize;
 
-pub const REPLACE_ON: &[&str] = &["path", "fstype"];
+pub struct Secrets;
 
 pub const FSTYPE: &str = "tmpfs";
 /// The mount flags mvm requires, sorted as the probe reports them.
@@ -17,89 +19,116 @@ pub const FLAGS: &[&str] = &["nodev", "noexec", "nosuid"];
 pub const MODE: &str = "0700";
 pub const SIZE: &str = "16384k";
 
-pub fn desired(ctx: &Ctx, t: &ResolvedTenant) -> Desired {
-    let mut d = Desired::default();
-    d.set("path", ctx.layout.secrets(t.id()).display().to_string());
-    d.set("fstype", FSTYPE);
-    d.set("options", FLAGS.join(","));
-    d.set("mode", MODE);
-    d.set("size", SIZE);
-    d
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsAttrs {
+    pub path: String,
+    pub fstype: String,
+    /// Comma-separated mount flags.
+    pub options: String,
+    pub mode: FileMode,
+    pub size: TmpfsSize,
 }
 
-pub fn observed(ctx: &Ctx, id: &TenantId, obs: &ObservedTenant) -> Option<Attrs> {
-    let m = obs.secrets.as_ref()?;
-    let sup = |key: &str| {
-        m.super_options
-            .iter()
-            .find_map(|o| o.strip_prefix(key).map(str::to_string))
-    };
-    let mut a = Attrs::new();
-    a.insert(
-        "path".into(),
-        ctx.layout.secrets(id).display().to_string().into(),
-    );
-    a.insert("fstype".into(), m.fstype.clone().into());
-    let flags: Vec<&str> = FLAGS
-        .iter()
-        .copied()
-        .filter(|f| m.options.iter().any(|o| o == f))
-        .collect();
-    a.insert("options".into(), flags.join(",").into());
-    a.insert(
-        "mode".into(),
-        sup("mode=").map(|m| format!("{m:0>4}")).into(),
-    );
-    a.insert("size".into(), sup("size=").into());
-    Some(a)
-}
+impl Resource for Secrets {
+    type Attrs = SecretsAttrs;
+    const WORD: &'static str = "secrets";
+    const SCOPE: Scope = Scope::Tenant;
+    const REPLACE_ON: &'static [&'static str] = &["path", "fstype"];
 
-pub fn simulate(t: &mut ObservedTenant, after: Option<&Attrs>) {
-    t.secrets = after.map(|a| {
-        let mut options: Vec<String> = attr_str(a, "options")
-            .split(',')
-            .map(str::to_string)
-            .collect();
-        options.push("rw".into());
-        options.sort();
-        MountObs {
-            fstype: attr_str(a, "fstype"),
-            options,
-            super_options: vec![
-                format!("mode={}", attr_str(a, "mode").trim_start_matches('0')),
-                format!("size={}", attr_str(a, "size")),
-            ],
-        }
-    });
-}
-
-/// Mounts the tmpfs, or remounts it with the planned options. The mount
-/// point comes from the tenant id, never from the plan; size and mode must
-/// be plain values, so a hand-edited plan cannot smuggle mount options.
-pub fn apply(ctx: &ApplyCtx, id: &TenantId, after: &Attrs) -> HostResult {
-    let target = ctx.layout.secrets(id);
-    let (size, mode) = (attr_str(after, "size"), attr_str(after, "mode"));
-    let size_ok = size
-        .strip_suffix(['k', 'm', 'g'])
-        .unwrap_or(&size)
-        .bytes()
-        .all(|b| b.is_ascii_digit())
-        && !size.is_empty();
-    let mode_ok = (3..=4).contains(&mode.len()) && mode.bytes().all(|b| (b'0'..=b'7').contains(&b));
-    let path_ok = attr_str(after, "path") == target.display().to_string();
-    if !(size_ok && mode_ok && path_ok) {
-        return Err(HostError::new(
-            "mount tmpfs on",
-            &target,
-            std::io::Error::other(format!(
-                "the plan's secrets options are not valid (path, size {size:?}, mode {mode:?})"
-            )),
-        ));
+    fn depends_on(&self, _: Option<&TenantSpec>) -> &'static [Dep] {
+        &[Dep::Tenant("dirs")]
     }
-    ctx.host.mount_tmpfs(&target, &TmpfsOptions { size, mode })
+
+    fn desired(&self, ctx: &Ctx, s: Subject) -> Option<Desired> {
+        let Subject::Tenant(t) = s else { return None };
+        let mut d = Desired::default();
+        d.set("path", ctx.layout.secrets(t.id()).display().to_string());
+        d.set("fstype", FSTYPE);
+        d.set("options", FLAGS.join(","));
+        d.set("mode", MODE);
+        d.set("size", SIZE);
+        Some(d)
+    }
+
+    fn observed(&self, ctx: &Ctx, at: At) -> Option<Attrs> {
+        let At::Tenant(id, obs) = at else { return None };
+        let m = obs.secrets.as_ref()?;
+        let sup = |key: &str| {
+            m.super_options
+                .iter()
+                .find_map(|o| o.strip_prefix(key).map(str::to_string))
+        };
+        let mut a = Attrs::new();
+        a.insert(
+            "path".into(),
+            ctx.layout.secrets(id).display().to_string().into(),
+        );
+        a.insert("fstype".into(), m.fstype.clone().into());
+        let flags: Vec<&str> = FLAGS
+            .iter()
+            .copied()
+            .filter(|f| m.options.iter().any(|o| o == f))
+            .collect();
+        a.insert("options".into(), flags.join(",").into());
+        a.insert(
+            "mode".into(),
+            sup("mode=").map(|m| format!("{m:0>4}")).into(),
+        );
+        a.insert("size".into(), sup("size=").into());
+        Some(a)
+    }
+
+    fn simulate(&self, obs: &mut Observed, id: Option<&TenantId>, after: Option<&SecretsAttrs>, _: &Documents) {
+        let t = super::tenant_mut(obs, id);
+        t.secrets = after.map(|a| {
+            let mut options: Vec<String> = a.options.split(',').map(str::to_string).collect();
+            options.push("rw".into());
+            options.sort();
+            MountObs {
+                fstype: a.fstype.clone(),
+                options,
+                super_options: vec![
+                    format!("mode={:o}", a.mode.0),
+                    format!("size={}", a.size.0),
+                ],
+            }
+        });
+    }
+
+    fn provider(&self) -> Option<&dyn Provider<SecretsAttrs>> {
+        Some(self)
+    }
 }
 
-/// Unmounts it: the secrets are gone with the mount.
-pub fn delete(ctx: &ApplyCtx, id: &TenantId) -> HostResult {
-    ctx.host.unmount(&ctx.layout.secrets(id))
+impl Provider<SecretsAttrs> for Secrets {
+    /// Mounts the tmpfs, or remounts it with the planned options. The
+    /// mount point comes from the tenant id, never from the plan; size and
+    /// mode were checked when the plan was decoded, so a hand-edited plan
+    /// cannot smuggle mount options.
+    fn apply(&self, ctx: &ApplyCtx, id: Option<&TenantId>, _: Option<&SecretsAttrs>, after: &SecretsAttrs) -> HostResult {
+        let id = id.expect("a tenant address");
+        let target = ctx.layout.secrets(id);
+        if after.path != target.display().to_string() || after.fstype != FSTYPE {
+            return Err(HostError::other(
+                "mount tmpfs on",
+                &target,
+                format!(
+                    "the plan asks for a {} at {}; this tenant's secrets are a {FSTYPE} here",
+                    after.fstype, after.path
+                ),
+            ));
+        }
+        let opts = TmpfsOptions {
+            size: after.size.0.clone(),
+            mode: after.mode.octal(),
+        };
+        ctx.host.mounts.mount_tmpfs(&target, &opts)
+    }
+
+    /// Unmounts it: the secrets are gone with the mount.
+    fn delete(&self, ctx: &ApplyCtx, id: Option<&TenantId>) -> HostResult {
+        let id = id.expect("a tenant address");
+        ctx.host.mounts.unmount(&ctx.layout.secrets(id))
+    }
 }

@@ -8,29 +8,40 @@
 //! artifact's kernel and rootfs at `/vmlinux` and `/rootfs.ext4`, so the
 //! config does not depend on the store path and is known at plan time.
 
-use super::{Attrs, Ctx, Desired, ResolvedTenant, attr_bool, attr_str, attr_u64};
-use crate::observed::{ObservedTenant, VmProcess};
-use crate::spec::desired::RunState;
-use crate::spec::types::MacAddr;
+use super::{At, Attrs, Ctx, Dep, Desired, DocumentChange, Documents, NodeView, Resource, ResolvedTenant, Scope, Subject, Unwanted};
+use crate::observed::{Observed, ObservedTenant, VmProcess};
+use crate::security::audit::AuditDetails;
+use crate::spec::desired::{RunState, SeccompLevel};
+use crate::spec::types::{MacAddr, TenantId};
 use crate::spec::{NodeConfig, TenantSpec};
 use crate::state::VmRecord;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use std::net::Ipv4Addr;
 
-pub const REPLACE_ON: &[&str] = &[
-    "flake_ref",
-    "profile",
-    "lock",
-    "vcpus",
-    "mem_mib",
-    "ip",
-    "mac",
-    "seccomp",
-    "jailer",
-    "fc_config_sha256",
-];
+pub struct Vm;
+
+/// The document name of the Firecracker config in plans.
+pub const CONFIG_DOC: &str = "firecracker_config";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmAttrs {
+    pub state: String,
+    pub flake_ref: String,
+    pub profile: String,
+    /// Unknown until the artifact is built, unless pinned.
+    pub lock: Option<String>,
+    pub vcpus: u8,
+    pub mem_mib: u32,
+    pub ip: Ipv4Addr,
+    pub mac: MacAddr,
+    pub seccomp: String,
+    pub jailer: bool,
+    pub fc_config_sha256: String,
+    /// Known after apply.
+    pub pid: Option<u32>,
+}
 
 /// Kernel command line: no serial console (prod-host-setup: a chatty guest
 /// must not fill host logs), keyboard controller kept so SendCtrlAltDel can
@@ -161,66 +172,12 @@ pub fn fc_config(node: &NodeConfig, spec: &TenantSpec, ip: Ipv4Addr, mac: MacAdd
 
 /// The sha256 of the config's JSON text as mvm writes it for Firecracker.
 pub fn config_sha256(cfg: &FcConfig) -> String {
-    crate::observed::sha256_json(cfg)
+    crate::digest::sha256_json(cfg)
 }
 
 /// The config as a JSON value, as carried in plans.
 pub fn config_value(cfg: &FcConfig) -> Value {
     serde_json::to_value(cfg).expect("config serializes")
-}
-
-pub fn desired(ctx: &Ctx, t: &ResolvedTenant, obs: Option<&ObservedTenant>) -> Option<Desired> {
-    if t.spec.state == RunState::Stopped {
-        return None;
-    }
-    let mut d = Desired::default();
-    d.set("state", "running");
-    d.set("flake_ref", t.spec.flake_ref.clone());
-    d.set("profile", t.spec.profile.as_str());
-    match super::artifact::planned_lock(t, obs) {
-        Some(l) => d.set("lock", l),
-        None => d.unknown("lock"),
-    }
-    d.set("vcpus", t.spec.vcpus);
-    d.set("mem_mib", t.spec.mem_mib);
-    d.set("ip", t.ip.to_string());
-    d.set("mac", t.mac.to_string());
-    d.set("seccomp", t.spec.seccomp.as_str());
-    d.set("jailer", ctx.observed.binaries.jailer);
-    d.set("fc_config_sha256", t.fc_config_sha256.clone());
-    d.unknown("pid");
-    Some(d)
-}
-
-pub fn observed(obs: &ObservedTenant) -> Option<Attrs> {
-    let p = obs.vm.as_ref()?;
-    // The record describes this process only if pid *and* start time match:
-    // a reused pid, or a Firecracker mvm did not launch, has no known
-    // revision or config, so every recorded attribute reads as null and the
-    // plan replaces it.
-    let rec = obs
-        .record
-        .as_ref()
-        .and_then(|r| r.vm.as_ref())
-        .filter(|r| r.pid == p.pid && r.start_time == p.start_time);
-    let mut a = Attrs::new();
-    a.insert("state".into(), "running".into());
-    a.insert("pid".into(), p.pid.into());
-    let field = |f: fn(&VmRecord) -> Value| rec.map_or(Value::Null, f);
-    a.insert("flake_ref".into(), field(|r| r.flake_ref.clone().into()));
-    a.insert("profile".into(), field(|r| r.profile.clone().into()));
-    a.insert("lock".into(), field(|r| r.lock.clone().into()));
-    a.insert("vcpus".into(), field(|r| r.vcpus.into()));
-    a.insert("mem_mib".into(), field(|r| r.mem_mib.into()));
-    a.insert("ip".into(), field(|r| r.ip.to_string().into()));
-    a.insert("mac".into(), field(|r| r.mac.to_string().into()));
-    a.insert("seccomp".into(), field(|r| r.seccomp.clone().into()));
-    a.insert("jailer".into(), field(|r| r.jailer.into()));
-    a.insert(
-        "fc_config_sha256".into(),
-        field(|r| r.fc_config_sha256.clone().into()),
-    );
-    Some(a)
 }
 
 /// The config the running VM was launched with, if recorded.
@@ -230,56 +187,236 @@ pub fn observed_config(obs: &ObservedTenant) -> Option<&Value> {
     (r.pid == p.pid && r.start_time == p.start_time).then_some(&r.fc_config)
 }
 
-pub fn simulate(
-    t: &mut ObservedTenant,
-    _node: &NodeConfig,
-    after: Option<&Attrs>,
-    config: Option<&Value>,
-) {
-    let Some(a) = after else {
-        t.vm = None;
-        if let Some(r) = t.record.as_mut() {
-            r.vm = None;
+impl Resource for Vm {
+    type Attrs = VmAttrs;
+    const WORD: &'static str = "vm";
+    const SCOPE: Scope = Scope::Tenant;
+    /// Firecracker cannot change a running VM's machine, drives or network.
+    const REPLACE_ON: &'static [&'static str] = &[
+        "flake_ref",
+        "profile",
+        "lock",
+        "vcpus",
+        "mem_mib",
+        "ip",
+        "mac",
+        "seccomp",
+        "jailer",
+        "fc_config_sha256",
+    ];
+    /// A running VM holds its tap, jail and cgroup open: a new one of
+    /// those needs a new VM.
+    const HOLDS: &'static [&'static str] = &["jail", "cgroup", "tap"];
+
+    fn depends_on(&self, spec: Option<&TenantSpec>) -> &'static [Dep] {
+        const BASE: &[Dep] = &[
+            Dep::Tenant("jail"),
+            Dep::Tenant("cgroup"),
+            Dep::Tenant("tap"),
+            Dep::Tenant("nft"),
+        ];
+        const WITH_METADATA: &[Dep] = &[
+            Dep::Node("metadata"),
+            Dep::Tenant("jail"),
+            Dep::Tenant("cgroup"),
+            Dep::Tenant("tap"),
+            Dep::Tenant("nft"),
+        ];
+        if spec.is_some_and(|s| s.metadata) {
+            WITH_METADATA
+        } else {
+            BASE
         }
-        return;
-    };
-    let lock = match a.get("lock") {
-        Some(Value::String(l)) => l.clone(),
-        _ => t
+    }
+
+    fn desired(&self, ctx: &Ctx, s: Subject) -> Option<Desired> {
+        let Subject::Tenant(t) = s else { return None };
+        if t.spec.state == RunState::Stopped {
+            return None;
+        }
+        let obs = ctx.observed.tenant(t.id());
+        let mut d = Desired::default();
+        d.set("state", "running");
+        d.set("flake_ref", t.spec.flake_ref.clone());
+        d.set("profile", t.spec.profile.as_str());
+        match super::artifact::planned_lock(t, obs) {
+            Some(l) => d.set("lock", l),
+            None => d.unknown("lock"),
+        }
+        d.set("vcpus", t.spec.vcpus);
+        d.set("mem_mib", t.spec.mem_mib);
+        d.set("ip", t.ip.to_string());
+        d.set("mac", t.mac.to_string());
+        d.set("seccomp", t.spec.seccomp.as_str());
+        d.set("jailer", ctx.observed.binaries.jailer);
+        d.set(
+            "fc_config_sha256",
+            config_sha256(&fc_config(ctx.node, &t.spec, t.ip, t.mac)),
+        );
+        d.unknown("pid");
+        Some(d)
+    }
+
+    fn unwanted(&self, s: Subject) -> Unwanted {
+        match s {
+            Subject::Tenant(t) if t.spec.state == RunState::Stopped => Unwanted::Stopped,
+            _ => Unwanted::Unused,
+        }
+    }
+
+    fn observed(&self, _: &Ctx, at: At) -> Option<Attrs> {
+        let At::Tenant(_, obs) = at else { return None };
+        let p = obs.vm.as_ref()?;
+        // The record describes this process only if pid *and* start time
+        // match: a reused pid, or a Firecracker mvm did not launch, has no
+        // known revision or config, so every recorded attribute reads as
+        // null and the plan replaces it.
+        let rec = obs
             .record
             .as_ref()
-            .and_then(|r| r.artifact.as_ref())
-            .map(|x| x.lock.clone())
-            .unwrap_or_default(),
-    };
-    let id_hash = Sha256::digest(attr_str(a, "mac").as_bytes());
-    let pid =
-        1000 + u32::from_be_bytes([id_hash[0], id_hash[1], id_hash[2], id_hash[3]]) % 4_000_000;
-    let start_time = u64::from(id_hash[4]) * 1000 + 100;
-    t.vm = Some(VmProcess { pid, start_time });
-    if let Some(r) = t.record.as_mut() {
-        r.vm = Some(VmRecord {
-            flake_ref: attr_str(a, "flake_ref"),
-            lock,
-            profile: attr_str(a, "profile"),
-            vcpus: attr_u64(a, "vcpus") as u8,
-            mem_mib: attr_u64(a, "mem_mib") as u32,
-            ip: attr_str(a, "ip").parse().expect("planned ip"),
-            mac: attr_str(a, "mac").parse().expect("planned mac"),
-            seccomp: attr_str(a, "seccomp"),
-            jailer: attr_bool(a, "jailer"),
-            fc_config: config.cloned().unwrap_or(Value::Null),
-            fc_config_sha256: attr_str(a, "fc_config_sha256"),
-            pid,
-            start_time,
+            .and_then(|r| r.vm.as_ref())
+            .filter(|r| r.pid == p.pid && r.start_time == p.start_time);
+        let mut a = Attrs::new();
+        a.insert("state".into(), "running".into());
+        a.insert("pid".into(), p.pid.into());
+        let field = |f: fn(&VmRecord) -> Value| rec.map_or(Value::Null, f);
+        a.insert("flake_ref".into(), field(|r| r.flake_ref.clone().into()));
+        a.insert("profile".into(), field(|r| r.profile.clone().into()));
+        a.insert("lock".into(), field(|r| r.lock.clone().into()));
+        a.insert("vcpus".into(), field(|r| r.vcpus.into()));
+        a.insert("mem_mib".into(), field(|r| r.mem_mib.into()));
+        a.insert("ip".into(), field(|r| r.ip.to_string().into()));
+        a.insert("mac".into(), field(|r| r.mac.to_string().into()));
+        a.insert("seccomp".into(), field(|r| r.seccomp.clone().into()));
+        a.insert("jailer".into(), field(|r| r.jailer.into()));
+        a.insert(
+            "fc_config_sha256".into(),
+            field(|r| r.fc_config_sha256.clone().into()),
+        );
+        Some(a)
+    }
+
+    fn documents(&self, ctx: &Ctx, at: Option<&ObservedTenant>, want: Option<&ResolvedTenant>) -> Documents {
+        let change = DocumentChange {
+            before: at.and_then(observed_config).cloned(),
+            after: want.map(|t| config_value(&fc_config(ctx.node, &t.spec, t.ip, t.mac))),
+        };
+        [(CONFIG_DOC.to_string(), change)].into()
+    }
+
+    fn blocked(&self, ctx: &Ctx, _: Subject) -> Option<String> {
+        (!ctx.observed.binaries.firecracker).then(|| {
+            format!(
+                "no Firecracker binary at {}",
+                ctx.node.firecracker.binary.display()
+            )
+        })
+    }
+
+    fn warnings(&self, ctx: &Ctx, view: &NodeView) -> Vec<String> {
+        let mut w = Vec::new();
+        let running = view.tenants.iter().any(|t| t.spec.state == RunState::Running);
+        if running && !ctx.observed.binaries.jailer {
+            w.push(format!(
+                "no jailer at {}: VMs will run Firecracker directly, without its chroot, uid/gid drop or cgroup placement",
+                ctx.node.firecracker.jailer.display()
+            ));
+        }
+        // Settings the VM provider will use; until it exists they do
+        // nothing, and the plan says so instead of accepting them silently.
+        let with = |f: fn(&TenantSpec) -> bool| -> Vec<&str> {
+            view.tenants
+                .iter()
+                .filter(|t| f(&t.spec))
+                .map(|t| t.id().as_str())
+                .collect()
+        };
+        let data = with(|s| s.data_mib.is_some());
+        if !data.is_empty() {
+            w.push(format!(
+                "data_mib is set for {}, but this mvm build creates no data volumes yet (it comes with the VM provider)",
+                data.join(", ")
+            ));
+        }
+        let strict = with(|s| s.seccomp == SeccompLevel::Strict);
+        if !strict.is_empty() {
+            w.push(format!(
+                "seccomp \"strict\" is asked for by {}, but this mvm build launches no VMs yet, so firecracker.strict_seccomp_filter ({}) is not used",
+                strict.join(", "),
+                ctx.node.firecracker.strict_seccomp_filter.display()
+            ));
+        }
+        if ctx.node.tenants.revision_history != crate::spec::node::DEFAULT_REVISION_HISTORY {
+            w.push(format!(
+                "tenants.revision_history = {} has no effect yet: this mvm build keeps no revision history",
+                ctx.node.tenants.revision_history
+            ));
+        }
+        w
+    }
+
+    fn simulate(&self, obs: &mut Observed, id: Option<&TenantId>, after: Option<&VmAttrs>, docs: &Documents) {
+        let t = super::tenant_mut(obs, id);
+        let Some(a) = after else {
+            t.vm = None;
+            if let Some(r) = t.record.as_mut() {
+                r.vm = None;
+            }
+            return;
+        };
+        let lock = a.lock.clone().unwrap_or_else(|| {
+            t.record
+                .as_ref()
+                .and_then(|r| r.artifact.as_ref())
+                .map(|x| x.lock.clone())
+                .unwrap_or_default()
         });
+        let id_hash = crate::digest::sha256(a.mac.to_string().as_bytes());
+        let head = u32::from_str_radix(&id_hash[..8], 16).expect("hex digits");
+        let pid = 1000 + head % 4_000_000;
+        let start_time = u64::from_str_radix(&id_hash[8..10], 16).expect("hex digits") * 1000 + 100;
+        t.vm = Some(VmProcess { pid, start_time });
+        let config = docs
+            .get(CONFIG_DOC)
+            .and_then(|d| d.after.clone())
+            .unwrap_or(Value::Null);
+        if let Some(r) = t.record.as_mut() {
+            r.vm = Some(VmRecord {
+                flake_ref: a.flake_ref.clone(),
+                lock,
+                profile: a.profile.clone(),
+                vcpus: a.vcpus,
+                mem_mib: a.mem_mib,
+                ip: a.ip,
+                mac: a.mac,
+                seccomp: a.seccomp.clone(),
+                jailer: a.jailer,
+                fc_config: config,
+                fc_config_sha256: a.fc_config_sha256.clone(),
+                pid,
+                start_time,
+            });
+        }
+    }
+
+    fn audit(&self, a: &VmAttrs) -> AuditDetails {
+        let mut d: AuditDetails = [
+            ("flake_ref".to_string(), a.flake_ref.clone()),
+            ("fc_config_sha256".to_string(), a.fc_config_sha256.clone()),
+            ("ip".to_string(), a.ip.to_string()),
+            ("mac".to_string(), a.mac.to_string()),
+        ]
+        .into();
+        if let Some(l) = &a.lock {
+            d.insert("lock".into(), l.clone());
+        }
+        d
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observed::Observed;
 
     fn converged_acme() -> ObservedTenant {
         let text = std::fs::read_to_string(concat!(
@@ -295,10 +432,17 @@ mod tests {
             .1
     }
 
+    fn observed(t: &ObservedTenant) -> Attrs {
+        let node = NodeConfig::default_config();
+        let obs = Observed::empty();
+        let id = TenantId::parse("acme").unwrap();
+        Resource::observed(&Vm, &Ctx::new(&node, &obs), At::Tenant(&id, t)).unwrap()
+    }
+
     #[test]
     fn recorded_vm_matches_its_process() {
         let t = converged_acme();
-        let a = observed(&t).unwrap();
+        let a = observed(&t);
         assert_eq!(a["vcpus"], 2);
         assert!(observed_config(&t).is_some());
     }
@@ -307,7 +451,7 @@ mod tests {
     fn reused_pid_is_not_the_recorded_vm() {
         let mut t = converged_acme();
         t.vm.as_mut().unwrap().start_time += 1;
-        let a = observed(&t).unwrap();
+        let a = observed(&t);
         assert_eq!(a["state"], "running");
         assert_eq!(a["vcpus"], Value::Null);
         assert_eq!(a["fc_config_sha256"], Value::Null);

@@ -9,18 +9,17 @@
 //! the append-only inode flag (set where the filesystem supports it) is
 //! what stops root-less edits. Records never contain secret values.
 
-use crate::observed::hex;
 use crate::providers::host::{Host, HostError};
 use crate::spec::types::TenantId;
+use crate::state::{AUDIT_HEAD, StateLayout};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use std::io::{Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Mutex;
 
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-pub const LOG_FILE: &str = "audit.log";
-pub const HEAD_FILE: &str = "audit.head";
+/// The tail read to find the last record: records are far smaller.
+const TAIL_CAP: u64 = 256 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,30 +43,10 @@ pub struct AuditRecord {
     pub prev_sha256: String,
 }
 
-/// What the event set up: identity, limits, build and VM config. Filled
-/// from the resource's attributes; never secret values.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuditDetails {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub flake_ref: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lock: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub store_paths: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fc_config_sha256: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ip: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mac: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpu_max: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memory_max: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pids_max: Option<String>,
-}
+/// What the event set up, as each resource kind describes it (identity,
+/// limits, build and VM config): `ip`, `memory_max`, `fc_config_sha256`,
+/// … Never secret values.
+pub type AuditDetails = BTreeMap<String, String>;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -89,39 +68,35 @@ pub struct AuditEvent<'a> {
 /// Appends records for many tenants; one append at a time so concurrent
 /// resource steps of a tenant cannot race on the chain.
 pub struct AuditWriter {
-    tenants_dir: PathBuf,
+    layout: StateLayout,
     node_id: String,
     command: String,
     lock: Mutex<()>,
 }
 
 pub fn line_sha(line: &[u8]) -> String {
-    hex(&Sha256::digest(line))
+    crate::digest::sha256(line)
 }
 
 impl AuditWriter {
-    pub fn new(tenants_dir: PathBuf, node_id: String, command: String) -> Self {
+    pub fn new(layout: StateLayout, node_id: String, command: String) -> Self {
         Self {
-            tenants_dir,
+            layout,
             node_id,
             command,
             lock: Mutex::new(()),
         }
     }
 
-    pub fn log_path(&self, id: &TenantId) -> PathBuf {
-        self.tenants_dir.join(id.as_str()).join(LOG_FILE)
-    }
-
     /// Appends one record to the tenant's log: a single write, fsync, then
     /// the head.
-    pub fn append(&self, host: &dyn Host, ev: AuditEvent) -> Result<(), HostError> {
+    pub fn append(&self, host: &Host, ev: AuditEvent) -> Result<(), HostError> {
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        let path = self.log_path(ev.tenant);
-        let (seq, prev) = match last_line(&path).map_err(|e| HostError::new("read", &path, e))? {
+        let path = self.layout.audit_log(ev.tenant);
+        let (seq, prev) = match last_line(host, &path)? {
             Some(line) => {
                 let rec: AuditRecord = serde_json::from_slice(&line).map_err(|e| {
-                    HostError::new("continue", &path, std::io::Error::other(format!("its last record is unreadable ({e}); run `mvm tenant audit {} --verify`", ev.tenant)))
+                    HostError::other("continue", &path, format!("its last record is unreadable ({e}); run `mvm tenant audit {} --verify`", ev.tenant))
                 })?;
                 (rec.seq + 1, line_sha(&line))
             }
@@ -129,7 +104,9 @@ impl AuditWriter {
         };
         let record = AuditRecord {
             seq,
-            timestamp: jiff::Timestamp::now()
+            timestamp: host
+                .clock
+                .now()
                 .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
                 .to_string(),
             tenant_id: ev.tenant.clone(),
@@ -146,32 +123,28 @@ impl AuditWriter {
         let sha = line_sha(&line);
         line.push(b'\n');
         let new = seq == 1;
-        host.append_line(&path, &line)?;
+        host.files.append_line(&path, &line)?;
         if new {
-            host.set_append_only(&path, true)?;
+            host.files.set_append_only(&path, true)?;
         }
         let head = serde_json::to_vec(&AuditHead { seq, sha256: sha }).expect("head serializes");
-        host.write_file(&path.with_file_name(HEAD_FILE), &head, 0o600)
+        host.files
+            .write_file(&self.layout.audit_head(ev.tenant), &head, 0o600)
     }
 }
 
-/// The last complete line of a file, read from its tail.
-fn last_line(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
-    let mut f = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
+/// The last complete line of a log, read from its tail.
+fn last_line(host: &Host, path: &Path) -> Result<Option<Vec<u8>>, HostError> {
+    let Some(mut buf) = host.files.read_tail(path, TAIL_CAP)? else {
+        return Ok(None);
     };
-    let len = f.metadata()?.len();
-    let take = len.min(256 * 1024);
-    f.seek(SeekFrom::Start(len - take))?;
-    let mut buf = Vec::with_capacity(take as usize);
-    f.read_to_end(&mut buf)?;
     if buf.is_empty() {
         return Ok(None);
     }
     if buf.last() != Some(&b'\n') {
-        return Err(std::io::Error::other(
+        return Err(HostError::other(
+            "continue",
+            path,
             "the last record is incomplete (no newline); run `mvm tenant audit <id> --verify`",
         ));
     }
@@ -225,23 +198,23 @@ pub fn verify(log: &[u8], head: Option<&[u8]>) -> Verification {
         prev_prev = std::mem::replace(&mut prev, line_sha(line));
     }
     match head.map(serde_json::from_slice::<AuditHead>) {
-        None if v.records > 0 => v.problems.push(format!("{HEAD_FILE} is missing")),
+        None if v.records > 0 => v.problems.push(format!("{AUDIT_HEAD} is missing")),
         None => {}
-        Some(Err(e)) => v.problems.push(format!("{HEAD_FILE} is not valid: {e}")),
+        Some(Err(e)) => v.problems.push(format!("{AUDIT_HEAD} is not valid: {e}")),
         Some(Ok(h)) => {
             let last = expected - 1;
             if h.seq == last && h.sha256 == prev {
             } else if h.seq + 1 == last && h.sha256 == prev_prev {
                 v.notes.push(format!(
-                    "record {last} was written by a run interrupted before it updated {HEAD_FILE}"
+                    "record {last} was written by a run interrupted before it updated {AUDIT_HEAD}"
                 ));
             } else if h.seq > last {
                 v.problems.push(format!(
-                    "truncated: {HEAD_FILE} records {} entries, the log has {last}",
+                    "truncated: {AUDIT_HEAD} records {} entries, the log has {last}",
                     h.seq
                 ));
             } else {
-                v.problems.push(format!("{HEAD_FILE} (record {}) does not match the log's last record {last}: the log's tail was edited", h.seq));
+                v.problems.push(format!("{AUDIT_HEAD} (record {}) does not match the log's last record {last}: the log's tail was edited", h.seq));
             }
         }
     }
@@ -251,33 +224,32 @@ pub fn verify(log: &[u8], head: Option<&[u8]>) -> Verification {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::host::LinuxHost;
+    use std::path::PathBuf;
 
     fn write_log(dir: &Path, n: usize) -> (PathBuf, PathBuf) {
         let id = TenantId::parse("acme").unwrap();
-        std::fs::create_dir_all(dir.join("acme")).unwrap();
+        let layout = StateLayout::new(dir);
+        std::fs::create_dir_all(layout.tenant_dir(&id)).unwrap();
         let w = AuditWriter::new(
-            dir.to_path_buf(),
+            layout.clone(),
             "node1".into(),
             "mvm agent reconcile".into(),
         );
+        let host = Host::linux();
         for i in 0..n {
             let ev = AuditEvent {
                 tenant: &id,
                 action: "create",
                 resource: format!("tenant.acme.r{i}"),
                 error: None,
-                details: AuditDetails {
-                    ip: Some("10.200.0.10".into()),
-                    ..Default::default()
-                },
+                details: [("ip".to_string(), "10.200.0.10".to_string())].into(),
             };
-            w.append(&LinuxHost, ev).unwrap();
+            w.append(&host, ev).unwrap();
         }
-        let log = w.log_path(&id);
+        let log = layout.audit_log(&id);
         // Tests may edit the log: lift the append-only flag if it took.
-        let _ = LinuxHost.set_append_only(&log, false);
-        (log.clone(), log.with_file_name(HEAD_FILE))
+        let _ = host.files.set_append_only(&log, false);
+        (log.clone(), log.with_file_name(AUDIT_HEAD))
     }
 
     fn check(log: &Path, head: &Path) -> Verification {

@@ -1,6 +1,5 @@
-//! The hardening mvm applies to every tenant: its jail layout and its
-//! cgroup limits. Pure derivations; the providers carry them out.
+//! The hardening mvm applies to every tenant: its cgroup limits (a pure
+//! derivation) and the hash-chained audit log (written through providers).
 
 pub mod audit;
 pub mod cgroups;
-pub mod jailer;

@@ -3,6 +3,7 @@
 //! except `load_*` which read a file and attach its name to every error.
 
 pub mod desired;
+pub mod jail;
 pub mod node;
 pub mod problems;
 pub mod types;
@@ -68,13 +69,6 @@ impl fmt::Display for Input {
             Input::Node => "node config",
         })
     }
-}
-
-pub fn read(path: &Path) -> Result<String, SpecError> {
-    std::fs::read_to_string(path).map_err(|source| SpecError::Read {
-        path: path.to_path_buf(),
-        source,
-    })
 }
 
 /// Parses and validates desired.json text.

@@ -14,6 +14,9 @@ use std::path::PathBuf;
 
 pub const DEFAULT_NODE_TOML: &str = include_str!("default-node.toml");
 
+/// `tenants.revision_history` in the embedded defaults.
+pub const DEFAULT_REVISION_HISTORY: u32 = 10;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeConfig {
     pub state_dir: PathBuf,
@@ -246,7 +249,7 @@ pub fn from_tree(tree: &Value, p: &mut Problems) -> Option<NodeConfig> {
     // Firecracker binary's name; check it against the longest tenant id so
     // that every valid id fits.
     if let (Some(dir), Some(fc)) = (&state_dir, &firecracker) {
-        let layout = crate::security::jailer::JailLayout::longest(dir, &fc.binary);
+        let layout = super::jail::JailLayout::longest(dir, &fc.binary);
         if let Err(e) = layout.check_socket_len() {
             p.push(
                 "state_dir",
@@ -373,6 +376,7 @@ mod tests {
         let c = NodeConfig::default_config();
         assert_eq!(c.bridge.gateway, Ipv4Addr::new(10, 200, 0, 1));
         assert_eq!(capacity(&c), 253);
+        assert_eq!(c.tenants.revision_history, DEFAULT_REVISION_HISTORY);
     }
 
     #[test]

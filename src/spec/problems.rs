@@ -282,7 +282,7 @@ pub fn quoted_list(items: &[&str]) -> String {
 
 /// The allowed name closest to `key` by edit distance, if it is close enough
 /// to be a plausible typo.
-fn closest<'s>(key: &str, allowed: &[&'s str]) -> Option<&'s str> {
+pub fn closest<'s>(key: &str, allowed: &[&'s str]) -> Option<&'s str> {
     allowed
         .iter()
         .map(|a| (levenshtein(key, a), *a))

@@ -12,7 +12,7 @@ use std::str::FromStr;
 /// (IFNAMSIZ 16 with the NUL), so 15 - 4 = 11. The other limits are looser:
 /// jailer `--id` ≤ 64, cgroup and path components ≤ 255, and the jailed API
 /// socket path (checked against the node's state dir, see
-/// `security::jailer::JailLayout`).
+/// `spec::jail::JailLayout`).
 pub const TENANT_ID_MAX: usize = 11;
 
 /// The prefix of every tenant tap interface.

@@ -1,6 +1,8 @@
-//! The node's state directory: where each file lives, and the records mvm
-//! writes there. Paths derive from the configured `state_dir` only, so tests
-//! can run against a temporary root.
+//! The node's state directory: where each file lives (`StateLayout`, the
+//! one place a state path is spelled), and the formats of the records mvm
+//! writes there. Layout and formats only: reading and writing them is
+//! `providers/`' work. Paths derive from the configured `state_dir` only,
+//! so tests can run against a temporary root.
 //!
 //! ```text
 //! <state>/node-id
@@ -9,15 +11,21 @@
 //! <state>/tenants/<id>/audit.log        append-only JSON lines
 //! <state>/tenants/<id>/jail/            jailer chroot base
 //! <state>/tenants/<id>/secrets/         tmpfs mount
+//! <state>/archive/<id>-<time>/          audit logs of pruned tenants
+//! <state>/lock                          the node lock
 //! ```
 
 pub mod record;
-pub mod store;
 
 pub use record::{ArtifactRecord, JailRecord, RECORD_VERSION, TenantRecord, VmRecord};
 
 use crate::spec::types::TenantId;
 use std::path::{Path, PathBuf};
+
+/// The audit log's file name, in a tenant dir and in its archive.
+pub const AUDIT_LOG: &str = "audit.log";
+/// The audit head's file name.
+pub const AUDIT_HEAD: &str = "audit.head";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateLayout {
@@ -37,6 +45,34 @@ impl StateLayout {
         self.root.join("node-id")
     }
 
+    pub fn lock(&self) -> PathBuf {
+        self.root.join("lock")
+    }
+
+    pub fn archive_dir(&self) -> PathBuf {
+        self.root.join("archive")
+    }
+
+    /// A pruned tenant's archived audit log directory, relative to the root
+    /// (created component by component from it).
+    pub fn archive_rel(&self, id: &TenantId, stamp: &str) -> PathBuf {
+        Path::new("archive").join(format!("{id}-{stamp}"))
+    }
+
+    /// The newest archive directory of `id` among `names` (the entries of
+    /// `archive_dir`): names sort by time.
+    pub fn newest_archive(&self, id: &TenantId, names: &[String]) -> Option<PathBuf> {
+        let prefix = format!("{id}-");
+        names
+            .iter()
+            .filter(|n| {
+                n.strip_prefix(&prefix)
+                    .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+            })
+            .max()
+            .map(|n| self.archive_dir().join(n))
+    }
+
     pub fn tenants_dir(&self) -> PathBuf {
         self.root.join("tenants")
     }
@@ -54,7 +90,11 @@ impl StateLayout {
     }
 
     pub fn audit_log(&self, id: &TenantId) -> PathBuf {
-        self.tenant_dir(id).join("audit.log")
+        self.tenant_dir(id).join(AUDIT_LOG)
+    }
+
+    pub fn audit_head(&self, id: &TenantId) -> PathBuf {
+        self.tenant_dir(id).join(AUDIT_HEAD)
     }
 
     pub fn jail(&self, id: &TenantId) -> PathBuf {

@@ -6,8 +6,46 @@
 use crate::spec::types::{MacAddr, TenantId};
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
+use std::path::Path;
 
 pub const RECORD_VERSION: u32 = 1;
+
+/// A record larger than this is refused: records are a few KiB.
+pub const RECORD_CAP: u64 = 1024 * 1024;
+
+/// Parses `tenant.json` read from `path` for tenant `id`: a record of a
+/// newer version, of another tenant, or not a record is an error naming
+/// the file.
+pub fn parse_record(path: &Path, bytes: &[u8], id: &TenantId) -> Result<TenantRecord, String> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+        format!(
+            "{}:{}:{}: not valid JSON: {e}",
+            path.display(),
+            e.line(),
+            e.column()
+        )
+    })?;
+    match value.get("format_version").and_then(serde_json::Value::as_u64) {
+        Some(v) if v > u64::from(RECORD_VERSION) => {
+            return Err(format!(
+                "{}: written by a newer mvm (format_version {v}; this mvm reads {RECORD_VERSION})",
+                path.display()
+            ));
+        }
+        None => return Err(format!("{}: has no format_version", path.display())),
+        _ => {}
+    }
+    let rec: TenantRecord = serde_json::from_value(value)
+        .map_err(|e| format!("{}: not a valid tenant record: {e}", path.display()))?;
+    if &rec.tenant_id != id {
+        return Err(format!(
+            "{}: belongs to tenant {:?}, not {id:?}",
+            path.display(),
+            rec.tenant_id.as_str()
+        ));
+    }
+    Ok(rec)
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

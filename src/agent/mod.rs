@@ -1,47 +1,18 @@
-//! `mvm agent` orchestration: load the inputs, observe (or read a captured
-//! observation), plan. The CLI formats what these return.
+//! The node agent's work, callable as a library with no process-global
+//! state: load and validate the inputs, observe (or read a captured
+//! observation), plan (`mod.rs`); reconcile under the node lock
+//! (`reconcile.rs`); read a tenant's audit log (`tenant.rs`). The CLI only
+//! parses flags and prints what these return.
+
+pub mod reconcile;
+pub mod tenant;
 
 use crate::observed::{OBSERVED_VERSION, Observed};
 use crate::plan::{self, Plan, PlanError, PlanOptions};
+use crate::providers::input;
 use crate::spec::{self, NodeConfig, SpecError};
+use crate::state::StateLayout;
 use std::path::{Path, PathBuf};
-
-/// Where the node config comes from, in precedence order.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ConfigSource {
-    /// `--config PATH`
-    Flag(PathBuf),
-    /// `MVM_CONFIG=PATH`
-    Env(PathBuf),
-    /// `/etc/mvm/node.toml`, when it exists.
-    System(PathBuf),
-    /// The embedded default.
-    Builtin,
-}
-
-pub const SYSTEM_CONFIG: &str = "/etc/mvm/node.toml";
-
-impl ConfigSource {
-    /// `--config` beats `MVM_CONFIG` beats `/etc/mvm/node.toml` beats the
-    /// built-in default.
-    pub fn resolve(flag: Option<PathBuf>, env: Option<PathBuf>, system: &Path) -> Self {
-        match (flag, env) {
-            (Some(p), _) => ConfigSource::Flag(p),
-            (None, Some(p)) => ConfigSource::Env(p),
-            (None, None) if system.exists() => ConfigSource::System(system.to_path_buf()),
-            (None, None) => ConfigSource::Builtin,
-        }
-    }
-
-    pub fn load(&self) -> Result<NodeConfig, SpecError> {
-        match self {
-            ConfigSource::Flag(p) | ConfigSource::Env(p) | ConfigSource::System(p) => {
-                spec::parse_node(p, &spec::read(p)?)
-            }
-            ConfigSource::Builtin => Ok(NodeConfig::default_config()),
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -66,16 +37,33 @@ pub enum AgentError {
     #[error(transparent)]
     SavedPlan(#[from] SavedPlanError),
     #[error(transparent)]
-    Store(#[from] crate::state::store::StoreError),
+    Store(#[from] crate::providers::store::StoreError),
     #[error(transparent)]
     Host(#[from] crate::providers::host::HostError),
     #[error("{0}")]
-    Usage(String),
-    #[error("apply did not complete")]
-    ApplyFailed,
+    BadTarget(String),
+    #[error("--lock-timeout {0}")]
+    BadDuration(String),
+    #[error("tenant id {given:?} {problem}")]
+    BadTenantId { given: String, problem: String },
+    #[error("no tenant {id} on this node, and no archived audit log of one under {}", archive.display())]
+    NoSuchTenant {
+        id: crate::spec::types::TenantId,
+        archive: PathBuf,
+    },
+    #[error("cannot write the plan to {}: {source}", path.display())]
+    WriteOutput {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read the answer: {0}")]
+    Confirm(std::io::Error),
+    #[error("cannot start the apply runtime: {0}")]
+    Runtime(std::io::Error),
 }
 
 impl AgentError {
+    /// What the operator can do about it.
     pub fn hint(&self) -> Option<String> {
         match self {
             AgentError::Spec(SpecError::Invalid { .. }) => Some("fix the values above and run the command again".into()),
@@ -89,20 +77,53 @@ impl AgentError {
             AgentError::SavedPlan(SavedPlanError::Stale { .. }) => {
                 Some("make a new plan with `mvm agent plan --out`, review it, and apply that one".into())
             }
+            AgentError::SavedPlan(SavedPlanError::Read { .. }) => Some("check the path of the saved plan".into()),
             AgentError::SavedPlan(_) => Some("make a new plan with this mvm: `mvm agent plan --out plan.json`".into()),
-            AgentError::Store(crate::state::store::StoreError::Locked { .. }) => {
+            AgentError::Store(crate::providers::store::StoreError::Locked { .. }) => {
                 Some("wait for it to finish, or pass --lock-timeout 5m to wait for it".into())
             }
             AgentError::Store(_) => Some("mvm never resets a state file it cannot read: restore it from a backup or move it aside".into()),
             AgentError::Host(_) => Some("check that mvm runs as root and that the path is not held by another process".into()),
-            AgentError::Usage(_) => Some("see `mvm agent reconcile --help`".into()),
-            AgentError::ApplyFailed => Some("fix the causes above and run reconcile again; it continues where this run stopped".into()),
+            AgentError::BadTarget(_) => Some(format!("targets take the forms {}", crate::plan::target::FORMS)),
+            AgentError::BadDuration(_) => Some("give a duration like 0, 30s, 5m or 1h".into()),
+            AgentError::BadTenantId { .. } => Some("tenant ids are lowercase letters, digits and single hyphens, at most 11 bytes".into()),
+            AgentError::NoSuchTenant { .. } => Some("`mvm agent observe` lists the tenants on this node".into()),
+            AgentError::WriteOutput { path, .. } => Some(format!(
+                "check that the directory {} exists and that you may write to it",
+                path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).display()
+            )),
+            AgentError::Confirm(_) => Some("answer on a terminal, or pass --auto-approve".into()),
+            AgentError::Runtime(_) => Some("the system is out of threads or memory; try a lower --parallelism".into()),
         }
     }
 }
 
+/// Reads a `--target` list.
+pub fn targets(raw: &[String]) -> Result<Vec<crate::plan::target::Target>, AgentError> {
+    raw.iter()
+        .map(|t| t.parse().map_err(AgentError::BadTarget))
+        .collect()
+}
+
+/// The node's identity, without creating it (`None` before the first
+/// reconcile).
+pub fn node_id(node: &NodeConfig) -> Result<Option<String>, AgentError> {
+    let path = StateLayout::new(&node.state_dir).node_id();
+    Ok(crate::providers::store::read_node_id(&path)?)
+}
+
+/// Writes a plan for `mvm agent reconcile --plan`.
+pub fn save_plan(path: &Path, plan: &Plan) -> Result<(), AgentError> {
+    let mut text = serde_json::to_vec_pretty(plan).expect("plan serializes");
+    text.push(b'\n');
+    input::write_output(path, &text).map_err(|source| AgentError::WriteOutput {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
 pub fn load_observed(path: &Path) -> Result<Observed, AgentError> {
-    let text = std::fs::read_to_string(path).map_err(|source| AgentError::ObservedRead {
+    let text = input::read_text(path).map_err(|source| AgentError::ObservedRead {
         path: path.to_path_buf(),
         source,
     })?;
@@ -154,7 +175,11 @@ pub fn load_desired(
     node: &NodeConfig,
     path: &Path,
 ) -> Result<crate::spec::DesiredState, AgentError> {
-    Ok(spec::parse_desired(path, &spec::read(path)?, node)?)
+    let text = input::read_text(path).map_err(|source| SpecError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(spec::parse_desired(path, &text, node)?)
 }
 
 /// Why a saved plan cannot be applied.
@@ -190,7 +215,7 @@ pub fn load_saved_plan(
     node: &NodeConfig,
     observed: &Observed,
 ) -> Result<Plan, SavedPlanError> {
-    let text = std::fs::read_to_string(path).map_err(|source| SavedPlanError::Read {
+    let text = input::read_text(path).map_err(|source| SavedPlanError::Read {
         path: path.to_path_buf(),
         source,
     })?;
@@ -222,6 +247,13 @@ pub fn load_saved_plan(
             path: path.to_path_buf(),
         });
     }
+    // Every change must decode into its kind's typed attributes, so a
+    // hand-edited attribute is refused here, before the lock is used to
+    // apply anything.
+    crate::plan::simulate::apply_to(&plan, observed).map_err(|e| SavedPlanError::Invalid {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
     let now = observed.fingerprint();
     if plan.observed_fingerprint != now {
         return Err(SavedPlanError::Stale {
@@ -234,7 +266,11 @@ pub fn load_saved_plan(
 }
 
 /// Parses `30s`, `2m`, `1h`, `0`.
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, AgentError> {
+    parse_duration_text(s).map_err(AgentError::BadDuration)
+}
+
+fn parse_duration_text(s: &str) -> Result<std::time::Duration, String> {
     let (num, unit) = s.trim().split_at(
         s.trim()
             .find(|c: char| !c.is_ascii_digit())

@@ -7,7 +7,7 @@
 //! firecracker.socket`. A Unix socket path must fit `sun_path` (108 bytes
 //! with the NUL), which bounds the state dir and the id together.
 
-use crate::spec::types::{TENANT_ID_MAX, TenantId};
+use super::types::{TENANT_ID_MAX, TenantId};
 use std::path::{Path, PathBuf};
 
 /// `sun_path` is 108 bytes including the terminating NUL.

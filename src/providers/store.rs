@@ -1,5 +1,6 @@
-//! Durable state files: atomic writes, versioned reads, the node id and the
-//! node lock.
+//! Durable state files on the real host: atomic writes, versioned reads,
+//! capped reads, the node id and the node lock. The formats live in
+//! `state/`; this is where they meet the filesystem.
 //!
 //! A write goes to a temporary file in the same directory (created
 //! exclusively, never through a link), is fsynced, renamed over the target
@@ -148,31 +149,61 @@ pub fn read_json<T: DeserializeOwned>(
         })
 }
 
-/// The node's stable identity, created once under the state dir.
-pub fn node_id(state_dir: &Path) -> Result<String, StoreError> {
-    let path = state_dir.join("node-id");
-    match fs::read_to_string(&path) {
-        Ok(s) => {
-            let id = s.trim().to_string();
-            if id.len() != 32 || !id.chars().all(|c| c.is_ascii_hexdigit()) {
-                return Err(StoreError::Corrupt {
-                    path,
-                    message: "is not a 32-digit hex node id".into(),
-                });
-            }
-            Ok(id)
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            let mut bytes = [0u8; 16];
-            File::open("/dev/urandom")
-                .and_then(|mut f| f.read_exact(&mut bytes))
-                .map_err(io_err("read", Path::new("/dev/urandom")))?;
-            let id = crate::observed::hex(&bytes);
-            write_atomic(&path, format!("{id}\n").as_bytes(), 0o644)?;
-            Ok(id)
-        }
-        Err(e) => Err(io_err("read", &path)(e)),
+/// Reads the node's identity (`<state>/node-id`); `Ok(None)` before the
+/// first reconcile created it.
+pub fn read_node_id(path: &Path) -> Result<Option<String>, StoreError> {
+    let s = match read_capped(path, 4096) {
+        Ok(Some(b)) => String::from_utf8_lossy(&b).into_owned(),
+        Ok(None) => return Ok(None),
+        Err(e) => return Err(io_err("read", path)(e)),
+    };
+    let id = s.trim().to_string();
+    if id.len() != 32 || !id.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(StoreError::Corrupt {
+            path: path.to_path_buf(),
+            message: "is not a 32-digit hex node id".into(),
+        });
     }
+    Ok(Some(id))
+}
+
+/// The node's stable identity at `path` (`<state>/node-id`), created once.
+pub fn ensure_node_id(path: &Path) -> Result<String, StoreError> {
+    if let Some(id) = read_node_id(path)? {
+        return Ok(id);
+    }
+    let mut bytes = [0u8; 16];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(io_err("read", Path::new("/dev/urandom")))?;
+    let id = crate::digest::hex(&bytes);
+    write_atomic(path, format!("{id}\n").as_bytes(), 0o644)?;
+    Ok(id)
+}
+
+/// Reads a regular file without following a link, at most `cap` bytes
+/// (more is an error: state files are small, and a planted huge file must
+/// not exhaust memory). `Ok(None)` when it does not exist.
+pub fn read_capped(path: &Path, cap: u64) -> io::Result<Option<Vec<u8>>> {
+    let f = match OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC | nix::libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    let mut buf = Vec::new();
+    f.take(cap + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > cap {
+        return Err(io::Error::other(format!("larger than {cap} bytes")));
+    }
+    Ok(Some(buf))
 }
 
 /// The node lock: one reconcile at a time. Held for the life of the value;
@@ -277,8 +308,11 @@ mod tests {
     #[test]
     fn node_id_is_created_once() {
         let d = tempfile::tempdir().unwrap();
-        let a = node_id(d.path()).unwrap();
-        assert_eq!(a, node_id(d.path()).unwrap());
+        let p = d.path().join("node-id");
+        assert_eq!(read_node_id(&p).unwrap(), None);
+        let a = ensure_node_id(&p).unwrap();
+        assert_eq!(a, ensure_node_id(&p).unwrap());
+        assert_eq!(read_node_id(&p).unwrap(), Some(a.clone()));
         assert_eq!(a.len(), 32);
     }
 

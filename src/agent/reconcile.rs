@@ -1,0 +1,141 @@
+//! The reconcile sequence: validate the inputs, take the node lock,
+//! observe, plan (or load a saved plan and check it is still current),
+//! show it, ask, apply, report. The caller supplies how to talk to the
+//! operator (`Ui`) and the host; this module prints nothing itself.
+
+use super::AgentError;
+use crate::apply::progress::Progress;
+use crate::apply::{self, Report};
+use crate::plan::{Plan, PlanOptions};
+use crate::providers::host::Host;
+use crate::providers::store::NodeLock;
+use crate::spec::{DesiredState, NodeConfig};
+use crate::state::StateLayout;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// What to reconcile toward: a desired state, or exactly a saved plan.
+pub enum Goal<'a> {
+    Desired {
+        desired: DesiredState,
+        options: PlanOptions,
+    },
+    SavedPlan(&'a Path),
+}
+
+pub struct Request<'a> {
+    pub node: &'a NodeConfig,
+    pub goal: Goal<'a>,
+    /// Steps at once; `None`: node.toml's `apply.parallelism`.
+    pub parallelism: Option<usize>,
+    pub lock_timeout: Duration,
+    /// Recorded in the lock file and every audit record.
+    pub command_line: &'a str,
+}
+
+/// How the reconcile talks to whoever runs it.
+pub trait Ui {
+    /// The lock is held by `holder`; waiting for it.
+    fn waiting_for_lock(&self, holder: &str);
+    fn show_plan(&self, plan: &Plan);
+    /// Whether to apply the plan shown.
+    fn confirm(&self, plan: &Plan) -> Result<bool, AgentError>;
+    fn progress(&self) -> Arc<dyn Progress>;
+    /// SIGINT or SIGTERM arrived: running steps finish, no new ones start.
+    fn interrupted(&self);
+}
+
+pub enum Outcome {
+    /// The node already matches: nothing was touched.
+    NoChanges,
+    /// The operator said no.
+    Cancelled,
+    Applied(Report),
+}
+
+/// Reconciles the node. With `signals`, SIGINT and SIGTERM stop new steps
+/// (listened for before the first step starts, so none is killed halfway);
+/// `stop` does the same from the caller.
+pub fn reconcile(
+    req: Request,
+    host: Host,
+    ui: &dyn Ui,
+    stop: Arc<AtomicBool>,
+    signals: bool,
+) -> Result<Outcome, AgentError> {
+    let node = req.node;
+    let layout = StateLayout::new(&node.state_dir);
+    // The state dir holds the lock, so it must exist before anything else.
+    host.ensure_state_dir(layout.root())?;
+    let _lock = NodeLock::acquire(
+        &layout.lock(),
+        req.command_line,
+        req.lock_timeout,
+        |holder| ui.waiting_for_lock(holder),
+    )?;
+
+    let observed = crate::providers::observe(node);
+    let plan = match req.goal {
+        Goal::SavedPlan(path) => super::load_saved_plan(path, node, &observed)?,
+        Goal::Desired { desired, options } => crate::plan::plan(&desired, node, &observed, options)?,
+    };
+    ui.show_plan(&plan);
+    if !plan.has_changes() {
+        return Ok(Outcome::NoChanges);
+    }
+    if !ui.confirm(&plan)? {
+        return Ok(Outcome::Cancelled);
+    }
+
+    let node_id = crate::providers::store::ensure_node_id(&layout.node_id())?;
+    let ctx = Arc::new(apply::context(
+        &plan,
+        host,
+        node_id,
+        req.command_line.to_string(),
+    ));
+    let parallelism = req
+        .parallelism
+        .unwrap_or(plan.apply_context.node.apply.parallelism)
+        .max(1);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(parallelism)
+        .enable_all()
+        .build()
+        .map_err(AgentError::Runtime)?;
+    let progress = ui.progress();
+    let report = rt.block_on(async {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        if signals {
+            use tokio::signal::unix::{SignalKind, signal};
+            let listeners = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            );
+            if let (Ok(mut int), Ok(mut term)) = listeners {
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+                    stop.store(true, Ordering::SeqCst);
+                    let _ = tx.send(());
+                });
+            }
+        }
+        let run = apply::execute(&plan, ctx, parallelism, progress, stop.clone());
+        tokio::pin!(run);
+        let mut told = false;
+        loop {
+            tokio::select! {
+                report = &mut run => break report,
+                Some(()) = rx.recv(), if !told => {
+                    told = true;
+                    ui.interrupted();
+                }
+            }
+        }
+    });
+    Ok(Outcome::Applied(report))
+}
