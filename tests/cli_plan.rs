@@ -262,3 +262,146 @@ fn lost_record_is_rewritten_not_the_tree_destroyed() {
         "{vm}"
     );
 }
+
+/// A tenant kept on the node (absent from desired.json, no --prune) keeps
+/// what it depends on: globex has metadata on, so node.metadata stays.
+#[test]
+fn kept_tenant_keeps_the_metadata_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let desired = dir.path().join("desired.json");
+    std::fs::write(
+        &desired,
+        r#"{"tenants": [{"tenant_id": "acme", "flake_ref": "github:acme/app?rev=1a2b3c4d5e6f",
+            "profile": "minimal", "vcpus": 2, "mem_mib": 1024, "state": "running",
+            "ip": "10.200.0.10", "mac": "02:00:0a:c8:00:0a"}]}"#,
+    )
+    .unwrap();
+    let plan = |extra: &[&str]| {
+        let mut args = vec![
+            "agent",
+            "plan",
+            "--json",
+            "--desired",
+            desired.to_str().unwrap(),
+            "--observed",
+            "fixtures/observed/converged.json",
+        ];
+        args.extend_from_slice(extra);
+        let r = run(&args);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        v["resource_changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["address"] == "node.metadata")
+            .map(|c| c["actions"].clone())
+    };
+    assert_eq!(plan(&[]), Some(serde_json::json!(["no-op"])));
+    // Pruned, nothing needs it any more.
+    assert_eq!(plan(&["--prune"]), Some(serde_json::json!(["delete"])));
+}
+
+/// A target that matches nothing says so, with the closest address.
+#[test]
+fn target_matching_nothing_is_warned_about() {
+    let r = run(&[
+        "agent",
+        "plan",
+        "--desired",
+        "fixtures/desired/example.json",
+        "--observed",
+        "fixtures/observed/converged.json",
+        "--target",
+        "tenant.acm.cgroup",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains(
+            "--target tenant.acm.cgroup matches no resource in desired.json or on this node; did you mean tenant.acme.cgroup?"
+        ),
+        "{}",
+        r.stdout
+    );
+    let r = run(&["agent", "plan", "--desired", "x.json", "--target", "tenant.acme.vms"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("tenant kinds are dirs, artifact, cgroup"), "{}", r.stderr);
+    assert!(r.stderr.contains("hint: targets take the forms"), "{}", r.stderr);
+}
+
+/// Usage errors exit 1, never 2 (which --detailed-exitcode reserves for
+/// "changes pending"); --help exits 0.
+#[test]
+fn usage_errors_exit_1() {
+    let r = run(&["agent", "plan", "--detailed-exitcode", "--desried", "x.json"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("--desried"), "{}", r.stderr);
+    assert_eq!(run(&["agent", "plan", "--help"]).code, 0);
+}
+
+/// `--out` into a missing directory names the target and the real cause.
+#[test]
+fn plan_out_names_the_target_and_the_cause() {
+    let r = run(&[
+        "agent",
+        "plan",
+        "--desired",
+        "fixtures/desired/example.json",
+        "--observed",
+        "fixtures/observed/fresh.json",
+        "--out",
+        "/nonexistent/dir/p.json",
+    ]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("cannot write the plan to /nonexistent/dir/p.json: the directory /nonexistent/dir does not exist"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("hint: check that the directory /nonexistent/dir exists"), "{}", r.stderr);
+    assert!(!r.stderr.contains(".tmp") && !r.stderr.contains("backup"), "{}", r.stderr);
+}
+
+/// `mvm tenant audit` of an unknown tenant names it and says where to look.
+#[test]
+fn audit_of_an_unknown_tenant_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("node.toml");
+    std::fs::write(&cfg, format!("state_dir = \"{}\"\n", dir.path().display())).unwrap();
+    let r = run(&["--config", cfg.to_str().unwrap(), "tenant", "audit", "nosuch"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("no tenant nosuch on this node"), "{}", r.stderr);
+    assert!(r.stderr.contains("hint: `mvm agent observe` lists the tenants"), "{}", r.stderr);
+}
+
+/// A cpuset naming CPUs the host does not have is warned about.
+#[test]
+fn cpuset_beyond_the_host_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let desired = dir.path().join("desired.json");
+    std::fs::write(
+        &desired,
+        r#"{"tenants": [{"tenant_id": "acme", "flake_ref": "github:acme/app", "profile": "minimal",
+            "vcpus": 2, "mem_mib": 256, "state": "running", "cpuset": "2-3"}]}"#,
+    )
+    .unwrap();
+    let observed = dir.path().join("observed.json");
+    let mut o: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string("fixtures/observed/fresh.json").unwrap()).unwrap();
+    o["cpus_online"] = "0-2".into();
+    std::fs::write(&observed, o.to_string()).unwrap();
+    let r = run(&[
+        "agent",
+        "plan",
+        "--desired",
+        desired.to_str().unwrap(),
+        "--observed",
+        observed.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("tenant acme pins cpuset 2-3, but CPU 3 is not online on this host (online: 0-2)"),
+        "{}",
+        r.stdout
+    );
+}
