@@ -3,9 +3,9 @@
 //! for the map of this crate and its invariants.
 
 pub mod agent;
-pub mod digest;
 pub mod apply;
 pub mod cli;
+pub mod digest;
 pub mod observed;
 pub mod plan;
 pub mod providers;

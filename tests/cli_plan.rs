@@ -323,17 +323,38 @@ fn target_matching_nothing_is_warned_about() {
         "{}",
         r.stdout
     );
-    let r = run(&["agent", "plan", "--desired", "x.json", "--target", "tenant.acme.vms"]);
+    let r = run(&[
+        "agent",
+        "plan",
+        "--desired",
+        "x.json",
+        "--target",
+        "tenant.acme.vms",
+    ]);
     assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("tenant kinds are dirs, artifact, cgroup"), "{}", r.stderr);
-    assert!(r.stderr.contains("hint: targets take the forms"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("tenant kinds are dirs, artifact, cgroup"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("hint: targets take the forms"),
+        "{}",
+        r.stderr
+    );
 }
 
 /// Usage errors exit 1, never 2 (which --detailed-exitcode reserves for
 /// "changes pending"); --help exits 0.
 #[test]
 fn usage_errors_exit_1() {
-    let r = run(&["agent", "plan", "--detailed-exitcode", "--desried", "x.json"]);
+    let r = run(&[
+        "agent",
+        "plan",
+        "--detailed-exitcode",
+        "--desried",
+        "x.json",
+    ]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("--desried"), "{}", r.stderr);
     assert_eq!(run(&["agent", "plan", "--help"]).code, 0);
@@ -358,8 +379,17 @@ fn plan_out_names_the_target_and_the_cause() {
         "{}",
         r.stderr
     );
-    assert!(r.stderr.contains("hint: check that the directory /nonexistent/dir exists"), "{}", r.stderr);
-    assert!(!r.stderr.contains(".tmp") && !r.stderr.contains("backup"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("hint: check that the directory /nonexistent/dir exists"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !r.stderr.contains(".tmp") && !r.stderr.contains("backup"),
+        "{}",
+        r.stderr
+    );
 }
 
 /// `mvm tenant audit` of an unknown tenant names it and says where to look.
@@ -368,10 +398,25 @@ fn audit_of_an_unknown_tenant_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("node.toml");
     std::fs::write(&cfg, format!("state_dir = \"{}\"\n", dir.path().display())).unwrap();
-    let r = run(&["--config", cfg.to_str().unwrap(), "tenant", "audit", "nosuch"]);
+    let r = run(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "tenant",
+        "audit",
+        "nosuch",
+    ]);
     assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("no tenant nosuch on this node"), "{}", r.stderr);
-    assert!(r.stderr.contains("hint: `mvm agent observe` lists the tenants"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("no tenant nosuch on this node"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("hint: `mvm agent observe` lists the tenants"),
+        "{}",
+        r.stderr
+    );
 }
 
 /// A cpuset naming CPUs the host does not have is warned about.
@@ -387,7 +432,8 @@ fn cpuset_beyond_the_host_is_warned_about() {
     .unwrap();
     let observed = dir.path().join("observed.json");
     let mut o: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string("fixtures/observed/fresh.json").unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string("fixtures/observed/fresh.json").unwrap())
+            .unwrap();
     o["cpus_online"] = "0-2".into();
     std::fs::write(&observed, o.to_string()).unwrap();
     let r = run(&[
@@ -400,7 +446,9 @@ fn cpuset_beyond_the_host_is_warned_about() {
     ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
-        r.stdout.contains("tenant acme pins cpuset 2-3, but CPU 3 is not online on this host (online: 0-2)"),
+        r.stdout.contains(
+            "tenant acme pins cpuset 2-3, but CPU 3 is not online on this host (online: 0-2)"
+        ),
         "{}",
         r.stdout
     );

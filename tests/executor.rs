@@ -119,9 +119,10 @@ fn creates_walk_dependencies_forwards_and_failures_skip_dependents() {
         PlanOptions::default(),
     )
     .unwrap();
-    let host = Arc::new(RecordingHost::new().failing(
-        |c| matches!(c, Call::EnsureDir { path, .. } if path.ends_with("tenants/t1")),
-    ));
+    let host = Arc::new(
+        RecordingHost::new()
+            .failing(|c| matches!(c, Call::EnsureDir { path, .. } if path.ends_with("tenants/t1"))),
+    );
     let r = run(
         &p,
         host.clone(),
@@ -134,9 +135,11 @@ fn creates_walk_dependencies_forwards_and_failures_skip_dependents() {
     let t0_mount = position(&calls, "mount", |c| {
         matches!(c, Call::MountTmpfs { .. }) && under(c, "/t0/")
     });
-    let t0_tree = position(&calls, "ensure_dir", |c| {
-        matches!(c, Call::EnsureDir { path, mode: 0o700, .. } if path.ends_with("tenants/t0"))
-    });
+    let t0_tree = position(
+        &calls,
+        "ensure_dir",
+        |c| matches!(c, Call::EnsureDir { path, mode: 0o700, .. } if path.ends_with("tenants/t0")),
+    );
     assert!(t0_tree < t0_mount, "{calls:#?}");
     let outcome = |a: &str, phase: Phase| {
         r.steps
@@ -183,12 +186,24 @@ fn creates_walk_dependencies_forwards_and_failures_skip_dependents() {
 fn blocked_changes_are_not_attempted_and_leave_no_audit_record() {
     let tmp = tempfile::tempdir().unwrap();
     let node = node(tmp.path());
-    let p = plan(&desired(1, &node), &node, &host_observed(), PlanOptions::default()).unwrap();
+    let p = plan(
+        &desired(1, &node),
+        &node,
+        &host_observed(),
+        PlanOptions::default(),
+    )
+    .unwrap();
     assert!(p.summary.blocked > 0);
     let log = tmp.path().join("tenants/t0/audit.log");
     for run_no in 1..=2 {
         let host = Arc::new(RecordingHost::new());
-        let r = run(&p, host.clone(), 4, Arc::new(Quiet), Arc::new(AtomicBool::new(false)));
+        let r = run(
+            &p,
+            host.clone(),
+            4,
+            Arc::new(Quiet),
+            Arc::new(AtomicBool::new(false)),
+        );
         // Each blocked change ends blocked, or skipped when something it
         // waits on was blocked first; none of them ran.
         let blocked: Vec<&mvm::resources::ResourceAddr> = p
@@ -207,7 +222,8 @@ fn blocked_changes_are_not_attempted_and_leave_no_audit_record() {
             );
         }
         assert!(r.blocked().count() > 0);
-        let text = String::from_utf8(host.file(&log).expect("the tenant's log is written")).unwrap();
+        let text =
+            String::from_utf8(host.file(&log).expect("the tenant's log is written")).unwrap();
         let mut resources: Vec<String> = text
             .lines()
             .map(|l| {
@@ -222,7 +238,10 @@ fn blocked_changes_are_not_attempted_and_leave_no_audit_record() {
             ["tenant.t0.cgroup", "tenant.t0.dirs", "tenant.t0.secrets"],
             "{text}"
         );
-        assert!(!text.contains("tenant.t0.vm") && !text.contains("failed"), "{text}");
+        assert!(
+            !text.contains("tenant.t0.vm") && !text.contains("failed"),
+            "{text}"
+        );
     }
 }
 
@@ -301,11 +320,15 @@ fn deletes_walk_backwards_and_replace_destroys_before_creating() {
             < position(&calls, "remove_tree", |c| matches!(c, Call::RemoveTree(_))),
         "{calls:#?}"
     );
-    let removed = position(&calls, "cgroup_remove", |c| matches!(c, Call::CgroupRemove(_)));
-    // The last tenant gone, the empty parent mvm made goes too.
-    let parent = position(&calls, "parent", |c| {
-        matches!(c, Call::CgroupRemoveIfUnused(p) if p.ends_with("mvm"))
+    let removed = position(&calls, "cgroup_remove", |c| {
+        matches!(c, Call::CgroupRemove(_))
     });
+    // The last tenant gone, the empty parent mvm made goes too.
+    let parent = position(
+        &calls,
+        "parent",
+        |c| matches!(c, Call::CgroupRemoveIfUnused(p) if p.ends_with("mvm")),
+    );
     assert!(removed < parent, "{calls:#?}");
     assert!(r.steps.iter().all(|s| s.phase == Phase::Destroy));
 
@@ -324,7 +347,16 @@ fn deletes_walk_backwards_and_replace_destroys_before_creating() {
     // On a host where the tenant was created (the mount point exists).
     let host = Arc::new(RecordingHost::new());
     let quiet = || Arc::new(Quiet);
-    assert!(run(&p, host.clone(), 8, quiet(), Arc::new(AtomicBool::new(false))).success());
+    assert!(
+        run(
+            &p,
+            host.clone(),
+            8,
+            quiet(),
+            Arc::new(AtomicBool::new(false))
+        )
+        .success()
+    );
     let before = host.calls().len();
     let r = run(
         &replace,

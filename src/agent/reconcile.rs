@@ -79,7 +79,9 @@ pub fn reconcile(
     let observed = crate::providers::observe(node);
     let plan = match req.goal {
         Goal::SavedPlan(path) => super::load_saved_plan(path, node, &observed)?,
-        Goal::Desired { desired, options } => crate::plan::plan(&desired, node, &observed, options)?,
+        Goal::Desired { desired, options } => {
+            crate::plan::plan(&desired, node, &observed, options)?
+        }
     };
     ui.show_plan(&plan);
     if !plan.has_changes() {
@@ -110,19 +112,15 @@ pub fn reconcile(
     let report = rt.block_on(async {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
         if signals {
-            use tokio::signal::unix::{SignalKind, signal};
-            let listeners = (
-                signal(SignalKind::interrupt()),
-                signal(SignalKind::terminate()),
-            );
-            if let (Ok(mut int), Ok(mut term)) = listeners {
-                let stop = stop.clone();
-                tokio::spawn(async move {
-                    tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
-                    stop.store(true, Ordering::SeqCst);
-                    let _ = tx.send(());
-                });
-            }
+            // Listening starts here, before the first step, so no signal
+            // can arrive in between and kill a step halfway.
+            let signal = crate::providers::signals::listen_for_termination();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                signal.await;
+                stop.store(true, Ordering::SeqCst);
+                let _ = tx.send(());
+            });
         }
         let run = apply::execute(&plan, ctx, parallelism, progress, stop.clone());
         tokio::pin!(run);

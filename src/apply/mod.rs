@@ -26,7 +26,7 @@ use progress::Progress;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Phase {
@@ -195,8 +195,16 @@ fn run_step(ctx: &ApplyCtx, change: &ResourceChange, phase: Phase) -> Result<Aud
             let empty = Attrs::new();
             // An update in place compares with what is there; a create or
             // replace builds from nothing.
-            let prior = change.before.as_ref().filter(|_| change.actions == Action::Update);
-            kind.apply(ctx, &change.address, prior, change.after.as_ref().unwrap_or(&empty))
+            let prior = change
+                .before
+                .as_ref()
+                .filter(|_| change.actions == Action::Update);
+            kind.apply(
+                ctx,
+                &change.address,
+                prior,
+                change.after.as_ref().unwrap_or(&empty),
+            )
         }
         Phase::Destroy => kind.delete(ctx, &change.address).map(|()| {
             change
@@ -355,14 +363,15 @@ pub async fn execute(
             let tx = tx.clone();
             progress.started(&change.address, phase, change.actions);
             tokio::task::spawn_blocking(move || {
-                let t = Instant::now();
+                let t = ctx.host.clock.now();
                 let result = run_step(&ctx, &change, phase);
                 let audit_error = audit(&ctx, &change, phase, &result).err();
                 let outcome = match result {
                     Ok(_) => Outcome::Done,
                     Err(e) => Outcome::Failed(e),
                 };
-                let _ = tx.send((i, outcome, t.elapsed(), audit_error));
+                let elapsed = ctx.host.clock.now().duration_since(t).unsigned_abs();
+                let _ = tx.send((i, outcome, elapsed, audit_error));
             });
         }
         if running == 0 {

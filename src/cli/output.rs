@@ -51,10 +51,15 @@ pub fn observed_summary(
         }
     };
     let mut rows: Vec<(String, String)> = Vec::new();
-    rows.push(("node id".into(), match node_id {
-        Some(id) => id.to_string(),
-        None => yellow.apply_to("not created yet (the first reconcile creates it)").to_string(),
-    }));
+    rows.push((
+        "node id".into(),
+        match node_id {
+            Some(id) => id.to_string(),
+            None => yellow
+                .apply_to("not created yet (the first reconcile creates it)")
+                .to_string(),
+        },
+    ));
     rows.push(("config".into(), config.to_string()));
     rows.push(("state dir".into(), node.state_dir.display().to_string()));
     if let Some(cpus) = &obs.cpus_online {
@@ -126,7 +131,12 @@ pub fn observed_summary(
         bold.apply_to("Tenants"),
         obs.tenants.len()
     );
-    let idw = obs.tenants.keys().map(|i| i.as_str().len()).max().unwrap_or(0);
+    let idw = obs
+        .tenants
+        .keys()
+        .map(|i| i.as_str().len())
+        .max()
+        .unwrap_or(0);
     for (id, t) in &obs.tenants {
         let mut parts = Vec::new();
         if t.record_error.is_some() {
@@ -180,7 +190,10 @@ pub fn audit_table(log: &[u8]) -> String {
                     r.action,
                     r.resource,
                     r.result,
-                    r.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
+                    r.error
+                        .as_ref()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
                 );
             }
             None => out.push_str("(unreadable record: run with --verify)\n"),

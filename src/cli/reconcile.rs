@@ -133,10 +133,16 @@ fn summary(r: &Report, colors: bool) -> String {
     let blocked = r.blocked().count();
     let mut out = String::from("\n");
     if r.success() {
-        out.push_str(&format!("{} {counts}.\n", green.apply_to("Apply complete!")));
+        out.push_str(&format!(
+            "{} {counts}.\n",
+            green.apply_to("Apply complete!")
+        ));
     } else {
         let head = if r.interrupted {
-            format!("{} {counts} before it stopped", red.apply_to("Apply interrupted."))
+            format!(
+                "{} {counts} before it stopped",
+                red.apply_to("Apply interrupted.")
+            )
         } else if r.failed().count() == 0 && blocked > 0 {
             format!("{} {counts}", red.apply_to("Apply incomplete."))
         } else {
@@ -176,7 +182,13 @@ fn summary(r: &Report, colors: bool) -> String {
         for (word, addr, why) in rows {
             out.push_str(&format!("  {word:<w1$} {addr} ({why})\n"));
         }
-        if blocked > 0 && blocked == r.steps.iter().filter(|s| s.outcome != StepOutcome::Done).count() {
+        if blocked > 0
+            && blocked
+                == r.steps
+                    .iter()
+                    .filter(|s| s.outcome != StepOutcome::Done)
+                    .count()
+        {
             out.push_str(
                 "Blocked changes are not attempted and leave no audit record; see the plan's Blocked: lines.\n",
             );

@@ -18,7 +18,6 @@ use crate::resources::{AttrName, Attrs, Documents, ResourceAddr};
 use crate::spec::types::TenantId;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-
 /// The JSON plan's format. Minor bumps only add fields; consumers must
 /// ignore unknown fields and reject an unknown major version.
 pub const FORMAT_VERSION: &str = "1.0";

@@ -141,10 +141,7 @@ pub fn plan(
     let order = graph.topo_order()?;
     propagate_replacements(&mut drafts, &graph, &order);
 
-    let changes: Vec<ResourceChange> = drafts
-        .into_iter()
-        .map(|d| finish(&ctx, &view, d))
-        .collect();
+    let changes: Vec<ResourceChange> = drafts.into_iter().map(|d| finish(&ctx, &view, d)).collect();
     let mut all_warnings: Vec<String> = KindId::all(Scope::Node)
         .chain(KindId::all(Scope::Tenant))
         .flat_map(|k| k.get().warnings(&ctx, &view))

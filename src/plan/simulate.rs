@@ -18,15 +18,20 @@ pub fn apply_to(plan: &Plan, observed: &Observed) -> Result<Observed, DecodeErro
     let none = Documents::new();
     for c in plan.resource_changes.iter().rev() {
         if matches!(c.actions, Action::Delete | Action::Replace) {
-            c.address.kind().get().simulate(&mut obs, &c.address, None, &none)?;
+            c.address
+                .kind()
+                .get()
+                .simulate(&mut obs, &c.address, None, &none)?;
         }
     }
     for c in &plan.resource_changes {
         if matches!(c.actions, Action::Create | Action::Update | Action::Replace) {
-            c.address
-                .kind()
-                .get()
-                .simulate(&mut obs, &c.address, c.after.as_ref(), &c.documents)?;
+            c.address.kind().get().simulate(
+                &mut obs,
+                &c.address,
+                c.after.as_ref(),
+                &c.documents,
+            )?;
         }
     }
     Ok(obs)

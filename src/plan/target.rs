@@ -116,6 +116,9 @@ mod tests {
         for t in ["tenant.*.cgroup", "node.*", "node.bridge", "tenant.acme"] {
             assert_eq!(t.parse::<Target>().unwrap().to_string(), t);
         }
-        assert_eq!("tenant.acme.*".parse::<Target>().unwrap().to_string(), "tenant.acme");
+        assert_eq!(
+            "tenant.acme.*".parse::<Target>().unwrap().to_string(),
+            "tenant.acme"
+        );
     }
 }

@@ -229,7 +229,8 @@ impl Cgroups for LinuxHost {
                 // Controllers must be enabled in the parent before the
                 // child can use them.
                 if !enable.is_empty() {
-                    match write_cgroup_file(&dir.join("cgroup.subtree_control"), enable.trim_end()) {
+                    match write_cgroup_file(&dir.join("cgroup.subtree_control"), enable.trim_end())
+                    {
                         Err(e) if e.source.kind() == io::ErrorKind::NotFound && attempts < 3 => {
                             continue 'again;
                         }
@@ -240,7 +241,9 @@ impl Cgroups for LinuxHost {
                 match fs::create_dir(&dir) {
                     Ok(()) => {}
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 3 => continue 'again,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 3 => {
+                        continue 'again;
+                    }
                     Err(e) => return Err(HostError::new("create cgroup", &dir, e)),
                 }
             }
@@ -344,7 +347,6 @@ impl Mounts for LinuxHost {
             }
         }
     }
-
 }
 
 impl Clock for LinuxHost {

@@ -18,6 +18,7 @@ pub mod nft;
 pub mod probe;
 pub mod procfs;
 pub mod recording;
+pub mod signals;
 pub mod store;
 
 pub use host::{Host, HostError, HostResult};

@@ -3,12 +3,11 @@
 
 use super::{mountinfo, netlink, nft, procfs};
 use crate::observed::{
-    CGROUP_LIMIT_FILES,
-    Binaries, BridgeObs, CgroupMount, CgroupObs, DirObs, OBSERVED_VERSION, Observed,
-    ObservedTenant, TapObs, TenantNftObs, VmProcess,
+    Binaries, BridgeObs, CGROUP_LIMIT_FILES, CgroupMount, CgroupObs, DirObs, OBSERVED_VERSION,
+    Observed, ObservedTenant, TapObs, TenantNftObs, VmProcess,
 };
-use crate::spec::jail::exec_name;
 use crate::spec::NodeConfig;
+use crate::spec::jail::exec_name;
 use crate::spec::types::{TAP_PREFIX, TenantId};
 use crate::state::{StateLayout, TenantRecord};
 use std::collections::BTreeMap;

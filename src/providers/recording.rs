@@ -227,7 +227,10 @@ impl Files for RecordingHost {
             len: data.len(),
         };
         self.record(call, |m| {
-            if !p.parent().is_some_and(|d| m.entries.get(d) == Some(&Entry::Dir)) {
+            if !p
+                .parent()
+                .is_some_and(|d| m.entries.get(d) == Some(&Entry::Dir))
+            {
                 return Err(HostError::new(
                     "write",
                     &p,
@@ -263,14 +266,21 @@ impl Files for RecordingHost {
             len: line.len(),
         };
         self.record(call, |m| {
-            if !p.parent().is_some_and(|d| m.entries.get(d) == Some(&Entry::Dir)) {
+            if !p
+                .parent()
+                .is_some_and(|d| m.entries.get(d) == Some(&Entry::Dir))
+            {
                 return Err(HostError::new(
                     "open",
                     &p,
                     std::io::Error::from(std::io::ErrorKind::NotFound),
                 ));
             }
-            match m.entries.entry(p.clone()).or_insert(Entry::File(Vec::new())) {
+            match m
+                .entries
+                .entry(p.clone())
+                .or_insert(Entry::File(Vec::new()))
+            {
                 Entry::File(b) => {
                     b.extend_from_slice(line);
                     Ok(())

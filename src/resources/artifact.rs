@@ -3,7 +3,7 @@
 //! profile or lock is a different build, so those changes replace it; the
 //! store path is only known once Nix has built it.
 
-use super::{At, Attrs, Ctx, Dep, Desired, Documents, Resource, ResolvedTenant, Scope, Subject};
+use super::{At, Attrs, Ctx, Dep, Desired, Documents, ResolvedTenant, Resource, Scope, Subject};
 use crate::observed::{Observed, ObservedTenant};
 use crate::security::audit::AuditDetails;
 use crate::spec::TenantSpec;
@@ -89,7 +89,13 @@ impl Resource for Artifact {
         Some(out)
     }
 
-    fn simulate(&self, obs: &mut Observed, id: Option<&TenantId>, after: Option<&ArtifactAttrs>, _: &Documents) {
+    fn simulate(
+        &self,
+        obs: &mut Observed,
+        id: Option<&TenantId>,
+        after: Option<&ArtifactAttrs>,
+        _: &Documents,
+    ) {
         let t = super::tenant_mut(obs, id);
         let Some(rec) = t.record.as_mut() else { return };
         rec.artifact = after.map(|a| {

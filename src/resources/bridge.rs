@@ -57,7 +57,13 @@ impl Resource for Bridge {
             .collect()
     }
 
-    fn simulate(&self, obs: &mut Observed, _: Option<&TenantId>, after: Option<&BridgeAttrs>, _: &super::Documents) {
+    fn simulate(
+        &self,
+        obs: &mut Observed,
+        _: Option<&TenantId>,
+        after: Option<&BridgeAttrs>,
+        _: &super::Documents,
+    ) {
         obs.bridge = after.map(|a| BridgeObs {
             up: a.up,
             addresses: a.addresses.clone(),

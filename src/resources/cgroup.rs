@@ -7,7 +7,9 @@
 //! resource as blocked, unless node.toml allows missing controllers, in
 //! which case the limits it cannot set are left out and the plan warns.
 
-use super::{ApplyCtx, At, Attrs, Ctx, Dep, Desired, Documents, NodeView, Provider, Resource, Scope, Subject};
+use super::{
+    ApplyCtx, At, Attrs, Ctx, Dep, Desired, Documents, NodeView, Provider, Resource, Scope, Subject,
+};
 use crate::observed::{CGROUP_LIMIT_FILES, CgroupObs, Observed};
 use crate::providers::host::{HostError, HostResult};
 use crate::security::audit::AuditDetails;
@@ -146,7 +148,12 @@ impl Resource for Cgroup {
         }
         // A cpuset naming CPUs the host does not have would fail (or pin
         // nothing) when written.
-        if let Some(online) = ctx.observed.cpus_online.as_deref().and_then(|c| c.parse::<CpuSet>().ok()) {
+        if let Some(online) = ctx
+            .observed
+            .cpus_online
+            .as_deref()
+            .and_then(|c| c.parse::<CpuSet>().ok())
+        {
             for t in view.tenants {
                 let Some(set) = &t.spec.cpuset else { continue };
                 let absent: Vec<String> = set
@@ -182,7 +189,13 @@ impl Resource for Cgroup {
         Some(a)
     }
 
-    fn simulate(&self, obs: &mut Observed, id: Option<&TenantId>, after: Option<&CgroupAttrs>, _: &Documents) {
+    fn simulate(
+        &self,
+        obs: &mut Observed,
+        id: Option<&TenantId>,
+        after: Option<&CgroupAttrs>,
+        _: &Documents,
+    ) {
         let t = super::tenant_mut(obs, id);
         t.cgroup = after.map(|a| CgroupObs {
             files: a
@@ -237,7 +250,13 @@ impl Provider<CgroupAttrs> for Cgroup {
     /// Creates the cgroup (enabling the controllers its limits need in
     /// every ancestor) and writes each limit that differs from what is
     /// there.
-    fn apply(&self, ctx: &ApplyCtx, id: Option<&TenantId>, prior: Option<&CgroupAttrs>, after: &CgroupAttrs) -> HostResult {
+    fn apply(
+        &self,
+        ctx: &ApplyCtx,
+        id: Option<&TenantId>,
+        prior: Option<&CgroupAttrs>,
+        after: &CgroupAttrs,
+    ) -> HostResult {
         let id = id.expect("a tenant address");
         let (root, rel) = dir_of(ctx, id, Some(&after.path))?;
         let controllers: Vec<&str> = after
@@ -271,10 +290,9 @@ impl Provider<CgroupAttrs> for Cgroup {
         let (root, rel) = dir_of(ctx, id, None)?;
         ctx.host.cgroups.cgroup_remove(&root.join(&rel))?;
         match rel.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => ctx
-                .host
-                .cgroups
-                .cgroup_remove_if_unused(&root.join(parent)),
+            Some(parent) if !parent.as_os_str().is_empty() => {
+                ctx.host.cgroups.cgroup_remove_if_unused(&root.join(parent))
+            }
             _ => Ok(()),
         }
     }
@@ -313,12 +331,22 @@ mod tests {
     fn attrs(pairs: &[(&'static str, &str)]) -> CgroupAttrs {
         let a: Attrs = pairs
             .iter()
-            .map(|(k, v)| (crate::resources::AttrName::from(*k), serde_json::Value::from(*v)))
+            .map(|(k, v)| {
+                (
+                    crate::resources::AttrName::from(*k),
+                    serde_json::Value::from(*v),
+                )
+            })
             .collect();
         decode(&"tenant.acme.cgroup".parse().unwrap(), &a).unwrap()
     }
 
-    fn apply(ctx: &ApplyCtx, id: &TenantId, prior: Option<&CgroupAttrs>, after: &CgroupAttrs) -> HostResult {
+    fn apply(
+        ctx: &ApplyCtx,
+        id: &TenantId,
+        prior: Option<&CgroupAttrs>,
+        after: &CgroupAttrs,
+    ) -> HostResult {
         Provider::apply(&Cgroup, ctx, Some(id), prior, after)
     }
 
@@ -404,8 +432,11 @@ mod tests {
             uid: 100000,
             gid: 100000,
         };
-        let desired = |ctx: &Ctx, t: &ResolvedTenant| Resource::desired(&Cgroup, ctx, Subject::Tenant(t)).unwrap();
-        let blocked = |ctx: &Ctx, t: &ResolvedTenant| Resource::blocked(&Cgroup, ctx, Subject::Tenant(t));
+        let desired = |ctx: &Ctx, t: &ResolvedTenant| {
+            Resource::desired(&Cgroup, ctx, Subject::Tenant(t)).unwrap()
+        };
+        let blocked =
+            |ctx: &Ctx, t: &ResolvedTenant| Resource::blocked(&Cgroup, ctx, Subject::Tenant(t));
         // Strict (the default): all limits wanted, and the change is blocked.
         let ctx = Ctx::new(&node, &obs);
         assert!(desired(&ctx, &t).attrs.contains_key("memory.max"));

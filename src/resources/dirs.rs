@@ -5,7 +5,9 @@
 //! is created first and deleted last.
 
 use super::values::FileMode;
-use super::{ApplyCtx, At, Attrs, Ctx, Dep, Desired, Documents, Provider, Resource, Scope, Subject};
+use super::{
+    ApplyCtx, At, Attrs, Ctx, Dep, Desired, Documents, Provider, Resource, Scope, Subject,
+};
 use crate::observed::{DirObs, Observed};
 use crate::providers::host::{HostError, HostResult};
 use crate::security::audit::{AuditDetails, AuditEvent};
@@ -87,7 +89,13 @@ impl Resource for Dirs {
         Some(a)
     }
 
-    fn simulate(&self, obs: &mut Observed, id: Option<&TenantId>, after: Option<&DirsAttrs>, _: &Documents) {
+    fn simulate(
+        &self,
+        obs: &mut Observed,
+        id: Option<&TenantId>,
+        after: Option<&DirsAttrs>,
+        _: &Documents,
+    ) {
         let t = super::tenant_mut(obs, id);
         let Some(a) = after else {
             t.dir = None;
@@ -131,7 +139,13 @@ impl Provider<DirsAttrs> for Dirs {
     /// Creates the tree (never following a planted link) and writes the
     /// record with the planned identity, keeping what other resources
     /// recorded.
-    fn apply(&self, ctx: &ApplyCtx, id: Option<&TenantId>, _: Option<&DirsAttrs>, after: &DirsAttrs) -> HostResult {
+    fn apply(
+        &self,
+        ctx: &ApplyCtx,
+        id: Option<&TenantId>,
+        _: Option<&DirsAttrs>,
+        after: &DirsAttrs,
+    ) -> HostResult {
         let id = id.expect("a tenant address");
         let files = &*ctx.host.files;
         let state = ctx.layout.root();
@@ -140,7 +154,10 @@ impl Provider<DirsAttrs> for Dirs {
             return Err(HostError::other(
                 "use",
                 &tree,
-                format!("the plan names another path for this tenant's tree ({})", after.path),
+                format!(
+                    "the plan names another path for this tenant's tree ({})",
+                    after.path
+                ),
             ));
         }
         ctx.host.ensure_state_dir(state)?;
@@ -156,7 +173,8 @@ impl Provider<DirsAttrs> for Dirs {
             ),
             None => None,
         };
-        let record = TenantRecord::with_identity(existing, id, after.uid, after.gid, after.ip, after.mac);
+        let record =
+            TenantRecord::with_identity(existing, id, after.uid, after.gid, after.ip, after.mac);
         let mut text = serde_json::to_vec_pretty(&record).expect("record serializes");
         text.push(b'\n');
         files.write_file(&path, &text, 0o600)

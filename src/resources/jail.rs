@@ -65,7 +65,13 @@ impl Resource for Jail {
         Some(a)
     }
 
-    fn simulate(&self, obs: &mut Observed, id: Option<&TenantId>, after: Option<&JailAttrs>, _: &Documents) {
+    fn simulate(
+        &self,
+        obs: &mut Observed,
+        id: Option<&TenantId>,
+        after: Option<&JailAttrs>,
+        _: &Documents,
+    ) {
         let t = super::tenant_mut(obs, id);
         if let Some(rec) = t.record.as_mut() {
             rec.jail = after.map(|a| JailRecord {

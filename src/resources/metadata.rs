@@ -55,7 +55,13 @@ impl Resource for Metadata {
         Some(a)
     }
 
-    fn simulate(&self, obs: &mut Observed, _: Option<&TenantId>, after: Option<&MetadataAttrs>, _: &Documents) {
+    fn simulate(
+        &self,
+        obs: &mut Observed,
+        _: Option<&TenantId>,
+        after: Option<&MetadataAttrs>,
+        _: &Documents,
+    ) {
         obs.metadata_listener = after.map(|a| a.listen.clone());
     }
 }

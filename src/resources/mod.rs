@@ -217,7 +217,12 @@ pub trait Resource: Sync + 'static {
     /// Attributes as found on the host, or `None` when it does not exist.
     fn observed(&self, ctx: &Ctx, at: At) -> Option<Attrs>;
     /// Documents to diff for a change (`want` is `None` when deleting).
-    fn documents(&self, _ctx: &Ctx, _at: Option<&ObservedTenant>, _want: Option<&ResolvedTenant>) -> Documents {
+    fn documents(
+        &self,
+        _ctx: &Ctx,
+        _at: Option<&ObservedTenant>,
+        _want: Option<&ResolvedTenant>,
+    ) -> Documents {
         Documents::new()
     }
     /// Why a create or update of it cannot be applied on this node.
@@ -255,7 +260,13 @@ pub trait Provider<A>: Sync {
     /// Creates or updates it. `prior` is what the host had, for an update
     /// in place (`None` for a create or replace, or a prior that did not
     /// decode: then everything is written).
-    fn apply(&self, ctx: &ApplyCtx, id: Option<&TenantId>, prior: Option<&A>, after: &A) -> Result<(), HostError>;
+    fn apply(
+        &self,
+        ctx: &ApplyCtx,
+        id: Option<&TenantId>,
+        prior: Option<&A>,
+        after: &A,
+    ) -> Result<(), HostError>;
     /// Deletes it. Paths come from the address, never from attributes.
     fn delete(&self, ctx: &ApplyCtx, id: Option<&TenantId>) -> Result<(), HostError>;
 }
@@ -308,7 +319,12 @@ pub trait Kind: Sync {
     fn desired(&self, ctx: &Ctx, s: Subject) -> Option<Desired>;
     fn unwanted(&self, s: Subject) -> Unwanted;
     fn observed(&self, ctx: &Ctx, at: At) -> Option<Attrs>;
-    fn documents(&self, ctx: &Ctx, at: Option<&ObservedTenant>, want: Option<&ResolvedTenant>) -> Documents;
+    fn documents(
+        &self,
+        ctx: &Ctx,
+        at: Option<&ObservedTenant>,
+        want: Option<&ResolvedTenant>,
+    ) -> Documents;
     fn blocked(&self, ctx: &Ctx, s: Subject) -> Option<String>;
     fn warnings(&self, ctx: &Ctx, view: &NodeView) -> Vec<String>;
     fn has_provider(&self) -> bool;
@@ -362,7 +378,12 @@ impl<R: Resource> Kind for R {
     fn observed(&self, ctx: &Ctx, at: At) -> Option<Attrs> {
         Resource::observed(self, ctx, at)
     }
-    fn documents(&self, ctx: &Ctx, at: Option<&ObservedTenant>, want: Option<&ResolvedTenant>) -> Documents {
+    fn documents(
+        &self,
+        ctx: &Ctx,
+        at: Option<&ObservedTenant>,
+        want: Option<&ResolvedTenant>,
+    ) -> Documents {
         Resource::documents(self, ctx, at, want)
     }
     fn blocked(&self, ctx: &Ctx, s: Subject) -> Option<String> {
@@ -490,8 +511,9 @@ impl ResourceAddr {
         deps.iter()
             .filter_map(|d| match (d, tenant) {
                 (Dep::Node(w), _) => KindId::find(Scope::Node, w).map(ResourceAddr::node),
-                (Dep::Tenant(w), Some(id)) => KindId::find(Scope::Tenant, w)
-                    .map(|k| ResourceAddr::tenant_kind(id.clone(), k)),
+                (Dep::Tenant(w), Some(id)) => {
+                    KindId::find(Scope::Tenant, w).map(|k| ResourceAddr::tenant_kind(id.clone(), k))
+                }
                 (Dep::Tenant(_), None) => None,
             })
             .collect()
@@ -541,7 +563,10 @@ impl<'de> Deserialize<'de> for ResourceAddr {
 
 /// The tenant's entry in an `Observed` value, created if missing (the
 /// kinds' `simulate`).
-pub(crate) fn tenant_mut<'o>(obs: &'o mut Observed, id: Option<&TenantId>) -> &'o mut ObservedTenant {
+pub(crate) fn tenant_mut<'o>(
+    obs: &'o mut Observed,
+    id: Option<&TenantId>,
+) -> &'o mut ObservedTenant {
     let id = id.expect("a tenant kind is simulated with its tenant's address");
     obs.tenants.entry(id.clone()).or_default()
 }
@@ -558,9 +583,16 @@ mod tests {
     fn registry_is_consistent() {
         let mut words = BTreeSet::new();
         for (i, k) in REGISTRY.iter().enumerate() {
-            assert!(words.insert((k.scope(), k.word())), "{} registered twice", k.word());
+            assert!(
+                words.insert((k.scope(), k.word())),
+                "{} registered twice",
+                k.word()
+            );
             if i > 0 {
-                assert!(REGISTRY[i - 1].scope() <= k.scope(), "node kinds come first");
+                assert!(
+                    REGISTRY[i - 1].scope() <= k.scope(),
+                    "node kinds come first"
+                );
             }
         }
         let spec: TenantSpec = serde_json::from_value(serde_json::json!({
@@ -624,7 +656,10 @@ mod tests {
         let mut attrs = Attrs::new();
         attrs.insert("uid".into(), Value::from(4_294_967_296u64));
         let e = decode::<A>(&addr, &attrs).unwrap_err().to_string();
-        assert!(e.starts_with("tenant.acme.dirs: the plan's attribute uid"), "{e}");
+        assert!(
+            e.starts_with("tenant.acme.dirs: the plan's attribute uid"),
+            "{e}"
+        );
         attrs.clear();
         let e = decode::<A>(&addr, &attrs).unwrap_err().to_string();
         assert!(e.contains("missing field `uid`"), "{e}");

@@ -97,7 +97,13 @@ impl Resource for NodeNft {
             .collect()
     }
 
-    fn simulate(&self, obs: &mut Observed, _: Option<&TenantId>, after: Option<&NftAttrs>, _: &Documents) {
+    fn simulate(
+        &self,
+        obs: &mut Observed,
+        _: Option<&TenantId>,
+        after: Option<&NftAttrs>,
+        _: &Documents,
+    ) {
         let mut tables = BTreeMap::new();
         for c in after.map(|a| a.chains.as_slice()).unwrap_or_default() {
             let mut parts = c.rsplitn(2, ' ');

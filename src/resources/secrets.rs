@@ -4,7 +4,9 @@
 //! place with a remount.
 
 use super::values::{FileMode, TmpfsSize};
-use super::{ApplyCtx, At, Attrs, Ctx, Dep, Desired, Documents, Provider, Resource, Scope, Subject};
+use super::{
+    ApplyCtx, At, Attrs, Ctx, Dep, Desired, Documents, Provider, Resource, Scope, Subject,
+};
 use crate::observed::{MountObs, Observed};
 use crate::providers::host::{HostError, HostResult, TmpfsOptions};
 use crate::spec::TenantSpec;
@@ -79,7 +81,13 @@ impl Resource for Secrets {
         Some(a)
     }
 
-    fn simulate(&self, obs: &mut Observed, id: Option<&TenantId>, after: Option<&SecretsAttrs>, _: &Documents) {
+    fn simulate(
+        &self,
+        obs: &mut Observed,
+        id: Option<&TenantId>,
+        after: Option<&SecretsAttrs>,
+        _: &Documents,
+    ) {
         let t = super::tenant_mut(obs, id);
         t.secrets = after.map(|a| {
             let mut options: Vec<String> = a.options.split(',').map(str::to_string).collect();
@@ -88,10 +96,7 @@ impl Resource for Secrets {
             MountObs {
                 fstype: a.fstype.clone(),
                 options,
-                super_options: vec![
-                    format!("mode={:o}", a.mode.0),
-                    format!("size={}", a.size.0),
-                ],
+                super_options: vec![format!("mode={:o}", a.mode.0), format!("size={}", a.size.0)],
             }
         });
     }
@@ -106,7 +111,13 @@ impl Provider<SecretsAttrs> for Secrets {
     /// mount point comes from the tenant id, never from the plan; size and
     /// mode were checked when the plan was decoded, so a hand-edited plan
     /// cannot smuggle mount options.
-    fn apply(&self, ctx: &ApplyCtx, id: Option<&TenantId>, _: Option<&SecretsAttrs>, after: &SecretsAttrs) -> HostResult {
+    fn apply(
+        &self,
+        ctx: &ApplyCtx,
+        id: Option<&TenantId>,
+        _: Option<&SecretsAttrs>,
+        after: &SecretsAttrs,
+    ) -> HostResult {
         let id = id.expect("a tenant address");
         let target = ctx.layout.secrets(id);
         if after.path != target.display().to_string() || after.fstype != FSTYPE {

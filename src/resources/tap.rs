@@ -65,7 +65,13 @@ impl Resource for Tap {
         Some(a)
     }
 
-    fn simulate(&self, obs: &mut Observed, id: Option<&TenantId>, after: Option<&TapAttrs>, _: &Documents) {
+    fn simulate(
+        &self,
+        obs: &mut Observed,
+        id: Option<&TenantId>,
+        after: Option<&TapAttrs>,
+        _: &Documents,
+    ) {
         let t = super::tenant_mut(obs, id);
         t.tap = after.map(|a| TapObs {
             master: Some(a.master.clone()),

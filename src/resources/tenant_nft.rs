@@ -67,7 +67,13 @@ impl Resource for TenantNft {
         Some(a)
     }
 
-    fn simulate(&self, obs: &mut Observed, id: Option<&TenantId>, after: Option<&TenantNftAttrs>, _: &Documents) {
+    fn simulate(
+        &self,
+        obs: &mut Observed,
+        id: Option<&TenantId>,
+        after: Option<&TenantNftAttrs>,
+        _: &Documents,
+    ) {
         let t = super::tenant_mut(obs, id);
         t.nft = after.map(|a| TenantNftObs {
             ip: Some(a.ip),

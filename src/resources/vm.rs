@@ -8,7 +8,10 @@
 //! artifact's kernel and rootfs at `/vmlinux` and `/rootfs.ext4`, so the
 //! config does not depend on the store path and is known at plan time.
 
-use super::{At, Attrs, Ctx, Dep, Desired, DocumentChange, Documents, NodeView, Resource, ResolvedTenant, Scope, Subject, Unwanted};
+use super::{
+    At, Attrs, Ctx, Dep, Desired, DocumentChange, Documents, NodeView, ResolvedTenant, Resource,
+    Scope, Subject, Unwanted,
+};
 use crate::observed::{Observed, ObservedTenant, VmProcess};
 use crate::security::audit::AuditDetails;
 use crate::spec::desired::{RunState, SeccompLevel};
@@ -296,7 +299,12 @@ impl Resource for Vm {
         Some(a)
     }
 
-    fn documents(&self, ctx: &Ctx, at: Option<&ObservedTenant>, want: Option<&ResolvedTenant>) -> Documents {
+    fn documents(
+        &self,
+        ctx: &Ctx,
+        at: Option<&ObservedTenant>,
+        want: Option<&ResolvedTenant>,
+    ) -> Documents {
         let change = DocumentChange {
             before: at.and_then(observed_config).cloned(),
             after: want.map(|t| config_value(&fc_config(ctx.node, &t.spec, t.ip, t.mac))),
@@ -315,7 +323,10 @@ impl Resource for Vm {
 
     fn warnings(&self, ctx: &Ctx, view: &NodeView) -> Vec<String> {
         let mut w = Vec::new();
-        let running = view.tenants.iter().any(|t| t.spec.state == RunState::Running);
+        let running = view
+            .tenants
+            .iter()
+            .any(|t| t.spec.state == RunState::Running);
         if running && !ctx.observed.binaries.jailer {
             w.push(format!(
                 "no jailer at {}: VMs will run Firecracker directly, without its chroot, uid/gid drop or cgroup placement",
@@ -355,7 +366,13 @@ impl Resource for Vm {
         w
     }
 
-    fn simulate(&self, obs: &mut Observed, id: Option<&TenantId>, after: Option<&VmAttrs>, docs: &Documents) {
+    fn simulate(
+        &self,
+        obs: &mut Observed,
+        id: Option<&TenantId>,
+        after: Option<&VmAttrs>,
+        docs: &Documents,
+    ) {
         let t = super::tenant_mut(obs, id);
         let Some(a) = after else {
             t.vm = None;

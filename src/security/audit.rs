@@ -230,11 +230,7 @@ mod tests {
         let id = TenantId::parse("acme").unwrap();
         let layout = StateLayout::new(dir);
         std::fs::create_dir_all(layout.tenant_dir(&id)).unwrap();
-        let w = AuditWriter::new(
-            layout.clone(),
-            "node1".into(),
-            "mvm agent reconcile".into(),
-        );
+        let w = AuditWriter::new(layout.clone(), "node1".into(), "mvm agent reconcile".into());
         let host = Host::linux();
         for i in 0..n {
             let ev = AuditEvent {

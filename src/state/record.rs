@@ -25,7 +25,10 @@ pub fn parse_record(path: &Path, bytes: &[u8], id: &TenantId) -> Result<TenantRe
             e.column()
         )
     })?;
-    match value.get("format_version").and_then(serde_json::Value::as_u64) {
+    match value
+        .get("format_version")
+        .and_then(serde_json::Value::as_u64)
+    {
         Some(v) if v > u64::from(RECORD_VERSION) => {
             return Err(format!(
                 "{}: written by a newer mvm (format_version {v}; this mvm reads {RECORD_VERSION})",

@@ -1,0 +1,20 @@
+//! Process signals: the operator's Ctrl-C and a supervisor's SIGTERM.
+
+use std::future::Future;
+use std::pin::Pin;
+
+/// Starts listening for SIGINT and SIGTERM now (inside a tokio runtime),
+/// and returns a future that completes when one arrives. If the listeners
+/// cannot be installed the future never completes.
+pub fn listen_for_termination() -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut int), Ok(mut term)) => Box::pin(async move {
+            tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+        }),
+        _ => Box::pin(std::future::pending()),
+    }
+}
