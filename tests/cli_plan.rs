@@ -453,3 +453,35 @@ fn cpuset_beyond_the_host_is_warned_about() {
         r.stdout
     );
 }
+
+/// A saved plan edited by hand is decoded into each kind's typed
+/// attributes before anything is applied: a uid of 2^32 is refused with
+/// the address and attribute, never truncated to 0.
+#[test]
+fn edited_saved_plan_is_refused_with_the_attribute() {
+    let node = mvm::spec::NodeConfig::default_config();
+    let observed =
+        mvm::agent::load_observed(std::path::Path::new("fixtures/observed/fresh.json")).unwrap();
+    let desired =
+        mvm::agent::load_desired(&node, std::path::Path::new("fixtures/desired/example.json"))
+            .unwrap();
+    let plan = mvm::plan::plan(&desired, &node, &observed, Default::default()).unwrap();
+    let mut v = serde_json::to_value(&plan).unwrap();
+    let dirs = v["resource_changes"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|c| c["address"] == "tenant.acme.dirs")
+        .unwrap();
+    dirs["after"]["uid"] = serde_json::json!(4_294_967_296u64);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plan.json");
+    std::fs::write(&path, v.to_string()).unwrap();
+    let e = mvm::agent::load_saved_plan(&path, &node, &observed)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("tenant.acme.dirs: the plan's attribute uid is not valid"),
+        "{e}"
+    );
+}
