@@ -125,7 +125,7 @@ pub fn reconcile(
         let run = apply::execute(&plan, ctx, parallelism, progress, stop.clone());
         tokio::pin!(run);
         let mut told = false;
-        loop {
+        let report = loop {
             tokio::select! {
                 report = &mut run => break report,
                 Some(()) = rx.recv(), if !told => {
@@ -133,7 +133,12 @@ pub fn reconcile(
                     ui.interrupted();
                 }
             }
+        };
+        // The run may end before the notice was polled.
+        if !told && stop.load(Ordering::SeqCst) {
+            ui.interrupted();
         }
+        report
     });
     Ok(Outcome::Applied(report))
 }
