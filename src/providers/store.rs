@@ -1,4 +1,4 @@
-//! Durable state files on the real host: atomic writes, versioned reads,
+//! Durable state files on the real host: atomic writes,
 //! capped reads, the node id and the node lock. The formats live in
 //! `state/`; this is where they meet the filesystem.
 //!
@@ -9,8 +9,6 @@
 //! newer mvm, is an error naming the file: never a silent reset.
 
 use nix::fcntl::{Flock, FlockArg};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -28,12 +26,6 @@ pub enum StoreError {
     },
     #[error("{}: {message}", path.display())]
     Corrupt { path: PathBuf, message: String },
-    #[error("{}: written by a newer mvm (format_version {found}; this mvm reads {supported})", path.display())]
-    TooNew {
-        path: PathBuf,
-        found: u64,
-        supported: u32,
-    },
     #[error("the node lock {} is held by {holder}", path.display())]
     Locked { path: PathBuf, holder: String },
 }
@@ -87,66 +79,6 @@ pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io_err("sync", dir))
-}
-
-/// Serializes `value` as pretty JSON and writes it atomically, mode 0600.
-pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
-    let mut text = serde_json::to_vec_pretty(value).expect("state serializes");
-    text.push(b'\n');
-    write_atomic(path, &text, 0o600)
-}
-
-/// Reads a versioned JSON state file without following links. `Ok(None)`
-/// when it does not exist.
-pub fn read_json<T: DeserializeOwned>(
-    path: &Path,
-    supported: u32,
-) -> Result<Option<T>, StoreError> {
-    let mut f = match OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_err("open", path)(e)),
-    };
-    let mut text = String::new();
-    f.read_to_string(&mut text).map_err(io_err("read", path))?;
-    let value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
-            path: path.to_path_buf(),
-            message: format!(
-                "line {} column {}: not valid JSON: {e}",
-                e.line(),
-                e.column()
-            ),
-        })?;
-    match value
-        .get("format_version")
-        .and_then(serde_json::Value::as_u64)
-    {
-        Some(v) if v > u64::from(supported) => {
-            return Err(StoreError::TooNew {
-                path: path.to_path_buf(),
-                found: v,
-                supported,
-            });
-        }
-        Some(_) => {}
-        None => {
-            return Err(StoreError::Corrupt {
-                path: path.to_path_buf(),
-                message: "has no format_version".into(),
-            });
-        }
-    }
-    serde_json::from_value(value)
-        .map(Some)
-        .map_err(|e| StoreError::Corrupt {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })
 }
 
 /// Reads the node's identity (`<state>/node-id`); `Ok(None)` before the
@@ -286,23 +218,6 @@ mod tests {
         write_atomic(&p, b"two", 0o600).unwrap();
         assert_eq!(fs::read_to_string(&p).unwrap(), "two");
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
-    }
-
-    #[test]
-    fn versioned_reads() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("s.json");
-        assert!(read_json::<serde_json::Value>(&p, 1).unwrap().is_none());
-        fs::write(&p, r#"{"format_version": 3}"#).unwrap();
-        assert!(matches!(
-            read_json::<serde_json::Value>(&p, 1),
-            Err(StoreError::TooNew { found: 3, .. })
-        ));
-        fs::write(&p, "{").unwrap();
-        let e = read_json::<serde_json::Value>(&p, 1)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("s.json") && e.contains("not valid JSON"), "{e}");
     }
 
     #[test]
