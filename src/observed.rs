@@ -99,6 +99,10 @@ pub struct ObservedTenant {
     pub dir: Option<DirObs>,
     #[serde(default)]
     pub jail_dir: Option<DirObs>,
+    /// The `secrets/` directory (the tmpfs root when one is mounted there);
+    /// absent when missing or not a directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets_dir: Option<DirObs>,
     #[serde(default)]
     pub cgroup: Option<CgroupObs>,
     #[serde(default)]
@@ -174,6 +178,10 @@ pub struct MountObs {
     pub options: Vec<String>,
     /// Superblock options such as `size=16384k`, `mode=700`.
     pub super_options: Vec<String>,
+    /// The mount's root directory as it really is (a remount does not
+    /// change it, a chmod does not change `mode=`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<DirObs>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

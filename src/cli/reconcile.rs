@@ -98,7 +98,7 @@ pub fn run(s: &Settings, args: &ReconcileArgs) -> Result<ExitCode, AgentError> {
     };
     let outcome = reconcile::reconcile(
         req,
-        Host::linux(),
+        Host::linux(&node.state_dir),
         &ui,
         Arc::new(AtomicBool::new(false)),
         true,

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 pub fn audit(s: &Settings, args: &AuditArgs) -> Result<ExitCode, AgentError> {
     let node = s.config.load()?;
     let id = agent::tenant::parse_id(&args.tenant)?;
-    let log = agent::tenant::read_log(&node, id, &Host::linux())?;
+    let log = agent::tenant::read_log(&node, id, &Host::linux(&node.state_dir))?;
     if log.archived {
         let note = format!(
             "note: {} was pruned; reading its archived log {}\n",

@@ -1,6 +1,6 @@
 //! `Host`: every change mvm makes to a node, and every read an applier or
 //! the audit writer needs, goes through one of these capability traits.
-//! `Host` bundles one implementation of each: `Host::linux()` the real
+//! `Host` bundles one implementation of each: `Host::linux(state_dir)` the real
 //! machine (`linux.rs`), `Host::recording(..)` the test double
 //! (`recording.rs`) that records typed calls against an in-memory model.
 //!
@@ -51,15 +51,18 @@ pub struct TmpfsOptions {
     pub mode: String,
 }
 
-/// Files and directories under the state dir.
+/// Files and directories under the state dir. Paths are absolute and must
+/// lie below it; the real host reaches them from the state dir's fd and
+/// refuses a link, a `..` or a mount anywhere below it. Files mvm owns
+/// (records, logs, heads) must be regular files with one link.
 pub trait Files: Send + Sync {
     /// Creates `base/rel` (each missing component with `mode`, the last one
     /// owned by `uid:gid`) and sets the last one's mode and owner. Never
     /// follows a symlink below `base`: a link planted in the tree is an
-    /// error.
+    /// error. A filesystem mounted on the last component is left as it is.
     fn ensure_dir(&self, base: &Path, rel: &Path, mode: u32, uid: u32, gid: u32) -> HostResult;
     /// Removes `path` and everything in it, without following links. Refuses
-    /// if a filesystem is mounted at or below it.
+    /// (before deleting anything) if a filesystem is mounted at or below it.
     fn remove_tree(&self, path: &Path) -> HostResult;
     /// Writes a file atomically (temp, fsync, rename, fsync dir).
     fn write_file(&self, path: &Path, data: &[u8], mode: u32) -> HostResult;
@@ -84,25 +87,29 @@ pub trait Files: Send + Sync {
     fn list(&self, dir: &Path) -> HostResult<Vec<String>>;
 }
 
-/// The cgroup2 filesystem.
+/// The cgroup2 filesystem. `root` is the cgroup2 mount; `rel` is walked
+/// below it by fd, never through a link.
 pub trait Cgroups: Send + Sync {
     /// Creates the cgroup `root/rel`, enabling `controllers` in the
     /// `cgroup.subtree_control` of `root` and every ancestor of the leaf.
     fn cgroup_create(&self, root: &Path, rel: &Path, controllers: &[&str]) -> HostResult;
-    /// Writes one cgroup interface file (`memory.max`, …).
-    fn cgroup_write(&self, dir: &Path, file: &str, value: &str) -> HostResult;
-    /// Freezes, kills everything in, waits until empty, and removes a
-    /// cgroup, with bounded retries. Gone already is success.
-    fn cgroup_remove(&self, dir: &Path) -> HostResult;
-    /// Removes an empty cgroup with no children (a parent left behind when
-    /// its last tenant went); one still in use is left alone.
-    fn cgroup_remove_if_unused(&self, dir: &Path) -> HostResult;
+    /// Writes one interface file (`memory.max`, …) of the cgroup
+    /// `root/rel`.
+    fn cgroup_write(&self, root: &Path, rel: &Path, file: &str, value: &str) -> HostResult;
+    /// Freezes, kills everything in, waits until empty, and removes the
+    /// cgroup `root/rel`, with bounded retries. Gone already is success.
+    fn cgroup_remove(&self, root: &Path, rel: &Path) -> HostResult;
+    /// Removes the cgroup `root/rel` if it is empty with no children (a
+    /// parent left behind when its last tenant went); one still in use is
+    /// left alone.
+    fn cgroup_remove_if_unused(&self, root: &Path, rel: &Path) -> HostResult;
 }
 
 /// Mounts.
 pub trait Mounts: Send + Sync {
-    /// Mounts a `nodev,noexec,nosuid` tmpfs at `target`, or remounts it
-    /// with these options if one is there already.
+    /// Mounts a `nodev,noexec,nosuid` tmpfs at `target` (a directory below
+    /// the state dir, never a link), or remounts it with these options if
+    /// one is there already; its root gets `opts.mode`, owned by root.
     fn mount_tmpfs(&self, target: &Path, opts: &TmpfsOptions) -> HostResult;
     /// Unmounts `target`; not mounted is success.
     fn unmount(&self, target: &Path) -> HostResult;
@@ -123,9 +130,9 @@ pub struct Host {
 }
 
 impl Host {
-    /// The real machine.
-    pub fn linux() -> Self {
-        let h = Arc::new(super::linux::LinuxHost);
+    /// The real machine; file operations stay below `state_dir`.
+    pub fn linux(state_dir: &Path) -> Self {
+        let h = Arc::new(super::linux::LinuxHost::new(state_dir));
         Self {
             files: h.clone(),
             cgroups: h.clone(),

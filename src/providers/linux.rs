@@ -1,165 +1,206 @@
 //! `LinuxHost`: the capability traits of `host.rs` on the real machine.
-//! Directory work goes through directory fds with `O_NOFOLLOW`, so a link
-//! planted under the state dir is an error, never followed.
+//!
+//! Every path below the state dir and the cgroup2 tree is reached from the
+//! tree's directory fd (`beneath.rs`): a link, a `..` or a mount planted
+//! anywhere below the root is refused, never followed or crossed. Files
+//! mvm owns must be regular files with one link; reads are non-blocking
+//! and capped. Mounts target an fd-verified directory (through its
+//! `/proc/self/fd` name), and whether something is mounted is decided by
+//! mount ids, never by comparing path strings.
 
-use std::fs;
+use std::ffi::OsStr;
 use std::io::{self, Write};
-use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Component, Path, PathBuf};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, openat};
 use nix::sys::stat::{Mode, fchmod, mkdirat};
-use nix::unistd::{Gid, Uid, fchown};
+use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown};
 
+use super::beneath::{self, Tree};
 use super::host::{Cgroups, Clock, Files, HostError, HostResult, Mounts, TmpfsOptions};
 
-/// The real host.
-#[derive(Debug, Default, Clone)]
-pub struct LinuxHost;
+/// The real host. File operations are confined to the state dir.
+#[derive(Debug, Clone)]
+pub struct LinuxHost {
+    state: PathBuf,
+}
 
-fn open_dir_nofollow(dir: impl AsFd, name: &Path) -> nix::Result<OwnedFd> {
-    openat(
+impl LinuxHost {
+    /// A host whose file operations stay below `state_dir`.
+    pub fn new(state_dir: &Path) -> Self {
+        Self {
+            state: state_dir.to_path_buf(),
+        }
+    }
+
+    fn tree(&self, action: &'static str) -> HostResult<Tree> {
+        Tree::open(&self.state).map_err(|e| HostError::new(action, &self.state, e))
+    }
+
+    /// The state tree and `path` relative to it.
+    fn locate<'a>(&self, action: &'static str, path: &'a Path) -> HostResult<(Tree, &'a Path)> {
+        let tree = self.tree(action)?;
+        let rel = tree
+            .rel(path)
+            .map_err(|e| HostError::new(action, path, e))?;
+        if rel.as_os_str().is_empty() {
+            return Err(HostError::other(
+                action,
+                path,
+                "refusing: that is the state dir itself",
+            ));
+        }
+        Ok((tree, rel))
+    }
+
+    /// Opens a file mvm owns for reading: non-blocking (a FIFO cannot
+    /// hang mvm), regular, one link. `None` when it does not exist.
+    fn open_own(&self, path: &Path) -> HostResult<Option<(OwnedFd, u64)>> {
+        let (tree, rel) = self.locate("read", path)?;
+        let fd = match tree.open_at(rel, OFlag::O_RDONLY | OFlag::O_NONBLOCK, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(HostError::new("open", path, e)),
+        };
+        let st = beneath::check_own_file(&fd, path).map_err(|e| HostError::new("read", path, e))?;
+        Ok(Some((fd, st.st_size as u64)))
+    }
+}
+
+fn os(name: &OsStr) -> &Path {
+    Path::new(name)
+}
+
+/// Writes `data` to `name` in `dir` atomically: an exclusive temporary
+/// file, fsync, rename over the target, fsync of the directory. Temporary
+/// files of writers that crashed are removed first (the node lock means no
+/// other writer of this file runs).
+fn write_at(dir: &OwnedFd, name: &OsStr, path: &Path, data: &[u8], mode: u32) -> HostResult {
+    let prefix = format!(".{}.tmp.", name.to_string_lossy());
+    for stale in beneath::names(dir, path).map_err(|e| HostError::new("list", path, e))? {
+        if stale.to_string_lossy().starts_with(&prefix) {
+            let _ = nix::unistd::unlinkat(dir, stale.as_os_str(), UnlinkatFlags::NoRemoveDir);
+        }
+    }
+    let tmp = format!("{prefix}{}", std::process::id());
+    let perm = Mode::from_bits_truncate(mode);
+    let fd = openat(
         dir,
-        name,
-        OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_RDONLY,
-        Mode::empty(),
+        tmp.as_str(),
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        perm,
     )
-}
-
-/// Mount points at or below `path`, from /proc/self/mountinfo.
-fn mounts_under(path: &Path) -> io::Result<Vec<PathBuf>> {
-    let text = fs::read_to_string("/proc/self/mountinfo")?;
-    Ok(super::mountinfo::parse(&text)
-        .into_iter()
-        .map(|m| m.mount_point)
-        .filter(|m| m.starts_with(path))
-        .collect())
-}
-
-fn is_mount_point(path: &Path) -> io::Result<bool> {
-    Ok(mounts_under(path)?.iter().any(|m| m == path))
+    .map_err(|e| HostError::new("create a temporary file for", path, e))?;
+    let mut f = std::fs::File::from(fd);
+    let result = fchmod(&f, perm)
+        .map_err(io::Error::from)
+        .and_then(|()| f.write_all(data))
+        .and_then(|()| f.sync_all())
+        .map_err(|e| HostError::new("write", path, e))
+        .and_then(|()| {
+            nix::fcntl::renameat(dir, tmp.as_str(), dir, name)
+                .map_err(|e| HostError::new("replace", path, e))
+        });
+    if result.is_err() {
+        let _ = nix::unistd::unlinkat(dir, tmp.as_str(), UnlinkatFlags::NoRemoveDir);
+    }
+    result?;
+    nix::unistd::fsync(dir).map_err(|e| HostError::new("sync the directory of", path, e))
 }
 
 impl Files for LinuxHost {
     fn ensure_dir(&self, base: &Path, rel: &Path, mode: u32, uid: u32, gid: u32) -> HostResult {
         let full = base.join(rel);
-        let err = |action, e: Errno| HostError::new(action, &full, e);
-        let mut fd = nix::fcntl::open(
-            base,
-            OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_RDONLY,
-            Mode::empty(),
-        )
-        .map_err(|e| HostError::new("open", base, e))?;
-        let comps: Vec<&std::ffi::OsStr> = rel
-            .components()
-            .map(|c| match c {
-                Component::Normal(n) => Ok(n),
-                _ => Err(HostError::new(
-                    "create",
-                    &full,
-                    io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        "path must be relative and plain",
-                    ),
-                )),
-            })
-            .collect::<Result<_, _>>()?;
+        let tree = Tree::open(base).map_err(|e| HostError::new("open", base, e))?;
+        tree.rel(&full)
+            .map_err(|e| HostError::new("create", &full, e))?;
         let perm = Mode::from_bits_truncate(mode);
-        for name in &comps {
+        let mut fd = tree
+            .dir(Path::new(""))
+            .map_err(|e| HostError::new("open", base, e))?;
+        let comps: Vec<&OsStr> = rel.iter().collect();
+        for (i, name) in comps.iter().enumerate() {
             match mkdirat(&fd, *name, perm) {
                 Ok(()) | Err(Errno::EEXIST) => {}
-                Err(e) => return Err(err("create", e)),
+                Err(e) => return Err(HostError::new("create", &full, e)),
             }
-            // O_NOFOLLOW: a symlink planted here fails with ELOOP/ENOTDIR.
-            fd = open_dir_nofollow(&fd, Path::new(name))
-                .map_err(|e| err("open (no symlinks followed)", e))?;
+            match beneath::child_dir(&fd, name, &full, tree.mount()) {
+                Ok(child) => fd = child,
+                // A filesystem mounted on the last component (a tenant's
+                // secrets tmpfs, a state dir on its own disk) belongs to
+                // whoever mounted it: it exists, and its mode is theirs.
+                Err(_) if i + 1 == comps.len() && mounted_on(&fd, name) => return Ok(()),
+                Err(e) => {
+                    return Err(HostError::new("open (no symlinks followed)", &full, e));
+                }
+            }
         }
         fchown(&fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
-            .map_err(|e| err("chown", e))?;
-        fchmod(&fd, perm).map_err(|e| err("chmod", e))?;
+            .map_err(|e| HostError::new("chown", &full, e))?;
+        fchmod(&fd, perm).map_err(|e| HostError::new("chmod", &full, e))?;
         Ok(())
     }
 
     fn remove_tree(&self, path: &Path) -> HostResult {
-        // Only plain absolute paths below the root: `a/..` would make the
-        // mount check below (a prefix match) blind, and the root itself is
-        // never anything mvm owns.
-        let plain = path.is_absolute()
-            && path
-                .components()
-                .skip(1)
-                .all(|c| matches!(c, Component::Normal(_)))
-            && path.components().count() >= 3;
-        if !plain {
-            return Err(HostError::new(
-                "remove",
-                path,
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "refusing: not a plain absolute path at least two levels deep",
-                ),
-            ));
-        }
-        match fs::symlink_metadata(path) {
+        let (tree, rel) = self.locate("remove", path)?;
+        let (dir, name) = match tree.parent(rel) {
+            Ok(p) => p,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(HostError::new("inspect", path, e)),
-            Ok(m) if m.file_type().is_symlink() => {
-                return fs::remove_file(path).map_err(|e| HostError::new("remove", path, e));
-            }
-            Ok(_) => {}
-        }
-        let mounts =
-            mounts_under(path).map_err(|e| HostError::new("read mounts under", path, e))?;
-        if let Some(m) = mounts.first() {
-            return Err(HostError::new(
-                "remove",
-                path,
-                io::Error::other(format!(
-                    "{} is still mounted; unmount it first",
-                    m.display()
-                )),
-            ));
-        }
-        // std's remove_dir_all does not follow symlinks (it uses
-        // openat/unlinkat), so a planted link cannot redirect the delete.
-        match fs::remove_dir_all(path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(HostError::new("remove", path, e)),
-            _ => Ok(()),
-        }
+            Err(e) => return Err(HostError::new("remove", path, e)),
+        };
+        beneath::remove_at(&dir, name, path, tree.mount())
+            .map_err(|e| HostError::new("remove", path, e))
     }
 
     fn write_file(&self, path: &Path, data: &[u8], mode: u32) -> HostResult {
-        super::store::write_atomic(path, data, mode)
-            .map_err(|e| HostError::new("write", path, io::Error::other(e.to_string())))
+        let (tree, rel) = self.locate("write", path)?;
+        let (dir, name) = tree
+            .parent(rel)
+            .map_err(|e| HostError::new("write", path, e))?;
+        write_at(&dir, name, path, data, mode)
     }
 
     fn rename(&self, from: &Path, to: &Path) -> HostResult {
-        fs::rename(from, to).map_err(|e| HostError::new("rename", from, e))
+        let (tree, rel_from) = self.locate("rename", from)?;
+        let rel_to = tree.rel(to).map_err(|e| HostError::new("rename", to, e))?;
+        let (a, na) = tree
+            .parent(rel_from)
+            .map_err(|e| HostError::new("rename", from, e))?;
+        let (b, nb) = tree
+            .parent(rel_to)
+            .map_err(|e| HostError::new("rename to", to, e))?;
+        nix::fcntl::renameat(&a, na, &b, nb).map_err(|e| HostError::new("rename", from, e))?;
+        nix::unistd::fsync(&b).map_err(|e| HostError::new("sync the directory of", to, e))
     }
 
     fn append_line(&self, path: &Path, line: &[u8]) -> HostResult {
-        let mut f = fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-            .open(path)
+        let (tree, rel) = self.locate("append to", path)?;
+        let fd = tree
+            .open_at(
+                rel,
+                OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_CREAT | OFlag::O_NONBLOCK,
+                Mode::from_bits_truncate(0o600),
+            )
             .map_err(|e| HostError::new("open", path, e))?;
+        beneath::check_own_file(&fd, path).map_err(|e| HostError::new("append to", path, e))?;
+        let mut f = std::fs::File::from(fd);
         f.write_all(line)
             .and_then(|()| f.sync_data())
             .map_err(|e| HostError::new("append to", path, e))
     }
 
     fn set_append_only(&self, path: &Path, on: bool) -> HostResult<bool> {
-        let f = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-            .open(path)
-            .map_err(|e| HostError::new("open", path, e))?;
-        match inode_flags::set_append_only(&f, on) {
+        let Some((fd, _)) = self.open_own(path)? else {
+            return Err(HostError::new(
+                "set the append-only flag on",
+                path,
+                io::Error::from(io::ErrorKind::NotFound),
+            ));
+        };
+        match inode_flags::set_append_only(&fd, on) {
             Ok(()) => Ok(true),
             Err(Errno::ENOTTY | Errno::EOPNOTSUPP | Errno::EINVAL) => Ok(false),
             Err(e) => Err(HostError::new("set the append-only flag on", path, e)),
@@ -167,186 +208,307 @@ impl Files for LinuxHost {
     }
 
     fn read(&self, path: &Path, cap: u64) -> HostResult<Option<Vec<u8>>> {
-        super::store::read_capped(path, cap).map_err(|e| HostError::new("read", path, e))
+        let Some((fd, _)) = self.open_own(path)? else {
+            return Ok(None);
+        };
+        beneath::read_fd(fd, path, cap)
+            .map(Some)
+            .map_err(|e| HostError::new("read", path, e))
     }
 
     fn read_tail(&self, path: &Path, max: u64) -> HostResult<Option<Vec<u8>>> {
         use std::io::{Read, Seek, SeekFrom};
-        let mut f = match fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC | nix::libc::O_NONBLOCK)
-            .open(path)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(HostError::new("open", path, e)),
+        let Some((fd, len)) = self.open_own(path)? else {
+            return Ok(None);
         };
         let err = |e| HostError::new("read", path, e);
-        let meta = f.metadata().map_err(err)?;
-        if !meta.is_file() {
-            return Err(HostError::other("read", path, "not a regular file"));
-        }
-        let take = meta.len().min(max);
-        f.seek(SeekFrom::Start(meta.len() - take)).map_err(err)?;
+        let mut f = std::fs::File::from(fd);
+        let take = len.min(max);
+        f.seek(SeekFrom::Start(len - take)).map_err(err)?;
         let mut buf = Vec::with_capacity(take as usize);
         f.take(take).read_to_end(&mut buf).map_err(err)?;
         Ok(Some(buf))
     }
 
     fn is_dir(&self, path: &Path) -> bool {
-        fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
+        self.stat(path).is_some_and(|st| beneath::is_dir(&st))
     }
 
     fn exists(&self, path: &Path) -> bool {
-        fs::symlink_metadata(path).is_ok()
+        self.stat(path).is_some()
     }
 
     fn list(&self, dir: &Path) -> HostResult<Vec<String>> {
-        let entries = match fs::read_dir(dir) {
-            Ok(e) => e,
+        let tree = self.tree("list")?;
+        let rel = tree.rel(dir).map_err(|e| HostError::new("list", dir, e))?;
+        let fd = match tree.dir(rel) {
+            Ok(fd) => fd,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(HostError::new("list", dir, e)),
         };
-        let mut names: Vec<String> = entries
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        Ok(names)
+        Ok(beneath::names(&fd, dir)
+            .map_err(|e| HostError::new("list", dir, e))?
+            .into_iter()
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect())
     }
+}
+
+impl LinuxHost {
+    /// What is at `path`, not following a link; `None` when nothing is, or
+    /// the way there is not a plain path below the state dir.
+    fn stat(&self, path: &Path) -> Option<nix::sys::stat::FileStat> {
+        let (tree, rel) = self.locate("inspect", path).ok()?;
+        let (dir, name) = tree.parent(rel).ok()?;
+        beneath::stat_at(&dir, name, path).ok().flatten()
+    }
+}
+
+/// Whether a filesystem is mounted on `name` in `dir`.
+fn mounted_on(dir: &OwnedFd, name: &OsStr) -> bool {
+    let Ok(child) = openat(
+        dir,
+        name,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return false;
+    };
+    matches!((beneath::mount_of(dir), beneath::mount_of(&child)), (Ok(a), Ok(b)) if a != b)
 }
 
 impl Cgroups for LinuxHost {
     fn cgroup_create(&self, root: &Path, rel: &Path, controllers: &[&str]) -> HostResult {
         let enable: String = controllers.iter().map(|c| format!("+{c} ")).collect();
+        let full = root.join(rel);
+        let tree = Tree::open(root).map_err(|e| HostError::new("open", root, e))?;
+        tree.rel(&full)
+            .map_err(|e| HostError::new("create cgroup", &full, e))?;
         // A prune of the last other tenant may remove an empty parent
         // between our mkdirs: start again from the root a few times.
         let mut attempts = 0;
         'again: loop {
             attempts += 1;
+            let mut fd = tree
+                .dir(Path::new(""))
+                .map_err(|e| HostError::new("open", root, e))?;
             let mut dir = root.to_path_buf();
-            for comp in rel.components() {
+            for name in rel.iter() {
                 // Controllers must be enabled in the parent before the
                 // child can use them.
                 if !enable.is_empty() {
-                    match write_cgroup_file(&dir.join("cgroup.subtree_control"), enable.trim_end())
-                    {
+                    match write_cgroup_at(&fd, &dir, "cgroup.subtree_control", enable.trim_end()) {
                         Err(e) if e.source.kind() == io::ErrorKind::NotFound && attempts < 3 => {
                             continue 'again;
                         }
                         other => other?,
                     }
                 }
-                dir.push(comp.as_os_str());
-                match fs::create_dir(&dir) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                dir.push(name);
+                match mkdirat(&fd, name, Mode::from_bits_truncate(0o755)) {
+                    Ok(()) | Err(Errno::EEXIST) => {}
+                    Err(Errno::ENOENT) if attempts < 3 => continue 'again,
+                    Err(e) => return Err(HostError::new("create cgroup", &dir, e)),
+                }
+                fd = match beneath::child_dir(&fd, name, &dir, tree.mount()) {
+                    Ok(fd) => fd,
                     Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 3 => {
                         continue 'again;
                     }
-                    Err(e) => return Err(HostError::new("create cgroup", &dir, e)),
-                }
+                    Err(e) => return Err(HostError::new("open cgroup", &dir, e)),
+                };
             }
             return Ok(());
         }
     }
 
-    fn cgroup_write(&self, dir: &Path, file: &str, value: &str) -> HostResult {
-        write_cgroup_file(&dir.join(file), value)
+    fn cgroup_write(&self, root: &Path, rel: &Path, file: &str, value: &str) -> HostResult {
+        let dir = root.join(rel);
+        let tree = Tree::open(root).map_err(|e| HostError::new("open", root, e))?;
+        let fd = tree
+            .dir(rel)
+            .map_err(|e| HostError::new("open cgroup", &dir, e))?;
+        write_cgroup_at(&fd, &dir, file, value)
     }
 
-    fn cgroup_remove(&self, dir: &Path) -> HostResult {
-        if !dir.exists() {
-            return Ok(());
-        }
-        // Children first (a jailer or a human may have made some).
-        if let Ok(entries) = fs::read_dir(dir) {
-            for e in entries.flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    self.cgroup_remove(&e.path())?;
-                }
-            }
-        }
-        let freeze = dir.join("cgroup.freeze");
-        if freeze.exists() {
-            let _ = write_cgroup_file(&freeze, "1");
-        }
-        let kill = dir.join("cgroup.kill");
-        if kill.exists() {
-            write_cgroup_file(&kill, "1")?;
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut delay = Duration::from_millis(10);
-        loop {
-            let populated = fs::read_to_string(dir.join("cgroup.events"))
-                .map(|s| s.lines().any(|l| l.trim() == "populated 1"))
-                .unwrap_or(false);
-            if !populated {
-                match fs::remove_dir(dir) {
-                    Ok(()) => return Ok(()),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-                    Err(e) if Instant::now() >= deadline => {
-                        return Err(HostError::new("remove cgroup", dir, e));
-                    }
-                    Err(_) => {}
-                }
-            } else if Instant::now() >= deadline {
-                return Err(HostError::new(
-                    "remove cgroup",
-                    dir,
-                    io::Error::other("processes are still in it 10 s after cgroup.kill"),
-                ));
-            }
-            std::thread::sleep(delay);
-            delay = (delay * 2).min(Duration::from_millis(200));
-        }
+    fn cgroup_remove(&self, root: &Path, rel: &Path) -> HostResult {
+        let tree = Tree::open(root).map_err(|e| HostError::new("open", root, e))?;
+        let dir = root.join(rel);
+        let (parent, name) = match tree.parent(rel) {
+            Ok(p) => p,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(HostError::new("remove cgroup", &dir, e)),
+        };
+        remove_cgroup_at(&parent, name, &dir, tree.mount(), 0)
     }
 
-    fn cgroup_remove_if_unused(&self, dir: &Path) -> HostResult {
-        match fs::remove_dir(dir) {
-            Ok(()) => Ok(()),
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(nix::libc::ENOENT | nix::libc::ENOTEMPTY | nix::libc::EBUSY)
-                ) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(HostError::new("remove cgroup", dir, e)),
+    fn cgroup_remove_if_unused(&self, root: &Path, rel: &Path) -> HostResult {
+        let tree = Tree::open(root).map_err(|e| HostError::new("open", root, e))?;
+        let dir = root.join(rel);
+        let (parent, name) = match tree.parent(rel) {
+            Ok(p) => p,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(HostError::new("remove cgroup", &dir, e)),
+        };
+        match nix::unistd::unlinkat(&parent, name, UnlinkatFlags::RemoveDir) {
+            Ok(()) | Err(Errno::ENOENT | Errno::ENOTEMPTY | Errno::EBUSY) => Ok(()),
+            Err(e) => Err(HostError::new("remove cgroup", &dir, e)),
         }
     }
+}
+
+/// Freezes, kills and removes the cgroup `name` in `parent`, children
+/// first, by fd.
+fn remove_cgroup_at(
+    parent: &OwnedFd,
+    name: &OsStr,
+    dir: &Path,
+    mount: beneath::MountId,
+    depth: usize,
+) -> HostResult {
+    if depth >= beneath::MAX_DEPTH {
+        return Err(HostError::other(
+            "remove cgroup",
+            dir,
+            "refusing: nested too deep",
+        ));
+    }
+    let fd = match beneath::child_dir(parent, name, dir, mount) {
+        Ok(fd) => fd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(HostError::new("open cgroup", dir, e)),
+    };
+    // Children first (a jailer or a human may have made some).
+    for child in beneath::names(&fd, dir).map_err(|e| HostError::new("list", dir, e))? {
+        let p = dir.join(&child);
+        if beneath::stat_at(&fd, &child, &p)
+            .ok()
+            .flatten()
+            .is_some_and(|st| beneath::is_dir(&st))
+        {
+            remove_cgroup_at(&fd, &child, &p, mount, depth + 1)?;
+        }
+    }
+    let _ = write_cgroup_at(&fd, dir, "cgroup.freeze", "1");
+    match write_cgroup_at(&fd, dir, "cgroup.kill", "1") {
+        Err(e) if e.source.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut delay = Duration::from_millis(10);
+    loop {
+        let populated = read_cgroup_at(&fd, "cgroup.events")
+            .is_some_and(|s| s.lines().any(|l| l.trim() == "populated 1"));
+        if !populated {
+            match nix::unistd::unlinkat(parent, name, UnlinkatFlags::RemoveDir) {
+                Ok(()) | Err(Errno::ENOENT) => return Ok(()),
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(HostError::new("remove cgroup", dir, e));
+                }
+                Err(_) => {}
+            }
+        } else if Instant::now() >= deadline {
+            return Err(HostError::other(
+                "remove cgroup",
+                dir,
+                "processes are still in it 10 s after cgroup.kill",
+            ));
+        }
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(Duration::from_millis(200));
+    }
+}
+
+fn read_cgroup_at(dir: &OwnedFd, file: &str) -> Option<String> {
+    let fd = openat(
+        dir,
+        file,
+        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
+        Mode::empty(),
+    )
+    .ok()?;
+    let bytes = beneath::read_fd(fd, Path::new(file), 64 * 1024).ok()?;
+    String::from_utf8(bytes).ok()
 }
 
 impl Mounts for LinuxHost {
     fn mount_tmpfs(&self, target: &Path, opts: &TmpfsOptions) -> HostResult {
         use nix::mount::{MsFlags, mount};
+        let (tree, rel) = self.locate("mount tmpfs on", target)?;
+        let (parent, name) = tree
+            .parent(rel)
+            .map_err(|e| HostError::new("mount tmpfs on", target, e))?;
+        let dir = mount_point(&parent, name, target)?;
+        let mounted = mounted_on(&parent, name);
         let data = format!("size={},mode={}", opts.size, opts.mode);
         let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-        if is_mount_point(target).map_err(|e| HostError::new("read mounts for", target, e))? {
+        if mounted {
             flags |= MsFlags::MS_REMOUNT;
         }
+        // The fd's /proc name is the directory just verified, whatever the
+        // path says by now.
+        let at = format!("/proc/self/fd/{}", dir.as_raw_fd());
         mount(
             Some("tmpfs"),
-            target,
+            at.as_str(),
             Some("tmpfs"),
             flags,
             Some(data.as_str()),
         )
-        .map_err(|e| HostError::new("mount tmpfs on", target, e))
+        .map_err(|e| HostError::new("mount tmpfs on", target, e))?;
+        drop(dir);
+        // tmpfs takes `mode=` only when mounted, not on a remount: set the
+        // root's mode and owner on the mounted root itself.
+        let top = mount_point(&parent, name, target)?;
+        let mode = u32::from_str_radix(&opts.mode, 8).map_err(|_| {
+            HostError::other(
+                "mount tmpfs on",
+                target,
+                format!("mode {:?} is not octal", opts.mode),
+            )
+        })?;
+        fchown(&top, Some(Uid::from_raw(0)), Some(Gid::from_raw(0)))
+            .and_then(|()| fchmod(&top, Mode::from_bits_truncate(mode)))
+            .map_err(|e| HostError::new("set the mode of", target, e))
     }
 
     fn unmount(&self, target: &Path) -> HostResult {
         use nix::mount::{MntFlags, umount2};
-        // UMOUNT_NOFOLLOW: never unmount where a planted link points.
-        loop {
-            match umount2(target, MntFlags::UMOUNT_NOFOLLOW) {
-                Ok(()) => continue, // stacked mounts: unmount them all
-                Err(Errno::EINVAL) | Err(Errno::ENOENT) => return Ok(()),
-                Err(e) => return Err(HostError::new("unmount", target, e)),
-            }
+        let (tree, rel) = self.locate("unmount", target)?;
+        let (parent, name) = match tree.parent(rel) {
+            Ok(p) => p,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(HostError::new("unmount", target, e)),
+        };
+        // Stacked mounts: unmount them all. Only what is mounted on this
+        // very directory entry goes: the path is anchored at the verified
+        // parent's fd, and UMOUNT_NOFOLLOW refuses a link in its place.
+        let at = PathBuf::from(format!("/proc/self/fd/{}", parent.as_raw_fd())).join(os(name));
+        while mounted_on(&parent, name) {
+            umount2(&at, MntFlags::UMOUNT_NOFOLLOW)
+                .map_err(|e| HostError::new("unmount", target, e))?;
         }
+        Ok(())
     }
+}
+
+/// Opens the directory `name` in `parent` (the top of whatever is mounted
+/// on it), refusing a link or anything else that is not a directory.
+fn mount_point(parent: &OwnedFd, name: &OsStr, target: &Path) -> HostResult<OwnedFd> {
+    openat(
+        parent,
+        name,
+        OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_RDONLY,
+        Mode::empty(),
+    )
+    .map_err(|e| match e {
+        Errno::ELOOP | Errno::ENOTDIR => HostError::other(
+            "mount tmpfs on",
+            target,
+            "refusing: not a directory (a symbolic link or a file is in its place)",
+        ),
+        e => HostError::new("mount tmpfs on", target, e),
+    })
 }
 
 impl Clock for LinuxHost {
@@ -355,19 +517,22 @@ impl Clock for LinuxHost {
     }
 }
 
-/// Writes a cgroup interface file as `echo value > file` does: never
-/// creates it, one write ending in a newline — an empty value must still
-/// reach the kernel (a zero-length write would not), to reset
-/// `cpuset.cpus`, say.
-fn write_cgroup_file(path: &Path, value: &str) -> HostResult {
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .truncate(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| HostError::new("open", path, e))?;
-    f.write_all(format!("{value}\n").as_bytes())
-        .map_err(|e| HostError::new("write", path, e))
+/// Writes a cgroup interface file in `dir` as `echo value > file` does:
+/// never creates it, never through a link, one write ending in a newline —
+/// an empty value must still reach the kernel (a zero-length write would
+/// not), to reset `cpuset.cpus`, say.
+fn write_cgroup_at(dir: &OwnedFd, path: &Path, file: &str, value: &str) -> HostResult {
+    let full = path.join(file);
+    let fd = openat(
+        dir,
+        file,
+        OFlag::O_WRONLY | OFlag::O_TRUNC | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| HostError::new("open", &full, e))?;
+    std::fs::File::from(fd)
+        .write_all(format!("{value}\n").as_bytes())
+        .map_err(|e| HostError::new("write", &full, e))
 }
 
 mod inode_flags {
@@ -379,7 +544,7 @@ mod inode_flags {
     nix::ioctl_read!(fs_ioc_getflags, b'f', 1, nix::libc::c_long);
     nix::ioctl_write_ptr!(fs_ioc_setflags, b'f', 2, nix::libc::c_long);
 
-    pub fn set_append_only(f: &std::fs::File, on: bool) -> Result<(), Errno> {
+    pub fn set_append_only(f: &impl AsRawFd, on: bool) -> Result<(), Errno> {
         let mut flags: nix::libc::c_long = 0;
         // SAFETY: the fd is open for the duration of the call and `flags`
         // is a valid, writable c_long the kernel fills in.
@@ -400,6 +565,7 @@ mod inode_flags {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     fn me() -> (u32, u32) {
@@ -413,9 +579,9 @@ mod tests {
     fn ensure_dir_creates_sets_mode_and_is_idempotent() {
         let base = tempfile::tempdir().unwrap();
         let (uid, gid) = me();
+        let host = LinuxHost::new(base.path());
         for _ in 0..2 {
-            LinuxHost
-                .ensure_dir(base.path(), Path::new("tenants/acme/jail"), 0o700, uid, gid)
+            host.ensure_dir(base.path(), Path::new("tenants/acme/jail"), 0o700, uid, gid)
                 .unwrap();
         }
         let m = fs::metadata(base.path().join("tenants/acme/jail")).unwrap();
@@ -431,7 +597,7 @@ mod tests {
         fs::create_dir_all(base.path().join("tenants")).unwrap();
         std::os::unix::fs::symlink(victim.path(), base.path().join("tenants/acme")).unwrap();
         let (uid, gid) = me();
-        let err = LinuxHost
+        let err = LinuxHost::new(base.path())
             .ensure_dir(base.path(), Path::new("tenants/acme/jail"), 0o700, uid, gid)
             .unwrap_err();
         assert!(err.to_string().contains("no symlinks followed"), "{err}");
@@ -445,24 +611,28 @@ mod tests {
 
     /// A bug fixed: `remove_tree("/x/..")` once got past the mount check
     /// (a prefix match on the unnormalised path) and removed what `..`
-    /// named. Paths with `.`/`..`, relative paths and shallow paths are now
-    /// refused before anything is touched. The test only ever names paths
-    /// inside its own temporary directory, so a regression cannot reach
-    /// beyond it.
+    /// named. Paths that are not plain components below the state dir are
+    /// now refused before anything is touched. The test only ever names
+    /// paths inside its own temporary directory, so a regression cannot
+    /// reach beyond it.
     #[test]
-    fn remove_tree_refuses_paths_that_are_not_plain() {
+    fn remove_tree_refuses_paths_that_are_not_plain_or_not_below_the_state_dir() {
         let base = tempfile::tempdir().unwrap();
-        fs::create_dir(base.path().join("a")).unwrap();
+        let state = base.path().join("state");
+        fs::create_dir_all(state.join("a")).unwrap();
         fs::write(base.path().join("keep"), "x").unwrap();
+        let host = LinuxHost::new(&state);
         for p in [
-            base.path().join("a/.."),
-            base.path().join("a/../a"),
+            state.join("a/.."),
+            state.join("a/../a"),
             PathBuf::from("relative/dir"),
+            base.path().join("keep"),
+            state.clone(),
         ] {
-            let err = LinuxHost.remove_tree(&p).unwrap_err();
+            let err = host.remove_tree(&p).unwrap_err();
             assert!(err.to_string().contains("refusing"), "{err}");
         }
-        assert!(base.path().join("keep").exists() && base.path().join("a").exists());
+        assert!(base.path().join("keep").exists() && state.join("a").exists());
     }
 
     #[test]
@@ -472,7 +642,80 @@ mod tests {
         fs::write(victim.path().join("keep"), "x").unwrap();
         let link = base.path().join("t");
         std::os::unix::fs::symlink(victim.path(), &link).unwrap();
-        LinuxHost.remove_tree(&link).unwrap();
+        LinuxHost::new(base.path()).remove_tree(&link).unwrap();
         assert!(!link.exists() && victim.path().join("keep").exists());
+    }
+
+    /// `<state>/tenants` swapped for a link to another directory: nothing
+    /// below the link is listed, read, written or removed.
+    #[test]
+    fn a_linked_tenants_dir_is_never_entered() {
+        let base = tempfile::tempdir().unwrap();
+        let victim = tempfile::tempdir().unwrap();
+        fs::create_dir(victim.path().join("acme")).unwrap();
+        fs::write(victim.path().join("acme/audit.log"), "x\n").unwrap();
+        std::os::unix::fs::symlink(victim.path(), base.path().join("tenants")).unwrap();
+        let host = LinuxHost::new(base.path());
+        let t = base.path().join("tenants/acme");
+        assert!(host.list(&base.path().join("tenants")).is_err());
+        assert!(!host.is_dir(&t) && !host.exists(&t.join("audit.log")));
+        assert!(host.read(&t.join("audit.log"), 100).is_err());
+        assert!(host.append_line(&t.join("audit.log"), b"y\n").is_err());
+        assert!(
+            host.write_file(&t.join("tenant.json"), b"{}", 0o600)
+                .is_err()
+        );
+        assert!(host.remove_tree(&t).is_err());
+        assert_eq!(
+            fs::read(victim.path().join("acme/audit.log")).unwrap(),
+            b"x\n"
+        );
+        assert!(!victim.path().join("acme/tenant.json").exists());
+    }
+
+    /// `audit.log` hard-linked to a file elsewhere, or a link to one: that
+    /// file is neither appended to, flagged nor read.
+    #[test]
+    fn hard_links_and_symlinks_in_place_of_own_files_are_refused() {
+        let base = tempfile::tempdir().unwrap();
+        let other = base.path().join("elsewhere");
+        fs::write(&other, "precious\n").unwrap();
+        let state = base.path().join("state");
+        fs::create_dir(&state).unwrap();
+        fs::hard_link(&other, state.join("audit.log")).unwrap();
+        std::os::unix::fs::symlink(&other, state.join("link.log")).unwrap();
+        let host = LinuxHost::new(&state);
+        for name in ["audit.log", "link.log"] {
+            let p = state.join(name);
+            assert!(host.append_line(&p, b"y\n").is_err(), "{name}");
+            assert!(host.set_append_only(&p, true).is_err(), "{name}");
+            assert!(host.read(&p, 100).is_err(), "{name}");
+            assert!(host.read_tail(&p, 100).is_err(), "{name}");
+        }
+        assert_eq!(fs::read(&other).unwrap(), b"precious\n");
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let base = tempfile::tempdir().unwrap();
+        let p = base.path().join("tenant.json");
+        nix::unistd::mkfifo(&p, Mode::from_bits_truncate(0o600)).unwrap();
+        let e = LinuxHost::new(base.path()).read(&p, 100).unwrap_err();
+        assert!(e.to_string().contains("FIFO"), "{e}");
+    }
+
+    #[test]
+    fn write_file_replaces_atomically_and_leaves_no_temp() {
+        let base = tempfile::tempdir().unwrap();
+        let host = LinuxHost::new(base.path());
+        let p = base.path().join("f.json");
+        host.write_file(&p, b"one", 0o600).unwrap();
+        host.write_file(&p, b"two", 0o640).unwrap();
+        assert_eq!(fs::read_to_string(&p).unwrap(), "two");
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
+        assert_eq!(fs::read_dir(base.path()).unwrap().count(), 1);
     }
 }

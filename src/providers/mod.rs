@@ -9,6 +9,7 @@
 //! however many tenants there are, and records what it could not read as a
 //! fact instead of failing.
 
+pub mod beneath;
 pub mod host;
 pub mod input;
 pub mod linux;

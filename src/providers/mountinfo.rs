@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct MountEntry {
+    /// The mount id (what `statx` reports as `stx_mnt_id`).
+    pub id: u64,
     pub mount_point: PathBuf,
     pub fstype: String,
     /// Per-mount options (`rw,nosuid,nodev`).
@@ -21,6 +23,7 @@ fn parse_line(line: &str) -> Option<MountEntry> {
     // 36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue
     let (left, right) = line.split_once(" - ")?;
     let fields: Vec<&str> = left.split(' ').collect();
+    let id = fields.first()?.parse().ok()?;
     let mount_point = unescape(fields.get(4)?);
     let options = fields.get(5)?.split(',').map(str::to_string).collect();
     let mut r = right.split(' ');
@@ -34,6 +37,7 @@ fn parse_line(line: &str) -> Option<MountEntry> {
         .map(str::to_string)
         .collect();
     Some(MountEntry {
+        id,
         mount_point: PathBuf::from(mount_point),
         fstype,
         options,
@@ -75,6 +79,7 @@ mod tests {
 garbage";
         let m = parse(text);
         assert_eq!(m.len(), 3);
+        assert_eq!(m[1].id, 99);
         assert_eq!(m[0].mount_point, PathBuf::from("/mnt two"));
         assert_eq!(m[1].fstype, "tmpfs");
         assert_eq!(m[1].super_options, ["rw", "size=16384k", "mode=700"]);

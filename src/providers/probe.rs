@@ -1,6 +1,7 @@
 //! Builds `Observed` from the live host: read-only, batched, and tolerant —
 //! anything that cannot be read becomes a fact in `Observed::facts`.
 
+use super::beneath::{self, Tree};
 use super::{mountinfo, netlink, nft, procfs};
 use crate::observed::{
     Binaries, BridgeObs, CGROUP_LIMIT_FILES, CgroupMount, CgroupObs, DirObs, OBSERVED_VERSION,
@@ -10,10 +11,14 @@ use crate::spec::NodeConfig;
 use crate::spec::jail::exec_name;
 use crate::spec::types::{TAP_PREFIX, TenantId};
 use crate::state::{StateLayout, TenantRecord};
+use nix::fcntl::{OFlag, openat};
+use nix::sys::stat::{FileStat, Mode, fstat};
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::fs;
 use std::io::ErrorKind;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// Where the probes look; tests point these at prepared trees.
@@ -55,9 +60,8 @@ pub fn observe_with(node: &NodeConfig, roots: &ProbeRoots) -> Observed {
         }
     };
 
-    probe_state_dir(&layout, &mut obs);
+    probe_state_dir(&layout, &mounts, &mut obs);
     probe_cgroups(node, &mounts, &mut obs);
-    probe_secrets_mounts(&layout, &mounts, &mut obs);
     probe_links(node, &mut obs);
     probe_nft(roots, &mut obs);
     probe_vms(node, roots, &mut obs);
@@ -80,64 +84,153 @@ fn tenant<'a>(obs: &'a mut Observed, id: &TenantId) -> &'a mut ObservedTenant {
     obs.tenants.entry(id.clone()).or_default()
 }
 
-fn dir_obs(m: &fs::Metadata) -> DirObs {
+fn dir_obs(st: &FileStat) -> DirObs {
     DirObs {
-        mode: format!("{:04o}", m.mode() & 0o7777),
-        uid: m.uid(),
-        gid: m.gid(),
+        mode: format!("{:04o}", st.st_mode & 0o7777),
+        uid: st.st_uid,
+        gid: st.st_gid,
     }
 }
 
-fn probe_state_dir(layout: &StateLayout, obs: &mut Observed) {
+/// Lists `<state>/tenants` and reads each tenant's tree, all by fd from the
+/// state dir: a link in place of `tenants`, a tenant dir or a file in it is
+/// reported, never followed. Mounts on `secrets/` are found by mount id
+/// and matched to mountinfo by it, so how the state dir is spelled (a
+/// link in its path, say) does not matter.
+fn probe_state_dir(layout: &StateLayout, mounts: &[mountinfo::MountEntry], obs: &mut Observed) {
     let dir = layout.tenants_dir();
-    let entries = match fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == ErrorKind::NotFound => return,
-        Err(e) => {
-            obs.facts.insert(
-                "state_dir".into(),
-                format!("cannot list {}: {e}", dir.display()),
-            );
-            return;
-        }
+    let unreadable = |obs: &mut Observed, e: std::io::Error| {
+        obs.facts.insert(
+            "state_dir".into(),
+            format!("cannot read {}: {e}", dir.display()),
+        );
     };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Ok(id) = TenantId::parse(&name) else {
+    let root = match Tree::open(layout.root()) {
+        Ok(t) => t,
+        Err(e) if e.kind() == ErrorKind::NotFound => return,
+        Err(e) => return unreadable(obs, e),
+    };
+    let tenants = match root.dir(Path::new("tenants")) {
+        Ok(fd) => fd,
+        Err(e) if e.kind() == ErrorKind::NotFound => return,
+        Err(e) => return unreadable(obs, e),
+    };
+    let names = match beneath::names(&tenants, &dir) {
+        Ok(n) => n,
+        Err(e) => return unreadable(obs, e),
+    };
+    let by_id: BTreeMap<u64, &mountinfo::MountEntry> = mounts.iter().map(|m| (m.id, m)).collect();
+    for name in names {
+        let path = dir.join(&name);
+        let Some(id) = name.to_str().and_then(|n| TenantId::parse(n).ok()) else {
             obs.ignored
-                .push(format!("{}: not a valid tenant id", entry.path().display()));
+                .push(format!("{}: not a valid tenant id", path.display()));
             continue;
         };
-        // symlink_metadata: a link planted in place of a tenant dir is
-        // reported, never followed.
-        let Ok(meta) = fs::symlink_metadata(entry.path()) else {
-            continue;
-        };
-        if !meta.is_dir() {
-            obs.ignored
-                .push(format!("{}: not a directory", entry.path().display()));
+        let is_dir = beneath::stat_at(&tenants, &name, &path)
+            .ok()
+            .flatten()
+            .is_some_and(|st| beneath::is_dir(&st));
+        if !is_dir {
+            obs.ignored.push(format!(
+                "{}: not a directory (a link is never followed)",
+                path.display()
+            ));
             continue;
         }
+        let fd = match beneath::child_dir(&tenants, &name, &path, root.mount()) {
+            Ok(fd) => fd,
+            Err(e) => {
+                obs.ignored.push(e.to_string());
+                continue;
+            }
+        };
+        let Ok(st) = fstat(&fd) else { continue };
         let t = tenant(obs, &id);
-        t.dir = Some(dir_obs(&meta));
-        t.jail_dir = fs::symlink_metadata(layout.jail(&id))
-            .ok()
-            .filter(|m| m.is_dir())
-            .map(|m| dir_obs(&m));
-        match read_record(&layout.record(&id), &id) {
+        t.dir = Some(dir_obs(&st));
+        t.jail_dir = subdir(&fd, "jail", &path).map(|(st, _)| dir_obs(&st));
+        if let Some((st, mount)) = subdir(&fd, "secrets", &path) {
+            t.secrets_dir = Some(dir_obs(&st));
+            let here = beneath::mount_of(&fd).ok().and_then(mount_number);
+            if let Some(m) = mount
+                .filter(|m| Some(*m) != here)
+                .and_then(|m| by_id.get(&m))
+            {
+                let mut options = m.options.clone();
+                options.sort();
+                t.secrets = Some(crate::observed::MountObs {
+                    fstype: m.fstype.clone(),
+                    options,
+                    super_options: m.super_options.clone(),
+                    root: Some(dir_obs(&st)),
+                });
+            }
+        }
+        match read_record_at(&fd, &layout.record(&id), &id) {
             Ok(r) => t.record = r,
             Err(e) => t.record_error = Some(e),
         }
     }
 }
 
-/// Reads `tenant.json` without following links. `Ok(None)`: no record.
-pub fn read_record(path: &Path, id: &TenantId) -> Result<Option<TenantRecord>, String> {
-    match super::store::read_capped(path, crate::state::record::RECORD_CAP) {
-        Ok(None) => Ok(None),
-        Ok(Some(bytes)) => crate::state::record::parse_record(path, &bytes, id).map(Some),
-        Err(e) => Err(format!("{}: cannot open: {e}", path.display())),
+fn mount_number(m: beneath::MountId) -> Option<u64> {
+    match m {
+        beneath::MountId::Mount(n) => Some(n),
+        beneath::MountId::Device(_) => None,
     }
+}
+
+/// The directory `name` in a tenant dir (the top of whatever is mounted
+/// on it) and its mount id; `None` when missing or not a directory.
+fn subdir(tenant: &OwnedFd, name: &str, base: &Path) -> Option<(FileStat, Option<u64>)> {
+    let st = beneath::stat_at(tenant, OsStr::new(name), &base.join(name)).ok()??;
+    if !beneath::is_dir(&st) {
+        return None;
+    }
+    let fd = openat(
+        tenant,
+        name,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    let st = fstat(&fd).ok()?;
+    Some((st, beneath::mount_of(&fd).ok().and_then(mount_number)))
+}
+
+/// Reads `tenant.json` in an open tenant dir: never through a link, never
+/// blocking, a regular file with one link, at most `RECORD_CAP` bytes.
+/// `Ok(None)`: no record.
+fn read_record_at(
+    tenant: &OwnedFd,
+    path: &Path,
+    id: &TenantId,
+) -> Result<Option<TenantRecord>, String> {
+    let fd = match openat(
+        tenant,
+        "tenant.json",
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(nix::errno::Errno::ENOENT) => return Ok(None),
+        Err(e) => return Err(format!("{}: cannot open: {}", path.display(), e.desc())),
+    };
+    let bytes = beneath::check_own_file(&fd, path)
+        .and_then(|_| beneath::read_fd(fd, path, crate::state::record::RECORD_CAP))
+        .map_err(|e| format!("cannot open: {e}"))?;
+    crate::state::record::parse_record(path, &bytes, id).map(Some)
+}
+
+/// Reads `tenant.json` at `path` (in a tenant dir) the same way.
+pub fn read_record(path: &Path, id: &TenantId) -> Result<Option<TenantRecord>, String> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let fd = match Tree::open(dir).and_then(|t| t.dir(Path::new(""))) {
+        Ok(fd) => fd,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: cannot open: {e}", path.display())),
+    };
+    read_record_at(&fd, path, id)
 }
 
 fn probe_cgroups(node: &NodeConfig, mounts: &[mountinfo::MountEntry], obs: &mut Observed) {
@@ -151,69 +244,70 @@ fn probe_cgroups(node: &NodeConfig, mounts: &[mountinfo::MountEntry], obs: &mut 
 
 /// Reads the controllers at the cgroup2 root and each tenant cgroup under
 /// `<root>/<parent>`: its limit files (absent when the kernel does not
-/// provide them) and whether processes live in it.
+/// provide them) and whether processes live in it. By fd from the root,
+/// like the state dir.
 pub fn read_cgroup_tree(root: &Path, parent: &str, obs: &mut Observed) {
-    let controllers = fs::read_to_string(root.join("cgroup.controllers"))
+    let Ok(tree) = Tree::open(root) else {
+        obs.facts
+            .insert("cgroup2".into(), format!("cannot open {}", root.display()));
+        return;
+    };
+    let read = |dir: &OwnedFd, file: &str| -> Option<String> {
+        let fd = openat(
+            dir,
+            file,
+            OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
+        String::from_utf8(beneath::read_fd(fd, Path::new(file), 64 * 1024).ok()?).ok()
+    };
+    let controllers = tree
+        .dir(Path::new(""))
+        .ok()
+        .and_then(|fd| read(&fd, "cgroup.controllers"))
         .map(|s| s.split_whitespace().map(str::to_string).collect())
         .unwrap_or_default();
     obs.cgroup = Some(CgroupMount {
         mount: root.to_path_buf(),
         controllers,
     });
-    let Ok(entries) = fs::read_dir(root.join(parent)) else {
+    let base = root.join(parent);
+    let Ok(parent_fd) = tree.dir(Path::new(parent)) else {
         return;
     };
-    for entry in entries.flatten() {
-        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+    let Ok(names) = beneath::names(&parent_fd, &base) else {
+        return;
+    };
+    for name in names {
+        let path = base.join(&name);
+        let is_dir = beneath::stat_at(&parent_fd, &name, &path)
+            .ok()
+            .flatten()
+            .is_some_and(|st| beneath::is_dir(&st));
+        if !is_dir {
             continue;
         }
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Ok(id) = TenantId::parse(&name) else {
+        let Some(id) = name.to_str().and_then(|n| TenantId::parse(n).ok()) else {
             obs.ignored
-                .push(format!("{}: not a valid tenant id", entry.path().display()));
+                .push(format!("{}: not a valid tenant id", path.display()));
             continue;
         };
-        let dir = entry.path();
+        let Ok(dir) = beneath::child_dir(&parent_fd, &name, &path, tree.mount()) else {
+            continue;
+        };
         let mut files = BTreeMap::new();
         for (file, _) in CGROUP_LIMIT_FILES {
-            if let Ok(v) = fs::read_to_string(dir.join(file)) {
+            if let Some(v) = read(&dir, file) {
                 let v = v.trim();
                 if !v.is_empty() {
                     files.insert(file.to_string(), v.to_string());
                 }
             }
         }
-        let populated = fs::read_to_string(dir.join("cgroup.events"))
-            .is_ok_and(|s| s.lines().any(|l| l.trim() == "populated 1"));
+        let populated = read(&dir, "cgroup.events")
+            .is_some_and(|s| s.lines().any(|l| l.trim() == "populated 1"));
         tenant(obs, &id).cgroup = Some(CgroupObs { files, populated });
-    }
-}
-
-fn probe_secrets_mounts(
-    layout: &StateLayout,
-    mounts: &[mountinfo::MountEntry],
-    obs: &mut Observed,
-) {
-    let base = layout.tenants_dir();
-    for m in mounts {
-        let Ok(rest) = m.mount_point.strip_prefix(&base) else {
-            continue;
-        };
-        let parts: Vec<_> = rest.iter().collect();
-        if parts.len() != 2 || parts[1] != "secrets" {
-            continue;
-        }
-        let Ok(id) = TenantId::parse(&parts[0].to_string_lossy()) else {
-            continue;
-        };
-        let mut options = m.options.clone();
-        options.sort();
-        // A later mount on the same point hides earlier ones: keep the last.
-        tenant(obs, &id).secrets = Some(crate::observed::MountObs {
-            fstype: m.fstype.clone(),
-            options,
-            super_options: m.super_options.clone(),
-        });
     }
 }
 

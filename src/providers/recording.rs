@@ -347,7 +347,8 @@ impl Cgroups for RecordingHost {
             Ok(())
         })
     }
-    fn cgroup_write(&self, dir: &Path, file: &str, value: &str) -> HostResult {
+    fn cgroup_write(&self, root: &Path, rel: &Path, file: &str, value: &str) -> HostResult {
+        let dir = &root.join(rel);
         let path = dir.join(file);
         let call = Call::CgroupWrite {
             dir: dir.to_path_buf(),
@@ -367,15 +368,15 @@ impl Cgroups for RecordingHost {
             Ok(())
         })
     }
-    fn cgroup_remove(&self, dir: &Path) -> HostResult {
-        let d = dir.to_path_buf();
+    fn cgroup_remove(&self, root: &Path, rel: &Path) -> HostResult {
+        let d = root.join(rel);
         self.record(Call::CgroupRemove(d.clone()), |m| {
             m.remove_under(&d);
             Ok(())
         })
     }
-    fn cgroup_remove_if_unused(&self, dir: &Path) -> HostResult {
-        let d = dir.to_path_buf();
+    fn cgroup_remove_if_unused(&self, root: &Path, rel: &Path) -> HostResult {
+        let d = root.join(rel);
         self.record(Call::CgroupRemoveIfUnused(d.clone()), |m| {
             let has_children = m
                 .entries

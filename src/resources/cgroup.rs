@@ -266,16 +266,17 @@ impl Provider<CgroupAttrs> for Cgroup {
             .map(|(f, _)| controller(f))
             .collect();
         ctx.host.cgroups.cgroup_create(&root, &rel, &controllers)?;
-        let dir = root.join(&rel);
         let had = prior.map(CgroupAttrs::files);
         for (i, (file, want)) in after.files().into_iter().enumerate() {
             let have = had.as_ref().and_then(|h| h[i].1);
             match (want, have) {
-                (Some(w), h) if Some(w) != h => ctx.host.cgroups.cgroup_write(&dir, file, w)?,
+                (Some(w), h) if Some(w) != h => {
+                    ctx.host.cgroups.cgroup_write(&root, &rel, file, w)?
+                }
                 // A limit no longer wanted (a cpuset dropped) goes back to
                 // the parent's value.
                 (None, Some(_)) if file == "cpuset.cpus" => {
-                    ctx.host.cgroups.cgroup_write(&dir, file, "")?
+                    ctx.host.cgroups.cgroup_write(&root, &rel, file, "")?
                 }
                 _ => {}
             }
@@ -288,10 +289,10 @@ impl Provider<CgroupAttrs> for Cgroup {
     fn delete(&self, ctx: &ApplyCtx, id: Option<&TenantId>) -> HostResult {
         let id = id.expect("a tenant address");
         let (root, rel) = dir_of(ctx, id, None)?;
-        ctx.host.cgroups.cgroup_remove(&root.join(&rel))?;
+        ctx.host.cgroups.cgroup_remove(&root, &rel)?;
         match rel.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => {
-                ctx.host.cgroups.cgroup_remove_if_unused(&root.join(parent))
+                ctx.host.cgroups.cgroup_remove_if_unused(&root, parent)
             }
             _ => Ok(()),
         }
@@ -319,7 +320,7 @@ mod tests {
         }
         let node = crate::spec::NodeConfig::default_config();
         let ctx = ApplyCtx::new(
-            Host::linux(),
+            Host::linux(&node.state_dir),
             node,
             Some(root.path().to_path_buf()),
             "n".into(),

@@ -1,12 +1,13 @@
 //! `tenant.<id>.dirs`: the tenant's directory tree (`<state>/tenants/<id>`
-//! with `jail/` and `secrets/`, root-owned, 0700) and its record
+//! with `jail/` and `secrets/`, root-owned, 0700; a missing subdirectory,
+//! or a file or link in its place, is drift that apply repairs) and its record
 //! `tenant.json`, which holds the identity the planner allocated: uid, gid,
 //! IP and MAC. Everything else of the tenant lives inside this tree, so it
 //! is created first and deleted last.
 
 use super::values::FileMode;
 use super::{
-    ApplyCtx, At, Attrs, Ctx, Dep, Desired, Documents, Provider, Resource, Scope, Subject,
+    ApplyCtx, At, Attrs, Ctx, Dep, Desired, Documents, NodeView, Provider, Resource, Scope, Subject,
 };
 use crate::observed::{DirObs, Observed};
 use crate::providers::host::{HostError, HostResult};
@@ -24,6 +25,8 @@ pub struct Dirs;
 
 pub const MODE: &str = "0700";
 pub const OWNER: &str = "0:0";
+/// The directories inside the tenant's tree.
+pub const SUBDIRS: &[&str] = &["jail", "secrets"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,6 +34,8 @@ pub struct DirsAttrs {
     pub path: String,
     pub mode: FileMode,
     pub owner: String,
+    /// Comma-separated names of the subdirectories present.
+    pub subdirs: String,
     pub uid: u32,
     pub gid: u32,
     pub ip: Ipv4Addr,
@@ -58,6 +63,7 @@ impl Resource for Dirs {
         d.set("path", ctx.layout.tenant_dir(t.id()).display().to_string());
         d.set("mode", MODE);
         d.set("owner", OWNER);
+        d.set("subdirs", SUBDIRS.join(","));
         d.set("uid", t.uid);
         d.set("gid", t.gid);
         d.set("ip", t.ip.to_string());
@@ -76,6 +82,12 @@ impl Resource for Dirs {
         );
         a.insert("mode".into(), dir.mode.clone().into());
         a.insert("owner".into(), format!("{}:{}", dir.uid, dir.gid).into());
+        let present: Vec<&str> = [("jail", &obs.jail_dir), ("secrets", &obs.secrets_dir)]
+            .into_iter()
+            .filter(|(_, d)| d.is_some())
+            .map(|(n, _)| n)
+            .collect();
+        a.insert("subdirs".into(), present.join(",").into());
         a.insert("uid".into(), rec.map_or(Value::Null, |r| r.uid.into()));
         a.insert("gid".into(), rec.map_or(Value::Null, |r| r.gid.into()));
         a.insert(
@@ -89,6 +101,15 @@ impl Resource for Dirs {
         Some(a)
     }
 
+    fn warnings(&self, ctx: &Ctx, _: &NodeView) -> Vec<String> {
+        ctx.observed
+            .facts
+            .get("state_dir")
+            .map(|reason| format!("the state dir could not be read ({reason}): tenants already on this node are planned as if absent; run the plan as root"))
+            .into_iter()
+            .collect()
+    }
+
     fn simulate(
         &self,
         obs: &mut Observed,
@@ -100,6 +121,7 @@ impl Resource for Dirs {
         let Some(a) = after else {
             t.dir = None;
             t.jail_dir = None;
+            t.secrets_dir = None;
             t.record = None;
             t.record_error = None;
             return;
@@ -110,7 +132,10 @@ impl Resource for Dirs {
             gid: 0,
         };
         t.dir = Some(root.clone());
-        t.jail_dir = Some(root);
+        t.jail_dir = Some(root.clone());
+        if t.secrets_dir.is_none() {
+            t.secrets_dir = Some(root);
+        }
         let id = id.expect("a tenant address");
         t.record = Some(TenantRecord::with_identity(
             t.record.take(),
@@ -163,8 +188,15 @@ impl Provider<DirsAttrs> for Dirs {
         ctx.host.ensure_state_dir(state)?;
         files.ensure_dir(state, Path::new("tenants"), 0o700, 0, 0)?;
         let tenant = Path::new("tenants").join(id.as_str());
-        for rel in [tenant.clone(), tenant.join("jail"), tenant.join("secrets")] {
-            files.ensure_dir(state, &rel, after.mode.0, 0, 0)?;
+        files.ensure_dir(state, &tenant, after.mode.0, 0, 0)?;
+        for sub in SUBDIRS {
+            // A file or link in a subdirectory's place is removed (a link,
+            // never what it points to) and the directory made anew.
+            let path = tree.join(sub);
+            if files.exists(&path) && !files.is_dir(&path) {
+                files.remove_tree(&path)?;
+            }
+            files.ensure_dir(state, &tenant.join(sub), after.mode.0, 0, 0)?;
         }
         let path = ctx.layout.record(id);
         let existing = match files.read(&path, RECORD_CAP)? {

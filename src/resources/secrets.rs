@@ -73,10 +73,13 @@ impl Resource for Secrets {
             .filter(|f| m.options.iter().any(|o| o == f))
             .collect();
         a.insert("options".into(), flags.join(",").into());
-        a.insert(
-            "mode".into(),
-            sup("mode=").map(|m| format!("{m:0>4}")).into(),
-        );
+        // The root directory's real mode: what a remount leaves and a chmod
+        // changes; the `mode=` option only says what it was mounted with.
+        let mode = match &m.root {
+            Some(root) => Some(root.mode.clone()),
+            None => sup("mode=").map(|m| format!("{m:0>4}")),
+        };
+        a.insert("mode".into(), mode.into());
         a.insert("size".into(), sup("size=").into());
         Some(a)
     }
@@ -97,6 +100,11 @@ impl Resource for Secrets {
                 fstype: a.fstype.clone(),
                 options,
                 super_options: vec![format!("mode={:o}", a.mode.0), format!("size={}", a.size.0)],
+                root: Some(crate::observed::DirObs {
+                    mode: a.mode.octal(),
+                    uid: 0,
+                    gid: 0,
+                }),
             }
         });
     }

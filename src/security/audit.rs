@@ -231,7 +231,7 @@ mod tests {
         let layout = StateLayout::new(dir);
         std::fs::create_dir_all(layout.tenant_dir(&id)).unwrap();
         let w = AuditWriter::new(layout.clone(), "node1".into(), "mvm agent reconcile".into());
-        let host = Host::linux();
+        let host = Host::linux(dir);
         for i in 0..n {
             let ev = AuditEvent {
                 tenant: &id,
