@@ -74,8 +74,12 @@ pub struct Counts {
 }
 
 impl Report {
+    /// Every step done and every audit record written: a change that left
+    /// no record is not a success.
     pub fn success(&self) -> bool {
-        !self.interrupted && self.steps.iter().all(|s| s.outcome == Outcome::Done)
+        !self.interrupted
+            && self.audit_errors.is_empty()
+            && self.steps.iter().all(|s| s.outcome == Outcome::Done)
     }
 
     /// Terraform's counting: a replace adds one and destroys one.
@@ -189,6 +193,13 @@ pub fn context(plan: &Plan, host: Host, node_id: String, command: String) -> App
 /// Runs one step on the host through its kind's provider; returns what
 /// the audit record of it carries.
 fn run_step(ctx: &ApplyCtx, change: &ResourceChange, phase: Phase) -> Result<AuditDetails, String> {
+    // A tenant whose audit log was tampered with gets no change at all:
+    // the record of it could not be chained honestly.
+    if let Some(id) = change.address.tenant()
+        && ctx.host.files.is_dir(&ctx.layout.tenant_dir(id))
+    {
+        ctx.audit.check(&ctx.host, id).map_err(|e| e.to_string())?;
+    }
     let kind = change.address.kind().get();
     let r = match phase {
         Phase::Apply => {

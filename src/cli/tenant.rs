@@ -26,7 +26,8 @@ pub fn audit(s: &Settings, args: &AuditArgs) -> Result<ExitCode, AgentError> {
         }
     }
     if args.verify {
-        let v = audit::verify(&log.log, log.head.as_deref());
+        let node_id = agent::node_id(&node)?;
+        let v = audit::verify(&log.log, log.head.as_deref(), &log.id, node_id.as_deref());
         for n in &v.notes {
             output::write_stdout(&format!("note: {n}\n"));
         }

@@ -232,12 +232,7 @@ impl Provider<DirsAttrs> for Dirs {
                 details: AuditDetails::new(),
             };
             ctx.audit.append(&ctx.host, ev)?;
-            let stamp = ctx
-                .host
-                .clock
-                .now()
-                .strftime("%Y%m%dT%H%M%S%.6fZ")
-                .to_string();
+            let stamp = crate::state::StateLayout::archive_stamp(ctx.host.clock.now());
             let rel = ctx.layout.archive_rel(id, &stamp);
             let root = ctx.layout.root();
             files.ensure_dir(root, Path::new("archive"), 0o700, 0, 0)?;

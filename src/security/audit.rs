@@ -18,8 +18,15 @@ use std::path::Path;
 use std::sync::Mutex;
 
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-/// The tail read to find the last record: records are far smaller.
-const TAIL_CAP: u64 = 256 * 1024;
+/// The largest record mvm writes (one JSON line). What goes into one is
+/// bounded so it always fits: the command line is summarized past
+/// `COMMAND_MAX`, an error message cut at `ERROR_MAX`.
+pub const RECORD_MAX: usize = 16 * 1024;
+pub const COMMAND_MAX: usize = 512;
+pub const ERROR_MAX: usize = 2048;
+/// The tail read to find the last record: larger than any record.
+const TAIL_CAP: u64 = 4 * RECORD_MAX as u64;
+const HEAD_CAP: u64 = 4096;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -67,6 +74,12 @@ pub struct AuditEvent<'a> {
 
 /// Appends records for many tenants; one append at a time so concurrent
 /// resource steps of a tenant cannot race on the chain.
+///
+/// Before each append the writer checks that the log's last record agrees
+/// with `audit.head` (and belongs to this tenant and this node): a log whose
+/// tail was cut, that was deleted or truncated, or copied from another
+/// tenant is refused loudly, never extended — extending it would make the
+/// tampering verify clean.
 pub struct AuditWriter {
     layout: StateLayout,
     node_id: String,
@@ -79,29 +92,98 @@ pub fn line_sha(line: &[u8]) -> String {
 }
 
 impl AuditWriter {
+    /// A writer whose records name `command` (summarized when long).
     pub fn new(layout: StateLayout, node_id: String, command: String) -> Self {
         Self {
             layout,
             node_id,
-            command,
+            command: summarize(&command),
             lock: Mutex::new(()),
         }
     }
 
+    /// Checks that the tenant's log can be extended (see the type's doc):
+    /// run before a tenant's step changes anything.
+    pub fn check(&self, host: &Host, id: &TenantId) -> Result<(), HostError> {
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.position(host, id).map(|_| ())
+    }
+
+    /// The next record's number and the previous record's hash, after
+    /// checking the log against its head.
+    fn position(&self, host: &Host, id: &TenantId) -> Result<(u64, String), HostError> {
+        let path = self.layout.audit_log(id);
+        let head_path = self.layout.audit_head(id);
+        let refuse = |why: String| {
+            HostError::other(
+                "extend",
+                &path,
+                format!(
+                    "{why}; run `mvm tenant audit {id} --verify`. mvm changes nothing of this tenant until its log is restored from a backup"
+                ),
+            )
+        };
+        let head = match host.files.read(&head_path, HEAD_CAP)? {
+            None => None,
+            Some(b) => Some(
+                serde_json::from_slice::<AuditHead>(&b)
+                    .map_err(|e| refuse(format!("{AUDIT_HEAD} is not valid ({e})")))?,
+            ),
+        };
+        let Some(line) = last_line(host, &path)? else {
+            return match head {
+                None => Ok((1, GENESIS.to_string())),
+                Some(h) => Err(refuse(format!(
+                    "the log is missing or empty but {AUDIT_HEAD} records {} entries: it was deleted or truncated",
+                    h.seq
+                ))),
+            };
+        };
+        let rec: AuditRecord = serde_json::from_slice(&line)
+            .map_err(|e| refuse(format!("its last record is unreadable ({e})")))?;
+        if rec.tenant_id != *id {
+            return Err(refuse(format!(
+                "its last record belongs to tenant {}: the log was copied from another tenant",
+                rec.tenant_id
+            )));
+        }
+        if rec.node_id != self.node_id {
+            return Err(refuse(format!(
+                "its last record was written on node {}, not this node ({}): the log was copied from another node",
+                rec.node_id, self.node_id
+            )));
+        }
+        let sha = line_sha(&line);
+        let agrees = match &head {
+            Some(h) => {
+                (h.seq == rec.seq && h.sha256 == sha)
+                    // The run that wrote the last record died before its head.
+                    || (h.seq + 1 == rec.seq && h.sha256 == rec.prev_sha256)
+            }
+            // The first record's run died before its head.
+            None => rec.seq == 1 && rec.prev_sha256 == GENESIS,
+        };
+        if !agrees {
+            return Err(refuse(match head {
+                Some(h) => format!(
+                    "its last record is number {} but {AUDIT_HEAD} records {} with another hash: the log's tail was cut or edited",
+                    rec.seq, h.seq
+                ),
+                None => format!(
+                    "{AUDIT_HEAD} is missing but the log has {} records",
+                    rec.seq
+                ),
+            }));
+        }
+        Ok((rec.seq + 1, sha))
+    }
+
     /// Appends one record to the tenant's log: a single write, fsync, then
-    /// the head.
+    /// the head. A record larger than `RECORD_MAX` is refused, not written.
     pub fn append(&self, host: &Host, ev: AuditEvent) -> Result<(), HostError> {
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let path = self.layout.audit_log(ev.tenant);
-        let (seq, prev) = match last_line(host, &path)? {
-            Some(line) => {
-                let rec: AuditRecord = serde_json::from_slice(&line).map_err(|e| {
-                    HostError::other("continue", &path, format!("its last record is unreadable ({e}); run `mvm tenant audit {} --verify`", ev.tenant))
-                })?;
-                (rec.seq + 1, line_sha(&line))
-            }
-            None => (1, GENESIS.to_string()),
-        };
+        let (seq, prev) = self.position(host, ev.tenant)?;
         let record = AuditRecord {
             seq,
             timestamp: host
@@ -115,11 +197,22 @@ impl AuditWriter {
             action: ev.action.to_string(),
             resource: ev.resource,
             result: if ev.error.is_some() { "failed" } else { "ok" }.to_string(),
-            error: ev.error,
+            error: ev.error.map(|e| cut(&e, ERROR_MAX)),
             details: ev.details,
             prev_sha256: prev,
         };
         let mut line = serde_json::to_vec(&record).expect("record serializes");
+        if line.len() > RECORD_MAX {
+            return Err(HostError::other(
+                "append to",
+                &path,
+                format!(
+                    "the record for {} is {} bytes, over the {RECORD_MAX}-byte bound; nothing written",
+                    record.resource,
+                    line.len()
+                ),
+            ));
+        }
         let sha = line_sha(&line);
         line.push(b'\n');
         let new = seq == 1;
@@ -131,6 +224,35 @@ impl AuditWriter {
         host.files
             .write_file(&self.layout.audit_head(ev.tenant), &head, 0o600)
     }
+}
+
+/// A command line as a record carries it: whole up to `COMMAND_MAX` bytes,
+/// else its start, its length and the sha256 of all of it.
+pub fn summarize(command: &str) -> String {
+    if command.len() <= COMMAND_MAX {
+        return command.to_string();
+    }
+    format!(
+        "{}… ({} bytes in all, sha256 {})",
+        &command[..floor(command, COMMAND_MAX / 2)],
+        command.len(),
+        crate::digest::sha256(command.as_bytes())
+    )
+}
+
+/// `s` cut to at most `max` bytes, on a character boundary, marked.
+fn cut(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    format!("{}… (cut at {max} bytes)", &s[..floor(s, max)])
+}
+
+fn floor(s: &str, mut i: usize) -> usize {
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
 }
 
 /// The last complete line of a log, read from its tail.
@@ -163,8 +285,14 @@ pub struct Verification {
     pub notes: Vec<String>,
 }
 
-/// Checks the chain of `log` and its agreement with `head`.
-pub fn verify(log: &[u8], head: Option<&[u8]>) -> Verification {
+/// Checks the chain of `log` and its agreement with `head`, and that every
+/// record belongs to `tenant` and (when known) was written on `node_id`.
+pub fn verify(
+    log: &[u8],
+    head: Option<&[u8]>,
+    tenant: &TenantId,
+    node_id: Option<&str>,
+) -> Verification {
     let mut v = Verification::default();
     let mut prev = GENESIS.to_string();
     let mut prev_prev = GENESIS.to_string();
@@ -177,11 +305,31 @@ pub fn verify(log: &[u8], head: Option<&[u8]>) -> Verification {
         if line.is_empty() {
             continue;
         }
+        if line.len() > RECORD_MAX {
+            v.problems.push(format!(
+                "line {n}: {} bytes, larger than any record mvm writes ({RECORD_MAX})",
+                line.len()
+            ));
+        }
         match serde_json::from_slice::<AuditRecord>(line) {
             Err(e) => v
                 .problems
                 .push(format!("line {n}: not a valid record: {e}")),
             Ok(rec) => {
+                if rec.tenant_id != *tenant {
+                    v.problems.push(format!(
+                        "line {n}: belongs to tenant {}, not {tenant} (copied from another tenant's log)",
+                        rec.tenant_id
+                    ));
+                }
+                if let Some(node) = node_id
+                    && rec.node_id != node
+                {
+                    v.problems.push(format!(
+                        "line {n}: written on node {}, not this node ({node})",
+                        rec.node_id
+                    ));
+                }
                 if rec.seq != expected {
                     v.problems.push(format!(
                         "line {n}: record {} where record {expected} belongs (records removed or reordered)",
@@ -252,6 +400,8 @@ mod tests {
         verify(
             &std::fs::read(log).unwrap(),
             std::fs::read(head).ok().as_deref(),
+            &TenantId::parse("acme").unwrap(),
+            Some("node1"),
         )
     }
 
@@ -347,5 +497,145 @@ mod tests {
         let v = check(&log, &head);
         assert!(v.problems.is_empty(), "{:?}", v.problems);
         assert_eq!(v.notes.len(), 1);
+    }
+
+    fn append_one(dir: &Path, tenant: &str, node: &str, command: &str) -> Result<(), HostError> {
+        let id = TenantId::parse(tenant).unwrap();
+        let w = AuditWriter::new(StateLayout::new(dir), node.into(), command.into());
+        let ev = AuditEvent {
+            tenant: &id,
+            action: "update",
+            resource: format!("tenant.{tenant}.cgroup"),
+            error: None,
+            details: AuditDetails::new(),
+        };
+        w.append(&Host::linux(dir), ev)
+    }
+
+    /// Cutting the log's tail, truncating it, deleting it, or copying in
+    /// another tenant's (or node's) log and head: the writer refuses to
+    /// extend it, so the tampering cannot be made to verify clean.
+    #[test]
+    fn the_writer_refuses_a_log_that_disagrees_with_its_head() {
+        type Tamper = fn(&Path, &Path, &Path);
+        let cases: Vec<(&str, Tamper, &str)> = vec![
+            (
+                "tail cut",
+                |log, _, _| {
+                    let text = std::fs::read_to_string(log).unwrap();
+                    let keep: Vec<&str> = text.lines().take(3).collect();
+                    std::fs::write(log, keep.join("\n") + "\n").unwrap();
+                },
+                "tail was cut",
+            ),
+            (
+                "truncated",
+                |log, _, _| std::fs::write(log, "").unwrap(),
+                "deleted or truncated",
+            ),
+            (
+                "deleted",
+                |log, _, _| std::fs::remove_file(log).unwrap(),
+                "deleted or truncated",
+            ),
+            (
+                "head deleted",
+                |_, head, _| std::fs::remove_file(head).unwrap(),
+                "is missing",
+            ),
+            (
+                "another tenant's",
+                |log, head, other| {
+                    // A log and head that chain perfectly, of tenant `other`.
+                    let id = TenantId::parse("other").unwrap();
+                    let layout = StateLayout::new(other);
+                    std::fs::create_dir_all(layout.tenant_dir(&id)).unwrap();
+                    let w = AuditWriter::new(layout.clone(), "node1".into(), "c".into());
+                    for _ in 0..2 {
+                        let ev = AuditEvent {
+                            tenant: &id,
+                            action: "create",
+                            resource: "tenant.other.dirs".into(),
+                            error: None,
+                            details: AuditDetails::new(),
+                        };
+                        w.append(&Host::linux(other), ev).unwrap();
+                    }
+                    std::fs::copy(layout.audit_log(&id), log).unwrap();
+                    std::fs::copy(layout.audit_head(&id), head).unwrap();
+                },
+                "belongs to tenant other",
+            ),
+        ];
+        for (name, tamper, says) in cases {
+            let d = tempfile::tempdir().unwrap();
+            let other = tempfile::tempdir().unwrap();
+            let (log, head) = write_log(d.path(), 5);
+            tamper(&log, &head, other.path());
+            let e = append_one(d.path(), "acme", "node1", "mvm agent reconcile")
+                .expect_err(name)
+                .to_string();
+            assert!(e.contains(says) && e.contains("--verify"), "{name}: {e}");
+        }
+        // Another node's log.
+        let d = tempfile::tempdir().unwrap();
+        write_log(d.path(), 2);
+        let e = append_one(d.path(), "acme", "node2", "c")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("written on node node1"), "{e}");
+    }
+
+    #[test]
+    fn verify_checks_the_tenant_and_node_of_every_record() {
+        let d = tempfile::tempdir().unwrap();
+        let (log, head) = write_log(d.path(), 3);
+        let (l, h) = (std::fs::read(&log).unwrap(), std::fs::read(&head).unwrap());
+        let other = TenantId::parse("other").unwrap();
+        let v = verify(&l, Some(&h), &other, Some("node1"));
+        assert_eq!(v.problems.len(), 3, "{:?}", v.problems);
+        let v = verify(
+            &l,
+            Some(&h),
+            &TenantId::parse("acme").unwrap(),
+            Some("node2"),
+        );
+        assert_eq!(v.problems.len(), 3, "{:?}", v.problems);
+    }
+
+    /// A bug fixed: a 14,000-flag command line made a 322 KB record, after
+    /// which no record could be written for the tenant.
+    #[test]
+    fn records_are_bounded_and_long_command_lines_summarized() {
+        let d = tempfile::tempdir().unwrap();
+        write_log(d.path(), 1);
+        let long = format!(
+            "mvm agent reconcile {}",
+            "--target tenant.acme ".repeat(14_000)
+        );
+        append_one(d.path(), "acme", "node1", &long).unwrap();
+        append_one(d.path(), "acme", "node1", "short").unwrap();
+        let log = std::fs::read_to_string(d.path().join("tenants/acme/audit.log")).unwrap();
+        assert!(log.lines().all(|l| l.len() <= RECORD_MAX));
+        let rec: AuditRecord = serde_json::from_str(log.lines().nth(1).unwrap()).unwrap();
+        assert!(
+            rec.command.len() <= COMMAND_MAX + 120,
+            "{}",
+            rec.command.len()
+        );
+        assert!(
+            rec.command
+                .contains(&crate::digest::sha256(long.as_bytes()))
+        );
+        let v = verify(
+            log.as_bytes(),
+            std::fs::read(d.path().join("tenants/acme/audit.head"))
+                .ok()
+                .as_deref(),
+            &TenantId::parse("acme").unwrap(),
+            Some("node1"),
+        );
+        assert!(v.problems.is_empty(), "{:?}", v.problems);
+        assert_eq!(v.records, 3);
     }
 }

@@ -27,6 +27,21 @@ pub const AUDIT_LOG: &str = "audit.log";
 /// The audit head's file name.
 pub const AUDIT_HEAD: &str = "audit.head";
 
+/// How an archive directory's name spells its time: `20261201T103000.123456Z`.
+pub const ARCHIVE_STAMP: &str = "%Y%m%dT%H%M%S%.6fZ";
+
+/// Whether `s` is exactly a stamp written with `ARCHIVE_STAMP`.
+fn is_archive_stamp(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 23
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 => *c == b'T',
+            15 => *c == b'.',
+            22 => *c == b'Z',
+            _ => c.is_ascii_digit(),
+        })
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateLayout {
     root: PathBuf,
@@ -60,17 +75,20 @@ impl StateLayout {
     }
 
     /// The newest archive directory of `id` among `names` (the entries of
-    /// `archive_dir`): names sort by time.
+    /// `archive_dir`): exactly `<id>-<stamp>`, so tenant `a` never gets
+    /// tenant `a-3`'s archive. Names sort by time.
     pub fn newest_archive(&self, id: &TenantId, names: &[String]) -> Option<PathBuf> {
         let prefix = format!("{id}-");
         names
             .iter()
-            .filter(|n| {
-                n.strip_prefix(&prefix)
-                    .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
-            })
+            .filter(|n| n.strip_prefix(&prefix).is_some_and(is_archive_stamp))
             .max()
             .map(|n| self.archive_dir().join(n))
+    }
+
+    /// The stamp of an archive made now, as `archive_rel` takes it.
+    pub fn archive_stamp(now: jiff::Timestamp) -> String {
+        now.strftime(ARCHIVE_STAMP).to_string()
     }
 
     pub fn tenants_dir(&self) -> PathBuf {
@@ -103,5 +121,38 @@ impl StateLayout {
 
     pub fn secrets(&self, id: &TenantId) -> PathBuf {
         self.tenant_dir(id).join("secrets")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A bug fixed: `tenant audit a` showed the archive of tenant `a-3`.
+    #[test]
+    fn archive_lookup_matches_the_exact_tenant_id() {
+        let l = StateLayout::new("/s");
+        let names: Vec<String> = [
+            "a-3-20261201T103000.000000Z",
+            "a-20261130T000000.000000Z",
+            "a-20261201T000000.000000Z",
+            "a-2026",
+            "ab-20261202T000000.000000Z",
+        ]
+        .map(String::from)
+        .to_vec();
+        let a = TenantId::parse("a").unwrap();
+        assert_eq!(
+            l.newest_archive(&a, &names),
+            Some(PathBuf::from("/s/archive/a-20261201T000000.000000Z"))
+        );
+        let a3 = TenantId::parse("a-3").unwrap();
+        assert_eq!(
+            l.newest_archive(&a3, &names),
+            Some(PathBuf::from("/s/archive/a-3-20261201T103000.000000Z"))
+        );
+        let stamp =
+            StateLayout::archive_stamp(jiff::Timestamp::from_second(1_796_000_000).unwrap());
+        assert!(is_archive_stamp(&stamp), "{stamp}");
     }
 }
