@@ -40,11 +40,14 @@ impl ConfigSource {
     pub fn load(&self) -> Result<NodeConfig, SpecError> {
         match self {
             ConfigSource::Flag(p) | ConfigSource::Env(p) | ConfigSource::System(p) => {
-                let text =
-                    crate::providers::input::read_text(p).map_err(|source| SpecError::Read {
-                        path: p.clone(),
-                        source,
-                    })?;
+                let text = crate::providers::input::read_text(
+                    p,
+                    crate::providers::input::Input::NodeConfig,
+                )
+                .map_err(|source| SpecError::Read {
+                    path: p.clone(),
+                    source,
+                })?;
                 crate::spec::parse_node(p, &text)
             }
             ConfigSource::Builtin => Ok(NodeConfig::default_config()),

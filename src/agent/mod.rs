@@ -25,11 +25,12 @@ pub enum AgentError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{}:{line}:{column}: not a valid observed state: {message}", path.display())]
+    #[error("{}{at}: not a valid observed state: {message}", path.display())]
     ObservedParse {
         path: PathBuf,
-        line: usize,
-        column: usize,
+        /// `:line:column` of a syntax error; empty for a value of the
+        /// wrong shape (the message names its JSON path).
+        at: String,
         message: String,
     },
     #[error("{}: observed state has format_version {found}; this mvm reads {OBSERVED_VERSION}", path.display())]
@@ -123,20 +124,25 @@ pub fn save_plan(path: &Path, plan: &Plan) -> Result<(), AgentError> {
 }
 
 pub fn load_observed(path: &Path) -> Result<Observed, AgentError> {
-    let text = input::read_text(path).map_err(|source| AgentError::ObservedRead {
-        path: path.to_path_buf(),
-        source,
+    let text = input::read_text(path, input::Input::Observed).map_err(|source| {
+        AgentError::ObservedRead {
+            path: path.to_path_buf(),
+            source,
+        }
     })?;
-    let obs: Observed = serde_json::from_str(&text).map_err(|e| AgentError::ObservedParse {
+    // Syntax and duplicate keys first (with line and column), then the
+    // shape (with the JSON path).
+    let value = crate::spec::json::parse(&text).map_err(|e| AgentError::ObservedParse {
         path: path.to_path_buf(),
-        line: e.line(),
-        column: e.column(),
-        message: e
-            .to_string()
-            .rsplit_once(" at line ")
-            .map(|(m, _)| m.to_string())
-            .unwrap_or_else(|| e.to_string()),
+        at: format!(":{}:{}", e.line(), e.column()),
+        message: without_location(&e),
     })?;
+    let obs: Observed =
+        serde_path_to_error::deserialize(value).map_err(|e| AgentError::ObservedParse {
+            path: path.to_path_buf(),
+            at: String::new(),
+            message: format!("at {}: {}", e.path(), without_location(e.inner())),
+        })?;
     if obs.format_version != OBSERVED_VERSION {
         return Err(AgentError::ObservedVersion {
             path: path.to_path_buf(),
@@ -144,6 +150,14 @@ pub fn load_observed(path: &Path) -> Result<Observed, AgentError> {
         });
     }
     Ok(obs)
+}
+
+/// serde_json's message without its " at line X column Y" suffix.
+fn without_location(e: &serde_json::Error) -> String {
+    let s = e.to_string();
+    s.rsplit_once(" at line ")
+        .map(|(m, _)| m.to_string())
+        .unwrap_or(s)
 }
 
 pub struct PlanRequest<'a> {
@@ -175,7 +189,7 @@ pub fn load_desired(
     node: &NodeConfig,
     path: &Path,
 ) -> Result<crate::spec::DesiredState, AgentError> {
-    let text = input::read_text(path).map_err(|source| SpecError::Read {
+    let text = input::read_text(path, input::Input::Desired).map_err(|source| SpecError::Read {
         path: path.to_path_buf(),
         source,
     })?;
@@ -215,12 +229,13 @@ pub fn load_saved_plan(
     node: &NodeConfig,
     observed: &Observed,
 ) -> Result<Plan, SavedPlanError> {
-    let text = input::read_text(path).map_err(|source| SavedPlanError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text =
+        input::read_text(path, input::Input::Plan).map_err(|source| SavedPlanError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
     let value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| SavedPlanError::Invalid {
+        crate::spec::json::parse(&text).map_err(|e| SavedPlanError::Invalid {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;

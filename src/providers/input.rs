@@ -5,23 +5,82 @@
 use std::io;
 use std::path::Path;
 
-/// Inputs larger than this are refused (10,000 tenants' desired.json is
-/// about 3 MiB).
-pub const INPUT_CAP: u64 = 256 * 1024 * 1024;
+/// How much of each input mvm reads at most. A file over its cap is
+/// refused with the cap named, so a planted `/dev/zero` or a runaway
+/// generator cannot exhaust memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// desired.json: 10,000 tenants are about 3 MiB.
+    Desired,
+    /// node.toml.
+    NodeConfig,
+    /// A captured observation (`--observed`).
+    Observed,
+    /// A saved plan (`--plan`): 10,000 tenants are about 60 MiB.
+    Plan,
+}
 
-/// Reads an input file as UTF-8 text.
-pub fn read_text(path: &Path) -> io::Result<String> {
+impl Input {
+    pub const fn cap(self) -> u64 {
+        match self {
+            Input::Desired => 64 << 20,
+            Input::NodeConfig => 1 << 20,
+            Input::Observed => 256 << 20,
+            Input::Plan => 256 << 20,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Input::Desired => "desired state",
+            Input::NodeConfig => "node config",
+            Input::Observed => "observed state",
+            Input::Plan => "saved plan",
+        }
+    }
+}
+
+/// Reads an input file as UTF-8 text: opened non-blocking (a FIFO cannot
+/// hang mvm), a regular file (not a FIFO, device or directory), at most
+/// its kind's cap. Links are followed: the operator names these files.
+pub fn read_text(path: &Path, kind: Input) -> io::Result<String> {
     use std::io::Read;
-    let f = std::fs::File::open(path)?;
-    let mut text = String::new();
-    f.take(INPUT_CAP + 1).read_to_string(&mut text)?;
-    if text.len() as u64 > INPUT_CAP {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
+        .open(path)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        let what = match meta.file_type() {
+            t if t.is_dir() => "a directory",
+            t if std::os::unix::fs::FileTypeExt::is_fifo(&t) => "a FIFO",
+            t if std::os::unix::fs::FileTypeExt::is_char_device(&t) => "a character device",
+            t if std::os::unix::fs::FileTypeExt::is_block_device(&t) => "a block device",
+            t if std::os::unix::fs::FileTypeExt::is_socket(&t) => "a socket",
+            _ => "not a regular file",
+        };
         return Err(io::Error::other(format!(
-            "larger than {} MiB",
-            INPUT_CAP >> 20
+            "refusing: it is {what}; a {} must be a regular file",
+            kind.name()
         )));
     }
-    Ok(text)
+    let cap = kind.cap();
+    let mut bytes = Vec::new();
+    f.take(cap + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > cap {
+        return Err(io::Error::other(format!(
+            "refusing: larger than the {} MiB cap for a {}",
+            cap >> 20,
+            kind.name()
+        )));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
+        )
+    })
 }
 
 /// Whether a file exists (following links: an operator's config may be

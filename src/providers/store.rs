@@ -140,9 +140,39 @@ pub fn read_capped(path: &Path, cap: u64) -> io::Result<Option<Vec<u8>>> {
 
 /// The node lock: one reconcile at a time. Held for the life of the value;
 /// the kernel drops it if the process dies, so a crash never leaves a stale
-/// lock. The file names its holder for whoever waits.
+/// lock. The file names its holder for whoever waits: written after the
+/// lock is taken, emptied before it is released.
 pub struct NodeLock {
-    _lock: Flock<File>,
+    lock: Flock<File>,
+}
+
+impl Drop for NodeLock {
+    fn drop(&mut self) {
+        let _ = self.lock.set_len(0);
+    }
+}
+
+/// Who holds the lock, from what the file says — unless the pid it names
+/// is gone (the file outlived an mvm that was killed, and someone else
+/// holds the lock now).
+fn describe_holder(text: &str) -> String {
+    let text = text.trim();
+    let pid = text
+        .strip_prefix("pid ")
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse::<i32>().ok());
+    match pid {
+        None => "a process that did not name itself (not mvm?)".to_string(),
+        Some(pid)
+            if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+                == Err(nix::errno::Errno::ESRCH) =>
+        {
+            format!(
+                "a process that did not name itself (not mvm?); the lock file still names pid {pid}, which has exited"
+            )
+        }
+        Some(_) => text.to_string(),
+    }
 }
 
 impl NodeLock {
@@ -177,17 +207,10 @@ impl NodeLock {
                     lock.set_len(0)
                         .and_then(|()| lock.write_all(info.as_bytes()))
                         .map_err(io_err("write", path))?;
-                    return Ok(Self { _lock: lock });
+                    return Ok(Self { lock });
                 }
                 Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
-                    let holder = fs::read_to_string(path)
-                        .map(|s| s.trim().to_string())
-                        .unwrap_or_default();
-                    let holder = if holder.is_empty() {
-                        "another mvm process".to_string()
-                    } else {
-                        holder
-                    };
+                    let holder = describe_holder(&fs::read_to_string(path).unwrap_or_default());
                     if start.elapsed() >= timeout {
                         return Err(StoreError::Locked {
                             path: path.to_path_buf(),
@@ -247,5 +270,30 @@ mod tests {
             "{told}"
         );
         assert!(e.to_string().contains("mvm agent reconcile"), "{e}");
+    }
+
+    #[test]
+    fn the_holder_is_cleared_on_release_and_a_dead_pid_is_not_named_as_holder() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("lock");
+        drop(NodeLock::acquire(&p, "mvm agent reconcile", Duration::ZERO, |_| {}).unwrap());
+        assert_eq!(fs::read_to_string(&p).unwrap(), "");
+        // A non-mvm process holds it; the file names an mvm long gone.
+        fs::write(
+            &p,
+            "pid 2147483646 (mvm agent reconcile), since 2026-01-01T00:00:00Z\n",
+        )
+        .unwrap();
+        let f = fs::File::open(&p).unwrap();
+        let _other = Flock::lock(f, FlockArg::LockExclusiveNonblock).unwrap();
+        let e = NodeLock::acquire(&p, "x", Duration::ZERO, |_| {})
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("did not name itself") && e.contains("has exited"),
+            "{e}"
+        );
+        assert!(describe_holder("").contains("did not name itself"));
     }
 }

@@ -126,7 +126,7 @@ impl AuditWriter {
         let head = match host.files.read(&head_path, HEAD_CAP)? {
             None => None,
             Some(b) => Some(
-                serde_json::from_slice::<AuditHead>(&b)
+                crate::spec::json::from_slice::<AuditHead>(&b)
                     .map_err(|e| refuse(format!("{AUDIT_HEAD} is not valid ({e})")))?,
             ),
         };
@@ -139,7 +139,7 @@ impl AuditWriter {
                 ))),
             };
         };
-        let rec: AuditRecord = serde_json::from_slice(&line)
+        let rec: AuditRecord = crate::spec::json::from_slice(&line)
             .map_err(|e| refuse(format!("its last record is unreadable ({e})")))?;
         if rec.tenant_id != *id {
             return Err(refuse(format!(
@@ -311,7 +311,7 @@ pub fn verify(
                 line.len()
             ));
         }
-        match serde_json::from_slice::<AuditRecord>(line) {
+        match crate::spec::json::from_slice::<AuditRecord>(line) {
             Err(e) => v
                 .problems
                 .push(format!("line {n}: not a valid record: {e}")),
@@ -345,7 +345,7 @@ pub fn verify(
         }
         prev_prev = std::mem::replace(&mut prev, line_sha(line));
     }
-    match head.map(serde_json::from_slice::<AuditHead>) {
+    match head.map(crate::spec::json::from_slice::<AuditHead>) {
         None if v.records > 0 => v.problems.push(format!("{AUDIT_HEAD} is missing")),
         None => {}
         Some(Err(e)) => v.problems.push(format!("{AUDIT_HEAD} is not valid: {e}")),

@@ -4,6 +4,7 @@
 
 pub mod desired;
 pub mod jail;
+pub mod json;
 pub mod node;
 pub mod problems;
 pub mod types;
@@ -77,7 +78,7 @@ pub fn parse_desired(
     text: &str,
     node: &NodeConfig,
 ) -> Result<DesiredState, SpecError> {
-    let tree: serde_json::Value = serde_json::from_str(text).map_err(|e| SpecError::Syntax {
+    let tree: serde_json::Value = json::parse(text).map_err(|e| SpecError::Syntax {
         path: path.to_path_buf(),
         line: e.line(),
         column: e.column().max(1),

@@ -163,32 +163,63 @@ impl CpuSet {
     }
 }
 
+/// The longest cpuset list accepted: 1024 CPUs written one by one
+/// (`0,1,…,1023`) take 4,010 bytes.
+pub const CPUSET_TEXT_MAX: usize = 4096;
+
 impl FromStr for CpuSet {
     type Err = String;
+    /// Parses into a 1024-bit set, one word mask per range, so the cost
+    /// is bounded by the text's length (itself capped), never by what
+    /// the ranges expand to.
     fn from_str(s: &str) -> Result<Self, String> {
-        let mut cpus = Vec::new();
+        if s.len() > CPUSET_TEXT_MAX {
+            return Err(format!(
+                "is {} bytes; at most {CPUSET_TEXT_MAX} (list each CPU or range once, like 0-3,6)",
+                s.len()
+            ));
+        }
+        const WORDS: usize = (CPU_MAX as usize + 1) / 64;
+        let mut bits = [0u64; WORDS];
         for part in s.split(',') {
             let part = part.trim();
             let (lo, hi) = match part.split_once('-') {
                 Some((a, b)) => (a, b),
                 None => (part, part),
             };
-            let lo: u32 = lo
-                .parse()
-                .map_err(|_| format!("{part:?} is not a CPU number or range like 0-3"))?;
-            let hi: u32 = hi
-                .parse()
-                .map_err(|_| format!("{part:?} is not a CPU number or range like 0-3"))?;
+            let num = |t: &str| {
+                if t.is_empty() || t.len() > 4 || !t.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(format!("{part:?} is not a CPU number or range like 0-3"));
+                }
+                t.parse::<u32>()
+                    .map_err(|_| format!("{part:?} is not a CPU number or range like 0-3"))
+            };
+            let (lo, hi) = (num(lo)?, num(hi)?);
             if lo > hi {
                 return Err(format!("range {part:?} runs backwards"));
             }
             if hi > CPU_MAX {
                 return Err(format!("CPU {hi} is above the maximum {CPU_MAX}"));
             }
-            cpus.extend(lo..=hi);
+            for (w, word) in bits.iter_mut().enumerate() {
+                let (start, end) = (w as u32 * 64, w as u32 * 64 + 63);
+                if hi < start || lo > end {
+                    continue;
+                }
+                let from = lo.max(start) - start;
+                let to = hi.min(end) - start;
+                let width = to - from + 1;
+                let mask = if width == 64 {
+                    u64::MAX
+                } else {
+                    ((1u64 << width) - 1) << from
+                };
+                *word |= mask;
+            }
         }
-        cpus.sort_unstable();
-        cpus.dedup();
+        let cpus = (0..=CPU_MAX)
+            .filter(|c| bits[*c as usize / 64] & (1 << (c % 64)) != 0)
+            .collect();
         Ok(Self(cpus))
     }
 }
@@ -255,7 +286,16 @@ pub fn check_flake_ref(s: &str) -> Result<(), String> {
     if s.len() > FLAKE_REF_MAX {
         return Err(format!("is {} bytes; at most {FLAKE_REF_MAX}", s.len()));
     }
-    if let Some(c) = s.chars().find(|c| c.is_whitespace() || c.is_control()) {
+    if let Some(c) = s.chars().find(|c| !c.is_ascii()) {
+        return Err(format!(
+            "contains U+{:04X}, which is not ASCII; flake references must be printable ASCII (percent-encode anything else), so no invisible or direction-changing character can make a reviewer read another reference",
+            c as u32
+        ));
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|c| c.is_ascii_whitespace() || c.is_ascii_control())
+    {
         return Err(format!(
             "contains {c:?}; whitespace and control characters are not allowed"
         ));
@@ -299,6 +339,22 @@ pub fn check_flake_ref(s: &str) -> Result<(), String> {
             let host = location.trim_start_matches("//");
             if !location.starts_with("//") || host.is_empty() || host.starts_with('/') {
                 return Err(format!("expected \"{scheme}://<host>/<path>\""));
+            }
+            // git and ssh take an authority starting with '-' as an
+            // option (`git+ssh://-oProxyCommand=…` runs a command).
+            if !host.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '[') {
+                return Err(format!(
+                    "the host part {:?} must start with a letter or digit (one starting with '-' would be read as an option by git or ssh)",
+                    host.split('/').next().unwrap_or(host)
+                ));
+            }
+            let authority = host.split('/').next().unwrap_or(host);
+            if let Some((_, h)) = authority.rsplit_once('@')
+                && !h.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '[')
+            {
+                return Err(format!(
+                    "the host {h:?} must start with a letter or digit (one starting with '-' would be read as an option by git or ssh)"
+                ));
             }
         }
     }
@@ -363,6 +419,21 @@ mod tests {
         assert_eq!(c.to_string(), "1,5");
         assert!("3-1".parse::<CpuSet>().is_err());
         assert!("2000".parse::<CpuSet>().is_err());
+        let c: CpuSet = "60-70,0,1023".parse().unwrap();
+        assert_eq!(c.to_string(), "0,60-70,1023");
+        assert_eq!("0-1023".parse::<CpuSet>().unwrap().cpus().len(), 1024);
+        assert!("+1".parse::<CpuSet>().is_err());
+    }
+
+    /// A bug fixed: a 10 MB cpuset repeating `0-1023` took 5.6 GB and 22 s.
+    #[test]
+    fn cpuset_text_is_capped_and_ranges_cost_nothing() {
+        let long = vec!["0-1023"; 1_500_000].join(",");
+        let e = long.parse::<CpuSet>().unwrap_err();
+        assert!(e.contains("at most 4096"), "{e}");
+        let most = vec!["0-1023"; 585].join(",");
+        assert!(most.len() <= CPUSET_TEXT_MAX);
+        assert_eq!(most.parse::<CpuSet>().unwrap().cpus().len(), 1024);
     }
 
     #[test]
@@ -385,6 +456,11 @@ mod tests {
             assert_eq!(check_flake_ref(ok), Ok(()), "{ok}");
         }
         for bad in [
+            "git+ssh://-oProxyCommand=touch%20/tmp/x/repo",
+            "git+ssh://git@-oProxyCommand=x/repo",
+            "https://-x.example/a.tar.gz",
+            "github:org/repo\u{202e}cba",
+            "github:org/re\u{200b}po",
             "org/repo",
             "github:",
             "github:-x/y",

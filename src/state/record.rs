@@ -17,7 +17,7 @@ pub const RECORD_CAP: u64 = 1024 * 1024;
 /// newer version, of another tenant, or not a record is an error naming
 /// the file.
 pub fn parse_record(path: &Path, bytes: &[u8], id: &TenantId) -> Result<TenantRecord, String> {
-    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+    let value: serde_json::Value = crate::spec::json::parse_slice(bytes).map_err(|e| {
         format!(
             "{}:{}:{}: not valid JSON: {e}",
             path.display(),
