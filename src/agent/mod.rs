@@ -251,6 +251,19 @@ pub fn load_saved_plan(
             this: env!("CARGO_PKG_VERSION").into(),
         });
     }
+    let format = value
+        .get("format_version")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("none");
+    if !crate::plan::check::readable_version(format) {
+        return Err(SavedPlanError::Invalid {
+            path: path.to_path_buf(),
+            message: format!(
+                "format_version {format:?}; this mvm reads {}",
+                crate::plan::FORMAT_VERSION
+            ),
+        });
+    }
     let plan: Plan = serde_json::from_value(value).map_err(|e| SavedPlanError::Invalid {
         path: path.to_path_buf(),
         message: e.to_string(),
@@ -268,6 +281,13 @@ pub fn load_saved_plan(
     crate::plan::simulate::apply_to(&plan, observed).map_err(|e| SavedPlanError::Invalid {
         path: path.to_path_buf(),
         message: e.to_string(),
+    })?;
+    // And every attribute must be one the specs could have produced here.
+    crate::plan::check::saved(&plan, node, observed).map_err(|message| {
+        SavedPlanError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        }
     })?;
     let now = observed.fingerprint();
     if plan.observed_fingerprint != now {

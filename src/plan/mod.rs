@@ -5,6 +5,7 @@
 //! every replace and delete, plus each resource's dependencies so apply can
 //! walk it without re-deriving anything from the config.
 
+pub mod check;
 pub mod graph;
 pub mod planner;
 pub mod render;

@@ -211,6 +211,23 @@ impl Resource for Cgroup {
         Some(self)
     }
 
+    fn check(&self, ctx: &Ctx, id: Option<&TenantId>, a: &CgroupAttrs) -> Result<(), String> {
+        let id = id.ok_or("not a tenant address")?;
+        let want = path(ctx, id);
+        if a.path != want {
+            return Err(format!(
+                "path is {:?}; mvm only ever plans {want:?}",
+                a.path
+            ));
+        }
+        for (file, v) in a.files() {
+            if let Some(v) = v {
+                check_limit(file, v)?;
+            }
+        }
+        Ok(())
+    }
+
     fn audit(&self, a: &CgroupAttrs) -> AuditDetails {
         [
             ("cpu_max", &a.cpu_max),
@@ -243,6 +260,46 @@ fn dir_of(ctx: &ApplyCtx, id: &TenantId, planned: Option<&str>) -> HostResult<(P
             &rel,
             "cgroup2 is not mounted on this node",
         )),
+    }
+}
+
+/// Checks one planned limit value against what a valid tenant spec can
+/// produce.
+fn check_limit(file: &str, v: &str) -> Result<(), String> {
+    use crate::security::cgroups::{CPU_PERIOD_US, VMM_OVERHEAD_BASE_MIB};
+    use crate::spec::desired::{MEM_MIB_MAX, MEM_MIB_MIN, PIDS_MAX, PIDS_MIN, VCPUS_MAX};
+    let bad = |why: &str| Err(format!("{file} {v:?} {why}"));
+    let bytes_for = |mib: u64| (mib + VMM_OVERHEAD_BASE_MIB + mib.div_ceil(32)) * 1024 * 1024;
+    match file {
+        "memory.max" => match v.parse::<u64>() {
+            Ok(n) if (bytes_for(MEM_MIB_MIN)..=bytes_for(MEM_MIB_MAX)).contains(&n) => Ok(()),
+            _ => bad("is not a memory limit a tenant of 128 MiB..256 GiB gets"),
+        },
+        "pids.max" => match v.parse::<u64>() {
+            Ok(n) if (PIDS_MIN..=PIDS_MAX).contains(&n) => Ok(()),
+            _ => bad(&format!("is not a number in {PIDS_MIN}..={PIDS_MAX}")),
+        },
+        "cpu.max" => {
+            let period = CPU_PERIOD_US.to_string();
+            match v.split_once(' ') {
+                Some(("max", p)) if p == period => Ok(()),
+                Some((q, p)) if p == period => match q.parse::<u64>() {
+                    Ok(q)
+                        if q % CPU_PERIOD_US == 0
+                            && (1..=VCPUS_MAX).contains(&(q / CPU_PERIOD_US)) =>
+                    {
+                        Ok(())
+                    }
+                    _ => bad("is not a quota of 1..32 whole CPUs"),
+                },
+                _ => bad(&format!("is not \"<quota> {period}\" or \"max {period}\"")),
+            }
+        }
+        "cpuset.cpus" => match v.parse::<CpuSet>() {
+            Ok(c) if c.to_string() == v => Ok(()),
+            _ => bad("is not a canonical CPU list like 0-3,6"),
+        },
+        _ => bad("is not a limit mvm manages"),
     }
 }
 

@@ -52,6 +52,7 @@ impl Resource for Dirs {
     /// only a known uid that differs replaces it, so a missing record never
     /// destroys a tenant's files.
     const ADOPTS_UNKNOWN_PRIOR: bool = true;
+    const UNIQUE: &'static [&'static str] = &["uid", "ip", "mac"];
 
     fn depends_on(&self, _: Option<&TenantSpec>) -> &'static [Dep] {
         &[]
@@ -151,6 +152,26 @@ impl Resource for Dirs {
         Some(self)
     }
 
+    fn check(&self, ctx: &Ctx, id: Option<&TenantId>, a: &DirsAttrs) -> Result<(), String> {
+        let id = id.ok_or("not a tenant address")?;
+        let want = |name: &str, have: &str, want: &str| {
+            if have == want {
+                Ok(())
+            } else {
+                Err(format!("{name} is {have:?}; mvm only ever plans {want:?}"))
+            }
+        };
+        want(
+            "path",
+            &a.path,
+            &ctx.layout.tenant_dir(id).display().to_string(),
+        )?;
+        want("mode", &a.mode.octal(), MODE)?;
+        want("owner", &a.owner, OWNER)?;
+        want("subdirs", &a.subdirs, &SUBDIRS.join(","))?;
+        check_identity(ctx.node, a.uid, a.gid, a.ip, a.mac)
+    }
+
     fn audit(&self, a: &DirsAttrs) -> AuditDetails {
         [
             ("ip".to_string(), a.ip.to_string()),
@@ -158,6 +179,31 @@ impl Resource for Dirs {
         ]
         .into()
     }
+}
+
+/// A tenant's identity as node.toml allows it: uid and gid in the tenant
+/// range, the IP a host address of the subnet other than the gateway, the
+/// MAC unicast. Used for plans and for records read from disk.
+pub fn check_identity(
+    node: &crate::spec::NodeConfig,
+    uid: u32,
+    gid: u32,
+    ip: Ipv4Addr,
+    mac: MacAddr,
+) -> Result<(), String> {
+    let (lo, hi) = (node.tenants.uid_min, node.tenants.uid_max);
+    for (name, v) in [("uid", uid), ("gid", gid)] {
+        if !(lo..=hi).contains(&v) {
+            return Err(format!(
+                "{name} {v} is outside the tenant range {lo}..={hi} of node.toml"
+            ));
+        }
+    }
+    crate::spec::desired::check_ip(&ip.to_string(), node).map_err(|e| format!("ip {ip} {e}"))?;
+    if !mac.is_unicast() {
+        return Err(format!("mac {mac} is not a unicast address"));
+    }
+    Ok(())
 }
 
 impl Provider<DirsAttrs> for Dirs {

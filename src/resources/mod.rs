@@ -204,6 +204,9 @@ pub trait Resource: Sync + 'static {
     /// Dependencies (by word) a running instance holds open: when one is
     /// missing and gets created, this resource is replaced to use it.
     const HOLDS: &'static [&'static str] = &[];
+    /// Attributes no two tenants may share (a uid, an IP): a saved plan
+    /// that gives two tenants the same value is refused.
+    const UNIQUE: &'static [&'static str] = &[];
 
     /// What it depends on; `spec` is the tenant's (`None` for node kinds
     /// and for tenants being pruned).
@@ -252,6 +255,18 @@ pub trait Resource: Sync + 'static {
     /// What an audit record of a change to it carries. Never a secret.
     fn audit(&self, _a: &Self::Attrs) -> AuditDetails {
         AuditDetails::new()
+    }
+    /// Checks planned attributes with the rules desired.json and node.toml
+    /// are held to (what `desired` could have produced on this node), so a
+    /// hand-edited saved plan cannot ask a provider for anything the specs
+    /// could not. Every kind with a provider implements it.
+    fn check(
+        &self,
+        _ctx: &Ctx,
+        _id: Option<&TenantId>,
+        _after: &Self::Attrs,
+    ) -> Result<(), String> {
+        Ok(())
     }
 }
 
@@ -315,6 +330,7 @@ pub trait Kind: Sync {
     fn replace_on(&self) -> &'static [&'static str];
     fn adopts_unknown_prior(&self) -> bool;
     fn holds(&self) -> &'static [&'static str];
+    fn unique(&self) -> &'static [&'static str];
     fn depends_on(&self, spec: Option<&TenantSpec>) -> &'static [Dep];
     fn desired(&self, ctx: &Ctx, s: Subject) -> Option<Desired>;
     fn unwanted(&self, s: Subject) -> Unwanted;
@@ -345,6 +361,8 @@ pub trait Kind: Sync {
         after: &Attrs,
     ) -> Result<AuditDetails, StepError>;
     fn delete(&self, ctx: &ApplyCtx, addr: &ResourceAddr) -> Result<(), StepError>;
+    /// Decodes planned attributes and checks them (`Resource::check`).
+    fn check(&self, ctx: &Ctx, addr: &ResourceAddr, after: &Attrs) -> Result<(), String>;
     /// What the audit record of deleting it carries (from the attributes
     /// it had), empty when they do not decode.
     fn audit_of(&self, addr: &ResourceAddr, attrs: &Attrs) -> AuditDetails;
@@ -365,6 +383,15 @@ impl<R: Resource> Kind for R {
     }
     fn holds(&self) -> &'static [&'static str] {
         R::HOLDS
+    }
+    fn unique(&self) -> &'static [&'static str] {
+        R::UNIQUE
+    }
+    fn check(&self, ctx: &Ctx, addr: &ResourceAddr, after: &Attrs) -> Result<(), String> {
+        let typed = decode::<R::Attrs>(addr, after).map_err(|e| e.to_string())?;
+        Resource::check(self, ctx, addr.tenant(), &typed).map_err(|e| {
+            format!("{addr}: the plan's attributes are not what this node's specs allow: {e}")
+        })
     }
     fn depends_on(&self, spec: Option<&TenantSpec>) -> &'static [Dep] {
         Resource::depends_on(self, spec)

@@ -112,6 +112,24 @@ impl Resource for Secrets {
     fn provider(&self) -> Option<&dyn Provider<SecretsAttrs>> {
         Some(self)
     }
+
+    fn check(&self, ctx: &Ctx, id: Option<&TenantId>, a: &SecretsAttrs) -> Result<(), String> {
+        let id = id.ok_or("not a tenant address")?;
+        let path = ctx.layout.secrets(id).display().to_string();
+        let options = FLAGS.join(",");
+        for (name, have, want) in [
+            ("path", a.path.as_str(), path.as_str()),
+            ("fstype", &a.fstype, FSTYPE),
+            ("options", &a.options, &options),
+            ("mode", &a.mode.octal(), MODE),
+            ("size", &a.size.0, SIZE),
+        ] {
+            if have != want {
+                return Err(format!("{name} is {have:?}; mvm only ever plans {want:?}"));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Provider<SecretsAttrs> for Secrets {

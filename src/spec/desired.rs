@@ -219,7 +219,7 @@ fn tenant(v: &Value, path: &str, node: &NodeConfig, p: &mut Problems) -> Option<
     })
 }
 
-fn check_ip(s: &str, node: &NodeConfig) -> Result<Ipv4Addr, String> {
+pub fn check_ip(s: &str, node: &NodeConfig) -> Result<Ipv4Addr, String> {
     let ip: Ipv4Addr = s
         .parse()
         .map_err(|_| "is not an IPv4 address".to_string())?;

@@ -1,0 +1,106 @@
+//! Checking a saved plan before it is applied: apply takes its paths,
+//! identities and limits from the plan, so a plan edited by hand must not
+//! be able to ask for anything desired.json and node.toml could not. The
+//! caller has already checked that the plan was made by this mvm, with this
+//! node's config, against the host as it is now.
+
+use super::{FORMAT_VERSION, Plan};
+use crate::observed::Observed;
+use crate::resources::{At, Ctx};
+use crate::spec::NodeConfig;
+use std::collections::HashMap;
+
+/// Whether `version` (a plan's `format_version`) is one this mvm reads:
+/// the same major version.
+pub fn readable_version(version: &str) -> bool {
+    let major = |v: &str| v.split('.').next().map(str::to_string);
+    let parts: Vec<&str> = version.split('.').collect();
+    parts.len() == 2
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        && major(version) == major(FORMAT_VERSION)
+}
+
+/// Every planned attribute checked by its kind, no two tenants sharing a
+/// unique attribute (a uid, an IP, a MAC), and the apply context's cgroup2
+/// mount the one this host has.
+pub fn saved(plan: &Plan, node: &NodeConfig, observed: &Observed) -> Result<(), String> {
+    let here = observed.cgroup.as_ref().map(|c| &c.mount);
+    if plan.apply_context.cgroup_mount.as_ref() != here {
+        return Err(format!(
+            "apply_context.cgroup_mount is {}, but cgroup2 is {} on this host",
+            show(plan.apply_context.cgroup_mount.as_deref()),
+            show(here.map(|p| p.as_path()))
+        ));
+    }
+    let ctx = Ctx::new(node, observed);
+    // (kind, attribute, value) -> the tenant holding it.
+    let mut holders: HashMap<(&str, &str, String), String> = HashMap::new();
+    let mut claim = |kind: &'static str, attr: &'static str, value: String, who: String| {
+        match holders.get(&(kind, attr, value.clone())) {
+            Some(other) if *other != who => Err(format!(
+                "tenants {other} and {who} would both have {attr} {value}; every tenant needs its own"
+            )),
+            _ => {
+                holders.insert((kind, attr, value), who);
+                Ok(())
+            }
+        }
+    };
+    for c in &plan.resource_changes {
+        let Some(after) = &c.after else { continue };
+        let kind = c.address.kind().get();
+        kind.check(&ctx, &c.address, after)?;
+        let who = c
+            .address
+            .tenant()
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        for attr in kind.unique() {
+            if let Some(v) = after.get(*attr).filter(|v| !v.is_null()) {
+                claim(kind.word(), attr, v.to_string(), who.clone())?;
+            }
+        }
+    }
+    // Tenants the plan keeps as they are hold their values too.
+    for kept in &plan.kept_tenants {
+        let Some(obs) = observed.tenants.get(&kept.tenant_id) else {
+            continue;
+        };
+        for addr in &kept.resources {
+            let kind = addr.kind().get();
+            if kind.unique().is_empty() {
+                continue;
+            }
+            let Some(attrs) = kind.observed(&ctx, At::Tenant(&kept.tenant_id, obs)) else {
+                continue;
+            };
+            for attr in kind.unique() {
+                if let Some(v) = attrs.get(*attr).filter(|v| !v.is_null()) {
+                    claim(kind.word(), attr, v.to_string(), kept.tenant_id.to_string())?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn show(p: Option<&std::path::Path>) -> String {
+    p.map_or("not mounted".into(), |p| p.display().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions() {
+        for ok in ["1.0", "1.7"] {
+            assert!(readable_version(ok), "{ok}");
+        }
+        for bad in ["2.0", "1", "1.x", "", "01.0.0", "1.0.0"] {
+            assert!(!readable_version(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! Inputs an attacker (or an accident) controls, refused before anything
+//! is applied: a saved plan edited by hand, duplicate JSON keys, files that
+//! never end or block, lists that explode when expanded. Each case was a
+//! finding of a hostile review; none needs root.
+
+mod common;
+
+use common::run;
+use mvm::spec::NodeConfig;
+use serde_json::{Value, json};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn fresh() -> mvm::observed::Observed {
+    mvm::agent::load_observed(Path::new("fixtures/observed/fresh.json")).unwrap()
+}
+
+/// The example plan as JSON, for editing.
+fn plan_json(node: &NodeConfig) -> Value {
+    let desired =
+        mvm::agent::load_desired(node, Path::new("fixtures/desired/example.json")).unwrap();
+    let plan = mvm::plan::plan(&desired, node, &fresh(), Default::default()).unwrap();
+    serde_json::to_value(&plan).unwrap()
+}
+
+fn change<'a>(v: &'a mut Value, address: &str) -> &'a mut Value {
+    v["resource_changes"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|c| c["address"] == address)
+        .unwrap()
+}
+
+fn load(text: &str, node: &NodeConfig) -> Result<mvm::plan::Plan, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plan.json");
+    std::fs::write(&path, text).unwrap();
+    mvm::agent::load_saved_plan(&path, node, &fresh()).map_err(|e| e.to_string())
+}
+
+/// Each edit a reviewer would not see coming, and what the refusal says.
+#[test]
+fn hand_edited_saved_plans_are_refused() {
+    let node = NodeConfig::default_config();
+    type Edit = fn(&mut Value);
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        (
+            "cgroup mount pointed elsewhere",
+            |v| v["apply_context"]["cgroup_mount"] = json!("/tmp/evil"),
+            "apply_context.cgroup_mount is /tmp/evil",
+        ),
+        (
+            "dirs mode 4777",
+            |v| change(v, "tenant.acme.dirs")["after"]["mode"] = json!("4777"),
+            "mode is \"4777\"",
+        ),
+        (
+            "dirs uid 0",
+            |v| change(v, "tenant.acme.dirs")["after"]["uid"] = json!(0),
+            "uid 0 is outside the tenant range",
+        ),
+        (
+            "dirs uid of another tenant",
+            |v| change(v, "tenant.acme.dirs")["after"]["uid"] = json!(100001),
+            "would both have uid 100001",
+        ),
+        (
+            "dirs ip outside the subnet",
+            |v| change(v, "tenant.acme.dirs")["after"]["ip"] = json!("192.168.1.5"),
+            "is outside the node subnet",
+        ),
+        (
+            "dirs path elsewhere",
+            |v| change(v, "tenant.acme.dirs")["after"]["path"] = json!("/etc"),
+            "path is \"/etc\"",
+        ),
+        (
+            "secrets mode 0777",
+            |v| change(v, "tenant.acme.secrets")["after"]["mode"] = json!("0777"),
+            "mode is \"0777\"",
+        ),
+        (
+            "secrets size 0 (unlimited)",
+            |v| change(v, "tenant.acme.secrets")["after"]["size"] = json!("0"),
+            "not a tmpfs size",
+        ),
+        (
+            "secrets size huge",
+            |v| change(v, "tenant.acme.secrets")["after"]["size"] = json!("900g"),
+            "size is \"900g\"",
+        ),
+        (
+            "cgroup limit with a newline",
+            |v| change(v, "tenant.acme.cgroup")["after"]["pids.max"] = json!("max\n+memory"),
+            "pids.max",
+        ),
+        (
+            "cgroup memory beyond any tenant",
+            |v| change(v, "tenant.acme.cgroup")["after"]["memory.max"] = json!("1"),
+            "memory.max \"1\"",
+        ),
+        (
+            "cgroup path elsewhere",
+            |v| change(v, "tenant.acme.cgroup")["after"]["path"] = json!("../../x"),
+            "path is \"../../x\"",
+        ),
+        (
+            "unknown format version",
+            |v| v["format_version"] = json!("2.0"),
+            "format_version \"2.0\"",
+        ),
+    ];
+    for (name, edit, says) in cases {
+        let mut v = plan_json(&node);
+        edit(&mut v);
+        let e = load(&v.to_string(), &node).expect_err(name);
+        assert!(e.contains(says), "{name}: {e}");
+    }
+    // Unedited, it loads.
+    load(&plan_json(&node).to_string(), &node).unwrap();
+}
+
+#[test]
+fn a_saved_plan_with_a_duplicate_key_is_refused() {
+    let node = NodeConfig::default_config();
+    let text = plan_json(&node).to_string();
+    let doubled = text.replacen("\"prune\":false", "\"prune\":false,\"prune\":true", 1);
+    assert_ne!(text, doubled);
+    let e = load(&doubled, &node).unwrap_err();
+    assert!(e.contains("duplicate key \"prune\""), "{e}");
+}
+
+/// A bug fixed: `{"tenants":[…acme…],"tenants":[]}` read as no tenants,
+/// and with `--prune` destroyed acme.
+#[test]
+fn duplicate_keys_in_desired_json_are_refused_with_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("desired.json");
+    let acme = r#"{"tenant_id":"acme","flake_ref":"github:a/b","profile":"minimal","vcpus":1,"mem_mib":256,"state":"running"}"#;
+    std::fs::write(&p, format!(r#"{{"tenants":[{acme}],"tenants":[]}}"#)).unwrap();
+    let r = run(&[
+        "agent",
+        "plan",
+        "--prune",
+        "--desired",
+        p.to_str().unwrap(),
+        "--observed",
+        "fixtures/observed/fresh.json",
+    ]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("duplicate key \"tenants\""),
+        "{}",
+        r.stderr
+    );
+    let inner = acme.replace(r#""vcpus":1"#, r#""vcpus":1,"vcpus":2"#);
+    std::fs::write(&p, format!(r#"{{"tenants":[{inner}]}}"#)).unwrap();
+    let r = run(&[
+        "agent",
+        "plan",
+        "--desired",
+        p.to_str().unwrap(),
+        "--observed",
+        "fixtures/observed/fresh.json",
+    ]);
+    assert!(
+        r.stderr.contains("duplicate key \"vcpus\" in tenants[0]"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// A bug fixed: `/dev/zero` as `--desired` grew memory without bound; a
+/// FIFO hung `plan`. Both are refused at once as not regular files.
+#[test]
+fn devices_and_fifos_are_refused_without_reading_or_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("desired.json");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    for (path, what) in [
+        ("/dev/zero", "a character device"),
+        (fifo.to_str().unwrap(), "a FIFO"),
+    ] {
+        let start = Instant::now();
+        let r = run(&[
+            "agent",
+            "plan",
+            "--desired",
+            path,
+            "--observed",
+            "fixtures/observed/fresh.json",
+        ]);
+        assert_eq!(r.code, 1);
+        assert!(
+            r.stderr.contains(what) && r.stderr.contains("regular file"),
+            "{}",
+            r.stderr
+        );
+        assert!(start.elapsed() < Duration::from_secs(5));
+        let r = run(&[
+            "agent",
+            "plan",
+            "--desired",
+            "fixtures/desired/example.json",
+            "--observed",
+            path,
+        ]);
+        assert!(r.stderr.contains(what), "{}", r.stderr);
+    }
+    let big = dir.path().join("big.json");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len((64 << 20) + 1)
+        .unwrap();
+    let r = run(&[
+        "agent",
+        "plan",
+        "--desired",
+        big.to_str().unwrap(),
+        "--observed",
+        "fixtures/observed/fresh.json",
+    ]);
+    assert!(
+        r.stderr
+            .contains("larger than the 64 MiB cap for a desired state"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// A bug fixed: a 10 MB desired.json whose cpuset repeated `0-1023` took
+/// 5.6 GB and 22 s.
+#[test]
+fn an_exploding_cpuset_is_refused_quickly() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("desired.json");
+    let cpuset = vec!["0-1023"; 1_400_000].join(",");
+    let text = format!(
+        r#"{{"tenants":[{{"tenant_id":"acme","flake_ref":"github:a/b","profile":"minimal","vcpus":1,"mem_mib":256,"state":"running","cpuset":"{cpuset}"}}]}}"#
+    );
+    assert!(text.len() > 9_000_000);
+    std::fs::write(&p, text).unwrap();
+    let start = Instant::now();
+    let r = run(&[
+        "agent",
+        "plan",
+        "--desired",
+        p.to_str().unwrap(),
+        "--observed",
+        "fixtures/observed/fresh.json",
+    ]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("at most 4096"), "{}", r.stderr);
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn option_like_and_invisible_flake_refs_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("desired.json");
+    for (flake, says) in [
+        (
+            "git+ssh://-oProxyCommand=touch${IFS}/tmp/pwned/x",
+            "read as an option",
+        ),
+        ("github:acme/app\u{202e}ppa", "U+202E"),
+        ("github:acme/a\u{200b}pp", "U+200B"),
+    ] {
+        let t = json!({"tenants": [{"tenant_id": "acme", "flake_ref": flake, "profile": "minimal", "vcpus": 1, "mem_mib": 256, "state": "running"}]});
+        std::fs::write(&p, t.to_string()).unwrap();
+        let r = run(&[
+            "agent",
+            "plan",
+            "--desired",
+            p.to_str().unwrap(),
+            "--observed",
+            "fixtures/observed/fresh.json",
+        ]);
+        assert_eq!(r.code, 1, "{flake}");
+        assert!(r.stderr.contains(says), "{flake}: {}", r.stderr);
+    }
+}
