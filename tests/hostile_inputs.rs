@@ -285,3 +285,48 @@ fn option_like_and_invisible_flake_refs_are_refused() {
         assert!(r.stderr.contains(says), "{flake}: {}", r.stderr);
     }
 }
+
+/// A bug fixed: a `tenant.json` with uid 0, another tenant's uid, or
+/// 4294967295 was planned as is (the jail, tap and nft would use it).
+#[test]
+fn records_with_an_identity_the_node_does_not_allow_stop_the_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    let observed = dir.path().join("observed.json");
+    let base: Value =
+        serde_json::from_str(&std::fs::read_to_string("fixtures/observed/converged.json").unwrap())
+            .unwrap();
+    type Edit = fn(&mut Value);
+    let cases: Vec<(Edit, &str)> = vec![
+        (
+            |v| v["tenants"]["acme"]["record"]["uid"] = json!(0),
+            "uid 0 is outside the tenant range",
+        ),
+        (
+            |v| v["tenants"]["acme"]["record"]["gid"] = json!(4294967295u64),
+            "gid 4294967295 is outside",
+        ),
+        (
+            |v| v["tenants"]["acme"]["record"]["uid"] = json!(100001),
+            "uid 100001 is also tenant",
+        ),
+        (
+            |v| v["tenants"]["acme"]["record"]["ip"] = json!("10.9.9.9"),
+            "outside the node subnet",
+        ),
+    ];
+    for (edit, says) in cases {
+        let mut v = base.clone();
+        edit(&mut v);
+        std::fs::write(&observed, v.to_string()).unwrap();
+        let r = run(&[
+            "agent",
+            "plan",
+            "--desired",
+            "fixtures/desired/example.json",
+            "--observed",
+            observed.to_str().unwrap(),
+        ]);
+        assert_eq!(r.code, 1, "{says}: {}", r.stdout);
+        assert!(r.stderr.contains(says), "{says}: {}", r.stderr);
+    }
+}
