@@ -92,3 +92,23 @@ fn two_reconciles_at_once() {
     };
     assert_eq!(stdout.matches("ok: ").count(), 2, "{stdout}");
 }
+
+/// The filesystem attacks of a hostile review: links, hard links, mounts,
+/// FIFOs and a cut log planted under the state dir.
+#[test]
+fn planted_links_mounts_and_fifos_are_refused() {
+    let Some(stdout) = run_script("hostile", "hostile.sh") else {
+        return;
+    };
+    assert_eq!(stdout.matches("ok: ").count(), 11, "{stdout}");
+}
+
+/// A tenant dir swapped with a link to a canary during 50 reconciles and
+/// prunes: the canary is left byte for byte as it was.
+#[test]
+fn swapping_a_tenant_dir_for_a_link_never_reaches_the_target() {
+    let Some(stdout) = run_script("race", "race.sh") else {
+        return;
+    };
+    assert!(stdout.contains("ok: the canary is untouched"), "{stdout}");
+}
