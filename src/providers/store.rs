@@ -113,10 +113,11 @@ pub fn ensure_node_id(path: &Path) -> Result<String, StoreError> {
     Ok(id)
 }
 
-/// Reads a regular file without following a link, at most `cap` bytes
-/// (more is an error: state files are small, and a planted huge file must
-/// not exhaust memory). `Ok(None)` when it does not exist.
-pub fn read_capped(path: &Path, cap: u64) -> io::Result<Option<Vec<u8>>> {
+/// Reads a file mvm owns (regular, one link) without following a link or
+/// blocking, at most `cap` bytes (more is an error: state files are small,
+/// and a planted huge file must not exhaust memory). `Ok(None)` when it
+/// does not exist.
+fn read_capped(path: &Path, cap: u64) -> io::Result<Option<Vec<u8>>> {
     let f = match OpenOptions::new()
         .read(true)
         .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC | nix::libc::O_NONBLOCK)
@@ -126,16 +127,8 @@ pub fn read_capped(path: &Path, cap: u64) -> io::Result<Option<Vec<u8>>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    let meta = f.metadata()?;
-    if !meta.is_file() {
-        return Err(io::Error::other("not a regular file"));
-    }
-    let mut buf = Vec::new();
-    f.take(cap + 1).read_to_end(&mut buf)?;
-    if buf.len() as u64 > cap {
-        return Err(io::Error::other(format!("larger than {cap} bytes")));
-    }
-    Ok(Some(buf))
+    super::beneath::check_own_file(&f, path)?;
+    super::beneath::read_fd(f.into(), path, cap).map(Some)
 }
 
 /// The node lock: one reconcile at a time. Held for the life of the value;
@@ -194,9 +187,12 @@ impl NodeLock {
                 .create(true)
                 .truncate(false)
                 .mode(0o600)
-                .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+                .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC | nix::libc::O_NONBLOCK)
                 .open(path)
                 .map_err(io_err("open", path))?;
+            // The holder is written into it: it must be mvm's own file,
+            // not a hard link to one elsewhere.
+            super::beneath::check_own_file(&file, path).map_err(io_err("use", path))?;
             match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 Ok(mut lock) => {
                     let info = format!(
@@ -295,5 +291,20 @@ mod tests {
             "{e}"
         );
         assert!(describe_holder("").contains("did not name itself"));
+    }
+
+    #[test]
+    fn a_hard_linked_lock_file_is_refused_not_truncated() {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join("precious"), "data").unwrap();
+        fs::hard_link(d.path().join("precious"), d.path().join("lock")).unwrap();
+        let e = NodeLock::acquire(&d.path().join("lock"), "x", Duration::ZERO, |_| {})
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("hard links"), "{e}");
+        assert_eq!(
+            fs::read_to_string(d.path().join("precious")).unwrap(),
+            "data"
+        );
     }
 }
