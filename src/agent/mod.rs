@@ -28,8 +28,7 @@ pub enum AgentError {
     #[error("{}{at}: not a valid observed state: {message}", path.display())]
     ObservedParse {
         path: PathBuf,
-        /// `:line:column` of a syntax error; empty for a value of the
-        /// wrong shape (the message names its JSON path).
+        /// `:line:column`.
         at: String,
         message: String,
     },
@@ -130,18 +129,11 @@ pub fn load_observed(path: &Path) -> Result<Observed, AgentError> {
             source,
         }
     })?;
-    // Syntax and duplicate keys first (with line and column), then the
-    // shape (with the JSON path).
-    let value = crate::spec::json::parse(&text).map_err(|e| AgentError::ObservedParse {
-        path: path.to_path_buf(),
-        at: format!(":{}:{}", e.line(), e.column()),
-        message: without_location(&e),
-    })?;
     let obs: Observed =
-        serde_path_to_error::deserialize(value).map_err(|e| AgentError::ObservedParse {
+        crate::spec::json::from_str(&text).map_err(|e| AgentError::ObservedParse {
             path: path.to_path_buf(),
-            at: String::new(),
-            message: format!("at {}: {}", e.path(), without_location(e.inner())),
+            at: format!(":{}:{}", e.line(), e.column()),
+            message: without_location(&e),
         })?;
     if obs.format_version != OBSERVED_VERSION {
         return Err(AgentError::ObservedVersion {
