@@ -118,6 +118,10 @@ proptest! {
         prop_assert!(!try_plan(&first, &host, false).unwrap().has_changes());
 
         let Some(p2) = try_plan(&second, &host, prune) else { return Ok(()) };
+        // Every plan mvm makes passes the checks a saved plan is held to.
+        let node = NodeConfig::default_config();
+        prop_assert_eq!(mvm::plan::check::saved(&p1, &node, &fresh()), Ok(()));
+        prop_assert_eq!(mvm::plan::check::saved(&p2, &node, &host), Ok(()));
         let after = simulate::apply_to(&p2, &host).unwrap();
         let p3 = try_plan(&second, &after, prune).expect("a converged host plans");
         let leftover: Vec<String> = p3.resource_changes.iter().filter(|c| c.is_change()).map(|c| c.address.to_string()).collect();
