@@ -193,13 +193,6 @@ pub fn context(plan: &Plan, host: Host, node_id: String, command: String) -> App
 /// Runs one step on the host through its kind's provider; returns what
 /// the audit record of it carries.
 fn run_step(ctx: &ApplyCtx, change: &ResourceChange, phase: Phase) -> Result<AuditDetails, String> {
-    // A tenant whose audit log was tampered with gets no change at all:
-    // the record of it could not be chained honestly.
-    if let Some(id) = change.address.tenant()
-        && ctx.host.files.is_dir(&ctx.layout.tenant_dir(id))
-    {
-        ctx.audit.check(&ctx.host, id).map_err(|e| e.to_string())?;
-    }
     let kind = change.address.kind().get();
     let r = match phase {
         Phase::Apply => {
@@ -226,6 +219,18 @@ fn run_step(ctx: &ApplyCtx, change: &ResourceChange, phase: Phase) -> Result<Aud
         }),
     };
     r.map_err(|e| e.to_string())
+}
+
+/// Whether the tenant's audit log can record this step: one that was
+/// tampered with gets no change at all, since the record of it could not
+/// be chained honestly.
+fn audit_ready(ctx: &ApplyCtx, change: &ResourceChange) -> Result<(), String> {
+    match change.address.tenant() {
+        Some(id) if ctx.host.files.is_dir(&ctx.layout.tenant_dir(id)) => {
+            ctx.audit.check(&ctx.host, id).map_err(|e| e.to_string())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The audit record of a finished tenant step, in the tenant's log — if
@@ -375,8 +380,14 @@ pub async fn execute(
             progress.started(&change.address, phase, change.actions);
             tokio::task::spawn_blocking(move || {
                 let t = ctx.host.clock.now();
-                let result = run_step(&ctx, &change, phase);
-                let audit_error = audit(&ctx, &change, phase, &result).err();
+                let (result, audit_error) = match audit_ready(&ctx, &change) {
+                    Err(e) => (Err(e), None),
+                    Ok(()) => {
+                        let result = run_step(&ctx, &change, phase);
+                        let audit_error = audit(&ctx, &change, phase, &result).err();
+                        (result, audit_error)
+                    }
+                };
                 let outcome = match result {
                     Ok(_) => Outcome::Done,
                     Err(e) => Outcome::Failed(e),

@@ -169,10 +169,25 @@ impl Tree {
                 Err(Errno::ENOSYS | Errno::EPERM) if is_unavailable() => {
                     NO_OPENAT2.store(true, Ordering::Relaxed);
                 }
+                // A link where a directory is expected says ENOTDIR:
+                // say it is a link.
+                Err(Errno::ENOTDIR) if self.is_link(rel) => return Err(error(&full, Errno::ELOOP)),
                 Err(e) => return Err(error(&full, e)),
             }
         }
         self.walk(rel, flags, mode)
+    }
+
+    /// Whether `rel` or a directory on the way to it is a symbolic link
+    /// (for messages only).
+    fn is_link(&self, rel: &Path) -> bool {
+        let mut at = PathBuf::new();
+        rel.iter().any(|c| {
+            at.push(c);
+            fstatat(&self.fd, &at, AtFlags::AT_SYMLINK_NOFOLLOW).is_ok_and(|st| {
+                SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFLNK
+            })
+        })
     }
 
     /// The checked walk used where `openat2` is unavailable: the same

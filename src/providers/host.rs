@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot {action} {}: {source}", path.display())]
+#[error("cannot {action} {}: {}", path.display(), self.cause())]
 pub struct HostError {
     pub action: &'static str,
     pub path: PathBuf,
@@ -26,6 +26,13 @@ pub struct HostError {
 }
 
 impl HostError {
+    /// The source's message, without the path when it repeats it.
+    fn cause(&self) -> String {
+        let s = self.source.to_string();
+        let prefix = format!("{}: ", self.path.display());
+        s.strip_prefix(&prefix).map(str::to_string).unwrap_or(s)
+    }
+
     pub fn new(action: &'static str, path: &Path, source: impl Into<io::Error>) -> Self {
         Self {
             action,

@@ -99,11 +99,10 @@ fn dir_obs(st: &FileStat) -> DirObs {
 /// link in its path, say) does not matter.
 fn probe_state_dir(layout: &StateLayout, mounts: &[mountinfo::MountEntry], obs: &mut Observed) {
     let dir = layout.tenants_dir();
+    // The error names the path.
     let unreadable = |obs: &mut Observed, e: std::io::Error| {
-        obs.facts.insert(
-            "state_dir".into(),
-            format!("cannot read {}: {e}", dir.display()),
-        );
+        obs.facts
+            .insert("state_dir".into(), format!("cannot read {e}"));
     };
     let root = match Tree::open(layout.root()) {
         Ok(t) => t,

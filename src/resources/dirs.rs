@@ -106,7 +106,7 @@ impl Resource for Dirs {
         ctx.observed
             .facts
             .get("state_dir")
-            .map(|reason| format!("the state dir could not be read ({reason}): tenants already on this node are planned as if absent; run the plan as root"))
+            .map(|reason| format!("the state dir could not be read ({reason}): tenants already on this node are planned as if absent; plan as root, and put back any directory a link stands in for"))
             .into_iter()
             .collect()
     }
