@@ -339,6 +339,11 @@ pub fn is_dir(st: &FileStat) -> bool {
     SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR
 }
 
+fn is_link_at(dir: &OwnedFd, name: &OsStr) -> bool {
+    fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+        .is_ok_and(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFLNK)
+}
+
 /// Opens the directory `name` in `dir`, refusing a link and a mount point
 /// (a directory on another mount than `mount`).
 pub fn child_dir(dir: &OwnedFd, name: &OsStr, path: &Path, mount: MountId) -> io::Result<OwnedFd> {
@@ -349,13 +354,13 @@ pub fn child_dir(dir: &OwnedFd, name: &OsStr, path: &Path, mount: MountId) -> io
         Mode::empty(),
     )
     .map_err(|e| match e {
-        Errno::ENOTDIR => error(path, Errno::ELOOP),
+        Errno::ENOTDIR if is_link_at(dir, name) => error(path, Errno::ELOOP),
         e => error(path, e),
     })?;
     if mount_of(&fd)? != mount {
         return Err(refuse(
             path,
-            "a filesystem is mounted here; unmount it first (mvm never deletes inside a mount)",
+            "a filesystem is mounted here; mvm never crosses into a mount inside the trees it manages (unmount it first)",
         ));
     }
     Ok(fd)
