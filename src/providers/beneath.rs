@@ -212,7 +212,7 @@ impl Tree {
             }
             .map_err(|e| match e {
                 // A link met with O_NOFOLLOW|O_DIRECTORY says ENOTDIR.
-                Errno::ENOTDIR if !last => error(&full, Errno::ELOOP),
+                Errno::ENOTDIR if is_link_at(at, name) => error(&full, Errno::ELOOP),
                 e => error(&full, e),
             })?;
             if mount_of(&fd)? != self.mount {
@@ -339,8 +339,8 @@ pub fn is_dir(st: &FileStat) -> bool {
     SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR
 }
 
-fn is_link_at(dir: &OwnedFd, name: &OsStr) -> bool {
-    fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+fn is_link_at(dir: impl AsFd, name: &OsStr) -> bool {
+    fstatat(dir.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW)
         .is_ok_and(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFLNK)
 }
 
