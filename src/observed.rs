@@ -84,6 +84,17 @@ pub struct BridgeObs {
 #[serde(deny_unknown_fields)]
 pub struct NftTableObs {
     pub chains: BTreeSet<String>,
+    /// Each chain's spec (`type filter hook forward priority 0; policy
+    /// accept`, or `regular`), by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub specs: BTreeMap<String, String>,
+    /// Each named set or map's spec (`set ifname . ether_addr`), by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sets: BTreeMap<String, String>,
+    /// Each chain's rules in order, canonical (`net::ruleset::canonical_rule`:
+    /// no handles, counters zeroed), by chain name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rules: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

@@ -210,13 +210,15 @@ fn run_step(ctx: &ApplyCtx, change: &ResourceChange, phase: Phase) -> Result<Aud
                 change.after.as_ref().unwrap_or(&empty),
             )
         }
-        Phase::Destroy => kind.delete(ctx, &change.address).map(|()| {
-            change
-                .before
-                .as_ref()
-                .map(|b| kind.audit_of(&change.address, b))
-                .unwrap_or_default()
-        }),
+        Phase::Destroy => kind
+            .delete(ctx, &change.address, change.before.as_ref())
+            .map(|()| {
+                change
+                    .before
+                    .as_ref()
+                    .map(|b| kind.audit_of(&change.address, b))
+                    .unwrap_or_default()
+            }),
     };
     r.map_err(|e| e.to_string())
 }

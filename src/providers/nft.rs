@@ -11,6 +11,7 @@
 //! | `metadata_v4` | inet mvm | ip | metadata enabled |
 //! | `ssh_v4` | inet mvm | ip | SSH from the gateway enabled |
 
+use crate::net::ruleset;
 use crate::observed::NftTableObs;
 use crate::spec::types::{TAP_PREFIX, TenantId};
 use serde_json::Value;
@@ -27,6 +28,52 @@ pub struct NftState {
     pub marks: HashMap<TenantId, u32>,
     pub metadata_ips: HashSet<Ipv4Addr>,
     pub ssh_ips: HashSet<Ipv4Addr>,
+    /// Every element of the bridge table's tenant sets, as plans show it,
+    /// under the tenant whose tap it names.
+    pub elements: HashMap<TenantId, Vec<String>>,
+}
+
+/// Applies `commands` (`{"nftables": [...]}`) as one transaction with `nft
+/// -j -f -`: all of it or, on any error, none of it. `Err` carries nft's
+/// message.
+pub fn apply(nft: &str, commands: &Value) -> Result<(), String> {
+    use std::io::Write;
+    let mut child = std::process::Command::new(nft)
+        .args(["-j", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                format!("{nft} is not installed (apt install nftables)")
+            }
+            _ => format!("cannot run {nft}: {e}"),
+        })?;
+    let input = commands.to_string();
+    let written = child
+        .stdin
+        .take()
+        .map(|mut stdin| stdin.write_all(input.as_bytes()));
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("cannot run {nft}: {e}"))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let msg: Vec<&str> = err
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .take(3)
+            .collect();
+        return Err(format!(
+            "nft refused the transaction (nothing changed): {}",
+            msg.join(" / ")
+        ));
+    }
+    if let Some(Err(e)) = written {
+        return Err(format!("cannot send the transaction to {nft}: {e}"));
+    }
+    Ok(())
 }
 
 /// Runs `nft -j list ruleset`; `Err` carries the fact to record.
@@ -71,23 +118,72 @@ pub fn parse(ruleset: &Value) -> NftState {
         } else if let Some(c) = item.get("chain") {
             let (f, t) = (s(c, "family"), s(c, "table"));
             if is_mvm_table(f, t) {
+                let table = st.tables.entry(format!("{f} {t}")).or_default();
+                let name = s(c, "name").to_string();
+                let base = c.get("hook").map(|_| {
+                    (
+                        s(c, "type"),
+                        s(c, "hook"),
+                        c.get("prio").and_then(Value::as_i64).unwrap_or(0) as i32,
+                        s(c, "policy"),
+                    )
+                });
+                table.specs.insert(name.clone(), ruleset::spec_of(base));
+                table.chains.insert(name);
+            }
+        } else if let Some(r) = item.get("rule") {
+            let (f, t) = (s(r, "family"), s(r, "table"));
+            if is_mvm_table(f, t) {
+                let expr = r.get("expr").cloned().unwrap_or(Value::Null);
+                let comment = r.get("comment").and_then(Value::as_str);
                 st.tables
                     .entry(format!("{f} {t}"))
                     .or_default()
-                    .chains
-                    .insert(s(c, "name").to_string());
+                    .rules
+                    .entry(s(r, "chain").to_string())
+                    .or_default()
+                    .push(ruleset::canonical_rule(&expr, comment));
             }
         } else if let Some(set) = item.get("set").or_else(|| item.get("map")) {
             let (f, t) = (s(set, "family"), s(set, "table"));
             if !is_mvm_table(f, t) {
                 continue;
             }
+            let name = s(set, "name");
+            let spec = ruleset::set_spec(
+                f,
+                t,
+                name,
+                set.get("type").unwrap_or(&Value::Null),
+                set.get("map").and_then(Value::as_str),
+            );
+            st.tables
+                .entry(format!("{f} {t}"))
+                .or_default()
+                .sets
+                .insert(name.to_string(), spec);
             let elems = set
                 .get("elem")
                 .and_then(Value::as_array)
                 .map(Vec::as_slice)
                 .unwrap_or(&[]);
-            match s(set, "name") {
+            for e in elems {
+                let e = e.get("elem").and_then(|x| x.get("val")).unwrap_or(e);
+                let tap = match e {
+                    Value::Array(kv) => kv.first().and_then(Value::as_str),
+                    v => v
+                        .get("concat")
+                        .and_then(|c| c.get(0))
+                        .and_then(Value::as_str),
+                };
+                if let (Some(id), Some(line)) = (
+                    tap.and_then(tenant_of_tap),
+                    ruleset::element_display(f, t, name, e),
+                ) {
+                    st.elements.entry(id).or_default().push(line);
+                }
+            }
+            match name {
                 "port_v4" => {
                     for e in elems {
                         let parts = concat(e);

@@ -343,7 +343,7 @@ impl Provider<CgroupAttrs> for Cgroup {
 
     /// Kills whatever still runs in it, waits until it is empty, removes
     /// it — and the parent mvm made, once no tenant's cgroup is left in it.
-    fn delete(&self, ctx: &ApplyCtx, id: Option<&TenantId>) -> HostResult {
+    fn delete(&self, ctx: &ApplyCtx, id: Option<&TenantId>, _: Option<&CgroupAttrs>) -> HostResult {
         let id = id.expect("a tenant address");
         let (root, rel) = dir_of(ctx, id, None)?;
         ctx.host.cgroups.cgroup_remove(&root, &rel)?;

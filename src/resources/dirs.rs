@@ -264,7 +264,7 @@ impl Provider<DirsAttrs> for Dirs {
     /// deleted last, after everything else of the tenant. Nothing is
     /// written in the archive itself, so a crash can leave no half-written
     /// file there.
-    fn delete(&self, ctx: &ApplyCtx, id: Option<&TenantId>) -> HostResult {
+    fn delete(&self, ctx: &ApplyCtx, id: Option<&TenantId>, _: Option<&DirsAttrs>) -> HostResult {
         let id = id.expect("a tenant address");
         let files = &*ctx.host.files;
         let dir = ctx.layout.tenant_dir(id);

@@ -282,8 +282,15 @@ pub trait Provider<A>: Sync {
         prior: Option<&A>,
         after: &A,
     ) -> Result<(), HostError>;
-    /// Deletes it. Paths come from the address, never from attributes.
-    fn delete(&self, ctx: &ApplyCtx, id: Option<&TenantId>) -> Result<(), HostError>;
+    /// Deletes it. Paths come from the address, never from attributes;
+    /// `prior` is what the host had (for what only attributes can name,
+    /// like a tenant's set elements), `None` when it did not decode.
+    fn delete(
+        &self,
+        ctx: &ApplyCtx,
+        id: Option<&TenantId>,
+        prior: Option<&A>,
+    ) -> Result<(), HostError>;
 }
 
 /// Attributes that do not decode into a kind's typed attributes.
@@ -360,7 +367,12 @@ pub trait Kind: Sync {
         prior: Option<&Attrs>,
         after: &Attrs,
     ) -> Result<AuditDetails, StepError>;
-    fn delete(&self, ctx: &ApplyCtx, addr: &ResourceAddr) -> Result<(), StepError>;
+    fn delete(
+        &self,
+        ctx: &ApplyCtx,
+        addr: &ResourceAddr,
+        prior: Option<&Attrs>,
+    ) -> Result<(), StepError>;
     /// Decodes planned attributes and checks them (`Resource::check`).
     fn check(&self, ctx: &Ctx, addr: &ResourceAddr, after: &Attrs) -> Result<(), String>;
     /// What the audit record of deleting it carries (from the attributes
@@ -451,9 +463,15 @@ impl<R: Resource> Kind for R {
         p.apply(ctx, addr.tenant(), prior.as_ref(), &after)?;
         Ok(self.audit(&after))
     }
-    fn delete(&self, ctx: &ApplyCtx, addr: &ResourceAddr) -> Result<(), StepError> {
+    fn delete(
+        &self,
+        ctx: &ApplyCtx,
+        addr: &ResourceAddr,
+        prior: Option<&Attrs>,
+    ) -> Result<(), StepError> {
         let p = self.provider().ok_or(StepError::NoProvider(R::WORD))?;
-        Ok(p.delete(ctx, addr.tenant())?)
+        let prior = prior.and_then(|a| decode::<R::Attrs>(addr, a).ok());
+        Ok(p.delete(ctx, addr.tenant(), prior.as_ref())?)
     }
     fn audit_of(&self, addr: &ResourceAddr, attrs: &Attrs) -> AuditDetails {
         decode::<R::Attrs>(addr, attrs)

@@ -164,7 +164,12 @@ impl Provider<SecretsAttrs> for Secrets {
     }
 
     /// Unmounts it: the secrets are gone with the mount.
-    fn delete(&self, ctx: &ApplyCtx, id: Option<&TenantId>) -> HostResult {
+    fn delete(
+        &self,
+        ctx: &ApplyCtx,
+        id: Option<&TenantId>,
+        _: Option<&SecretsAttrs>,
+    ) -> HostResult {
         let id = id.expect("a tenant address");
         ctx.host.mounts.unmount(&ctx.layout.secrets(id))
     }

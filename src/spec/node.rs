@@ -22,6 +22,7 @@ pub struct NodeConfig {
     pub state_dir: PathBuf,
     pub cgroup: CgroupConfig,
     pub bridge: BridgeConfig,
+    pub network: NetworkConfig,
     pub metadata: MetadataConfig,
     pub firecracker: FirecrackerConfig,
     pub tenants: TenantPolicy,
@@ -40,6 +41,13 @@ pub struct BridgeConfig {
     pub subnet: Ipv4Net,
     pub gateway: Ipv4Addr,
     pub dns: Vec<Ipv4Addr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetworkConfig {
+    /// Destinations tenants may never reach (beyond the node's own
+    /// addresses and other tenants, which are always denied).
+    pub egress_deny: Vec<Ipv4Net>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -110,6 +118,7 @@ const TOP: &[&str] = &[
     "state_dir",
     "cgroup",
     "bridge",
+    "network",
     "metadata",
     "firecracker",
     "tenants",
@@ -184,6 +193,47 @@ pub fn from_tree(tree: &Value, p: &mut Problems) -> Option<NodeConfig> {
             gateway: gateway?,
             dns: dns?,
         })
+    });
+
+    let network = section(&top, "network", &["egress_deny"], p).and_then(|f| {
+        let deny = match f.required("egress_deny", p) {
+            Some(Value::Array(items)) => {
+                let mut out: Vec<Ipv4Net> = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    let path = index(&f.path("egress_deny"), i);
+                    let Some(s) = expect_str(item, &path, p) else {
+                        continue;
+                    };
+                    match s.parse::<Ipv4Net>() {
+                        Ok(n) if n.network() != n.addr() => p.push(
+                            path,
+                            format!("{s:?} has host bits set; did you mean \"{}\"?", n.trunc()),
+                        ),
+                        Ok(n) => {
+                            if let Some(o) = out.iter().find(|o| o.contains(&n) || n.contains(*o)) {
+                                p.push(path, format!("{s:?} overlaps {o}; list each range once"));
+                            } else {
+                                out.push(n);
+                            }
+                        }
+                        Err(_) => p.push(
+                            path,
+                            format!("{s:?} is not an IPv4 network like \"10.0.0.0/8\""),
+                        ),
+                    }
+                }
+                Some(out)
+            }
+            Some(other) => {
+                p.push(
+                    f.path("egress_deny"),
+                    format!("expected an array of IPv4 networks, found {}", show(other)),
+                );
+                None
+            }
+            None => None,
+        };
+        Some(NetworkConfig { egress_deny: deny? })
     });
 
     let metadata = section(&top, "metadata", &["address", "port"], p).and_then(|f| {
@@ -265,6 +315,7 @@ pub fn from_tree(tree: &Value, p: &mut Problems) -> Option<NodeConfig> {
         state_dir: state_dir?,
         cgroup: cgroup?,
         bridge: bridge?,
+        network: network?,
         metadata: metadata?,
         firecracker: firecracker?,
         tenants: tenants?,
