@@ -122,6 +122,41 @@ pub trait Mounts: Send + Sync {
     fn unmount(&self, target: &Path) -> HostResult;
 }
 
+/// A tenant's tap as the host should have it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TapSpec {
+    pub name: String,
+    pub owner: u32,
+    pub group: u32,
+    /// The bridge it is a port of.
+    pub master: String,
+    /// The one static FDB entry it gets (the tenant's MAC).
+    pub mac: [u8; 6],
+}
+
+/// Network links and the kernel's network settings.
+pub trait Links: Send + Sync {
+    /// Creates the bridge `name` if it is missing, gives it exactly these
+    /// IPv4 addresses (`10.200.0.1/24`), and sets it up.
+    fn bridge_ensure(&self, name: &str, addresses: &[ipnet::Ipv4Net]) -> HostResult;
+    /// Deletes the link `name`; gone is fine.
+    fn link_delete(&self, name: &str) -> HostResult;
+    /// Makes the tap: created through /dev/net/tun (persistent, owned by
+    /// the tenant) if missing, a port of its bridge, up, isolated, not
+    /// learning, with exactly one static FDB entry, the tenant's MAC.
+    fn tap_ensure(&self, tap: &TapSpec) -> HostResult;
+    /// Writes a sysctl (`net.ipv4.ip_forward`); only names of the form
+    /// `net.<a-z0-9_.->` are accepted.
+    fn sysctl_write(&self, name: &str, value: &str) -> HostResult;
+}
+
+/// nftables.
+pub trait Firewall: Send + Sync {
+    /// Applies `{"nftables": [...]}` as one `nft -j -f -` transaction: all
+    /// of it, or none of it.
+    fn nft_apply(&self, commands: &serde_json::Value) -> HostResult;
+}
+
 /// The wall clock, for audit timestamps and archive names.
 pub trait Clock: Send + Sync {
     fn now(&self) -> jiff::Timestamp;
@@ -133,6 +168,8 @@ pub struct Host {
     pub files: Arc<dyn Files>,
     pub cgroups: Arc<dyn Cgroups>,
     pub mounts: Arc<dyn Mounts>,
+    pub links: Arc<dyn Links>,
+    pub firewall: Arc<dyn Firewall>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -144,6 +181,8 @@ impl Host {
             files: h.clone(),
             cgroups: h.clone(),
             mounts: h.clone(),
+            links: h.clone(),
+            firewall: h.clone(),
             clock: h,
         }
     }
@@ -154,6 +193,8 @@ impl Host {
             files: rec.clone(),
             cgroups: rec.clone(),
             mounts: rec.clone(),
+            links: rec.clone(),
+            firewall: rec.clone(),
             clock: rec,
         }
     }

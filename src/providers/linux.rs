@@ -20,7 +20,11 @@ use nix::sys::stat::{Mode, fchmod, mkdirat};
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown};
 
 use super::beneath::{self, Tree};
-use super::host::{Cgroups, Clock, Files, HostError, HostResult, Mounts, TmpfsOptions};
+use super::host::{
+    Cgroups, Clock, Files, Firewall, HostError, HostResult, Links, Mounts, TapSpec, TmpfsOptions,
+};
+use super::netlink;
+use std::os::unix::fs::OpenOptionsExt;
 
 /// The real host. File operations are confined to the state dir.
 #[derive(Debug, Clone)]
@@ -509,6 +513,126 @@ fn mount_point(parent: &OwnedFd, name: &OsStr, target: &Path) -> HostResult<Owne
         ),
         e => HostError::new("mount tmpfs on", target, e),
     })
+}
+
+impl Links for LinuxHost {
+    fn bridge_ensure(&self, name: &str, addresses: &[ipnet::Ipv4Net]) -> HostResult {
+        let at = Path::new(name);
+        let err = |action, e: io::Error| HostError::new(action, at, e);
+        let links = netlink::dump().map_err(|e| err("read the links for", e))?;
+        if let Some(l) = links.get(name)
+            && l.kind.as_deref() != Some("bridge")
+        {
+            return Err(HostError::other(
+                "use",
+                at,
+                format!(
+                    "a link named {name} exists and is a {}, not a bridge; rename it or set bridge.name in node.toml",
+                    l.kind.as_deref().unwrap_or("device of unknown kind")
+                ),
+            ));
+        }
+        netlink::create_bridge(name).map_err(|e| err("create bridge", e))?;
+        let index = netlink::index_of(name).ok_or_else(|| {
+            HostError::other("find", at, "the bridge vanished after it was created")
+        })?;
+        let have = links.get(name).map(|l| l.ipv4.clone()).unwrap_or_default();
+        for a in &have {
+            let Ok(net) = a.parse::<ipnet::Ipv4Net>() else {
+                continue;
+            };
+            if !addresses.contains(&net) {
+                netlink::delete_address(index, net.addr(), net.prefix_len())
+                    .map_err(|e| err("remove an address from", e))?;
+            }
+        }
+        for net in addresses {
+            if !have.contains(&net.to_string()) {
+                netlink::add_address(index, net.addr(), net.prefix_len())
+                    .map_err(|e| err("add an address to", e))?;
+            }
+        }
+        netlink::set_link(index, true, None).map_err(|e| err("set up", e))
+    }
+
+    fn link_delete(&self, name: &str) -> HostResult {
+        match netlink::index_of(name) {
+            None => Ok(()),
+            Some(index) => netlink::delete_link(index)
+                .map_err(|e| HostError::new("delete link", Path::new(name), e)),
+        }
+    }
+
+    fn tap_ensure(&self, tap: &TapSpec) -> HostResult {
+        let at = Path::new(&tap.name);
+        let err = |action, e: io::Error| HostError::new(action, at, e);
+        let links = netlink::dump().map_err(|e| err("read the links for", e))?;
+        match links.get(&tap.name) {
+            Some(l) if l.kind.as_deref() != Some("tun") => {
+                return Err(HostError::other(
+                    "use",
+                    at,
+                    "a link with this tenant's tap name exists and is not a tap; delete it",
+                ));
+            }
+            // Attaching to a tap a running VM holds fails (EBUSY): only
+            // touch the device when its owner is not already right.
+            Some(l) if l.owner == Some(tap.owner) && l.group == Some(tap.group) => {}
+            _ => super::tun::create_tap(&tap.name, tap.owner, tap.group)
+                .map_err(|e| err("create tap", e))?,
+        }
+        let master = netlink::index_of(&tap.master).ok_or_else(|| {
+            HostError::other(
+                "attach",
+                at,
+                format!("the bridge {} does not exist", tap.master),
+            )
+        })?;
+        let index = netlink::index_of(&tap.name)
+            .ok_or_else(|| HostError::other("find", at, "the tap vanished after it was created"))?;
+        netlink::set_link(index, true, Some(master)).map_err(|e| err("attach and set up", e))?;
+        netlink::set_bridge_port(index, true, false)
+            .map_err(|e| err("set isolated on and learning off on", e))?;
+        let fdb = netlink::dump_fdb().map_err(|e| err("read the forwarding database for", e))?;
+        for e in fdb
+            .iter()
+            .filter(|e| e.ifindex == index && e.fixed && e.mac != tap.mac)
+        {
+            netlink::fdb_delete(index, e.mac).map_err(|x| err("remove a stale FDB entry of", x))?;
+        }
+        netlink::fdb_replace(index, tap.mac).map_err(|e| err("add the static FDB entry of", e))
+    }
+
+    fn sysctl_write(&self, name: &str, value: &str) -> HostResult {
+        let path = PathBuf::from(format!("/proc/sys/{}", name.replace('.', "/")));
+        let valid = name.starts_with("net.")
+            && !name.contains("..")
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+            && value.bytes().all(|b| b.is_ascii_alphanumeric());
+        if !valid {
+            return Err(HostError::other(
+                "write",
+                &path,
+                "refusing: not a net.* sysctl and a plain value",
+            ));
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(|e| HostError::new("open", &path, e))?;
+        f.write_all(format!("{value}\n").as_bytes())
+            .map_err(|e| HostError::new("write", &path, e))
+    }
+}
+
+impl Firewall for LinuxHost {
+    fn nft_apply(&self, commands: &serde_json::Value) -> HostResult {
+        super::nft::apply("nft", commands)
+            .map_err(|e| HostError::other("apply", Path::new("the nftables transaction"), e))
+    }
 }
 
 impl Clock for LinuxHost {

@@ -21,6 +21,7 @@ pub mod procfs;
 pub mod recording;
 pub mod signals;
 pub mod store;
+pub mod tun;
 
 pub use host::{Host, HostError, HostResult};
 pub use probe::observe;

@@ -1,18 +1,26 @@
-//! One rtnetlink link dump and one IPv4 address dump, parsed into what mvm
-//! needs: each link's kind, master, state, bridge-port flags and tun owner.
+//! rtnetlink, spoken directly (the `netlink-packet-route` messages the
+//! `rtnetlink` crate is built on, over a blocking socket; no `ip` or
+//! `bridge` subprocesses). Reads: one link dump, one IPv4 address dump and
+//! one bridge FDB dump, parsed into what mvm needs — each link's kind,
+//! master, state, bridge-port flags and tun owner. Writes: the bridge,
+//! addresses, link state and master, bridge-port flags, static FDB entries.
 
 use netlink_packet_core::{
-    NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkHeader,
+    NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    InfoBridgePort, InfoData, InfoKind, InfoPortData, LinkAttribute, LinkFlags, LinkInfo,
-    LinkMessage,
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, LinkAttribute, LinkFlags,
+    LinkInfo, LinkMessage,
+};
+use netlink_packet_route::neighbour::{
+    NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// IFLA_TUN_OWNER / IFLA_TUN_GROUP in a tun link's IFLA_INFO_DATA.
 const IFLA_TUN_OWNER: u16 = 1;
@@ -110,6 +118,198 @@ fn request(
             }
             offset += len;
         }
+    }
+}
+
+/// A static entry in a bridge's forwarding database.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FdbEntry {
+    pub ifindex: u32,
+    pub mac: [u8; 6],
+    /// Added by hand (`static`/`permanent`), not learned.
+    pub fixed: bool,
+}
+
+/// The bridge forwarding database, every port's entries.
+pub fn dump_fdb() -> std::io::Result<Vec<FdbEntry>> {
+    let socket = connect()?;
+    let mut msg = NeighbourMessage::default();
+    msg.header.family = AddressFamily::Bridge;
+    let mut out = Vec::new();
+    for reply in request(&socket, RouteNetlinkMessage::GetNeighbour(msg), 3)? {
+        let RouteNetlinkMessage::NewNeighbour(m) = reply else {
+            continue;
+        };
+        let mac = m.attributes.iter().find_map(|a| match a {
+            NeighbourAttribute::LinkLayerAddress(b) if b.len() == 6 => {
+                let mut mac = [0u8; 6];
+                mac.copy_from_slice(b);
+                Some(mac)
+            }
+            _ => None,
+        });
+        // A port's own address (`self`) is not a forwarding entry.
+        if let Some(mac) = mac
+            && !m.header.flags.contains(NeighbourFlags::Own)
+        {
+            out.push(FdbEntry {
+                ifindex: m.header.ifindex,
+                mac,
+                fixed: matches!(
+                    m.header.state,
+                    NeighbourState::Noarp | NeighbourState::Permanent
+                ),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Sends one request and waits for its acknowledgement.
+fn ack(payload: RouteNetlinkMessage, flags: u16) -> std::io::Result<()> {
+    let socket = connect()?;
+    let mut packet = NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(payload));
+    packet.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+    packet.header.sequence_number = 1;
+    packet.finalize();
+    let mut buf = vec![0; packet.header.length as usize];
+    packet.serialize(&mut buf[..]);
+    socket.send(&buf[..], 0)?;
+    let mut rx = vec![0u8; 64 * 1024];
+    loop {
+        let size = socket.recv(&mut &mut rx[..], 0)?;
+        let mut offset = 0;
+        while offset < size {
+            let msg: NetlinkMessage<RouteNetlinkMessage> =
+                NetlinkMessage::deserialize(&rx[offset..size]).map_err(|e| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
+                })?;
+            if let NetlinkPayload::Error(e) = msg.payload {
+                return match e.code {
+                    None => Ok(()),
+                    Some(_) => Err(e.to_io()),
+                };
+            }
+            let len = msg.header.length as usize;
+            if len == 0 {
+                break;
+            }
+            offset += len;
+        }
+    }
+}
+
+/// The index of the link `name`; `None` when there is none.
+pub fn index_of(name: &str) -> Option<u32> {
+    nix::net::if_::if_nametoindex(name).ok()
+}
+
+/// Creates the bridge `name`; one that exists is fine.
+pub fn create_bridge(name: &str) -> std::io::Result<()> {
+    let mut msg = LinkMessage::default();
+    msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+    msg.attributes
+        .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+            InfoKind::Bridge,
+        )]));
+    match ack(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL) {
+        Err(e) if e.raw_os_error() == Some(nix::libc::EEXIST) => Ok(()),
+        other => other,
+    }
+}
+
+/// Sets a link up (or down) and, if given, its master.
+pub fn set_link(index: u32, up: bool, master: Option<u32>) -> std::io::Result<()> {
+    let mut msg = LinkMessage::default();
+    msg.header.index = index;
+    msg.header.change_mask = LinkFlags::Up;
+    if up {
+        msg.header.flags = LinkFlags::Up;
+    }
+    if let Some(m) = master {
+        msg.attributes.push(LinkAttribute::Controller(m));
+    }
+    ack(RouteNetlinkMessage::NewLink(msg), 0)
+}
+
+/// Deletes a link; one that is gone is fine.
+pub fn delete_link(index: u32) -> std::io::Result<()> {
+    let mut msg = LinkMessage::default();
+    msg.header.index = index;
+    match ack(RouteNetlinkMessage::DelLink(msg), 0) {
+        Err(e) if e.raw_os_error() == Some(nix::libc::ENODEV) => Ok(()),
+        other => other,
+    }
+}
+
+fn address_msg(index: u32, ip: Ipv4Addr, prefix: u8) -> AddressMessage {
+    let mut msg = AddressMessage::default();
+    msg.header.family = AddressFamily::Inet;
+    msg.header.prefix_len = prefix;
+    msg.header.index = index;
+    msg.attributes.push(AddressAttribute::Local(IpAddr::V4(ip)));
+    msg.attributes
+        .push(AddressAttribute::Address(IpAddr::V4(ip)));
+    msg
+}
+
+/// Adds an IPv4 address to a link (replacing one that is there).
+pub fn add_address(index: u32, ip: Ipv4Addr, prefix: u8) -> std::io::Result<()> {
+    ack(
+        RouteNetlinkMessage::NewAddress(address_msg(index, ip, prefix)),
+        NLM_F_CREATE | NLM_F_REPLACE,
+    )
+}
+
+/// Removes an IPv4 address from a link; one that is gone is fine.
+pub fn delete_address(index: u32, ip: Ipv4Addr, prefix: u8) -> std::io::Result<()> {
+    match ack(
+        RouteNetlinkMessage::DelAddress(address_msg(index, ip, prefix)),
+        0,
+    ) {
+        Err(e) if e.raw_os_error() == Some(nix::libc::EADDRNOTAVAIL) => Ok(()),
+        other => other,
+    }
+}
+
+/// Sets a bridge port's `isolated` and `learning` flags.
+pub fn set_bridge_port(index: u32, isolated: bool, learning: bool) -> std::io::Result<()> {
+    let mut msg = LinkMessage::default();
+    msg.header.index = index;
+    msg.attributes.push(LinkAttribute::LinkInfo(vec![
+        LinkInfo::PortKind(InfoPortKind::Bridge),
+        LinkInfo::PortData(InfoPortData::BridgePort(vec![
+            InfoBridgePort::Isolated(isolated),
+            InfoBridgePort::Learning(learning),
+        ])),
+    ]));
+    ack(RouteNetlinkMessage::NewLink(msg), 0)
+}
+
+fn fdb_msg(index: u32, mac: [u8; 6]) -> NeighbourMessage {
+    let mut msg = NeighbourMessage::default();
+    msg.header.family = AddressFamily::Bridge;
+    msg.header.ifindex = index;
+    msg.header.state = NeighbourState::Noarp;
+    msg.header.flags = NeighbourFlags::Controller;
+    msg.attributes
+        .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+    msg
+}
+
+/// `bridge fdb replace <mac> dev <port> master static`.
+pub fn fdb_replace(index: u32, mac: [u8; 6]) -> std::io::Result<()> {
+    ack(
+        RouteNetlinkMessage::NewNeighbour(fdb_msg(index, mac)),
+        NLM_F_CREATE | NLM_F_REPLACE,
+    )
+}
+
+/// Removes a port's FDB entry for `mac`; one that is gone is fine.
+pub fn fdb_delete(index: u32, mac: [u8; 6]) -> std::io::Result<()> {
+    match ack(RouteNetlinkMessage::DelNeighbour(fdb_msg(index, mac)), 0) {
+        Err(e) if e.raw_os_error() == Some(nix::libc::ENOENT) => Ok(()),
+        other => other,
     }
 }
 

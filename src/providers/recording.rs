@@ -11,7 +11,9 @@
 //! Calls can be made to fail (`failing`) and to take time (`with_delay`);
 //! it measures how many ran at once.
 
-use super::host::{Cgroups, Clock, Files, HostError, HostResult, Mounts, TmpfsOptions};
+use super::host::{
+    Cgroups, Clock, Files, Firewall, HostError, HostResult, Links, Mounts, TapSpec, TmpfsOptions,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -62,6 +64,28 @@ pub enum Call {
         mode: String,
     },
     Unmount(PathBuf),
+    /// The bridge (named by `name`) with these addresses, up.
+    BridgeEnsure {
+        name: PathBuf,
+        addresses: Vec<String>,
+    },
+    LinkDelete(PathBuf),
+    TapEnsure {
+        name: PathBuf,
+        owner: u32,
+        group: u32,
+        master: String,
+        mac: [u8; 6],
+    },
+    SysctlWrite {
+        name: PathBuf,
+        value: String,
+    },
+    /// One nft transaction of `commands` commands (`path` is `nft`).
+    NftApply {
+        path: PathBuf,
+        commands: usize,
+    },
 }
 
 impl Call {
@@ -77,6 +101,11 @@ impl Call {
             Call::Unmount(p) => p,
             Call::CgroupCreate { dir, .. } | Call::CgroupWrite { dir, .. } => dir,
             Call::MountTmpfs { target, .. } => target,
+            Call::BridgeEnsure { name, .. }
+            | Call::TapEnsure { name, .. }
+            | Call::SysctlWrite { name, .. } => name,
+            Call::LinkDelete(name) => name,
+            Call::NftApply { path, .. } => path,
         }
     }
 }
@@ -91,6 +120,9 @@ enum Entry {
 struct Model {
     entries: BTreeMap<PathBuf, Entry>,
     mounts: BTreeSet<PathBuf>,
+    /// Links by name: `"bridge"` or `"tap"`, and a tap's master.
+    links: BTreeMap<String, (&'static str, Option<String>)>,
+    sysctls: BTreeMap<String, String>,
     calls: Vec<Call>,
 }
 
@@ -416,6 +448,88 @@ impl Mounts for RecordingHost {
             m.mounts.remove(&t);
             Ok(())
         })
+    }
+}
+
+impl Links for RecordingHost {
+    fn bridge_ensure(&self, name: &str, addresses: &[ipnet::Ipv4Net]) -> HostResult {
+        let call = Call::BridgeEnsure {
+            name: PathBuf::from(name),
+            addresses: addresses.iter().map(|a| a.to_string()).collect(),
+        };
+        let n = name.to_string();
+        self.record(call, |m| match m.links.get(&n) {
+            Some((kind, _)) if *kind != "bridge" => Err(HostError::other(
+                "use",
+                Path::new(&n),
+                "a link with this name exists and is not a bridge",
+            )),
+            _ => {
+                m.links.insert(n, ("bridge", None));
+                Ok(())
+            }
+        })
+    }
+    fn link_delete(&self, name: &str) -> HostResult {
+        let n = name.to_string();
+        self.record(Call::LinkDelete(PathBuf::from(name)), |m| {
+            if m.links.remove(&n).is_some_and(|(k, _)| k == "bridge") {
+                // Its ports lose their master, as the kernel does.
+                for (_, master) in m.links.values_mut() {
+                    if master.as_deref() == Some(n.as_str()) {
+                        *master = None;
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+    fn tap_ensure(&self, tap: &TapSpec) -> HostResult {
+        let call = Call::TapEnsure {
+            name: PathBuf::from(&tap.name),
+            owner: tap.owner,
+            group: tap.group,
+            master: tap.master.clone(),
+            mac: tap.mac,
+        };
+        let t = tap.clone();
+        self.record(call, |m| {
+            if m.links.get(&t.master).map(|l| l.0) != Some("bridge") {
+                return Err(HostError::other(
+                    "attach",
+                    Path::new(&t.name),
+                    format!("the bridge {} does not exist", t.master),
+                ));
+            }
+            m.links
+                .insert(t.name.clone(), ("tap", Some(t.master.clone())));
+            Ok(())
+        })
+    }
+    fn sysctl_write(&self, name: &str, value: &str) -> HostResult {
+        let call = Call::SysctlWrite {
+            name: PathBuf::from(name),
+            value: value.to_string(),
+        };
+        let (n, v) = (name.to_string(), value.to_string());
+        self.record(call, |m| {
+            m.sysctls.insert(n, v);
+            Ok(())
+        })
+    }
+}
+
+impl Firewall for RecordingHost {
+    fn nft_apply(&self, commands: &serde_json::Value) -> HostResult {
+        let n = commands
+            .get("nftables")
+            .and_then(serde_json::Value::as_array)
+            .map_or(0, Vec::len);
+        let call = Call::NftApply {
+            path: PathBuf::from("nft"),
+            commands: n,
+        };
+        self.record(call, |_| Ok(()))
     }
 }
 
