@@ -284,13 +284,25 @@ impl Provider<DirsAttrs> for Dirs {
             files.ensure_dir(root, Path::new("archive"), 0o700, 0, 0)?;
             files.ensure_dir(root, &rel, 0o700, 0, 0)?;
             let to = root.join(&rel);
+            // The log first, then its head: a crash between the two
+            // leaves a head the next run recognises as the rest of this
+            // archive (`AuditWriter` and the branch below).
+            files.set_append_only(&log, false)?;
+            files.rename(&log, &to.join(AUDIT_LOG))?;
+            files.set_append_only(&to.join(AUDIT_LOG), true)?;
             let head = ctx.layout.audit_head(id);
             if files.exists(&head) {
                 files.rename(&head, &to.join(AUDIT_HEAD))?;
             }
-            files.set_append_only(&log, false)?;
-            files.rename(&log, &to.join(AUDIT_LOG))?;
-            files.set_append_only(&to.join(AUDIT_LOG), true)?;
+        } else if files.exists(&ctx.layout.audit_head(id)) {
+            // A run died between moving the log and its head: finish.
+            let names = files.list(&ctx.layout.archive_dir())?;
+            if let Some(to) = ctx.layout.newest_archive(id, &names)
+                && files.exists(&to.join(AUDIT_LOG))
+                && !files.exists(&to.join(AUDIT_HEAD))
+            {
+                files.rename(&ctx.layout.audit_head(id), &to.join(AUDIT_HEAD))?;
+            }
         }
         files.remove_tree(&dir)
     }

@@ -133,6 +133,9 @@ impl AuditWriter {
         let Some(line) = last_line(host, &path)? else {
             return match head {
                 None => Ok((1, GENESIS.to_string())),
+                // A prune that died after archiving the log, before its
+                // head: the log it names is in the archive.
+                Some(h) if self.archived(host, id, &h)? => Ok((h.seq + 1, h.sha256)),
                 Some(h) => Err(refuse(format!(
                     "the log is missing or empty but {AUDIT_HEAD} records {} entries: it was deleted or truncated",
                     h.seq
@@ -176,6 +179,23 @@ impl AuditWriter {
             }));
         }
         Ok((rec.seq + 1, sha))
+    }
+
+    /// Whether the newest archive of `id` holds the log `head` describes,
+    /// without its head: a prune moved the log and died before the head.
+    fn archived(&self, host: &Host, id: &TenantId, head: &AuditHead) -> Result<bool, HostError> {
+        let names = host.files.list(&self.layout.archive_dir())?;
+        let Some(dir) = self.layout.newest_archive(id, &names) else {
+            return Ok(false);
+        };
+        if host.files.exists(&dir.join(AUDIT_HEAD)) {
+            return Ok(false);
+        }
+        let Some(line) = last_line(host, &dir.join(crate::state::AUDIT_LOG))? else {
+            return Ok(false);
+        };
+        let rec: Option<AuditRecord> = crate::spec::json::from_slice(&line).ok();
+        Ok(rec.is_some_and(|r| r.seq == head.seq && r.tenant_id == *id) && line_sha(&line) == head.sha256)
     }
 
     /// Appends one record to the tenant's log: a single write, fsync, then
@@ -637,5 +657,23 @@ mod tests {
         );
         assert!(v.problems.is_empty(), "{:?}", v.problems);
         assert_eq!(v.records, 3);
+    }
+
+    /// A prune killed after moving the log to the archive and before its
+    /// head: the head left behind is recognised, not taken for tampering.
+    #[test]
+    fn a_head_left_by_an_interrupted_archive_is_not_tampering() {
+        let d = tempfile::tempdir().unwrap();
+        let (log, _) = write_log(d.path(), 3);
+        let layout = StateLayout::new(d.path());
+        let id = TenantId::parse("acme").unwrap();
+        let archive = layout.archive_dir().join("acme-20261201T000000.000000Z");
+        std::fs::create_dir_all(&archive).unwrap();
+        std::fs::rename(&log, archive.join("audit.log")).unwrap();
+        let w = AuditWriter::new(layout.clone(), "node1".into(), "c".into());
+        w.check(&Host::linux(d.path()), &id).unwrap();
+        // With the head already in the archive too, a lone head would be.
+        std::fs::copy(layout.audit_head(&id), archive.join("audit.head")).unwrap();
+        assert!(w.check(&Host::linux(d.path()), &id).is_err());
     }
 }
