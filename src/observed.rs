@@ -34,6 +34,10 @@ pub struct Observed {
     pub facts: BTreeMap<String, String>,
     #[serde(default)]
     pub binaries: Binaries,
+    /// The network sysctls mvm manages (`net.ipv4.ip_forward`), as read;
+    /// one the kernel does not have is absent.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctls: BTreeMap<String, String>,
     /// The CPUs this host has online, as the kernel lists them (`0-7`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpus_online: Option<String>,
@@ -78,6 +82,9 @@ pub struct BridgeObs {
     pub up: bool,
     /// IPv4 addresses as `a.b.c.d/len`.
     pub addresses: Vec<String>,
+    /// The links enslaved to it, by name, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -91,8 +98,9 @@ pub struct NftTableObs {
     /// Each named set or map's spec (`set ifname . ether_addr`), by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sets: BTreeMap<String, String>,
-    /// Each chain's rules in order, canonical (`net::ruleset::canonical_rule`:
-    /// no handles, counters zeroed), by chain name.
+    /// Each chain's rules in order, by chain name: a rule nft lists exactly
+    /// as mvm renders one (canonical JSON, no handles, counters zeroed) as
+    /// that rule's text, any other as `(not mvm's) <json>`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub rules: BTreeMap<String, Vec<String>>,
 }
@@ -169,6 +177,9 @@ pub struct TapObs {
     pub learning: Option<bool>,
     pub owner: Option<u32>,
     pub group: Option<u32>,
+    /// The static FDB entries on this port (MACs), sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fdb: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -179,6 +190,10 @@ pub struct TenantNftObs {
     pub mark: Option<u32>,
     pub metadata: bool,
     pub ssh_from_gateway: bool,
+    /// Every element of mvm's tenant sets that belongs to this tenant, as
+    /// plans show them (`net::ruleset::element_display`), sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub elements: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

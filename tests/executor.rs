@@ -170,13 +170,24 @@ fn creates_walk_dependencies_forwards_and_failures_skip_dependents() {
         outcome("tenant.t1.cgroup", Phase::Apply),
         Outcome::Skipped { because: dirs }
     );
+    // The network is built for t0 (its tap on the bridge, its elements
+    // after the tables), never for t1, whose tree failed.
+    assert_eq!(outcome("node.bridge", Phase::Apply), Outcome::Done);
+    assert_eq!(outcome("tenant.t0.tap", Phase::Apply), Outcome::Done);
+    let bridge = position(&calls, "bridge", |c| matches!(c, Call::BridgeEnsure { .. }));
+    let tap = position(
+        &calls,
+        "t0 tap",
+        |c| matches!(c, Call::TapEnsure { name, .. } if name.ends_with("tap-t0")),
+    );
+    assert!(bridge < tap, "{calls:#?}");
+    assert!(!calls.iter().any(|c| under(c, "tap-t1")));
     // Kinds without a provider in this build are blocked: not attempted,
-    // their dependents skipped, the host untouched.
+    // their dependents skipped.
     assert!(
-        matches!(outcome("node.bridge", Phase::Apply), Outcome::Blocked(ref e) if e.contains("no provider"))
+        matches!(outcome("tenant.t0.artifact", Phase::Apply), Outcome::Blocked(ref e) if e.contains("no provider"))
     );
     assert!(!r.success());
-    assert!(!calls.iter().any(|c| under(c, "tap")));
 }
 
 /// Blocked changes are not attempted and write no audit records, so a
@@ -235,7 +246,13 @@ fn blocked_changes_are_not_attempted_and_leave_no_audit_record() {
         resources.sort();
         assert_eq!(
             resources,
-            ["tenant.t0.cgroup", "tenant.t0.dirs", "tenant.t0.secrets"],
+            [
+                "tenant.t0.cgroup",
+                "tenant.t0.dirs",
+                "tenant.t0.nft",
+                "tenant.t0.secrets",
+                "tenant.t0.tap"
+            ],
             "{text}"
         );
         assert!(

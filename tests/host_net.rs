@@ -23,14 +23,18 @@ fn in_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     .expect("the namespace thread finished")
 }
 
-/// The rules nft lists for mvm's tables, by "family table chain".
-fn listed() -> (
+/// What nft lists for mvm's tables: rules and chain specs by "family
+/// table chain", and set specs.
+type Listing = (
     BTreeMap<String, Vec<String>>,
     BTreeMap<String, String>,
     Vec<String>,
-) {
+);
+
+/// The rules nft lists for mvm's tables, by "family table chain".
+fn listed(known: &ruleset::Ruleset) -> Listing {
     let json = mvm::providers::nft::list_ruleset("nft").expect("nft lists the ruleset");
-    let st = mvm::providers::nft::parse(&json);
+    let st = mvm::providers::nft::parse(&json, known);
     let mut rules = BTreeMap::new();
     let mut specs = BTreeMap::new();
     let mut sets = Vec::new();
@@ -71,14 +75,14 @@ fn the_rendered_ruleset_is_what_nft_lists_back() {
             // Applying again is a no-op in effect.
             mvm::providers::nft::apply("nft", &ruleset::transaction(&rs, &[], &[], &[]))
                 .expect("and takes it again");
-            listed()
+            listed(&rs)
         });
         let rs = ruleset::render(&node);
         let mut want: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for r in &rs.rules {
             want.entry(format!("{} {} {}", r.family, r.table, r.chain))
                 .or_default()
-                .push(r.canonical());
+                .push(r.display());
         }
         for (chain, want_rules) in &want {
             let got = rules.get(chain).cloned().unwrap_or_default();

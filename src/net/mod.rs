@@ -1,5 +1,59 @@
 //! Tenant networking, as pure data: the nftables ruleset mvm renders from
-//! the node config (`ruleset.rs`). Providers apply it; the nft and tap
-//! kinds plan it; `mvm net verify` checks a node against it.
+//! the node config (`ruleset.rs`) and the kernel settings the policy relies
+//! on (`sysctls`). Providers apply them; the bridge, nft and tap kinds plan
+//! them; `mvm net verify` checks a node against them.
 
 pub mod ruleset;
+
+use crate::spec::NodeConfig;
+
+/// When a managed sysctl applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    Always,
+    /// Only where the kernel has it (the `bridge-nf-call-*` knobs exist
+    /// only with br_netfilter loaded).
+    Present,
+    /// Only on hosts with IPv6 (`net.ipv6.conf.default.accept_ra` exists).
+    Ipv6,
+}
+
+/// The IPv6 marker the probe reads (not managed).
+pub const IPV6_MARKER: &str = "net.ipv6.conf.default.accept_ra";
+
+/// The sysctls mvm sets, with their values:
+/// forwarding on (egress is routed and masqueraded); no ICMP redirects
+/// (the host would otherwise tell a tenant the direct path to another);
+/// no router advertisements accepted on the bridge (a guest could change
+/// host routes); the bridge not handing frames to iptables/nftables inet
+/// hooks (L2 policy lives in the bridge family); marks of accepted TCP
+/// sockets set from the packet (the metadata service's identity).
+pub fn sysctls(node: &NodeConfig) -> Vec<(String, &'static str, When)> {
+    let b = &node.bridge.name;
+    vec![
+        ("net.ipv4.ip_forward".into(), "1", When::Always),
+        ("net.ipv4.conf.all.send_redirects".into(), "0", When::Always),
+        (
+            format!("net.ipv4.conf.{b}.send_redirects"),
+            "0",
+            When::Always,
+        ),
+        (format!("net.ipv6.conf.{b}.accept_ra"), "0", When::Ipv6),
+        ("net.ipv4.tcp_fwmark_accept".into(), "1", When::Always),
+        (
+            "net.bridge.bridge-nf-call-iptables".into(),
+            "0",
+            When::Present,
+        ),
+        (
+            "net.bridge.bridge-nf-call-ip6tables".into(),
+            "0",
+            When::Present,
+        ),
+        (
+            "net.bridge.bridge-nf-call-arptables".into(),
+            "0",
+            When::Present,
+        ),
+    ]
+}

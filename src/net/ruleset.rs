@@ -364,7 +364,7 @@ pub fn render(node: &NodeConfig) -> Ruleset {
     r.add(
         BRIDGE_TABLE,
         "guest_ingress",
-        &format!("iifname != \"{TAP_GLOB}\" accept"),
+        format!("iifname != \"{TAP_GLOB}\" accept"),
         Some("not a tenant tap"),
         vec![is_not(meta("iifname"), json!(TAP_GLOB)), verdict("accept")],
     );

@@ -101,8 +101,23 @@ fn is_mvm_table(family: &str, table: &str) -> bool {
     MVM_TABLES.contains(&(family, table))
 }
 
-/// Extracts mvm's tables, chains and tenant elements from nft's JSON.
-pub fn parse(ruleset: &Value) -> NftState {
+/// Extracts mvm's tables, chains, sets, rules and tenant elements from
+/// nft's JSON. A rule equal (canonically) to one of `known`'s in the same
+/// chain is filed as that rule's text; any other as `(not mvm's) <json>`.
+pub fn parse(ruleset: &Value, known: &ruleset::Ruleset) -> NftState {
+    let names: HashMap<(String, String), String> = known
+        .rules
+        .iter()
+        .map(|r| {
+            (
+                (
+                    format!("{} {} {}", r.family, r.table, r.chain),
+                    r.canonical(),
+                ),
+                r.display(),
+            )
+        })
+        .collect();
     let mut st = NftState::default();
     let items = ruleset
         .get("nftables")
@@ -136,13 +151,20 @@ pub fn parse(ruleset: &Value) -> NftState {
             if is_mvm_table(f, t) {
                 let expr = r.get("expr").cloned().unwrap_or(Value::Null);
                 let comment = r.get("comment").and_then(Value::as_str);
+                let chain = s(r, "chain");
+                let key = format!("{f} {t} {chain}");
+                let canonical = ruleset::canonical_rule(&expr, comment);
+                let shown = names
+                    .get(&(key.clone(), canonical.clone()))
+                    .cloned()
+                    .unwrap_or_else(|| format!("{key}: (not mvm's) {canonical}"));
                 st.tables
                     .entry(format!("{f} {t}"))
                     .or_default()
                     .rules
-                    .entry(s(r, "chain").to_string())
+                    .entry(chain.to_string())
                     .or_default()
-                    .push(ruleset::canonical_rule(&expr, comment));
+                    .push(shown);
             }
         } else if let Some(set) = item.get("set").or_else(|| item.get("map")) {
             let (f, t) = (s(set, "family"), s(set, "table"));
@@ -264,7 +286,10 @@ mod tests {
             ]}"#,
         )
         .unwrap();
-        let st = parse(&j);
+        let st = parse(
+            &j,
+            &ruleset::render(&crate::spec::NodeConfig::default_config()),
+        );
         assert_eq!(
             st.tables.keys().collect::<Vec<_>>(),
             ["bridge mvm_l2", "inet mvm"]

@@ -63,11 +63,12 @@ pub fn observe_with(node: &NodeConfig, roots: &ProbeRoots) -> Observed {
     probe_state_dir(&layout, &mounts, &mut obs);
     probe_cgroups(node, &mounts, &mut obs);
     probe_links(node, &mut obs);
-    probe_nft(roots, &mut obs);
+    probe_nft(node, roots, &mut obs);
     probe_vms(node, roots, &mut obs);
     if let Ok(tcp) = fs::read_to_string(roots.proc.join("net/tcp")) {
         obs.metadata_listener = procfs::tcp_listener(&tcp, node.metadata.port);
     }
+    probe_sysctls(node, &mut obs);
     obs.cpus_online = fs::read_to_string("/sys/devices/system/cpu/online")
         .ok()
         .map(|s| s.trim().to_string())
@@ -325,10 +326,31 @@ fn probe_links(node: &NodeConfig, obs: &mut Observed) {
     {
         let mut addresses = b.ipv4.clone();
         addresses.sort();
+        let mut ports: Vec<String> = links
+            .values()
+            .filter(|l| l.master == Some(b.index))
+            .map(|l| l.name.clone())
+            .collect();
+        ports.sort();
         obs.bridge = Some(BridgeObs {
             up: b.up,
             addresses,
+            ports,
         });
+    }
+    // One FDB dump for every tap's static entries.
+    let mut fdb: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    match netlink::dump_fdb() {
+        Ok(entries) => {
+            for e in entries.into_iter().filter(|e| e.fixed) {
+                fdb.entry(e.ifindex)
+                    .or_default()
+                    .push(crate::spec::types::MacAddr(e.mac).to_string());
+            }
+        }
+        Err(e) => {
+            obs.facts.insert("fdb".into(), e.to_string());
+        }
     }
     for l in links.values() {
         let Some(id) = l
@@ -349,6 +371,9 @@ fn probe_links(node: &NodeConfig, obs: &mut Observed) {
             .master
             .and_then(|i| by_index.get(&i))
             .map(|s| s.to_string());
+        let mut macs = fdb.remove(&l.index).unwrap_or_default();
+        macs.sort();
+        macs.dedup();
         tenant(obs, &id).tap = Some(TapObs {
             master,
             up: l.up,
@@ -356,11 +381,26 @@ fn probe_links(node: &NodeConfig, obs: &mut Observed) {
             learning: l.learning,
             owner: l.owner,
             group: l.group,
+            fdb: macs,
         });
     }
 }
 
-fn probe_nft(roots: &ProbeRoots, obs: &mut Observed) {
+/// The sysctls mvm manages, and the IPv6 marker, as the kernel has them.
+fn probe_sysctls(node: &NodeConfig, obs: &mut Observed) {
+    let names = crate::net::sysctls(node)
+        .into_iter()
+        .map(|(n, _, _)| n)
+        .chain([crate::net::IPV6_MARKER.to_string()]);
+    for name in names {
+        let path = format!("/proc/sys/{}", name.replace('.', "/"));
+        if let Ok(v) = fs::read_to_string(&path) {
+            obs.sysctls.insert(name, v.trim().to_string());
+        }
+    }
+}
+
+fn probe_nft(node: &NodeConfig, roots: &ProbeRoots, obs: &mut Observed) {
     let ruleset = match nft::list_ruleset(&roots.nft) {
         Ok(r) => r,
         Err(fact) => {
@@ -368,21 +408,40 @@ fn probe_nft(roots: &ProbeRoots, obs: &mut Observed) {
             return;
         }
     };
-    let st = nft::parse(&ruleset);
-    let mut ids: Vec<&TenantId> = st.ports.keys().chain(st.marks.keys()).collect();
+    let mut st = nft::parse(&ruleset, &crate::net::ruleset::render(node));
+    let mut ids: Vec<TenantId> = st
+        .ports
+        .keys()
+        .chain(st.marks.keys())
+        .chain(st.elements.keys())
+        .cloned()
+        .collect();
     ids.sort();
     ids.dedup();
     for id in ids {
-        let (mac, ip) = st.ports.get(id).cloned().unwrap_or((None, None));
+        let (mac, ip) = st.ports.get(&id).cloned().unwrap_or((None, None));
         let ip: Option<std::net::Ipv4Addr> = ip.and_then(|s| s.parse().ok());
+        let mut elements = st.elements.remove(&id).unwrap_or_default();
+        // The IP sets are keyed by address: the tenant's is the one its
+        // tap's port_v4 element names.
+        if let Some(ip) = ip {
+            if st.metadata_ips.contains(&ip) {
+                elements.push(format!("inet mvm metadata_v4: {ip}"));
+            }
+            if st.ssh_ips.contains(&ip) {
+                elements.push(format!("inet mvm ssh_v4: {ip}"));
+            }
+        }
+        elements.sort();
         let n = TenantNftObs {
             ip,
             mac: mac.and_then(|s| s.parse().ok()),
-            mark: st.marks.get(id).copied(),
+            mark: st.marks.get(&id).copied(),
             metadata: ip.is_some_and(|ip| st.metadata_ips.contains(&ip)),
             ssh_from_gateway: ip.is_some_and(|ip| st.ssh_ips.contains(&ip)),
+            elements,
         };
-        tenant(obs, id).nft = Some(n);
+        tenant(obs, &id).nft = Some(n);
     }
     obs.nft = Some(st.tables);
 }

@@ -1,11 +1,21 @@
 //! `node.bridge`: the one bridge every tenant tap hangs off, carrying the
-//! gateway address. Address and link state change in place.
+//! gateway address, and the network sysctls the policy relies on
+//! (`net::sysctls`: forwarding, no redirects, no RA on the bridge, no
+//! br_netfilter hand-off, fwmark on accept). Created and changed over
+//! rtnetlink; address, link state and sysctls change in place, and a
+//! sysctl that drifted is an update.
 
-use super::{At, Attrs, Ctx, Dep, Desired, Resource, Scope, Subject};
+use super::{
+    ApplyCtx, At, Attrs, Ctx, Dep, Desired, Documents, NodeView, Provider, Resource, Scope, Subject,
+};
+use crate::net::{self, When};
 use crate::observed::{BridgeObs, Observed};
+use crate::providers::host::{HostError, HostResult};
 use crate::spec::TenantSpec;
 use crate::spec::types::TenantId;
 use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
 
 pub struct Bridge;
 
@@ -13,8 +23,25 @@ pub struct Bridge;
 #[serde(deny_unknown_fields)]
 pub struct BridgeAttrs {
     pub name: String,
-    pub addresses: Vec<String>,
+    pub addresses: Vec<ipnet::Ipv4Net>,
     pub up: bool,
+    /// Sysctl name to value.
+    pub sysctls: BTreeMap<String, String>,
+}
+
+/// The sysctls to manage on this host, with their values: those that
+/// apply here (`When`), read from what the probe found.
+fn wanted_sysctls(ctx: &Ctx) -> BTreeMap<String, String> {
+    let have = &ctx.observed.sysctls;
+    net::sysctls(ctx.node)
+        .into_iter()
+        .filter(|(name, _, when)| match when {
+            When::Always => true,
+            When::Present => have.contains_key(name),
+            When::Ipv6 => have.contains_key(net::IPV6_MARKER),
+        })
+        .map(|(n, v, _)| (n, v.to_string()))
+        .collect()
 }
 
 impl Resource for Bridge {
@@ -36,19 +63,32 @@ impl Resource for Bridge {
             vec![format!("{}/{}", b.gateway, b.subnet.prefix_len())],
         );
         d.set("up", true);
+        d.set(
+            "sysctls",
+            serde_json::to_value(wanted_sysctls(ctx)).unwrap_or_default(),
+        );
         Some(d)
     }
 
     fn observed(&self, ctx: &Ctx, _: At) -> Option<Attrs> {
         let b = ctx.observed.bridge.as_ref()?;
+        // The managed sysctls as they are; one the kernel lacks is absent.
+        let sysctls: BTreeMap<String, String> = wanted_sysctls(ctx)
+            .into_keys()
+            .filter_map(|k| ctx.observed.sysctls.get(&k).map(|v| (k, v.clone())))
+            .collect();
         let mut a = Attrs::new();
         a.insert("name".into(), ctx.node.bridge.name.clone().into());
         a.insert("addresses".into(), b.addresses.clone().into());
         a.insert("up".into(), b.up.into());
+        a.insert(
+            "sysctls".into(),
+            serde_json::to_value(sysctls).unwrap_or_default(),
+        );
         Some(a)
     }
 
-    fn warnings(&self, ctx: &Ctx, _: &super::NodeView) -> Vec<String> {
+    fn warnings(&self, ctx: &Ctx, _: &NodeView) -> Vec<String> {
         ctx.observed
             .facts
             .get("netlink")
@@ -62,11 +102,87 @@ impl Resource for Bridge {
         obs: &mut Observed,
         _: Option<&TenantId>,
         after: Option<&BridgeAttrs>,
-        _: &super::Documents,
+        _: &Documents,
     ) {
+        let ports = obs
+            .bridge
+            .as_ref()
+            .map(|b| b.ports.clone())
+            .unwrap_or_default();
         obs.bridge = after.map(|a| BridgeObs {
             up: a.up,
-            addresses: a.addresses.clone(),
+            addresses: a.addresses.iter().map(|n| n.to_string()).collect(),
+            ports,
         });
+        if let Some(a) = after {
+            obs.sysctls.extend(a.sysctls.clone());
+        }
+    }
+
+    fn provider(&self) -> Option<&dyn Provider<BridgeAttrs>> {
+        Some(self)
+    }
+
+    fn check(&self, ctx: &Ctx, _: Option<&TenantId>, a: &BridgeAttrs) -> Result<(), String> {
+        let b = &ctx.node.bridge;
+        if a.name != b.name {
+            return Err(format!(
+                "name is {:?}; node.toml names {:?}",
+                a.name, b.name
+            ));
+        }
+        let want: ipnet::Ipv4Net = format!("{}/{}", b.gateway, b.subnet.prefix_len())
+            .parse()
+            .map_err(|e| format!("{e}"))?;
+        if a.addresses != [want] {
+            return Err(format!("addresses are not [{want}]"));
+        }
+        if !a.up {
+            return Err("up is false; mvm only ever plans the bridge up".into());
+        }
+        let managed = net::sysctls(ctx.node);
+        for (k, v) in &a.sysctls {
+            match managed.iter().find(|(n, _, _)| n == k) {
+                Some((_, want, _)) if want == v => {}
+                Some((_, want, _)) => {
+                    return Err(format!("sysctl {k} = {v:?}; mvm only ever plans {want:?}"));
+                }
+                None => return Err(format!("sysctl {k} is not one mvm manages")),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Provider<BridgeAttrs> for Bridge {
+    /// Creates the bridge (if missing) with exactly the gateway address,
+    /// up; then writes every managed sysctl — the bridge's own ones exist
+    /// only once it does.
+    fn apply(
+        &self,
+        ctx: &ApplyCtx,
+        _: Option<&TenantId>,
+        _: Option<&BridgeAttrs>,
+        after: &BridgeAttrs,
+    ) -> HostResult {
+        let name = &ctx.node.bridge.name;
+        if after.name != *name {
+            return Err(HostError::other(
+                "create bridge",
+                Path::new(name),
+                format!("the plan names another bridge ({})", after.name),
+            ));
+        }
+        ctx.host.links.bridge_ensure(name, &after.addresses)?;
+        for (k, v) in &after.sysctls {
+            ctx.host.links.sysctl_write(k, v)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the bridge (its ports are detached by the kernel). The
+    /// sysctls stay as they are: other software may rely on forwarding.
+    fn delete(&self, ctx: &ApplyCtx, _: Option<&TenantId>, _: Option<&BridgeAttrs>) -> HostResult {
+        ctx.host.links.link_delete(&ctx.node.bridge.name)
     }
 }

@@ -1,11 +1,19 @@
-//! `node.nft`: mvm's two nftables tables, `bridge mvm_l2` (L2 anti-spoofing
-//! and port isolation, evaluated in bridge prerouting before the FDB learns)
-//! and `inet mvm` (what tenants may reach on the host and beyond). Tables
-//! are replaced as a whole in one `nft -f` transaction, which nft treats as
-//! an in-place update; tenant elements are separate resources.
+//! `node.nft`: mvm's two nftables tables, `bridge mvm_l2` (L2
+//! anti-spoofing in bridge prerouting, before the FDB learns, and no
+//! tap-to-tap forwarding) and `inet mvm` (what tenants may reach on the
+//! host and beyond, and what may reach them), rendered from node.toml by
+//! `net::ruleset`. Compared with the kernel chain by chain and rule by rule
+//! (a rule deleted or altered by hand is drift), and applied as one `nft -j
+//! -f -` transaction that refills mvm's chains and keeps every set's
+//! elements — the tenant elements are `tenant.<id>.nft`. mvm never touches
+//! another table.
 
-use super::{At, Attrs, Ctx, Dep, Desired, Documents, NodeView, Resource, Scope, Subject};
+use super::{
+    ApplyCtx, At, Attrs, Ctx, Dep, Desired, Documents, NodeView, Provider, Resource, Scope, Subject,
+};
+use crate::net::ruleset::{self, Ruleset};
 use crate::observed::{NftTableObs, Observed};
+use crate::providers::host::HostResult;
 use crate::spec::TenantSpec;
 use crate::spec::types::TenantId;
 use serde::Deserialize;
@@ -13,27 +21,45 @@ use std::collections::BTreeMap;
 
 pub struct NodeNft;
 
-/// mvm's tables and the chains each must have.
-pub const TABLES: &[(&str, &[&str])] = &[
-    ("bridge mvm_l2", &["guest_ingress", "guest_lateral"]),
-    (
-        "inet mvm",
-        &["dstnat", "forward", "input", "srcnat", "tenant_to_host"],
-    ),
-];
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NftAttrs {
+    /// `"bridge mvm_l2"`, `"inet mvm"`.
     pub tables: Vec<String>,
-    /// `"<family> <table> <chain>"`.
+    /// `"<family> <table> <chain>: <spec>"`.
     pub chains: Vec<String>,
+    /// `"<family> <table> <set>: set|map <type>"`.
+    pub sets: Vec<String>,
+    /// `"<family> <table> <chain>: <rule>"`, chain by chain in order.
+    pub rules: Vec<String>,
 }
 
-fn chains_of(tables: impl Iterator<Item = (String, Vec<String>)>) -> Vec<String> {
-    tables
-        .flat_map(|(t, cs)| cs.into_iter().map(move |c| format!("{t} {c}")))
-        .collect()
+/// The attributes of a ruleset, in the order the probe reports them:
+/// tables, then chains by name, each chain's rules in order.
+fn attrs_of(rs: &Ruleset) -> (Vec<String>, Vec<String>, Vec<String>, Vec<String>) {
+    let mut tables: Vec<String> = [ruleset::BRIDGE_TABLE, ruleset::INET_TABLE]
+        .iter()
+        .map(|(f, t)| format!("{f} {t}"))
+        .collect();
+    tables.sort();
+    let mut chains: Vec<String> = rs.chains.iter().map(|c| c.spec()).collect();
+    chains.sort();
+    let mut sets: Vec<String> = rs.sets.iter().map(|s| s.spec()).collect();
+    sets.sort();
+    let mut by_chain: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in &rs.rules {
+        by_chain
+            .entry(format!("{} {} {}", r.family, r.table, r.chain))
+            .or_default()
+            .push(r.display());
+    }
+    let rules = by_chain.into_values().flatten().collect();
+    (tables, chains, sets, rules)
+}
+
+/// The key (`"inet mvm forward"`) of a chain or set line.
+fn key(line: &str) -> &str {
+    line.split_once(": ").map_or(line, |(k, _)| k)
 }
 
 impl Resource for NodeNft {
@@ -46,23 +72,13 @@ impl Resource for NodeNft {
         &[]
     }
 
-    fn desired(&self, _: &Ctx, _: Subject) -> Option<Desired> {
+    fn desired(&self, ctx: &Ctx, _: Subject) -> Option<Desired> {
+        let (tables, chains, sets, rules) = attrs_of(&ruleset::render(ctx.node));
         let mut d = Desired::default();
-        d.set(
-            "tables",
-            TABLES
-                .iter()
-                .map(|(t, _)| t.to_string())
-                .collect::<Vec<_>>(),
-        );
-        d.set(
-            "chains",
-            chains_of(
-                TABLES
-                    .iter()
-                    .map(|(t, cs)| (t.to_string(), cs.iter().map(|c| c.to_string()).collect())),
-            ),
-        );
+        d.set("tables", tables);
+        d.set("chains", chains);
+        d.set("sets", sets);
+        d.set("rules", rules);
         Some(d)
     }
 
@@ -71,21 +87,44 @@ impl Resource for NodeNft {
         if tables.is_empty() {
             return None;
         }
+        let mut chains = Vec::new();
+        let mut sets = Vec::new();
+        let mut rules = Vec::new();
+        for (table, t) in tables {
+            for c in &t.chains {
+                let spec = t.specs.get(c).cloned().unwrap_or_else(|| "regular".into());
+                chains.push(format!("{table} {c}: {spec}"));
+            }
+            sets.extend(t.sets.values().cloned());
+        }
+        chains.sort();
+        sets.sort();
+        let mut by_chain: BTreeMap<String, &Vec<String>> = BTreeMap::new();
+        for (table, t) in tables {
+            for (c, rs) in &t.rules {
+                by_chain.insert(format!("{table} {c}"), rs);
+            }
+        }
+        for rs in by_chain.values() {
+            rules.extend(rs.iter().cloned());
+        }
         let mut a = Attrs::new();
         a.insert(
             "tables".into(),
             tables.keys().cloned().collect::<Vec<_>>().into(),
         );
-        a.insert(
-            "chains".into(),
-            chains_of(
-                tables
-                    .iter()
-                    .map(|(t, o)| (t.clone(), o.chains.iter().cloned().collect())),
-            )
-            .into(),
-        );
+        a.insert("chains".into(), chains.into());
+        a.insert("sets".into(), sets.into());
+        a.insert("rules".into(), rules.into());
         Some(a)
+    }
+
+    fn blocked(&self, ctx: &Ctx, _: Subject) -> Option<String> {
+        ctx.observed
+            .facts
+            .get("nft")
+            .filter(|f| f.as_str() == "not installed")
+            .map(|_| "nft is not installed on this node (apt install nftables)".into())
     }
 
     fn warnings(&self, ctx: &Ctx, _: &NodeView) -> Vec<String> {
@@ -104,17 +143,107 @@ impl Resource for NodeNft {
         after: Option<&NftAttrs>,
         _: &Documents,
     ) {
-        let mut tables = BTreeMap::new();
-        for c in after.map(|a| a.chains.as_slice()).unwrap_or_default() {
-            let mut parts = c.rsplitn(2, ' ');
-            let chain = parts.next().unwrap_or_default();
-            let table = parts.next().unwrap_or_default();
+        let Some(a) = after else {
+            obs.nft = Some(BTreeMap::new());
+            return;
+        };
+        let mut tables: BTreeMap<String, NftTableObs> = a
+            .tables
+            .iter()
+            .map(|t| (t.clone(), NftTableObs::default()))
+            .collect();
+        // "family table name: spec" → the table "family table".
+        let split = |line: &str| {
+            let k = key(line);
+            let mut parts = k.rsplitn(2, ' ');
+            let name = parts.next().unwrap_or_default().to_string();
+            let table = parts.next().unwrap_or_default().to_string();
+            (table, name)
+        };
+        for c in &a.chains {
+            let (table, name) = split(c);
+            let t = tables.entry(table).or_default();
+            t.specs.insert(
+                name.clone(),
+                c.split_once(": ").map_or("", |x| x.1).to_string(),
+            );
+            t.chains.insert(name);
+        }
+        for s in &a.sets {
+            let (table, name) = split(s);
             tables
-                .entry(table.to_string())
-                .or_insert_with(NftTableObs::default)
-                .chains
-                .insert(chain.to_string());
+                .entry(table)
+                .or_default()
+                .sets
+                .insert(name, s.clone());
+        }
+        for r in &a.rules {
+            let (table, chain) = split(r);
+            tables
+                .entry(table)
+                .or_default()
+                .rules
+                .entry(chain)
+                .or_default()
+                .push(r.clone());
         }
         obs.nft = Some(tables);
+    }
+
+    fn provider(&self) -> Option<&dyn Provider<NftAttrs>> {
+        Some(self)
+    }
+
+    fn check(&self, ctx: &Ctx, _: Option<&TenantId>, a: &NftAttrs) -> Result<(), String> {
+        let (tables, chains, sets, rules) = attrs_of(&ruleset::render(ctx.node));
+        if a.tables != tables || a.chains != chains || a.sets != sets || a.rules != rules {
+            return Err("the tables, chains, sets or rules are not what node.toml renders".into());
+        }
+        Ok(())
+    }
+}
+
+impl Provider<NftAttrs> for NodeNft {
+    /// One transaction: tables, sets and chains added where missing, a
+    /// chain whose spec differs made anew, chains and sets mvm no longer
+    /// renders removed, every chain flushed and refilled from node.toml.
+    /// Set elements stay; nothing outside mvm's two tables is touched.
+    fn apply(
+        &self,
+        ctx: &ApplyCtx,
+        _: Option<&TenantId>,
+        prior: Option<&NftAttrs>,
+        _: &NftAttrs,
+    ) -> HostResult {
+        let rs = ruleset::render(&ctx.node);
+        let (mut replace, mut stale_chains, mut stale_sets) = (Vec::new(), Vec::new(), Vec::new());
+        if let Some(p) = prior {
+            let want: Vec<String> = rs.chains.iter().map(|c| c.spec()).collect();
+            for c in &p.chains {
+                let k = key(c).to_string();
+                match want.iter().find(|w| key(w) == k) {
+                    Some(w) if w != c => replace.push(k),
+                    Some(_) => {}
+                    None => stale_chains.push(k),
+                }
+            }
+            let want_sets: Vec<String> = rs.sets.iter().map(|s| s.spec()).collect();
+            for s in &p.sets {
+                if !want_sets.contains(s) {
+                    stale_sets.push(key(s).to_string());
+                }
+            }
+        }
+        ctx.host.firewall.nft_apply(&ruleset::transaction(
+            &rs,
+            &replace,
+            &stale_chains,
+            &stale_sets,
+        ))
+    }
+
+    /// Deletes mvm's two tables, and with them every tenant element.
+    fn delete(&self, ctx: &ApplyCtx, _: Option<&TenantId>, _: Option<&NftAttrs>) -> HostResult {
+        ctx.host.firewall.nft_apply(&ruleset::delete_tables())
     }
 }

@@ -1,14 +1,21 @@
-//! `tenant.<id>.tap`: the tenant's persistent tap `tap-<id>`, owned by its
-//! uid/gid, enslaved to the node bridge as an isolated port with learning
-//! off (guest-to-guest L2 traffic is impossible; the static FDB entry comes
-//! with it). Port flags change in place; a new owner needs a new device.
+//! `tenant.<id>.tap`: the tenant's persistent tap `tap-<id>`, created
+//! through /dev/net/tun and owned by its uid/gid (so the jailed Firecracker
+//! can open it), a port of the node bridge that is isolated (no frame
+//! reaches another tenant's port) and does not learn, with one static FDB
+//! entry: the tenant's MAC (the bridge never has to learn it, so a guest
+//! cannot poison it). Port flags and the FDB entry change in place; a new
+//! owner needs a new device.
 
-use super::{At, Attrs, Ctx, Dep, Desired, Documents, Resource, Scope, Subject};
+use super::{
+    ApplyCtx, At, Attrs, Ctx, Dep, Desired, Documents, Provider, Resource, Scope, Subject,
+};
 use crate::observed::{Observed, TapObs};
+use crate::providers::host::{HostError, HostResult, TapSpec};
 use crate::spec::TenantSpec;
-use crate::spec::types::TenantId;
+use crate::spec::types::{MacAddr, TenantId};
 use serde::Deserialize;
 use serde_json::Value;
+use std::path::Path;
 
 pub struct Tap;
 
@@ -16,12 +23,14 @@ pub struct Tap;
 #[serde(deny_unknown_fields)]
 pub struct TapAttrs {
     pub name: String,
-    pub master: String,
+    pub master: Option<String>,
     pub up: bool,
-    pub isolated: bool,
-    pub learning: bool,
-    pub owner: u32,
-    pub group: u32,
+    pub isolated: Option<bool>,
+    pub learning: Option<bool>,
+    pub owner: Option<u32>,
+    pub group: Option<u32>,
+    /// The static FDB entries, comma-separated MACs.
+    pub fdb: String,
 }
 
 impl Resource for Tap {
@@ -29,6 +38,8 @@ impl Resource for Tap {
     const WORD: &'static str = "tap";
     const SCOPE: Scope = Scope::Tenant;
     const REPLACE_ON: &'static [&'static str] = &["name", "owner", "group"];
+    /// Whoever owns a tap can open it: never two tenants' the same.
+    const UNIQUE: &'static [&'static str] = &["owner"];
 
     fn depends_on(&self, _: Option<&TenantSpec>) -> &'static [Dep] {
         &[Dep::Node("bridge"), Dep::Tenant("dirs")]
@@ -44,6 +55,7 @@ impl Resource for Tap {
         d.set("learning", false);
         d.set("owner", t.uid);
         d.set("group", t.gid);
+        d.set("fdb", t.mac.to_string());
         Some(d)
     }
 
@@ -62,6 +74,7 @@ impl Resource for Tap {
         a.insert("learning".into(), opt(tap.learning));
         a.insert("owner".into(), tap.owner.map_or(Value::Null, Value::from));
         a.insert("group".into(), tap.group.map_or(Value::Null, Value::from));
+        a.insert("fdb".into(), tap.fdb.join(",").into());
         Some(a)
     }
 
@@ -74,12 +87,90 @@ impl Resource for Tap {
     ) {
         let t = super::tenant_mut(obs, id);
         t.tap = after.map(|a| TapObs {
-            master: Some(a.master.clone()),
+            master: a.master.clone(),
             up: a.up,
-            isolated: Some(a.isolated),
-            learning: Some(a.learning),
-            owner: Some(a.owner),
-            group: Some(a.group),
+            isolated: a.isolated,
+            learning: a.learning,
+            owner: a.owner,
+            group: a.group,
+            fdb: a
+                .fdb
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
         });
+    }
+
+    fn provider(&self) -> Option<&dyn Provider<TapAttrs>> {
+        Some(self)
+    }
+
+    fn check(&self, ctx: &Ctx, id: Option<&TenantId>, a: &TapAttrs) -> Result<(), String> {
+        let id = id.ok_or("not a tenant address")?;
+        if a.name != id.tap_name() {
+            return Err(format!(
+                "name is {:?}; this tenant's tap is {}",
+                a.name,
+                id.tap_name()
+            ));
+        }
+        if a.master.as_deref() != Some(ctx.node.bridge.name.as_str()) {
+            return Err(format!(
+                "master is {:?}; node.toml names {}",
+                a.master, ctx.node.bridge.name
+            ));
+        }
+        if !a.up || a.isolated != Some(true) || a.learning != Some(false) {
+            return Err("a tap is always planned up, isolated, not learning".into());
+        }
+        let (lo, hi) = (ctx.node.tenants.uid_min, ctx.node.tenants.uid_max);
+        for (name, v) in [("owner", a.owner), ("group", a.group)] {
+            match v {
+                Some(v) if (lo..=hi).contains(&v) => {}
+                _ => {
+                    return Err(format!(
+                        "{name} {v:?} is outside the tenant range {lo}..={hi}"
+                    ));
+                }
+            }
+        }
+        match a.fdb.parse::<MacAddr>() {
+            Ok(m) if m.is_unicast() => Ok(()),
+            _ => Err(format!("fdb {:?} is not one unicast MAC", a.fdb)),
+        }
+    }
+}
+
+impl Provider<TapAttrs> for Tap {
+    fn apply(
+        &self,
+        ctx: &ApplyCtx,
+        id: Option<&TenantId>,
+        _: Option<&TapAttrs>,
+        after: &TapAttrs,
+    ) -> HostResult {
+        let id = id.expect("a tenant address");
+        let name = id.tap_name();
+        let bad = |why: String| HostError::other("create tap", Path::new(&name), why);
+        let (Some(owner), Some(group)) = (after.owner, after.group) else {
+            return Err(bad("the plan gives the tap no owner".into()));
+        };
+        let mac: MacAddr = after
+            .fdb
+            .parse()
+            .map_err(|e| bad(format!("the plan's fdb is not a MAC: {e}")))?;
+        ctx.host.links.tap_ensure(&TapSpec {
+            name: name.clone(),
+            owner,
+            group,
+            master: ctx.node.bridge.name.clone(),
+            mac: mac.0,
+        })
+    }
+
+    fn delete(&self, ctx: &ApplyCtx, id: Option<&TenantId>, _: Option<&TapAttrs>) -> HostResult {
+        let id = id.expect("a tenant address");
+        ctx.host.links.link_delete(&id.tap_name())
     }
 }

@@ -1,17 +1,23 @@
-//! `tenant.<id>.nft`: the tenant's elements in mvm's nftables sets: its
-//! (tap, MAC, IP) binding for the anti-spoofing guard, its packet mark
-//! (= its uid, the identity the metadata endpoint trusts), and membership of
-//! the metadata and gateway-SSH allow sets. Elements are added and removed
-//! atomically, so every change is in place.
+//! `tenant.<id>.nft`: the tenant's elements in mvm's nftables sets, keyed
+//! by its tap: its (tap, MAC, IP) binding for the IPv4 and ARP guards, its
+//! packet mark (= its uid, the identity the metadata service trusts), and
+//! membership of the metadata and gateway-SSH sets. Adding or removing a
+//! tenant is a handful of element adds or deletes in one small
+//! transaction; the chains never change. Every change is in place.
 
-use super::{At, Attrs, Ctx, Dep, Desired, Documents, Resource, Scope, Subject};
+use super::{
+    ApplyCtx, At, Attrs, Ctx, Dep, Desired, Documents, Provider, Resource, Scope, Subject,
+};
+use crate::net::ruleset;
 use crate::observed::{Observed, TenantNftObs};
+use crate::providers::host::{HostError, HostResult};
 use crate::security::audit::AuditDetails;
 use crate::spec::TenantSpec;
 use crate::spec::types::{MacAddr, TenantId};
 use serde::Deserialize;
 use serde_json::Value;
 use std::net::Ipv4Addr;
+use std::path::Path;
 
 pub struct TenantNft;
 
@@ -19,11 +25,13 @@ pub struct TenantNft;
 #[serde(deny_unknown_fields)]
 pub struct TenantNftAttrs {
     pub tap: String,
-    pub ip: Ipv4Addr,
-    pub mac: MacAddr,
-    pub mark: u32,
+    pub ip: Option<Ipv4Addr>,
+    pub mac: Option<MacAddr>,
+    pub mark: Option<u32>,
     pub metadata: bool,
     pub ssh_from_gateway: bool,
+    /// Each element, as `net::ruleset::element_display` prints it.
+    pub elements: Vec<String>,
 }
 
 impl Resource for TenantNft {
@@ -31,6 +39,7 @@ impl Resource for TenantNft {
     const WORD: &'static str = "nft";
     const SCOPE: Scope = Scope::Tenant;
     const REPLACE_ON: &'static [&'static str] = &[];
+    const UNIQUE: &'static [&'static str] = &["ip", "mac", "mark"];
 
     fn depends_on(&self, _: Option<&TenantSpec>) -> &'static [Dep] {
         &[Dep::Node("nft"), Dep::Tenant("dirs")]
@@ -38,13 +47,25 @@ impl Resource for TenantNft {
 
     fn desired(&self, _: &Ctx, s: Subject) -> Option<Desired> {
         let Subject::Tenant(t) = s else { return None };
+        let tap = t.id().tap_name();
         let mut d = Desired::default();
-        d.set("tap", t.id().tap_name());
+        d.set("tap", tap.clone());
         d.set("ip", t.ip.to_string());
         d.set("mac", t.mac.to_string());
         d.set("mark", t.uid);
         d.set("metadata", t.spec.metadata);
         d.set("ssh_from_gateway", t.spec.ssh_from_gateway);
+        d.set(
+            "elements",
+            ruleset::tenant_element_lines(
+                &tap,
+                t.mac,
+                t.ip,
+                t.uid,
+                t.spec.metadata,
+                t.spec.ssh_from_gateway,
+            ),
+        );
         Some(d)
     }
 
@@ -64,6 +85,7 @@ impl Resource for TenantNft {
         a.insert("mark".into(), n.mark.map_or(Value::Null, Value::from));
         a.insert("metadata".into(), n.metadata.into());
         a.insert("ssh_from_gateway".into(), n.ssh_from_gateway.into());
+        a.insert("elements".into(), n.elements.clone().into());
         Some(a)
     }
 
@@ -76,19 +98,109 @@ impl Resource for TenantNft {
     ) {
         let t = super::tenant_mut(obs, id);
         t.nft = after.map(|a| TenantNftObs {
-            ip: Some(a.ip),
-            mac: Some(a.mac),
-            mark: Some(a.mark),
+            ip: a.ip,
+            mac: a.mac,
+            mark: a.mark,
             metadata: a.metadata,
             ssh_from_gateway: a.ssh_from_gateway,
+            elements: a.elements.clone(),
         });
     }
 
+    fn provider(&self) -> Option<&dyn Provider<TenantNftAttrs>> {
+        Some(self)
+    }
+
+    fn check(&self, ctx: &Ctx, id: Option<&TenantId>, a: &TenantNftAttrs) -> Result<(), String> {
+        let id = id.ok_or("not a tenant address")?;
+        let (Some(ip), Some(mac), Some(mark)) = (a.ip, a.mac, a.mark) else {
+            return Err("ip, mac and mark must all be set".into());
+        };
+        if a.tap != id.tap_name() {
+            return Err(format!(
+                "tap is {:?}; this tenant's tap is {}",
+                a.tap,
+                id.tap_name()
+            ));
+        }
+        super::dirs::check_identity(ctx.node, mark, mark, ip, mac)
+            .map_err(|e| e.replace("uid", "mark"))?;
+        let want =
+            ruleset::tenant_element_lines(&a.tap, mac, ip, mark, a.metadata, a.ssh_from_gateway);
+        if a.elements != want {
+            return Err("elements are not the ones its ip, mac, mark and flags make".into());
+        }
+        Ok(())
+    }
+
     fn audit(&self, a: &TenantNftAttrs) -> AuditDetails {
-        [
-            ("ip".to_string(), a.ip.to_string()),
-            ("mac".to_string(), a.mac.to_string()),
-        ]
-        .into()
+        let mut d = AuditDetails::new();
+        if let Some(ip) = a.ip {
+            d.insert("ip".into(), ip.to_string());
+        }
+        if let Some(mac) = a.mac {
+            d.insert("mac".into(), mac.to_string());
+        }
+        d
+    }
+}
+
+/// Elements as nft commands take them, from the lines a plan shows.
+fn parsed(lines: &[String]) -> Vec<(&'static str, &'static str, &'static str, Value)> {
+    lines
+        .iter()
+        .filter_map(|l| ruleset::element_parse(l))
+        .collect()
+}
+
+impl Provider<TenantNftAttrs> for TenantNft {
+    /// One transaction: the elements that went are deleted, the new ones
+    /// added. The elements come from the tenant's identity, which
+    /// `check` ties to what the plan shows.
+    fn apply(
+        &self,
+        ctx: &ApplyCtx,
+        id: Option<&TenantId>,
+        prior: Option<&TenantNftAttrs>,
+        after: &TenantNftAttrs,
+    ) -> HostResult {
+        let id = id.expect("a tenant address");
+        let (Some(ip), Some(mac), Some(mark)) = (after.ip, after.mac, after.mark) else {
+            return Err(HostError::other(
+                "add the elements of",
+                Path::new(&id.tap_name()),
+                "the plan gives no ip, mac or mark",
+            ));
+        };
+        let want = ruleset::tenant_elements(
+            &id.tap_name(),
+            mac,
+            ip,
+            mark,
+            after.metadata,
+            after.ssh_from_gateway,
+        );
+        let have = prior.map(|p| parsed(&p.elements)).unwrap_or_default();
+        let cmds = ruleset::element_changes(&have, &want);
+        if cmds["nftables"].as_array().is_some_and(|c| c.is_empty()) {
+            return Ok(());
+        }
+        ctx.host.firewall.nft_apply(&cmds)
+    }
+
+    /// Deletes the elements it had, in one transaction.
+    fn delete(
+        &self,
+        ctx: &ApplyCtx,
+        _: Option<&TenantId>,
+        prior: Option<&TenantNftAttrs>,
+    ) -> HostResult {
+        let have = prior.map(|p| parsed(&p.elements)).unwrap_or_default();
+        if have.is_empty() {
+            return Ok(());
+        }
+        ctx.host
+            .firewall
+            .nft_apply(&ruleset::element_changes(&have, &[]))
     }
 }

@@ -195,7 +195,8 @@ impl AuditWriter {
             return Ok(false);
         };
         let rec: Option<AuditRecord> = crate::spec::json::from_slice(&line).ok();
-        Ok(rec.is_some_and(|r| r.seq == head.seq && r.tenant_id == *id) && line_sha(&line) == head.sha256)
+        Ok(rec.is_some_and(|r| r.seq == head.seq && r.tenant_id == *id)
+            && line_sha(&line) == head.sha256)
     }
 
     /// Appends one record to the tenant's log: a single write, fsync, then
