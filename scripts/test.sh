@@ -13,6 +13,8 @@ need ip iproute2
 need bridge iproute2
 need unshare util-linux
 need mkfs.ext4 e2fsprogs
+need ethtool ethtool
+need python3 python3
 
 if [ -n "$missing" ]; then
     if [ "$(id -u)" = 0 ]; then

@@ -82,6 +82,9 @@ pub struct BridgeObs {
     pub up: bool,
     /// IPv4 addresses as `a.b.c.d/len`.
     pub addresses: Vec<String>,
+    /// Its MAC address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<MacAddr>,
     /// The links enslaved to it, by name, sorted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<String>,

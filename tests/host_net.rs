@@ -108,3 +108,27 @@ fn the_rendered_ruleset_is_what_nft_lists_back() {
         assert_eq!(sets, want_sets);
     }
 }
+
+/// Reconcile, stand-in guests proving the policy, drift repaired, prune
+/// (`tests/host/net.sh`, in fresh network and mount namespaces).
+#[test]
+fn reconcile_isolates_tenants_for_real() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root for network namespaces, taps and nft");
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("unshare")
+        .args(["--net", "--mount", "--", "bash", "tests/host/net.sh"])
+        .arg(env!("CARGO_BIN_EXE_mvm"))
+        .arg(work.path())
+        .arg(format!("mvm-test-net-{}", std::process::id()))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(stdout.matches("ok: ").count(), 10, "{stdout}");
+}

@@ -253,14 +253,19 @@ fn attr_lines(c: &ResourceChange) -> Vec<AttrLine> {
             let unknown = c.after_unknown.contains(k);
             let forces = c.replace_paths.contains(k);
             let (kind, value) = match (c.actions, before.get(k), after.get(k)) {
-                (Action::Delete, Some(b), _) => (LineKind::Remove, format!("{} -> null", show(b))),
+                (Action::Delete, Some(b), _) => {
+                    (LineKind::Remove, format!("{} -> null", show_block(b)))
+                }
+                (_, Some(Value::Array(b)), Some(Value::Array(a))) if !unknown && b != a && long(b, a) => {
+                    (LineKind::Change, list_diff(b, a))
+                }
                 (_, None, _) if unknown => (LineKind::Add, KNOWN_AFTER_APPLY.to_string()),
                 (_, Some(b), _) if unknown => (
                     LineKind::Change,
                     format!("{} -> {KNOWN_AFTER_APPLY}", show(b)),
                 ),
-                (_, None, Some(a)) => (LineKind::Add, show(a)),
-                (_, Some(b), None) => (LineKind::Remove, format!("{} -> null", show(b))),
+                (_, None, Some(a)) => (LineKind::Add, show_block(a)),
+                (_, Some(b), None) => (LineKind::Remove, format!("{} -> null", show_block(b))),
                 (_, Some(b), Some(a)) if b != a => {
                     (LineKind::Change, format!("{} -> {}", show(b), show(a)))
                 }
@@ -275,6 +280,60 @@ fn attr_lines(c: &ResourceChange) -> Vec<AttrLine> {
             }
         })
         .collect()
+}
+
+/// Whether a list change is worth showing element by element.
+fn long(b: &[Value], a: &[Value]) -> bool {
+    show(&Value::Array(b.to_vec())).len() + show(&Value::Array(a.to_vec())).len() > 120
+}
+
+/// Indentation of a list's elements and its closing bracket.
+const ITEM: &str = "            ";
+const CLOSE: &str = "        ]";
+
+/// A long list's change, element by element as Terraform shows it: what
+/// goes (`-`), what comes (`+`), and how many elements stay, hidden.
+fn list_diff(before: &[Value], after: &[Value]) -> String {
+    let b: Vec<String> = before.iter().map(show).collect();
+    let a: Vec<String> = after.iter().map(show).collect();
+    let mut out = String::from("[\n");
+    let mut same = 0;
+    for op in similar::capture_diff_slices(similar::Algorithm::Myers, &b, &a) {
+        for change in op.iter_changes(&b, &a) {
+            match change.tag() {
+                similar::ChangeTag::Equal => same += 1,
+                similar::ChangeTag::Delete => {
+                    out.push_str(&format!("{}- {}\n", &ITEM[2..], change.value()))
+                }
+                similar::ChangeTag::Insert => {
+                    out.push_str(&format!("{}+ {}\n", &ITEM[2..], change.value()))
+                }
+            }
+        }
+    }
+    if same > 0 {
+        out.push_str(&format!(
+            "{ITEM}# ({same} unchanged element{} hidden)\n",
+            plural(same)
+        ));
+    }
+    out.push_str(CLOSE);
+    out
+}
+
+/// A value as a created resource shows it: a long list one element a line.
+fn show_block(v: &Value) -> String {
+    match v {
+        Value::Array(items) if show(v).len() > 100 => {
+            let mut out = String::from("[\n");
+            for i in items {
+                out.push_str(&format!("{ITEM}{},\n", show(i)));
+            }
+            out.push_str(CLOSE);
+            out
+        }
+        other => show(other),
+    }
 }
 
 /// A value as it reads in a plan: JSON, with lists spaced like Terraform's.

@@ -136,9 +136,9 @@ pub struct TapSpec {
 
 /// Network links and the kernel's network settings.
 pub trait Links: Send + Sync {
-    /// Creates the bridge `name` if it is missing, gives it exactly these
-    /// IPv4 addresses (`10.200.0.1/24`), and sets it up.
-    fn bridge_ensure(&self, name: &str, addresses: &[ipnet::Ipv4Net]) -> HostResult;
+    /// Creates the bridge `name` if it is missing, gives it the MAC `mac`
+    /// and exactly these IPv4 addresses (`10.200.0.1/24`), and sets it up.
+    fn bridge_ensure(&self, name: &str, mac: [u8; 6], addresses: &[ipnet::Ipv4Net]) -> HostResult;
     /// Deletes the link `name`; gone is fine.
     fn link_delete(&self, name: &str) -> HostResult;
     /// Makes the tap: created through /dev/net/tun (persistent, owned by

@@ -516,7 +516,7 @@ fn mount_point(parent: &OwnedFd, name: &OsStr, target: &Path) -> HostResult<Owne
 }
 
 impl Links for LinuxHost {
-    fn bridge_ensure(&self, name: &str, addresses: &[ipnet::Ipv4Net]) -> HostResult {
+    fn bridge_ensure(&self, name: &str, mac: [u8; 6], addresses: &[ipnet::Ipv4Net]) -> HostResult {
         let at = Path::new(name);
         let err = |action, e: io::Error| HostError::new(action, at, e);
         let links = netlink::dump().map_err(|e| err("read the links for", e))?;
@@ -532,10 +532,13 @@ impl Links for LinuxHost {
                 ),
             ));
         }
-        netlink::create_bridge(name).map_err(|e| err("create bridge", e))?;
+        netlink::create_bridge(name, mac).map_err(|e| err("create bridge", e))?;
         let index = netlink::index_of(name).ok_or_else(|| {
             HostError::other("find", at, "the bridge vanished after it was created")
         })?;
+        if links.contains_key(name) && links.get(name).and_then(|l| l.mac) != Some(mac) {
+            netlink::set_mac(index, mac).map_err(|e| err("set the MAC of", e))?;
+        }
         let have = links.get(name).map(|l| l.ipv4.clone()).unwrap_or_default();
         for a in &have {
             let Ok(net) = a.parse::<ipnet::Ipv4Net>() else {

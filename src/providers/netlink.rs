@@ -38,6 +38,7 @@ pub struct Link {
     pub owner: Option<u32>,
     pub group: Option<u32>,
     pub ipv4: Vec<String>,
+    pub mac: Option<[u8; 6]>,
 }
 
 /// All links with their IPv4 addresses, keyed by name.
@@ -126,7 +127,9 @@ fn request(
 pub struct FdbEntry {
     pub ifindex: u32,
     pub mac: [u8; 6],
-    /// Added by hand (`static`/`permanent`), not learned.
+    /// A static entry (`bridge fdb add … static`, NUD_NOARP), as mvm adds
+    /// them — not learned, and not the port's own address (NUD_PERMANENT),
+    /// which the bridge needs to deliver frames to itself.
     pub fixed: bool,
 }
 
@@ -155,10 +158,7 @@ pub fn dump_fdb() -> std::io::Result<Vec<FdbEntry>> {
             out.push(FdbEntry {
                 ifindex: m.header.ifindex,
                 mac,
-                fixed: matches!(
-                    m.header.state,
-                    NeighbourState::Noarp | NeighbourState::Permanent
-                ),
+                fixed: m.header.state == NeighbourState::Noarp,
             });
         }
     }
@@ -204,10 +204,13 @@ pub fn index_of(name: &str) -> Option<u32> {
     nix::net::if_::if_nametoindex(name).ok()
 }
 
-/// Creates the bridge `name`; one that exists is fine.
-pub fn create_bridge(name: &str) -> std::io::Result<()> {
+/// Creates the bridge `name` with the MAC `mac` (a bridge without one
+/// takes its lowest port's, and changes it as ports come and go — under
+/// every guest's ARP cache); one that exists is fine.
+pub fn create_bridge(name: &str, mac: [u8; 6]) -> std::io::Result<()> {
     let mut msg = LinkMessage::default();
     msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+    msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
     msg.attributes
         .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
             InfoKind::Bridge,
@@ -216,6 +219,14 @@ pub fn create_bridge(name: &str) -> std::io::Result<()> {
         Err(e) if e.raw_os_error() == Some(nix::libc::EEXIST) => Ok(()),
         other => other,
     }
+}
+
+/// Sets a link's MAC address.
+pub fn set_mac(index: u32, mac: [u8; 6]) -> std::io::Result<()> {
+    let mut msg = LinkMessage::default();
+    msg.header.index = index;
+    msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
+    ack(RouteNetlinkMessage::NewLink(msg), 0)
 }
 
 /// Sets a link up (or down) and, if given, its master.
@@ -323,6 +334,11 @@ fn parse_link(m: &LinkMessage) -> Link {
         match attr {
             LinkAttribute::IfName(n) => l.name = n.clone(),
             LinkAttribute::Controller(i) => l.master = Some(*i),
+            LinkAttribute::Address(a) if a.len() == 6 => {
+                let mut mac = [0u8; 6];
+                mac.copy_from_slice(a);
+                l.mac = Some(mac);
+            }
             LinkAttribute::LinkInfo(infos) => {
                 for info in infos {
                     match info {

@@ -335,6 +335,7 @@ fn probe_links(node: &NodeConfig, obs: &mut Observed) {
         obs.bridge = Some(BridgeObs {
             up: b.up,
             addresses,
+            mac: b.mac.map(crate::spec::types::MacAddr),
             ports,
         });
     }

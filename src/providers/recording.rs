@@ -452,7 +452,7 @@ impl Mounts for RecordingHost {
 }
 
 impl Links for RecordingHost {
-    fn bridge_ensure(&self, name: &str, addresses: &[ipnet::Ipv4Net]) -> HostResult {
+    fn bridge_ensure(&self, name: &str, _mac: [u8; 6], addresses: &[ipnet::Ipv4Net]) -> HostResult {
         let call = Call::BridgeEnsure {
             name: PathBuf::from(name),
             addresses: addresses.iter().map(|a| a.to_string()).collect(),

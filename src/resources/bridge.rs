@@ -12,7 +12,7 @@ use crate::net::{self, When};
 use crate::observed::{BridgeObs, Observed};
 use crate::providers::host::{HostError, HostResult};
 use crate::spec::TenantSpec;
-use crate::spec::types::TenantId;
+use crate::spec::types::{MacAddr, TenantId};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -23,10 +23,18 @@ pub struct Bridge;
 #[serde(deny_unknown_fields)]
 pub struct BridgeAttrs {
     pub name: String,
+    pub mac: Option<MacAddr>,
     pub addresses: Vec<ipnet::Ipv4Net>,
     pub up: bool,
     /// Sysctl name to value.
     pub sysctls: BTreeMap<String, String>,
+}
+
+/// The bridge's MAC: fixed (a bridge without one takes its lowest port's,
+/// which changes under the guests' ARP caches as tenants come and go) and
+/// derived from the gateway address like tenant MACs are from theirs.
+pub fn bridge_mac(node: &crate::spec::NodeConfig) -> MacAddr {
+    MacAddr::from_ipv4(node.bridge.gateway)
 }
 
 /// The sysctls to manage on this host, with their values: those that
@@ -54,10 +62,16 @@ impl Resource for Bridge {
         &[]
     }
 
-    fn desired(&self, ctx: &Ctx, _: Subject) -> Option<Desired> {
+    /// Wanted while any tenant is on the node (planned or kept).
+    fn desired(&self, ctx: &Ctx, s: Subject) -> Option<Desired> {
+        let Subject::Node(view) = s else { return None };
+        if view.tenants.is_empty() && view.kept.is_empty() {
+            return None;
+        }
         let b = &ctx.node.bridge;
         let mut d = Desired::default();
         d.set("name", b.name.clone());
+        d.set("mac", bridge_mac(ctx.node).to_string());
         d.set(
             "addresses",
             vec![format!("{}/{}", b.gateway, b.subnet.prefix_len())],
@@ -79,6 +93,10 @@ impl Resource for Bridge {
             .collect();
         let mut a = Attrs::new();
         a.insert("name".into(), ctx.node.bridge.name.clone().into());
+        a.insert(
+            "mac".into(),
+            b.mac.map_or(serde_json::Value::Null, |m| m.to_string().into()),
+        );
         a.insert("addresses".into(), b.addresses.clone().into());
         a.insert("up".into(), b.up.into());
         a.insert(
@@ -112,6 +130,7 @@ impl Resource for Bridge {
         obs.bridge = after.map(|a| BridgeObs {
             up: a.up,
             addresses: a.addresses.iter().map(|n| n.to_string()).collect(),
+            mac: a.mac,
             ports,
         });
         if let Some(a) = after {
@@ -139,6 +158,9 @@ impl Resource for Bridge {
         }
         if !a.up {
             return Err("up is false; mvm only ever plans the bridge up".into());
+        }
+        if a.mac != Some(bridge_mac(ctx.node)) {
+            return Err(format!("mac is {:?}; mvm only ever plans {}", a.mac, bridge_mac(ctx.node)));
         }
         let managed = net::sysctls(ctx.node);
         for (k, v) in &a.sysctls {
@@ -173,7 +195,9 @@ impl Provider<BridgeAttrs> for Bridge {
                 format!("the plan names another bridge ({})", after.name),
             ));
         }
-        ctx.host.links.bridge_ensure(name, &after.addresses)?;
+        ctx.host
+            .links
+            .bridge_ensure(name, bridge_mac(&ctx.node).0, &after.addresses)?;
         for (k, v) in &after.sysctls {
             ctx.host.links.sysctl_write(k, v)?;
         }

@@ -72,7 +72,12 @@ impl Resource for NodeNft {
         &[]
     }
 
-    fn desired(&self, ctx: &Ctx, _: Subject) -> Option<Desired> {
+    /// Wanted while any tenant is on the node (planned or kept).
+    fn desired(&self, ctx: &Ctx, s: Subject) -> Option<Desired> {
+        let Subject::Node(view) = s else { return None };
+        if view.tenants.is_empty() && view.kept.is_empty() {
+            return None;
+        }
         let (tables, chains, sets, rules) = attrs_of(&ruleset::render(ctx.node));
         let mut d = Desired::default();
         d.set("tables", tables);

@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""Stand-in guests for the network tests.
+
+    pump TAP NETNS IFACE  frames between a tenant's real tap (opened here)
+                          and the veth end IFACE in network namespace NETNS,
+                          exactly what Firecracker does with a tap; the veth
+                          end lives in its own namespace so the guest's
+                          frames reach the host only through the tap
+    serve-tcp ADDR PORT   accept, reply with the peer's address, close
+    serve-udp ADDR PORT   answer each datagram with the peer's address
+    tcp ADDR PORT [SRC]   connect (from SRC, `ip` or `ip:port`); print the
+                          reply; exit 1 on failure
+    udp ADDR PORT [SRC]   send one datagram; print the reply; exit 1 on none
+    ping ADDR             one ICMP echo; exit 1 on no reply
+    garp IFACE MAC IP     send a gratuitous ARP claiming IP for MAC
+    tcp6 ADDR%IFACE PORT  IPv6 connect; exit 1 on failure
+
+Every wait is bounded (1 s), so a dropped packet is a quick failure.
+"""
+import fcntl
+import os
+import select
+import socket
+import struct
+import sys
+
+TIMEOUT = 1.0
+
+
+def pump(tap, netns, iface):
+    tun = os.open("/dev/net/tun", os.O_RDWR)
+    # TUNSETIFF, IFF_TAP | IFF_NO_PI
+    fcntl.ioctl(tun, 0x400454CA, struct.pack("16sH", tap.encode(), 0x0002 | 0x1000))
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    ns = os.open(f"/run/netns/{netns}", os.O_RDONLY)
+    if libc.setns(ns, 0x40000000) != 0:  # CLONE_NEWNET
+        raise OSError(ctypes.get_errno(), "setns")
+    raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+    raw.bind((iface, 0))
+    while True:
+        ready, _, _ = select.select([tun, raw], [], [])
+        if tun in ready:
+            raw.send(os.read(tun, 65536))
+        if raw in ready:
+            frame, addr = raw.recvfrom(65536)
+            if addr[2] != socket.PACKET_OUTGOING:
+                os.write(tun, frame)
+
+
+def serve_tcp(addr, port):
+    s = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((addr, int(port)))
+    s.listen(16)
+    while True:
+        c, peer = s.accept()
+        try:
+            c.sendall(peer[0].encode() + b"\n")
+        finally:
+            c.close()
+
+
+def serve_udp(addr, port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((addr, int(port)))
+    while True:
+        _, peer = s.recvfrom(2048)
+        s.sendto(peer[0].encode(), peer)
+
+
+def source(src):
+    """SRC as `ip` or `ip:port`."""
+    ip, _, port = src.partition(":")
+    return (ip, int(port or 0))
+
+
+def tcp(addr, port, src=None):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(TIMEOUT)
+    if src:
+        s.bind(source(src))
+    s.connect((addr, int(port)))
+    print(s.recv(100).decode().strip())
+
+
+def udp(addr, port, src=None):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(TIMEOUT)
+    if src:
+        s.bind(source(src))
+    s.sendto(b"q", (addr, int(port)))
+    print(s.recvfrom(100)[0].decode())
+
+
+def checksum(data):
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
+
+
+def ping(addr):
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    s.settimeout(TIMEOUT)
+    ident = os.getpid() & 0xFFFF
+    body = struct.pack("!BBHHH", 8, 0, 0, ident, 1) + b"mvm"
+    packet = struct.pack("!BBHHH", 8, 0, checksum(body), ident, 1) + b"mvm"
+    s.sendto(packet, (addr, 0))
+    while True:
+        data, peer = s.recvfrom(1024)
+        icmp = data[(data[0] & 0x0F) * 4:]
+        if peer[0] == addr and icmp[0] == 0 and struct.unpack("!H", icmp[4:6])[0] == ident:
+            print("reply from", addr)
+            return
+
+
+def garp(iface, mac, ip):
+    raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    raw.bind((iface, 0))
+    m = bytes.fromhex(mac.replace(":", ""))
+    i = socket.inet_aton(ip)
+    frame = b"\xff" * 6 + m + b"\x08\x06"
+    frame += struct.pack("!HHBBH", 1, 0x0800, 6, 4, 2) + m + i + b"\xff" * 6 + i
+    for _ in range(3):
+        raw.send(frame)
+
+
+def tcp6(addr, port):
+    host, _, scope = addr.partition("%")
+    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    s.settimeout(TIMEOUT)
+    s.connect((host, int(port), 0, socket.if_nametoindex(scope) if scope else 0))
+    print(s.recv(100).decode().strip())
+
+
+def main():
+    cmd, args = sys.argv[1], sys.argv[2:]
+    fn = {
+        "pump": pump,
+        "serve-tcp": serve_tcp,
+        "serve-udp": serve_udp,
+        "tcp": tcp,
+        "udp": udp,
+        "ping": ping,
+        "garp": garp,
+        "tcp6": tcp6,
+    }[cmd]
+    try:
+        fn(*args)
+    except (OSError, socket.timeout) as e:
+        print(f"{cmd} {' '.join(args)}: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
