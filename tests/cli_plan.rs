@@ -485,3 +485,29 @@ fn edited_saved_plan_is_refused_with_the_attribute() {
         "{e}"
     );
 }
+
+/// `mvm net verify` on captured observations: a converged node passes
+/// every check (JSON, stable), a drifted one names each failing item.
+#[test]
+fn net_verify_names_each_failing_item() {
+    for (name, observed, json, code) in [
+        ("net-verify-converged-json", "converged", true, 0),
+        ("net-verify-drifted", "drifted", false, 1),
+    ] {
+        let path = format!("fixtures/observed/{observed}.json");
+        let mut args = vec![
+            "net",
+            "verify",
+            "--desired",
+            "fixtures/desired/example.json",
+            "--observed",
+            &path,
+        ];
+        if json {
+            args.push("--json");
+        }
+        let r = run(&args);
+        assert_eq!(r.code, code, "{}", r.stderr);
+        common::settings().bind(|| insta::assert_snapshot!(name, r.snapshot(&args)));
+    }
+}

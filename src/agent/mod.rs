@@ -6,6 +6,7 @@
 
 pub mod reconcile;
 pub mod tenant;
+pub mod verify;
 
 use crate::observed::{OBSERVED_VERSION, Observed};
 use crate::plan::{self, Plan, PlanError, PlanOptions};
@@ -56,6 +57,8 @@ pub enum AgentError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("no reconcile has converged this node yet ({} does not exist)", path.display())]
+    NoAppliedDesired { path: PathBuf },
     #[error("cannot read the answer: {0}")]
     Confirm(std::io::Error),
     #[error("cannot start the apply runtime: {0}")]
@@ -93,6 +96,7 @@ impl AgentError {
                 path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).display()
             )),
             AgentError::Confirm(_) => Some("answer on a terminal, or pass --auto-approve".into()),
+            AgentError::NoAppliedDesired { .. } => Some("pass --desired desired.json, or run `mvm agent reconcile --desired …` first".into()),
             AgentError::Runtime(_) => Some("the system is out of threads or memory; try a lower --parallelism".into()),
         }
     }
@@ -186,6 +190,25 @@ pub fn load_desired(
         source,
     })?;
     Ok(spec::parse_desired(path, &text, node)?)
+}
+
+/// What `mvm net verify` checks against: `--desired F`, or the desired
+/// state the last successful reconcile converged to, with its path.
+pub fn verify_desired(
+    node: &NodeConfig,
+    given: Option<&Path>,
+    host: &crate::providers::host::Host,
+) -> Result<(crate::spec::DesiredState, PathBuf), AgentError> {
+    if let Some(p) = given {
+        return Ok((load_desired(node, p)?, p.to_path_buf()));
+    }
+    let path = StateLayout::new(&node.state_dir).applied_desired();
+    let bytes = host
+        .files
+        .read(&path, input::Input::Desired.cap())?
+        .ok_or_else(|| AgentError::NoAppliedDesired { path: path.clone() })?;
+    let text = String::from_utf8_lossy(&bytes);
+    Ok((spec::parse_desired(&path, &text, node)?, path))
 }
 
 /// Why a saved plan cannot be applied.

@@ -77,14 +77,18 @@ pub fn reconcile(
     )?;
 
     let observed = crate::providers::observe(node);
-    let plan = match req.goal {
-        Goal::SavedPlan(path) => super::load_saved_plan(path, node, &observed)?,
+    let (plan, desired) = match req.goal {
+        Goal::SavedPlan(path) => (super::load_saved_plan(path, node, &observed)?, None),
         Goal::Desired { desired, options } => {
-            crate::plan::plan(&desired, node, &observed, options)?
+            let plan = crate::plan::plan(&desired, node, &observed, options)?;
+            (plan, Some(desired))
         }
     };
     ui.show_plan(&plan);
     if !plan.has_changes() {
+        if let Some(d) = &desired {
+            remember_desired(&host, &layout, d)?;
+        }
         return Ok(Outcome::NoChanges);
     }
     if !ui.confirm(&plan)? {
@@ -94,7 +98,7 @@ pub fn reconcile(
     let node_id = crate::providers::store::ensure_node_id(&layout.node_id())?;
     let ctx = Arc::new(apply::context(
         &plan,
-        host,
+        host.clone(),
         node_id,
         req.command_line.to_string(),
     ));
@@ -140,5 +144,28 @@ pub fn reconcile(
         }
         report
     });
+    if let (true, Some(d)) = (report.success(), &desired) {
+        remember_desired(&host, &layout, d)?;
+    }
     Ok(Outcome::Applied(report))
+}
+
+/// Keeps the desired state a reconcile converged to as
+/// `<state>/desired.json`, for `mvm net verify`; written only when it
+/// changed, so a no-op reconcile changes nothing.
+fn remember_desired(host: &Host, layout: &StateLayout, d: &DesiredState) -> Result<(), AgentError> {
+    let mut text = serde_json::to_vec_pretty(d).expect("desired state serializes");
+    text.push(b'\n');
+    let path = layout.applied_desired();
+    if host
+        .files
+        .read(&path, crate::providers::input::Input::Desired.cap())
+        .ok()
+        .flatten()
+        .as_deref()
+        != Some(text.as_slice())
+    {
+        host.files.write_file(&path, &text, 0o600)?;
+    }
+    Ok(())
 }

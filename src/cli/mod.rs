@@ -2,6 +2,7 @@
 //! the agent returns. No business logic lives here: flags are parsed,
 //! `Settings` captured once, the agent called, its result printed.
 
+mod net;
 pub mod output;
 mod reconcile;
 mod tenant;
@@ -40,6 +41,33 @@ pub enum Command {
     /// Operate one tenant by hand.
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// The node's tenant network.
+    #[command(subcommand)]
+    Net(NetCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NetCommand {
+    /// Check, item by item, that the node's network is what the desired state renders:
+    /// mvm's nftables rules, sets and elements, the bridge and its gateway address, every
+    /// tenant's tap (attached, up, isolated, not learning, owned by the tenant, with its
+    /// static FDB entry), nothing else on the bridge, and the sysctls. Exit 0 when all
+    /// pass, 1 otherwise.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Check against this desired state (default: the one the last successful
+    /// reconcile converged to, kept as <state_dir>/desired.json).
+    #[arg(long, value_name = "FILE")]
+    pub desired: Option<PathBuf>,
+    /// Check a captured observation (`mvm agent observe --json`) instead of this host.
+    #[arg(long, value_name = "FILE")]
+    pub observed: Option<PathBuf>,
+    /// Print the checks as JSON (stable: {ok, passed, failed, checks: [{check, ok, detail}]}).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -157,6 +185,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Agent(AgentCommand::Observe(args)) => observe(&settings, args),
         Command::Agent(AgentCommand::Reconcile(args)) => reconcile::run(&settings, args),
         Command::Tenant(TenantCommand::Audit(args)) => tenant::audit(&settings, args),
+        Command::Net(NetCommand::Verify(args)) => net::verify(&settings, args),
     };
     match result {
         Ok(code) => code,

@@ -256,7 +256,9 @@ fn attr_lines(c: &ResourceChange) -> Vec<AttrLine> {
                 (Action::Delete, Some(b), _) => {
                     (LineKind::Remove, format!("{} -> null", show_block(b)))
                 }
-                (_, Some(Value::Array(b)), Some(Value::Array(a))) if !unknown && b != a && long(b, a) => {
+                (_, Some(Value::Array(b)), Some(Value::Array(a)))
+                    if !unknown && b != a && long(b, a) =>
+                {
                     (LineKind::Change, list_diff(b, a))
                 }
                 (_, None, _) if unknown => (LineKind::Add, KNOWN_AFTER_APPLY.to_string()),

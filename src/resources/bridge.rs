@@ -95,7 +95,8 @@ impl Resource for Bridge {
         a.insert("name".into(), ctx.node.bridge.name.clone().into());
         a.insert(
             "mac".into(),
-            b.mac.map_or(serde_json::Value::Null, |m| m.to_string().into()),
+            b.mac
+                .map_or(serde_json::Value::Null, |m| m.to_string().into()),
         );
         a.insert("addresses".into(), b.addresses.clone().into());
         a.insert("up".into(), b.up.into());
@@ -160,7 +161,11 @@ impl Resource for Bridge {
             return Err("up is false; mvm only ever plans the bridge up".into());
         }
         if a.mac != Some(bridge_mac(ctx.node)) {
-            return Err(format!("mac is {:?}; mvm only ever plans {}", a.mac, bridge_mac(ctx.node)));
+            return Err(format!(
+                "mac is {:?}; mvm only ever plans {}",
+                a.mac,
+                bridge_mac(ctx.node)
+            ));
         }
         let managed = net::sysctls(ctx.node);
         for (k, v) in &a.sysctls {

@@ -6,6 +6,7 @@
 //!
 //! ```text
 //! <state>/node-id
+//! <state>/desired.json                  what the last reconcile converged to
 //! <state>/tenants/<id>/tenant.json      applied spec, identity, allocations
 //! <state>/tenants/<id>/revisions.json   last N builds
 //! <state>/tenants/<id>/audit.log        append-only JSON lines
@@ -58,6 +59,12 @@ impl StateLayout {
 
     pub fn node_id(&self) -> PathBuf {
         self.root.join("node-id")
+    }
+
+    /// The desired state the last successful `reconcile --desired`
+    /// converged to (what `mvm net verify` checks against by default).
+    pub fn applied_desired(&self) -> PathBuf {
+        self.root.join("desired.json")
     }
 
     pub fn lock(&self) -> PathBuf {

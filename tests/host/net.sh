@@ -63,7 +63,9 @@ bridge fdb show dev tap-na | grep -q "02:00:0a:c8:00:02 master mvmbr0 static" ||
 [ "$(cat /proc/sys/net/ipv4/ip_forward)" = 1 ] || fail "forwarding is off"
 [ "$(cat /proc/sys/net/ipv4/conf/mvmbr0/send_redirects)" = 0 ] || fail "redirects on the bridge"
 [ "$(nft list table inet foreign)" = "$foreign" ] || fail "the foreign table changed"
-echo "ok: reconcile built the bridge, isolated taps with static FDB entries and the rules; second run no-op"
+m net verify > "$work/verify1" || { cat "$work/verify1"; fail "net verify fails right after reconcile"; }
+grep -q "against $state/desired.json" "$work/verify1" || { cat "$work/verify1"; fail "verify does not default to the applied desired state"; }
+echo "ok: reconcile built the bridge, isolated taps with static FDB entries and the rules; second run no-op; net verify passes"
 
 # 2. Stand-in guests behind the real taps.
 for t in na:2 nb:3 nc:4; do
@@ -169,6 +171,10 @@ ip link del tap-nb
 handle=$(nft -a list chain inet mvm tenant_out | grep 'egress_deny' | grep -o 'handle [0-9]*' | grep -o '[0-9]*')
 nft delete rule inet mvm tenant_out handle "$handle"
 echo 1 > /proc/sys/net/ipv4/conf/all/send_redirects
+m net verify --json > "$work/verify2" && fail "net verify passed a drifted node"
+for item in '"check": "tenant.nb.tap"' '"check": "node.nft: rule inet mvm tenant_out: ip daddr' 'sysctl net.ipv4.conf.all.send_redirects' 'unexpected: fp0'; do
+  grep -qF "$item" "$work/verify2" || { cat "$work/verify2"; fail "net verify does not name: $item"; }
+done
 m agent plan --desired "$work/d.json" "${net[@]}" > "$work/plan3" 2>&1 || true
 grep -q "tenant.nb.tap will be created" "$work/plan3" || { cat "$work/plan3"; fail "a deleted tap is not planned"; }
 grep -q '+ "inet mvm tenant_out: ip daddr' "$work/plan3" || { cat "$work/plan3"; fail "a deleted rule is not planned"; }
@@ -183,7 +189,11 @@ no guest na tcp 192.168.50.2 8080
 ok g tcp 10.200.0.3 22
 [ "$(cat /sys/class/net/fp0/master/ifindex 2>/dev/null)" = "$(cat /sys/class/net/mvmbr0/ifindex)" ] || fail "the foreign bridge port was detached"
 [ "$(nft list table inet foreign)" = "$foreign" ] || fail "the foreign table changed"
-echo "ok: a deleted tap, a deleted rule and a changed sysctl are planned and repaired; foreign table and port survive"
+m net verify > "$work/verify3" && fail "net verify passed with a foreign port on the bridge"
+[ "$(grep -c FAIL "$work/verify3")" = 1 ] || { cat "$work/verify3"; fail "after repair only the foreign port should fail"; }
+ip link del fp0
+m net verify > "$work/verify4" || { cat "$work/verify4"; fail "net verify fails after repair"; }
+echo "ok: a deleted tap, a deleted rule and a changed sysctl are named by net verify, planned and repaired; foreign table and port survive"
 
 # 4. Prune: everything of mvm's goes, the foreign table stays.
 kill "${pids[@]}" 2>/dev/null || true

@@ -1,0 +1,54 @@
+//! `mvm net …`: the node's tenant network. For now `verify`: a checklist
+//! of what the desired state renders against what the node has.
+
+use super::{VerifyArgs, output};
+use crate::agent::{self, AgentError};
+use crate::providers::host::Host;
+use crate::settings::Settings;
+use console::Style;
+use std::process::ExitCode;
+
+pub fn verify(s: &Settings, args: &VerifyArgs) -> Result<ExitCode, AgentError> {
+    let node = s.config.load()?;
+    let host = Host::linux(&node.state_dir);
+    let (desired, from) = agent::verify_desired(&node, args.desired.as_deref(), &host)?;
+    let observed = match &args.observed {
+        Some(p) => agent::load_observed(p)?,
+        None => crate::providers::observe(&node),
+    };
+    let v = agent::verify::verify(&node, &desired, &observed)?;
+    let text = if args.json {
+        serde_json::to_string_pretty(&v).expect("verification serializes") + "\n"
+    } else {
+        let green = Style::new().green().force_styling(s.colors);
+        let red = Style::new().red().bold().force_styling(s.colors);
+        let mut out = format!("Network of this node against {}:\n", from.display());
+        for c in &v.checks {
+            let mark = if c.ok {
+                green.apply_to("ok  ").to_string()
+            } else {
+                red.apply_to("FAIL").to_string()
+            };
+            match &c.detail {
+                Some(d) => out.push_str(&format!("  {mark} {} ({d})\n", c.check)),
+                None => out.push_str(&format!("  {mark} {}\n", c.check)),
+            }
+        }
+        let summary = format!("{} passed, {} failed.", v.passed, v.failed);
+        if v.ok {
+            out.push_str(&format!("\n{}\n", green.apply_to(summary)));
+        } else {
+            out.push_str(&format!(
+                "\n{}\nRun `mvm agent reconcile` to repair what mvm manages; remove what it does not.\n",
+                red.apply_to(summary)
+            ));
+        }
+        out
+    };
+    output::write_stdout(&text);
+    Ok(if v.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
