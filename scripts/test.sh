@@ -32,7 +32,7 @@ fi
 # they are filtered out *visibly*: nextest counts them as skipped in its
 # summary, and the reason is printed here, instead of each reporting a
 # vacuous pass.
-host_tests="binary(host_probe) | binary(host_reconcile)"
+host_tests="binary(host_probe) | binary(host_reconcile) | binary(host_net)"
 if [ "$(id -u)" = 0 ]; then
     filter="all()"
 else

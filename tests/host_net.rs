@@ -132,3 +132,30 @@ fn reconcile_isolates_tenants_for_real() {
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert_eq!(stdout.matches("ok: ").count(), 10, "{stdout}");
 }
+
+/// A transaction nft refuses changes nothing: mvm's tables stay as they
+/// were, rule for rule.
+#[test]
+fn a_refused_transaction_leaves_the_old_ruleset() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root for a network namespace and nft");
+        return;
+    }
+    let rs = ruleset::render(&NodeConfig::default_config());
+    let (before, after, err) = in_netns(move || {
+        mvm::providers::nft::apply("nft", &ruleset::transaction(&rs, &[], &[], &[])).unwrap();
+        let before = listed(&rs);
+        // A new ruleset with one command nft refuses at the end.
+        let mut other = NodeConfig::default_config();
+        other.network.egress_deny = vec![];
+        let mut bad = ruleset::transaction(&ruleset::render(&other), &[], &[], &[]);
+        bad["nftables"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"add": {"rule": {"family": "inet", "table": "mvm", "chain": "no_such_chain", "expr": [{"accept": null}]}}}));
+        let err = mvm::providers::nft::apply("nft", &bad).unwrap_err();
+        (before, listed(&rs), err)
+    });
+    assert!(err.contains("nothing changed"), "{err}");
+    assert_eq!(before, after);
+}

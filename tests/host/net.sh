@@ -171,8 +171,9 @@ ip link del tap-nb
 handle=$(nft -a list chain inet mvm tenant_out | grep 'egress_deny' | grep -o 'handle [0-9]*' | grep -o '[0-9]*')
 nft delete rule inet mvm tenant_out handle "$handle"
 echo 1 > /proc/sys/net/ipv4/conf/all/send_redirects
+nft delete element inet mvm metadata_v4 '{ 10.200.0.2 }'
 m net verify --json > "$work/verify2" && fail "net verify passed a drifted node"
-for item in '"check": "tenant.nb.tap"' '"check": "node.nft: rule inet mvm tenant_out: ip daddr' 'sysctl net.ipv4.conf.all.send_redirects' 'unexpected: fp0'; do
+for item in '"check": "tenant.na.nft: element inet mvm metadata_v4: 10.200.0.2"' '"check": "tenant.nb.tap"' '"check": "node.nft: rule inet mvm tenant_out: ip daddr' 'sysctl net.ipv4.conf.all.send_redirects' 'unexpected: fp0'; do
   grep -qF "$item" "$work/verify2" || { cat "$work/verify2"; fail "net verify does not name: $item"; }
 done
 m agent plan --desired "$work/d.json" "${net[@]}" > "$work/plan3" 2>&1 || true
@@ -187,6 +188,7 @@ bg g pump tap-nb p-nb vh-nb
 sleep 0.3
 no guest na tcp 192.168.50.2 8080
 ok g tcp 10.200.0.3 22
+ok guest na tcp 169.254.169.254 80
 [ "$(cat /sys/class/net/fp0/master/ifindex 2>/dev/null)" = "$(cat /sys/class/net/mvmbr0/ifindex)" ] || fail "the foreign bridge port was detached"
 [ "$(nft list table inet foreign)" = "$foreign" ] || fail "the foreign table changed"
 m net verify > "$work/verify3" && fail "net verify passed with a foreign port on the bridge"
