@@ -66,6 +66,12 @@ pub struct Observed {
 pub struct Binaries {
     pub firecracker: bool,
     pub jailer: bool,
+    /// node.toml's `nix.binary` is installed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nix: bool,
+    /// The `nixbld` group exists, so local builds run unprivileged.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nix_build_users: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -121,6 +127,13 @@ pub struct ObservedTenant {
     pub dir: Option<DirObs>,
     #[serde(default)]
     pub jail_dir: Option<DirObs>,
+    /// The `logs/` directory is there.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub logs_dir: bool,
+    /// The store path the record names is no longer in the Nix store
+    /// (garbage-collected): the artifact must be built again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub artifact_gone: bool,
     /// The `secrets/` directory (the tmpfs root when one is mounted there);
     /// absent when missing or not a directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]

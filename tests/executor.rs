@@ -182,11 +182,14 @@ fn creates_walk_dependencies_forwards_and_failures_skip_dependents() {
     );
     assert!(bridge < tap, "{calls:#?}");
     assert!(!calls.iter().any(|c| under(c, "tap-t1")));
-    // Kinds without a provider in this build are blocked: not attempted,
-    // their dependents skipped.
+    // A change this node cannot carry out is blocked: not attempted, its
+    // dependents skipped (this observation has no Nix).
     assert!(
-        matches!(outcome("tenant.t0.artifact", Phase::Apply), Outcome::Blocked(ref e) if e.contains("no provider"))
+        matches!(outcome("tenant.t0.artifact", Phase::Apply), Outcome::Blocked(ref e) if e.contains("Nix is not installed")),
+        "{:?}",
+        outcome("tenant.t0.artifact", Phase::Apply)
     );
+    assert!(!calls.iter().any(|c| matches!(c, Call::NixBuild { .. })));
     assert!(!r.success());
 }
 

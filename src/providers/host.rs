@@ -150,6 +150,20 @@ pub trait Links: Send + Sync {
     fn sysctl_write(&self, name: &str, value: &str) -> HostResult;
 }
 
+/// Building tenant artifacts (`nixbuild.rs`).
+pub trait Builds: Send + Sync {
+    /// The flake's lock hash (the narHash of its locked source).
+    fn flake_lock(&self, nix: &crate::spec::node::NixConfig, flake_ref: &str)
+    -> HostResult<String>;
+    /// Builds `<flake>#mvm-<profile>` and hashes the contract's files.
+    fn build(
+        &self,
+        nix: &crate::spec::node::NixConfig,
+        flake_ref: &str,
+        profile: &str,
+    ) -> HostResult<super::nixbuild::Built>;
+}
+
 /// nftables.
 pub trait Firewall: Send + Sync {
     /// Applies `{"nftables": [...]}` as one `nft -j -f -` transaction: all
@@ -170,6 +184,7 @@ pub struct Host {
     pub mounts: Arc<dyn Mounts>,
     pub links: Arc<dyn Links>,
     pub firewall: Arc<dyn Firewall>,
+    pub builds: Arc<dyn Builds>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -183,6 +198,7 @@ impl Host {
             mounts: h.clone(),
             links: h.clone(),
             firewall: h.clone(),
+            builds: h.clone(),
             clock: h,
         }
     }
@@ -195,6 +211,7 @@ impl Host {
             mounts: rec.clone(),
             links: rec.clone(),
             firewall: rec.clone(),
+            builds: rec.clone(),
             clock: rec,
         }
     }

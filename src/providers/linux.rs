@@ -21,7 +21,8 @@ use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown};
 
 use super::beneath::{self, Tree};
 use super::host::{
-    Cgroups, Clock, Files, Firewall, HostError, HostResult, Links, Mounts, TapSpec, TmpfsOptions,
+    Builds, Cgroups, Clock, Files, Firewall, HostError, HostResult, Links, Mounts, TapSpec,
+    TmpfsOptions,
 };
 use super::netlink;
 use std::os::unix::fs::OpenOptionsExt;
@@ -628,6 +629,27 @@ impl Links for LinuxHost {
             .map_err(|e| HostError::new("open", &path, e))?;
         f.write_all(format!("{value}\n").as_bytes())
             .map_err(|e| HostError::new("write", &path, e))
+    }
+}
+
+impl Builds for LinuxHost {
+    fn flake_lock(
+        &self,
+        nix: &crate::spec::node::NixConfig,
+        flake_ref: &str,
+    ) -> HostResult<String> {
+        super::nixbuild::flake_lock(nix, flake_ref)
+            .map_err(|e| HostError::other("lock", Path::new(flake_ref), e))
+    }
+    fn build(
+        &self,
+        nix: &crate::spec::node::NixConfig,
+        flake_ref: &str,
+        profile: &str,
+    ) -> HostResult<super::nixbuild::Built> {
+        let what = super::nixbuild::installable(flake_ref, profile);
+        super::nixbuild::build(nix, flake_ref, profile)
+            .map_err(|e| HostError::other("build", Path::new(&what), e))
     }
 }
 

@@ -16,6 +16,7 @@ pub mod linux;
 pub mod mountinfo;
 pub mod netlink;
 pub mod nft;
+pub mod nixbuild;
 pub mod probe;
 pub mod procfs;
 pub mod recording;

@@ -50,6 +50,9 @@ pub fn observe_with(node: &NodeConfig, roots: &ProbeRoots) -> Observed {
     obs.binaries = Binaries {
         firecracker: is_executable(&node.firecracker.binary),
         jailer: is_executable(&node.firecracker.jailer),
+        nix: is_executable(&node.nix.binary),
+        nix_build_users: fs::read_to_string("/etc/group")
+            .is_ok_and(|g| g.lines().any(|l| l.starts_with("nixbld:"))),
     };
 
     let mounts = match fs::read_to_string(roots.proc.join("self/mountinfo")) {
@@ -149,6 +152,7 @@ fn probe_state_dir(layout: &StateLayout, mounts: &[mountinfo::MountEntry], obs: 
         let t = tenant(obs, &id);
         t.dir = Some(dir_obs(&st));
         t.jail_dir = subdir(&fd, "jail", &path).map(|(st, _)| dir_obs(&st));
+        t.logs_dir = subdir(&fd, "logs", &path).is_some();
         if let Some((st, mount)) = subdir(&fd, "secrets", &path) {
             t.secrets_dir = Some(dir_obs(&st));
             let here = beneath::mount_of(&fd).ok().and_then(mount_number);
@@ -170,6 +174,11 @@ fn probe_state_dir(layout: &StateLayout, mounts: &[mountinfo::MountEntry], obs: 
             Ok(r) => t.record = r,
             Err(e) => t.record_error = Some(e),
         }
+        t.artifact_gone = t
+            .record
+            .as_ref()
+            .and_then(|r| r.artifact.as_ref())
+            .is_some_and(|a| !super::nixbuild::in_store(Path::new(&a.store_path)));
     }
 }
 

@@ -12,7 +12,8 @@
 //! it measures how many ran at once.
 
 use super::host::{
-    Cgroups, Clock, Files, Firewall, HostError, HostResult, Links, Mounts, TapSpec, TmpfsOptions,
+    Builds, Cgroups, Clock, Files, Firewall, HostError, HostResult, Links, Mounts, TapSpec,
+    TmpfsOptions,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -81,6 +82,10 @@ pub enum Call {
         name: PathBuf,
         value: String,
     },
+    /// A Nix build of `installable` (`path` is the installable).
+    NixBuild {
+        path: PathBuf,
+    },
     /// One nft transaction of `commands` commands (`path` is `nft`).
     NftApply {
         path: PathBuf,
@@ -106,6 +111,7 @@ impl Call {
             | Call::SysctlWrite { name, .. } => name,
             Call::LinkDelete(name) => name,
             Call::NftApply { path, .. } => path,
+            Call::NixBuild { path } => path,
         }
     }
 }
@@ -515,6 +521,48 @@ impl Links for RecordingHost {
         self.record(call, |m| {
             m.sysctls.insert(n, v);
             Ok(())
+        })
+    }
+}
+
+impl Builds for RecordingHost {
+    /// A lock derived from the flake reference, as a real lock is from its
+    /// source.
+    fn flake_lock(&self, _: &crate::spec::node::NixConfig, flake_ref: &str) -> HostResult<String> {
+        Ok(format!(
+            "sha256-{}=",
+            &crate::digest::sha256(flake_ref.as_bytes())[..43]
+        ))
+    }
+    /// A store path derived from the installable; the files hashed from
+    /// their names. Recorded, as a build changes the host.
+    fn build(
+        &self,
+        _: &crate::spec::node::NixConfig,
+        flake_ref: &str,
+        profile: &str,
+    ) -> HostResult<super::nixbuild::Built> {
+        let what = super::nixbuild::installable(flake_ref, profile);
+        let digest = crate::digest::sha256(what.as_bytes());
+        let out = PathBuf::from(format!("/nix/store/{}-mvm-{profile}", &digest[..32]));
+        let call = Call::NixBuild {
+            path: PathBuf::from(&what),
+        };
+        self.record(call, |_| {
+            Ok(super::nixbuild::Built {
+                files: super::nixbuild::CONTRACT_FILES
+                    .iter()
+                    .map(|n| {
+                        (
+                            n.to_string(),
+                            out.join(n),
+                            crate::digest::sha256(n.as_bytes()),
+                        )
+                    })
+                    .collect(),
+                out: out.clone(),
+                log: b"built\n".to_vec(),
+            })
         })
     }
 }

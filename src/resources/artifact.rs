@@ -1,15 +1,25 @@
-//! `tenant.<id>.artifact`: the Nix build of the tenant's flake (kernel and
-//! root filesystem) and the GC root that keeps it. A different flake,
-//! profile or lock is a different build, so those changes replace it; the
-//! store path is only known once Nix has built it.
+//! `tenant.<id>.artifact`: the Nix build of the tenant's flake in the
+//! artifact contract's shape (`providers/nixbuild.rs`: `vmlinux`,
+//! `rootfs.ext4`, `config.json` in `packages.<system>.mvm-<profile>`). A
+//! different flake, profile or lock is a different build, so those changes
+//! replace it; the store path is only known once Nix has built it. A build
+//! already recorded, whose store path is still in the store, is not built
+//! again. A tenant that pins `lock` gets its build only if the flake's lock
+//! hash is that one.
 
-use super::{At, Attrs, Ctx, Dep, Desired, Documents, ResolvedTenant, Resource, Scope, Subject};
+use super::{
+    ApplyCtx, At, Attrs, Ctx, Dep, Desired, Documents, Provider, ResolvedTenant, Resource, Scope,
+    Subject,
+};
 use crate::observed::{Observed, ObservedTenant};
+use crate::providers::host::{HostError, HostResult};
 use crate::security::audit::AuditDetails;
 use crate::spec::TenantSpec;
 use crate::spec::types::TenantId;
 use crate::state::ArtifactRecord;
+use crate::state::record::{ArtifactFile, RECORD_CAP, parse_record};
 use serde::Deserialize;
+use std::path::Path;
 
 pub struct Artifact;
 
@@ -31,7 +41,8 @@ fn last_build<'a>(
     obs: Option<&'a ObservedTenant>,
 ) -> Option<&'a ArtifactRecord> {
     let spec = &t.spec;
-    obs.and_then(|o| o.record.as_ref())
+    obs.filter(|o| !o.artifact_gone)
+        .and_then(|o| o.record.as_ref())
         .and_then(|r| r.artifact.as_ref())
         .filter(|a| a.flake_ref == spec.flake_ref && a.profile == spec.profile.as_str())
         .filter(|a| spec.lock.as_ref().is_none_or(|l| *l == a.lock))
@@ -80,6 +91,9 @@ impl Resource for Artifact {
 
     fn observed(&self, _: &Ctx, at: At) -> Option<Attrs> {
         let At::Tenant(_, obs) = at else { return None };
+        if obs.artifact_gone {
+            return None;
+        }
         let a = obs.record.as_ref()?.artifact.as_ref()?;
         let mut out = Attrs::new();
         out.insert("flake_ref".into(), a.flake_ref.clone().into());
@@ -108,8 +122,43 @@ impl Resource for Artifact {
                     .store_path
                     .clone()
                     .unwrap_or_else(|| format!("/nix/store/{}-mvm-{}", &digest[..32], a.profile)),
+                files: Vec::new(),
             }
         });
+    }
+
+    fn blocked(&self, ctx: &Ctx, _: Subject) -> Option<String> {
+        let nix = &ctx.node.nix;
+        let b = &ctx.observed.binaries;
+        match nix.builder.as_str() {
+            "local" if !b.nix => Some(format!(
+                "Nix is not installed at {} (apt install nix-bin)",
+                nix.binary.display()
+            )),
+            "local" if !b.nix_build_users => Some(
+                "Nix has no build users (group nixbld), so builds would run as root; create them or set nix.builder = \"container\"".into(),
+            ),
+            _ => None,
+        }
+    }
+
+    fn provider(&self) -> Option<&dyn Provider<ArtifactAttrs>> {
+        Some(self)
+    }
+
+    fn check(&self, _: &Ctx, _: Option<&TenantId>, a: &ArtifactAttrs) -> Result<(), String> {
+        crate::spec::types::check_flake_ref(&a.flake_ref).map_err(|e| format!("flake_ref {e}"))?;
+        if !crate::spec::Profile::NAMES.contains(&a.profile.as_str()) {
+            return Err(format!(
+                "profile {:?} is not one of {:?}",
+                a.profile,
+                crate::spec::Profile::NAMES
+            ));
+        }
+        if let Some(l) = &a.lock {
+            crate::spec::types::check_lock_hash(l).map_err(|e| format!("lock {e}"))?;
+        }
+        Ok(())
     }
 
     fn audit(&self, a: &ArtifactAttrs) -> AuditDetails {
@@ -121,5 +170,92 @@ impl Resource for Artifact {
         .into_iter()
         .filter_map(|(k, v)| v.map(|v| (k.to_string(), v.clone())))
         .collect()
+    }
+}
+
+impl Provider<ArtifactAttrs> for Artifact {
+    /// Locks, checks a pinned lock, builds, writes the build log to the
+    /// tenant's `logs/build.log`, and records lock, store paths and
+    /// sha256s in `tenant.json`.
+    fn apply(
+        &self,
+        ctx: &ApplyCtx,
+        id: Option<&TenantId>,
+        _: Option<&ArtifactAttrs>,
+        after: &ArtifactAttrs,
+    ) -> HostResult {
+        let id = id.expect("a tenant address");
+        let nix = &ctx.node.nix;
+        let what = crate::providers::nixbuild::installable(&after.flake_ref, &after.profile);
+        let lock = ctx.host.builds.flake_lock(nix, &after.flake_ref)?;
+        if let Some(pinned) = &after.lock
+            && *pinned != lock
+        {
+            return Err(HostError::other(
+                "build",
+                Path::new(&what),
+                format!(
+                    "the flake's lock is {lock}, but tenant {id} pins {pinned}: refusing to build another revision"
+                ),
+            ));
+        }
+        let log = ctx.layout.tenant_dir(id).join("logs").join("build.log");
+        let built = match ctx.host.builds.build(nix, &after.flake_ref, &after.profile) {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = ctx
+                    .host
+                    .files
+                    .write_file(&log, e.to_string().as_bytes(), 0o600);
+                return Err(e);
+            }
+        };
+        ctx.host.files.write_file(&log, &built.log, 0o600)?;
+        let path = ctx.layout.record(id);
+        let bytes = ctx.host.files.read(&path, RECORD_CAP)?.ok_or_else(|| {
+            HostError::other("record the build in", &path, "the tenant has no record")
+        })?;
+        let mut rec =
+            parse_record(&path, &bytes, id).map_err(|e| HostError::other("read", &path, e))?;
+        rec.artifact = Some(ArtifactRecord {
+            flake_ref: after.flake_ref.clone(),
+            profile: after.profile.clone(),
+            lock,
+            store_path: built.out.display().to_string(),
+            files: built
+                .files
+                .iter()
+                .map(|(name, p, sha)| ArtifactFile {
+                    name: name.clone(),
+                    store_path: p.display().to_string(),
+                    sha256: sha.clone(),
+                })
+                .collect(),
+        });
+        let mut text = serde_json::to_vec_pretty(&rec).expect("record serializes");
+        text.push(b'\n');
+        ctx.host.files.write_file(&path, &text, 0o600)
+    }
+
+    /// Forgets the build (the store keeps it until Nix collects garbage).
+    fn delete(
+        &self,
+        ctx: &ApplyCtx,
+        id: Option<&TenantId>,
+        _: Option<&ArtifactAttrs>,
+    ) -> HostResult {
+        let id = id.expect("a tenant address");
+        let path = ctx.layout.record(id);
+        let Some(bytes) = ctx.host.files.read(&path, RECORD_CAP)? else {
+            return Ok(());
+        };
+        let mut rec =
+            parse_record(&path, &bytes, id).map_err(|e| HostError::other("read", &path, e))?;
+        if rec.artifact.take().is_none() {
+            return Ok(());
+        }
+        let mut text = serde_json::to_vec_pretty(&rec).expect("record serializes");
+        text.push(b'\n');
+        ctx.host.files.write_file(&path, &text, 0o600)
     }
 }

@@ -26,7 +26,7 @@ pub struct Dirs;
 pub const MODE: &str = "0700";
 pub const OWNER: &str = "0:0";
 /// The directories inside the tenant's tree.
-pub const SUBDIRS: &[&str] = &["jail", "secrets"];
+pub const SUBDIRS: &[&str] = &["jail", "logs", "secrets"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -83,11 +83,15 @@ impl Resource for Dirs {
         );
         a.insert("mode".into(), dir.mode.clone().into());
         a.insert("owner".into(), format!("{}:{}", dir.uid, dir.gid).into());
-        let present: Vec<&str> = [("jail", &obs.jail_dir), ("secrets", &obs.secrets_dir)]
-            .into_iter()
-            .filter(|(_, d)| d.is_some())
-            .map(|(n, _)| n)
-            .collect();
+        let present: Vec<&str> = [
+            ("jail", obs.jail_dir.is_some()),
+            ("logs", obs.logs_dir),
+            ("secrets", obs.secrets_dir.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, here)| *here)
+        .map(|(n, _)| n)
+        .collect();
         a.insert("subdirs".into(), present.join(",").into());
         a.insert("uid".into(), rec.map_or(Value::Null, |r| r.uid.into()));
         a.insert("gid".into(), rec.map_or(Value::Null, |r| r.gid.into()));
@@ -122,6 +126,7 @@ impl Resource for Dirs {
         let Some(a) = after else {
             t.dir = None;
             t.jail_dir = None;
+            t.logs_dir = false;
             t.secrets_dir = None;
             t.record = None;
             t.record_error = None;
@@ -134,6 +139,7 @@ impl Resource for Dirs {
         };
         t.dir = Some(root.clone());
         t.jail_dir = Some(root.clone());
+        t.logs_dir = true;
         if t.secrets_dir.is_none() {
             t.secrets_dir = Some(root);
         }

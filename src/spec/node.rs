@@ -25,6 +25,7 @@ pub struct NodeConfig {
     pub network: NetworkConfig,
     pub metadata: MetadataConfig,
     pub firecracker: FirecrackerConfig,
+    pub nix: NixConfig,
     pub tenants: TenantPolicy,
     pub apply: ApplyConfig,
 }
@@ -62,6 +63,22 @@ pub struct FirecrackerConfig {
     pub jailer: PathBuf,
     pub strict_seccomp_filter: PathBuf,
 }
+
+/// How tenant artifacts are built.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NixConfig {
+    pub binary: PathBuf,
+    /// `local`: this node's Nix, builds running as its unprivileged build
+    /// users (group `nixbld`); `container`: an ephemeral hardened
+    /// container (`container_runtime`, `container_image`).
+    pub builder: String,
+    /// Binary caches to substitute from; `[]` builds everything locally.
+    pub substituters: Vec<String>,
+    pub container_runtime: PathBuf,
+    pub container_image: String,
+}
+
+pub const NIX_BUILDERS: &[&str] = &["local", "container"];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TenantPolicy {
@@ -121,6 +138,7 @@ const TOP: &[&str] = &[
     "network",
     "metadata",
     "firecracker",
+    "nix",
     "tenants",
     "apply",
 ];
@@ -245,6 +263,66 @@ pub fn from_tree(tree: &Value, p: &mut Problems) -> Option<NodeConfig> {
         })
     });
 
+    let nix_cfg = section(
+        &top,
+        "nix",
+        &[
+            "binary",
+            "builder",
+            "substituters",
+            "container_runtime",
+            "container_image",
+        ],
+        p,
+    )
+    .and_then(|f| {
+        let binary = abs_path(&f, "binary", p);
+        let builder = f.req_choice("builder", NIX_BUILDERS, p).map(str::to_string);
+        let substituters = match f.required("substituters", p) {
+            Some(Value::Array(items)) => {
+                let mut out = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    let path = index(&f.path("substituters"), i);
+                    if let Some(s) = expect_str(item, &path, p) {
+                        if s.starts_with("https://") && !s.contains(char::is_whitespace) {
+                            out.push(s.to_string());
+                        } else {
+                            p.push(path, format!("{s:?} is not an https:// URL"));
+                        }
+                    }
+                }
+                Some(out)
+            }
+            Some(other) => {
+                p.push(
+                    f.path("substituters"),
+                    format!("expected an array of URLs, found {}", show(other)),
+                );
+                None
+            }
+            None => None,
+        };
+        let runtime = abs_path(&f, "container_runtime", p);
+        let image = f.req_parse("container_image", p, |s| {
+            let ok = !s.is_empty()
+                && !s.starts_with('-')
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "./:@_-".contains(c));
+            if ok {
+                Ok(s.to_string())
+            } else {
+                Err("is not a container image reference like \"docker.io/nixos/nix:2.24.9\"".into())
+            }
+        });
+        Some(NixConfig {
+            binary: binary?,
+            builder: builder?,
+            substituters: substituters?,
+            container_runtime: runtime?,
+            container_image: image?,
+        })
+    });
+
     let firecracker = section(
         &top,
         "firecracker",
@@ -318,6 +396,7 @@ pub fn from_tree(tree: &Value, p: &mut Problems) -> Option<NodeConfig> {
         network: network?,
         metadata: metadata?,
         firecracker: firecracker?,
+        nix: nix_cfg?,
         tenants: tenants?,
         apply: apply?,
     })

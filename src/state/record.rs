@@ -77,6 +77,18 @@ pub struct ArtifactRecord {
     pub profile: String,
     pub lock: String,
     pub store_path: String,
+    /// The contract's files (`vmlinux`, `rootfs.ext4`, `config.json`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<ArtifactFile>,
+}
+
+/// One file of a built artifact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactFile {
+    pub name: String,
+    pub store_path: String,
+    pub sha256: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
