@@ -1,8 +1,9 @@
 #!/bin/sh
 # Runs every mvm test. On a fresh Debian machine it first installs what the
-# tests need (as root, via apt): nftables, iproute2, util-linux (unshare)
-# and e2fsprogs. Host tests run as root inside throwaway namespaces; as a
-# non-root user they are skipped with a printed reason.
+# tests need (as root, via apt): nftables, iproute2, util-linux (unshare),
+# e2fsprogs, ethtool, python3, nix-bin and busybox-static, and creates Nix's
+# build users (group nixbld). Host tests run as root inside throwaway
+# namespaces; as a non-root user they are skipped with a printed reason.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,8 @@ need unshare util-linux
 need mkfs.ext4 e2fsprogs
 need ethtool ethtool
 need python3 python3
+need nix nix-bin
+[ -x /bin/busybox ] || missing="$missing busybox-static"
 
 if [ -n "$missing" ]; then
     if [ "$(id -u)" = 0 ]; then
@@ -28,11 +31,20 @@ if [ -n "$missing" ]; then
     fi
 fi
 
+# Nix builds run as unprivileged build users (group nixbld), as on a node.
+if [ "$(id -u)" = 0 ] && ! getent group nixbld >/dev/null; then
+    echo "creating the Nix build users (group nixbld)"
+    groupadd -r nixbld
+    for i in 1 2 3 4; do
+        useradd -r -g nixbld -G nixbld -d /var/empty -s /usr/sbin/nologin -c "Nix build user $i" "nixbld$i"
+    done
+fi
+
 # Host tests need root (bridges, taps, nft, tmpfs, cgroups). Without it
 # they are filtered out *visibly*: nextest counts them as skipped in its
 # summary, and the reason is printed here, instead of each reporting a
 # vacuous pass.
-host_tests="binary(host_probe) | binary(host_reconcile) | binary(host_net)"
+host_tests="binary(host_probe) | binary(host_reconcile) | binary(host_net) | binary(host_nix)"
 if [ "$(id -u)" = 0 ]; then
     filter="all()"
 else
