@@ -23,6 +23,7 @@ pub mod recording;
 pub mod signals;
 pub mod store;
 pub mod tun;
+pub mod vmm;
 
 pub use host::{Host, HostError, HostResult};
 pub use probe::observe;

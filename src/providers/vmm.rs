@@ -1,0 +1,306 @@
+//! Firecracker processes: launching one through the jailer, asking its API
+//! (HTTP over the jailed Unix socket), and stopping it — only after
+//! checking that the pid still is that process (start time, uid), never on
+//! the strength of a pid alone.
+
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How to launch one VM.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Launch {
+    /// The jailer, or `None` to run Firecracker directly (no jailer
+    /// installed: no chroot, no uid drop — the plan says so).
+    pub jailer: Option<PathBuf>,
+    pub firecracker: PathBuf,
+    pub id: String,
+    pub uid: u32,
+    pub gid: u32,
+    /// `--chroot-base-dir`.
+    pub chroot_base: PathBuf,
+    /// `--parent-cgroup`, relative to the cgroup2 root.
+    pub parent_cgroup: String,
+    /// Jail-relative paths handed to Firecracker.
+    pub api_sock: String,
+    pub config_file: String,
+    pub seccomp_filter: Option<String>,
+    /// The API socket's host path, to wait on.
+    pub api_sock_host: PathBuf,
+}
+
+/// A launched process: its pid and start time (`/proc/<pid>/stat` field 22).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Running {
+    pub pid: u32,
+    pub start_time: u64,
+}
+
+/// The jailer's argv for `l` (without the program).
+pub fn jailer_args(l: &Launch) -> Vec<String> {
+    let mut a = vec![
+        "--id".into(),
+        l.id.clone(),
+        "--exec-file".into(),
+        l.firecracker.display().to_string(),
+        "--uid".into(),
+        l.uid.to_string(),
+        "--gid".into(),
+        l.gid.to_string(),
+        "--chroot-base-dir".into(),
+        l.chroot_base.display().to_string(),
+        "--cgroup-version".into(),
+        "2".into(),
+        "--parent-cgroup".into(),
+        l.parent_cgroup.clone(),
+        "--".into(),
+    ];
+    a.extend(firecracker_args(l));
+    a
+}
+
+/// Firecracker's own argv. Never `--no-seccomp`.
+pub fn firecracker_args(l: &Launch) -> Vec<String> {
+    let mut a = vec![
+        "--api-sock".into(),
+        l.api_sock.clone(),
+        "--config-file".into(),
+        l.config_file.clone(),
+    ];
+    if let Some(f) = &l.seccomp_filter {
+        a.extend(["--seccomp-filter".into(), f.clone()]);
+    }
+    a
+}
+
+/// Starts the VM detached from mvm (its own session, stdio on /dev/null),
+/// so it outlives this process; waits until its API answers.
+pub fn launch(l: &Launch, wait: Duration) -> io::Result<Running> {
+    let (program, args) = match &l.jailer {
+        Some(j) => (j.clone(), jailer_args(l)),
+        None => (l.firecracker.clone(), firecracker_args(l)),
+    };
+    let mut cmd = Command::new(&program);
+    cmd.args(&args)
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: setsid is async-signal-safe and touches no memory.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid().map_err(io::Error::from)?;
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn()?;
+    let pid = child.id();
+    let start_time = start_time(pid).ok_or_else(|| io::Error::other("the VM exited at once"))?;
+    let deadline = Instant::now() + wait;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Err(io::Error::other(format!(
+                "{} exited ({status}) before its API answered",
+                program.display()
+            )));
+        }
+        if api_get(&l.api_sock_host, Duration::from_millis(200)).is_ok() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let _ = child.wait();
+            return Err(io::Error::other(format!(
+                "its API did not answer within {} s",
+                wait.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Not waited for: the VM outlives mvm, and init reaps it.
+    drop(child);
+    Ok(Running { pid, start_time })
+}
+
+/// `/proc/<pid>/stat` field 22.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    super::procfs::parse_stat(&text).map(|s| s.start_time)
+}
+
+/// The real uid of a process.
+fn uid_of(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Whether `pid` is still the process launched as `r` by `uid`, running
+/// (a zombie is not).
+pub fn is_same(r: Running, uid: u32) -> bool {
+    is_alive(r.pid) && start_time(r.pid) == Some(r.start_time) && uid_of(r.pid) == Some(uid)
+}
+
+/// Stops the VM: `SendCtrlAltDel` through its API, a bounded wait, then
+/// SIGKILL — each only while the pid is still that process.
+pub fn stop(r: Running, uid: u32, api_sock: &Path, grace: Duration) -> io::Result<()> {
+    if !is_same(r, uid) {
+        return Ok(());
+    }
+    let _ = api_put(
+        api_sock,
+        "/actions",
+        r#"{"action_type": "SendCtrlAltDel"}"#,
+        Duration::from_millis(500),
+    );
+    let deadline = Instant::now() + grace;
+    while is_same(r, uid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if is_same(r, uid) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(r.pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .map_err(io::Error::from)?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while is_same(r, uid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    // If it is a child of this process (launched by this run), reap it.
+    reap(r.pid);
+    if is_same(r, uid) {
+        return Err(io::Error::other(format!(
+            "process {} did not exit after SIGKILL",
+            r.pid
+        )));
+    }
+    Ok(())
+}
+
+fn is_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, r)| !r.starts_with('Z')))
+        .unwrap_or(false)
+}
+
+fn reap(pid: u32) {
+    let _ = nix::sys::wait::waitpid(
+        nix::unistd::Pid::from_raw(pid as i32),
+        Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+    );
+}
+
+fn request(sock: &Path, req: &str, timeout: Duration) -> io::Result<(u16, String)> {
+    let mut s = UnixStream::connect(sock)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    s.write_all(req.as_bytes())?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = find(&buf, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_string();
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().to_string())
+                })
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len || buf.len() > 1 << 20 {
+                let status = head
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(0);
+                let body = String::from_utf8_lossy(&buf[end + 4..(end + 4 + len).min(buf.len())])
+                    .to_string();
+                return Ok((status, body));
+            }
+        }
+    }
+    Err(io::Error::other("the API closed the connection"))
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// `GET /`: the instance's id and state.
+pub fn api_get(sock: &Path, timeout: Duration) -> io::Result<serde_json::Value> {
+    let (status, body) = request(
+        sock,
+        "GET / HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n\r\n",
+        timeout,
+    )?;
+    if status != 200 {
+        return Err(io::Error::other(format!("GET / answered {status}: {body}")));
+    }
+    serde_json::from_str(&body).map_err(|e| io::Error::other(e.to_string()))
+}
+
+/// A `PUT` with a JSON body; its status and body.
+pub fn api_put(
+    sock: &Path,
+    path: &str,
+    body: &str,
+    timeout: Duration,
+) -> io::Result<(u16, String)> {
+    request(
+        sock,
+        &format!(
+            "PUT {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+        timeout,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_jailer_gets_cgroup_v2_the_tenant_cgroup_and_never_no_seccomp() {
+        let l = Launch {
+            jailer: Some("/usr/bin/jailer".into()),
+            firecracker: "/usr/bin/firecracker".into(),
+            id: "acme".into(),
+            uid: 100000,
+            gid: 100000,
+            chroot_base: "/var/lib/mvm/tenants/acme/jail".into(),
+            parent_cgroup: "mvm/acme".into(),
+            api_sock: "/run/firecracker.socket".into(),
+            config_file: "/vm.json".into(),
+            seccomp_filter: Some("/filter.bpf".into()),
+            api_sock_host: "/x".into(),
+        };
+        let a = jailer_args(&l).join(" ");
+        assert!(
+            a.contains("--cgroup-version 2 --parent-cgroup mvm/acme --"),
+            "{a}"
+        );
+        assert!(a.contains("--uid 100000 --gid 100000"), "{a}");
+        assert!(a.ends_with("--seccomp-filter /filter.bpf"), "{a}");
+        assert!(!a.contains("no-seccomp"));
+    }
+}

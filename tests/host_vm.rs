@@ -1,0 +1,137 @@
+//! Firecracker for real: the upstream jailer and Firecracker builds in
+//! `../shared/firecracker/` (or `$MVM_TEST_FIRECRACKER_DIR`), launched by
+//! `providers::vmm` as a tenant would be. Guests cannot boot on these
+//! machines (nested virtualization), so the checks stop at a running
+//! Firecracker answering its API: as the tenant's uid, in the tenant's
+//! cgroup, chrooted, under a seccomp filter; and a stop that leaves no
+//! process. Skips, saying why, without root, the binaries or a kernel.
+
+use mvm::providers::vmm::{self, Launch};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+fn firecracker_dir() -> PathBuf {
+    std::env::var_os("MVM_TEST_FIRECRACKER_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/firecracker"))
+}
+
+fn kernel() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-kernel/vmlinuz")
+}
+
+/// Why this machine cannot run the test, if it cannot.
+pub fn missing() -> Option<String> {
+    if !nix::unistd::Uid::effective().is_root() {
+        return Some("needs root (jailer, cgroups)".into());
+    }
+    let bin = firecracker_dir().join("bin");
+    for b in ["firecracker", "jailer", "seccompiler-bin"] {
+        if !bin.join(b).exists() {
+            return Some(format!(
+                "no {} (set MVM_TEST_FIRECRACKER_DIR)",
+                bin.join(b).display()
+            ));
+        }
+    }
+    if !kernel().exists() {
+        return Some(format!(
+            "no kernel at {} (scripts/test.sh fetches one)",
+            kernel().display()
+        ));
+    }
+    if !Path::new("/dev/kvm").exists() {
+        return Some("no /dev/kvm".into());
+    }
+    None
+}
+
+fn cgroup2() -> PathBuf {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    mvm::providers::mountinfo::parse(&text)
+        .into_iter()
+        .find(|m| m.fstype == "cgroup2")
+        .expect("cgroup2 is mounted")
+        .mount_point
+}
+
+#[test]
+fn a_jailed_firecracker_runs_as_the_tenant_in_its_cgroup_and_stops() {
+    if let Some(why) = missing() {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    let fc = firecracker_dir().join("bin");
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("jail");
+    let root = base.join("firecracker/vmt/root");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::copy(kernel(), root.join("vmlinux")).unwrap();
+    std::fs::write(
+        root.join("vm.json"),
+        r#"{"boot-source": {"kernel_image_path": "/vmlinux", "boot_args": "reboot=k panic=1 8250.nr_uarts=0"},
+            "drives": [], "machine-config": {"vcpu_count": 1, "mem_size_mib": 128, "smt": false}}"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new(fc.join("seccompiler-bin"))
+        .args(["--target-arch", "x86_64", "--input-file"])
+        .arg(firecracker_dir().join("seccomp/x86_64-glibc-baseline.json"))
+        .arg("--output-file")
+        .arg(root.join("filter.bpf"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let parent = format!("mvm-test-vm-{}", std::process::id());
+    let cg = cgroup2().join(&parent).join("vmt");
+    std::fs::create_dir_all(&cg).unwrap();
+    let uid = 100_777;
+    let l = Launch {
+        jailer: Some(fc.join("jailer")),
+        firecracker: fc.join("firecracker"),
+        id: "vmt".into(),
+        uid,
+        gid: uid,
+        chroot_base: base.clone(),
+        parent_cgroup: format!("{parent}/vmt"),
+        api_sock: "/run/firecracker.socket".into(),
+        config_file: "/vm.json".into(),
+        seccomp_filter: Some("/filter.bpf".into()),
+        api_sock_host: root.join("run/firecracker.socket"),
+    };
+    let started = std::time::Instant::now();
+    let r = vmm::launch(&l, Duration::from_secs(10));
+    let cleanup = || {
+        let _ = std::fs::write(cg.join("cgroup.kill"), "1");
+        std::thread::sleep(Duration::from_millis(100));
+        let _ = std::fs::remove_dir(&cg);
+        let _ = std::fs::remove_dir(cgroup2().join(&parent));
+    };
+    let r = match r {
+        Ok(r) => r,
+        Err(e) => {
+            cleanup();
+            panic!("launch: {e}");
+        }
+    };
+    eprintln!(
+        "jailer + Firecracker to a answering API: {:?}",
+        started.elapsed()
+    );
+    let status = std::fs::read_to_string(format!("/proc/{}/status", r.pid)).unwrap();
+    let cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", r.pid)).unwrap();
+    let api = vmm::api_get(&l.api_sock_host, Duration::from_secs(1));
+    assert!(status.contains(&format!("Uid:\t{uid}")), "{status}");
+    assert!(status.lines().any(|l| l == "Seccomp:\t2"), "{status}");
+    assert!(cgroup.contains(&format!("0::/{parent}/vmt")), "{cgroup}");
+    let api = api.unwrap();
+    assert_eq!(api["id"], "vmt", "{api}");
+    assert!(vmm::is_same(r, uid));
+    assert!(!vmm::is_same(r, uid + 1), "a different uid is not the VM");
+    vmm::stop(r, uid, &l.api_sock_host, Duration::from_secs(2)).unwrap();
+    assert!(!vmm::is_same(r, uid), "the VM still runs");
+    cleanup();
+}
