@@ -102,21 +102,10 @@ fn a_jailed_firecracker_runs_as_the_tenant_in_its_cgroup_and_stops() {
         seccomp_filter: Some("/filter.bpf".into()),
         api_sock_host: root.join("run/firecracker.socket"),
     };
+    // Whatever happens below, nothing of the VM outlives the test.
+    let _guard = Cleanup(cg.clone());
     let started = std::time::Instant::now();
-    let r = vmm::launch(&l, Duration::from_secs(10));
-    let cleanup = || {
-        let _ = std::fs::write(cg.join("cgroup.kill"), "1");
-        std::thread::sleep(Duration::from_millis(100));
-        let _ = std::fs::remove_dir(&cg);
-        let _ = std::fs::remove_dir(cgroup2().join(&parent));
-    };
-    let r = match r {
-        Ok(r) => r,
-        Err(e) => {
-            cleanup();
-            panic!("launch: {e}");
-        }
-    };
+    let r = vmm::launch(&l, Duration::from_secs(10)).expect("launch");
     eprintln!(
         "jailer + Firecracker to a answering API: {:?}",
         started.elapsed()
@@ -133,5 +122,22 @@ fn a_jailed_firecracker_runs_as_the_tenant_in_its_cgroup_and_stops() {
     assert!(!vmm::is_same(r, uid + 1), "a different uid is not the VM");
     vmm::stop(r, uid, &l.api_sock_host, Duration::from_secs(2)).unwrap();
     assert!(!vmm::is_same(r, uid), "the VM still runs");
-    cleanup();
+}
+
+/// Kills whatever runs in the test's cgroup and removes it and its parent.
+struct Cleanup(PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.0.join("cgroup.kill"), "1");
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.0).is_ok() || !self.0.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if let Some(parent) = self.0.parent() {
+            let _ = std::fs::remove_dir(parent);
+        }
+    }
 }
