@@ -208,6 +208,7 @@ fn run_step(ctx: &ApplyCtx, change: &ResourceChange, phase: Phase) -> Result<Aud
                 &change.address,
                 prior,
                 change.after.as_ref().unwrap_or(&empty),
+                &change.documents,
             )
         }
         Phase::Destroy => kind

@@ -183,6 +183,7 @@ impl Provider<ArtifactAttrs> for Artifact {
         id: Option<&TenantId>,
         _: Option<&ArtifactAttrs>,
         after: &ArtifactAttrs,
+        _: &Documents,
     ) -> HostResult {
         let id = id.expect("a tenant address");
         let nix = &ctx.node.nix;

@@ -191,6 +191,7 @@ impl Provider<BridgeAttrs> for Bridge {
         _: Option<&TenantId>,
         _: Option<&BridgeAttrs>,
         after: &BridgeAttrs,
+        _: &Documents,
     ) -> HostResult {
         let name = &ctx.node.bridge.name;
         if after.name != *name {

@@ -313,6 +313,7 @@ impl Provider<CgroupAttrs> for Cgroup {
         id: Option<&TenantId>,
         prior: Option<&CgroupAttrs>,
         after: &CgroupAttrs,
+        _: &Documents,
     ) -> HostResult {
         let id = id.expect("a tenant address");
         let (root, rel) = dir_of(ctx, id, Some(&after.path))?;
@@ -405,7 +406,7 @@ mod tests {
         prior: Option<&CgroupAttrs>,
         after: &CgroupAttrs,
     ) -> HostResult {
-        Provider::apply(&Cgroup, ctx, Some(id), prior, after)
+        Provider::apply(&Cgroup, ctx, Some(id), prior, after, &Documents::new())
     }
 
     #[test]

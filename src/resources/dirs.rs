@@ -222,6 +222,7 @@ impl Provider<DirsAttrs> for Dirs {
         id: Option<&TenantId>,
         _: Option<&DirsAttrs>,
         after: &DirsAttrs,
+        _: &Documents,
     ) -> HostResult {
         let id = id.expect("a tenant address");
         let files = &*ctx.host.files;

@@ -281,6 +281,7 @@ pub trait Provider<A>: Sync {
         id: Option<&TenantId>,
         prior: Option<&A>,
         after: &A,
+        docs: &Documents,
     ) -> Result<(), HostError>;
     /// Deletes it. Paths come from the address, never from attributes;
     /// `prior` is what the host had (for what only attributes can name,
@@ -366,6 +367,7 @@ pub trait Kind: Sync {
         addr: &ResourceAddr,
         prior: Option<&Attrs>,
         after: &Attrs,
+        docs: &Documents,
     ) -> Result<AuditDetails, StepError>;
     fn delete(
         &self,
@@ -456,11 +458,12 @@ impl<R: Resource> Kind for R {
         addr: &ResourceAddr,
         prior: Option<&Attrs>,
         after: &Attrs,
+        docs: &Documents,
     ) -> Result<AuditDetails, StepError> {
         let p = self.provider().ok_or(StepError::NoProvider(R::WORD))?;
         let after: R::Attrs = decode(addr, after)?;
         let prior: Option<R::Attrs> = prior.and_then(|b| decode(addr, b).ok());
-        p.apply(ctx, addr.tenant(), prior.as_ref(), &after)?;
+        p.apply(ctx, addr.tenant(), prior.as_ref(), &after, docs)?;
         Ok(self.audit(&after))
     }
     fn delete(

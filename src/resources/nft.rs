@@ -219,6 +219,7 @@ impl Provider<NftAttrs> for NodeNft {
         _: Option<&TenantId>,
         prior: Option<&NftAttrs>,
         _: &NftAttrs,
+        _: &Documents,
     ) -> HostResult {
         let rs = ruleset::render(&ctx.node);
         let (mut replace, mut stale_chains, mut stale_sets) = (Vec::new(), Vec::new(), Vec::new());

@@ -143,6 +143,7 @@ impl Provider<SecretsAttrs> for Secrets {
         id: Option<&TenantId>,
         _: Option<&SecretsAttrs>,
         after: &SecretsAttrs,
+        _: &Documents,
     ) -> HostResult {
         let id = id.expect("a tenant address");
         let target = ctx.layout.secrets(id);

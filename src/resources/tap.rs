@@ -149,6 +149,7 @@ impl Provider<TapAttrs> for Tap {
         id: Option<&TenantId>,
         _: Option<&TapAttrs>,
         after: &TapAttrs,
+        _: &Documents,
     ) -> HostResult {
         let id = id.expect("a tenant address");
         let name = id.tap_name();

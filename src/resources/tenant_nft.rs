@@ -163,6 +163,7 @@ impl Provider<TenantNftAttrs> for TenantNft {
         id: Option<&TenantId>,
         prior: Option<&TenantNftAttrs>,
         after: &TenantNftAttrs,
+        _: &Documents,
     ) -> HostResult {
         let id = id.expect("a tenant address");
         let (Some(ip), Some(mac), Some(mark)) = (after.ip, after.mac, after.mark) else {
