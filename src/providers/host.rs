@@ -80,6 +80,16 @@ pub trait Files: Send + Sync {
     /// Sets or clears the append-only inode flag; `Ok(false)` where the
     /// filesystem does not support it.
     fn set_append_only(&self, path: &Path, on: bool) -> HostResult<bool>;
+    /// Hard-links `src` (a file outside the state dir, in the Nix store)
+    /// to `dst` below it; `Ok(false)` when they are on different
+    /// filesystems (the caller bind-mounts instead).
+    fn link_in(&self, src: &Path, dst: &Path) -> HostResult<bool>;
+    /// Hard-links `src` to `dst`, both below the state dir, never through a
+    /// link (a tenant's persistent data volume into its fresh jail).
+    fn link_within(&self, src: &Path, dst: &Path) -> HostResult;
+    /// Creates `path` (if missing) as a sparse file of `size` bytes owned
+    /// by `uid:gid` with `mode`; one that exists is left as it is.
+    fn ensure_file(&self, path: &Path, size: u64, mode: u32, uid: u32, gid: u32) -> HostResult;
     /// Reads a regular file without following a link, at most `cap` bytes
     /// (a larger file is an error). `Ok(None)` when it does not exist.
     fn read(&self, path: &Path, cap: u64) -> HostResult<Option<Vec<u8>>>;
@@ -120,6 +130,14 @@ pub trait Mounts: Send + Sync {
     fn mount_tmpfs(&self, target: &Path, opts: &TmpfsOptions) -> HostResult;
     /// Unmounts `target`; not mounted is success.
     fn unmount(&self, target: &Path) -> HostResult;
+    /// Bind-mounts the file `src` onto the (created, empty) file `dst` below
+    /// the state dir, read-only, `nosuid,nodev,noexec`. `src` is opened
+    /// without following a link; below the state dir it may be inside a
+    /// tenant's secrets tmpfs.
+    fn bind_ro(&self, src: &Path, dst: &Path) -> HostResult;
+    /// Creates `name` in the tmpfs mounted at `dir` (if missing): `size`
+    /// zero bytes, root-owned, group `gid`, mode 0640.
+    fn tmpfs_file(&self, dir: &Path, name: &str, size: u64, gid: u32) -> HostResult;
 }
 
 /// A tenant's tap as the host should have it.
@@ -164,6 +182,17 @@ pub trait Builds: Send + Sync {
     ) -> HostResult<super::nixbuild::Built>;
 }
 
+/// Firecracker processes (`vmm.rs`).
+pub trait Vms: Send + Sync {
+    /// Launches a VM (through the jailer) and waits until its API answers.
+    fn launch(&self, l: &super::vmm::Launch) -> HostResult<super::vmm::Running>;
+    /// Stops the VM `r` if that process still runs as `uid`: SendCtrlAltDel,
+    /// a bounded wait, SIGKILL.
+    fn stop(&self, r: super::vmm::Running, uid: u32, api_sock: &Path) -> HostResult;
+    /// `pid` as a VM of tenant `id` running as `uid`, if it is one.
+    fn identify(&self, pid: u32, uid: u32, id: &str) -> Option<super::vmm::Running>;
+}
+
 /// nftables.
 pub trait Firewall: Send + Sync {
     /// Applies `{"nftables": [...]}` as one `nft -j -f -` transaction: all
@@ -185,6 +214,7 @@ pub struct Host {
     pub links: Arc<dyn Links>,
     pub firewall: Arc<dyn Firewall>,
     pub builds: Arc<dyn Builds>,
+    pub vms: Arc<dyn Vms>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -199,6 +229,7 @@ impl Host {
             links: h.clone(),
             firewall: h.clone(),
             builds: h.clone(),
+            vms: h.clone(),
             clock: h,
         }
     }
@@ -212,6 +243,7 @@ impl Host {
             links: rec.clone(),
             firewall: rec.clone(),
             builds: rec.clone(),
+            vms: rec.clone(),
             clock: rec,
         }
     }

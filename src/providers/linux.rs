@@ -22,7 +22,7 @@ use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown};
 use super::beneath::{self, Tree};
 use super::host::{
     Builds, Cgroups, Clock, Files, Firewall, HostError, HostResult, Links, Mounts, TapSpec,
-    TmpfsOptions,
+    TmpfsOptions, Vms,
 };
 use super::netlink;
 use std::os::unix::fs::OpenOptionsExt;
@@ -212,6 +212,81 @@ impl Files for LinuxHost {
         }
     }
 
+    fn link_in(&self, src: &Path, dst: &Path) -> HostResult<bool> {
+        let (tree, rel) = self.locate("link", dst)?;
+        let (dir, name) = tree
+            .parent(rel)
+            .map_err(|e| HostError::new("link", dst, e))?;
+        if !src.is_absolute() || tree.rel(src).is_ok() {
+            return Err(HostError::other(
+                "link",
+                src,
+                "refusing: not an absolute path outside the state dir",
+            ));
+        }
+        match nix::unistd::linkat(
+            nix::fcntl::AT_FDCWD,
+            src,
+            &dir,
+            name,
+            nix::fcntl::AtFlags::empty(),
+        ) {
+            Ok(()) => Ok(true),
+            Err(Errno::EEXIST) => Ok(true),
+            Err(Errno::EXDEV) => Ok(false),
+            Err(e) => Err(HostError::new("link", dst, e)),
+        }
+    }
+
+    fn link_within(&self, src: &Path, dst: &Path) -> HostResult {
+        let (tree, rel_src) = self.locate("link", src)?;
+        let rel_dst = tree.rel(dst).map_err(|e| HostError::new("link", dst, e))?;
+        let (a, na) = tree
+            .parent(rel_src)
+            .map_err(|e| HostError::new("link", src, e))?;
+        let (b, nb) = tree
+            .parent(rel_dst)
+            .map_err(|e| HostError::new("link", dst, e))?;
+        let fd = openat(
+            &a,
+            na,
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| HostError::new("open", src, e))?;
+        let st = nix::sys::stat::fstat(&fd).map_err(|e| HostError::new("inspect", src, e))?;
+        if st.st_mode & nix::libc::S_IFMT != nix::libc::S_IFREG {
+            return Err(HostError::other(
+                "link",
+                src,
+                "refusing: not a regular file",
+            ));
+        }
+        match nix::unistd::linkat(&a, na, &b, nb, nix::fcntl::AtFlags::empty()) {
+            Ok(()) | Err(Errno::EEXIST) => Ok(()),
+            Err(e) => Err(HostError::new("link", dst, e)),
+        }
+    }
+
+    fn ensure_file(&self, path: &Path, size: u64, mode: u32, uid: u32, gid: u32) -> HostResult {
+        let (tree, rel) = self.locate("create", path)?;
+        let fd = match tree.open_at(
+            rel,
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
+            Mode::from_bits_truncate(mode),
+        ) {
+            Ok(fd) => fd,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+            Err(e) => return Err(HostError::new("create", path, e)),
+        };
+        let f = std::fs::File::from(fd);
+        f.set_len(size)
+            .map_err(|e| HostError::new("size", path, e))?;
+        fchown(&f, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+            .and_then(|()| fchmod(&f, Mode::from_bits_truncate(mode)))
+            .map_err(|e| HostError::new("set the owner of", path, e))
+    }
+
     fn read(&self, path: &Path, cap: u64) -> HostResult<Option<Vec<u8>>> {
         let Some((fd, _)) = self.open_own(path)? else {
             return Ok(None);
@@ -270,11 +345,13 @@ impl LinuxHost {
 }
 
 /// Whether a filesystem is mounted on `name` in `dir`.
+/// Whether a filesystem (or a bind-mounted file) is mounted on `name` in
+/// `dir`.
 fn mounted_on(dir: &OwnedFd, name: &OsStr) -> bool {
     let Ok(child) = openat(
         dir,
         name,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
         Mode::empty(),
     ) else {
         return false;
@@ -477,6 +554,88 @@ impl Mounts for LinuxHost {
             .map_err(|e| HostError::new("set the mode of", target, e))
     }
 
+    fn bind_ro(&self, src: &Path, dst: &Path) -> HostResult {
+        use nix::mount::{MsFlags, mount};
+        let source = self.open_source(src)?;
+        let (tree, rel) = self.locate("bind", dst)?;
+        let target = tree
+            .open_at(
+                rel,
+                OFlag::O_RDONLY | OFlag::O_CREAT | OFlag::O_NONBLOCK,
+                Mode::from_bits_truncate(0o600),
+            )
+            .map_err(|e| HostError::new("create the mount point", dst, e))?;
+        beneath::check_own_file(&target, dst).map_err(|e| HostError::new("bind onto", dst, e))?;
+        let from = format!("/proc/self/fd/{}", source.as_raw_fd());
+        let onto = format!("/proc/self/fd/{}", target.as_raw_fd());
+        mount(
+            Some(from.as_str()),
+            onto.as_str(),
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| HostError::new("bind-mount onto", dst, e))?;
+        drop(target);
+        // The flags of a bind mount change only with a remount.
+        let (parent, name) = tree
+            .parent(rel)
+            .map_err(|e| HostError::new("bind", dst, e))?;
+        let top = openat(
+            &parent,
+            name,
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| HostError::new("open", dst, e))?;
+        let at = format!("/proc/self/fd/{}", top.as_raw_fd());
+        mount(
+            None::<&str>,
+            at.as_str(),
+            None::<&str>,
+            MsFlags::MS_BIND
+                | MsFlags::MS_REMOUNT
+                | MsFlags::MS_RDONLY
+                | MsFlags::MS_NOSUID
+                | MsFlags::MS_NODEV
+                | MsFlags::MS_NOEXEC,
+            None::<&str>,
+        )
+        .map_err(|e| HostError::new("make read-only the bind mount on", dst, e))
+    }
+
+    fn tmpfs_file(&self, dir: &Path, name: &str, size: u64, gid: u32) -> HostResult {
+        let (tree, rel) = self.locate("create", dir)?;
+        let (parent, last) = tree
+            .parent(rel)
+            .map_err(|e| HostError::new("open", dir, e))?;
+        if !mounted_on(&parent, last) {
+            return Err(HostError::other(
+                "create a file in",
+                dir,
+                "nothing is mounted there",
+            ));
+        }
+        let top = mount_point(&parent, last, dir)?;
+        let path = dir.join(name);
+        let fd = match openat(
+            &top,
+            name,
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o640),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::EEXIST) => return Ok(()),
+            Err(e) => return Err(HostError::new("create", &path, e)),
+        };
+        let f = std::fs::File::from(fd);
+        f.set_len(size)
+            .map_err(|e| HostError::new("size", &path, e))?;
+        fchown(&f, Some(Uid::from_raw(0)), Some(Gid::from_raw(gid)))
+            .and_then(|()| fchmod(&f, Mode::from_bits_truncate(0o640)))
+            .map_err(|e| HostError::new("set the owner of", &path, e))
+    }
+
     fn unmount(&self, target: &Path) -> HostResult {
         use nix::mount::{MntFlags, umount2};
         let (tree, rel) = self.locate("unmount", target)?;
@@ -494,6 +653,32 @@ impl Mounts for LinuxHost {
                 .map_err(|e| HostError::new("unmount", target, e))?;
         }
         Ok(())
+    }
+}
+
+impl LinuxHost {
+    /// Opens `path` with O_PATH, never through a link: below the state dir
+    /// from the tree's fd (crossing only into a tenant's secrets tmpfs, a
+    /// mount mvm made), elsewhere (the Nix store) from the root.
+    fn open_source(&self, path: &Path) -> HostResult<OwnedFd> {
+        let tree = self.tree("open")?;
+        let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let Ok(rel) = tree.rel(path) else {
+            return nix::fcntl::open(path, flags, Mode::empty())
+                .map_err(|e| HostError::new("open", path, e));
+        };
+        // tenants/<id>/secrets/<file>: through the tmpfs mount.
+        let comps: Vec<&OsStr> = rel.iter().collect();
+        if comps.len() == 4 && comps[0] == "tenants" && comps[2] == "secrets" {
+            let tenant = tree
+                .dir(&Path::new("tenants").join(comps[1]))
+                .map_err(|e| HostError::new("open", path, e))?;
+            let secrets = mount_point(&tenant, comps[2], path)?;
+            return openat(&secrets, comps[3], flags, Mode::empty())
+                .map_err(|e| HostError::new("open", path, e));
+        }
+        tree.open_at(rel, OFlag::O_PATH, Mode::empty())
+            .map_err(|e| HostError::new("open", path, e))
     }
 }
 
@@ -650,6 +835,20 @@ impl Builds for LinuxHost {
         let what = super::nixbuild::installable(flake_ref, profile);
         super::nixbuild::build(nix, flake_ref, profile)
             .map_err(|e| HostError::other("build", Path::new(&what), e))
+    }
+}
+
+impl Vms for LinuxHost {
+    fn launch(&self, l: &super::vmm::Launch) -> HostResult<super::vmm::Running> {
+        super::vmm::launch(l, Duration::from_secs(10))
+            .map_err(|e| HostError::new("launch the VM of", Path::new(&l.id), e))
+    }
+    fn stop(&self, r: super::vmm::Running, uid: u32, api_sock: &Path) -> HostResult {
+        super::vmm::stop(r, uid, api_sock, Duration::from_secs(5))
+            .map_err(|e| HostError::new("stop process", Path::new(&r.pid.to_string()), e))
+    }
+    fn identify(&self, pid: u32, uid: u32, id: &str) -> Option<super::vmm::Running> {
+        super::vmm::identify(pid, uid, id)
     }
 }
 

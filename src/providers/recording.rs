@@ -13,7 +13,7 @@
 
 use super::host::{
     Builds, Cgroups, Clock, Files, Firewall, HostError, HostResult, Links, Mounts, TapSpec,
-    TmpfsOptions,
+    TmpfsOptions, Vms,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -82,6 +82,28 @@ pub enum Call {
         name: PathBuf,
         value: String,
     },
+    LinkIn {
+        from: PathBuf,
+        to: PathBuf,
+    },
+    EnsureFile {
+        path: PathBuf,
+        size: u64,
+    },
+    BindRo {
+        from: PathBuf,
+        to: PathBuf,
+    },
+    TmpfsFile {
+        path: PathBuf,
+    },
+    /// A VM launched for tenant `path` (the tenant id).
+    Launch {
+        path: PathBuf,
+        args: Vec<String>,
+    },
+    /// A VM stopped (`path` is its pid).
+    Stop(PathBuf),
     /// A Nix build of `installable` (`path` is the installable).
     NixBuild {
         path: PathBuf,
@@ -112,6 +134,11 @@ impl Call {
             Call::LinkDelete(name) => name,
             Call::NftApply { path, .. } => path,
             Call::NixBuild { path } => path,
+            Call::LinkIn { to, .. } | Call::BindRo { to, .. } => to,
+            Call::EnsureFile { path, .. }
+            | Call::TmpfsFile { path }
+            | Call::Launch { path, .. } => path,
+            Call::Stop(p) => p,
         }
     }
 }
@@ -334,6 +361,42 @@ impl Files for RecordingHost {
         };
         self.record(call, |_| Ok(true))
     }
+    fn link_in(&self, src: &Path, dst: &Path) -> HostResult<bool> {
+        let call = Call::LinkIn {
+            from: src.to_path_buf(),
+            to: dst.to_path_buf(),
+        };
+        let d = dst.to_path_buf();
+        self.record(call, |m| {
+            m.entries.insert(d, Entry::File(Vec::new()));
+            Ok(true)
+        })
+    }
+    fn link_within(&self, src: &Path, dst: &Path) -> HostResult {
+        let call = Call::LinkIn {
+            from: src.to_path_buf(),
+            to: dst.to_path_buf(),
+        };
+        let (s, d) = (src.to_path_buf(), dst.to_path_buf());
+        self.record(call, |m| match m.entries.get(&s).cloned() {
+            Some(e @ Entry::File(_)) => {
+                m.entries.insert(d, e);
+                Ok(())
+            }
+            _ => Err(HostError::other("link", &s, "not a regular file")),
+        })
+    }
+    fn ensure_file(&self, path: &Path, size: u64, _: u32, _: u32, _: u32) -> HostResult {
+        let call = Call::EnsureFile {
+            path: path.to_path_buf(),
+            size,
+        };
+        let p = path.to_path_buf();
+        self.record(call, |m| {
+            m.entries.entry(p).or_insert(Entry::File(Vec::new()));
+            Ok(())
+        })
+    }
     fn read(&self, path: &Path, cap: u64) -> HostResult<Option<Vec<u8>>> {
         match self.model().entries.get(path) {
             None => Ok(None),
@@ -428,7 +491,52 @@ impl Cgroups for RecordingHost {
     }
 }
 
+impl Vms for RecordingHost {
+    /// A pid and start time derived from the id, as a real launch returns.
+    fn launch(&self, l: &super::vmm::Launch) -> HostResult<super::vmm::Running> {
+        let call = Call::Launch {
+            path: PathBuf::from(&l.id),
+            args: super::vmm::jailer_args(l),
+        };
+        let h = crate::digest::sha256(l.id.as_bytes());
+        let pid = 1000 + u32::from_str_radix(&h[..6], 16).expect("hex");
+        self.record(call, |_| {
+            Ok(super::vmm::Running {
+                pid,
+                start_time: 4242,
+            })
+        })
+    }
+    fn stop(&self, r: super::vmm::Running, _: u32, _: &Path) -> HostResult {
+        self.record(Call::Stop(PathBuf::from(r.pid.to_string())), |_| Ok(()))
+    }
+    fn identify(&self, _: u32, _: u32, _: &str) -> Option<super::vmm::Running> {
+        None
+    }
+}
+
 impl Mounts for RecordingHost {
+    fn bind_ro(&self, src: &Path, dst: &Path) -> HostResult {
+        let call = Call::BindRo {
+            from: src.to_path_buf(),
+            to: dst.to_path_buf(),
+        };
+        let d = dst.to_path_buf();
+        self.record(call, |m| {
+            m.entries
+                .entry(d.clone())
+                .or_insert(Entry::File(Vec::new()));
+            m.mounts.insert(d);
+            Ok(())
+        })
+    }
+    fn tmpfs_file(&self, dir: &Path, name: &str, _: u64, _: u32) -> HostResult {
+        let p = dir.join(name);
+        self.record(Call::TmpfsFile { path: p.clone() }, |m| {
+            m.entries.entry(p).or_insert(Entry::File(Vec::new()));
+            Ok(())
+        })
+    }
     fn mount_tmpfs(&self, target: &Path, opts: &TmpfsOptions) -> HostResult {
         let t = target.to_path_buf();
         let call = Call::MountTmpfs {

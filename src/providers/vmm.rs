@@ -150,6 +150,20 @@ pub fn is_same(r: Running, uid: u32) -> bool {
     is_alive(r.pid) && start_time(r.pid) == Some(r.start_time) && uid_of(r.pid) == Some(uid)
 }
 
+/// The process `pid` as a running VM of tenant `id` under `uid`: its
+/// command line names `--id <id>` and it runs as `uid`. For a VM whose
+/// launch was never recorded (mvm died in between), so it can be stopped
+/// rather than a second one started.
+pub fn identify(pid: u32, uid: u32, id: &str) -> Option<Running> {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let named = super::procfs::id_arg(&cmdline)?;
+    let r = Running {
+        pid,
+        start_time: start_time(pid)?,
+    };
+    (named == id && is_same(r, uid)).then_some(r)
+}
+
 /// Stops the VM: `SendCtrlAltDel` through its API, a bounded wait, then
 /// SIGKILL — each only while the pid is still that process.
 pub fn stop(r: Running, uid: u32, api_sock: &Path, grace: Duration) -> io::Result<()> {

@@ -17,7 +17,7 @@ use crate::security::audit::AuditDetails;
 use crate::spec::TenantSpec;
 use crate::spec::types::TenantId;
 use crate::state::ArtifactRecord;
-use crate::state::record::{ArtifactFile, RECORD_CAP, parse_record};
+use crate::state::record::ArtifactFile;
 use serde::Deserialize;
 use std::path::Path;
 
@@ -212,13 +212,7 @@ impl Provider<ArtifactAttrs> for Artifact {
             }
         };
         ctx.host.files.write_file(&log, &built.log, 0o600)?;
-        let path = ctx.layout.record(id);
-        let bytes = ctx.host.files.read(&path, RECORD_CAP)?.ok_or_else(|| {
-            HostError::other("record the build in", &path, "the tenant has no record")
-        })?;
-        let mut rec =
-            parse_record(&path, &bytes, id).map_err(|e| HostError::other("read", &path, e))?;
-        rec.artifact = Some(ArtifactRecord {
+        let artifact = ArtifactRecord {
             flake_ref: after.flake_ref.clone(),
             profile: after.profile.clone(),
             lock,
@@ -232,10 +226,8 @@ impl Provider<ArtifactAttrs> for Artifact {
                     sha256: sha.clone(),
                 })
                 .collect(),
-        });
-        let mut text = serde_json::to_vec_pretty(&rec).expect("record serializes");
-        text.push(b'\n');
-        ctx.host.files.write_file(&path, &text, 0o600)
+        };
+        super::update_record(ctx, id, |rec| rec.artifact = Some(artifact))
     }
 
     /// Forgets the build (the store keeps it until Nix collects garbage).
@@ -246,17 +238,9 @@ impl Provider<ArtifactAttrs> for Artifact {
         _: Option<&ArtifactAttrs>,
     ) -> HostResult {
         let id = id.expect("a tenant address");
-        let path = ctx.layout.record(id);
-        let Some(bytes) = ctx.host.files.read(&path, RECORD_CAP)? else {
-            return Ok(());
-        };
-        let mut rec =
-            parse_record(&path, &bytes, id).map_err(|e| HostError::other("read", &path, e))?;
-        if rec.artifact.take().is_none() {
+        if !ctx.host.files.exists(&ctx.layout.record(id)) {
             return Ok(());
         }
-        let mut text = serde_json::to_vec_pretty(&rec).expect("record serializes");
-        text.push(b'\n');
-        ctx.host.files.write_file(&path, &text, 0o600)
+        super::update_record(ctx, id, |rec| rec.artifact = None)
     }
 }

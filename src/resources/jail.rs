@@ -3,9 +3,13 @@
 //! read-only). It runs Firecracker as the tenant's own uid/gid. Without a
 //! jailer binary mvm launches Firecracker directly, and the plan says so.
 
-use super::{At, Attrs, Ctx, Dep, Desired, Documents, Resource, Scope, Subject};
+use super::{
+    ApplyCtx, At, Attrs, Ctx, Dep, Desired, Documents, Provider, Resource, Scope, Subject,
+};
 use crate::observed::Observed;
+use crate::providers::host::HostResult;
 use crate::spec::TenantSpec;
+use crate::spec::jail::JailLayout;
 use crate::spec::jail::exec_name;
 use crate::spec::types::TenantId;
 use crate::state::JailRecord;
@@ -79,5 +83,85 @@ impl Resource for Jail {
                 jailer: a.jailer,
             });
         }
+    }
+
+    fn provider(&self) -> Option<&dyn Provider<JailAttrs>> {
+        Some(self)
+    }
+
+    fn check(&self, ctx: &Ctx, id: Option<&TenantId>, a: &JailAttrs) -> Result<(), String> {
+        let id = id.ok_or("not a tenant address")?;
+        let base = ctx.layout.jail(id).display().to_string();
+        if a.chroot_base != base || a.exec != exec_name(&ctx.node.firecracker.binary) {
+            return Err(format!(
+                "chroot_base and exec are always {base} and the Firecracker binary's name"
+            ));
+        }
+        let (lo, hi) = (ctx.node.tenants.uid_min, ctx.node.tenants.uid_max);
+        if !(lo..=hi).contains(&a.uid) || !(lo..=hi).contains(&a.gid) {
+            return Err(format!(
+                "uid and gid must be in the tenant range {lo}..={hi}"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The files a VM's jail gets beside what the jailer makes: bind mounts
+/// that must go before the tree can.
+pub const STAGED: &[&str] = &[
+    "vmlinux",
+    "rootfs.ext4",
+    "secrets.img",
+    "data.ext4",
+    "filter.bpf",
+];
+
+/// Removes the jailer's tree of a tenant (`<chroot_base>/<exec>`): what is
+/// bind-mounted in it first, then the tree, never crossing a mount.
+pub fn clear(ctx: &ApplyCtx, id: &TenantId) -> HostResult {
+    let layout = JailLayout::new(&ctx.node.state_dir, &ctx.node.firecracker.binary, id);
+    for f in STAGED {
+        ctx.host.mounts.unmount(&layout.root.join(f))?;
+    }
+    let exec_dir = layout
+        .chroot_base
+        .join(exec_name(&ctx.node.firecracker.binary));
+    ctx.host.files.remove_tree(&exec_dir)
+}
+
+impl Provider<JailAttrs> for Jail {
+    /// The chroot base exists (the tenant's tree has it); what the jail
+    /// runs as is recorded. Its contents are made fresh for each launch.
+    fn apply(
+        &self,
+        ctx: &ApplyCtx,
+        id: Option<&TenantId>,
+        _: Option<&JailAttrs>,
+        after: &JailAttrs,
+        _: &Documents,
+    ) -> HostResult {
+        let id = id.expect("a tenant address");
+        let rel = std::path::Path::new("tenants")
+            .join(id.as_str())
+            .join("jail");
+        ctx.host
+            .files
+            .ensure_dir(ctx.layout.root(), &rel, 0o700, 0, 0)?;
+        let jail = JailRecord {
+            exec: after.exec.clone(),
+            jailer: after.jailer,
+        };
+        super::update_record(ctx, id, |rec| rec.jail = Some(jail))
+    }
+
+    /// Unmounts and removes what a launch put in the jail.
+    fn delete(&self, ctx: &ApplyCtx, id: Option<&TenantId>, _: Option<&JailAttrs>) -> HostResult {
+        let id = id.expect("a tenant address");
+        clear(ctx, id)?;
+        if ctx.host.files.exists(&ctx.layout.record(id)) {
+            super::update_record(ctx, id, |rec| rec.jail = None)?;
+        }
+        Ok(())
     }
 }

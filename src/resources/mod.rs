@@ -294,6 +294,28 @@ pub trait Provider<A>: Sync {
     ) -> Result<(), HostError>;
 }
 
+/// Reads the tenant's record, lets `f` change it, writes it back (the
+/// providers that record what they did: artifact, jail, VM).
+pub fn update_record(
+    ctx: &ApplyCtx,
+    id: &TenantId,
+    f: impl FnOnce(&mut crate::state::TenantRecord),
+) -> Result<(), HostError> {
+    use crate::state::record::{RECORD_CAP, parse_record};
+    let path = ctx.layout.record(id);
+    let bytes = ctx
+        .host
+        .files
+        .read(&path, RECORD_CAP)?
+        .ok_or_else(|| HostError::other("update", &path, "the tenant has no record"))?;
+    let mut rec =
+        parse_record(&path, &bytes, id).map_err(|e| HostError::other("read", &path, e))?;
+    f(&mut rec);
+    let mut text = serde_json::to_vec_pretty(&rec).expect("record serializes");
+    text.push(b'\n');
+    ctx.host.files.write_file(&path, &text, 0o600)
+}
+
 /// Attributes that do not decode into a kind's typed attributes.
 #[derive(Debug, thiserror::Error)]
 #[error("{address}: the plan's attribute {path} is not valid: {message}")]

@@ -9,18 +9,22 @@
 //! config does not depend on the store path and is known at plan time.
 
 use super::{
-    At, Attrs, Ctx, Dep, Desired, DocumentChange, Documents, NodeView, ResolvedTenant, Resource,
-    Scope, Subject, Unwanted,
+    ApplyCtx, At, Attrs, Ctx, Dep, Desired, DocumentChange, Documents, NodeView, Provider,
+    ResolvedTenant, Resource, Scope, Subject, Unwanted,
 };
 use crate::observed::{Observed, ObservedTenant, VmProcess};
+use crate::providers::host::{HostError, HostResult};
+use crate::providers::vmm::{Launch, Running};
 use crate::security::audit::AuditDetails;
 use crate::spec::desired::{RunState, SeccompLevel};
+use crate::spec::jail::{API_SOCKET_IN_JAIL, JailLayout};
 use crate::spec::types::{MacAddr, TenantId};
 use crate::spec::{NodeConfig, TenantSpec};
 use crate::state::VmRecord;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::net::Ipv4Addr;
+use std::path::Path;
 
 pub struct Vm;
 
@@ -37,6 +41,9 @@ pub struct VmAttrs {
     pub lock: Option<String>,
     pub vcpus: u8,
     pub mem_mib: u32,
+    /// The persistent data volume, in MiB (created once, kept across
+    /// restarts).
+    pub data_mib: Option<u32>,
     pub ip: Ipv4Addr,
     pub mac: MacAddr,
     pub seccomp: String,
@@ -201,6 +208,7 @@ impl Resource for Vm {
         "lock",
         "vcpus",
         "mem_mib",
+        "data_mib",
         "ip",
         "mac",
         "seccomp",
@@ -248,6 +256,7 @@ impl Resource for Vm {
         }
         d.set("vcpus", t.spec.vcpus);
         d.set("mem_mib", t.spec.mem_mib);
+        d.set("data_mib", t.spec.data_mib);
         d.set("ip", t.ip.to_string());
         d.set("mac", t.mac.to_string());
         d.set("seccomp", t.spec.seccomp.as_str());
@@ -288,6 +297,7 @@ impl Resource for Vm {
         a.insert("lock".into(), field(|r| r.lock.clone().into()));
         a.insert("vcpus".into(), field(|r| r.vcpus.into()));
         a.insert("mem_mib".into(), field(|r| r.mem_mib.into()));
+        a.insert("data_mib".into(), field(|r| r.data_mib.into()));
         a.insert("ip".into(), field(|r| r.ip.to_string().into()));
         a.insert("mac".into(), field(|r| r.mac.to_string().into()));
         a.insert("seccomp".into(), field(|r| r.seccomp.clone().into()));
@@ -313,12 +323,17 @@ impl Resource for Vm {
     }
 
     fn blocked(&self, ctx: &Ctx, _: Subject) -> Option<String> {
-        (!ctx.observed.binaries.firecracker).then(|| {
-            format!(
-                "no Firecracker binary at {}",
-                ctx.node.firecracker.binary.display()
-            )
-        })
+        let fc = &ctx.node.firecracker;
+        if !ctx.observed.binaries.firecracker {
+            return Some(format!("no Firecracker binary at {}", fc.binary.display()));
+        }
+        if !ctx.observed.binaries.jailer {
+            return Some(format!(
+                "no jailer at {}: this mvm build launches Firecracker only through the jailer (chroot, uid/gid drop, cgroup)",
+                fc.jailer.display()
+            ));
+        }
+        None
     }
 
     fn warnings(&self, ctx: &Ctx, view: &NodeView) -> Vec<String> {
@@ -329,7 +344,7 @@ impl Resource for Vm {
             .any(|t| t.spec.state == RunState::Running);
         if running && !ctx.observed.binaries.jailer {
             w.push(format!(
-                "no jailer at {}: VMs will run Firecracker directly, without its chroot, uid/gid drop or cgroup placement",
+                "no jailer at {}: VMs cannot be started on this node",
                 ctx.node.firecracker.jailer.display()
             ));
         }
@@ -342,17 +357,10 @@ impl Resource for Vm {
                 .map(|t| t.id().as_str())
                 .collect()
         };
-        let data = with(|s| s.data_mib.is_some());
-        if !data.is_empty() {
-            w.push(format!(
-                "data_mib is set for {}, but this mvm build creates no data volumes yet (it comes with the VM provider)",
-                data.join(", ")
-            ));
-        }
         let strict = with(|s| s.seccomp == SeccompLevel::Strict);
-        if !strict.is_empty() {
+        if !strict.is_empty() && !ctx.node.firecracker.strict_seccomp_filter.is_file() {
             w.push(format!(
-                "seccomp \"strict\" is asked for by {}, but this mvm build launches no VMs yet, so firecracker.strict_seccomp_filter ({}) is not used",
+                "seccomp \"strict\" is asked for by {}, but firecracker.strict_seccomp_filter ({}) is not a file: their VMs will fail to start",
                 strict.join(", "),
                 ctx.node.firecracker.strict_seccomp_filter.display()
             ));
@@ -404,6 +412,7 @@ impl Resource for Vm {
                 profile: a.profile.clone(),
                 vcpus: a.vcpus,
                 mem_mib: a.mem_mib,
+                data_mib: a.data_mib,
                 ip: a.ip,
                 mac: a.mac,
                 seccomp: a.seccomp.clone(),
@@ -414,6 +423,31 @@ impl Resource for Vm {
                 start_time,
             });
         }
+    }
+
+    fn provider(&self) -> Option<&dyn Provider<VmAttrs>> {
+        Some(self)
+    }
+
+    fn check(&self, ctx: &Ctx, _: Option<&TenantId>, a: &VmAttrs) -> Result<(), String> {
+        use crate::spec::desired::{DATA_MIB_MAX, MEM_MIB_MAX, MEM_MIB_MIN, VCPUS_MAX};
+        crate::spec::types::check_flake_ref(&a.flake_ref).map_err(|e| format!("flake_ref {e}"))?;
+        let ok = crate::spec::Profile::NAMES.contains(&a.profile.as_str())
+            && SeccompLevel::NAMES.contains(&a.seccomp.as_str())
+            && (1..=VCPUS_MAX).contains(&u64::from(a.vcpus))
+            && (MEM_MIB_MIN..=MEM_MIB_MAX).contains(&u64::from(a.mem_mib))
+            && a.data_mib
+                .is_none_or(|d| (1..=DATA_MIB_MAX).contains(&u64::from(d)))
+            && a.state == "running"
+            && a.jailer
+            && a.fc_config_sha256.len() == 64
+            && a.fc_config_sha256.bytes().all(|b| b.is_ascii_hexdigit());
+        if !ok {
+            return Err("profile, seccomp, vcpus, mem_mib, data_mib, state, jailer or the config sha256 is not one the specs allow".into());
+        }
+        crate::spec::desired::check_ip(&a.ip.to_string(), ctx.node)
+            .map_err(|e| format!("ip {e}"))?;
+        Ok(())
     }
 
     fn audit(&self, a: &VmAttrs) -> AuditDetails {
@@ -428,6 +462,177 @@ impl Resource for Vm {
             d.insert("lock".into(), l.clone());
         }
         d
+    }
+}
+
+/// Size of the (empty) secrets image a tenant without secrets gets.
+const SECRETS_IMAGE: u64 = 1 << 20;
+
+impl Provider<VmAttrs> for Vm {
+    /// Builds the jail afresh (a reused jailer id fails): kernel and rootfs
+    /// hard-linked from the store (or bind-mounted read-only), the secrets
+    /// image bind-mounted read-only from the tenant's tmpfs (never copied
+    /// to disk), the persistent data volume linked in read-write, exactly
+    /// the planned config; launches Firecracker through the jailer as the
+    /// tenant's uid/gid in its cgroup; records pid and start time.
+    fn apply(
+        &self,
+        ctx: &ApplyCtx,
+        id: Option<&TenantId>,
+        _: Option<&VmAttrs>,
+        after: &VmAttrs,
+        docs: &Documents,
+    ) -> HostResult {
+        let id = id.expect("a tenant address");
+        let at = |what: &str| {
+            HostError::other("start the VM of", Path::new(id.as_str()), what.to_string())
+        };
+        let config = docs
+            .get(CONFIG_DOC)
+            .and_then(|d| d.after.clone())
+            .ok_or_else(|| at("the plan carries no Firecracker config"))?;
+        let typed: FcConfig = serde_json::from_value(config.clone())
+            .map_err(|e| at(&format!("the plan's Firecracker config is not valid: {e}")))?;
+        if config_sha256(&typed) != after.fc_config_sha256 {
+            return Err(at(
+                "the plan's Firecracker config does not match its sha256",
+            ));
+        }
+        let path = ctx.layout.record(id);
+        let rec = ctx
+            .host
+            .files
+            .read(&path, crate::state::record::RECORD_CAP)?
+            .ok_or_else(|| at("the tenant has no record"))?;
+        let rec = crate::state::record::parse_record(&path, &rec, id)
+            .map_err(|e| HostError::other("read", &path, e))?;
+        let artifact = rec
+            .artifact
+            .as_ref()
+            .ok_or_else(|| at("its artifact is not built"))?;
+        let file = |name: &str| {
+            artifact
+                .files
+                .iter()
+                .find(|f| f.name == name)
+                .map(|f| std::path::PathBuf::from(&f.store_path))
+                .ok_or_else(|| at(&format!("its artifact has no {name}")))
+        };
+        let fc = &ctx.node.firecracker;
+        let layout = JailLayout::new(&ctx.node.state_dir, &fc.binary, id);
+        super::jail::clear(ctx, id)?;
+        let rel_root = layout
+            .root
+            .strip_prefix(ctx.layout.root())
+            .map_err(|_| at("the jail is outside the state dir"))?;
+        ctx.host
+            .files
+            .ensure_dir(ctx.layout.root(), rel_root, 0o700, 0, 0)?;
+        for (name, src) in [
+            ("vmlinux", file("vmlinux")?),
+            ("rootfs.ext4", file("rootfs.ext4")?),
+        ] {
+            let dst = layout.root.join(name);
+            if !ctx.host.files.link_in(&src, &dst)? {
+                ctx.host.mounts.bind_ro(&src, &dst)?;
+            }
+        }
+        let secrets = ctx.layout.secrets(id);
+        ctx.host
+            .mounts
+            .tmpfs_file(&secrets, "secrets.img", SECRETS_IMAGE, rec.gid)?;
+        ctx.host.mounts.bind_ro(
+            &secrets.join("secrets.img"),
+            &layout.root.join("secrets.img"),
+        )?;
+        if typed.drives.iter().any(|d| d.drive_id == "data") {
+            let data = ctx.layout.tenant_dir(id).join("data.ext4");
+            let mib = u64::from(after.data_mib.unwrap_or(0));
+            ctx.host
+                .files
+                .ensure_file(&data, mib << 20, 0o600, rec.uid, rec.gid)?;
+            ctx.host
+                .files
+                .link_within(&data, &layout.root.join("data.ext4"))?;
+        }
+        let seccomp_filter = if after.seccomp == SeccompLevel::Strict.as_str() {
+            let dst = layout.root.join("filter.bpf");
+            if !ctx.host.files.link_in(&fc.strict_seccomp_filter, &dst)? {
+                ctx.host.mounts.bind_ro(&fc.strict_seccomp_filter, &dst)?;
+            }
+            Some("/filter.bpf".to_string())
+        } else {
+            None
+        };
+        let mut text = serde_json::to_vec_pretty(&typed).expect("config serializes");
+        text.push(b'\n');
+        ctx.host
+            .files
+            .write_file(&layout.root.join("vm.json"), &text, 0o644)?;
+        let launch = Launch {
+            jailer: Some(fc.jailer.clone()),
+            firecracker: fc.binary.clone(),
+            id: id.to_string(),
+            uid: rec.uid,
+            gid: rec.gid,
+            chroot_base: layout.chroot_base.clone(),
+            parent_cgroup: format!("{}/{id}", ctx.node.cgroup.parent),
+            api_sock: format!("/{API_SOCKET_IN_JAIL}"),
+            config_file: "/vm.json".into(),
+            seccomp_filter,
+            api_sock_host: layout.api_socket.clone(),
+        };
+        let running = ctx.host.vms.launch(&launch)?;
+        let vm = VmRecord {
+            flake_ref: after.flake_ref.clone(),
+            lock: artifact.lock.clone(),
+            profile: after.profile.clone(),
+            vcpus: after.vcpus,
+            mem_mib: after.mem_mib,
+            data_mib: after.data_mib,
+            ip: after.ip,
+            mac: after.mac,
+            seccomp: after.seccomp.clone(),
+            jailer: true,
+            fc_config: config,
+            fc_config_sha256: after.fc_config_sha256.clone(),
+            pid: running.pid,
+            start_time: running.start_time,
+        };
+        super::update_record(ctx, id, |r| r.vm = Some(vm))
+    }
+
+    /// Stops the VM — the recorded process, or one of this tenant's that
+    /// a crashed run launched without recording it — and clears its jail.
+    fn delete(&self, ctx: &ApplyCtx, id: Option<&TenantId>, prior: Option<&VmAttrs>) -> HostResult {
+        let id = id.expect("a tenant address");
+        let path = ctx.layout.record(id);
+        let rec = match ctx
+            .host
+            .files
+            .read(&path, crate::state::record::RECORD_CAP)?
+        {
+            Some(b) => Some(
+                crate::state::record::parse_record(&path, &b, id)
+                    .map_err(|e| HostError::other("read", &path, e))?,
+            ),
+            None => None,
+        };
+        let layout = JailLayout::new(&ctx.node.state_dir, &ctx.node.firecracker.binary, id);
+        if let (Some(rec), Some(pid)) = (&rec, prior.and_then(|p| p.pid)) {
+            let recorded = rec.vm.as_ref().filter(|v| v.pid == pid).map(|v| Running {
+                pid,
+                start_time: v.start_time,
+            });
+            if let Some(r) = recorded.or_else(|| ctx.host.vms.identify(pid, rec.uid, id.as_str())) {
+                ctx.host.vms.stop(r, rec.uid, &layout.api_socket)?;
+            }
+        }
+        super::jail::clear(ctx, id)?;
+        if rec.is_some() {
+            super::update_record(ctx, id, |r| r.vm = None)?;
+        }
+        Ok(())
     }
 }
 

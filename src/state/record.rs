@@ -107,6 +107,8 @@ pub struct VmRecord {
     pub profile: String,
     pub vcpus: u8,
     pub mem_mib: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_mib: Option<u32>,
     pub ip: Ipv4Addr,
     pub mac: MacAddr,
     pub seccomp: String,
