@@ -101,6 +101,7 @@ fn a_jailed_firecracker_runs_as_the_tenant_in_its_cgroup_and_stops() {
         config_file: "/vm.json".into(),
         seccomp_filter: Some("/filter.bpf".into()),
         api_sock_host: root.join("run/firecracker.socket"),
+        log: Some(dir.path().join("vm.log")),
     };
     // Whatever happens below, nothing of the VM outlives the test.
     let _guard = Cleanup(cg.clone());
@@ -140,4 +141,36 @@ impl Drop for Cleanup {
             let _ = std::fs::remove_dir(parent);
         }
     }
+}
+
+/// A tenant end to end with the real binaries (`tests/host/vm.sh`, in
+/// fresh network and mount namespaces; Nix builds its artifact).
+#[test]
+fn reconcile_runs_a_tenant_end_to_end() {
+    if let Some(why) = missing() {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    if !Path::new("/usr/bin/nix").exists() || !Path::new("/bin/busybox").exists() {
+        eprintln!("SKIPPED: needs nix-bin and busybox-static");
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let parent = format!("mvm-test-e2e-{}", std::process::id());
+    let _guard = Cleanup(cgroup2().join(&parent).join("va"));
+    let out = std::process::Command::new("unshare")
+        .args(["--net", "--mount", "--", "bash", "tests/host/vm.sh"])
+        .arg(env!("CARGO_BIN_EXE_mvm"))
+        .arg(work.path())
+        .arg(&parent)
+        .arg(firecracker_dir())
+        .arg(kernel())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(stdout.matches("ok: ").count(), 4, "{stdout}");
 }

@@ -10,6 +10,8 @@ pub struct ProcStat {
     pub comm: String,
     /// Field 22: start time in clock ticks after boot.
     pub start_time: u64,
+    /// Field 3 is `Z`: exited, not yet reaped.
+    pub zombie: bool,
 }
 
 /// Parses `/proc/<pid>/stat`. The comm field may itself contain spaces and
@@ -26,6 +28,7 @@ pub fn parse_stat(text: &str) -> Option<ProcStat> {
         pid,
         comm,
         start_time,
+        zombie: rest.first() == Some(&"Z"),
     })
 }
 
@@ -56,7 +59,9 @@ pub fn scan(proc_root: &Path, comm: &str) -> std::io::Result<Vec<(ProcStat, Opti
         let Some(stat) = parse_stat(&stat) else {
             continue;
         };
-        if stat.comm != want {
+        // A zombie is a VM that has exited (its parent, init or a
+        // sandbox's, has not reaped it yet).
+        if stat.comm != want || stat.zombie {
             continue;
         }
         let id = std::fs::read(entry.path().join("cmdline"))

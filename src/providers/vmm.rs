@@ -30,6 +30,8 @@ pub struct Launch {
     pub seccomp_filter: Option<String>,
     /// The API socket's host path, to wait on.
     pub api_sock_host: PathBuf,
+    /// Where the jailer's and Firecracker's own output goes (appended).
+    pub log: Option<PathBuf>,
 }
 
 /// A launched process: its pid and start time (`/proc/<pid>/stat` field 22).
@@ -83,12 +85,25 @@ pub fn launch(l: &Launch, wait: Duration) -> io::Result<Running> {
         Some(j) => (j.clone(), jailer_args(l)),
         None => (l.firecracker.clone(), firecracker_args(l)),
     };
+    let output = |p: &PathBuf| -> io::Result<Stdio> {
+        use std::os::unix::fs::OpenOptionsExt;
+        Ok(std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+            .open(p)?
+            .into())
+    };
     let mut cmd = Command::new(&program);
     cmd.args(&args)
         .env_clear()
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(match &l.log {
+            Some(p) => output(p)?,
+            None => Stdio::null(),
+        });
     // SAFETY: setsid is async-signal-safe and touches no memory.
     unsafe {
         cmd.pre_exec(|| {
@@ -102,8 +117,20 @@ pub fn launch(l: &Launch, wait: Duration) -> io::Result<Running> {
     let deadline = Instant::now() + wait;
     loop {
         if let Some(status) = child.try_wait()? {
+            let tail = l
+                .log
+                .as_ref()
+                .and_then(|p| std::fs::read_to_string(p).ok())
+                .map(|t| {
+                    let lines: Vec<&str> = t.lines().rev().take(3).collect();
+                    format!(
+                        ": {}",
+                        lines.into_iter().rev().collect::<Vec<_>>().join(" / ")
+                    )
+                })
+                .unwrap_or_default();
             return Err(io::Error::other(format!(
-                "{} exited ({status}) before its API answered",
+                "{} exited ({status}) before its API answered{tail}",
                 program.display()
             )));
         }
@@ -307,6 +334,7 @@ mod tests {
             config_file: "/vm.json".into(),
             seccomp_filter: Some("/filter.bpf".into()),
             api_sock_host: "/x".into(),
+            log: None,
         };
         let a = jailer_args(&l).join(" ");
         assert!(

@@ -581,6 +581,7 @@ impl Provider<VmAttrs> for Vm {
             config_file: "/vm.json".into(),
             seccomp_filter,
             api_sock_host: layout.api_socket.clone(),
+            log: Some(ctx.layout.tenant_dir(id).join("logs").join("vm.log")),
         };
         let running = ctx.host.vms.launch(&launch)?;
         let vm = VmRecord {

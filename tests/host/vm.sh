@@ -1,0 +1,73 @@
+#!/bin/bash
+# A tenant end to end on a real kernel, in the throwaway network and mount
+# namespaces tests/host_vm.rs runs it in: Nix builds its artifact from the
+# fixture flake (with a real kernel), the jailer starts the real
+# Firecracker as the tenant's uid in its cgroup on its tap; a second run is
+# a no-op; a vcpus change restarts exactly that VM; prune leaves no
+# process, mount, cgroup, tap, jail or socket. Guests cannot boot here, so
+# a running Firecracker answering its API is the end of the line.
+# Usage: vm.sh MVM WORKDIR CGROUP_PARENT FIRECRACKER_DIR KERNEL
+set -euo pipefail
+mvm=$1 work=$2 parent=$3 fcdir=$(realpath "$4") kernel=$5
+source "$(dirname "$0")/common.sh"
+ip link set lo up
+cat >> "$work/node.toml" <<TOML
+[firecracker]
+binary = "$fcdir/bin/firecracker"
+jailer = "$fcdir/bin/jailer"
+[nix]
+substituters = []
+TOML
+flake=$work/flake
+mkdir -p "$flake/tools"
+cp fixtures/flake/flake.nix "$flake/"
+cp /bin/busybox "$flake/tools/busybox"
+cp "$kernel" "$flake/vmlinux"
+tenant() {
+  printf '{"tenants": [{"tenant_id": "va", "flake_ref": "path:%s", "profile": "minimal", "vcpus": %d, "mem_mib": 256, "state": "running", "data_mib": 8}]}\n' "$flake" "$1" > "$work/d$1.json"
+}
+tenant 1; tenant 2
+echo '{"tenants": []}' > "$work/none.json"
+# Running Firecrackers (an exited one may linger as a zombie where init
+# does not reap promptly).
+fcs() {
+  ps -eo pid=,stat=,args= | awk '$2 !~ /^Z/ && $3 == "/firecracker" {
+    for (i = 4; i < NF; i++) if ($i == "--id" && $(i + 1) == "va") print $1 }'
+}
+
+m agent reconcile --desired "$work/d1.json" > "$work/out1" 2>&1 || { cat "$work/out1"; fail "first reconcile"; }
+pid=$(fcs)
+[ "$(echo "$pid" | wc -w)" = 1 ] || fail "expected one Firecracker, found: $pid"
+uid=$(grep -o '"uid": [0-9]*' "$state/tenants/va/tenant.json" | grep -o '[0-9]*')
+grep -q "^Uid:	$uid	" "/proc/$pid/status" || fail "Firecracker does not run as the tenant's uid $uid"
+grep -q "^0::/$parent/va$" "/proc/$pid/cgroup" || fail "Firecracker is not in the tenant cgroup: $(cat /proc/$pid/cgroup)"
+sock=$state/tenants/va/jail/firecracker/va/root/run/firecracker.socket
+python3 - "$sock" <<'PY' || fail "the API does not answer"
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.settimeout(2); s.connect(sys.argv[1])
+s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+assert b'"id":"va"' in s.recv(4096)
+PY
+grep -q '"resource":"tenant.va.vm","result":"ok"' "$state/tenants/va/audit.log" || fail "no audit record of the VM"
+grep -q " $state/tenants/va/jail/firecracker/va/root/secrets.img " /proc/self/mountinfo || fail "the secrets image is not bound into the jail"
+echo "ok: Firecracker runs as the tenant in its cgroup, jailed, answering its API"
+
+m agent reconcile --desired "$work/d1.json" > "$work/out2" 2>&1
+grep -q "No changes." "$work/out2" || { cat "$work/out2"; fail "second reconcile was not a no-op"; }
+[ "$(fcs)" = "$pid" ] || fail "the VM changed on a no-op run"
+echo "ok: second reconcile is a no-op"
+
+m agent reconcile --desired "$work/d2.json" > "$work/out3" 2>&1 || { cat "$work/out3"; fail "vcpus change"; }
+grep -q "tenant.va.vm must be replaced" "$work/out3" || { cat "$work/out3"; fail "a vcpus change did not replace the VM"; }
+new=$(fcs)
+[ "$(echo "$new" | wc -w)" = 1 ] && [ "$new" != "$pid" ] || { tail -30 "$work/out3"; fail "after a vcpus change: old $pid, now: $new"; }
+grep -q '"vcpu_count": 2' "$state/tenants/va/jail/firecracker/va/root/vm.json" || fail "the new VM's config is not the planned one"
+echo "ok: a vcpus change restarts exactly that VM"
+
+m agent reconcile --desired "$work/none.json" --prune > "$work/out4" 2>&1 || { cat "$work/out4"; fail "prune"; }
+[ -z "$(fcs)" ] || fail "Firecracker left running: $(fcs)"
+grep -q " $state/" /proc/self/mountinfo && fail "mounts left: $(grep " $state/" /proc/self/mountinfo)"
+[ -e "$cg/$parent/va" ] && fail "cgroup left"
+ip link show tap-va > /dev/null 2>&1 && fail "tap left"
+[ -e "$state/tenants/va" ] && fail "tenant tree (jail, socket) left"
+echo "ok: prune leaves no process, mount, cgroup, tap, jail or socket"
