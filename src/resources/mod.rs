@@ -256,6 +256,12 @@ pub trait Resource: Sync + 'static {
     fn audit(&self, _a: &Self::Attrs) -> AuditDetails {
         AuditDetails::new()
     }
+    /// What the audit record of a successful create or update carries:
+    /// `audit`, plus what only the host knows once it is done (the VM's
+    /// store paths and pid).
+    fn audit_applied(&self, _ctx: &ApplyCtx, _id: Option<&TenantId>, a: &Self::Attrs) -> AuditDetails {
+        self.audit(a)
+    }
     /// Checks planned attributes with the rules desired.json and node.toml
     /// are held to (what `desired` could have produced on this node), so a
     /// hand-edited saved plan cannot ask a provider for anything the specs
@@ -486,7 +492,7 @@ impl<R: Resource> Kind for R {
         let after: R::Attrs = decode(addr, after)?;
         let prior: Option<R::Attrs> = prior.and_then(|b| decode(addr, b).ok());
         p.apply(ctx, addr.tenant(), prior.as_ref(), &after, docs)?;
-        Ok(self.audit(&after))
+        Ok(self.audit_applied(ctx, addr.tenant(), &after))
     }
     fn delete(
         &self,

@@ -450,6 +450,35 @@ impl Resource for Vm {
         Ok(())
     }
 
+    /// A start's record: what `audit` says, plus the lock, the store paths
+    /// and sha256s of kernel, rootfs and base config, the pid, and the cgroup
+    /// limits the VM runs under.
+    fn audit_applied(&self, ctx: &ApplyCtx, id: Option<&TenantId>, a: &VmAttrs) -> AuditDetails {
+        let mut d = self.audit(a);
+        d.insert("vcpus".into(), a.vcpus.to_string());
+        d.insert("mem_mib".into(), a.mem_mib.to_string());
+        d.insert("seccomp".into(), a.seccomp.clone());
+        d.insert("jailer".into(), a.jailer.to_string());
+        let rec = id.and_then(|id| {
+            let path = ctx.layout.record(id);
+            let bytes = ctx.host.files.read(&path, crate::state::record::RECORD_CAP).ok()??;
+            crate::state::record::parse_record(&path, &bytes, id).ok()
+        });
+        if let Some(rec) = rec {
+            if let Some(art) = &rec.artifact {
+                d.insert("lock".into(), art.lock.clone());
+                for f in &art.files {
+                    d.insert(format!("{}_store_path", f.name), f.store_path.clone());
+                    d.insert(format!("{}_sha256", f.name), f.sha256.clone());
+                }
+            }
+            if let Some(vm) = &rec.vm {
+                d.insert("pid".into(), vm.pid.to_string());
+            }
+        }
+        d
+    }
+
     fn audit(&self, a: &VmAttrs) -> AuditDetails {
         let mut d: AuditDetails = [
             ("flake_ref".to_string(), a.flake_ref.clone()),

@@ -48,7 +48,10 @@ s = socket.socket(socket.AF_UNIX); s.settimeout(2); s.connect(sys.argv[1])
 s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 assert b'"id":"va"' in s.recv(4096)
 PY
-grep -q '"resource":"tenant.va.vm","result":"ok"' "$state/tenants/va/audit.log" || fail "no audit record of the VM"
+start=$(grep '"resource":"tenant.va.vm","result":"ok"' "$state/tenants/va/audit.log") || fail "no audit record of the VM"
+for field in '"timestamp":' '"tenant_id":"va"' '"node_id":' '"command":' '"flake_ref":"path:' '"lock":"sha256-' '"vmlinux_store_path":"/nix/store/' '"rootfs.ext4_store_path":"/nix/store/' '"config.json_store_path":"/nix/store/' '"vmlinux_sha256":' '"fc_config_sha256":' '"ip":"10.200.0.' '"mac":"02:00:' '"vcpus":"1"' '"mem_mib":"256"' '"pid":'; do
+  grep -qF "$field" <<< "$start" || fail "the start's audit record lacks $field: $start"
+done
 grep -q " $state/tenants/va/jail/firecracker/va/root/secrets.img " /proc/self/mountinfo || fail "the secrets image is not bound into the jail"
 echo "ok: Firecracker runs as the tenant in its cgroup, jailed, answering its API"
 
