@@ -432,10 +432,17 @@ impl Cgroups for LinuxHost {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(HostError::new("remove cgroup", &dir, e)),
         };
-        match nix::unistd::unlinkat(&parent, name, UnlinkatFlags::RemoveDir) {
-            Ok(()) | Err(Errno::ENOENT | Errno::ENOTEMPTY | Errno::EBUSY) => Ok(()),
-            Err(e) => Err(HostError::new("remove cgroup", &dir, e)),
+        // A child removed a moment ago is taken offline asynchronously:
+        // until then the parent is busy. A child still there (another
+        // tenant's) leaves it in use.
+        for _ in 0..40 {
+            match nix::unistd::unlinkat(&parent, name, UnlinkatFlags::RemoveDir) {
+                Ok(()) | Err(Errno::ENOENT | Errno::ENOTEMPTY) => return Ok(()),
+                Err(Errno::EBUSY) => std::thread::sleep(Duration::from_millis(25)),
+                Err(e) => return Err(HostError::new("remove cgroup", &dir, e)),
+            }
         }
+        Ok(())
     }
 }
 

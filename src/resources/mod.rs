@@ -259,7 +259,12 @@ pub trait Resource: Sync + 'static {
     /// What the audit record of a successful create or update carries:
     /// `audit`, plus what only the host knows once it is done (the VM's
     /// store paths and pid).
-    fn audit_applied(&self, _ctx: &ApplyCtx, _id: Option<&TenantId>, a: &Self::Attrs) -> AuditDetails {
+    fn audit_applied(
+        &self,
+        _ctx: &ApplyCtx,
+        _id: Option<&TenantId>,
+        a: &Self::Attrs,
+    ) -> AuditDetails {
         self.audit(a)
     }
     /// Checks planned attributes with the rules desired.json and node.toml

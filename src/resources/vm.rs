@@ -461,7 +461,11 @@ impl Resource for Vm {
         d.insert("jailer".into(), a.jailer.to_string());
         let rec = id.and_then(|id| {
             let path = ctx.layout.record(id);
-            let bytes = ctx.host.files.read(&path, crate::state::record::RECORD_CAP).ok()??;
+            let bytes = ctx
+                .host
+                .files
+                .read(&path, crate::state::record::RECORD_CAP)
+                .ok()??;
             crate::state::record::parse_record(&path, &bytes, id).ok()
         });
         if let Some(rec) = rec {
