@@ -174,3 +174,44 @@ fn reconcile_runs_a_tenant_end_to_end() {
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert_eq!(stdout.matches("ok: ").count(), 4, "{stdout}");
 }
+
+/// 20 kills of mvm at random points of reconciles that start and stop
+/// VMs (`tests/host/vmcrash.sh`): each followed by a converging run with
+/// exactly one Firecracker per running tenant.
+#[test]
+fn killed_reconciles_never_leave_two_vms_or_none() {
+    if let Some(why) = missing() {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    if !Path::new("/usr/bin/nix").exists() || !Path::new("/bin/busybox").exists() {
+        eprintln!("SKIPPED: needs nix-bin and busybox-static");
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let parent = format!("mvm-test-vmcrash-{}", std::process::id());
+    let _guards: Vec<Cleanup> = ["c0", "c1", "c2"]
+        .iter()
+        .map(|t| Cleanup(cgroup2().join(&parent).join(t)))
+        .collect();
+    let out = std::process::Command::new("unshare")
+        .args(["--net", "--mount", "--", "bash", "tests/host/vmcrash.sh"])
+        .arg(env!("CARGO_BIN_EXE_mvm"))
+        .arg(work.path())
+        .arg(&parent)
+        .arg(firecracker_dir())
+        .arg(kernel())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(
+        stdout.matches("converged after kill").count(),
+        20,
+        "{stdout}"
+    );
+    assert!(stdout.contains("ok: nothing leaked"), "{stdout}");
+}

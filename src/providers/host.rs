@@ -188,7 +188,13 @@ pub trait Vms: Send + Sync {
     fn launch(&self, l: &super::vmm::Launch) -> HostResult<super::vmm::Running>;
     /// Stops the VM `r` if that process still runs as `uid`: SendCtrlAltDel,
     /// a bounded wait, SIGKILL.
-    fn stop(&self, r: super::vmm::Running, uid: u32, api_sock: &Path) -> HostResult;
+    fn stop(
+        &self,
+        r: super::vmm::Running,
+        uid: u32,
+        api_sock: &Path,
+        grace: std::time::Duration,
+    ) -> HostResult;
     /// `pid` as a VM of tenant `id` running as `uid`, if it is one.
     fn identify(&self, pid: u32, uid: u32, id: &str) -> Option<super::vmm::Running>;
 }

@@ -850,8 +850,14 @@ impl Vms for LinuxHost {
         super::vmm::launch(l, Duration::from_secs(10))
             .map_err(|e| HostError::new("launch the VM of", Path::new(&l.id), e))
     }
-    fn stop(&self, r: super::vmm::Running, uid: u32, api_sock: &Path) -> HostResult {
-        super::vmm::stop(r, uid, api_sock, Duration::from_secs(5))
+    fn stop(
+        &self,
+        r: super::vmm::Running,
+        uid: u32,
+        api_sock: &Path,
+        grace: Duration,
+    ) -> HostResult {
+        super::vmm::stop(r, uid, api_sock, grace)
             .map_err(|e| HostError::new("stop process", Path::new(&r.pid.to_string()), e))
     }
     fn identify(&self, pid: u32, uid: u32, id: &str) -> Option<super::vmm::Running> {

@@ -507,7 +507,7 @@ impl Vms for RecordingHost {
             })
         })
     }
-    fn stop(&self, r: super::vmm::Running, _: u32, _: &Path) -> HostResult {
+    fn stop(&self, r: super::vmm::Running, _: u32, _: &Path, _: Duration) -> HostResult {
         self.record(Call::Stop(PathBuf::from(r.pid.to_string())), |_| Ok(()))
     }
     fn identify(&self, _: u32, _: u32, _: &str) -> Option<super::vmm::Running> {

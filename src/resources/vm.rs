@@ -659,7 +659,8 @@ impl Provider<VmAttrs> for Vm {
                 start_time: v.start_time,
             });
             if let Some(r) = recorded.or_else(|| ctx.host.vms.identify(pid, rec.uid, id.as_str())) {
-                ctx.host.vms.stop(r, rec.uid, &layout.api_socket)?;
+                let grace = std::time::Duration::from_secs(ctx.node.firecracker.stop_timeout_secs);
+                ctx.host.vms.stop(r, rec.uid, &layout.api_socket, grace)?;
             }
         }
         super::jail::clear(ctx, id)?;

@@ -62,6 +62,8 @@ pub struct FirecrackerConfig {
     pub binary: PathBuf,
     pub jailer: PathBuf,
     pub strict_seccomp_filter: PathBuf,
+    /// How long a stopping guest gets after Ctrl-Alt-Del before SIGKILL.
+    pub stop_timeout_secs: u64,
 }
 
 /// How tenant artifacts are built.
@@ -326,17 +328,24 @@ pub fn from_tree(tree: &Value, p: &mut Problems) -> Option<NodeConfig> {
     let firecracker = section(
         &top,
         "firecracker",
-        &["binary", "jailer", "strict_seccomp_filter"],
+        &[
+            "binary",
+            "jailer",
+            "strict_seccomp_filter",
+            "stop_timeout_secs",
+        ],
         p,
     )
     .and_then(|f| {
         let binary = abs_path(&f, "binary", p);
         let jailer = abs_path(&f, "jailer", p);
         let strict = abs_path(&f, "strict_seccomp_filter", p);
+        let stop = f.req_int("stop_timeout_secs", 0, 300, p);
         Some(FirecrackerConfig {
             binary: binary?,
             jailer: jailer?,
             strict_seccomp_filter: strict?,
+            stop_timeout_secs: stop?,
         })
     });
 

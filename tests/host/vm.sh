@@ -10,19 +10,7 @@
 set -euo pipefail
 mvm=$1 work=$2 parent=$3 fcdir=$(realpath "$4") kernel=$5
 source "$(dirname "$0")/common.sh"
-ip link set lo up
-cat >> "$work/node.toml" <<TOML
-[firecracker]
-binary = "$fcdir/bin/firecracker"
-jailer = "$fcdir/bin/jailer"
-[nix]
-substituters = []
-TOML
-flake=$work/flake
-mkdir -p "$flake/tools"
-cp fixtures/flake/flake.nix "$flake/"
-cp /bin/busybox "$flake/tools/busybox"
-cp "$kernel" "$flake/vmlinux"
+source "$(dirname "$0")/vmcommon.sh"
 tenant() {
   printf '{"tenants": [{"tenant_id": "va", "flake_ref": "path:%s", "profile": "minimal", "vcpus": %d, "mem_mib": 256, "state": "running", "data_mib": 8}]}\n' "$flake" "$1" > "$work/d$1.json"
 }
