@@ -206,6 +206,12 @@ pub trait Firewall: Send + Sync {
     fn nft_apply(&self, commands: &serde_json::Value) -> HostResult;
 }
 
+/// Who this host is, for audit records.
+pub trait Identity: Send + Sync {
+    /// The host name (`/proc/sys/kernel/hostname`).
+    fn hostname(&self) -> String;
+}
+
 /// The wall clock, for audit timestamps and archive names.
 pub trait Clock: Send + Sync {
     fn now(&self) -> jiff::Timestamp;
@@ -221,6 +227,7 @@ pub struct Host {
     pub firewall: Arc<dyn Firewall>,
     pub builds: Arc<dyn Builds>,
     pub vms: Arc<dyn Vms>,
+    pub identity: Arc<dyn Identity>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -236,6 +243,7 @@ impl Host {
             firewall: h.clone(),
             builds: h.clone(),
             vms: h.clone(),
+            identity: h.clone(),
             clock: h,
         }
     }
@@ -250,6 +258,7 @@ impl Host {
             firewall: rec.clone(),
             builds: rec.clone(),
             vms: rec.clone(),
+            identity: rec.clone(),
             clock: rec,
         }
     }

@@ -21,8 +21,8 @@ use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown};
 
 use super::beneath::{self, Tree};
 use super::host::{
-    Builds, Cgroups, Clock, Files, Firewall, HostError, HostResult, Links, Mounts, TapSpec,
-    TmpfsOptions, Vms,
+    Builds, Cgroups, Clock, Files, Firewall, HostError, HostResult, Identity, Links, Mounts,
+    TapSpec, TmpfsOptions, Vms,
 };
 use super::netlink;
 use std::os::unix::fs::OpenOptionsExt;
@@ -869,6 +869,14 @@ impl Firewall for LinuxHost {
     fn nft_apply(&self, commands: &serde_json::Value) -> HostResult {
         super::nft::apply("nft", commands)
             .map_err(|e| HostError::other("apply", Path::new("the nftables transaction"), e))
+    }
+}
+
+impl Identity for LinuxHost {
+    fn hostname(&self) -> String {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
     }
 }
 

@@ -12,8 +12,8 @@
 //! it measures how many ran at once.
 
 use super::host::{
-    Builds, Cgroups, Clock, Files, Firewall, HostError, HostResult, Links, Mounts, TapSpec,
-    TmpfsOptions, Vms,
+    Builds, Cgroups, Clock, Files, Firewall, HostError, HostResult, Identity, Links, Mounts,
+    TapSpec, TmpfsOptions, Vms,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -686,6 +686,12 @@ impl Firewall for RecordingHost {
             commands: n,
         };
         self.record(call, |_| Ok(()))
+    }
+}
+
+impl Identity for RecordingHost {
+    fn hostname(&self) -> String {
+        "recording-host".into()
     }
 }
 

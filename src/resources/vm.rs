@@ -365,12 +365,6 @@ impl Resource for Vm {
                 ctx.node.firecracker.strict_seccomp_filter.display()
             ));
         }
-        if ctx.node.tenants.revision_history != crate::spec::node::DEFAULT_REVISION_HISTORY {
-            w.push(format!(
-                "tenants.revision_history = {} has no effect yet: this mvm build keeps no revision history",
-                ctx.node.tenants.revision_history
-            ));
-        }
         w
     }
 
@@ -459,6 +453,11 @@ impl Resource for Vm {
         d.insert("mem_mib".into(), a.mem_mib.to_string());
         d.insert("seccomp".into(), a.seccomp.clone());
         d.insert("jailer".into(), a.jailer.to_string());
+        let host = ctx.host.identity.hostname();
+        if let Some(instance) = host.strip_prefix("lima-") {
+            d.insert("lima_instance".into(), instance.to_string());
+        }
+        d.insert("hostname".into(), host);
         let rec = id.and_then(|id| {
             let path = ctx.layout.record(id);
             let bytes = ctx
@@ -496,6 +495,46 @@ impl Resource for Vm {
         }
         d
     }
+}
+
+/// Appends this start to the tenant's `revisions.json`, keeping the
+/// newest `tenants.revision_history`. A history that cannot be read is
+/// an error, never reset.
+fn record_revision(
+    ctx: &ApplyCtx,
+    id: &TenantId,
+    artifact: &crate::state::ArtifactRecord,
+    after: &VmAttrs,
+) -> HostResult {
+    use crate::state::record::{REVISIONS_CAP, Revision};
+    let path = ctx.layout.revisions(id);
+    let mut list: Vec<Revision> = match ctx.host.files.read(&path, REVISIONS_CAP)? {
+        Some(b) => crate::spec::json::from_slice(&b)
+            .map_err(|e| HostError::other("read", &path, format!("not a revision history: {e}")))?,
+        None => Vec::new(),
+    };
+    list.push(Revision {
+        started_at: ctx
+            .host
+            .clock
+            .now()
+            .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+            .to_string(),
+        flake_ref: artifact.flake_ref.clone(),
+        lock: artifact.lock.clone(),
+        profile: artifact.profile.clone(),
+        files: artifact.files.clone(),
+        fc_config_sha256: after.fc_config_sha256.clone(),
+        seccomp: after.seccomp.clone(),
+        jailer: after.jailer,
+    });
+    let keep = ctx.node.tenants.revision_history as usize;
+    if list.len() > keep {
+        list.drain(..list.len() - keep);
+    }
+    let mut text = serde_json::to_vec_pretty(&list).expect("revisions serialize");
+    text.push(b'\n');
+    ctx.host.files.write_file(&path, &text, 0o600)
 }
 
 /// Size of the (empty) secrets image a tenant without secrets gets.
@@ -633,7 +672,8 @@ impl Provider<VmAttrs> for Vm {
             pid: running.pid,
             start_time: running.start_time,
         };
-        super::update_record(ctx, id, |r| r.vm = Some(vm))
+        super::update_record(ctx, id, |r| r.vm = Some(vm))?;
+        record_revision(ctx, id, artifact, after)
     }
 
     /// Stops the VM — the recorded process, or one of this tenant's that

@@ -121,6 +121,24 @@ pub struct VmRecord {
     pub start_time: u64,
 }
 
+/// One successful VM start, as `revisions.json` keeps it (newest last,
+/// at most `tenants.revision_history`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Revision {
+    pub started_at: String,
+    pub flake_ref: String,
+    pub lock: String,
+    pub profile: String,
+    pub files: Vec<ArtifactFile>,
+    pub fc_config_sha256: String,
+    pub seccomp: String,
+    pub jailer: bool,
+}
+
+/// The cap of `revisions.json`.
+pub const REVISIONS_CAP: u64 = 4 << 20;
+
 impl TenantRecord {
     /// The record once the tenant's identity is written: a prior record
     /// keeps what other resources recorded in it (artifact, jail, VM);

@@ -53,7 +53,9 @@ grep -q "tenant.va.vm must be replaced" "$work/out3" || { cat "$work/out3"; fail
 new=$(fcs)
 [ "$(echo "$new" | wc -w)" = 1 ] && [ "$new" != "$pid" ] || { tail -30 "$work/out3"; fail "after a vcpus change: old $pid, now: $new"; }
 grep -q '"vcpu_count": 2' "$state/tenants/va/jail/firecracker/va/root/vm.json" || fail "the new VM's config is not the planned one"
-echo "ok: a vcpus change restarts exactly that VM"
+[ "$(grep -c '"fc_config_sha256"' "$state/tenants/va/revisions.json")" = 2 ] || fail "revisions.json does not hold both starts"
+grep -q '"hostname":' <<< "$start" || fail "the start's audit record lacks the host name"
+echo "ok: a vcpus change restarts exactly that VM; both starts are in revisions.json"
 
 m agent reconcile --desired "$work/none.json" --prune > "$work/out4" 2>&1 || { cat "$work/out4"; fail "prune"; }
 [ -z "$(fcs)" ] || fail "Firecracker left running: $(fcs)"
