@@ -102,6 +102,7 @@ fn a_jailed_firecracker_runs_as_the_tenant_in_its_cgroup_and_stops() {
         seccomp_filter: Some("/filter.bpf".into()),
         api_sock_host: root.join("run/firecracker.socket"),
         log: Some(dir.path().join("vm.log")),
+        cgroup_procs: None,
     };
     // Whatever happens below, nothing of the VM outlives the test.
     let _guard = Cleanup(cg.clone());
@@ -172,7 +173,7 @@ fn reconcile_runs_a_tenant_end_to_end() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert_eq!(stdout.matches("ok: ").count(), 4, "{stdout}");
+    assert_eq!(stdout.matches("ok: ").count(), 5, "{stdout}");
 }
 
 /// 20 kills of mvm at random points of reconciles that start and stop

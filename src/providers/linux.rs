@@ -655,9 +655,22 @@ impl Mounts for LinuxHost {
         // very directory entry goes: the path is anchored at the verified
         // parent's fd, and UMOUNT_NOFOLLOW refuses a link in its place.
         let at = PathBuf::from(format!("/proc/self/fd/{}", parent.as_raw_fd())).join(os(name));
+        // A process that was just killed may hold it open a moment longer
+        // while the kernel tears it down: wait for that, then detach.
+        let mut busy = 0;
         while mounted_on(&parent, name) {
-            umount2(&at, MntFlags::UMOUNT_NOFOLLOW)
-                .map_err(|e| HostError::new("unmount", target, e))?;
+            match umount2(&at, MntFlags::UMOUNT_NOFOLLOW) {
+                Ok(()) => {}
+                Err(Errno::EBUSY) if busy < 40 => {
+                    busy += 1;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(Errno::EBUSY) => {
+                    umount2(&at, MntFlags::UMOUNT_NOFOLLOW | MntFlags::MNT_DETACH)
+                        .map_err(|e| HostError::new("detach", target, e))?;
+                }
+                Err(e) => return Err(HostError::new("unmount", target, e)),
+            }
         }
         Ok(())
     }

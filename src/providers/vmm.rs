@@ -32,6 +32,9 @@ pub struct Launch {
     pub api_sock_host: PathBuf,
     /// Where the jailer's and Firecracker's own output goes (appended).
     pub log: Option<PathBuf>,
+    /// Without the jailer: the cgroup (its `cgroup.procs`) mvm moves the
+    /// process into.
+    pub cgroup_procs: Option<PathBuf>,
 }
 
 /// A launched process: its pid and start time (`/proc/<pid>/stat` field 22).
@@ -83,7 +86,13 @@ pub fn firecracker_args(l: &Launch) -> Vec<String> {
 pub fn launch(l: &Launch, wait: Duration) -> io::Result<Running> {
     let (program, args) = match &l.jailer {
         Some(j) => (j.clone(), jailer_args(l)),
-        None => (l.firecracker.clone(), firecracker_args(l)),
+        // The jailer passes `--id` on; without it, mvm does, so the probe
+        // knows whose VM this is.
+        None => {
+            let mut a = vec!["--id".to_string(), l.id.clone()];
+            a.extend(firecracker_args(l));
+            (l.firecracker.clone(), a)
+        }
     };
     let output = |p: &PathBuf| -> io::Result<Stdio> {
         use std::os::unix::fs::OpenOptionsExt;
@@ -113,6 +122,22 @@ pub fn launch(l: &Launch, wait: Duration) -> io::Result<Running> {
     }
     let mut child = cmd.spawn()?;
     let pid = child.id();
+    if let Some(procs) = &l.cgroup_procs {
+        use std::os::unix::fs::OpenOptionsExt;
+        let placed = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+            .open(procs)
+            .and_then(|mut f| f.write_all(format!("{pid}\n").as_bytes()));
+        if let Err(e) = placed {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io::Error::other(format!(
+                "cannot place it in its cgroup ({}): {e}",
+                procs.display()
+            )));
+        }
+    }
     let start_time = start_time(pid).ok_or_else(|| io::Error::other("the VM exited at once"))?;
     let deadline = Instant::now() + wait;
     loop {
@@ -335,6 +360,7 @@ mod tests {
             seccomp_filter: Some("/filter.bpf".into()),
             api_sock_host: "/x".into(),
             log: None,
+            cgroup_procs: None,
         };
         let a = jailer_args(&l).join(" ");
         assert!(

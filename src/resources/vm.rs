@@ -123,7 +123,25 @@ pub struct Metrics {
     pub metrics_path: String,
 }
 
-pub fn fc_config(node: &NodeConfig, spec: &TenantSpec, ip: Ipv4Addr, mac: MacAddr) -> FcConfig {
+/// The Firecracker config of a tenant. Paths are relative to the jail's
+/// root (`/vmlinux`); without a jailer (`jailed` false) Firecracker runs
+/// unchrooted, so they are that root's host paths instead.
+pub fn fc_config(
+    node: &NodeConfig,
+    spec: &TenantSpec,
+    ip: Ipv4Addr,
+    mac: MacAddr,
+    jailed: bool,
+) -> FcConfig {
+    let root = if jailed {
+        String::new()
+    } else {
+        JailLayout::new(&node.state_dir, &node.firecracker.binary, &spec.tenant_id)
+            .root
+            .display()
+            .to_string()
+    };
+    let at = |p: &str| format!("{root}{p}");
     let b = &node.bridge;
     let dns = b.dns.first().map(|d| d.to_string()).unwrap_or_default();
     let boot_args = format!(
@@ -135,27 +153,27 @@ pub fn fc_config(node: &NodeConfig, spec: &TenantSpec, ip: Ipv4Addr, mac: MacAdd
     );
     let mut drives = vec![Drive {
         drive_id: "rootfs".into(),
-        path_on_host: "/rootfs.ext4".into(),
+        path_on_host: at("/rootfs.ext4"),
         is_root_device: true,
         is_read_only: true,
     }];
     if spec.data_mib.is_some() {
         drives.push(Drive {
             drive_id: "data".into(),
-            path_on_host: "/data.ext4".into(),
+            path_on_host: at("/data.ext4"),
             is_root_device: false,
             is_read_only: false,
         });
     }
     drives.push(Drive {
         drive_id: "secrets".into(),
-        path_on_host: "/secrets.img".into(),
+        path_on_host: at("/secrets.img"),
         is_root_device: false,
         is_read_only: true,
     });
     FcConfig {
         boot_source: BootSource {
-            kernel_image_path: "/vmlinux".into(),
+            kernel_image_path: at("/vmlinux"),
             boot_args,
         },
         drives,
@@ -171,11 +189,11 @@ pub fn fc_config(node: &NodeConfig, spec: &TenantSpec, ip: Ipv4Addr, mac: MacAdd
             guest_mac: mac.to_string(),
         }],
         logger: Logger {
-            log_path: "/fc.log".into(),
+            log_path: at("/fc.log"),
             level: "Info".into(),
         },
         metrics: Metrics {
-            metrics_path: "/fc.metrics".into(),
+            metrics_path: at("/fc.metrics"),
         },
     }
 }
@@ -263,7 +281,13 @@ impl Resource for Vm {
         d.set("jailer", ctx.observed.binaries.jailer);
         d.set(
             "fc_config_sha256",
-            config_sha256(&fc_config(ctx.node, &t.spec, t.ip, t.mac)),
+            config_sha256(&fc_config(
+                ctx.node,
+                &t.spec,
+                t.ip,
+                t.mac,
+                ctx.observed.binaries.jailer,
+            )),
         );
         d.unknown("pid");
         Some(d)
@@ -317,7 +341,10 @@ impl Resource for Vm {
     ) -> Documents {
         let change = DocumentChange {
             before: at.and_then(observed_config).cloned(),
-            after: want.map(|t| config_value(&fc_config(ctx.node, &t.spec, t.ip, t.mac))),
+            after: want.map(|t| {
+                let jailed = ctx.observed.binaries.jailer;
+                config_value(&fc_config(ctx.node, &t.spec, t.ip, t.mac, jailed))
+            }),
         };
         [(CONFIG_DOC.to_string(), change)].into()
     }
@@ -326,12 +353,6 @@ impl Resource for Vm {
         let fc = &ctx.node.firecracker;
         if !ctx.observed.binaries.firecracker {
             return Some(format!("no Firecracker binary at {}", fc.binary.display()));
-        }
-        if !ctx.observed.binaries.jailer {
-            return Some(format!(
-                "no jailer at {}: this mvm build launches Firecracker only through the jailer (chroot, uid/gid drop, cgroup)",
-                fc.jailer.display()
-            ));
         }
         None
     }
@@ -344,7 +365,7 @@ impl Resource for Vm {
             .any(|t| t.spec.state == RunState::Running);
         if running && !ctx.observed.binaries.jailer {
             w.push(format!(
-                "no jailer at {}: VMs cannot be started on this node",
+                "no jailer at {}: VMs will run Firecracker directly, as root, without its chroot or uid/gid drop (mvm still places them in their cgroups)",
                 ctx.node.firecracker.jailer.display()
             ));
         }
@@ -433,7 +454,6 @@ impl Resource for Vm {
             && a.data_mib
                 .is_none_or(|d| (1..=DATA_MIB_MAX).contains(&u64::from(d)))
             && a.state == "running"
-            && a.jailer
             && a.fc_config_sha256.len() == 64
             && a.fc_config_sha256.bytes().all(|b| b.is_ascii_hexdigit());
         if !ok {
@@ -641,17 +661,39 @@ impl Provider<VmAttrs> for Vm {
         ctx.host
             .files
             .write_file(&layout.root.join("vm.json"), &text, 0o644)?;
+        let jailed = after.jailer;
+        if !jailed {
+            // No jailer to make these: the socket's directory.
+            ctx.host
+                .files
+                .ensure_dir(ctx.layout.root(), &rel_root.join("run"), 0o700, 0, 0)?;
+        }
+        let in_jail = |p: &str| {
+            if jailed {
+                p.to_string()
+            } else {
+                format!("{}{p}", layout.root.display())
+            }
+        };
         let launch = Launch {
-            jailer: Some(fc.jailer.clone()),
+            jailer: jailed.then(|| fc.jailer.clone()),
             firecracker: fc.binary.clone(),
             id: id.to_string(),
             uid: rec.uid,
             gid: rec.gid,
             chroot_base: layout.chroot_base.clone(),
             parent_cgroup: format!("{}/{id}", ctx.node.cgroup.parent),
-            api_sock: format!("/{API_SOCKET_IN_JAIL}"),
-            config_file: "/vm.json".into(),
-            seccomp_filter,
+            api_sock: in_jail(&format!("/{API_SOCKET_IN_JAIL}")),
+            config_file: in_jail("/vm.json"),
+            seccomp_filter: seccomp_filter.map(|f| in_jail(&f)),
+            cgroup_procs: (!jailed)
+                .then(|| ctx.cgroup_mount.clone())
+                .flatten()
+                .map(|m| {
+                    m.join(&ctx.node.cgroup.parent)
+                        .join(id.as_str())
+                        .join("cgroup.procs")
+                }),
             api_sock_host: layout.api_socket.clone(),
             log: Some(ctx.layout.tenant_dir(id).join("logs").join("vm.log")),
         };
@@ -666,7 +708,7 @@ impl Provider<VmAttrs> for Vm {
             ip: after.ip,
             mac: after.mac,
             seccomp: after.seccomp.clone(),
-            jailer: true,
+            jailer: jailed,
             fc_config: config,
             fc_config_sha256: after.fc_config_sha256.clone(),
             pid: running.pid,
@@ -698,9 +740,15 @@ impl Provider<VmAttrs> for Vm {
                 pid,
                 start_time: v.start_time,
             });
-            if let Some(r) = recorded.or_else(|| ctx.host.vms.identify(pid, rec.uid, id.as_str())) {
+            // Without the jailer, Firecracker ran as root.
+            let uid = if prior.is_some_and(|p| !p.jailer) {
+                0
+            } else {
+                rec.uid
+            };
+            if let Some(r) = recorded.or_else(|| ctx.host.vms.identify(pid, uid, id.as_str())) {
                 let grace = std::time::Duration::from_secs(ctx.node.firecracker.stop_timeout_secs);
-                ctx.host.vms.stop(r, rec.uid, &layout.api_socket, grace)?;
+                ctx.host.vms.stop(r, uid, &layout.api_socket, grace)?;
             }
         }
         super::jail::clear(ctx, id)?;

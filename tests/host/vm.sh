@@ -64,3 +64,18 @@ grep -q " $state/" /proc/self/mountinfo && fail "mounts left: $(grep " $state/" 
 ip link show tap-va > /dev/null 2>&1 && fail "tap left"
 [ -e "$state/tenants/va" ] && fail "tenant tree (jail, socket) left"
 echo "ok: prune leaves no process, mount, cgroup, tap, jail or socket"
+
+# Without a jailer: Firecracker runs directly (as root, no chroot), still
+# in the tenant's cgroup, and the plan and the audit record say so.
+sed "s|^jailer = .*|jailer = \"$work/no-such-jailer\"|" "$work/node.toml" > "$work/nojailer.toml"
+printf '{"tenants": [{"tenant_id": "vb", "flake_ref": "path:%s", "profile": "minimal", "vcpus": 1, "mem_mib": 128, "state": "running"}]}\n' "$flake" > "$work/vb.json"
+n() { "$mvm" --config "$work/nojailer.toml" "$@"; }
+n agent reconcile --desired "$work/vb.json" > "$work/out5" 2>&1 || { cat "$work/out5"; fail "reconcile without a jailer"; }
+grep -q "VMs will run Firecracker directly, as root" "$work/out5" || { cat "$work/out5"; fail "the plan does not warn about the missing jailer"; }
+vb=$(ps -eo pid=,stat=,args= | awk '$2 !~ /^Z/ && $3 ~ /firecracker$/ { for (i = 4; i < NF; i++) if ($i == "--api-sock" && index($(i + 1), "/vb/")) print $1 }')
+[ "$(echo "$vb" | wc -w)" = 1 ] || fail "expected one direct Firecracker for vb, found: $vb"
+grep -q "^0::/$parent/vb$" "/proc/$vb/cgroup" || fail "the direct Firecracker is not in the tenant cgroup: $(cat /proc/$vb/cgroup)"
+grep -q '"resource":"tenant.vb.vm","result":"ok".*"jailer":"false"' "$state/tenants/vb/audit.log" || fail "the audit record does not say jailer false"
+n agent reconcile --desired "$work/none.json" --prune > "$work/out6" 2>&1 || { cat "$work/out6"; fail "prune without a jailer"; }
+kill -0 "$vb" 2>/dev/null && ! grep -q '^State:	Z' "/proc/$vb/status" && fail "the direct Firecracker survived the prune"
+echo "ok: without a jailer Firecracker runs directly, in its cgroup, and plan and audit say so"
