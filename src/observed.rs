@@ -69,6 +69,9 @@ pub struct Binaries {
     /// node.toml's `nix.binary` is installed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub nix: bool,
+    /// node.toml's `firecracker.strict_seccomp_filter` is a readable file.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub strict_seccomp_filter: bool,
     /// The `nixbld` group exists, so local builds run unprivileged.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub nix_build_users: bool,

@@ -51,6 +51,9 @@ pub fn observe_with(node: &NodeConfig, roots: &ProbeRoots) -> Observed {
         firecracker: is_executable(&node.firecracker.binary),
         jailer: is_executable(&node.firecracker.jailer),
         nix: is_executable(&node.nix.binary),
+        strict_seccomp_filter: fs::File::open(&node.firecracker.strict_seccomp_filter)
+            .and_then(|f| f.metadata())
+            .is_ok_and(|m| m.is_file()),
         nix_build_users: fs::read_to_string("/etc/group")
             .is_ok_and(|g| g.lines().any(|l| l.starts_with("nixbld:"))),
     };

@@ -349,10 +349,19 @@ impl Resource for Vm {
         [(CONFIG_DOC.to_string(), change)].into()
     }
 
-    fn blocked(&self, ctx: &Ctx, _: Subject) -> Option<String> {
+    fn blocked(&self, ctx: &Ctx, s: Subject) -> Option<String> {
         let fc = &ctx.node.firecracker;
         if !ctx.observed.binaries.firecracker {
             return Some(format!("no Firecracker binary at {}", fc.binary.display()));
+        }
+        if let Subject::Tenant(t) = s
+            && t.spec.seccomp == SeccompLevel::Strict
+            && !ctx.observed.binaries.strict_seccomp_filter
+        {
+            return Some(format!(
+                "seccomp \"strict\" needs firecracker.strict_seccomp_filter, and {} is missing or unreadable",
+                fc.strict_seccomp_filter.display()
+            ));
         }
         None
     }
@@ -367,23 +376,6 @@ impl Resource for Vm {
             w.push(format!(
                 "no jailer at {}: VMs will run Firecracker directly, as root, without its chroot or uid/gid drop (mvm still places them in their cgroups)",
                 ctx.node.firecracker.jailer.display()
-            ));
-        }
-        // Settings the VM provider will use; until it exists they do
-        // nothing, and the plan says so instead of accepting them silently.
-        let with = |f: fn(&TenantSpec) -> bool| -> Vec<&str> {
-            view.tenants
-                .iter()
-                .filter(|t| f(&t.spec))
-                .map(|t| t.id().as_str())
-                .collect()
-        };
-        let strict = with(|s| s.seccomp == SeccompLevel::Strict);
-        if !strict.is_empty() && !ctx.node.firecracker.strict_seccomp_filter.is_file() {
-            w.push(format!(
-                "seccomp \"strict\" is asked for by {}, but firecracker.strict_seccomp_filter ({}) is not a file: their VMs will fail to start",
-                strict.join(", "),
-                ctx.node.firecracker.strict_seccomp_filter.display()
             ));
         }
         w
@@ -471,6 +463,21 @@ impl Resource for Vm {
         let mut d = self.audit(a);
         d.insert("vcpus".into(), a.vcpus.to_string());
         d.insert("mem_mib".into(), a.mem_mib.to_string());
+        // The cgroup limits it runs under (`security::cgroups`).
+        let mem = u64::from(a.mem_mib);
+        let base = crate::security::cgroups::VMM_OVERHEAD_BASE_MIB;
+        d.insert(
+            "memory_max".into(),
+            ((mem + base + mem.div_ceil(32)) << 20).to_string(),
+        );
+        d.insert(
+            "cpu_max".into(),
+            format!(
+                "{} {}",
+                u64::from(a.vcpus) * crate::security::cgroups::CPU_PERIOD_US,
+                crate::security::cgroups::CPU_PERIOD_US
+            ),
+        );
         d.insert("seccomp".into(), a.seccomp.clone());
         d.insert("jailer".into(), a.jailer.to_string());
         let host = ctx.host.identity.hostname();

@@ -29,6 +29,8 @@ pid=$(fcs)
 uid=$(grep -o '"uid": [0-9]*' "$state/tenants/va/tenant.json" | grep -o '[0-9]*')
 grep -q "^Uid:	$uid	" "/proc/$pid/status" || fail "Firecracker does not run as the tenant's uid $uid"
 grep -q "^0::/$parent/va$" "/proc/$pid/cgroup" || fail "Firecracker is not in the tenant cgroup: $(cat /proc/$pid/cgroup)"
+[ "$(stat -c %i "/proc/$pid/root/vm.json")" = "$(stat -c %i "$state/tenants/va/jail/firecracker/va/root/vm.json")" ] || fail "Firecracker is not chrooted in the tenant's jail"
+[ "$(stat -c %U "/proc/$pid/root/vm.json")" = root ] || fail "the config in the jail is not root's"
 sock=$state/tenants/va/jail/firecracker/va/root/run/firecracker.socket
 python3 - "$sock" <<'PY' || fail "the API does not answer"
 import socket, sys
@@ -37,7 +39,7 @@ s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 assert b'"id":"va"' in s.recv(4096)
 PY
 start=$(grep '"resource":"tenant.va.vm","result":"ok"' "$state/tenants/va/audit.log") || fail "no audit record of the VM"
-for field in '"timestamp":' '"tenant_id":"va"' '"node_id":' '"command":' '"flake_ref":"path:' '"lock":"sha256-' '"vmlinux_store_path":"/nix/store/' '"rootfs.ext4_store_path":"/nix/store/' '"config.json_store_path":"/nix/store/' '"vmlinux_sha256":' '"fc_config_sha256":' '"ip":"10.200.0.' '"mac":"02:00:' '"vcpus":"1"' '"mem_mib":"256"' '"pid":'; do
+for field in '"timestamp":' '"tenant_id":"va"' '"node_id":' '"command":' '"flake_ref":"path:' '"lock":"sha256-' '"vmlinux_store_path":"/nix/store/' '"rootfs.ext4_store_path":"/nix/store/' '"config.json_store_path":"/nix/store/' '"vmlinux_sha256":' '"fc_config_sha256":' '"ip":"10.200.0.' '"mac":"02:00:' '"vcpus":"1"' '"mem_mib":"256"' '"memory_max":"' '"cpu_max":"100000 100000"' '"pid":'; do
   grep -qF "$field" <<< "$start" || fail "the start's audit record lacks $field: $start"
 done
 grep -q " $state/tenants/va/jail/firecracker/va/root/secrets.img " /proc/self/mountinfo || fail "the secrets image is not bound into the jail"
