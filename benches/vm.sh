@@ -27,6 +27,7 @@ allow_missing_controllers = true
 [firecracker]
 binary = "$fcdir/bin/firecracker"
 jailer = "$fcdir/bin/jailer"
+stop_timeout_secs = 5
 [nix]
 substituters = []
 TOML

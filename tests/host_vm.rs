@@ -158,7 +158,10 @@ fn reconcile_runs_a_tenant_end_to_end() {
     }
     let work = tempfile::tempdir().unwrap();
     let parent = format!("mvm-test-e2e-{}", std::process::id());
-    let _guard = Cleanup(cgroup2().join(&parent).join("va"));
+    let _guards = [
+        Cleanup(cgroup2().join(&parent).join("va")),
+        Cleanup(cgroup2().join(&parent).join("vb")),
+    ];
     let out = std::process::Command::new("unshare")
         .args(["--net", "--mount", "--", "bash", "tests/host/vm.sh"])
         .arg(env!("CARGO_BIN_EXE_mvm"))
