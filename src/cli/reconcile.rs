@@ -31,8 +31,20 @@ impl reconcile::Ui for Terminal<'_> {
         );
     }
 
+    /// The plan on stdout; its warnings (a missing jailer, limits not
+    /// enforced, …) also on stderr unless both go to the same terminal, so
+    /// an agent's log of errors has them too.
     fn show_plan(&self, plan: &Plan) {
         output::write_stdout(&crate::plan::render::render(plan, self.settings.colors));
+        let t = self.settings.terminal;
+        if !(t.stdout && t.stderr) && !plan.warnings.is_empty() {
+            let text: String = plan
+                .warnings
+                .iter()
+                .map(|w| format!("warning: {w}\n"))
+                .collect();
+            super::write_all(std::io::stderr().lock(), &text);
+        }
     }
 
     /// On a terminal, asks unless --auto-approve; without one (a node

@@ -72,8 +72,9 @@ echo "ok: prune leaves no process, mount, cgroup, tap, jail or socket"
 sed "s|^jailer = .*|jailer = \"$work/no-such-jailer\"|" "$work/node.toml" > "$work/nojailer.toml"
 printf '{"tenants": [{"tenant_id": "vb", "flake_ref": "path:%s", "profile": "minimal", "vcpus": 1, "mem_mib": 128, "state": "running"}]}\n' "$flake" > "$work/vb.json"
 n() { "$mvm" --config "$work/nojailer.toml" "$@"; }
-n agent reconcile --desired "$work/vb.json" > "$work/out5" 2>&1 || { cat "$work/out5"; fail "reconcile without a jailer"; }
+n agent reconcile --desired "$work/vb.json" > "$work/out5" 2> "$work/err5" || { cat "$work/out5" "$work/err5"; fail "reconcile without a jailer"; }
 grep -q "VMs will run Firecracker directly, as root" "$work/out5" || { cat "$work/out5"; fail "the plan does not warn about the missing jailer"; }
+grep -q "^warning: no jailer at .*VMs will run Firecracker directly" "$work/err5" || { cat "$work/err5"; fail "no warning about the missing jailer on stderr"; }
 vb=$(ps -eo pid=,stat=,args= | awk '$2 !~ /^Z/ && $3 ~ /firecracker$/ { for (i = 4; i < NF; i++) if ($i == "--api-sock" && index($(i + 1), "/vb/")) print $1 }')
 [ "$(echo "$vb" | wc -w)" = 1 ] || fail "expected one direct Firecracker for vb, found: $vb"
 grep -q "^0::/$parent/vb$" "/proc/$vb/cgroup" || fail "the direct Firecracker is not in the tenant cgroup: $(cat /proc/$vb/cgroup)"
