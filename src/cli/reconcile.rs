@@ -37,7 +37,8 @@ impl reconcile::Ui for Terminal<'_> {
     fn show_plan(&self, plan: &Plan) {
         output::write_stdout(&crate::plan::render::render(plan, self.settings.colors));
         let t = self.settings.terminal;
-        if !(t.stdout && t.stderr) && !plan.warnings.is_empty() {
+        let same_terminal = t.stdout && t.stderr;
+        if !same_terminal && !plan.warnings.is_empty() {
             let text: String = plan
                 .warnings
                 .iter()
