@@ -103,6 +103,7 @@ fn a_jailed_firecracker_runs_as_the_tenant_in_its_cgroup_and_stops() {
         api_sock_host: root.join("run/firecracker.socket"),
         log: Some(dir.path().join("vm.log")),
         cgroup_procs: None,
+        max_file_bytes: 1 << 30,
     };
     // Whatever happens below, nothing of the VM outlives the test.
     let _guard = Cleanup(cg.clone());

@@ -35,7 +35,13 @@ pub struct Launch {
     /// Without the jailer: the cgroup (its `cgroup.procs`) mvm moves the
     /// process into.
     pub cgroup_procs: Option<PathBuf>,
+    /// The largest file Firecracker may write (`fsize`): its log, metrics
+    /// and data volume.
+    pub max_file_bytes: u64,
 }
+
+/// Open files a VM may hold (the jailer's `no-file`).
+pub const MAX_OPEN_FILES: u64 = 2048;
 
 /// A launched process: its pid and start time (`/proc/<pid>/stat` field 22).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +67,10 @@ pub fn jailer_args(l: &Launch) -> Vec<String> {
         "2".into(),
         "--parent-cgroup".into(),
         l.parent_cgroup.clone(),
+        "--resource-limit".into(),
+        format!("no-file={MAX_OPEN_FILES}"),
+        "--resource-limit".into(),
+        format!("fsize={}", l.max_file_bytes),
         "--".into(),
     ];
     a.extend(firecracker_args(l));
@@ -361,6 +371,7 @@ mod tests {
             api_sock_host: "/x".into(),
             log: None,
             cgroup_procs: None,
+            max_file_bytes: 1 << 30,
         };
         let a = jailer_args(&l).join(" ");
         assert!(
@@ -368,6 +379,10 @@ mod tests {
             "{a}"
         );
         assert!(a.contains("--uid 100000 --gid 100000"), "{a}");
+        assert!(
+            a.contains("--resource-limit no-file=2048 --resource-limit fsize=1073741824"),
+            "{a}"
+        );
         assert!(a.ends_with("--seccomp-filter /filter.bpf"), "{a}");
         assert!(!a.contains("no-seccomp"));
     }

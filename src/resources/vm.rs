@@ -703,6 +703,9 @@ impl Provider<VmAttrs> for Vm {
                 }),
             api_sock_host: layout.api_socket.clone(),
             log: Some(ctx.layout.tenant_dir(id).join("logs").join("vm.log")),
+            // Its log and metrics are capped at 1 GiB; its data volume is
+            // as large as the spec says.
+            max_file_bytes: (u64::from(after.data_mib.unwrap_or(0)) << 20).max(1 << 30),
         };
         let running = ctx.host.vms.launch(&launch)?;
         let vm = VmRecord {
