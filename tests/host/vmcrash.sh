@@ -32,7 +32,10 @@ for run in $(seq 1 20); do
   sleep "0.$(( RANDOM % 25 ))"
   kill -9 "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
-  m agent reconcile --desired "$work/$goal.json" > "$work/out" 2>&1 || { cat "$work/out"; fail "run $run: reconcile after the kill failed"; }
+  # A child the killed run had just forked may hold the node lock until it
+  # execs (every fd mvm opens is close-on-exec): wait for it, as an agent
+  # would; a VM holding it would make this time out.
+  m agent reconcile --lock-timeout 10s --desired "$work/$goal.json" > "$work/out" 2>&1 || { cat "$work/out"; fail "run $run: reconcile after the kill failed"; }
   recovered=$(grep -o "Resources: .*" "$work/out" || echo "No changes")
   m agent reconcile --desired "$work/$goal.json" > "$work/out" 2>&1 || { cat "$work/out"; fail "run $run: second reconcile failed"; }
   grep -q "No changes." "$work/out" || { cat "$work/out"; fail "run $run: not converged"; }
