@@ -123,7 +123,27 @@ fn a_jailed_firecracker_runs_as_the_tenant_in_its_cgroup_and_stops() {
     assert_eq!(api["id"], "vmt", "{api}");
     assert!(vmm::is_same(r, uid));
     assert!(!vmm::is_same(r, uid + 1), "a different uid is not the VM");
-    vmm::stop(r, uid, &l.api_sock_host, Duration::from_secs(2)).unwrap();
+    // A stop aimed at another cgroup touches nothing.
+    vmm::stop(
+        r,
+        uid,
+        "elsewhere",
+        &l.api_sock_host,
+        Duration::from_secs(1),
+    )
+    .unwrap();
+    assert!(
+        vmm::is_same(r, uid),
+        "a VM outside the named cgroup was stopped"
+    );
+    vmm::stop(
+        r,
+        uid,
+        &l.parent_cgroup,
+        &l.api_sock_host,
+        Duration::from_secs(2),
+    )
+    .unwrap();
     assert!(!vmm::is_same(r, uid), "the VM still runs");
 }
 

@@ -192,11 +192,13 @@ pub trait Vms: Send + Sync {
         &self,
         r: super::vmm::Running,
         uid: u32,
+        cgroup: &str,
         api_sock: &Path,
         grace: std::time::Duration,
     ) -> HostResult;
-    /// `pid` as a VM of tenant `id` running as `uid`, if it is one.
-    fn identify(&self, pid: u32, uid: u32, id: &str) -> Option<super::vmm::Running>;
+    /// `pid` as a VM of tenant `id` running as `uid` in `cgroup`, if it is
+    /// one.
+    fn identify(&self, pid: u32, uid: u32, cgroup: &str, id: &str) -> Option<super::vmm::Running>;
 }
 
 /// nftables.

@@ -867,14 +867,15 @@ impl Vms for LinuxHost {
         &self,
         r: super::vmm::Running,
         uid: u32,
+        cgroup: &str,
         api_sock: &Path,
         grace: Duration,
     ) -> HostResult {
-        super::vmm::stop(r, uid, api_sock, grace)
+        super::vmm::stop(r, uid, cgroup, api_sock, grace)
             .map_err(|e| HostError::new("stop process", Path::new(&r.pid.to_string()), e))
     }
-    fn identify(&self, pid: u32, uid: u32, id: &str) -> Option<super::vmm::Running> {
-        super::vmm::identify(pid, uid, id)
+    fn identify(&self, pid: u32, uid: u32, cgroup: &str, id: &str) -> Option<super::vmm::Running> {
+        super::vmm::identify(pid, uid, cgroup, id)
     }
 }
 

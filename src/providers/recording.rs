@@ -507,10 +507,10 @@ impl Vms for RecordingHost {
             })
         })
     }
-    fn stop(&self, r: super::vmm::Running, _: u32, _: &Path, _: Duration) -> HostResult {
+    fn stop(&self, r: super::vmm::Running, _: u32, _: &str, _: &Path, _: Duration) -> HostResult {
         self.record(Call::Stop(PathBuf::from(r.pid.to_string())), |_| Ok(()))
     }
-    fn identify(&self, _: u32, _: u32, _: &str) -> Option<super::vmm::Running> {
+    fn identify(&self, _: u32, _: u32, _: &str, _: &str) -> Option<super::vmm::Running> {
         None
     }
 }

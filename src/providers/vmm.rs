@@ -185,6 +185,16 @@ pub fn launch(l: &Launch, wait: Duration) -> io::Result<Running> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    // Tracked by its cgroup too: one the jailer did not place (its
+    // cgroup missing) is not left running untracked.
+    if !in_cgroup(pid, &l.parent_cgroup) {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(io::Error::other(format!(
+            "it was not placed in its cgroup {}",
+            l.parent_cgroup
+        )));
+    }
     // Not waited for: the VM outlives mvm, and init reaps it.
     drop(child);
     Ok(Running { pid, start_time })
@@ -206,6 +216,12 @@ fn uid_of(pid: u32) -> Option<u32> {
         .and_then(|v| v.parse().ok())
 }
 
+/// Whether `pid` is in the cgroup `cgroup` (relative to the cgroup2 root).
+pub fn in_cgroup(pid: u32, cgroup: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .is_ok_and(|t| t.lines().any(|l| l.strip_prefix("0::/") == Some(cgroup)))
+}
+
 /// Whether `pid` is still the process launched as `r` by `uid`, running
 /// (a zombie is not).
 pub fn is_same(r: Running, uid: u32) -> bool {
@@ -216,20 +232,28 @@ pub fn is_same(r: Running, uid: u32) -> bool {
 /// command line names `--id <id>` and it runs as `uid`. For a VM whose
 /// launch was never recorded (mvm died in between), so it can be stopped
 /// rather than a second one started.
-pub fn identify(pid: u32, uid: u32, id: &str) -> Option<Running> {
+pub fn identify(pid: u32, uid: u32, cgroup: &str, id: &str) -> Option<Running> {
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let named = super::procfs::id_arg(&cmdline)?;
     let r = Running {
         pid,
         start_time: start_time(pid)?,
     };
-    (named == id && is_same(r, uid)).then_some(r)
+    (named == id && is_same(r, uid) && in_cgroup(pid, cgroup)).then_some(r)
 }
 
 /// Stops the VM: `SendCtrlAltDel` through its API, a bounded wait, then
 /// SIGKILL — each only while the pid is still that process.
-pub fn stop(r: Running, uid: u32, api_sock: &Path, grace: Duration) -> io::Result<()> {
-    if !is_same(r, uid) {
+pub fn stop(
+    r: Running,
+    uid: u32,
+    cgroup: &str,
+    api_sock: &Path,
+    grace: Duration,
+) -> io::Result<()> {
+    // Not this VM any more (or never placed in its cgroup, which a launch
+    // does not let happen): nothing of ours to stop.
+    if !is_same(r, uid) || !in_cgroup(r.pid, cgroup) {
         return Ok(());
     }
     let _ = api_put(

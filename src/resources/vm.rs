@@ -756,9 +756,14 @@ impl Provider<VmAttrs> for Vm {
             } else {
                 rec.uid
             };
-            if let Some(r) = recorded.or_else(|| ctx.host.vms.identify(pid, uid, id.as_str())) {
+            let cgroup = format!("{}/{id}", ctx.node.cgroup.parent);
+            if let Some(r) =
+                recorded.or_else(|| ctx.host.vms.identify(pid, uid, &cgroup, id.as_str()))
+            {
                 let grace = std::time::Duration::from_secs(ctx.node.firecracker.stop_timeout_secs);
-                ctx.host.vms.stop(r, uid, &layout.api_socket, grace)?;
+                ctx.host
+                    .vms
+                    .stop(r, uid, &cgroup, &layout.api_socket, grace)?;
             }
         }
         super::jail::clear(ctx, id)?;
