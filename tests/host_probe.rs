@@ -185,9 +185,17 @@ fn probes_read_a_real_node() {
         assert!(!acme_cg.files.contains_key("memory.max"));
     }
 
-    // One /proc scan: the Firecracker-named process with --id acme.
+    // One /proc scan: the Firecracker-named process with --id acme in
+    // acme's cgroup; the one outside it is reported, not taken for acme's.
     let vm = acme.vm.as_ref().expect("acme's VM process");
     assert!(vm.pid > 0 && vm.start_time > 0);
+    assert!(
+        obs.ignored
+            .iter()
+            .any(|i| i.contains("names tenant acme but is not in cgroup")),
+        "{:?}",
+        obs.ignored
+    );
 
     // A plan against this node reports the corrupt record instead of
     // resetting it.

@@ -196,6 +196,15 @@ pub trait Vms: Send + Sync {
         api_sock: &Path,
         grace: std::time::Duration,
     ) -> HostResult;
+    /// The running VM of tenant `id` (`uid`, `cgroup`), found by scanning
+    /// the processes, if there is one.
+    fn find(
+        &self,
+        firecracker: &Path,
+        uid: u32,
+        cgroup: &str,
+        id: &str,
+    ) -> Option<super::vmm::Running>;
     /// `pid` as a VM of tenant `id` running as `uid` in `cgroup`, if it is
     /// one.
     fn identify(&self, pid: u32, uid: u32, cgroup: &str, id: &str) -> Option<super::vmm::Running>;

@@ -874,6 +874,15 @@ impl Vms for LinuxHost {
         super::vmm::stop(r, uid, cgroup, api_sock, grace)
             .map_err(|e| HostError::new("stop process", Path::new(&r.pid.to_string()), e))
     }
+    fn find(
+        &self,
+        firecracker: &Path,
+        uid: u32,
+        cgroup: &str,
+        id: &str,
+    ) -> Option<super::vmm::Running> {
+        super::vmm::find(firecracker, uid, cgroup, id)
+    }
     fn identify(&self, pid: u32, uid: u32, cgroup: &str, id: &str) -> Option<super::vmm::Running> {
         super::vmm::identify(pid, uid, cgroup, id)
     }

@@ -472,6 +472,18 @@ fn probe_vms(node: &NodeConfig, roots: &ProbeRoots, obs: &mut Observed) {
         let Some(id) = id.and_then(|s| TenantId::parse(&s).ok()) else {
             continue;
         };
+        // A VM of this node's tenant runs in `<cgroup.parent>/<id>` (the
+        // launch makes sure of it); a Firecracker elsewhere is not ours.
+        let want = format!("0::/{}/{id}", node.cgroup.parent);
+        let ours = fs::read_to_string(roots.proc.join(stat.pid.to_string()).join("cgroup"))
+            .is_ok_and(|t| t.lines().any(|l| l == want));
+        if !ours {
+            obs.ignored.push(format!(
+                "Firecracker process {} names tenant {id} but is not in cgroup {}/{id}",
+                stat.pid, node.cgroup.parent
+            ));
+            continue;
+        }
         tenant(obs, &id).vm = Some(VmProcess {
             pid: stat.pid,
             start_time: stat.start_time,

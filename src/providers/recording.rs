@@ -510,6 +510,9 @@ impl Vms for RecordingHost {
     fn stop(&self, r: super::vmm::Running, _: u32, _: &str, _: &Path, _: Duration) -> HostResult {
         self.record(Call::Stop(PathBuf::from(r.pid.to_string())), |_| Ok(()))
     }
+    fn find(&self, _: &Path, _: u32, _: &str, _: &str) -> Option<super::vmm::Running> {
+        None
+    }
     fn identify(&self, _: u32, _: u32, _: &str, _: &str) -> Option<super::vmm::Running> {
         None
     }

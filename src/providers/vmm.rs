@@ -242,6 +242,18 @@ pub fn identify(pid: u32, uid: u32, cgroup: &str, id: &str) -> Option<Running> {
     (named == id && is_same(r, uid) && in_cgroup(pid, cgroup)).then_some(r)
 }
 
+/// The running VM of tenant `id` under `uid` in `cgroup`, found by a scan
+/// of /proc — for when the plan does not know its pid (mvm died between
+/// launching it and recording it).
+pub fn find(firecracker: &Path, uid: u32, cgroup: &str, id: &str) -> Option<Running> {
+    let comm = crate::spec::jail::exec_name(firecracker);
+    super::procfs::scan(Path::new("/proc"), &comm)
+        .ok()?
+        .into_iter()
+        .filter(|(_, named)| named.as_deref() == Some(id))
+        .find_map(|(stat, _)| identify(stat.pid, uid, cgroup, id))
+}
+
 /// Stops the VM: `SendCtrlAltDel` through its API, a bounded wait, then
 /// SIGKILL — each only while the pid is still that process.
 pub fn stop(
@@ -315,7 +327,7 @@ fn request(sock: &Path, req: &str, timeout: Duration) -> io::Result<(u16, String
             break;
         }
         buf.extend_from_slice(&chunk[..n]);
-        if let Some(end) = find(&buf, b"\r\n\r\n") {
+        if let Some(end) = position(&buf, b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&buf[..end]).to_string();
             let len = head
                 .lines()
@@ -341,7 +353,7 @@ fn request(sock: &Path, req: &str, timeout: Duration) -> io::Result<(u16, String
     Err(io::Error::other("the API closed the connection"))
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+fn position(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 

@@ -745,22 +745,35 @@ impl Provider<VmAttrs> for Vm {
             None => None,
         };
         let layout = JailLayout::new(&ctx.node.state_dir, &ctx.node.firecracker.binary, id);
-        if let (Some(rec), Some(pid)) = (&rec, prior.and_then(|p| p.pid)) {
-            let recorded = rec.vm.as_ref().filter(|v| v.pid == pid).map(|v| Running {
-                pid,
-                start_time: v.start_time,
-            });
-            // Without the jailer, Firecracker ran as root.
-            let uid = if prior.is_some_and(|p| !p.jailer) {
-                0
-            } else {
-                rec.uid
-            };
+        if let Some(rec) = &rec {
             let cgroup = format!("{}/{id}", ctx.node.cgroup.parent);
-            if let Some(r) =
-                recorded.or_else(|| ctx.host.vms.identify(pid, uid, &cgroup, id.as_str()))
-            {
-                let grace = std::time::Duration::from_secs(ctx.node.firecracker.stop_timeout_secs);
+            let grace = std::time::Duration::from_secs(ctx.node.firecracker.stop_timeout_secs);
+            let fc = &ctx.node.firecracker.binary;
+            // The recorded VM; or, when the plan did not know it (a run
+            // died between launch and record, so its attributes read as
+            // unknown), whatever Firecracker of this tenant runs — as the
+            // tenant (jailed) or as root (launched without a jailer).
+            let pid = prior.and_then(|p| p.pid);
+            let recorded = rec.vm.as_ref().filter(|v| Some(v.pid) == pid).map(|v| {
+                (
+                    Running {
+                        pid: v.pid,
+                        start_time: v.start_time,
+                    },
+                    if v.jailer { rec.uid } else { 0 },
+                )
+            });
+            let found = recorded.or_else(|| {
+                [rec.uid, 0].into_iter().find_map(|uid| {
+                    let r = match pid {
+                        Some(pid) => ctx.host.vms.identify(pid, uid, &cgroup, id.as_str()),
+                        None => None,
+                    };
+                    r.or_else(|| ctx.host.vms.find(fc, uid, &cgroup, id.as_str()))
+                        .map(|r| (r, uid))
+                })
+            });
+            if let Some((r, uid)) = found {
                 ctx.host
                     .vms
                     .stop(r, uid, &cgroup, &layout.api_socket, grace)?;

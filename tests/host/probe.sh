@@ -73,16 +73,20 @@ printf '{"format_version": 1, "tenant_id": ' > "$state/tenants/broken/tenant.jso
 mkdir -p "$state/tenants/Not_Valid"
 ln -s /etc "$state/tenants/evil"
 
-# A process that looks like acme's Firecracker: comm "firecracker", --id.
-cp /bin/sh "$state/firecracker"
-"$state/firecracker" -c 'trap "kill \$!; exit 0" TERM; sleep 30 & wait' --id acme >/dev/null 2>&1 &
-fc=$!
-
 # A tenant cgroup under a test-unique parent in the real cgroup2 tree.
 cg=$(awk '$9 == "cgroup2" { print $5; exit }' /proc/self/mountinfo)
 mkdir -p "$cg/$parent/acme"
 
+# A process that looks like acme's Firecracker: comm "firecracker", --id,
+# in acme's cgroup; and one that names acme but runs elsewhere (not ours).
+cp /bin/sh "$state/firecracker"
+"$state/firecracker" -c 'trap "kill \$!; exit 0" TERM; sleep 30 & wait' --id acme >/dev/null 2>&1 &
+fc=$!
+echo "$fc" > "$cg/$parent/acme/cgroup.procs"
+"$state/firecracker" -c 'trap "kill \$!; exit 0" TERM; sleep 30 & wait' --id acme >/dev/null 2>&1 &
+stray=$!
+
 sleep 0.2
 "$mvm" agent observe --json --config "$config"
-kill "$fc"
-wait "$fc" || true
+kill "$fc" "$stray"
+wait "$fc" "$stray" || true
