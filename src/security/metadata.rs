@@ -1,0 +1,261 @@
+//! The metadata service's logic, without I/O: IMDSv2-style session tokens
+//! and the answer to one request from one identified tenant.
+//!
+//! A tenant is identified by the kernel, never by the request: the packet
+//! mark the bridge set for the tap it came in through (the tenant's uid),
+//! cross-checked with its source address — the server resolves that and
+//! hands `handle` the tenant, or `None`. Tokens are bound to the tenant and
+//! an expiry and signed with HMAC-SHA256 under a key only this process
+//! knows; they are checked in constant time.
+
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// The longest token lifetime a guest may ask for, as EC2's IMDSv2.
+pub const TTL_MAX: u64 = 21_600;
+pub const TOKEN_HEADER: &str = "x-metadata-token";
+pub const TTL_HEADER: &str = "x-metadata-token-ttl-seconds";
+
+/// What the service knows of a tenant, from its record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tenant {
+    pub id: String,
+    pub node_id: String,
+    pub ip: std::net::Ipv4Addr,
+    pub mac: String,
+    pub flake_ref: String,
+    pub lock: String,
+}
+
+/// A parsed request: method, path, headers (names lowercased).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub headers: BTreeMap<String, String>,
+}
+
+/// What to send back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: String,
+}
+
+fn plain(status: u16, body: impl Into<String>) -> Response {
+    Response {
+        status,
+        content_type: "text/plain",
+        body: body.into(),
+    }
+}
+
+/// HMAC-SHA256 (RFC 2104).
+pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
+    let mut k = [0u8; 64];
+    if key.len() > 64 {
+        k[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        k[..key.len()].copy_from_slice(key);
+    }
+    let pad = |b: u8| k.map(|x| x ^ b);
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(msg)
+        .finalize();
+    Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .into()
+}
+
+/// Equal, in time that does not depend on where they differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A token: `<tenant>.<expiry>.<nonce>.<hmac>`, the HMAC over the first
+/// three parts.
+pub fn issue(key: &[u8; 32], tenant: &str, now: u64, ttl: u64, nonce: u64) -> String {
+    let body = format!("{tenant}.{}.{nonce:016x}", now + ttl);
+    let mac = hmac_sha256(key, body.as_bytes());
+    format!("{body}.{}", crate::digest::hex(&mac))
+}
+
+/// Why a token is not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenError {
+    Malformed,
+    BadSignature,
+    Expired,
+    OtherTenant,
+}
+
+/// Checks a token for `tenant` at `now`.
+pub fn verify(key: &[u8; 32], token: &str, tenant: &str, now: u64) -> Result<(), TokenError> {
+    let (body, mac) = token.rsplit_once('.').ok_or(TokenError::Malformed)?;
+    let want = crate::digest::hex(&hmac_sha256(key, body.as_bytes()));
+    if !same(want.as_bytes(), mac.as_bytes()) {
+        return Err(TokenError::BadSignature);
+    }
+    let mut parts = body.split('.');
+    let (Some(who), Some(expiry), Some(_nonce), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TokenError::Malformed);
+    };
+    let expiry: u64 = expiry.parse().map_err(|_| TokenError::Malformed)?;
+    if who != tenant {
+        return Err(TokenError::OtherTenant);
+    }
+    if now >= expiry {
+        return Err(TokenError::Expired);
+    }
+    Ok(())
+}
+
+/// The answer to `req` from `tenant` (`None`: not identified, or not a
+/// metadata tenant). `now` in seconds; `nonce` fresh per token.
+pub fn handle(
+    req: &Request,
+    tenant: Option<&Tenant>,
+    key: &[u8; 32],
+    now: u64,
+    nonce: u64,
+) -> Response {
+    let Some(t) = tenant else {
+        return plain(403, "forbidden\n");
+    };
+    match (req.method.as_str(), req.path.as_str()) {
+        ("PUT", "/latest/api/token") => {
+            if req.headers.contains_key("x-forwarded-for") {
+                return plain(400, "X-Forwarded-For is not accepted\n");
+            }
+            let ttl = req
+                .headers
+                .get(TTL_HEADER)
+                .or_else(|| req.headers.get("x-aws-ec2-metadata-token-ttl-seconds"))
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            match ttl {
+                Some(ttl) if (1..=TTL_MAX).contains(&ttl) => {
+                    plain(200, issue(key, &t.id, now, ttl, nonce))
+                }
+                _ => plain(400, format!("{TTL_HEADER} must be 1..={TTL_MAX}\n")),
+            }
+        }
+        ("GET", path) => {
+            let token = req
+                .headers
+                .get(TOKEN_HEADER)
+                .or_else(|| req.headers.get("x-aws-ec2-metadata-token"));
+            match token.map(|tok| verify(key, tok, &t.id, now)) {
+                Some(Ok(())) => {}
+                _ => return plain(401, "a valid token is required: PUT /latest/api/token first\n"),
+            }
+            let value = match path {
+                "/latest/meta-data/tenant-id" => t.id.clone(),
+                "/latest/meta-data/node-id" => t.node_id.clone(),
+                "/latest/meta-data/local-ipv4" => t.ip.to_string(),
+                "/latest/meta-data/mac" => t.mac.clone(),
+                "/latest/meta-data/revision" => format!("{} {}", t.flake_ref, t.lock),
+                "/latest/dynamic/instance-identity/document" => {
+                    return Response {
+                        status: 200,
+                        content_type: "application/json",
+                        body: serde_json::json!({
+                            "tenantId": t.id,
+                            "nodeId": t.node_id,
+                            "privateIp": t.ip.to_string(),
+                            "mac": t.mac,
+                            "flakeRef": t.flake_ref,
+                            "lock": t.lock,
+                        })
+                        .to_string(),
+                    };
+                }
+                _ => return plain(404, "not found\n"),
+            };
+            plain(200, value)
+        }
+        _ => plain(405, "method not allowed\n"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenant(id: &str) -> Tenant {
+        Tenant {
+            id: id.into(),
+            node_id: "n1".into(),
+            ip: "10.200.0.2".parse().unwrap(),
+            mac: "02:00:0a:c8:00:02".into(),
+            flake_ref: "github:o/r".into(),
+            lock: "sha256-x".into(),
+        }
+    }
+
+    fn req(method: &str, path: &str, headers: &[(&str, &str)]) -> Request {
+        Request {
+            method: method.into(),
+            path: path.into(),
+            headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        }
+    }
+
+    /// RFC 4231, test case 2.
+    #[test]
+    fn hmac_matches_the_rfc() {
+        let mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
+        assert_eq!(
+            crate::digest::hex(&mac),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn tokens_are_bound_to_tenant_and_expiry_and_cannot_be_forged() {
+        let key = [7u8; 32];
+        let tok = issue(&key, "acme", 1000, 60, 1);
+        assert_eq!(verify(&key, &tok, "acme", 1059), Ok(()));
+        assert_eq!(verify(&key, &tok, "acme", 1060), Err(TokenError::Expired));
+        assert_eq!(verify(&key, &tok, "globex", 1000), Err(TokenError::OtherTenant));
+        assert_eq!(verify(&[8u8; 32], &tok, "acme", 1000), Err(TokenError::BadSignature));
+        // Extending the expiry invalidates the signature.
+        let forged = tok.replacen("1060", "9999", 1);
+        assert_eq!(verify(&key, &forged, "acme", 1000), Err(TokenError::BadSignature));
+        assert_eq!(verify(&key, "garbage", "acme", 1000), Err(TokenError::Malformed));
+    }
+
+    #[test]
+    fn the_request_rules() {
+        let key = [1u8; 32];
+        let a = tenant("acme");
+        let put = |h: &[(&str, &str)]| handle(&req("PUT", "/latest/api/token", h), Some(&a), &key, 100, 5);
+        assert_eq!(put(&[(TTL_HEADER, "21600")]).status, 200);
+        for bad in ["0", "21601", "x"] {
+            assert_eq!(put(&[(TTL_HEADER, bad)]).status, 400, "{bad}");
+        }
+        assert_eq!(put(&[]).status, 400);
+        assert_eq!(put(&[(TTL_HEADER, "60"), ("x-forwarded-for", "1.2.3.4")]).status, 400);
+        let token = put(&[(TTL_HEADER, "60")]).body;
+        let get = |path: &str, tok: &str, who: Option<&Tenant>| {
+            handle(&req("GET", path, &[(TOKEN_HEADER, tok)]), who, &key, 120, 6)
+        };
+        assert_eq!(get("/latest/meta-data/tenant-id", &token, Some(&a)).body, "acme");
+        assert_eq!(get("/latest/meta-data/local-ipv4", &token, Some(&a)).body, "10.200.0.2");
+        let doc = get("/latest/dynamic/instance-identity/document", &token, Some(&a));
+        assert_eq!(doc.content_type, "application/json");
+        assert!(doc.body.contains("\"tenantId\":\"acme\""), "{}", doc.body);
+        assert_eq!(get("/latest/meta-data/nope", &token, Some(&a)).status, 404);
+        assert_eq!(get("/latest/meta-data/tenant-id", "", Some(&a)).status, 401);
+        // Another tenant replaying acme's token.
+        assert_eq!(get("/latest/meta-data/tenant-id", &token, Some(&tenant("globex"))).status, 401);
+        // Not identified: nothing but 403.
+        assert_eq!(get("/latest/meta-data/tenant-id", &token, None).status, 403);
+        assert_eq!(handle(&req("POST", "/latest/api/token", &[]), Some(&a), &key, 1, 1).status, 405);
+    }
+}
