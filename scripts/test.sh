@@ -58,7 +58,7 @@ fi
 # they are filtered out *visibly*: nextest counts them as skipped in its
 # summary, and the reason is printed here, instead of each reporting a
 # vacuous pass.
-host_tests="binary(host_probe) | binary(host_reconcile) | binary(host_net) | binary(host_nix) | binary(host_vm)"
+host_tests="binary(host_probe) | binary(host_reconcile) | binary(host_net) | binary(host_nix) | binary(host_vm) | binary(host_metadata)"
 if [ "$(id -u)" = 0 ]; then
     filter="all()"
 else

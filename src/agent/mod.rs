@@ -61,6 +61,8 @@ pub enum AgentError {
     NoAppliedDesired { path: PathBuf },
     #[error("cannot read the answer: {0}")]
     Confirm(std::io::Error),
+    #[error("the metadata service stopped: {0}")]
+    Metadata(std::io::Error),
     #[error("cannot start the apply runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -97,6 +99,7 @@ impl AgentError {
             )),
             AgentError::Confirm(_) => Some("answer on a terminal, or pass --auto-approve".into()),
             AgentError::NoAppliedDesired { .. } => Some("pass --desired desired.json, or run `mvm agent reconcile --desired …` first".into()),
+            AgentError::Metadata(_) => Some("check that bridge.gateway is an address of this node and metadata.port is free".into()),
             AgentError::Runtime(_) => Some("the system is out of threads or memory; try a lower --parallelism".into()),
         }
     }

@@ -44,6 +44,20 @@ pub enum Command {
     /// The node's tenant network.
     #[command(subcommand)]
     Net(NetCommand),
+    /// The per-tenant metadata service.
+    #[command(subcommand)]
+    Metadata(MetadataCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MetadataCommand {
+    /// Serve tenant metadata at <bridge.gateway>:<metadata.port> (guests reach it as
+    /// http://<metadata.address>/ through the nft redirect). A tenant is identified by the
+    /// packet mark of its tap (its uid) and its source address, never by the request; only
+    /// tenants with `metadata: true` in the applied desired state are answered. Tokens:
+    /// PUT /latest/api/token with X-metadata-token-ttl-seconds (1..21600); every GET needs
+    /// X-metadata-token. Runs until stopped.
+    Serve,
 }
 
 #[derive(Debug, Subcommand)]
@@ -186,6 +200,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Agent(AgentCommand::Reconcile(args)) => reconcile::run(&settings, args),
         Command::Tenant(TenantCommand::Audit(args)) => tenant::audit(&settings, args),
         Command::Net(NetCommand::Verify(args)) => net::verify(&settings, args),
+        Command::Metadata(MetadataCommand::Serve) => serve_metadata(&settings),
     };
     match result {
         Ok(code) => code,
@@ -232,6 +247,22 @@ fn observe(s: &Settings, args: &ObserveArgs) -> Result<ExitCode, AgentError> {
         output::observed_summary(&obs, &node, &s.config, node_id.as_deref(), s.colors)
     };
     output::write_stdout(&text);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn serve_metadata(s: &Settings) -> Result<ExitCode, AgentError> {
+    let node = s.config.load()?;
+    let config = crate::providers::metadata_server::Config {
+        listen: std::net::SocketAddr::from((node.bridge.gateway, node.metadata.port)),
+        state_dir: node.state_dir.clone(),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(AgentError::Runtime)?;
+    rt.block_on(crate::providers::metadata_server::serve(config))
+        .map_err(AgentError::Metadata)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -13,6 +13,7 @@ pub mod beneath;
 pub mod host;
 pub mod input;
 pub mod linux;
+pub mod metadata_server;
 pub mod mountinfo;
 pub mod netlink;
 pub mod nft;

@@ -152,7 +152,12 @@ pub fn handle(
                 .or_else(|| req.headers.get("x-aws-ec2-metadata-token"));
             match token.map(|tok| verify(key, tok, &t.id, now)) {
                 Some(Ok(())) => {}
-                _ => return plain(401, "a valid token is required: PUT /latest/api/token first\n"),
+                _ => {
+                    return plain(
+                        401,
+                        "a valid token is required: PUT /latest/api/token first\n",
+                    );
+                }
             }
             let value = match path {
                 "/latest/meta-data/tenant-id" => t.id.clone(),
@@ -202,7 +207,10 @@ mod tests {
         Request {
             method: method.into(),
             path: path.into(),
-            headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         }
     }
 
@@ -222,40 +230,78 @@ mod tests {
         let tok = issue(&key, "acme", 1000, 60, 1);
         assert_eq!(verify(&key, &tok, "acme", 1059), Ok(()));
         assert_eq!(verify(&key, &tok, "acme", 1060), Err(TokenError::Expired));
-        assert_eq!(verify(&key, &tok, "globex", 1000), Err(TokenError::OtherTenant));
-        assert_eq!(verify(&[8u8; 32], &tok, "acme", 1000), Err(TokenError::BadSignature));
+        assert_eq!(
+            verify(&key, &tok, "globex", 1000),
+            Err(TokenError::OtherTenant)
+        );
+        assert_eq!(
+            verify(&[8u8; 32], &tok, "acme", 1000),
+            Err(TokenError::BadSignature)
+        );
         // Extending the expiry invalidates the signature.
         let forged = tok.replacen("1060", "9999", 1);
-        assert_eq!(verify(&key, &forged, "acme", 1000), Err(TokenError::BadSignature));
-        assert_eq!(verify(&key, "garbage", "acme", 1000), Err(TokenError::Malformed));
+        assert_eq!(
+            verify(&key, &forged, "acme", 1000),
+            Err(TokenError::BadSignature)
+        );
+        assert_eq!(
+            verify(&key, "garbage", "acme", 1000),
+            Err(TokenError::Malformed)
+        );
     }
 
     #[test]
     fn the_request_rules() {
         let key = [1u8; 32];
         let a = tenant("acme");
-        let put = |h: &[(&str, &str)]| handle(&req("PUT", "/latest/api/token", h), Some(&a), &key, 100, 5);
+        let put = |h: &[(&str, &str)]| {
+            handle(&req("PUT", "/latest/api/token", h), Some(&a), &key, 100, 5)
+        };
         assert_eq!(put(&[(TTL_HEADER, "21600")]).status, 200);
         for bad in ["0", "21601", "x"] {
             assert_eq!(put(&[(TTL_HEADER, bad)]).status, 400, "{bad}");
         }
         assert_eq!(put(&[]).status, 400);
-        assert_eq!(put(&[(TTL_HEADER, "60"), ("x-forwarded-for", "1.2.3.4")]).status, 400);
+        assert_eq!(
+            put(&[(TTL_HEADER, "60"), ("x-forwarded-for", "1.2.3.4")]).status,
+            400
+        );
         let token = put(&[(TTL_HEADER, "60")]).body;
         let get = |path: &str, tok: &str, who: Option<&Tenant>| {
             handle(&req("GET", path, &[(TOKEN_HEADER, tok)]), who, &key, 120, 6)
         };
-        assert_eq!(get("/latest/meta-data/tenant-id", &token, Some(&a)).body, "acme");
-        assert_eq!(get("/latest/meta-data/local-ipv4", &token, Some(&a)).body, "10.200.0.2");
-        let doc = get("/latest/dynamic/instance-identity/document", &token, Some(&a));
+        assert_eq!(
+            get("/latest/meta-data/tenant-id", &token, Some(&a)).body,
+            "acme"
+        );
+        assert_eq!(
+            get("/latest/meta-data/local-ipv4", &token, Some(&a)).body,
+            "10.200.0.2"
+        );
+        let doc = get(
+            "/latest/dynamic/instance-identity/document",
+            &token,
+            Some(&a),
+        );
         assert_eq!(doc.content_type, "application/json");
         assert!(doc.body.contains("\"tenantId\":\"acme\""), "{}", doc.body);
         assert_eq!(get("/latest/meta-data/nope", &token, Some(&a)).status, 404);
         assert_eq!(get("/latest/meta-data/tenant-id", "", Some(&a)).status, 401);
         // Another tenant replaying acme's token.
-        assert_eq!(get("/latest/meta-data/tenant-id", &token, Some(&tenant("globex"))).status, 401);
+        assert_eq!(
+            get(
+                "/latest/meta-data/tenant-id",
+                &token,
+                Some(&tenant("globex"))
+            )
+            .status,
+            401
+        );
         // Not identified: nothing but 403.
         assert_eq!(get("/latest/meta-data/tenant-id", &token, None).status, 403);
-        assert_eq!(handle(&req("POST", "/latest/api/token", &[]), Some(&a), &key, 1, 1).status, 405);
+        assert_eq!(
+            handle(&req("POST", "/latest/api/token", &[]), Some(&a), &key, 1, 1).status,
+            405
+        );
     }
 }

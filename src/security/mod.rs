@@ -2,5 +2,5 @@
 //! derivation) and the hash-chained audit log (written through providers).
 
 pub mod audit;
-pub mod metadata;
 pub mod cgroups;
+pub mod metadata;

@@ -1,0 +1,286 @@
+//! `mvm metadata serve`: the metadata service's listener. Each accepted
+//! connection is identified by the kernel — the socket's packet mark (the
+//! bridge marks every frame of a tap with its tenant's uid;
+//! `net.ipv4.tcp_fwmark_accept=1` gives the accepted socket that mark),
+//! cross-checked with the peer address the L2 guard pinned to that tap —
+//! and answered by `security::metadata::handle`. Replies leave with IP TTL
+//! 1; requests are capped; each tenant is rate-limited. Tenants are read
+//! from the state dir (records, and the applied desired state for who has
+//! `metadata: true`), so a reconcile's changes are seen without a restart.
+
+use crate::security::metadata::{self, Request, Response, Tenant};
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The largest request head accepted (request line and headers).
+pub const HEAD_CAP: usize = 8 * 1024;
+/// Requests a tenant may make per second, with this burst.
+pub const RATE: f64 = 50.0;
+pub const BURST: f64 = 100.0;
+
+/// Where the service reads its tenants.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub state_dir: PathBuf,
+}
+
+/// Parses a request head; `None` for anything malformed.
+pub fn parse_head(head: &str) -> Option<Request> {
+    let mut lines = head.split("\r\n");
+    let mut first = lines.next()?.split(' ');
+    let (method, path, version) = (first.next()?, first.next()?, first.next()?);
+    if !version.starts_with("HTTP/1.") || first.next().is_some() {
+        return None;
+    }
+    let mut headers = BTreeMap::new();
+    for l in lines.take_while(|l| !l.is_empty()) {
+        let (k, v) = l.split_once(':')?;
+        headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+    }
+    Some(Request {
+        method: method.to_string(),
+        path: path.to_string(),
+        headers,
+    })
+}
+
+fn render(r: &Response) -> Vec<u8> {
+    let reason = match r.status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        413 => "Payload Too Large",
+        429 => "Too Many Requests",
+        _ => "Error",
+    };
+    format!(
+        "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        r.status,
+        r.content_type,
+        r.body.len(),
+        r.body
+    )
+    .into_bytes()
+}
+
+/// The tenants that may use the service, by mark (= uid).
+fn tenants(state: &std::path::Path) -> HashMap<u32, Tenant> {
+    let layout = crate::state::StateLayout::new(state);
+    let node_id = super::store::read_node_id(&layout.node_id())
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let members: Vec<String> = std::fs::read(layout.applied_desired())
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v.get("tenants").cloned())
+        .and_then(|t| t.as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter(|t| t.get("metadata").and_then(serde_json::Value::as_bool) == Some(true))
+        .filter_map(|t| {
+            t.get("tenant_id")
+                .and_then(|i| i.as_str())
+                .map(str::to_string)
+        })
+        .collect();
+    let mut out = HashMap::new();
+    for id in members {
+        let Ok(tid) = crate::spec::types::TenantId::parse(&id) else {
+            continue;
+        };
+        let Ok(Some(rec)) = super::probe::read_record(&layout.record(&tid), &tid) else {
+            continue;
+        };
+        let (flake_ref, lock) = rec
+            .vm
+            .as_ref()
+            .map(|v| (v.flake_ref.clone(), v.lock.clone()))
+            .unwrap_or_default();
+        out.insert(
+            rec.uid,
+            Tenant {
+                id,
+                node_id: node_id.clone(),
+                ip: rec.ip,
+                mac: rec.mac.to_string(),
+                flake_ref,
+                lock,
+            },
+        );
+    }
+    out
+}
+
+struct State {
+    config: Config,
+    key: [u8; 32],
+    /// Tenants by mark, re-read at most once a second.
+    cache: Mutex<(Instant, HashMap<u32, Tenant>)>,
+    /// Token buckets by tenant: (tokens, last refill).
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+    nonce: std::sync::atomic::AtomicU64,
+}
+
+impl State {
+    fn tenant(&self, mark: u32, peer: IpAddr) -> Option<Tenant> {
+        let mut c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if c.0.elapsed() > Duration::from_secs(1) {
+            *c = (Instant::now(), tenants(&self.config.state_dir));
+        }
+        let t = c.1.get(&mark)?;
+        (IpAddr::V4(t.ip) == peer).then(|| t.clone())
+    }
+
+    fn allow(&self, tenant: &str) -> bool {
+        let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let (tokens, last) = b.entry(tenant.to_string()).or_insert((BURST, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * RATE).min(BURST);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+async fn serve_one(state: Arc<State>, mut sock: tokio::net::TcpStream, peer: SocketAddr) {
+    use nix::sys::socket::{getsockopt, setsockopt, sockopt};
+    // Replies must not be forwarded beyond the tap.
+    let _ = setsockopt(&sock.as_fd(), sockopt::Ipv4Ttl, &1);
+    let mark = getsockopt(&sock.as_fd(), sockopt::Mark).unwrap_or(0);
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    let head = loop {
+        let read = tokio::time::timeout(Duration::from_secs(5), sock.read(&mut chunk)).await;
+        let Ok(Ok(n)) = read else { return };
+        if n == 0 {
+            return;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break String::from_utf8_lossy(&buf[..end]).to_string();
+        }
+        if buf.len() > HEAD_CAP {
+            let _ = sock
+                .write_all(&render(&Response {
+                    status: 413,
+                    content_type: "text/plain",
+                    body: "request too large\n".into(),
+                }))
+                .await;
+            return;
+        }
+    };
+    let response = match parse_head(&head) {
+        None => Response {
+            status: 400,
+            content_type: "text/plain",
+            body: "malformed request\n".into(),
+        },
+        Some(req) if req.headers.get("content-length").is_some_and(|l| l != "0") => {
+            let _ = req;
+            Response {
+                status: 413,
+                content_type: "text/plain",
+                body: "request bodies are not accepted\n".into(),
+            }
+        }
+        Some(req) => {
+            let tenant = if mark == 0 {
+                None
+            } else {
+                state.tenant(mark, peer.ip())
+            };
+            match &tenant {
+                Some(t) if !state.allow(&t.id) => Response {
+                    status: 429,
+                    content_type: "text/plain",
+                    body: "slow down\n".into(),
+                },
+                _ => {
+                    let now = jiff::Timestamp::now().as_second().max(0) as u64;
+                    let nonce = state
+                        .nonce
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    metadata::handle(&req, tenant.as_ref(), &state.key, now, nonce)
+                }
+            }
+        }
+    };
+    let _ = sock.write_all(&render(&response)).await;
+    let _ = sock.shutdown().await;
+}
+
+/// Runs the service until the process is stopped.
+pub async fn serve(config: Config) -> std::io::Result<()> {
+    let mut key = [0u8; 32];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| {
+        use std::io::Read;
+        f.read_exact(&mut key)
+    })?;
+    let mut seed = [0u8; 8];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| {
+        use std::io::Read;
+        f.read_exact(&mut seed)
+    })?;
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let state = Arc::new(State {
+        config,
+        key,
+        cache: Mutex::new((Instant::now() - Duration::from_secs(10), HashMap::new())),
+        buckets: Mutex::new(HashMap::new()),
+        nonce: std::sync::atomic::AtomicU64::new(u64::from_ne_bytes(seed)),
+    });
+    loop {
+        let (sock, peer) = listener.accept().await?;
+        tokio::spawn(serve_one(state.clone(), sock, peer));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heads_parse_with_lowercased_headers_and_malformed_ones_do_not() {
+        let r = parse_head(
+            "PUT /latest/api/token HTTP/1.1\r\nHost: x\r\nX-Metadata-Token-TTL-Seconds: 60",
+        )
+        .unwrap();
+        assert_eq!(
+            (r.method.as_str(), r.path.as_str()),
+            ("PUT", "/latest/api/token")
+        );
+        assert_eq!(r.headers["x-metadata-token-ttl-seconds"], "60");
+        for bad in [
+            "GET /",
+            "GET / FTP/1.0",
+            "GET / HTTP/1.1 x",
+            "GET / HTTP/1.1\r\nno-colon",
+        ] {
+            assert!(parse_head(bad).is_none(), "{bad}");
+        }
+        let text = String::from_utf8(render(&Response {
+            status: 429,
+            content_type: "text/plain",
+            body: "x".into(),
+        }))
+        .unwrap();
+        assert!(
+            text.starts_with("HTTP/1.1 429 Too Many Requests\r\n") && text.ends_with("\r\n\r\nx")
+        );
+    }
+}
