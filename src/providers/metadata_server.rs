@@ -3,12 +3,12 @@
 //! bridge marks every frame of a tap with its tenant's uid;
 //! `net.ipv4.tcp_fwmark_accept=1` gives the accepted socket that mark),
 //! cross-checked with the peer address the L2 guard pinned to that tap —
-//! and answered by `security::metadata::handle`. Replies leave with IP TTL
+//! and answered by `net::metadata::handle`. Replies leave with IP TTL
 //! 1; requests are capped; each tenant is rate-limited. Tenants are read
 //! from the state dir (records, and the applied desired state for who has
 //! `metadata: true`), so a reconcile's changes are seen without a restart.
 
-use crate::security::metadata::{self, Request, Response, Tenant};
+use crate::net::metadata::{self, Request, Response, Tenant};
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;

@@ -3,4 +3,3 @@
 
 pub mod audit;
 pub mod cgroups;
-pub mod metadata;
