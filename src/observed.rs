@@ -53,6 +53,10 @@ pub struct Observed {
     /// The metadata endpoint's listening address, if something listens.
     #[serde(default)]
     pub metadata_listener: Option<String>,
+    /// The metadata service mvm started (`<state>/metadata.json`), if
+    /// that process still runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata_service: Option<ServiceObs>,
     #[serde(default)]
     pub tenants: BTreeMap<TenantId, ObservedTenant>,
     /// Things that look like mvm's but are not (an invalid id under the
@@ -227,6 +231,17 @@ pub struct MountObs {
     /// change it, a chmod does not change `mode=`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<DirObs>,
+}
+
+/// A service process mvm started and still runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceObs {
+    pub pid: u32,
+    pub start_time: u64,
+    /// The mvm version that runs it.
+    pub version: String,
+    pub listen: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

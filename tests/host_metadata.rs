@@ -1,4 +1,5 @@
-//! The metadata service as root in throwaway network and mount namespaces
+//! The metadata service as root in throwaway network, mount and pid
+//! namespaces (a service the script leaves running dies with it)
 //! (`tests/host/metadata.sh`): identity from the packet mark and address,
 //! tokens, refusals, rate limit. Skips with a reason when not root.
 
@@ -10,7 +11,17 @@ fn the_metadata_service_answers_only_the_tenant_it_identifies() {
     }
     let work = tempfile::tempdir().unwrap();
     let out = std::process::Command::new("unshare")
-        .args(["--net", "--mount", "--", "bash", "tests/host/metadata.sh"])
+        .args([
+            "--net",
+            "--mount",
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "--mount-proc",
+            "--",
+            "bash",
+            "tests/host/metadata.sh",
+        ])
         .arg(env!("CARGO_BIN_EXE_mvm"))
         .arg(work.path())
         .arg(format!("mvm-test-md-{}", std::process::id()))

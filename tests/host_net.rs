@@ -110,7 +110,8 @@ fn the_rendered_ruleset_is_what_nft_lists_back() {
 }
 
 /// Reconcile, stand-in guests proving the policy, drift repaired, prune
-/// (`tests/host/net.sh`, in fresh network and mount namespaces).
+/// (`tests/host/net.sh`, in fresh network, mount and pid namespaces: a
+/// service the script leaves running dies with it).
 #[test]
 fn reconcile_isolates_tenants_for_real() {
     if !is_root() {
@@ -119,7 +120,17 @@ fn reconcile_isolates_tenants_for_real() {
     }
     let work = tempfile::tempdir().unwrap();
     let out = std::process::Command::new("unshare")
-        .args(["--net", "--mount", "--", "bash", "tests/host/net.sh"])
+        .args([
+            "--net",
+            "--mount",
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "--mount-proc",
+            "--",
+            "bash",
+            "tests/host/net.sh",
+        ])
         .arg(env!("CARGO_BIN_EXE_mvm"))
         .arg(work.path())
         .arg(format!("mvm-test-net-{}", std::process::id()))

@@ -56,8 +56,19 @@ pub enum MetadataCommand {
     /// packet mark of its tap (its uid) and its source address, never by the request; only
     /// tenants with `metadata: true` in the applied desired state are answered. Tokens:
     /// PUT /latest/api/token with X-metadata-token-ttl-seconds (1..21600); every GET needs
-    /// X-metadata-token. Runs until stopped.
-    Serve,
+    /// X-metadata-token. Runs until stopped; `mvm agent reconcile` starts and stops it
+    /// (node.metadata) while some tenant enables metadata.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Listen here instead of <bridge.gateway>:<metadata.port>.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Read tenants from this state dir instead of node.toml's.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -200,7 +211,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Agent(AgentCommand::Reconcile(args)) => reconcile::run(&settings, args),
         Command::Tenant(TenantCommand::Audit(args)) => tenant::audit(&settings, args),
         Command::Net(NetCommand::Verify(args)) => net::verify(&settings, args),
-        Command::Metadata(MetadataCommand::Serve) => serve_metadata(&settings),
+        Command::Metadata(MetadataCommand::Serve(args)) => serve_metadata(&settings, args),
     };
     match result {
         Ok(code) => code,
@@ -250,11 +261,14 @@ fn observe(s: &Settings, args: &ObserveArgs) -> Result<ExitCode, AgentError> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn serve_metadata(s: &Settings) -> Result<ExitCode, AgentError> {
+fn serve_metadata(s: &Settings, args: &ServeArgs) -> Result<ExitCode, AgentError> {
     let node = s.config.load()?;
     let config = crate::providers::metadata_server::Config {
-        listen: std::net::SocketAddr::from((node.bridge.gateway, node.metadata.port)),
-        state_dir: node.state_dir.clone(),
+        listen: args.listen.unwrap_or(std::net::SocketAddr::from((
+            node.bridge.gateway,
+            node.metadata.port,
+        ))),
+        state_dir: args.state_dir.clone().unwrap_or(node.state_dir.clone()),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

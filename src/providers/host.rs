@@ -210,6 +210,15 @@ pub trait Vms: Send + Sync {
     fn identify(&self, pid: u32, uid: u32, cgroup: &str, id: &str) -> Option<super::vmm::Running>;
 }
 
+/// The metadata service process (`metadata_server.rs`).
+pub trait Services: Send + Sync {
+    /// Starts `mvm metadata serve` detached, listening at `listen`, reading
+    /// `state_dir`; waits until it accepts connections.
+    fn start_metadata(&self, listen: &str, state_dir: &Path) -> HostResult<super::vmm::Running>;
+    /// Stops it if `r` is still that process.
+    fn stop_service(&self, r: super::vmm::Running) -> HostResult;
+}
+
 /// nftables.
 pub trait Firewall: Send + Sync {
     /// Applies `{"nftables": [...]}` as one `nft -j -f -` transaction: all
@@ -239,6 +248,7 @@ pub struct Host {
     pub builds: Arc<dyn Builds>,
     pub vms: Arc<dyn Vms>,
     pub identity: Arc<dyn Identity>,
+    pub services: Arc<dyn Services>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -255,6 +265,7 @@ impl Host {
             builds: h.clone(),
             vms: h.clone(),
             identity: h.clone(),
+            services: h.clone(),
             clock: h,
         }
     }
@@ -270,6 +281,7 @@ impl Host {
             builds: rec.clone(),
             vms: rec.clone(),
             identity: rec.clone(),
+            services: rec.clone(),
             clock: rec,
         }
     }

@@ -22,7 +22,7 @@ use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown};
 use super::beneath::{self, Tree};
 use super::host::{
     Builds, Cgroups, Clock, Files, Firewall, HostError, HostResult, Identity, Links, Mounts,
-    TapSpec, TmpfsOptions, Vms,
+    Services, TapSpec, TmpfsOptions, Vms,
 };
 use super::netlink;
 use std::os::unix::fs::OpenOptionsExt;
@@ -892,6 +892,18 @@ impl Firewall for LinuxHost {
     fn nft_apply(&self, commands: &serde_json::Value) -> HostResult {
         super::nft::apply("nft", commands)
             .map_err(|e| HostError::other("apply", Path::new("the nftables transaction"), e))
+    }
+}
+
+impl Services for LinuxHost {
+    fn start_metadata(&self, listen: &str, state_dir: &Path) -> HostResult<super::vmm::Running> {
+        let log = state_dir.join("metadata.log");
+        super::metadata_server::start(listen, state_dir, &log)
+            .map_err(|e| HostError::new("start the metadata service at", Path::new(listen), e))
+    }
+    fn stop_service(&self, r: super::vmm::Running) -> HostResult {
+        super::metadata_server::stop(r)
+            .map_err(|e| HostError::new("stop process", Path::new(&r.pid.to_string()), e))
     }
 }
 

@@ -224,6 +224,154 @@ async fn serve_one(state: Arc<State>, mut sock: tokio::net::TcpStream, peer: Soc
     let _ = sock.shutdown().await;
 }
 
+/// Starts `<this mvm> metadata serve` detached (its own session, output
+/// appended to `log`), and waits until it accepts connections.
+pub fn start(
+    listen: &str,
+    state_dir: &std::path::Path,
+    log: &std::path::Path,
+) -> std::io::Result<super::vmm::Running> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::process::CommandExt;
+    let exe = std::fs::read_link("/proc/self/exe")?;
+    let out = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+        .open(log)?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["metadata", "serve", "--listen", listen, "--state-dir"])
+        .arg(state_dir)
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(out);
+    // SAFETY: setsid is async-signal-safe and touches no memory.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid()
+                .map(|_| ())
+                .map_err(std::io::Error::from)
+        });
+    }
+    let mut child = cmd.spawn()?;
+    let pid = child.id();
+    let start_time =
+        super::vmm::start_time(pid).ok_or_else(|| std::io::Error::other("it exited at once"))?;
+    let addr: SocketAddr = listen
+        .parse()
+        .map_err(|_| std::io::Error::other(format!("{listen} is not an address")))?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Err(std::io::Error::other(format!(
+                "it exited ({status}); see {}",
+                log.display()
+            )));
+        }
+        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(std::io::Error::other("it did not listen within 5 s"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(child);
+    Ok(super::vmm::Running { pid, start_time })
+}
+
+/// Stops the service if `r` is still that process (an mvm, same start).
+pub fn stop(r: super::vmm::Running) -> std::io::Result<()> {
+    let same = || {
+        super::vmm::start_time(r.pid) == Some(r.start_time)
+            && std::fs::read_to_string(format!("/proc/{}/comm", r.pid))
+                .is_ok_and(|c| c.trim() == "mvm")
+    };
+    if !same() {
+        return Ok(());
+    }
+    let pid = nix::unistd::Pid::from_raw(r.pid as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while same() && !is_zombie(r.pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+    Ok(())
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, r)| r.starts_with('Z')))
+        .unwrap_or(true)
+}
+
+/// Keeps only what the service needs once it listens: reading the state
+/// dir (CAP_DAC_READ_SEARCH); every other capability is dropped from the
+/// effective, permitted and bounding sets, and no exec can regain one.
+fn drop_privileges() -> std::io::Result<()> {
+    const CAP_DAC_READ_SEARCH: u32 = 2;
+    const LAST_CAP: u32 = 63;
+    // SAFETY: prctl with integer arguments only.
+    unsafe {
+        if nix::libc::prctl(nix::libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        for cap in 0..=LAST_CAP {
+            if cap != CAP_DAC_READ_SEARCH {
+                // EINVAL past the kernel's last capability: nothing to drop.
+                nix::libc::prctl(
+                    nix::libc::PR_CAPBSET_DROP,
+                    cap as nix::libc::c_ulong,
+                    0,
+                    0,
+                    0,
+                );
+            }
+        }
+    }
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let header = Header {
+        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+        pid: 0,
+    };
+    let keep = 1u32 << CAP_DAC_READ_SEARCH;
+    let data = [
+        Data {
+            effective: keep,
+            permitted: keep,
+            inheritable: 0,
+        },
+        Data {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        },
+    ];
+    // SAFETY: capset reads a valid v3 header and two data structs.
+    let rc = unsafe { nix::libc::syscall(nix::libc::SYS_capset, &header, data.as_ptr()) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Runs the service until the process is stopped.
 pub async fn serve(config: Config) -> std::io::Result<()> {
     let mut key = [0u8; 32];
@@ -237,6 +385,7 @@ pub async fn serve(config: Config) -> std::io::Result<()> {
         f.read_exact(&mut seed)
     })?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    drop_privileges()?;
     let state = Arc::new(State {
         config,
         key,

@@ -71,6 +71,7 @@ pub fn observe_with(node: &NodeConfig, roots: &ProbeRoots) -> Observed {
     probe_links(node, &mut obs);
     probe_nft(node, roots, &mut obs);
     probe_vms(node, roots, &mut obs);
+    obs.metadata_service = metadata_service(&layout);
     if let Ok(tcp) = fs::read_to_string(roots.proc.join("net/tcp")) {
         obs.metadata_listener = procfs::tcp_listener(&tcp, node.metadata.port);
     }
@@ -81,6 +82,16 @@ pub fn observe_with(node: &NodeConfig, roots: &ProbeRoots) -> Observed {
         .filter(|s| !s.is_empty());
     obs.tenants.retain(|_, t| t.is_present());
     obs
+}
+
+/// The metadata service `<state>/metadata.json` names, if that process
+/// (same pid and start time, an mvm) still runs.
+fn metadata_service(layout: &StateLayout) -> Option<crate::observed::ServiceObs> {
+    let bytes = super::store::read_state_file(&layout.metadata_service(), 4096).ok()??;
+    let s: crate::observed::ServiceObs = crate::spec::json::from_slice(&bytes).ok()?;
+    let alive = super::vmm::start_time(s.pid) == Some(s.start_time)
+        && fs::read_to_string(format!("/proc/{}/comm", s.pid)).is_ok_and(|c| c.trim() == "mvm");
+    alive.then_some(s)
 }
 
 fn is_executable(p: &Path) -> bool {

@@ -13,7 +13,7 @@
 
 use super::host::{
     Builds, Cgroups, Clock, Files, Firewall, HostError, HostResult, Identity, Links, Mounts,
-    TapSpec, TmpfsOptions, Vms,
+    Services, TapSpec, TmpfsOptions, Vms,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -689,6 +689,26 @@ impl Firewall for RecordingHost {
             commands: n,
         };
         self.record(call, |_| Ok(()))
+    }
+}
+
+impl Services for RecordingHost {
+    fn start_metadata(&self, listen: &str, _: &Path) -> HostResult<super::vmm::Running> {
+        self.record(
+            Call::Launch {
+                path: PathBuf::from(listen),
+                args: vec!["metadata".into()],
+            },
+            |_| {
+                Ok(super::vmm::Running {
+                    pid: 4200,
+                    start_time: 42,
+                })
+            },
+        )
+    }
+    fn stop_service(&self, r: super::vmm::Running) -> HostResult {
+        self.record(Call::Stop(PathBuf::from(r.pid.to_string())), |_| Ok(()))
     }
 }
 

@@ -81,6 +81,12 @@ pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
         .map_err(io_err("sync", dir))
 }
 
+/// Reads a small state file in the state dir's root (regular, one link, no
+/// link followed, capped); `Ok(None)` when it does not exist.
+pub fn read_state_file(path: &Path, cap: u64) -> io::Result<Option<Vec<u8>>> {
+    read_capped(path, cap)
+}
+
 /// Reads the node's identity (`<state>/node-id`); `Ok(None)` before the
 /// first reconcile created it.
 pub fn read_node_id(path: &Path) -> Result<Option<String>, StoreError> {

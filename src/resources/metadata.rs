@@ -2,10 +2,17 @@
 //! address, redirected by nftables to a listener on the gateway. It exists
 //! while some tenant enables metadata — a desired one, or one kept on the
 //! node though absent from desired.json (kept tenants keep what they
-//! depend on).
+//! depend on). The service is `mvm metadata serve`, a detached process of
+//! this mvm's version, tracked by pid and start time in
+//! `<state>/metadata.json`: a dead one, one of another version or one
+//! listening elsewhere is drift, and is restarted.
 
-use super::{At, Attrs, Ctx, Dep, Desired, Documents, Resource, Scope, Subject};
-use crate::observed::Observed;
+use super::{
+    ApplyCtx, At, Attrs, Ctx, Dep, Desired, Documents, Provider, Resource, Scope, Subject,
+};
+use crate::observed::{Observed, ServiceObs};
+use crate::providers::host::HostResult;
+use crate::providers::vmm::Running;
 use crate::spec::TenantSpec;
 use crate::spec::types::TenantId;
 use serde::Deserialize;
@@ -16,6 +23,10 @@ pub struct Metadata;
 #[serde(deny_unknown_fields)]
 pub struct MetadataAttrs {
     pub listen: String,
+    /// The mvm version the service runs.
+    pub version: Option<String>,
+    /// Known after apply.
+    pub pid: Option<u32>,
 }
 
 pub fn listen(ctx: &Ctx) -> String {
@@ -26,7 +37,7 @@ impl Resource for Metadata {
     type Attrs = MetadataAttrs;
     const WORD: &'static str = "metadata";
     const SCOPE: Scope = Scope::Node;
-    const REPLACE_ON: &'static [&'static str] = &["listen"];
+    const REPLACE_ON: &'static [&'static str] = &["listen", "version"];
 
     fn depends_on(&self, _: Option<&TenantSpec>) -> &'static [Dep] {
         &[Dep::Node("bridge"), Dep::Node("nft")]
@@ -45,13 +56,31 @@ impl Resource for Metadata {
         }
         let mut d = Desired::default();
         d.set("listen", listen(ctx));
+        d.set("version", env!("CARGO_PKG_VERSION"));
+        d.unknown("pid");
         Some(d)
     }
 
+    /// What listens on the metadata port; its version and pid only when it
+    /// is the service mvm started (else they read as unknown, and the
+    /// plan replaces it).
     fn observed(&self, ctx: &Ctx, _: At) -> Option<Attrs> {
         let l = ctx.observed.metadata_listener.as_ref()?;
+        let ours = ctx
+            .observed
+            .metadata_service
+            .as_ref()
+            .filter(|s| s.listen == *l);
         let mut a = Attrs::new();
         a.insert("listen".into(), l.clone().into());
+        a.insert(
+            "version".into(),
+            ours.map_or(serde_json::Value::Null, |s| s.version.clone().into()),
+        );
+        a.insert(
+            "pid".into(),
+            ours.map_or(serde_json::Value::Null, |s| s.pid.into()),
+        );
         Some(a)
     }
 
@@ -63,5 +92,86 @@ impl Resource for Metadata {
         _: &Documents,
     ) {
         obs.metadata_listener = after.map(|a| a.listen.clone());
+        obs.metadata_service = after.map(|a| ServiceObs {
+            pid: a.pid.unwrap_or(4200),
+            start_time: 42,
+            version: a.version.clone().unwrap_or_default(),
+            listen: a.listen.clone(),
+        });
+    }
+
+    fn provider(&self) -> Option<&dyn Provider<MetadataAttrs>> {
+        Some(self)
+    }
+
+    fn check(&self, ctx: &Ctx, _: Option<&TenantId>, a: &MetadataAttrs) -> Result<(), String> {
+        if a.listen != listen(ctx) || a.version.as_deref() != Some(env!("CARGO_PKG_VERSION")) {
+            return Err(format!(
+                "listen and version are always {} and this mvm's",
+                listen(ctx)
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The service `<state>/metadata.json` names, as recorded.
+fn recorded(ctx: &ApplyCtx) -> Option<ServiceObs> {
+    let bytes = ctx
+        .host
+        .files
+        .read(&ctx.layout.metadata_service(), 4096)
+        .ok()??;
+    crate::spec::json::from_slice(&bytes).ok()
+}
+
+impl Provider<MetadataAttrs> for Metadata {
+    /// Stops the service mvm started before, if it still runs, starts one
+    /// of this version, and records its pid and start time.
+    fn apply(
+        &self,
+        ctx: &ApplyCtx,
+        _: Option<&TenantId>,
+        _: Option<&MetadataAttrs>,
+        after: &MetadataAttrs,
+        _: &Documents,
+    ) -> HostResult {
+        if let Some(old) = recorded(ctx) {
+            ctx.host.services.stop_service(Running {
+                pid: old.pid,
+                start_time: old.start_time,
+            })?;
+        }
+        let r = ctx
+            .host
+            .services
+            .start_metadata(&after.listen, ctx.layout.root())?;
+        let rec = ServiceObs {
+            pid: r.pid,
+            start_time: r.start_time,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            listen: after.listen.clone(),
+        };
+        let mut text = serde_json::to_vec_pretty(&rec).expect("record serializes");
+        text.push(b'\n');
+        ctx.host
+            .files
+            .write_file(&ctx.layout.metadata_service(), &text, 0o600)
+    }
+
+    /// Stops the service (only the process mvm recorded) and forgets it.
+    fn delete(
+        &self,
+        ctx: &ApplyCtx,
+        _: Option<&TenantId>,
+        _: Option<&MetadataAttrs>,
+    ) -> HostResult {
+        if let Some(old) = recorded(ctx) {
+            ctx.host.services.stop_service(Running {
+                pid: old.pid,
+                start_time: old.start_time,
+            })?;
+        }
+        ctx.host.files.remove_tree(&ctx.layout.metadata_service())
     }
 }

@@ -67,6 +67,11 @@ impl StateLayout {
         self.root.join("desired.json")
     }
 
+    /// The metadata service mvm started: pid, start time, version.
+    pub fn metadata_service(&self) -> PathBuf {
+        self.root.join("metadata.json")
+    }
+
     pub fn lock(&self) -> PathBuf {
         self.root.join("lock")
     }

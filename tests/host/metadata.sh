@@ -22,7 +22,7 @@ cat > "$state/desired.json" <<JSON
  {"tenant_id": "ma", "metadata": true}, {"tenant_id": "mb", "metadata": true}, {"tenant_id": "mc", "metadata": false}
 ]}
 JSON
-m metadata serve > "$work/serve.log" 2>&1 &
+"$mvm" --config "$work/node.toml" metadata serve > "$work/serve.log" 2>&1 &
 serve=$!
 trap 'kill $serve 2>/dev/null || true; chattr -R -a "$work" 2>/dev/null || true' EXIT
 client() {

@@ -103,7 +103,6 @@ done
 # an IPv6 listener.
 bg g serve-udp 10.200.0.1 53
 bg g serve-tcp 0.0.0.0 8080
-bg g serve-tcp 0.0.0.0 8775
 bg g serve-tcp :: 5555
 guest() { ip netns exec "g-$1" python3 "$here/netguest.py" "${@:2}"; }
 ok() { "$@" > /dev/null 2>&1 || fail "should be allowed: $*"; }
@@ -133,10 +132,20 @@ done
 ip -n g-na route del 10.200.0.3/32 via 10.200.0.1
 echo "ok: tenant to tenant denied, directly and through the gateway"
 
-ok guest na tcp 169.254.169.254 80
-no guest nc tcp 169.254.169.254 80
-no guest na tcp 10.200.0.1 8775
-echo "ok: metadata only for member tenants, only through the redirect"
+# The real metadata service, started by reconcile (node.metadata).
+m agent reconcile --desired "$work/d.json" "${net[@]}" --target node.metadata > "$work/outm" 2>&1 || { cat "$work/outm"; fail "starting the metadata service"; }
+[ "$(guest na imds 169.254.169.254)" = na ] || { guest na imds 169.254.169.254; cat "$state/metadata.log"; fail "na cannot read its identity through the redirect"; }
+no guest nc imds 169.254.169.254
+no guest na imds 10.200.0.1 8775
+ss -ltn | grep -q "169.254.169.254" && fail "169.254.169.254 is bound on the host"
+md=$(grep -o '"pid": [0-9]*' "$state/metadata.json" | grep -o '[0-9]*')
+grep -q "^CapEff:	0000000000000004$" "/proc/$md/status" || fail "the service keeps capabilities: $(grep Cap /proc/$md/status)"
+kill -9 "$md"
+m agent plan --desired "$work/d.json" "${net[@]}" --target node.metadata > "$work/planm" 2>&1 || true
+grep -q "node.metadata" "$work/planm" || { cat "$work/planm"; fail "a dead metadata service is not drift"; }
+m agent reconcile --desired "$work/d.json" "${net[@]}" --target node.metadata > "$work/outm2" 2>&1 || { cat "$work/outm2"; fail "restarting the metadata service"; }
+[ "$(guest na imds 169.254.169.254)" = na ] || fail "the restarted service does not answer"
+echo "ok: metadata only for member tenants, only through the redirect; identity from the tap's mark; restarted after being killed; only CAP_DAC_READ_SEARCH kept"
 
 ok g tcp 10.200.0.3 22
 no g tcp 10.200.0.2 22
@@ -188,7 +197,7 @@ bg g pump tap-nb p-nb vh-nb
 sleep 0.3
 no guest na tcp 192.168.50.2 8080
 ok g tcp 10.200.0.3 22
-ok guest na tcp 169.254.169.254 80
+ok guest na imds 169.254.169.254
 [ "$(cat /sys/class/net/fp0/master/ifindex 2>/dev/null)" = "$(cat /sys/class/net/mvmbr0/ifindex)" ] || fail "the foreign bridge port was detached"
 [ "$(nft list table inet foreign)" = "$foreign" ] || fail "the foreign table changed"
 m net verify > "$work/verify3" && fail "net verify passed with a foreign port on the bridge"
@@ -199,7 +208,9 @@ echo "ok: a deleted tap, a deleted rule and a changed sysctl are named by net ve
 
 # 4. Prune: everything of mvm's goes, the foreign table stays.
 kill "${pids[@]}" 2>/dev/null || true
-m agent reconcile --desired "$work/none.json" --prune "${net[@]}" > "$work/out5" 2>&1 || { cat "$work/out5"; fail "prune"; }
+md=$(grep -o '"pid": [0-9]*' "$state/metadata.json" | grep -o '[0-9]*')
+m agent reconcile --desired "$work/none.json" --prune "${net[@]}" --target node.metadata > "$work/out5" 2>&1 || { cat "$work/out5"; fail "prune"; }
+kill -0 "$md" 2>/dev/null && ! grep -q '^State:	Z' "/proc/$md/status" && fail "the metadata service survived the last metadata tenant"
 ip link show | grep -q 'tap-' && fail "taps left"
 ip link show mvmbr0 > /dev/null 2>&1 && { cat "$work/out5"; fail "bridge left"; }
 nft list tables | grep -q mvm && fail "mvm tables left"

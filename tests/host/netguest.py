@@ -14,6 +14,7 @@
     ping ADDR             one ICMP echo; exit 1 on no reply
     garp IFACE MAC IP     send a gratuitous ARP claiming IP for MAC
     tcp6 ADDR%IFACE PORT  IPv6 connect; exit 1 on failure
+    imds ADDR [PORT]      the IMDSv2 flow: PUT a token, GET tenant-id; print it
 
 Every wait is bounded (1 s), so a dropped packet is a quick failure.
 """
@@ -137,6 +138,30 @@ def tcp6(addr, port):
     print(s.recv(100).decode().strip())
 
 
+def http(addr, port, method, path, headers):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(TIMEOUT)
+    s.connect((addr, int(port)))
+    req = f"{method} {path} HTTP/1.1\r\nHost: {addr}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n"
+    s.sendall(req.encode())
+    data = b""
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    head, _, body = data.decode().partition("\r\n\r\n")
+    status = int(head.split(" ")[1])
+    if status != 200:
+        raise OSError(f"{method} {path}: {status} {body.strip()}")
+    return body
+
+
+def imds(addr, port=80):
+    token = http(addr, port, "PUT", "/latest/api/token", [("X-metadata-token-ttl-seconds", "60")])
+    print(http(addr, port, "GET", "/latest/meta-data/tenant-id", [("X-metadata-token", token)]))
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     fn = {
@@ -148,6 +173,7 @@ def main():
         "ping": ping,
         "garp": garp,
         "tcp6": tcp6,
+        "imds": imds,
     }[cmd]
     try:
         fn(*args)
