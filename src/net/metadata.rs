@@ -116,6 +116,59 @@ pub fn verify(key: &[u8; 32], token: &str, tenant: &str, now: u64) -> Result<(),
     Ok(())
 }
 
+/// The paths the service answers, the only ones its log names.
+const PATHS: &[&str] = &[
+    "/latest/api/token",
+    "/latest/meta-data/tenant-id",
+    "/latest/meta-data/node-id",
+    "/latest/meta-data/local-ipv4",
+    "/latest/meta-data/mac",
+    "/latest/meta-data/revision",
+    "/latest/dynamic/instance-identity/document",
+];
+
+/// The access-log line for a request, or `None` for what is not worth a
+/// line: successful reads, and a rate-limited tenant's refusals after its
+/// first (`first_refusal` false), so a guest cannot fill the disk. Only
+/// the known method and path appear, never a header or an unknown path
+/// (where a guest could have put its token).
+pub fn log_line(
+    peer: std::net::IpAddr,
+    mark: u32,
+    tenant: Option<&str>,
+    req: Option<&Request>,
+    status: u16,
+    first_refusal: bool,
+) -> Option<String> {
+    let is_put = req.is_some_and(|r| r.method == "PUT");
+    if (status == 200 && !is_put) || (status == 429 && !first_refusal) {
+        return None;
+    }
+    let (method, path) = match req {
+        Some(r) => (
+            ["GET", "PUT"]
+                .into_iter()
+                .find(|m| *m == r.method)
+                .unwrap_or("(other method)"),
+            PATHS
+                .iter()
+                .copied()
+                .find(|p| *p == r.path)
+                .unwrap_or("(other path)"),
+        ),
+        None => ("(malformed)", "-"),
+    };
+    let note = if status == 429 {
+        " (further refusals not logged until it slows down)"
+    } else {
+        ""
+    };
+    Some(format!(
+        "{peer} mark={mark:#x} tenant={} {method} {path} {status}{note}",
+        tenant.unwrap_or("-")
+    ))
+}
+
 /// The answer to `req` from `tenant` (`None`: not identified, or not a
 /// metadata tenant). `now` in seconds; `nonce` fresh per token.
 pub fn handle(
@@ -191,6 +244,38 @@ pub fn handle(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_log_names_known_paths_only_and_never_a_header() {
+        let peer = "10.200.0.2".parse().unwrap();
+        let req = |m: &str, p: &str| Request {
+            method: m.into(),
+            path: p.into(),
+            headers: [("x-metadata-token".to_string(), "ma.1.2.secret".to_string())].into(),
+        };
+        let put = req("PUT", "/latest/api/token");
+        assert_eq!(
+            log_line(peer, 0x100, Some("ma"), Some(&put), 200, false).unwrap(),
+            "10.200.0.2 mark=0x100 tenant=ma PUT /latest/api/token 200"
+        );
+        let get = req("GET", "/latest/meta-data/tenant-id");
+        assert_eq!(
+            log_line(peer, 0x100, Some("ma"), Some(&get), 200, false),
+            None
+        );
+        let probe = req("GET", "/ma.1.2.secret");
+        let line = log_line(peer, 0, None, Some(&probe), 403, false).unwrap();
+        assert_eq!(line, "10.200.0.2 mark=0x0 tenant=- GET (other path) 403");
+        assert!(log_line(peer, 0x100, Some("ma"), Some(&get), 429, true).is_some());
+        assert_eq!(
+            log_line(peer, 0x100, Some("ma"), Some(&get), 429, false),
+            None
+        );
+        assert_eq!(
+            log_line(peer, 0, None, None, 400, false).unwrap(),
+            "10.200.0.2 mark=0x0 tenant=- (malformed) - 400"
+        );
+    }
 
     fn tenant(id: &str) -> Tenant {
         Tenant {

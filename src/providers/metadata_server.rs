@@ -126,8 +126,8 @@ struct State {
     key: [u8; 32],
     /// Tenants by mark, re-read at most once a second.
     cache: Mutex<(Instant, HashMap<u32, Tenant>)>,
-    /// Token buckets by tenant: (tokens, last refill).
-    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+    /// Token buckets by tenant: (tokens, last refill, refusing now).
+    buckets: Mutex<HashMap<String, (f64, Instant, bool)>>,
     nonce: std::sync::atomic::AtomicU64,
 }
 
@@ -141,17 +141,22 @@ impl State {
         (IpAddr::V4(t.ip) == peer).then(|| t.clone())
     }
 
-    fn allow(&self, tenant: &str) -> bool {
+    /// `Ok` when `tenant` may make one more request; else `Err(first)`,
+    /// `first` for the first refusal since it was last allowed.
+    fn allow(&self, tenant: &str) -> Result<(), bool> {
         let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        let (tokens, last) = b.entry(tenant.to_string()).or_insert((BURST, now));
+        let (tokens, last, refusing) = b.entry(tenant.to_string()).or_insert((BURST, now, false));
         *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * RATE).min(BURST);
         *last = now;
         if *tokens >= 1.0 {
             *tokens -= 1.0;
-            true
+            *refusing = false;
+            Ok(())
         } else {
-            false
+            let first = !*refusing;
+            *refusing = true;
+            Err(first)
         }
     }
 }
@@ -174,6 +179,9 @@ async fn serve_one(state: Arc<State>, mut sock: tokio::net::TcpStream, peer: Soc
             break String::from_utf8_lossy(&buf[..end]).to_string();
         }
         if buf.len() > HEAD_CAP {
+            if let Some(line) = metadata::log_line(peer.ip(), mark, None, None, 413, false) {
+                eprintln!("{} {line}", jiff::Timestamp::now());
+            }
             let _ = sock
                 .write_all(&render(&Response {
                     status: 413,
@@ -184,42 +192,51 @@ async fn serve_one(state: Arc<State>, mut sock: tokio::net::TcpStream, peer: Soc
             return;
         }
     };
-    let response = match parse_head(&head) {
+    let req = parse_head(&head);
+    let tenant = match &req {
+        Some(_) if mark != 0 => state.tenant(mark, peer.ip()),
+        _ => None,
+    };
+    let mut first_refusal = false;
+    let response = match &req {
         None => Response {
             status: 400,
             content_type: "text/plain",
             body: "malformed request\n".into(),
         },
-        Some(req) if req.headers.get("content-length").is_some_and(|l| l != "0") => {
-            let _ = req;
-            Response {
-                status: 413,
-                content_type: "text/plain",
-                body: "request bodies are not accepted\n".into(),
-            }
-        }
-        Some(req) => {
-            let tenant = if mark == 0 {
-                None
-            } else {
-                state.tenant(mark, peer.ip())
-            };
-            match &tenant {
-                Some(t) if !state.allow(&t.id) => Response {
+        Some(req) if req.headers.get("content-length").is_some_and(|l| l != "0") => Response {
+            status: 413,
+            content_type: "text/plain",
+            body: "request bodies are not accepted\n".into(),
+        },
+        Some(req) => match tenant.as_ref().map(|t| state.allow(&t.id)) {
+            Some(Err(first)) => {
+                first_refusal = first;
+                Response {
                     status: 429,
                     content_type: "text/plain",
                     body: "slow down\n".into(),
-                },
-                _ => {
-                    let now = jiff::Timestamp::now().as_second().max(0) as u64;
-                    let nonce = state
-                        .nonce
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    metadata::handle(&req, tenant.as_ref(), &state.key, now, nonce)
                 }
             }
-        }
+            _ => {
+                let now = jiff::Timestamp::now().as_second().max(0) as u64;
+                let nonce = state
+                    .nonce
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                metadata::handle(req, tenant.as_ref(), &state.key, now, nonce)
+            }
+        },
     };
+    if let Some(line) = metadata::log_line(
+        peer.ip(),
+        mark,
+        tenant.as_ref().map(|t| t.id.as_str()),
+        req.as_ref(),
+        response.status,
+        first_refusal,
+    ) {
+        eprintln!("{} {line}", jiff::Timestamp::now());
+    }
     let _ = sock.write_all(&render(&response)).await;
     let _ = sock.shutdown().await;
 }

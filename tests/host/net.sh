@@ -33,7 +33,7 @@ net=(--target 'tenant.*.tap' --target 'tenant.*.nft')
 cat > "$work/d.json" <<JSON
 {"tenants": [
  {"tenant_id": "na", "flake_ref": "github:o/a", "profile": "minimal", "vcpus": 1, "mem_mib": 256, "state": "running", "ip": "10.200.0.2", "mac": "02:00:0a:c8:00:02", "metadata": true},
- {"tenant_id": "nb", "flake_ref": "github:o/a", "profile": "minimal", "vcpus": 1, "mem_mib": 256, "state": "running", "ip": "10.200.0.3", "mac": "02:00:0a:c8:00:03", "ssh_from_gateway": true},
+ {"tenant_id": "nb", "flake_ref": "github:o/a", "profile": "minimal", "vcpus": 1, "mem_mib": 256, "state": "running", "ip": "10.200.0.3", "mac": "02:00:0a:c8:00:03", "ssh_from_gateway": true, "metadata": true},
  {"tenant_id": "nc", "flake_ref": "github:o/a", "profile": "minimal", "vcpus": 1, "mem_mib": 256, "state": "running", "ip": "10.200.0.4", "mac": "02:00:0a:c8:00:04"}
 ]}
 JSON
@@ -138,6 +138,22 @@ m agent reconcile --desired "$work/d.json" "${net[@]}" --target node.metadata > 
 no guest nc imds 169.254.169.254
 no guest na imds 10.200.0.1 8775
 ss -ltn | grep -q "169.254.169.254" && fail "169.254.169.254 is bound on the host"
+tok=$(guest na token 169.254.169.254)
+[ "$(guest nb status 169.254.169.254 GET /latest/meta-data/tenant-id "X-metadata-token:$tok")" = 401 ] || fail "nb replayed na's token"
+[ "$(guest na status 169.254.169.254 PUT /latest/api/token X-metadata-token-ttl-seconds:60 X-Forwarded-For:1.2.3.4)" = 400 ] || fail "X-Forwarded-For accepted"
+# nc let through by hand (its address added to the member set): the
+# service, which reads the applied desired state, still refuses it.
+nft add element inet mvm metadata_v4 '{ 10.200.0.4 }'
+[ "$(guest nc status 169.254.169.254 PUT /latest/api/token X-metadata-token-ttl-seconds:60)" = 403 ] || fail "nc (metadata off) was answered"
+nft delete element inet mvm metadata_v4 '{ 10.200.0.4 }'
+# nc claiming na's address is dropped at L2 before it reaches the service
+# (no answer at all, not even the service's 403, and no line in its log).
+ip -n g-nc addr add 10.200.0.2/32 dev eth0
+no guest nc status-from 10.200.0.2 169.254.169.254 PUT /latest/api/token X-metadata-token-ttl-seconds:60
+ip -n g-nc addr del 10.200.0.2/32 dev eth0
+grep -q " 10.200.0.2 mark=.* tenant=- " "$state/metadata.log" && fail "the spoofed request reached the service"
+grep -q " 10.200.0.4 mark=.* tenant=- PUT /latest/api/token 403" "$state/metadata.log" || { cat "$state/metadata.log"; fail "the refusal of nc is not logged"; }
+grep -qF "$tok" "$state/metadata.log" && fail "a token is in the service's log"
 md=$(grep -o '"pid": [0-9]*' "$state/metadata.json" | grep -o '[0-9]*')
 grep -q "^CapEff:	0000000000000004$" "/proc/$md/status" || fail "the service keeps capabilities: $(grep Cap /proc/$md/status)"
 kill -9 "$md"
@@ -145,7 +161,7 @@ m agent plan --desired "$work/d.json" "${net[@]}" --target node.metadata > "$wor
 grep -q "node.metadata" "$work/planm" || { cat "$work/planm"; fail "a dead metadata service is not drift"; }
 m agent reconcile --desired "$work/d.json" "${net[@]}" --target node.metadata > "$work/outm2" 2>&1 || { cat "$work/outm2"; fail "restarting the metadata service"; }
 [ "$(guest na imds 169.254.169.254)" = na ] || fail "the restarted service does not answer"
-echo "ok: metadata only for member tenants, only through the redirect; identity from the tap's mark; restarted after being killed; only CAP_DAC_READ_SEARCH kept"
+echo "ok: metadata only for member tenants, only through the redirect; identity from the tap's mark; tokens bound to the tenant; a spoofed address dropped; restarted after being killed; only CAP_DAC_READ_SEARCH kept"
 
 ok g tcp 10.200.0.3 22
 no g tcp 10.200.0.2 22

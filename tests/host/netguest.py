@@ -138,9 +138,12 @@ def tcp6(addr, port):
     print(s.recv(100).decode().strip())
 
 
-def http(addr, port, method, path, headers):
+def request(addr, port, method, path, headers, src=None):
+    """(status, body) of one HTTP/1.1 request."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.settimeout(TIMEOUT)
+    if src:
+        s.bind(source(src))
     s.connect((addr, int(port)))
     req = f"{method} {path} HTTP/1.1\r\nHost: {addr}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n"
     s.sendall(req.encode())
@@ -151,15 +154,33 @@ def http(addr, port, method, path, headers):
             break
         data += chunk
     head, _, body = data.decode().partition("\r\n\r\n")
-    status = int(head.split(" ")[1])
+    return int(head.split(" ")[1]), body
+
+
+def http(addr, port, method, path, headers, src=None):
+    status, body = request(addr, port, method, path, headers, src)
     if status != 200:
         raise OSError(f"{method} {path}: {status} {body.strip()}")
     return body
 
 
-def imds(addr, port=80):
-    token = http(addr, port, "PUT", "/latest/api/token", [("X-metadata-token-ttl-seconds", "60")])
-    print(http(addr, port, "GET", "/latest/meta-data/tenant-id", [("X-metadata-token", token)]))
+def imds(addr, port=80, src=None):
+    token = http(addr, port, "PUT", "/latest/api/token", [("X-metadata-token-ttl-seconds", "60")], src)
+    print(http(addr, port, "GET", "/latest/meta-data/tenant-id", [("X-metadata-token", token)], src))
+
+
+def token(addr):
+    print(http(addr, 80, "PUT", "/latest/api/token", [("X-metadata-token-ttl-seconds", "60")]))
+
+
+def status(addr, method, path, *headers):
+    """The status code of METHOD PATH with HEADERS given as `name:value`."""
+    print(request(addr, 80, method, path, [h.split(":", 1) for h in headers])[0])
+
+
+def status_from(src, addr, method, path, *headers):
+    """`status` from the local address SRC."""
+    print(request(addr, 80, method, path, [h.split(":", 1) for h in headers], src)[0])
 
 
 def main():
@@ -174,6 +195,9 @@ def main():
         "garp": garp,
         "tcp6": tcp6,
         "imds": imds,
+        "token": token,
+        "status": status,
+        "status-from": status_from,
     }[cmd]
     try:
         fn(*args)
