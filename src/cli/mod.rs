@@ -270,13 +270,7 @@ fn serve_metadata(s: &Settings, args: &ServeArgs) -> Result<ExitCode, AgentError
         ))),
         state_dir: args.state_dir.clone().unwrap_or(node.state_dir.clone()),
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(AgentError::Runtime)?;
-    rt.block_on(crate::providers::metadata_server::serve(config))
-        .map_err(AgentError::Metadata)?;
+    crate::providers::metadata_server::run(config).map_err(AgentError::Metadata)?;
     Ok(ExitCode::SUCCESS)
 }
 

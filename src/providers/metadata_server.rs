@@ -328,9 +328,17 @@ fn is_zombie(pid: u32) -> bool {
         .unwrap_or(true)
 }
 
+/// The uid and gid the service runs as once it listens: `nobody`. Not
+/// root without capabilities: uid 0 still owns (and may write) every
+/// root-owned file. Nothing of the service's is owned by this uid, and the
+/// process is not dumpable after the switch, so another `nobody` process
+/// can at most signal it (a dead service is drift; reconcile restarts it).
+pub const SERVICE_UID: u32 = 65534;
+
 /// Keeps only what the service needs once it listens: reading the state
-/// dir (CAP_DAC_READ_SEARCH); every other capability is dropped from the
-/// effective, permitted and bounding sets, and no exec can regain one.
+/// dir (CAP_DAC_READ_SEARCH), as [`SERVICE_UID`] with no supplementary
+/// groups; every other capability is dropped from the effective,
+/// permitted and bounding sets, and no exec can regain one.
 fn drop_privileges() -> std::io::Result<()> {
     const CAP_DAC_READ_SEARCH: u32 = 2;
     const LAST_CAP: u32 = 63;
@@ -352,6 +360,19 @@ fn drop_privileges() -> std::io::Result<()> {
             }
         }
     }
+    // Keep the permitted set across the uid switch; capset below makes
+    // the one kept capability effective again.
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { nix::libc::prctl(nix::libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let (uid, gid) = (
+        nix::unistd::Uid::from_raw(SERVICE_UID),
+        nix::unistd::Gid::from_raw(SERVICE_UID),
+    );
+    nix::unistd::setgroups(&[])?;
+    nix::unistd::setresgid(gid, gid, gid)?;
+    nix::unistd::setresuid(uid, uid, uid)?;
     #[repr(C)]
     struct Header {
         version: u32,
@@ -389,19 +410,26 @@ fn drop_privileges() -> std::io::Result<()> {
     Ok(())
 }
 
-/// Runs the service until the process is stopped.
-pub async fn serve(config: Config) -> std::io::Result<()> {
+/// Runs the service until the process is stopped: binds, drops
+/// privileges while the process still has one thread (capabilities and
+/// the KEEPCAPS flag are per thread, so a runtime started before would
+/// keep root's in its workers), then serves on a small runtime.
+pub fn run(config: Config) -> std::io::Result<()> {
     let mut key = [0u8; 32];
-    std::fs::File::open("/dev/urandom").and_then(|mut f| {
-        use std::io::Read;
-        f.read_exact(&mut key)
-    })?;
     let mut seed = [0u8; 8];
     std::fs::File::open("/dev/urandom").and_then(|mut f| {
         use std::io::Read;
+        f.read_exact(&mut key)?;
         f.read_exact(&mut seed)
     })?;
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let listener = std::net::TcpListener::bind(config.listen)?;
+    listener.set_nonblocking(true)?;
+    let threads = std::fs::read_dir("/proc/self/task")?.count();
+    if threads != 1 {
+        return Err(std::io::Error::other(format!(
+            "privileges must be dropped before any thread starts ({threads} run)"
+        )));
+    }
     drop_privileges()?;
     let state = Arc::new(State {
         config,
@@ -410,10 +438,17 @@ pub async fn serve(config: Config) -> std::io::Result<()> {
         buckets: Mutex::new(HashMap::new()),
         nonce: std::sync::atomic::AtomicU64::new(u64::from_ne_bytes(seed)),
     });
-    loop {
-        let (sock, peer) = listener.accept().await?;
-        tokio::spawn(serve_one(state.clone(), sock, peer));
-    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        loop {
+            let (sock, peer) = listener.accept().await?;
+            tokio::spawn(serve_one(state.clone(), sock, peer));
+        }
+    })
 }
 
 #[cfg(test)]

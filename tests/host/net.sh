@@ -155,13 +155,20 @@ grep -q " 10.200.0.2 mark=.* tenant=- " "$state/metadata.log" && fail "the spoof
 grep -q " 10.200.0.4 mark=.* tenant=- PUT /latest/api/token 403" "$state/metadata.log" || { cat "$state/metadata.log"; fail "the refusal of nc is not logged"; }
 grep -qF "$tok" "$state/metadata.log" && fail "a token is in the service's log"
 md=$(grep -o '"pid": [0-9]*' "$state/metadata.json" | grep -o '[0-9]*')
-grep -q "^CapEff:	0000000000000004$" "/proc/$md/status" || fail "the service keeps capabilities: $(grep Cap /proc/$md/status)"
+# Every thread, not just the first: capabilities are per thread.
+[ "$(ls "/proc/$md/task" | wc -l)" -gt 1 ] || fail "the service should have worker threads"
+for t in /proc/$md/task/*; do
+  grep -q "^CapEff:	0000000000000004$" "$t/status" || fail "a service thread keeps capabilities: $(grep Cap "$t/status")"
+  grep -q "^CapBnd:	0000000000000004$" "$t/status" || fail "a service thread keeps a bounding set: $(grep CapBnd "$t/status")"
+  grep -q "^Uid:	65534	65534	65534	65534$" "$t/status" || fail "a service thread runs as $(grep Uid "$t/status")"
+  grep -qE "^Groups:\s*$" "$t/status" || fail "a service thread keeps groups: $(grep Groups "$t/status")"
+done
 kill -9 "$md"
 m agent plan --desired "$work/d.json" "${net[@]}" --target node.metadata > "$work/planm" 2>&1 || true
 grep -q "node.metadata" "$work/planm" || { cat "$work/planm"; fail "a dead metadata service is not drift"; }
 m agent reconcile --desired "$work/d.json" "${net[@]}" --target node.metadata > "$work/outm2" 2>&1 || { cat "$work/outm2"; fail "restarting the metadata service"; }
 [ "$(guest na imds 169.254.169.254)" = na ] || fail "the restarted service does not answer"
-echo "ok: metadata only for member tenants, only through the redirect; identity from the tap's mark; tokens bound to the tenant; a spoofed address dropped; restarted after being killed; only CAP_DAC_READ_SEARCH kept"
+echo "ok: metadata only for member tenants, only through the redirect; identity from the tap's mark; tokens bound to the tenant; a spoofed address dropped; restarted after being killed; runs as nobody with only CAP_DAC_READ_SEARCH"
 
 ok g tcp 10.200.0.3 22
 no g tcp 10.200.0.2 22
