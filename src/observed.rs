@@ -242,6 +242,9 @@ pub struct ServiceObs {
     /// The mvm version that runs it.
     pub version: String,
     pub listen: String,
+    /// The per-tenant rate limit it was started with.
+    pub rate_per_sec: u32,
+    pub burst: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

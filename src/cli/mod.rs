@@ -69,6 +69,14 @@ pub struct ServeArgs {
     /// Read tenants from this state dir instead of node.toml's.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Requests per second each tenant may make, instead of node.toml's
+    /// metadata.rate_per_sec.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub rate: Option<u32>,
+    /// Requests each tenant may make at once, instead of node.toml's
+    /// metadata.burst.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub burst: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -261,14 +269,32 @@ fn observe(s: &Settings, args: &ObserveArgs) -> Result<ExitCode, AgentError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Serves metadata; node.toml is read only for what the flags leave out
+/// (reconcile passes them all, so the service it starts does not depend
+/// on which node.toml is at the default path).
 fn serve_metadata(s: &Settings, args: &ServeArgs) -> Result<ExitCode, AgentError> {
-    let node = s.config.load()?;
-    let config = crate::providers::metadata_server::Config {
-        listen: args.listen.unwrap_or(std::net::SocketAddr::from((
-            node.bridge.gateway,
-            node.metadata.port,
-        ))),
-        state_dir: args.state_dir.clone().unwrap_or(node.state_dir.clone()),
+    let config = match (args.listen, &args.state_dir, args.rate, args.burst) {
+        (Some(listen), Some(dir), Some(per_sec), Some(burst)) => {
+            crate::providers::metadata_server::Config {
+                listen,
+                state_dir: dir.clone(),
+                limit: crate::net::metadata::RateLimit { per_sec, burst },
+            }
+        }
+        _ => {
+            let node = s.config.load()?;
+            crate::providers::metadata_server::Config {
+                listen: args.listen.unwrap_or(std::net::SocketAddr::from((
+                    node.bridge.gateway,
+                    node.metadata.port,
+                ))),
+                state_dir: args.state_dir.clone().unwrap_or(node.state_dir.clone()),
+                limit: crate::net::metadata::RateLimit {
+                    per_sec: args.rate.unwrap_or(node.metadata.rate_per_sec),
+                    burst: args.burst.unwrap_or(node.metadata.burst),
+                },
+            }
+        }
     };
     crate::providers::metadata_server::run(config).map_err(AgentError::Metadata)?;
     Ok(ExitCode::SUCCESS)

@@ -116,6 +116,14 @@ pub fn verify(key: &[u8; 32], token: &str, tenant: &str, now: u64) -> Result<(),
     Ok(())
 }
 
+/// How many requests a tenant may make: `per_sec` sustained, `burst` at
+/// once (node.toml `metadata.rate_per_sec`, `metadata.burst`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub per_sec: u32,
+    pub burst: u32,
+}
+
 /// The paths the service answers, the only ones its log names.
 const PATHS: &[&str] = &[
     "/latest/api/token",

@@ -212,9 +212,15 @@ pub trait Vms: Send + Sync {
 
 /// The metadata service process (`metadata_server.rs`).
 pub trait Services: Send + Sync {
-    /// Starts `mvm metadata serve` detached, listening at `listen`, reading
-    /// `state_dir`; waits until it accepts connections.
-    fn start_metadata(&self, listen: &str, state_dir: &Path) -> HostResult<super::vmm::Running>;
+    /// Starts `mvm metadata serve` detached, listening at `listen`, with
+    /// `limit` per tenant, reading `state_dir`; waits until it accepts
+    /// connections.
+    fn start_metadata(
+        &self,
+        listen: &str,
+        limit: crate::net::metadata::RateLimit,
+        state_dir: &Path,
+    ) -> HostResult<super::vmm::Running>;
     /// Stops it if `r` is still that process.
     fn stop_service(&self, r: super::vmm::Running) -> HostResult;
 }

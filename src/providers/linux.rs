@@ -896,9 +896,14 @@ impl Firewall for LinuxHost {
 }
 
 impl Services for LinuxHost {
-    fn start_metadata(&self, listen: &str, state_dir: &Path) -> HostResult<super::vmm::Running> {
+    fn start_metadata(
+        &self,
+        listen: &str,
+        limit: crate::net::metadata::RateLimit,
+        state_dir: &Path,
+    ) -> HostResult<super::vmm::Running> {
         let log = state_dir.join("metadata.log");
-        super::metadata_server::start(listen, state_dir, &log)
+        super::metadata_server::start(listen, limit, state_dir, &log)
             .map_err(|e| HostError::new("start the metadata service at", Path::new(listen), e))
     }
     fn stop_service(&self, r: super::vmm::Running) -> HostResult {

@@ -8,7 +8,7 @@
 //! from the state dir (records, and the applied desired state for who has
 //! `metadata: true`), so a reconcile's changes are seen without a restart.
 
-use crate::net::metadata::{self, Request, Response, Tenant};
+use crate::net::metadata::{self, RateLimit, Request, Response, Tenant};
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
@@ -19,15 +19,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The largest request head accepted (request line and headers).
 pub const HEAD_CAP: usize = 8 * 1024;
-/// Requests a tenant may make per second, with this burst.
-pub const RATE: f64 = 50.0;
-pub const BURST: f64 = 100.0;
-
-/// Where the service reads its tenants.
+/// Where the service listens and reads its tenants, and how fast each
+/// tenant may ask.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
     pub state_dir: PathBuf,
+    pub limit: RateLimit,
 }
 
 /// Parses a request head; `None` for anything malformed.
@@ -146,8 +144,12 @@ impl State {
     fn allow(&self, tenant: &str) -> Result<(), bool> {
         let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        let (tokens, last, refusing) = b.entry(tenant.to_string()).or_insert((BURST, now, false));
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * RATE).min(BURST);
+        let (rate, burst) = (
+            f64::from(self.config.limit.per_sec),
+            f64::from(self.config.limit.burst),
+        );
+        let (tokens, last, refusing) = b.entry(tenant.to_string()).or_insert((burst, now, false));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(burst);
         *last = now;
         if *tokens >= 1.0 {
             *tokens -= 1.0;
@@ -245,6 +247,7 @@ async fn serve_one(state: Arc<State>, mut sock: tokio::net::TcpStream, peer: Soc
 /// appended to `log`), and waits until it accepts connections.
 pub fn start(
     listen: &str,
+    limit: RateLimit,
     state_dir: &std::path::Path,
     log: &std::path::Path,
 ) -> std::io::Result<super::vmm::Running> {
@@ -258,7 +261,12 @@ pub fn start(
         .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
         .open(log)?;
     let mut cmd = std::process::Command::new(exe);
-    cmd.args(["metadata", "serve", "--listen", listen, "--state-dir"])
+    cmd.args(["metadata", "serve", "--listen", listen])
+        .arg("--rate")
+        .arg(limit.per_sec.to_string())
+        .arg("--burst")
+        .arg(limit.burst.to_string())
+        .arg("--state-dir")
         .arg(state_dir)
         .env_clear()
         .stdin(std::process::Stdio::null())

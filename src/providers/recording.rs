@@ -693,11 +693,20 @@ impl Firewall for RecordingHost {
 }
 
 impl Services for RecordingHost {
-    fn start_metadata(&self, listen: &str, _: &Path) -> HostResult<super::vmm::Running> {
+    fn start_metadata(
+        &self,
+        listen: &str,
+        limit: crate::net::metadata::RateLimit,
+        _: &Path,
+    ) -> HostResult<super::vmm::Running> {
         self.record(
             Call::Launch {
                 path: PathBuf::from(listen),
-                args: vec!["metadata".into()],
+                args: vec![
+                    "metadata".into(),
+                    format!("{}/s", limit.per_sec),
+                    format!("burst {}", limit.burst),
+                ],
             },
             |_| {
                 Ok(super::vmm::Running {

@@ -10,6 +10,7 @@
 use super::{
     ApplyCtx, At, Attrs, Ctx, Dep, Desired, Documents, Provider, Resource, Scope, Subject,
 };
+use crate::net::metadata::RateLimit;
 use crate::observed::{Observed, ServiceObs};
 use crate::providers::host::HostResult;
 use crate::providers::vmm::Running;
@@ -27,6 +28,17 @@ pub struct MetadataAttrs {
     pub version: Option<String>,
     /// Known after apply.
     pub pid: Option<u32>,
+    /// The per-tenant rate limit it enforces (node.toml).
+    pub rate_per_sec: Option<u32>,
+    pub burst: Option<u32>,
+}
+
+/// The rate limit node.toml asks for.
+fn limit(node: &crate::spec::NodeConfig) -> RateLimit {
+    RateLimit {
+        per_sec: node.metadata.rate_per_sec,
+        burst: node.metadata.burst,
+    }
 }
 
 pub fn listen(ctx: &Ctx) -> String {
@@ -37,7 +49,7 @@ impl Resource for Metadata {
     type Attrs = MetadataAttrs;
     const WORD: &'static str = "metadata";
     const SCOPE: Scope = Scope::Node;
-    const REPLACE_ON: &'static [&'static str] = &["listen", "version"];
+    const REPLACE_ON: &'static [&'static str] = &["listen", "version", "rate_per_sec", "burst"];
 
     fn depends_on(&self, _: Option<&TenantSpec>) -> &'static [Dep] {
         &[Dep::Node("bridge"), Dep::Node("nft")]
@@ -58,6 +70,8 @@ impl Resource for Metadata {
         d.set("listen", listen(ctx));
         d.set("version", env!("CARGO_PKG_VERSION"));
         d.unknown("pid");
+        d.set("rate_per_sec", ctx.node.metadata.rate_per_sec);
+        d.set("burst", ctx.node.metadata.burst);
         Some(d)
     }
 
@@ -81,6 +95,14 @@ impl Resource for Metadata {
             "pid".into(),
             ours.map_or(serde_json::Value::Null, |s| s.pid.into()),
         );
+        a.insert(
+            "rate_per_sec".into(),
+            ours.map_or(serde_json::Value::Null, |s| s.rate_per_sec.into()),
+        );
+        a.insert(
+            "burst".into(),
+            ours.map_or(serde_json::Value::Null, |s| s.burst.into()),
+        );
         Some(a)
     }
 
@@ -97,6 +119,8 @@ impl Resource for Metadata {
             start_time: 42,
             version: a.version.clone().unwrap_or_default(),
             listen: a.listen.clone(),
+            rate_per_sec: a.rate_per_sec.unwrap_or_default(),
+            burst: a.burst.unwrap_or_default(),
         });
     }
 
@@ -105,10 +129,17 @@ impl Resource for Metadata {
     }
 
     fn check(&self, ctx: &Ctx, _: Option<&TenantId>, a: &MetadataAttrs) -> Result<(), String> {
-        if a.listen != listen(ctx) || a.version.as_deref() != Some(env!("CARGO_PKG_VERSION")) {
+        let want = limit(ctx.node);
+        if a.listen != listen(ctx)
+            || a.version.as_deref() != Some(env!("CARGO_PKG_VERSION"))
+            || a.rate_per_sec != Some(want.per_sec)
+            || a.burst != Some(want.burst)
+        {
             return Err(format!(
-                "listen and version are always {} and this mvm's",
-                listen(ctx)
+                "listen, version and rate limit are always {}, this mvm's, and node.toml's {}/s burst {}",
+                listen(ctx),
+                want.per_sec,
+                want.burst
             ));
         }
         Ok(())
@@ -142,15 +173,17 @@ impl Provider<MetadataAttrs> for Metadata {
                 start_time: old.start_time,
             })?;
         }
-        let r = ctx
-            .host
-            .services
-            .start_metadata(&after.listen, ctx.layout.root())?;
+        let r =
+            ctx.host
+                .services
+                .start_metadata(&after.listen, limit(&ctx.node), ctx.layout.root())?;
         let rec = ServiceObs {
             pid: r.pid,
             start_time: r.start_time,
             version: env!("CARGO_PKG_VERSION").to_string(),
             listen: after.listen.clone(),
+            rate_per_sec: ctx.node.metadata.rate_per_sec,
+            burst: ctx.node.metadata.burst,
         };
         let mut text = serde_json::to_vec_pretty(&rec).expect("record serializes");
         text.push(b'\n');

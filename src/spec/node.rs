@@ -55,6 +55,10 @@ pub struct NetworkConfig {
 pub struct MetadataConfig {
     pub address: Ipv4Addr,
     pub port: u16,
+    /// Requests per second each tenant may make, sustained.
+    pub rate_per_sec: u32,
+    /// Requests each tenant may make at once.
+    pub burst: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -256,12 +260,22 @@ pub fn from_tree(tree: &Value, p: &mut Problems) -> Option<NodeConfig> {
         Some(NetworkConfig { egress_deny: deny? })
     });
 
-    let metadata = section(&top, "metadata", &["address", "port"], p).and_then(|f| {
+    let metadata = section(
+        &top,
+        "metadata",
+        &["address", "port", "rate_per_sec", "burst"],
+        p,
+    )
+    .and_then(|f| {
         let address = ipv4(&f, "address", p);
         let port = f.req_int("port", 1, 65535, p).map(|n| n as u16);
+        let rate = f.req_int("rate_per_sec", 1, 100_000, p).map(|n| n as u32);
+        let burst = f.req_int("burst", 1, 100_000, p).map(|n| n as u32);
         Some(MetadataConfig {
             address: address?,
             port: port?,
+            rate_per_sec: rate?,
+            burst: burst?,
         })
     });
 
