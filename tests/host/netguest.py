@@ -14,7 +14,13 @@
     ping ADDR             one ICMP echo; exit 1 on no reply
     garp IFACE MAC IP     send a gratuitous ARP claiming IP for MAC
     tcp6 ADDR%IFACE PORT  IPv6 connect; exit 1 on failure
-    imds ADDR [PORT]      the IMDSv2 flow: PUT a token, GET tenant-id; print it
+    imds ADDR [PORT [SRC]]
+                          the IMDSv2 flow: PUT a token, GET tenant-id; print it
+    token ADDR            PUT a token (port 80); print it
+    status ADDR METHOD PATH [NAME:VALUE...]
+                          one request to port 80; print its status code
+    status-from SRC ADDR METHOD PATH [NAME:VALUE...]
+                          the same from local address SRC
 
 Every wait is bounded (1 s), so a dropped packet is a quick failure.
 """
