@@ -206,11 +206,19 @@ async fn serve_one(state: Arc<State>, mut sock: tokio::net::TcpStream, peer: Soc
             content_type: "text/plain",
             body: "malformed request\n".into(),
         },
-        Some(req) if req.headers.get("content-length").is_some_and(|l| l != "0") => Response {
-            status: 413,
-            content_type: "text/plain",
-            body: "request bodies are not accepted\n".into(),
-        },
+        Some(req)
+            if req
+                .headers
+                .get("content-length")
+                .is_some_and(|l| l.trim() != "0")
+                || req.headers.contains_key("transfer-encoding") =>
+        {
+            Response {
+                status: 413,
+                content_type: "text/plain",
+                body: "request bodies are not accepted\n".into(),
+            }
+        }
         Some(req) => match tenant.as_ref().map(|t| state.allow(&t.id)) {
             Some(Err(first)) => {
                 first_refusal = first;

@@ -66,6 +66,8 @@ echo "ok: another tenant's token, metadata off, no mark and a mark from the wron
 [ "$(status 100000 10.200.0.2 PUT /latest/api/token "X-metadata-token-ttl-seconds: 60" "X-Forwarded-For: 1.2.3.4")" = 400 ] || fail "X-Forwarded-For accepted"
 [ "$(status 100000 10.200.0.2 PUT /latest/api/token "X-metadata-token-ttl-seconds: 0")" = 400 ] || fail "TTL 0 accepted"
 [ "$(status 100000 10.200.0.2 DELETE /latest/api/token)" = 405 ] || fail "DELETE accepted"
+[ "$(status 100000 10.200.0.2 PUT /latest/api/token "X-metadata-token-ttl-seconds: 60" "Transfer-Encoding: chunked")" = 413 ] || fail "a chunked body accepted"
+[ "$(status 100000 10.200.0.2 PUT /latest/api/token "X-metadata-token-ttl-seconds: 60" "Content-Length: 5")" = 413 ] || fail "a body accepted"
 [ "$(status 100000 10.200.0.2 GET /latest/meta-data/nope "X-metadata-token: $token")" = 404 ] || fail "unknown path"
 codes=$(python3 - "$token" <<'PY'
 import socket, sys, collections
