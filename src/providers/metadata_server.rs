@@ -3,8 +3,9 @@
 //! bridge marks every frame of a tap with its tenant's uid;
 //! `net.ipv4.tcp_fwmark_accept=1` gives the accepted socket that mark),
 //! cross-checked with the peer address the L2 guard pinned to that tap —
-//! and answered by `net::metadata::handle`. Replies leave with IP TTL
-//! 1; requests are capped; each tenant is rate-limited. Tenants are read
+//! and answered by `net::metadata::handle`, over hyper's HTTP/1.1 (one
+//! request per connection). Replies leave with IP TTL 1; heads are capped,
+//! bodies refused; each tenant is rate-limited. Tenants are read
 //! from the state dir (records, and the applied desired state for who has
 //! `metadata: true`), so a reconcile's changes are seen without a restart.
 
@@ -15,7 +16,6 @@ use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The largest request head accepted (request line and headers).
 pub const HEAD_CAP: usize = 8 * 1024;
@@ -28,46 +28,45 @@ pub struct Config {
     pub limit: RateLimit,
 }
 
-/// Parses a request head; `None` for anything malformed.
-pub fn parse_head(head: &str) -> Option<Request> {
-    let mut lines = head.split("\r\n");
-    let mut first = lines.next()?.split(' ');
-    let (method, path, version) = (first.next()?, first.next()?, first.next()?);
-    if !version.starts_with("HTTP/1.") || first.next().is_some() {
-        return None;
-    }
+/// The request as the pure handler sees it, or why it is refused (400):
+/// a header repeated (which copy would count?) or not UTF-8. Header names
+/// are lowercase (hyper's); the path keeps its query, so a query makes it
+/// an unknown path.
+pub fn to_request<B>(req: &hyper::Request<B>) -> Result<Request, &'static str> {
     let mut headers = BTreeMap::new();
-    for l in lines.take_while(|l| !l.is_empty()) {
-        let (k, v) = l.split_once(':')?;
-        headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+    for name in req.headers().keys() {
+        let mut values = req.headers().get_all(name).iter();
+        let (Some(v), None) = (values.next(), values.next()) else {
+            return Err("a header is repeated\n");
+        };
+        let v = v.to_str().map_err(|_| "a header is not text\n")?;
+        headers.insert(name.as_str().to_string(), v.trim().to_string());
     }
-    Some(Request {
-        method: method.to_string(),
-        path: path.to_string(),
+    Ok(Request {
+        method: req.method().as_str().to_string(),
+        path: req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string(),
         headers,
     })
 }
 
-fn render(r: &Response) -> Vec<u8> {
-    let reason = match r.status {
-        200 => "OK",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        413 => "Payload Too Large",
-        429 => "Too Many Requests",
-        _ => "Error",
-    };
-    format!(
-        "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
-        r.status,
-        r.content_type,
-        r.body.len(),
-        r.body
-    )
-    .into_bytes()
+fn reply(r: Response) -> hyper::Response<http_body_util::Full<hyper::body::Bytes>> {
+    hyper::Response::builder()
+        .status(r.status)
+        .header("content-type", r.content_type)
+        .body(http_body_util::Full::new(hyper::body::Bytes::from(r.body)))
+        .expect("a status and a content type from this module are valid")
+}
+
+fn plain(status: u16, body: &str) -> Response {
+    Response {
+        status,
+        content_type: "text/plain",
+        body: body.into(),
+    }
 }
 
 /// The tenants that may use the service, by mark (= uid).
@@ -163,70 +162,47 @@ impl State {
     }
 }
 
-async fn serve_one(state: Arc<State>, mut sock: tokio::net::TcpStream, peer: SocketAddr) {
+/// One connection, one request (no keep-alive), through hyper with its
+/// head capped at [`HEAD_CAP`] (larger: 431) and 5 s to send it.
+async fn serve_one(state: Arc<State>, sock: tokio::net::TcpStream, peer: SocketAddr) {
     use nix::sys::socket::{getsockopt, setsockopt, sockopt};
     // Replies must not be forwarded beyond the tap.
     let _ = setsockopt(&sock.as_fd(), sockopt::Ipv4Ttl, &1);
     let mark = getsockopt(&sock.as_fd(), sockopt::Mark).unwrap_or(0);
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    let head = loop {
-        let read = tokio::time::timeout(Duration::from_secs(5), sock.read(&mut chunk)).await;
-        let Ok(Ok(n)) = read else { return };
-        if n == 0 {
-            return;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break String::from_utf8_lossy(&buf[..end]).to_string();
-        }
-        if buf.len() > HEAD_CAP {
-            if let Some(line) = metadata::log_line(peer.ip(), mark, None, None, 413, false) {
-                eprintln!("{} {line}", jiff::Timestamp::now());
-            }
-            let _ = sock
-                .write_all(&render(&Response {
-                    status: 413,
-                    content_type: "text/plain",
-                    body: "request too large\n".into(),
-                }))
-                .await;
-            return;
-        }
-    };
-    let req = parse_head(&head);
+    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let state = state.clone();
+        async move { Ok::<_, std::convert::Infallible>(reply(answer(&state, mark, peer.ip(), &req))) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .keep_alive(false)
+        .max_buf_size(HEAD_CAP)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(5))
+        .serve_connection(hyper_util::rt::TokioIo::new(sock), service);
+    let _ = tokio::time::timeout(Duration::from_secs(10), conn).await;
+}
+
+/// The answer to one request from the peer `ip` whose socket carries
+/// `mark`, and its log line.
+fn answer<B>(state: &State, mark: u32, ip: IpAddr, req: &hyper::Request<B>) -> Response {
+    let req = to_request(req);
     let tenant = match &req {
-        Some(_) if mark != 0 => state.tenant(mark, peer.ip()),
+        Ok(_) if mark != 0 => state.tenant(mark, ip),
         _ => None,
     };
     let mut first_refusal = false;
     let response = match &req {
-        None => Response {
-            status: 400,
-            content_type: "text/plain",
-            body: "malformed request\n".into(),
-        },
-        Some(req)
-            if req
-                .headers
-                .get("content-length")
-                .is_some_and(|l| l.trim() != "0")
-                || req.headers.contains_key("transfer-encoding") =>
+        Err(why) => plain(400, why),
+        Ok(r)
+            if r.headers.get("content-length").is_some_and(|l| l != "0")
+                || r.headers.contains_key("transfer-encoding") =>
         {
-            Response {
-                status: 413,
-                content_type: "text/plain",
-                body: "request bodies are not accepted\n".into(),
-            }
+            plain(413, "request bodies are not accepted\n")
         }
-        Some(req) => match tenant.as_ref().map(|t| state.allow(&t.id)) {
+        Ok(req) => match tenant.as_ref().map(|t| state.allow(&t.id)) {
             Some(Err(first)) => {
                 first_refusal = first;
-                Response {
-                    status: 429,
-                    content_type: "text/plain",
-                    body: "slow down\n".into(),
-                }
+                plain(429, "slow down\n")
             }
             _ => {
                 let now = jiff::Timestamp::now().as_second().max(0) as u64;
@@ -238,17 +214,16 @@ async fn serve_one(state: Arc<State>, mut sock: tokio::net::TcpStream, peer: Soc
         },
     };
     if let Some(line) = metadata::log_line(
-        peer.ip(),
+        ip,
         mark,
         tenant.as_ref().map(|t| t.id.as_str()),
-        req.as_ref(),
+        req.as_ref().ok(),
         response.status,
         first_refusal,
     ) {
         eprintln!("{} {line}", jiff::Timestamp::now());
     }
-    let _ = sock.write_all(&render(&response)).await;
-    let _ = sock.shutdown().await;
+    response
 }
 
 /// Starts `<this mvm> metadata serve` detached (its own session, output
@@ -472,9 +447,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn heads_parse_with_lowercased_headers_and_malformed_ones_do_not() {
-        let r = parse_head(
-            "PUT /latest/api/token HTTP/1.1\r\nHost: x\r\nX-Metadata-Token-TTL-Seconds: 60",
+    fn requests_convert_with_lowercased_headers_and_refuse_repeated_ones() {
+        let r = to_request(
+            &hyper::Request::put("/latest/api/token")
+                .header("Host", "x")
+                .header("X-Metadata-Token-TTL-Seconds", " 60 ")
+                .body(())
+                .unwrap(),
         )
         .unwrap();
         assert_eq!(
@@ -482,22 +461,25 @@ mod tests {
             ("PUT", "/latest/api/token")
         );
         assert_eq!(r.headers["x-metadata-token-ttl-seconds"], "60");
-        for bad in [
-            "GET /",
-            "GET / FTP/1.0",
-            "GET / HTTP/1.1 x",
-            "GET / HTTP/1.1\r\nno-colon",
-        ] {
-            assert!(parse_head(bad).is_none(), "{bad}");
-        }
-        let text = String::from_utf8(render(&Response {
-            status: 429,
-            content_type: "text/plain",
-            body: "x".into(),
-        }))
-        .unwrap();
-        assert!(
-            text.starts_with("HTTP/1.1 429 Too Many Requests\r\n") && text.ends_with("\r\n\r\nx")
+        let twice = hyper::Request::get("/latest/meta-data/mac")
+            .header("x-metadata-token", "a")
+            .header("X-Metadata-Token", "b")
+            .body(())
+            .unwrap();
+        assert_eq!(to_request(&twice).unwrap_err(), "a header is repeated\n");
+        let query = to_request(
+            &hyper::Request::get("/latest/meta-data/mac?x=1")
+                .body(())
+                .unwrap(),
         );
+        assert_eq!(query.unwrap().path, "/latest/meta-data/mac?x=1");
+        let binary = hyper::Request::get("/")
+            .header(
+                "x-metadata-token",
+                hyper::header::HeaderValue::from_bytes(b"\xff").unwrap(),
+            )
+            .body(())
+            .unwrap();
+        assert_eq!(to_request(&binary).unwrap_err(), "a header is not text\n");
     }
 }

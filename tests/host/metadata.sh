@@ -68,6 +68,8 @@ echo "ok: another tenant's token, metadata off, no mark and a mark from the wron
 [ "$(status 100000 10.200.0.2 DELETE /latest/api/token)" = 405 ] || fail "DELETE accepted"
 [ "$(status 100000 10.200.0.2 PUT /latest/api/token "X-metadata-token-ttl-seconds: 60" "Transfer-Encoding: chunked")" = 413 ] || fail "a chunked body accepted"
 [ "$(status 100000 10.200.0.2 PUT /latest/api/token "X-metadata-token-ttl-seconds: 60" "Content-Length: 5")" = 413 ] || fail "a body accepted"
+[ "$(status 100000 10.200.0.2 GET /latest/meta-data/mac "X-metadata-token: $token" "X-Pad: $(printf 'a%.0s' $(seq 9000))")" = 431 ] || fail "a 9 KB head accepted"
+[ "$(status 100000 10.200.0.2 GET /latest/meta-data/mac "X-metadata-token: $token" "X-metadata-token: $token")" = 400 ] || fail "a repeated token header accepted"
 [ "$(status 100000 10.200.0.2 GET /latest/meta-data/nope "X-metadata-token: $token")" = 404 ] || fail "unknown path"
 codes=$(python3 - "$token" <<'PY'
 import socket, sys, collections
