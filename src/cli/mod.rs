@@ -56,8 +56,10 @@ pub enum MetadataCommand {
     /// packet mark of its tap (its uid) and its source address, never by the request; only
     /// tenants with `metadata: true` in the applied desired state are answered. Tokens:
     /// PUT /latest/api/token with X-metadata-token-ttl-seconds (1..21600); every GET needs
-    /// X-metadata-token. Runs until stopped; `mvm agent reconcile` starts and stops it
-    /// (node.metadata) while some tenant enables metadata.
+    /// X-metadata-token. Once listening it runs as nobody with only CAP_DAC_READ_SEARCH (to
+    /// read the state dir). Refusals and token issues are logged to stderr, never a token.
+    /// Runs until stopped; `mvm agent reconcile` starts and stops it (node.metadata) while
+    /// some tenant enables metadata, logging to <state_dir>/metadata.log.
     Serve(ServeArgs),
 }
 
