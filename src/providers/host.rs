@@ -213,13 +213,15 @@ pub trait Vms: Send + Sync {
 /// The metadata service process (`metadata_server.rs`).
 pub trait Services: Send + Sync {
     /// Starts `mvm metadata serve` detached, listening at `listen`, with
-    /// `limit` per tenant, reading `state_dir`; waits until it accepts
-    /// connections.
+    /// `limit` per tenant, reading `state_dir`: calls `started` with the
+    /// process as soon as it exists (to record it; an error there kills
+    /// it), then waits until it listens. A failed start leaves no process.
     fn start_metadata(
         &self,
         listen: &str,
         limit: crate::net::metadata::RateLimit,
         state_dir: &Path,
+        started: &mut dyn FnMut(super::vmm::Running) -> HostResult,
     ) -> HostResult<super::vmm::Running>;
     /// Stops it if `r` is still that process.
     fn stop_service(&self, r: super::vmm::Running) -> HostResult;

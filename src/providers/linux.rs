@@ -901,10 +901,17 @@ impl Services for LinuxHost {
         listen: &str,
         limit: crate::net::metadata::RateLimit,
         state_dir: &Path,
+        started: &mut dyn FnMut(super::vmm::Running) -> HostResult,
     ) -> HostResult<super::vmm::Running> {
         let log = state_dir.join("metadata.log");
-        super::metadata_server::start(listen, limit, state_dir, &log)
-            .map_err(|e| HostError::new("start the metadata service at", Path::new(listen), e))
+        let failed = |e| HostError::new("start the metadata service at", Path::new(listen), e);
+        let mut s =
+            super::metadata_server::spawn(listen, limit, state_dir, &log).map_err(failed)?;
+        if let Err(e) = started(s.running) {
+            s.abort();
+            return Err(e);
+        }
+        s.ready().map_err(failed)
     }
     fn stop_service(&self, r: super::vmm::Running) -> HostResult {
         super::metadata_server::stop(r)

@@ -226,23 +226,40 @@ fn answer<B>(state: &State, mark: u32, ip: IpAddr, req: &hyper::Request<B>) -> R
     response
 }
 
-/// Starts `<this mvm> metadata serve` detached (its own session, output
-/// appended to `log`), and waits until it accepts connections.
-pub fn start(
+/// A service process spawned by [`spawn`], not yet known to listen.
+pub struct Starting {
+    child: std::process::Child,
+    pub running: super::vmm::Running,
+    log: PathBuf,
+}
+
+/// Spawns `<this mvm> metadata serve` detached (its own session, stderr
+/// appended to `log`, which must be a regular file with one link, or
+/// new). The caller records [`Starting::running`] before waiting for it
+/// with [`Starting::ready`], so a crash in between leaves a record the
+/// next run can stop, never an orphan.
+pub fn spawn(
     listen: &str,
     limit: RateLimit,
     state_dir: &std::path::Path,
     log: &std::path::Path,
-) -> std::io::Result<super::vmm::Running> {
-    use std::os::unix::fs::OpenOptionsExt;
+) -> std::io::Result<Starting> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     use std::os::unix::process::CommandExt;
     let exe = std::fs::read_link("/proc/self/exe")?;
     let out = std::fs::OpenOptions::new()
         .append(true)
         .create(true)
         .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC | nix::libc::O_NONBLOCK)
         .open(log)?;
+    let meta = out.metadata()?;
+    if !meta.is_file() || meta.nlink() != 1 {
+        return Err(std::io::Error::other(format!(
+            "{} is not a regular file with one link: refusing to append to it",
+            log.display()
+        )));
+    }
     let mut cmd = std::process::Command::new(exe);
     cmd.args(["metadata", "serve", "--listen", listen])
         .arg("--rate")
@@ -253,7 +270,7 @@ pub fn start(
         .arg(state_dir)
         .env_clear()
         .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(out);
     // SAFETY: setsid is async-signal-safe and touches no memory.
     unsafe {
@@ -265,31 +282,59 @@ pub fn start(
     }
     let mut child = cmd.spawn()?;
     let pid = child.id();
-    let start_time =
-        super::vmm::start_time(pid).ok_or_else(|| std::io::Error::other("it exited at once"))?;
-    let addr: SocketAddr = listen
-        .parse()
-        .map_err(|_| std::io::Error::other(format!("{listen} is not an address")))?;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Err(std::io::Error::other(format!(
-                "it exited ({status}); see {}",
-                log.display()
-            )));
-        }
-        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
-            break;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(std::io::Error::other("it did not listen within 5 s"));
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let Some(start_time) = super::vmm::start_time(pid) else {
+        let status = child.wait()?;
+        return Err(std::io::Error::other(format!(
+            "it exited at once ({status}); see {}",
+            log.display()
+        )));
+    };
+    Ok(Starting {
+        child,
+        running: super::vmm::Running { pid, start_time },
+        log: log.to_path_buf(),
+    })
+}
+
+impl Starting {
+    /// Waits (5 s at most) until the service says it listens (bound,
+    /// privileges dropped) — not until something answers at the address,
+    /// which may be another process. On failure the process is gone.
+    pub fn ready(mut self) -> std::io::Result<super::vmm::Running> {
+        // `None`: nothing within 5 s; `Some("")`: its stdout closed (it exits).
+        let said = self.child.stdout.take().and_then(|out| {
+            use std::io::BufRead;
+            use std::os::fd::AsFd;
+            let mut fds = [nix::poll::PollFd::new(
+                out.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            let polled = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(5000u16));
+            let mut line = String::new();
+            polled.is_ok_and(|n| n > 0).then(|| {
+                let _ = std::io::BufReader::new(out).read_line(&mut line);
+                line
+            })
+        });
+        let status = match said {
+            Some(l) if l.starts_with("listening on ") => return Ok(self.running),
+            Some(_) => format!("it exited ({})", self.child.wait()?),
+            None => {
+                self.abort();
+                "it did not listen within 5 s".to_string()
+            }
+        };
+        Err(std::io::Error::other(format!(
+            "{status}; see {}",
+            self.log.display()
+        )))
     }
-    drop(child);
-    Ok(super::vmm::Running { pid, start_time })
+
+    /// Kills the process (it was never recorded, or its record is going).
+    pub fn abort(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Stops the service if `r` is still that process (an mvm, same start).
@@ -422,6 +467,13 @@ pub fn run(config: Config) -> std::io::Result<()> {
         )));
     }
     drop_privileges()?;
+    // The readiness line `start` waits for (and an operator sees).
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "listening on {}", listener.local_addr()?);
+        let _ = out.flush();
+    }
     let state = Arc::new(State {
         config,
         key,

@@ -72,9 +72,20 @@ pub fn observe_with(node: &NodeConfig, roots: &ProbeRoots) -> Observed {
     probe_nft(node, roots, &mut obs);
     probe_vms(node, roots, &mut obs);
     obs.metadata_service = metadata_service(&layout);
-    if let Ok(tcp) = fs::read_to_string(roots.proc.join("net/tcp")) {
-        obs.metadata_listener = procfs::tcp_listener(&tcp, node.metadata.port);
-    }
+    // What holds the metadata listen address, in either family (a
+    // dual-stack wildcard is only in tcp6).
+    let listeners: Vec<std::net::SocketAddr> = ["net/tcp", "net/tcp6"]
+        .iter()
+        .filter_map(|f| fs::read_to_string(roots.proc.join(f)).ok())
+        .flat_map(|t| procfs::tcp_listeners(&t))
+        .collect();
+    let want = std::net::SocketAddr::from((node.bridge.gateway, node.metadata.port));
+    obs.metadata_listener = procfs::holder(&listeners, want).map(|a| match a {
+        std::net::SocketAddr::V6(v6) if v6.ip().to_ipv4_mapped() == Some(node.bridge.gateway) => {
+            want.to_string()
+        }
+        a => a.to_string(),
+    });
     probe_sysctls(node, &mut obs);
     obs.cpus_online = fs::read_to_string("/sys/devices/system/cpu/online")
         .ok()

@@ -1,7 +1,7 @@
 //! Reading /proc: Firecracker processes (pid, start time, tenant id) in one
 //! scan, and listening TCP sockets.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -72,23 +72,54 @@ pub fn scan(proc_root: &Path, comm: &str) -> std::io::Result<Vec<(ProcStat, Opti
     Ok(out)
 }
 
-/// A listening socket in `/proc/net/tcp` on `port`, as `ip:port`.
-pub fn tcp_listener(text: &str, port: u16) -> Option<String> {
+/// The listening sockets in `/proc/net/tcp` or `/proc/net/tcp6` text.
+/// Lines that do not parse are skipped.
+pub fn tcp_listeners(text: &str) -> Vec<SocketAddr> {
+    let mut out = Vec::new();
     for line in text.lines().skip(1) {
         let f: Vec<&str> = line.split_whitespace().collect();
         if f.len() < 4 || f[3] != "0A" {
             continue;
         }
-        let (addr, p) = f[1].split_once(':')?;
-        if u16::from_str_radix(p, 16).ok()? != port {
+        let Some((addr, p)) = f[1].split_once(':') else {
             continue;
-        }
-        let raw = u32::from_str_radix(addr, 16).ok()?;
-        // The kernel prints the network-order address as a native u32.
-        let ip = Ipv4Addr::from(raw.to_ne_bytes());
-        return Some(format!("{ip}:{port}"));
+        };
+        let Ok(port) = u16::from_str_radix(p, 16) else {
+            continue;
+        };
+        // The kernel prints the network-order address as native u32 words.
+        let words: Option<Vec<[u8; 4]>> = (0..addr.len() / 8)
+            .map(|i| {
+                addr.get(i * 8..i * 8 + 8)
+                    .and_then(|w| u32::from_str_radix(w, 16).ok())
+                    .map(u32::to_ne_bytes)
+            })
+            .collect();
+        let ip = match (addr.len(), words) {
+            (8, Some(w)) => IpAddr::V4(Ipv4Addr::from(w[0])),
+            (32, Some(w)) => {
+                let bytes: [u8; 16] = w.concat().try_into().expect("4 words of 4 bytes");
+                IpAddr::V6(Ipv6Addr::from(bytes))
+            }
+            _ => continue,
+        };
+        out.push(SocketAddr::new(ip, port));
     }
-    None
+    out
+}
+
+/// Of `listeners`, the one that holds `want` — at that address, at the
+/// same address v4-mapped, or at a wildcard on its port — if any.
+pub fn holder(listeners: &[SocketAddr], want: SocketAddr) -> Option<SocketAddr> {
+    let same = |a: &SocketAddr| match a.ip() {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4) == Some(want.ip()),
+        ip => ip == want.ip(),
+    };
+    let on_port = || listeners.iter().filter(|a| a.port() == want.port());
+    on_port()
+        .find(|a| same(a))
+        .or_else(|| on_port().find(|a| a.ip().is_unspecified()))
+        .copied()
 }
 
 #[cfg(test)]
@@ -115,8 +146,26 @@ mod tests {
 
     #[test]
     fn listener() {
-        let t = "  sl  local_address rem_address   st\n   0: 0100C80A:2247 00000000:0000 0A 0\n   1: 0100007F:0050 00000000:0000 0A 0\n";
-        assert_eq!(tcp_listener(t, 8775), Some("10.200.0.1:8775".into()));
-        assert_eq!(tcp_listener(t, 9999), None);
+        let t = "  sl  local_address rem_address   st\n   0: 0100C80A:2247 00000000:0000 0A 0\n   1: 0100007F:0050 00000000:0000 0A 0\n   2: garbage\n   3: 0100007F:2247 00000000:0000 01 0\n";
+        let l = tcp_listeners(t);
+        assert_eq!(
+            l,
+            [
+                "10.200.0.1:8775".parse().unwrap(),
+                "127.0.0.1:80".parse().unwrap()
+            ]
+        );
+        let want: SocketAddr = "10.200.0.1:8775".parse().unwrap();
+        assert_eq!(holder(&l, want), Some(want));
+        assert_eq!(holder(&l, "10.200.0.1:9999".parse().unwrap()), None);
+        // Another address on the port does not hold it; a wildcard does.
+        let other = tcp_listeners("h\n 0: 0100007F:2247 00000000:0000 0A 0\n");
+        assert_eq!(holder(&other, want), None);
+        let v6 = "h\n 0: 00000000000000000000000000000000:2247 00000000000000000000000000000000:0000 0A 0\n 1: 0000000000000000FFFF00000100C80A:2247 00000000000000000000000000000000:0000 0A 0\n";
+        let l6 = tcp_listeners(v6);
+        assert_eq!(l6[0], "[::]:8775".parse().unwrap());
+        assert_eq!(l6[1], "[::ffff:10.200.0.1]:8775".parse().unwrap());
+        assert_eq!(holder(&l6, want), Some(l6[1]));
+        assert_eq!(holder(&l6[..1], want), Some(l6[0]));
     }
 }

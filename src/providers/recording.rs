@@ -698,6 +698,7 @@ impl Services for RecordingHost {
         listen: &str,
         limit: crate::net::metadata::RateLimit,
         _: &Path,
+        started: &mut dyn FnMut(super::vmm::Running) -> HostResult,
     ) -> HostResult<super::vmm::Running> {
         self.record(
             Call::Launch {
@@ -708,13 +709,14 @@ impl Services for RecordingHost {
                     format!("burst {}", limit.burst),
                 ],
             },
-            |_| {
-                Ok(super::vmm::Running {
-                    pid: 4200,
-                    start_time: 42,
-                })
-            },
-        )
+            |_| Ok(()),
+        )?;
+        let r = super::vmm::Running {
+            pid: 4200,
+            start_time: 42,
+        };
+        started(r)?;
+        Ok(r)
     }
     fn stop_service(&self, r: super::vmm::Running) -> HostResult {
         self.record(Call::Stop(PathBuf::from(r.pid.to_string())), |_| Ok(()))

@@ -75,35 +75,39 @@ impl Resource for Metadata {
         Some(d)
     }
 
-    /// What listens on the metadata port; its version and pid only when it
-    /// is the service mvm started (else they read as unknown, and the
-    /// plan replaces it).
+    /// The service mvm started (recorded, alive, an mvm of the recorded
+    /// start) while it listens where it was told to. Anything else on the
+    /// port is not mvm's: never deleted, and it blocks a start.
     fn observed(&self, ctx: &Ctx, _: At) -> Option<Attrs> {
+        let l = ctx.observed.metadata_listener.as_ref()?;
+        let s = ctx
+            .observed
+            .metadata_service
+            .as_ref()
+            .filter(|s| s.listen == *l)?;
+        let mut a = Attrs::new();
+        a.insert("listen".into(), l.clone().into());
+        a.insert("version".into(), s.version.clone().into());
+        a.insert("pid".into(), s.pid.into());
+        a.insert("rate_per_sec".into(), s.rate_per_sec.into());
+        a.insert("burst".into(), s.burst.into());
+        Some(a)
+    }
+
+    fn blocked(&self, ctx: &Ctx, _: Subject) -> Option<String> {
         let l = ctx.observed.metadata_listener.as_ref()?;
         let ours = ctx
             .observed
             .metadata_service
             .as_ref()
-            .filter(|s| s.listen == *l);
-        let mut a = Attrs::new();
-        a.insert("listen".into(), l.clone().into());
-        a.insert(
-            "version".into(),
-            ours.map_or(serde_json::Value::Null, |s| s.version.clone().into()),
-        );
-        a.insert(
-            "pid".into(),
-            ours.map_or(serde_json::Value::Null, |s| s.pid.into()),
-        );
-        a.insert(
-            "rate_per_sec".into(),
-            ours.map_or(serde_json::Value::Null, |s| s.rate_per_sec.into()),
-        );
-        a.insert(
-            "burst".into(),
-            ours.map_or(serde_json::Value::Null, |s| s.burst.into()),
-        );
-        Some(a)
+            .is_some_and(|s| s.listen == *l);
+        (!ours).then(|| {
+            format!(
+                "something other than the service mvm started listens at {l}: stop it \
+                 (`ss -ltnp 'sport = :{}'` names it), then reconcile again",
+                ctx.node.metadata.port
+            )
+        })
     }
 
     fn simulate(
@@ -173,23 +177,34 @@ impl Provider<MetadataAttrs> for Metadata {
                 start_time: old.start_time,
             })?;
         }
-        let r =
+        // Recorded as soon as it exists, so mvm dying before it listens
+        // leaves a record the next run stops, never an orphan.
+        let mut record = |r: Running| {
+            let rec = ServiceObs {
+                pid: r.pid,
+                start_time: r.start_time,
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                listen: after.listen.clone(),
+                rate_per_sec: ctx.node.metadata.rate_per_sec,
+                burst: ctx.node.metadata.burst,
+            };
+            let mut text = serde_json::to_vec_pretty(&rec).expect("record serializes");
+            text.push(b'\n');
             ctx.host
-                .services
-                .start_metadata(&after.listen, limit(&ctx.node), ctx.layout.root())?;
-        let rec = ServiceObs {
-            pid: r.pid,
-            start_time: r.start_time,
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            listen: after.listen.clone(),
-            rate_per_sec: ctx.node.metadata.rate_per_sec,
-            burst: ctx.node.metadata.burst,
+                .files
+                .write_file(&ctx.layout.metadata_service(), &text, 0o600)
         };
-        let mut text = serde_json::to_vec_pretty(&rec).expect("record serializes");
-        text.push(b'\n');
-        ctx.host
-            .files
-            .write_file(&ctx.layout.metadata_service(), &text, 0o600)
+        let started = ctx.host.services.start_metadata(
+            &after.listen,
+            limit(&ctx.node),
+            ctx.layout.root(),
+            &mut record,
+        );
+        if started.is_err() {
+            // The process is gone; so goes its record.
+            let _ = ctx.host.files.remove_tree(&ctx.layout.metadata_service());
+        }
+        started.map(|_| ())
     }
 
     /// Stops the service (only the process mvm recorded) and forgets it.

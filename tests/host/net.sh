@@ -132,7 +132,26 @@ done
 ip -n g-na route del 10.200.0.3/32 via 10.200.0.1
 echo "ok: tenant to tenant denied, directly and through the gateway"
 
-# The real metadata service, started by reconcile (node.metadata).
+# The real metadata service, started by reconcile (node.metadata). First
+# with its port held by something else (a dual-stack wildcard, seen only
+# in /proc/net/tcp6): blocked, named, and left alone.
+python3 -c 'import socket, time; s = socket.socket(socket.AF_INET6); s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0); s.bind(("::", 8775)); s.listen(); time.sleep(60)' &
+squatter=$!
+sleep 0.3
+m agent reconcile --desired "$work/d.json" "${net[@]}" --target node.metadata > "$work/outsq" 2>&1 && { cat "$work/outsq"; fail "the service started on a taken port"; }
+grep -q "something other than the service mvm started listens at \[::\]:8775" "$work/outsq" || { cat "$work/outsq"; fail "a taken port is not named"; }
+kill -0 "$squatter" || fail "mvm killed a process it did not start"
+kill "$squatter"; wait "$squatter" 2>/dev/null || true
+# Then with its log hard-linked to a file elsewhere: refused, the file
+# untouched, no process and no record left.
+echo canary > "$work/canary"
+ln "$work/canary" "$state/metadata.log"
+m agent reconcile --desired "$work/d.json" "${net[@]}" --target node.metadata > "$work/outln" 2>&1 && { cat "$work/outln"; fail "the service started with a hard-linked log"; }
+grep -q "not a regular file with one link" "$work/outln" || { cat "$work/outln"; fail "the hard-linked log is not named"; }
+[ "$(cat "$work/canary")" = canary ] || fail "the linked file was written"
+[ -e "$state/metadata.json" ] && fail "a record of a service that never started"
+pgrep -f "metadata serve" > /dev/null && fail "a service process was left"
+rm "$state/metadata.log"
 m agent reconcile --desired "$work/d.json" "${net[@]}" --target node.metadata > "$work/outm" 2>&1 || { cat "$work/outm"; fail "starting the metadata service"; }
 [ "$(guest na imds 169.254.169.254)" = na ] || { guest na imds 169.254.169.254; cat "$state/metadata.log"; fail "na cannot read its identity through the redirect"; }
 no guest nc imds 169.254.169.254
