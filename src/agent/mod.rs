@@ -4,6 +4,7 @@
 //! (`reconcile.rs`); read a tenant's audit log (`tenant.rs`). The CLI only
 //! parses flags and prints what these return.
 
+pub mod node;
 pub mod reconcile;
 pub mod tenant;
 pub mod verify;

@@ -3,6 +3,7 @@
 //! `Settings` captured once, the agent called, its result printed.
 
 mod net;
+mod node;
 pub mod output;
 mod reconcile;
 mod tenant;
@@ -47,6 +48,26 @@ pub enum Command {
     /// The per-tenant metadata service.
     #[command(subcommand)]
     Metadata(MetadataCommand),
+    /// The node itself.
+    #[command(subcommand)]
+    Node(NodeCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// The node's identity and inventory: node id, hostname (and Lima instance), mvm and
+    /// kernel versions, CPUs and memory, node.toml's source and state dir, the cgroup2
+    /// controllers (and which tenant limits a hybrid host cannot enforce), Firecracker,
+    /// jailer and Nix with the versions they report, the bridge and nft tables, the
+    /// metadata service, and how many tenants and VMs the node has. Read-only.
+    Info(NodeInfoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NodeInfoArgs {
+    /// Print JSON (fields are only ever added).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -222,6 +243,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Tenant(TenantCommand::Audit(args)) => tenant::audit(&settings, args),
         Command::Net(NetCommand::Verify(args)) => net::verify(&settings, args),
         Command::Metadata(MetadataCommand::Serve(args)) => serve_metadata(&settings, args),
+        Command::Node(NodeCommand::Info(args)) => node::info(&settings, args),
     };
     match result {
         Ok(code) => code,

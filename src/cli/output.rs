@@ -107,11 +107,17 @@ pub fn observed_summary(
         format!("jailer {}", node.firecracker.jailer.display()),
         present(obs.binaries.jailer),
     ));
+    let service = obs
+        .metadata_service
+        .as_ref()
+        .filter(|s| obs.metadata_listener.as_deref() == Some(s.listen.as_str()));
     rows.push((
         "metadata listener".into(),
-        obs.metadata_listener
-            .clone()
-            .unwrap_or_else(|| "none".into()),
+        match (&obs.metadata_listener, service) {
+            (Some(l), Some(s)) => format!("{l} (mvm {}, pid {})", s.version, s.pid),
+            (Some(l), None) => yellow.apply_to(format!("{l} (not mvm's)")).to_string(),
+            (None, _) => "none".into(),
+        },
     ));
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     let mut out = format!("{}\n", bold.apply_to("Node"));

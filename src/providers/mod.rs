@@ -18,6 +18,7 @@ pub mod mountinfo;
 pub mod netlink;
 pub mod nft;
 pub mod nixbuild;
+pub mod nodeinfo;
 pub mod probe;
 pub mod procfs;
 pub mod recording;

@@ -1,0 +1,159 @@
+//! `mvm node …`: the node itself. `info`: identity and inventory.
+
+use super::{NodeInfoArgs, output};
+use crate::agent::{self, AgentError};
+use crate::providers::host::Host;
+use crate::settings::Settings;
+use console::Style;
+use std::fmt::Write;
+use std::process::ExitCode;
+
+pub fn info(s: &Settings, args: &NodeInfoArgs) -> Result<ExitCode, AgentError> {
+    let node = s.config.load()?;
+    let host = Host::linux(&node.state_dir);
+    let obs = crate::providers::observe(&node);
+    let facts = crate::providers::nodeinfo::host_facts(&node);
+    let i = agent::node::node_info(
+        &node,
+        &s.config.to_string(),
+        agent::node_id(&node)?,
+        &host.identity.hostname(),
+        &obs,
+        &facts,
+    );
+    let text = if args.json {
+        serde_json::to_string_pretty(&i).expect("node info serializes") + "\n"
+    } else {
+        render(&i, s.colors)
+    };
+    output::write_stdout(&text);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn render(i: &agent::node::NodeInfo, colors: bool) -> String {
+    let bold = Style::new().bold().force_styling(colors);
+    let yellow = Style::new().yellow().force_styling(colors);
+    let mut rows: Vec<(&str, String)> = Vec::new();
+    rows.push(("mvm", i.mvm_version.clone()));
+    rows.push((
+        "hostname",
+        match &i.lima_instance {
+            Some(l) => format!("{} (Lima instance {l})", i.hostname),
+            None => i.hostname.clone(),
+        },
+    ));
+    rows.push(("kernel", i.kernel.clone()));
+    if let Some(c) = &i.cpus_online {
+        rows.push(("cpus online", c.clone()));
+    }
+    if let Some(m) = i.memory_mib {
+        rows.push(("memory", format!("{m} MiB")));
+    }
+    rows.push(("config", i.config.clone()));
+    rows.push(("state dir", i.state_dir.clone()));
+    rows.push((
+        "cgroup2",
+        match &i.cgroup.mount {
+            Some(m) => format!(
+                "{m} (controllers: {})",
+                if i.cgroup.controllers.is_empty() {
+                    "none".to_string()
+                } else {
+                    i.cgroup.controllers.join(" ")
+                }
+            ),
+            None => yellow.apply_to("not mounted").to_string(),
+        },
+    ));
+    if !i.cgroup.missing.is_empty() {
+        let what = if i.cgroup.allow_missing {
+            "tenants run WITHOUT those limits (cgroup.allow_missing_controllers)"
+        } else {
+            "tenant cgroups are blocked until cgroup2 offers them"
+        };
+        rows.push((
+            "",
+            yellow
+                .apply_to(format!(
+                    "missing {} (bound to cgroup v1 on a hybrid host?): {what}",
+                    i.cgroup.missing.join(", ")
+                ))
+                .to_string(),
+        ));
+    }
+    for (name, b) in &i.binaries {
+        let state = match (&b.version, b.installed) {
+            (Some(v), _) => v.clone(),
+            (None, true) => "installed".to_string(),
+            (None, false) => yellow.apply_to("missing").to_string(),
+        };
+        rows.push((name.as_str(), format!("{}  {state}", b.path)));
+    }
+    let n = &i.network;
+    rows.push((
+        "bridge",
+        format!(
+            "{} {} gateway {}: {}",
+            n.bridge,
+            n.subnet,
+            n.gateway,
+            if n.bridge_present {
+                "present".to_string()
+            } else {
+                yellow.apply_to("absent").to_string()
+            }
+        ),
+    ));
+    rows.push((
+        "nftables",
+        match &n.nft_tables {
+            Some(t) if t.is_empty() => "no mvm tables".to_string(),
+            Some(t) => t.join(", "),
+            None => yellow.apply_to("unreadable").to_string(),
+        },
+    ));
+    let m = &i.metadata;
+    rows.push((
+        "metadata",
+        format!(
+            "{} -> {}: {}",
+            m.address,
+            m.listen,
+            match (&m.service, &m.foreign_listener) {
+                (Some(s), _) => format!(
+                    "running (pid {}, mvm {}, {}/s burst {})",
+                    s.pid, s.version, s.rate_per_sec, s.burst
+                ),
+                (None, Some(f)) => yellow
+                    .apply_to(format!("held by something else at {f}"))
+                    .to_string(),
+                (None, None) => "not running".to_string(),
+            }
+        ),
+    ));
+    let t = &i.tenants;
+    let mut tenants = format!("{} on the node, {} VMs running", t.on_node, t.vms_running);
+    if t.ignored > 0 {
+        let _ = write!(tenants, ", {} ignored names under tenants/", t.ignored);
+    }
+    rows.push(("tenants", tenants));
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    let mut out = format!(
+        "{} {}\n",
+        bold.apply_to("Node"),
+        i.node_id
+            .clone()
+            .unwrap_or_else(|| "(no id yet: the first reconcile creates it)".into())
+    );
+    for (k, v) in rows {
+        let _ = writeln!(out, "  {k:<width$}  {v}");
+    }
+    if !i.problems.is_empty() {
+        let _ = writeln!(out, "\n{}", bold.apply_to("Could not probe"));
+        let w = i.problems.keys().map(String::len).max().unwrap_or(0);
+        for (k, v) in &i.problems {
+            let _ = writeln!(out, "  {k:<w$}  {v}");
+        }
+    }
+    out
+}

@@ -1,0 +1,80 @@
+//! `mvm node info` through the real binary, against a throwaway state dir
+//! and node.toml: identity, inventory, and the versions of the real
+//! Firecracker and jailer builds when `../shared/firecracker/` has them.
+
+mod common;
+
+use common::run;
+use std::path::Path;
+
+fn node_toml(dir: &Path, bin: &Path) -> std::path::PathBuf {
+    let p = dir.join("node.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "state_dir = \"{}\"\n[firecracker]\nbinary = \"{}\"\njailer = \"{}\"\nstrict_seccomp_filter = \"/etc/mvm/seccomp-strict.bpf\"\nstop_timeout_secs = 10\n",
+            dir.join("state").display(),
+            bin.join("firecracker").display(),
+            bin.join("jailer").display()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+#[test]
+fn node_info_reports_identity_and_inventory() {
+    let work = tempfile::tempdir().unwrap();
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/firecracker/bin")
+        .canonicalize()
+        .unwrap_or_else(|_| work.path().join("no-firecracker"));
+    let config = node_toml(work.path(), &bin);
+    let config = config.to_str().unwrap();
+
+    let r = run(&["--config", config, "node", "info", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["mvm_version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(v["node_id"], serde_json::Value::Null);
+    assert_eq!(v["config"], format!("{config} (--config)"));
+    assert_eq!(
+        v["state_dir"],
+        work.path().join("state").display().to_string()
+    );
+    assert_eq!(v["tenants"]["on_node"], 0);
+    assert_eq!(v["metadata"]["listen"], "10.200.0.1:8775");
+    assert!(!v["kernel"].as_str().unwrap().is_empty());
+    assert!(v["memory_mib"].as_u64().unwrap() > 0);
+    if bin.join("firecracker").is_file() {
+        let fc = v["binaries"]["firecracker"]["version"].as_str().unwrap();
+        assert!(fc.starts_with("Firecracker v"), "{fc}");
+        let jailer = v["binaries"]["jailer"]["version"].as_str().unwrap();
+        assert!(jailer.starts_with("Jailer v"), "{jailer}");
+    } else {
+        eprintln!("SKIPPED the version checks: no {}", bin.display());
+        assert_eq!(v["binaries"]["firecracker"]["installed"], false);
+    }
+
+    // With a node id, the text form names it first; it is aligned.
+    std::fs::create_dir_all(work.path().join("state")).unwrap();
+    std::fs::write(
+        work.path().join("state/node-id"),
+        "0123456789abcdef0123456789abcdef\n",
+    )
+    .unwrap();
+    let t = run(&["--config", config, "node", "info"]);
+    assert_eq!(t.code, 0, "{}", t.stderr);
+    let mut lines = t.stdout.lines();
+    assert_eq!(lines.next(), Some("Node 0123456789abcdef0123456789abcdef"));
+    let value_columns: std::collections::BTreeSet<usize> = lines
+        .take_while(|l| !l.is_empty())
+        .filter(|l| !l.trim_start().starts_with("missing"))
+        .map(|l| {
+            let key_end = 2 + l[2..].find("  ").unwrap();
+            key_end + l[key_end..].find(|c: char| c != ' ').unwrap()
+        })
+        .collect();
+    assert_eq!(value_columns.len(), 1, "{}", t.stdout);
+    assert!(!t.stdout.contains('\u{1b}'), "colors when not a terminal");
+}
