@@ -7,6 +7,7 @@
 pub mod node;
 pub mod reconcile;
 pub mod tenant;
+pub mod tenants;
 pub mod verify;
 
 use crate::observed::{OBSERVED_VERSION, Observed};
@@ -53,6 +54,8 @@ pub enum AgentError {
         id: crate::spec::types::TenantId,
         archive: PathBuf,
     },
+    #[error("no tenant {id} is desired or on this node")]
+    UnknownTenant { id: crate::spec::types::TenantId },
     #[error("cannot write the plan to {}: {source}", path.display())]
     WriteOutput {
         path: PathBuf,
@@ -94,6 +97,7 @@ impl AgentError {
             AgentError::BadDuration(_) => Some("give a duration like 0, 30s, 5m or 1h".into()),
             AgentError::BadTenantId { .. } => Some("tenant ids are lowercase letters, digits and single hyphens, at most 11 bytes".into()),
             AgentError::NoSuchTenant { .. } => Some("`mvm agent observe` lists the tenants on this node".into()),
+            AgentError::UnknownTenant { .. } => Some("`mvm tenant list` lists the tenants".into()),
             AgentError::WriteOutput { path, .. } => Some(format!(
                 "check that the directory {} exists and that you may write to it",
                 path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).display()
@@ -207,10 +211,15 @@ pub fn verify_desired(
         return Ok((load_desired(node, p)?, p.to_path_buf()));
     }
     let path = StateLayout::new(&node.state_dir).applied_desired();
-    let bytes = host
-        .files
-        .read(&path, input::Input::Desired.cap())?
-        .ok_or_else(|| AgentError::NoAppliedDesired { path: path.clone() })?;
+    // No state dir yet is no applied desired state yet.
+    let bytes = match host.files.read(&path, input::Input::Desired.cap()) {
+        Ok(Some(b)) => b,
+        Ok(None) => return Err(AgentError::NoAppliedDesired { path }),
+        Err(e) if e.source.kind() == std::io::ErrorKind::NotFound => {
+            return Err(AgentError::NoAppliedDesired { path });
+        }
+        Err(e) => return Err(e.into()),
+    };
     let text = String::from_utf8_lossy(&bytes);
     Ok((spec::parse_desired(&path, &text, node)?, path))
 }

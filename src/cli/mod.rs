@@ -130,6 +130,35 @@ pub struct VerifyArgs {
 pub enum TenantCommand {
     /// Print the tenant's audit log, or check its hash chain with --verify.
     Audit(AuditArgs),
+    /// Every tenant desired or on the node: its VM (running with its pid, stopped, absent),
+    /// address, uid, the revision it runs, what the applied desired state asks, and how many
+    /// changes a reconcile would make to it now. Read-only.
+    List(TenantListArgs),
+    /// One tenant in detail: VM, desired spec, identity, revision and store path, each of
+    /// its resources present or missing, and the changes a reconcile would make (drift, or
+    /// one that did not finish). Read-only.
+    Status(TenantStatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TenantListArgs {
+    /// Compare with this desired state instead of the one the last reconcile applied.
+    #[arg(long, value_name = "FILE")]
+    pub desired: Option<PathBuf>,
+    /// Read this observed state (`mvm agent observe --json`) instead of probing the host.
+    #[arg(long, value_name = "FILE")]
+    pub observed: Option<PathBuf>,
+    /// Print JSON (fields are only ever added).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TenantStatusArgs {
+    /// The tenant id.
+    pub tenant: String,
+    #[command(flatten)]
+    pub from: TenantListArgs,
 }
 
 #[derive(Debug, Args)]
@@ -241,6 +270,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Agent(AgentCommand::Observe(args)) => observe(&settings, args),
         Command::Agent(AgentCommand::Reconcile(args)) => reconcile::run(&settings, args),
         Command::Tenant(TenantCommand::Audit(args)) => tenant::audit(&settings, args),
+        Command::Tenant(TenantCommand::List(args)) => tenant::list(&settings, args),
+        Command::Tenant(TenantCommand::Status(args)) => tenant::status(&settings, args),
         Command::Net(NetCommand::Verify(args)) => net::verify(&settings, args),
         Command::Metadata(MetadataCommand::Serve(args)) => serve_metadata(&settings, args),
         Command::Node(NodeCommand::Info(args)) => node::info(&settings, args),

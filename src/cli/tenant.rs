@@ -1,11 +1,15 @@
-//! `mvm tenant …`: commands on one tenant. For now `audit`: print a
-//! tenant's audit log or check its hash chain.
+//! `mvm tenant …`: the tenants by hand. `audit`: print a tenant's audit
+//! log or check its hash chain; `list` and `status`: what the node has of
+//! them against the applied desired state.
 
-use super::{AuditArgs, output};
+use super::{AuditArgs, TenantListArgs, TenantStatusArgs, output};
+use crate::agent::tenants::{TenantRow, TenantStatus};
 use crate::agent::{self, AgentError};
 use crate::providers::host::Host;
 use crate::security::audit;
 use crate::settings::Settings;
+use console::Style;
+use std::fmt::Write;
 use std::process::ExitCode;
 
 pub fn audit(s: &Settings, args: &AuditArgs) -> Result<ExitCode, AgentError> {
@@ -56,4 +60,238 @@ pub fn audit(s: &Settings, args: &AuditArgs) -> Result<ExitCode, AgentError> {
     }
     output::write_stdout(&output::audit_table(&log.log));
     Ok(ExitCode::SUCCESS)
+}
+
+/// The desired state (`--desired`, else the applied one, else none),
+/// the observed state, and the plan of one against the other.
+fn inputs(
+    s: &Settings,
+    args: &TenantListArgs,
+) -> Result<
+    (
+        crate::spec::DesiredState,
+        crate::observed::Observed,
+        crate::plan::Plan,
+    ),
+    AgentError,
+> {
+    let node = s.config.load()?;
+    let host = Host::linux(&node.state_dir);
+    let desired = match agent::verify_desired(&node, args.desired.as_deref(), &host) {
+        Ok((d, _)) => d,
+        // Never reconciled: nothing is desired yet.
+        Err(AgentError::NoAppliedDesired { .. }) => crate::spec::DesiredState {
+            tenants: Vec::new(),
+        },
+        Err(e) => return Err(e),
+    };
+    let observed = match &args.observed {
+        Some(p) => agent::load_observed(p)?,
+        None => crate::providers::observe(&node),
+    };
+    let plan = crate::plan::plan(&desired, &node, &observed, Default::default())?;
+    Ok((desired, observed, plan))
+}
+
+pub fn list(s: &Settings, args: &TenantListArgs) -> Result<ExitCode, AgentError> {
+    let (desired, observed, plan) = inputs(s, args)?;
+    let rows = agent::tenants::list(&desired, &observed, &plan);
+    let text = if args.json {
+        serde_json::to_string_pretty(&rows).expect("rows serialize") + "\n"
+    } else {
+        table(&rows, s.colors)
+    };
+    output::write_stdout(&text);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn status(s: &Settings, args: &TenantStatusArgs) -> Result<ExitCode, AgentError> {
+    let id = agent::tenant::parse_id(&args.tenant)?;
+    let (desired, observed, plan) = inputs(s, &args.from)?;
+    let st = agent::tenants::status(&id, &desired, &observed, &plan)
+        .ok_or(AgentError::UnknownTenant { id })?;
+    let text = if args.from.json {
+        serde_json::to_string_pretty(&st).expect("status serializes") + "\n"
+    } else {
+        detail(&st, s.colors)
+    };
+    output::write_stdout(&text);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn short_lock(lock: &str) -> String {
+    match lock.char_indices().nth(19) {
+        Some((i, _)) => format!("{}…", &lock[..i]),
+        None => lock.to_string(),
+    }
+}
+
+fn revision(r: &TenantRow) -> String {
+    match (&r.flake_ref, &r.lock) {
+        (Some(f), Some(l)) => format!("{f} {}", short_lock(l)),
+        _ => "-".into(),
+    }
+}
+
+fn table(rows: &[TenantRow], colors: bool) -> String {
+    if rows.is_empty() {
+        return "No tenants are desired or on this node.\n".into();
+    }
+    let green = Style::new().green().force_styling(colors);
+    let yellow = Style::new().yellow().force_styling(colors);
+    let bold = Style::new().bold().force_styling(colors);
+    let cells: Vec<[String; 8]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.tenant_id.to_string(),
+                match r.pid {
+                    Some(p) => format!("{} {p}", r.vm),
+                    None => r.vm.to_string(),
+                },
+                r.ip.clone().unwrap_or_else(|| "-".into()),
+                r.uid.map_or("-".into(), |u| u.to_string()),
+                revision(r),
+                match r.desired_state {
+                    Some(d) => d.to_string(),
+                    None => "kept (not desired)".into(),
+                },
+                match r.metadata {
+                    Some(true) => "on".into(),
+                    Some(false) => "off".into(),
+                    None => "-".into(),
+                },
+                r.pending.to_string(),
+            ]
+        })
+        .collect();
+    let head = [
+        "TENANT", "VM", "IP", "UID", "REVISION", "DESIRED", "METADATA", "PENDING",
+    ];
+    let mut width = head.map(str::len);
+    for c in &cells {
+        for (w, v) in width.iter_mut().zip(c) {
+            *w = (*w).max(v.chars().count());
+        }
+    }
+    let line = |c: &[String]| {
+        let mut l = String::new();
+        for (i, (v, w)) in c.iter().zip(width).enumerate() {
+            let pad = w - v.chars().count();
+            let v = match (i, colors) {
+                (1, true) if v.starts_with("running") => green.apply_to(v).to_string(),
+                (5, true) if v.starts_with("kept") => yellow.apply_to(v).to_string(),
+                (7, true) if v != "0" => yellow.apply_to(v).to_string(),
+                _ => v.clone(),
+            };
+            if i + 1 == c.len() {
+                l.push_str(&v);
+            } else {
+                let _ = write!(l, "{v}{}  ", " ".repeat(pad));
+            }
+        }
+        l.push('\n');
+        l
+    };
+    let mut out = bold
+        .apply_to(line(&head.map(String::from)).trim_end())
+        .to_string();
+    out.push('\n');
+    for c in &cells {
+        out.push_str(&line(c));
+    }
+    let pending: usize = rows.iter().map(|r| r.pending).sum();
+    if pending > 0 {
+        let _ = writeln!(
+            out,
+            "\n{pending} change(s) pending: `mvm agent plan` shows them, `mvm agent reconcile` makes them."
+        );
+    }
+    out
+}
+
+fn detail(st: &TenantStatus, colors: bool) -> String {
+    let bold = Style::new().bold().force_styling(colors);
+    let yellow = Style::new().yellow().force_styling(colors);
+    let r = &st.row;
+    let mut rows: Vec<(&str, String)> = Vec::new();
+    rows.push((
+        "vm",
+        match r.pid {
+            Some(p) => format!("{} (pid {p})", r.vm),
+            None => r.vm.to_string(),
+        },
+    ));
+    rows.push((
+        "desired",
+        match (&st.spec, r.desired_state) {
+            (Some(s), Some(state)) => format!(
+                "{state}, {} vCPU, {} MiB, profile {}, seccomp {}, metadata {}, SSH from the gateway {}",
+                s.vcpus,
+                s.mem_mib,
+                s.profile,
+                s.seccomp,
+                if r.metadata == Some(true) { "on" } else { "off" },
+                if s.ssh_from_gateway { "on" } else { "off" }
+            ),
+            _ => yellow
+                .apply_to("not in the desired state: kept until `mvm agent reconcile --prune`")
+                .to_string(),
+        },
+    ));
+    if let Some(s) = &st.spec {
+        rows.push(("flake", s.flake_ref.clone()));
+    }
+    rows.push((
+        "identity",
+        match (r.uid, st.gid, &r.ip, &st.mac) {
+            (Some(u), Some(g), Some(ip), Some(mac)) => format!("uid {u} gid {g}, {ip}, {mac}"),
+            _ => "none yet (the first reconcile allocates it)".into(),
+        },
+    ));
+    if let Some(e) = &st.record_error {
+        rows.push(("record", yellow.apply_to(e).to_string()));
+    }
+    rows.push((
+        "revision",
+        match (&r.flake_ref, &r.lock) {
+            (Some(f), Some(l)) => format!("{f} lock {l}"),
+            _ => "none built".into(),
+        },
+    ));
+    if let Some(p) = &st.store_path {
+        rows.push(("store path", p.clone()));
+    }
+    let (have, missing): (Vec<_>, Vec<_>) = st.resources.iter().partition(|(_, on)| **on);
+    let names = |v: &[(&&str, &bool)]| v.iter().map(|(k, _)| **k).collect::<Vec<_>>().join(" ");
+    rows.push((
+        "on the node",
+        if have.is_empty() {
+            "nothing".into()
+        } else {
+            names(&have)
+        },
+    ));
+    if !missing.is_empty() {
+        rows.push(("not on it", names(&missing)));
+    }
+    rows.push((
+        "pending",
+        if st.changes.is_empty() {
+            "nothing: in sync with the desired state".into()
+        } else {
+            yellow
+                .apply_to(format!("{} change(s)", st.changes.len()))
+                .to_string()
+        },
+    ));
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    let mut out = format!("{} {}\n", bold.apply_to("Tenant"), r.tenant_id);
+    for (k, v) in rows {
+        let _ = writeln!(out, "  {k:<width$}  {v}");
+    }
+    for c in &st.changes {
+        let _ = writeln!(out, "  {:<width$}    {c}", "");
+    }
+    out
 }
