@@ -775,8 +775,8 @@ impl Links for LinuxHost {
     fn tap_ensure(&self, tap: &TapSpec) -> HostResult {
         let at = Path::new(&tap.name);
         let err = |action, e: io::Error| HostError::new(action, at, e);
-        let links = netlink::dump().map_err(|e| err("read the links for", e))?;
-        match links.get(&tap.name) {
+        let link = netlink::link(&tap.name).map_err(|e| err("read the link", e))?;
+        match &link {
             Some(l) if l.kind.as_deref() != Some("tun") => {
                 return Err(HostError::other(
                     "use",
@@ -802,7 +802,8 @@ impl Links for LinuxHost {
         netlink::set_link(index, true, Some(master)).map_err(|e| err("attach and set up", e))?;
         netlink::set_bridge_port(index, true, false)
             .map_err(|e| err("set isolated on and learning off on", e))?;
-        let fdb = netlink::dump_fdb().map_err(|e| err("read the forwarding database for", e))?;
+        let fdb = netlink::dump_fdb_port(index)
+            .map_err(|e| err("read the forwarding database for", e))?;
         for e in fdb
             .iter()
             .filter(|e| e.ifindex == index && e.fixed && e.mac != tap.mac)

@@ -122,6 +122,39 @@ fn request(
     }
 }
 
+/// One link by name (RTM_GETLINK for that name, not a dump of every
+/// link); `None` when there is none.
+pub fn link(name: &str) -> std::io::Result<Option<Link>> {
+    let socket = connect()?;
+    let mut msg = LinkMessage::default();
+    msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+    let mut packet = NetlinkMessage::new(
+        NetlinkHeader::default(),
+        NetlinkPayload::from(RouteNetlinkMessage::GetLink(msg)),
+    );
+    packet.header.flags = NLM_F_REQUEST;
+    packet.header.sequence_number = 1;
+    packet.finalize();
+    let mut buf = vec![0; packet.header.length as usize];
+    packet.serialize(&mut buf[..]);
+    socket.send(&buf[..], 0)?;
+    let mut rx = vec![0u8; 64 * 1024];
+    let size = socket.recv(&mut &mut rx[..], 0)?;
+    let msg: NetlinkMessage<RouteNetlinkMessage> = NetlinkMessage::deserialize(&rx[..size])
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+    match msg.payload {
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(m)) => Ok(Some(parse_link(&m))),
+        NetlinkPayload::Error(e) => match e.to_io() {
+            e if e.raw_os_error() == Some(nix::libc::ENODEV) => Ok(None),
+            e => Err(e),
+        },
+        _ => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "unexpected answer to RTM_GETLINK",
+        )),
+    }
+}
+
 /// A static entry in a bridge's forwarding database.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FdbEntry {
@@ -135,9 +168,24 @@ pub struct FdbEntry {
 
 /// The bridge forwarding database, every port's entries.
 pub fn dump_fdb() -> std::io::Result<Vec<FdbEntry>> {
+    fdb(None)
+}
+
+/// The entries of one bridge port (the kernel filters: a strict-checked
+/// dump request with the port's index).
+pub fn dump_fdb_port(index: u32) -> std::io::Result<Vec<FdbEntry>> {
+    let entries = fdb(Some(index))?;
+    Ok(entries.into_iter().filter(|e| e.ifindex == index).collect())
+}
+
+fn fdb(port: Option<u32>) -> std::io::Result<Vec<FdbEntry>> {
     let socket = connect()?;
     let mut msg = NeighbourMessage::default();
     msg.header.family = AddressFamily::Bridge;
+    if let Some(index) = port {
+        socket.set_netlink_get_strict_chk(true)?;
+        msg.header.ifindex = index;
+    }
     let mut out = Vec::new();
     for reply in request(&socket, RouteNetlinkMessage::GetNeighbour(msg), 3)? {
         let RouteNetlinkMessage::NewNeighbour(m) = reply else {

@@ -223,8 +223,10 @@ handle=$(nft -a list chain inet mvm tenant_out | grep 'egress_deny' | grep -o 'h
 nft delete rule inet mvm tenant_out handle "$handle"
 echo 1 > /proc/sys/net/ipv4/conf/all/send_redirects
 nft delete element inet mvm metadata_v4 '{ 10.200.0.2 }'
+# A static FDB entry planted on a tenant's port (another MAC it could receive for).
+bridge fdb add 02:00:0a:c8:00:99 dev tap-nc master static
 m net verify --json > "$work/verify2" && fail "net verify passed a drifted node"
-for item in '"check": "tenant.na.nft: element inet mvm metadata_v4: 10.200.0.2"' '"check": "tenant.nb.tap"' '"check": "node.nft: rule inet mvm tenant_out: ip daddr' 'sysctl net.ipv4.conf.all.send_redirects' 'unexpected: fp0'; do
+for item in '"check": "tenant.na.nft: element inet mvm metadata_v4: 10.200.0.2"' '"check": "tenant.nb.tap"' '"check": "tenant.nc.tap' '"check": "node.nft: rule inet mvm tenant_out: ip daddr' 'sysctl net.ipv4.conf.all.send_redirects' 'unexpected: fp0'; do
   grep -qF "$item" "$work/verify2" || { cat "$work/verify2"; fail "net verify does not name: $item"; }
 done
 m agent plan --desired "$work/d.json" "${net[@]}" > "$work/plan3" 2>&1 || true
@@ -234,6 +236,8 @@ grep -q 'net.ipv4.conf.all.send_redirects' "$work/plan3" || { cat "$work/plan3";
 m agent reconcile --desired "$work/d.json" "${net[@]}" > "$work/out3" 2>&1 || { cat "$work/out3"; fail "repair"; }
 m agent reconcile --desired "$work/d.json" "${net[@]}" > "$work/out4" 2>&1
 grep -q "No changes." "$work/out4" || { cat "$work/out4"; fail "not converged after repair"; }
+bridge fdb show dev tap-nc | grep -q 02:00:0a:c8:00:99 && fail "the planted FDB entry was not removed"
+bridge fdb show dev tap-nc | grep -q "02:00:0a:c8:00:04 master mvmbr0 static" || fail "nc's own FDB entry is gone"
 [ "$(cat /proc/sys/net/ipv4/conf/all/send_redirects)" = 0 ] || fail "sysctl not repaired"
 bg g pump tap-nb p-nb vh-nb
 sleep 0.3
