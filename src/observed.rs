@@ -79,6 +79,9 @@ pub struct Binaries {
     /// The `nixbld` group exists, so local builds run unprivileged.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub nix_build_users: bool,
+    /// `mkfs.ext4` (e2fsprogs) is installed, to make data volumes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mkfs_ext4: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

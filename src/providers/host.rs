@@ -87,9 +87,12 @@ pub trait Files: Send + Sync {
     /// Hard-links `src` to `dst`, both below the state dir, never through a
     /// link (a tenant's persistent data volume into its fresh jail).
     fn link_within(&self, src: &Path, dst: &Path) -> HostResult;
-    /// Creates `path` (if missing) as a sparse file of `size` bytes owned
-    /// by `uid:gid` with `mode`; one that exists is left as it is.
-    fn ensure_file(&self, path: &Path, size: u64, mode: u32, uid: u32, gid: u32) -> HostResult;
+    /// Creates `path` (if missing) as an ext4 image of `size` bytes
+    /// (sparse) whose root directory is owned by `uid:gid`, the file owned
+    /// by `uid:gid` with mode 0600. It is made under a temporary name and
+    /// renamed into place, so a crash never leaves a half-made volume; one
+    /// that exists is left exactly as it is (the tenant's data).
+    fn ensure_volume(&self, path: &Path, size: u64, uid: u32, gid: u32) -> HostResult;
     /// Reads a regular file without following a link, at most `cap` bytes
     /// (a larger file is an error). `Ok(None)` when it does not exist.
     fn read(&self, path: &Path, cap: u64) -> HostResult<Option<Vec<u8>>>;

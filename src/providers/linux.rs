@@ -268,23 +268,48 @@ impl Files for LinuxHost {
         }
     }
 
-    fn ensure_file(&self, path: &Path, size: u64, mode: u32, uid: u32, gid: u32) -> HostResult {
+    fn ensure_volume(&self, path: &Path, size: u64, uid: u32, gid: u32) -> HostResult {
         let (tree, rel) = self.locate("create", path)?;
-        let fd = match tree.open_at(
-            rel,
-            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
-            Mode::from_bits_truncate(mode),
-        ) {
-            Ok(fd) => fd,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
-            Err(e) => return Err(HostError::new("create", path, e)),
-        };
+        let (dir, name) = tree
+            .parent(rel)
+            .map_err(|e| HostError::new("open the directory of", path, e))?;
+        if beneath::stat_at(&dir, name, path)
+            .map_err(|e| HostError::new("look at", path, e))?
+            .is_some()
+        {
+            return Ok(());
+        }
+        let mut tmp = name.to_os_string();
+        tmp.push(".new");
+        // What a crash left half-made.
+        let _ = nix::unistd::unlinkat(&dir, tmp.as_os_str(), UnlinkatFlags::NoRemoveDir);
+        let fd = openat(
+            &dir,
+            tmp.as_os_str(),
+            OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map_err(|e| HostError::new("create", path, e))?;
         let f = std::fs::File::from(fd);
-        f.set_len(size)
-            .map_err(|e| HostError::new("size", path, e))?;
-        fchown(&f, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
-            .and_then(|()| fchmod(&f, Mode::from_bits_truncate(mode)))
-            .map_err(|e| HostError::new("set the owner of", path, e))
+        let made = f
+            .set_len(size)
+            .and_then(|()| super::volume::mkfs_ext4(&f, uid, gid))
+            .and_then(|()| {
+                fchown(&f, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+                    .and_then(|()| fchmod(&f, Mode::from_bits_truncate(0o600)))
+                    .map_err(io::Error::from)
+            })
+            .and_then(|()| f.sync_all())
+            .map_err(|e| HostError::new("make the volume", path, e))
+            .and_then(|()| {
+                nix::fcntl::renameat(&dir, tmp.as_os_str(), &dir, name)
+                    .map_err(|e| HostError::new("put in place", path, e))
+            });
+        if made.is_err() {
+            let _ = nix::unistd::unlinkat(&dir, tmp.as_os_str(), UnlinkatFlags::NoRemoveDir);
+        }
+        made?;
+        nix::unistd::fsync(&dir).map_err(|e| HostError::new("sync the directory of", path, e))
     }
 
     fn read(&self, path: &Path, cap: u64) -> HostResult<Option<Vec<u8>>> {

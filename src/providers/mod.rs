@@ -26,6 +26,7 @@ pub mod signals;
 pub mod store;
 pub mod tun;
 pub mod vmm;
+pub mod volume;
 
 pub use host::{Host, HostError, HostResult};
 pub use probe::observe;

@@ -56,6 +56,7 @@ pub fn observe_with(node: &NodeConfig, roots: &ProbeRoots) -> Observed {
             .is_ok_and(|m| m.is_file()),
         nix_build_users: fs::read_to_string("/etc/group")
             .is_ok_and(|g| g.lines().any(|l| l.starts_with("nixbld:"))),
+        mkfs_ext4: super::volume::mkfs_ext4_binary().is_some(),
     };
 
     let mounts = match fs::read_to_string(roots.proc.join("self/mountinfo")) {

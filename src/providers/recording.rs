@@ -86,7 +86,7 @@ pub enum Call {
         from: PathBuf,
         to: PathBuf,
     },
-    EnsureFile {
+    EnsureVolume {
         path: PathBuf,
         size: u64,
     },
@@ -135,7 +135,7 @@ impl Call {
             Call::NftApply { path, .. } => path,
             Call::NixBuild { path } => path,
             Call::LinkIn { to, .. } | Call::BindRo { to, .. } => to,
-            Call::EnsureFile { path, .. }
+            Call::EnsureVolume { path, .. }
             | Call::TmpfsFile { path }
             | Call::Launch { path, .. } => path,
             Call::Stop(p) => p,
@@ -386,8 +386,8 @@ impl Files for RecordingHost {
             _ => Err(HostError::other("link", &s, "not a regular file")),
         })
     }
-    fn ensure_file(&self, path: &Path, size: u64, _: u32, _: u32, _: u32) -> HostResult {
-        let call = Call::EnsureFile {
+    fn ensure_volume(&self, path: &Path, size: u64, _: u32, _: u32) -> HostResult {
+        let call = Call::EnsureVolume {
             path: path.to_path_buf(),
             size,
         };

@@ -355,6 +355,15 @@ impl Resource for Vm {
             return Some(format!("no Firecracker binary at {}", fc.binary.display()));
         }
         if let Subject::Tenant(t) = s
+            && t.spec.data_mib.is_some()
+            && !ctx.observed.binaries.mkfs_ext4
+        {
+            return Some(
+                "data_mib needs mkfs.ext4 to make the data volume, and it is not installed (apt install e2fsprogs)"
+                    .into(),
+            );
+        }
+        if let Subject::Tenant(t) = s
             && t.spec.seccomp == SeccompLevel::Strict
             && !ctx.observed.binaries.strict_seccomp_filter
         {
@@ -649,7 +658,7 @@ impl Provider<VmAttrs> for Vm {
             let mib = u64::from(after.data_mib.unwrap_or(0));
             ctx.host
                 .files
-                .ensure_file(&data, mib << 20, 0o600, rec.uid, rec.gid)?;
+                .ensure_volume(&data, mib << 20, rec.uid, rec.gid)?;
             ctx.host
                 .files
                 .link_within(&data, &layout.root.join("data.ext4"))?;

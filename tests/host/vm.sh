@@ -43,7 +43,15 @@ for field in '"timestamp":' '"tenant_id":"va"' '"node_id":' '"command":' '"flake
   grep -qF "$field" <<< "$start" || fail "the start's audit record lacks $field: $start"
 done
 grep -q " $state/tenants/va/jail/firecracker/va/root/secrets.img " /proc/self/mountinfo || fail "the secrets image is not bound into the jail"
-echo "ok: Firecracker runs as the tenant in its cgroup, jailed, answering its API"
+data=$state/tenants/va/data.ext4
+[ "$(stat -c '%u %a %h' "$data")" = "$uid 600 2" ] || fail "the data volume is not the tenant's 0600 file linked into the jail: $(stat -c '%u %a %h' "$data")"
+[ "$(stat -c %i "$data")" = "$(stat -c %i "$state/tenants/va/jail/firecracker/va/root/data.ext4")" ] || fail "the jail's data.ext4 is not the tenant's volume"
+dumpe2fs -h "$data" 2>/dev/null | grep -q "^Filesystem volume name: *data$" || fail "the data volume is not an ext4 labelled data"
+debugfs -R 'stat /' "$data" 2>/dev/null | grep -q "User: *$uid *Group: *$uid" || fail "the volume's root is not the tenant's: $(debugfs -R 'stat /' "$data" 2>/dev/null | grep User)"
+[ ! -e "$data.new" ] || fail "a temporary volume was left"
+echo kept > "$work/marker"
+debugfs -w -R "write $work/marker marker" "$data" > /dev/null 2>&1 || fail "cannot write into the data volume"
+echo "ok: Firecracker runs as the tenant in its cgroup, jailed, answering its API; its data volume is an ext4 whose root is the tenant's"
 
 m agent reconcile --desired "$work/d1.json" > "$work/out2" 2>&1
 grep -q "No changes." "$work/out2" || { cat "$work/out2"; fail "second reconcile was not a no-op"; }
@@ -57,7 +65,8 @@ new=$(fcs)
 grep -q '"vcpu_count": 2' "$state/tenants/va/jail/firecracker/va/root/vm.json" || fail "the new VM's config is not the planned one"
 [ "$(grep -c '"fc_config_sha256"' "$state/tenants/va/revisions.json")" = 2 ] || fail "revisions.json does not hold both starts"
 grep -q '"hostname":' <<< "$start" || fail "the start's audit record lacks the host name"
-echo "ok: a vcpus change restarts exactly that VM; both starts are in revisions.json"
+[ "$(debugfs -R 'cat /marker' "$data" 2>/dev/null)" = kept ] || fail "the data volume did not survive the restart"
+echo "ok: a vcpus change restarts exactly that VM, keeping its data volume; both starts are in revisions.json"
 
 m agent reconcile --desired "$work/none.json" --prune > "$work/out4" 2>&1 || { cat "$work/out4"; fail "prune"; }
 [ -z "$(fcs)" ] || fail "Firecracker left running: $(fcs)"
