@@ -127,6 +127,8 @@ pub struct RateLimit {
 /// The paths the service answers, the only ones its log names.
 const PATHS: &[&str] = &[
     "/latest/api/token",
+    "/latest/meta-data/",
+    "/latest/dynamic/instance-identity/",
     "/latest/meta-data/tenant-id",
     "/latest/meta-data/node-id",
     "/latest/meta-data/local-ipv4",
@@ -226,6 +228,13 @@ pub fn handle(
                 "/latest/meta-data/local-ipv4" => t.ip.to_string(),
                 "/latest/meta-data/mac" => t.mac.clone(),
                 "/latest/meta-data/revision" => format!("{} {}", t.flake_ref, t.lock),
+                // Listings, as EC2 answers a directory.
+                "/latest/meta-data" | "/latest/meta-data/" => {
+                    "tenant-id\nnode-id\nlocal-ipv4\nmac\nrevision".to_string()
+                }
+                "/latest/dynamic/instance-identity" | "/latest/dynamic/instance-identity/" => {
+                    "document".to_string()
+                }
                 "/latest/dynamic/instance-identity/document" => {
                     return Response {
                         status: 200,
@@ -379,6 +388,18 @@ mod tests {
         assert_eq!(doc.content_type, "application/json");
         assert!(doc.body.contains("\"tenantId\":\"acme\""), "{}", doc.body);
         assert_eq!(get("/latest/meta-data/nope", &token, Some(&a)).status, 404);
+        let listing = get("/latest/meta-data/", &token, Some(&a)).body;
+        // Every listed name answers.
+        for name in listing.lines() {
+            let path = format!("/latest/meta-data/{name}");
+            assert_eq!(get(&path, &token, Some(&a)).status, 200, "{path}");
+        }
+        assert_eq!(listing.lines().count(), 5);
+        assert_eq!(
+            get("/latest/dynamic/instance-identity", &token, Some(&a)).body,
+            "document"
+        );
+        assert_eq!(get("/latest/meta-data/", "", Some(&a)).status, 401);
         assert_eq!(get("/latest/meta-data/tenant-id", "", Some(&a)).status, 401);
         // Another tenant replaying acme's token.
         assert_eq!(
