@@ -109,6 +109,82 @@ fn the_rendered_ruleset_is_what_nft_lists_back() {
     }
 }
 
+/// Tenant element changes sent straight over nfnetlink are exactly what
+/// nft would have made: nft lists them back as the plan shows them, a
+/// delete removes them, and a batch with one bad change changes nothing.
+#[test]
+fn element_changes_over_netlink_are_what_nft_lists() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root for a network namespace and nft");
+        return;
+    }
+    use mvm::providers::nft::{apply, apply_elements, list_ruleset, parse};
+    let node = NodeConfig::default_config();
+    let (after_add, after_bad, after_delete) = in_netns(move || {
+        let rs = ruleset::render(&node);
+        apply("nft", &ruleset::transaction(&rs, &[], &[], &[])).expect("the ruleset loads");
+        let mac = "02:00:0a:c8:00:0a".parse().unwrap();
+        let ip = "10.200.0.10".parse().unwrap();
+        let mine = ruleset::tenant_elements("tap-acme", mac, ip, 100000, true, true);
+        let bytes = |c| ruleset::element_bytes(&c).expect("tenant elements encode");
+        let elements = |rs: &ruleset::Ruleset| {
+            let mut e: Vec<String> = parse(&list_ruleset("nft").unwrap(), rs)
+                .elements
+                .into_values()
+                .flatten()
+                .collect();
+            e.sort();
+            let json = list_ruleset("nft").unwrap().to_string();
+            (e, json.contains("\"10.200.0.10\""))
+        };
+        apply_elements(&bytes(ruleset::element_changes(&[], &mine))).expect("the adds apply");
+        let after_add = elements(&rs);
+        // One more tenant's adds, then a delete of an element that is not
+        // there: the kernel refuses the batch, so the adds are not made.
+        let theirs = ruleset::tenant_elements(
+            "tap-globex",
+            "02:00:0a:c8:00:02".parse().unwrap(),
+            "10.200.0.2".parse().unwrap(),
+            100001,
+            false,
+            false,
+        );
+        let mut batch = bytes(ruleset::element_changes(&[], &theirs));
+        batch.extend(bytes(ruleset::element_changes(
+            &ruleset::tenant_elements(
+                "tap-ghost",
+                mac,
+                "10.200.0.99".parse().unwrap(),
+                7,
+                false,
+                false,
+            )[..1],
+            &[],
+        )));
+        let refused = apply_elements(&batch).expect_err("a delete of a missing element fails");
+        let after_bad = (elements(&rs), refused.to_string());
+        apply_elements(&bytes(ruleset::element_changes(&mine, &[]))).expect("the deletes apply");
+        (after_add, after_bad, elements(&rs))
+    });
+    let want = vec![
+        "bridge mvm_l2 port_arp: tap-acme . 02:00:0a:c8:00:0a . 02:00:0a:c8:00:0a . 10.200.0.10"
+            .to_string(),
+        "bridge mvm_l2 port_mark: tap-acme : 100000".to_string(),
+        "bridge mvm_l2 port_v4: tap-acme . 02:00:0a:c8:00:0a . 10.200.0.10".to_string(),
+    ];
+    assert_eq!(after_add.0, want);
+    assert!(after_add.1, "metadata_v4/ssh_v4 hold 10.200.0.10");
+    assert_eq!(after_bad.0, after_add, "{}", after_bad.1);
+    assert!(
+        after_bad
+            .1
+            .contains("the kernel refused deleting an element bridge mvm_l2 port_v4"),
+        "{}",
+        after_bad.1
+    );
+    assert_eq!(after_delete, (Vec::new(), false));
+}
+
 /// Reconcile, stand-in guests proving the policy, drift repaired, prune
 /// (`tests/host/net.sh`, in fresh network, mount and pid namespaces: a
 /// service the script leaves running dies with it).

@@ -915,7 +915,15 @@ impl Vms for LinuxHost {
 }
 
 impl Firewall for LinuxHost {
+    /// Tenant element changes go straight to the kernel (one nfnetlink
+    /// batch); anything else through `nft -j -f -`. Both are one
+    /// transaction.
     fn nft_apply(&self, commands: &serde_json::Value) -> HostResult {
+        if let Some(elements) = crate::net::ruleset::element_bytes(commands) {
+            return super::nft::apply_elements(&elements).map_err(|e| {
+                HostError::new("apply", Path::new("the nftables element changes"), e)
+            });
+        }
         super::nft::apply("nft", commands)
             .map_err(|e| HostError::other("apply", Path::new("the nftables transaction"), e))
     }

@@ -1,4 +1,6 @@
-//! Reading mvm's nftables state with one `nft -j list ruleset`.
+//! mvm's nftables state: read with one `nft -j list ruleset`, changed
+//! with one `nft -j -f -` transaction, or — for tenant elements — one
+//! nfnetlink batch straight to the kernel.
 //!
 //! mvm owns two tables, `bridge mvm_l2` and `inet mvm`; everything else in
 //! the ruleset belongs to someone else and is ignored. Tenant elements are
@@ -263,6 +265,175 @@ fn scalar(v: &Value) -> String {
 
 fn ipv4(e: &Value) -> Option<Ipv4Addr> {
     concat(e).first()?.parse().ok()
+}
+
+/// Element changes straight over nfnetlink, as one batch (a transaction:
+/// all or nothing), without nft: nft 1.0.6 fetches every element of every
+/// set before it deletes one, which made each tenant's change cost time in
+/// proportion to the node's size. `Err` names what the kernel refused.
+pub fn apply_elements(changes: &[ruleset::ElementBytes]) -> std::io::Result<()> {
+    use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
+    const NFNL_SUBSYS_NFTABLES: u16 = 10;
+    const NFT_MSG_NEWSETELEM: u16 = 12;
+    const NFT_MSG_DELSETELEM: u16 = 14;
+    const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
+    const NFNL_MSG_BATCH_END: u16 = 0x11;
+    const NLM_F_REQUEST: u16 = 0x1;
+    const NLM_F_ACK: u16 = 0x4;
+    const NLM_F_CREATE: u16 = 0x400;
+    const NLMSG_ERROR: u16 = 0x2;
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let mut socket = Socket::new(NETLINK_NETFILTER)?;
+    socket.bind_auto()?;
+    socket.connect(&SocketAddr::new(0, 0))?;
+    let seq0: u32 = 1;
+    let mut buf = Vec::new();
+    message(
+        &mut buf,
+        NFNL_MSG_BATCH_BEGIN,
+        NLM_F_REQUEST,
+        seq0,
+        0,
+        NFNL_SUBSYS_NFTABLES,
+        &[],
+    );
+    for (i, c) in changes.iter().enumerate() {
+        let family = match c.family {
+            "bridge" => 7u8, // NFPROTO_BRIDGE
+            _ => 1u8,        // NFPROTO_INET
+        };
+        let mut key = Vec::new();
+        attr(&mut key, 1, &c.key); // NFTA_DATA_VALUE
+        let mut elem = Vec::new();
+        attr(&mut elem, 1 | NESTED, &key); // NFTA_SET_ELEM_KEY
+        if let Some(d) = &c.data {
+            let mut data = Vec::new();
+            attr(&mut data, 1, d);
+            attr(&mut elem, 2 | NESTED, &data); // NFTA_SET_ELEM_DATA
+        }
+        let mut list = Vec::new();
+        attr(&mut list, 1 | NESTED, &elem); // NFTA_LIST_ELEM
+        let mut body = Vec::new();
+        attr(&mut body, 1, &cstr(c.table)); // NFTA_SET_ELEM_LIST_TABLE
+        attr(&mut body, 2, &cstr(c.set)); // NFTA_SET_ELEM_LIST_SET
+        attr(&mut body, 3 | NESTED, &list); // NFTA_SET_ELEM_LIST_ELEMENTS
+        let (kind, flags) = if c.add {
+            (NFT_MSG_NEWSETELEM, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE)
+        } else {
+            (NFT_MSG_DELSETELEM, NLM_F_REQUEST | NLM_F_ACK)
+        };
+        let t = (NFNL_SUBSYS_NFTABLES << 8) | kind;
+        message(&mut buf, t, flags, seq0 + 1 + i as u32, family, 0, &body);
+    }
+    let end = seq0 + 1 + changes.len() as u32;
+    message(
+        &mut buf,
+        NFNL_MSG_BATCH_END,
+        NLM_F_REQUEST,
+        end,
+        0,
+        NFNL_SUBSYS_NFTABLES,
+        &[],
+    );
+    socket.send(&buf, 0)?;
+
+    // One acknowledgement (or error) per change; the first error wins.
+    socket.set_non_blocking(false)?;
+    let timeout = nix::sys::time::TimeVal::new(5, 0);
+    nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::ReceiveTimeout, &timeout)?;
+    let mut acked = 0;
+    let mut failure: Option<(usize, i32)> = None;
+    let mut rx = vec![0u8; 64 * 1024];
+    while acked < changes.len() {
+        let n = socket.recv(&mut &mut rx[..], 0)?;
+        let mut off = 0;
+        while off + 16 <= n {
+            let len = u32::from_ne_bytes(rx[off..off + 4].try_into().expect("4 bytes")) as usize;
+            let kind = u16::from_ne_bytes(rx[off + 4..off + 6].try_into().expect("2 bytes"));
+            let seq = u32::from_ne_bytes(rx[off + 8..off + 12].try_into().expect("4 bytes"));
+            if len < 16 || off + len > n {
+                break;
+            }
+            if kind == NLMSG_ERROR && off + 20 <= n {
+                let code = i32::from_ne_bytes(rx[off + 16..off + 20].try_into().expect("4 bytes"));
+                acked += 1;
+                if code != 0 && failure.is_none() {
+                    failure = Some(((seq.saturating_sub(seq0 + 1)) as usize, -code));
+                }
+            }
+            off += (len + 3) & !3;
+        }
+        if failure.is_some() {
+            break;
+        }
+    }
+    match failure {
+        None => Ok(()),
+        Some((i, errno)) => {
+            let what = changes
+                .get(i)
+                .map_or(String::from("an element change"), |c| {
+                    format!(
+                        "{} an element {} {} {}",
+                        if c.add { "adding" } else { "deleting" },
+                        c.family,
+                        c.table,
+                        c.set
+                    )
+                });
+            Err(std::io::Error::new(
+                std::io::Error::from_raw_os_error(errno).kind(),
+                format!(
+                    "the kernel refused {what} (nothing changed): {}",
+                    std::io::Error::from_raw_os_error(errno)
+                ),
+            ))
+        }
+    }
+}
+
+const NESTED: u16 = 0x8000;
+
+/// A NUL-terminated string attribute value.
+fn cstr(s: &str) -> Vec<u8> {
+    let mut b = s.as_bytes().to_vec();
+    b.push(0);
+    b
+}
+
+/// Appends a netlink attribute (header, value, padding to 4 bytes).
+fn attr(buf: &mut Vec<u8>, kind: u16, value: &[u8]) {
+    let len = 4 + value.len();
+    buf.extend_from_slice(&(len as u16).to_ne_bytes());
+    buf.extend_from_slice(&kind.to_ne_bytes());
+    buf.extend_from_slice(value);
+    buf.resize(buf.len() + ((4 - len % 4) % 4), 0);
+}
+
+/// Appends one nfnetlink message: netlink header, `nfgenmsg` (family,
+/// version 0, resource id in network order), attributes.
+fn message(
+    buf: &mut Vec<u8>,
+    kind: u16,
+    flags: u16,
+    seq: u32,
+    family: u8,
+    res_id: u16,
+    body: &[u8],
+) {
+    let len = 16 + 4 + body.len();
+    buf.extend_from_slice(&(len as u32).to_ne_bytes());
+    buf.extend_from_slice(&kind.to_ne_bytes());
+    buf.extend_from_slice(&flags.to_ne_bytes());
+    buf.extend_from_slice(&seq.to_ne_bytes());
+    buf.extend_from_slice(&0u32.to_ne_bytes());
+    buf.push(family);
+    buf.push(0);
+    buf.extend_from_slice(&res_id.to_be_bytes());
+    buf.extend_from_slice(body);
+    buf.resize(buf.len() + ((4 - len % 4) % 4), 0);
 }
 
 #[cfg(test)]
