@@ -207,3 +207,72 @@ fn a_node_never_reconciled_lists_what_is_on_it() {
     ]));
     assert_eq!(r.stdout, "No tenants are desired or on this node.\n");
 }
+
+/// `tenant revisions`: none yet is said plainly; a damaged file is an
+/// error naming it, with a hint; the newest start comes first.
+#[test]
+fn revisions_are_listed_newest_first() {
+    let work = tempfile::tempdir().unwrap();
+    let state = work.path().join("state");
+    std::fs::create_dir_all(state.join("tenants/acme")).unwrap();
+    let config = work.path().join("node.toml");
+    std::fs::write(&config, format!("state_dir = \"{}\"\n", state.display())).unwrap();
+    let revs = |args: &[&str]| {
+        let mut all = vec![
+            "--config",
+            config.to_str().unwrap(),
+            "tenant",
+            "revisions",
+            "acme",
+        ];
+        all.extend_from_slice(args);
+        run_cmd(mvm().args(&all))
+    };
+    let r = revs(&[]);
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "acme has no VM start recorded.\n")
+    );
+    let file = state.join("tenants/acme/revisions.json");
+    std::fs::write(&file, "{not json").unwrap();
+    let r = revs(&[]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("revisions.json: not what mvm wrote"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("hint: it was edited or damaged"),
+        "{}",
+        r.stderr
+    );
+    let one = |at: &str, rev: &str| serde_json::json!({"started_at": at, "flake_ref": format!("github:acme/app?rev={rev}"), "lock": "sha256-abcdefghijklmnopqrstuvwxyz", "profile": "minimal", "files": [], "fc_config_sha256": "0123456789abcdef", "seccomp": "baseline", "jailer": true});
+    std::fs::write(
+        &file,
+        serde_json::to_string(&[
+            one("2026-11-30T10:00:00Z", "old"),
+            one("2026-12-01T10:00:00Z", "new"),
+        ])
+        .unwrap(),
+    )
+    .unwrap();
+    let r = revs(&[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", r.stdout);
+    assert!(lines[0].starts_with("STARTED"), "{}", r.stdout);
+    assert!(
+        lines[1].contains("rev=new") && lines[2].contains("rev=old"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        lines[1].contains("sha256-abcdefghijkl…") && lines[1].contains("0123456789ab "),
+        "{}",
+        r.stdout
+    );
+    let j = revs(&["--json"]);
+    let v: serde_json::Value = serde_json::from_str(&j.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2);
+}

@@ -54,6 +54,8 @@ pub enum AgentError {
         id: crate::spec::types::TenantId,
         archive: PathBuf,
     },
+    #[error("{}: not what mvm wrote: {problem}", path.display())]
+    Corrupt { path: PathBuf, problem: String },
     #[error("no tenant {id} is desired or on this node")]
     UnknownTenant { id: crate::spec::types::TenantId },
     #[error("cannot write the plan to {}: {source}", path.display())]
@@ -98,6 +100,7 @@ impl AgentError {
             AgentError::BadTenantId { .. } => Some("tenant ids are lowercase letters, digits and single hyphens, at most 11 bytes".into()),
             AgentError::NoSuchTenant { .. } => Some("`mvm agent observe` lists the tenants on this node".into()),
             AgentError::UnknownTenant { .. } => Some("`mvm tenant list` lists the tenants".into()),
+            AgentError::Corrupt { .. } => Some("it was edited or damaged; move it aside and the next VM start writes a new one".into()),
             AgentError::WriteOutput { path, .. } => Some(format!(
                 "check that the directory {} exists and that you may write to it",
                 path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).display()

@@ -20,6 +20,24 @@ pub struct TenantLog {
     pub head: Option<Vec<u8>>,
 }
 
+/// The tenant's VM starts, oldest first, as `revisions.json` keeps them
+/// (capped at `tenants.revision_history`); empty before its first start.
+pub fn read_revisions(
+    node: &NodeConfig,
+    id: &TenantId,
+    host: &Host,
+) -> Result<Vec<crate::state::record::Revision>, AgentError> {
+    use crate::state::record::REVISIONS_CAP;
+    let path = StateLayout::new(&node.state_dir).revisions(id);
+    let Some(bytes) = host.files.read(&path, REVISIONS_CAP)? else {
+        return Ok(Vec::new());
+    };
+    crate::spec::json::from_slice(&bytes).map_err(|e| AgentError::Corrupt {
+        path,
+        problem: e.to_string(),
+    })
+}
+
 pub fn parse_id(given: &str) -> Result<TenantId, AgentError> {
     TenantId::parse(given).map_err(|problem| AgentError::BadTenantId {
         given: given.to_string(),

@@ -138,6 +138,19 @@ pub enum TenantCommand {
     /// its resources present or missing, and the changes a reconcile would make (drift, or
     /// one that did not finish). Read-only.
     Status(TenantStatusArgs),
+    /// The tenant's VM starts, newest first: when, the flake ref and lock hash, the
+    /// Firecracker config's sha256, the seccomp level and whether the jailer ran it — what
+    /// `<state>/tenants/<id>/revisions.json` keeps (the last `tenants.revision_history`).
+    Revisions(RevisionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RevisionsArgs {
+    /// The tenant id.
+    pub tenant: String,
+    /// Print the revisions as stored (JSON, oldest first), with the store paths and sha256s.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -272,6 +285,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Tenant(TenantCommand::Audit(args)) => tenant::audit(&settings, args),
         Command::Tenant(TenantCommand::List(args)) => tenant::list(&settings, args),
         Command::Tenant(TenantCommand::Status(args)) => tenant::status(&settings, args),
+        Command::Tenant(TenantCommand::Revisions(args)) => tenant::revisions(&settings, args),
         Command::Net(NetCommand::Verify(args)) => net::verify(&settings, args),
         Command::Metadata(MetadataCommand::Serve(args)) => serve_metadata(&settings, args),
         Command::Node(NodeCommand::Info(args)) => node::info(&settings, args),

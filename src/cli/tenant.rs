@@ -2,7 +2,7 @@
 //! log or check its hash chain; `list` and `status`: what the node has of
 //! them against the applied desired state.
 
-use super::{AuditArgs, TenantListArgs, TenantStatusArgs, output};
+use super::{AuditArgs, RevisionsArgs, TenantListArgs, TenantStatusArgs, output};
 use crate::agent::tenants::{TenantRow, TenantStatus};
 use crate::agent::{self, AgentError};
 use crate::providers::host::Host;
@@ -294,4 +294,57 @@ fn detail(st: &TenantStatus, colors: bool) -> String {
         let _ = writeln!(out, "  {:<width$}    {c}", "");
     }
     out
+}
+
+pub fn revisions(s: &Settings, args: &RevisionsArgs) -> Result<ExitCode, AgentError> {
+    let node = s.config.load()?;
+    let id = agent::tenant::parse_id(&args.tenant)?;
+    let host = Host::linux(&node.state_dir);
+    let list = agent::tenant::read_revisions(&node, &id, &host)?;
+    if args.json {
+        let text = serde_json::to_string_pretty(&list).expect("revisions serialize") + "\n";
+        output::write_stdout(&text);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if list.is_empty() {
+        output::write_stdout(&format!("{id} has no VM start recorded.\n"));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let bold = Style::new().bold().force_styling(s.colors);
+    let rows: Vec<[String; 6]> = list
+        .iter()
+        .rev()
+        .map(|r| {
+            [
+                r.started_at.clone(),
+                r.flake_ref.clone(),
+                short_lock(&r.lock),
+                r.fc_config_sha256.chars().take(12).collect(),
+                r.seccomp.clone(),
+                if r.jailer { "yes".into() } else { "no".into() },
+            ]
+        })
+        .collect();
+    let head = ["STARTED", "FLAKE", "LOCK", "CONFIG", "SECCOMP", "JAILER"];
+    let mut width = head.map(str::len);
+    for r in &rows {
+        for (w, v) in width.iter_mut().zip(r) {
+            *w = (*w).max(v.chars().count());
+        }
+    }
+    let line = |c: &[String]| {
+        let cells: Vec<String> = c
+            .iter()
+            .zip(width)
+            .map(|(v, w)| format!("{v}{}", " ".repeat(w - v.chars().count())))
+            .collect();
+        cells.join("  ").trim_end().to_string()
+    };
+    let mut out = format!("{}\n", bold.apply_to(line(&head.map(String::from))));
+    for r in &rows {
+        out.push_str(&line(r));
+        out.push('\n');
+    }
+    output::write_stdout(&out);
+    Ok(ExitCode::SUCCESS)
 }

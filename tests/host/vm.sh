@@ -66,6 +66,9 @@ grep -q '"vcpu_count": 2' "$state/tenants/va/jail/firecracker/va/root/vm.json" |
 [ "$(grep -c '"fc_config_sha256"' "$state/tenants/va/revisions.json")" = 2 ] || fail "revisions.json does not hold both starts"
 grep -q '"hostname":' <<< "$start" || fail "the start's audit record lacks the host name"
 [ "$(debugfs -R 'cat /marker' "$data" 2>/dev/null)" = kept ] || fail "the data volume did not survive the restart"
+m tenant revisions va > "$work/revs" || fail "tenant revisions"
+[ "$(grep -c "path:$flake" "$work/revs")" = 2 ] || { cat "$work/revs"; fail "tenant revisions does not list both starts"; }
+m tenant revisions va --json | grep -q '"fc_config_sha256"' || fail "tenant revisions --json"
 echo "ok: a vcpus change restarts exactly that VM, keeping its data volume; both starts are in revisions.json"
 
 m agent reconcile --desired "$work/none.json" --prune > "$work/out4" 2>&1 || { cat "$work/out4"; fail "prune"; }
