@@ -4,6 +4,8 @@
 
 use crate::observed::{Observed, ObservedTenant};
 use crate::plan::Plan;
+use crate::resources::{At, Ctx, REGISTRY, Scope};
+use crate::spec::NodeConfig;
 use crate::spec::types::TenantId;
 use crate::spec::{DesiredState, TenantSpec};
 use serde::Serialize;
@@ -40,7 +42,8 @@ pub struct TenantStatus {
     pub gid: Option<u32>,
     pub mac: Option<String>,
     pub spec: Option<SpecSummary>,
-    /// The tenant's resources on the node: kind → present.
+    /// The tenant's resources on the node: kind → present (as the plan
+    /// observes them).
     pub resources: BTreeMap<&'static str, bool>,
     pub store_path: Option<String>,
     /// The pending changes: `<address>: <action>` (and why it is blocked).
@@ -83,6 +86,7 @@ pub fn list(desired: &DesiredState, obs: &Observed, plan: &Plan) -> Vec<TenantRo
 
 /// One tenant in detail; `None` when it is neither desired nor on the node.
 pub fn status(
+    node: &NodeConfig,
     id: &TenantId,
     desired: &DesiredState,
     obs: &Observed,
@@ -95,24 +99,16 @@ pub fn status(
     }
     let pending = pending_by_tenant(plan);
     let rec = at.and_then(|t| t.record.as_ref());
-    let present = |f: fn(&ObservedTenant) -> bool| at.is_some_and(f);
-    let resources = [
-        ("dirs", present(|t| t.dir.is_some())),
-        ("cgroup", present(|t| t.cgroup.is_some())),
-        ("secrets", present(|t| t.secrets.is_some())),
-        (
-            "artifact",
-            present(|t| {
-                t.record.as_ref().is_some_and(|r| r.artifact.is_some()) && !t.artifact_gone
-            }),
-        ),
-        ("jail", present(|t| t.jail_dir.is_some())),
-        ("tap", present(|t| t.tap.is_some())),
-        ("nft", present(|t| t.nft.is_some())),
-        ("vm", present(|t| t.vm.is_some())),
-    ]
-    .into_iter()
-    .collect();
+    // What each tenant kind observes, so a new kind shows up by itself.
+    let ctx = Ctx::new(node, obs);
+    let resources = REGISTRY
+        .iter()
+        .filter(|k| k.scope() == Scope::Tenant)
+        .map(|k| {
+            let here = at.is_some_and(|t| k.observed(&ctx, At::Tenant(id, t)).is_some());
+            (k.word(), here)
+        })
+        .collect();
     let changes = plan
         .resource_changes
         .iter()

@@ -107,8 +107,9 @@ pub fn list(s: &Settings, args: &TenantListArgs) -> Result<ExitCode, AgentError>
 
 pub fn status(s: &Settings, args: &TenantStatusArgs) -> Result<ExitCode, AgentError> {
     let id = agent::tenant::parse_id(&args.tenant)?;
+    let node = s.config.load()?;
     let (desired, observed, plan) = inputs(s, &args.from)?;
-    let st = agent::tenants::status(&id, &desired, &observed, &plan)
+    let st = agent::tenants::status(&node, &id, &desired, &observed, &plan)
         .ok_or(AgentError::UnknownTenant { id })?;
     let text = if args.from.json {
         serde_json::to_string_pretty(&st).expect("status serializes") + "\n"
