@@ -197,7 +197,7 @@ fn reconcile_runs_a_tenant_end_to_end() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert_eq!(stdout.matches("ok: ").count(), 5, "{stdout}");
+    assert_eq!(stdout.matches("ok: ").count(), 6, "{stdout}");
 }
 
 /// 20 kills of mvm at random points of reconciles that start and stop

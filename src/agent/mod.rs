@@ -56,6 +56,8 @@ pub enum AgentError {
     },
     #[error("{}: not what mvm wrote: {problem}", path.display())]
     Corrupt { path: PathBuf, problem: String },
+    #[error("tenant {id} is not in the desired state the last reconcile applied")]
+    NotDesired { id: crate::spec::types::TenantId },
     #[error("no tenant {id} is desired or on this node")]
     UnknownTenant { id: crate::spec::types::TenantId },
     #[error("cannot write the plan to {}: {source}", path.display())]
@@ -100,6 +102,7 @@ impl AgentError {
             AgentError::BadTenantId { .. } => Some("tenant ids are lowercase letters, digits and single hyphens, at most 11 bytes".into()),
             AgentError::NoSuchTenant { .. } => Some("`mvm agent observe` lists the tenants on this node".into()),
             AgentError::UnknownTenant { .. } => Some("`mvm tenant list` lists the tenants".into()),
+            AgentError::NotDesired { .. } => Some("start and stop act on desired tenants; `mvm tenant list` shows which are (a kept one goes with `reconcile --prune`)".into()),
             AgentError::Corrupt { .. } => Some("it was edited or damaged; move it aside and the next VM start writes a new one".into()),
             AgentError::WriteOutput { path, .. } => Some(format!(
                 "check that the directory {} exists and that you may write to it",

@@ -23,6 +23,13 @@ pub enum Goal<'a> {
         options: PlanOptions,
     },
     SavedPlan(&'a Path),
+    /// The desired state the last reconcile applied, changed by `edit`:
+    /// read under the node lock, so a reconcile running meanwhile is not
+    /// undone (`mvm tenant stop`/`start`).
+    Applied {
+        edit: &'a dyn Fn(&mut DesiredState) -> Result<(), AgentError>,
+        options: PlanOptions,
+    },
 }
 
 pub struct Request<'a> {
@@ -80,6 +87,12 @@ pub fn reconcile(
     let (plan, desired) = match req.goal {
         Goal::SavedPlan(path) => (super::load_saved_plan(path, node, &observed)?, None),
         Goal::Desired { desired, options } => {
+            let plan = crate::plan::plan(&desired, node, &observed, options)?;
+            (plan, Some(desired))
+        }
+        Goal::Applied { edit, options } => {
+            let (mut desired, _) = super::verify_desired(node, None, &host)?;
+            edit(&mut desired)?;
             let plan = crate::plan::plan(&desired, node, &observed, options)?;
             (plan, Some(desired))
         }

@@ -142,6 +142,25 @@ pub enum TenantCommand {
     /// Firecracker config's sha256, the seccomp level and whether the jailer ran it — what
     /// `<state>/tenants/<id>/revisions.json` keeps (the last `tenants.revision_history`).
     Revisions(RevisionsArgs),
+    /// Stop the tenant's VM now (its network, cgroup, data and everything else stay): the
+    /// desired state the last reconcile applied, with this tenant set to `stopped`,
+    /// reconciled for this tenant only. It lasts until the next `mvm agent reconcile
+    /// --desired`, which sets the tenant to what that file says.
+    Stop(LifecycleArgs),
+    /// Start the tenant's VM: as `stop`, with the tenant set to `running`.
+    Start(LifecycleArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LifecycleArgs {
+    /// The tenant id.
+    pub tenant: String,
+    /// Do not ask for confirmation on a terminal.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// How long to wait for another reconcile's node lock: 0 (fail at once), 30s, 5m, ...
+    #[arg(long, value_name = "DURATION", default_value = "0s")]
+    pub lock_timeout: String,
 }
 
 #[derive(Debug, Args)]
@@ -286,6 +305,12 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Tenant(TenantCommand::List(args)) => tenant::list(&settings, args),
         Command::Tenant(TenantCommand::Status(args)) => tenant::status(&settings, args),
         Command::Tenant(TenantCommand::Revisions(args)) => tenant::revisions(&settings, args),
+        Command::Tenant(TenantCommand::Stop(args)) => {
+            reconcile::tenant_state(&settings, args, crate::spec::RunState::Stopped)
+        }
+        Command::Tenant(TenantCommand::Start(args)) => {
+            reconcile::tenant_state(&settings, args, crate::spec::RunState::Running)
+        }
         Command::Net(NetCommand::Verify(args)) => net::verify(&settings, args),
         Command::Metadata(MetadataCommand::Serve(args)) => serve_metadata(&settings, args),
         Command::Node(NodeCommand::Info(args)) => node::info(&settings, args),

@@ -3,7 +3,7 @@
 //! lines — and the summary at the end. The sequence itself is
 //! `agent::reconcile`.
 
-use super::{ReconcileArgs, output};
+use super::{LifecycleArgs, ReconcileArgs, output};
 use crate::agent::reconcile::{self, Goal, Outcome, Request};
 use crate::agent::{self, AgentError};
 use crate::apply::progress::{Bars, Lines, Progress};
@@ -109,10 +109,60 @@ pub fn run(s: &Settings, args: &ReconcileArgs) -> Result<ExitCode, AgentError> {
         lock_timeout,
         command_line: &s.command_line,
     };
+    finish(s, &node, req, &ui)
+}
+
+/// `mvm tenant stop|start ID`: the applied desired state with the tenant
+/// set to `state`, reconciled for that tenant only, under the node lock.
+pub fn tenant_state(
+    s: &Settings,
+    args: &LifecycleArgs,
+    state: crate::spec::RunState,
+) -> Result<ExitCode, AgentError> {
+    let node = s.config.load()?;
+    let lock_timeout = agent::parse_duration(&args.lock_timeout)?;
+    let id = agent::tenant::parse_id(&args.tenant)?;
+    let targets = agent::targets(&[format!("tenant.{id}")])?;
+    let edit = |d: &mut crate::spec::DesiredState| -> Result<(), AgentError> {
+        let t = d
+            .tenants
+            .iter_mut()
+            .find(|t| t.tenant_id == id)
+            .ok_or_else(|| AgentError::NotDesired { id: id.clone() })?;
+        t.state = state;
+        Ok(())
+    };
+    let ui = Terminal {
+        settings: s,
+        auto_approve: args.auto_approve,
+        lock_timeout: &args.lock_timeout,
+    };
+    let req = Request {
+        node: &node,
+        goal: Goal::Applied {
+            edit: &edit,
+            options: PlanOptions {
+                prune: false,
+                targets,
+            },
+        },
+        parallelism: None,
+        lock_timeout,
+        command_line: &s.command_line,
+    };
+    finish(s, &node, req, &ui)
+}
+
+fn finish(
+    s: &Settings,
+    node: &crate::spec::NodeConfig,
+    req: Request,
+    ui: &Terminal,
+) -> Result<ExitCode, AgentError> {
     let outcome = reconcile::reconcile(
         req,
         Host::linux(&node.state_dir),
-        &ui,
+        ui,
         Arc::new(AtomicBool::new(false)),
         true,
     )?;

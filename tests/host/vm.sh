@@ -71,6 +71,19 @@ m tenant revisions va > "$work/revs" || fail "tenant revisions"
 m tenant revisions va --json | grep -q '"fc_config_sha256"' || fail "tenant revisions --json"
 echo "ok: a vcpus change restarts exactly that VM, keeping its data volume; both starts are in revisions.json"
 
+m tenant stop va > "$work/stop" 2>&1 || { cat "$work/stop"; fail "tenant stop"; }
+[ -z "$(fcs)" ] || fail "tenant stop left a Firecracker: $(fcs)"
+grep -q '"state": "stopped"' "$state/desired.json" || fail "the applied desired state does not say stopped"
+m tenant list | grep -q "^va  *stopped .* stopped " || { m tenant list; fail "tenant list does not show va stopped"; }
+[ -e "$data" ] && [ -e "$state/tenants/va/tenant.json" ] || fail "tenant stop removed more than the VM"
+m tenant start va > "$work/start" 2>&1 || { cat "$work/start"; fail "tenant start"; }
+[ "$(fcs | wc -w)" = 1 ] || fail "tenant start: expected one Firecracker, found: $(fcs)"
+[ "$(debugfs -R 'cat /marker' "$data" 2>/dev/null)" = kept ] || fail "the data volume did not survive stop and start"
+m tenant start va > "$work/start2" 2>&1 && grep -q "No changes." "$work/start2" || { cat "$work/start2"; fail "a second start is not a no-op"; }
+m tenant stop ghost > "$work/ghost" 2>&1 && fail "stopped a tenant that is not desired"
+grep -q "tenant ghost is not in the desired state the last reconcile applied" "$work/ghost" || { cat "$work/ghost"; fail "the refusal does not say why"; }
+echo "ok: tenant stop and start stop and start exactly that VM, keeping the rest; a tenant not desired is refused"
+
 m agent reconcile --desired "$work/none.json" --prune > "$work/out4" 2>&1 || { cat "$work/out4"; fail "prune"; }
 [ -z "$(fcs)" ] || fail "Firecracker left running: $(fcs)"
 grep -q " $state/" /proc/self/mountinfo && fail "mounts left: $(grep " $state/" /proc/self/mountinfo)"
