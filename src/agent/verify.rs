@@ -1,7 +1,7 @@
 //! `mvm net verify`: checks, item by item, that a node's network is what
 //! the desired state renders — mvm's nftables rules, sets and elements, the
-//! bridge, every tenant's tap, the sysctls, and that nothing else hangs off
-//! the bridge. Pure: it compares the network kinds' desired attributes with
+//! bridge, every tenant's tap, the sysctls, the metadata service while a
+//! tenant enables it, and that nothing else hangs off the bridge. Pure: it compares the network kinds' desired attributes with
 //! what the probe observed, so it runs on a captured observation as well
 //! as on the node.
 
@@ -12,8 +12,9 @@ use crate::spec::{DesiredState, NodeConfig};
 use serde::Serialize;
 use serde_json::Value;
 
-/// The kinds that make up tenant networking.
-const NET_KINDS: &[&str] = &["bridge", "nft", "tap"];
+/// The kinds that make up tenant networking (the metadata service is the
+/// far end of the nft redirect).
+const NET_KINDS: &[&str] = &["bridge", "nft", "tap", "metadata"];
 
 /// One item of the checklist.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -28,7 +28,7 @@ mount -t sysfs sysfs /sys
 # nothing of them is left on the host's /run.
 mkdir -p /run/netns
 mount -t tmpfs tmpfs /run/netns
-net=(--target 'tenant.*.tap' --target 'tenant.*.nft')
+net=(--target 'tenant.*.tap' --target 'tenant.*.nft' --target node.metadata)
 
 cat > "$work/d.json" <<JSON
 {"tenants": [
@@ -47,7 +47,7 @@ foreign=$(nft list table inet foreign)
 
 # 1. From nothing, then nothing to do.
 m agent reconcile --desired "$work/d.json" "${net[@]}" > "$work/out1" 2>&1 || { cat "$work/out1"; fail "first reconcile"; }
-grep -q "Apply complete! Resources: 11 added" "$work/out1" || { cat "$work/out1"; fail "first summary"; }
+grep -q "Apply complete! Resources: 12 added" "$work/out1" || { cat "$work/out1"; fail "first summary"; }
 m agent reconcile --desired "$work/d.json" "${net[@]}" > "$work/out2" 2>&1
 grep -q "No changes." "$work/out2" || { cat "$work/out2"; fail "second reconcile was not a no-op"; }
 for t in na nb nc; do
@@ -59,7 +59,7 @@ for t in na nb nc; do
   [ "$(cat "/sys/class/net/tap-$t/owner")" = "$uid" ] || fail "tap-$t is not owned by $uid"
   [ "$(cat "/sys/class/net/tap-$t/group")" = "$uid" ] || fail "tap-$t group is not $uid"
 done
-bridge fdb show dev tap-na | grep -q "02:00:0a:c8:00:02 master mvmbr0 static" || fail "no static FDB entry for na"
+bridge fdb show dev tap-na | grep -q "02:00:0a:c8:00:02 master mvmbr0 static" || { bridge fdb show; cat "$work/out1"; fail "no static FDB entry for na"; }
 [ "$(cat /proc/sys/net/ipv4/ip_forward)" = 1 ] || fail "forwarding is off"
 [ "$(cat /proc/sys/net/ipv4/conf/mvmbr0/send_redirects)" = 0 ] || fail "redirects on the bridge"
 [ "$(nft list table inet foreign)" = "$foreign" ] || fail "the foreign table changed"
@@ -132,9 +132,12 @@ done
 ip -n g-na route del 10.200.0.3/32 via 10.200.0.1
 echo "ok: tenant to tenant denied, directly and through the gateway"
 
-# The real metadata service, started by reconcile (node.metadata). First
-# with its port held by something else (a dual-stack wildcard, seen only
-# in /proc/net/tcp6): blocked, named, and left alone.
+# The real metadata service, started by reconcile (node.metadata) with
+# the rest of the network. Killed, and its port then held by something
+# else (a dual-stack wildcard, seen only in /proc/net/tcp6): the restart
+# is blocked, named, and the other process left alone.
+kill -9 "$(grep -o '"pid": [0-9]*' "$state/metadata.json" | grep -o '[0-9]*')"
+sleep 0.2
 python3 -c 'import socket, time; s = socket.socket(socket.AF_INET6); s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0); s.bind(("::", 8775)); s.listen(); time.sleep(60)' &
 squatter=$!
 sleep 0.3
@@ -145,7 +148,7 @@ kill "$squatter"; wait "$squatter" 2>/dev/null || true
 # Then with its log hard-linked to a file elsewhere: refused, the file
 # untouched, no process and no record left.
 echo canary > "$work/canary"
-ln "$work/canary" "$state/metadata.log"
+ln -f "$work/canary" "$state/metadata.log"
 m agent reconcile --desired "$work/d.json" "${net[@]}" --target node.metadata > "$work/outln" 2>&1 && { cat "$work/outln"; fail "the service started with a hard-linked log"; }
 grep -q "not a regular file with one link" "$work/outln" || { cat "$work/outln"; fail "the hard-linked log is not named"; }
 [ "$(cat "$work/canary")" = canary ] || fail "the linked file was written"
