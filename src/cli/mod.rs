@@ -107,8 +107,8 @@ pub enum NetCommand {
     /// Check, item by item, that the node's network is what the desired state renders:
     /// mvm's nftables rules, sets and elements, the bridge and its gateway address, every
     /// tenant's tap (attached, up, isolated, not learning, owned by the tenant, with its
-    /// static FDB entry), nothing else on the bridge, and the sysctls. Exit 0 when all
-    /// pass, 1 otherwise.
+    /// static FDB entry), nothing else on the bridge, the sysctls, and the metadata service
+    /// while a tenant enables it. Exit 0 when all pass, 1 otherwise.
     Verify(VerifyArgs),
 }
 
