@@ -21,6 +21,11 @@ TOML
 targets=(--target 'tenant.*.dirs' --target 'tenant.*.cgroup' --target 'tenant.*.secrets')
 m() { "$mvm" --config "$work/node.toml" "$@"; }
 fail() { echo "FAIL: $*" >&2; exit 1; }
+# `cmd | matches PATTERN`: like `grep -q`, but reads all of its input, so
+# a producer that writes line by line (iproute2 flushes per entry) is never
+# killed by SIGPIPE — which, under pipefail, would turn a match into a
+# failure (or hide one behind `&& fail`).
+matches() { grep "$@" > /dev/null; }
 
 # desired_json PREFIX COUNT: a desired state of COUNT minimal tenants.
 desired_json() {

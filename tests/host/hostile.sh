@@ -82,7 +82,7 @@ ln -s "$victim" "$state/tenants/c0"
 before=$(tree_sum "$victim")
 m agent reconcile --desired "$(desired c)" "${targets[@]}" > "$work/s3.out" 2>&1 && fail "reconcile through a linked tenant dir succeeded"
 [ "$before" = "$(tree_sum "$victim")" ] || { ls -la "$victim"; fail "files were written behind the tenant link"; }
-lsattr -d "$victim" 2>/dev/null | cut -d' ' -f1 | grep -q a && fail "the link target was made append-only"
+lsattr -d "$victim" 2>/dev/null | cut -d' ' -f1 | matches a && fail "the link target was made append-only"
 echo "ok: a linked tenant dir gets no audit log"
 
 # 4. tenants/<id>/secrets a link: the tmpfs is never mounted where it
@@ -120,7 +120,7 @@ chmod 755 "$state/tenants/e0"
 m agent reconcile --desired "$work/e.json" "${targets[@]}" > "$work/s5.out" 2>&1 && fail "reconcile appended to a hard-linked audit log"
 grep -q "hard links" "$work/s5.out" || { cat "$work/s5.out"; fail "the refusal does not name the hard link"; }
 [ "$(cat "$other")" = precious ] || fail "the hard-linked file was appended to"
-lsattr "$other" 2>/dev/null | cut -d' ' -f1 | grep -q a && fail "the hard-linked file was made append-only"
+lsattr "$other" 2>/dev/null | cut -d' ' -f1 | matches a && fail "the hard-linked file was made append-only"
 [ "$(stat -c %a "$state/tenants/e0")" = 755 ] || fail "the tenant was changed although its log could not be extended"
 rm -f "$log"
 echo "root:\$6\$secret:19000:0:99999:7:::" > "$work/shadow5"
@@ -185,7 +185,7 @@ chmod 755 "$t/secrets"
 m agent reconcile --desired "$work/h.json" "${targets[@]}" > "$work/s9.out" || { cat "$work/s9.out"; fail "mode repair"; }
 grep -q "1 changed" "$work/s9.out" || { cat "$work/s9.out"; fail "the mode drift was not planned"; }
 [ "$(stat -c %a "$t/secrets")" = 700 ] || fail "secrets root mode not restored"
-m agent plan --desired "$work/h.json" "${targets[@]}" | grep -q "No changes." || fail "secrets mode does not converge"
+m agent plan --desired "$work/h.json" "${targets[@]}" | matches "No changes." || fail "secrets mode does not converge"
 echo "ok: the secrets root mode converges"
 
 # 10. A user who cannot read the state dir is warned, not told to create

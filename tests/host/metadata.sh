@@ -54,7 +54,7 @@ status() { client "$@" | cut -d' ' -f1; }
 token=$(client 100000 10.200.0.2 PUT /latest/api/token "X-metadata-token-ttl-seconds: 60" | cut -d' ' -f2)
 [ -n "$token" ] || fail "no token for ma"
 [ "$(client 100000 10.200.0.2 GET /latest/meta-data/tenant-id "X-metadata-token: $token")" = "200 ma" ] || fail "ma cannot read its tenant id"
-client 100000 10.200.0.2 GET /latest/dynamic/instance-identity/document "X-metadata-token: $token" | grep -q '"nodeId":"0123456789abcdef0123456789abcdef"' || fail "identity document"
+client 100000 10.200.0.2 GET /latest/dynamic/instance-identity/document "X-metadata-token: $token" | matches '"nodeId":"0123456789abcdef0123456789abcdef"' || fail "identity document"
 echo "ok: a metadata tenant gets a token and reads its own identity"
 
 [ "$(status 100001 10.200.0.3 GET /latest/meta-data/tenant-id "X-metadata-token: $token")" = 401 ] || fail "mb replayed ma's token"
@@ -89,5 +89,5 @@ PY
 grep -q "'429'" <<< "$codes" || fail "no rate limit: $codes"
 echo "ok: X-Forwarded-For, bad TTLs and methods refused; unknown paths 404; a tenant is rate-limited"
 grep -q "$token" "$work/serve.log" && fail "the service logged a token"
-ss -ltn | grep -q "169.254.169.254" && fail "169.254.169.254 is bound on the host"
+ss -ltn | matches "169.254.169.254" && fail "169.254.169.254 is bound on the host"
 echo "ok: no token in the service's output; 169.254.169.254 never bound"

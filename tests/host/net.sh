@@ -59,7 +59,7 @@ for t in na nb nc; do
   [ "$(cat "/sys/class/net/tap-$t/owner")" = "$uid" ] || fail "tap-$t is not owned by $uid"
   [ "$(cat "/sys/class/net/tap-$t/group")" = "$uid" ] || fail "tap-$t group is not $uid"
 done
-bridge fdb show dev tap-na | grep -q "02:00:0a:c8:00:02 master mvmbr0 static" || { bridge fdb show; cat "$work/out1"; fail "no static FDB entry for na"; }
+bridge fdb show dev tap-na | matches "02:00:0a:c8:00:02 master mvmbr0 static" || { bridge fdb show; cat "$work/out1"; fail "no static FDB entry for na"; }
 [ "$(cat /proc/sys/net/ipv4/ip_forward)" = 1 ] || fail "forwarding is off"
 [ "$(cat /proc/sys/net/ipv4/conf/mvmbr0/send_redirects)" = 0 ] || fail "redirects on the bridge"
 [ "$(nft list table inet foreign)" = "$foreign" ] || fail "the foreign table changed"
@@ -159,7 +159,7 @@ m agent reconcile --desired "$work/d.json" "${net[@]}" --target node.metadata > 
 [ "$(guest na imds 169.254.169.254)" = na ] || { guest na imds 169.254.169.254; cat "$state/metadata.log"; fail "na cannot read its identity through the redirect"; }
 no guest nc imds 169.254.169.254
 no guest na imds 10.200.0.1 8775
-ss -ltn | grep -q "169.254.169.254" && fail "169.254.169.254 is bound on the host"
+ss -ltn | matches "169.254.169.254" && fail "169.254.169.254 is bound on the host"
 tok=$(guest na token 169.254.169.254)
 [ "$(guest nb status 169.254.169.254 GET /latest/meta-data/tenant-id "X-metadata-token:$tok")" = 401 ] || fail "nb replayed na's token"
 [ "$(guest na status 169.254.169.254 PUT /latest/api/token X-metadata-token-ttl-seconds:60 X-Forwarded-For:1.2.3.4)" = 400 ] || fail "X-Forwarded-For accepted"
@@ -205,7 +205,7 @@ no guest na udp 10.200.0.1 53 10.200.0.3
 ip -n g-na addr del 10.200.0.3/32 dev eth0
 no guest na udp 10.200.0.1 53 10.200.0.2:67
 guest na garp eth0 02:00:0a:c8:00:02 10.200.0.3
-ip neigh show 10.200.0.3 | grep -q 02:00:0a:c8:00:02 && fail "ARP spoofing poisoned the host"
+ip neigh show 10.200.0.3 | matches 02:00:0a:c8:00:02 && fail "ARP spoofing poisoned the host"
 ok g tcp 10.200.0.3 22
 ok guest na ping 10.200.0.1
 echo "ok: spoofed MAC, IP, ARP and DHCP server replies are dropped at L2"
@@ -239,8 +239,8 @@ grep -q 'net.ipv4.conf.all.send_redirects' "$work/plan3" || { cat "$work/plan3";
 m agent reconcile --desired "$work/d.json" "${net[@]}" > "$work/out3" 2>&1 || { cat "$work/out3"; fail "repair"; }
 m agent reconcile --desired "$work/d.json" "${net[@]}" > "$work/out4" 2>&1
 grep -q "No changes." "$work/out4" || { cat "$work/out4"; fail "not converged after repair"; }
-bridge fdb show dev tap-nc | grep -q 02:00:0a:c8:00:99 && fail "the planted FDB entry was not removed"
-bridge fdb show dev tap-nc | grep -q "02:00:0a:c8:00:04 master mvmbr0 static" || fail "nc's own FDB entry is gone"
+bridge fdb show dev tap-nc | matches 02:00:0a:c8:00:99 && fail "the planted FDB entry was not removed"
+bridge fdb show dev tap-nc | matches "02:00:0a:c8:00:04 master mvmbr0 static" || fail "nc's own FDB entry is gone"
 [ "$(cat /proc/sys/net/ipv4/conf/all/send_redirects)" = 0 ] || fail "sysctl not repaired"
 bg g pump tap-nb p-nb vh-nb
 sleep 0.3
@@ -260,8 +260,8 @@ kill "${pids[@]}" 2>/dev/null || true
 md=$(grep -o '"pid": [0-9]*' "$state/metadata.json" | grep -o '[0-9]*')
 m agent reconcile --desired "$work/none.json" --prune "${net[@]}" --target node.metadata > "$work/out5" 2>&1 || { cat "$work/out5"; fail "prune"; }
 kill -0 "$md" 2>/dev/null && ! grep -q '^State:	Z' "/proc/$md/status" && fail "the metadata service survived the last metadata tenant"
-ip link show | grep -q 'tap-' && fail "taps left"
+ip link show | matches 'tap-' && fail "taps left"
 ip link show mvmbr0 > /dev/null 2>&1 && { cat "$work/out5"; fail "bridge left"; }
-nft list tables | grep -q mvm && fail "mvm tables left"
+nft list tables | matches mvm && fail "mvm tables left"
 [ "$(nft list table inet foreign)" = "$foreign" ] || fail "the foreign table changed"
 echo "ok: prune removed bridge, taps and tables; the foreign table survived"

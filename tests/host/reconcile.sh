@@ -22,7 +22,7 @@ for t in acme globex initech; do
 done
 case "$(stat -f -c %T "$state")" in
   ext2/ext3|xfs|btrfs)
-    lsattr "$state/tenants/acme/audit.log" | cut -d' ' -f1 | grep -q a || fail "audit.log is not append-only"
+    lsattr "$state/tenants/acme/audit.log" | cut -d' ' -f1 | matches a || fail "audit.log is not append-only"
     echo "append-only audit log checked" ;;
   *) echo "append-only audit log not checked: $(stat -f -c %T "$state") has no inode flags" ;;
 esac
@@ -40,7 +40,7 @@ mount -o remount,exec "$state/tenants/acme/secrets"
 chmod 755 "$state/tenants/globex"
 m agent reconcile --desired fixtures/desired/example.json "${targets[@]}" > "$work/out3" || { cat "$work/out3"; fail "repair"; }
 grep -q "2 changed" "$work/out3" || { cat "$work/out3"; fail "repair summary"; }
-grep " $state/tenants/acme/secrets " /proc/self/mountinfo | grep -q noexec || fail "noexec not restored"
+grep " $state/tenants/acme/secrets " /proc/self/mountinfo | matches noexec || fail "noexec not restored"
 [ "$(stat -c %a "$state/tenants/globex")" = 700 ] || fail "mode not restored"
 echo "ok: drift repaired"
 
@@ -61,7 +61,7 @@ grep -q " $state/tenants/initech/" /proc/self/mountinfo && fail "initech mount l
 ls "$state"/archive/initech-*/audit.log > /dev/null || fail "initech audit log not archived"
 m tenant audit initech --verify > "$work/audit" || { cat "$work/audit"; fail "archived audit log does not verify"; }
 grep -q "archived log" "$work/audit" && grep -q "chain intact" "$work/audit" || { cat "$work/audit"; fail "archived log not read"; }
-m tenant audit initech | tail -1 | grep -q "archive .*tenant.initech.dirs" || fail "no final archive record"
+m tenant audit initech | tail -1 | matches "archive .*tenant.initech.dirs" || fail "no final archive record"
 echo "ok: prune kills, unmounts, removes and archives the audit log"
 
 # 5. SIGTERM in the middle of applying 120 tenants one at a time: running

@@ -46,8 +46,8 @@ grep -q " $state/tenants/va/jail/firecracker/va/root/secrets.img " /proc/self/mo
 data=$state/tenants/va/data.ext4
 [ "$(stat -c '%u %a %h' "$data")" = "$uid 600 2" ] || fail "the data volume is not the tenant's 0600 file linked into the jail: $(stat -c '%u %a %h' "$data")"
 [ "$(stat -c %i "$data")" = "$(stat -c %i "$state/tenants/va/jail/firecracker/va/root/data.ext4")" ] || fail "the jail's data.ext4 is not the tenant's volume"
-dumpe2fs -h "$data" 2>/dev/null | grep -q "^Filesystem volume name: *data$" || fail "the data volume is not an ext4 labelled data"
-debugfs -R 'stat /' "$data" 2>/dev/null | grep -q "User: *$uid *Group: *$uid" || fail "the volume's root is not the tenant's: $(debugfs -R 'stat /' "$data" 2>/dev/null | grep User)"
+dumpe2fs -h "$data" 2>/dev/null | matches "^Filesystem volume name: *data$" || fail "the data volume is not an ext4 labelled data"
+debugfs -R 'stat /' "$data" 2>/dev/null | matches "User: *$uid *Group: *$uid" || fail "the volume's root is not the tenant's: $(debugfs -R 'stat /' "$data" 2>/dev/null | grep User)"
 [ ! -e "$data.new" ] || fail "a temporary volume was left"
 echo kept > "$work/marker"
 debugfs -w -R "write $work/marker marker" "$data" > /dev/null 2>&1 || fail "cannot write into the data volume"
@@ -68,13 +68,13 @@ grep -q '"hostname":' <<< "$start" || fail "the start's audit record lacks the h
 [ "$(debugfs -R 'cat /marker' "$data" 2>/dev/null)" = kept ] || fail "the data volume did not survive the restart"
 m tenant revisions va > "$work/revs" || fail "tenant revisions"
 [ "$(grep -c "path:$flake" "$work/revs")" = 2 ] || { cat "$work/revs"; fail "tenant revisions does not list both starts"; }
-m tenant revisions va --json | grep -q '"fc_config_sha256"' || fail "tenant revisions --json"
+m tenant revisions va --json | matches '"fc_config_sha256"' || fail "tenant revisions --json"
 echo "ok: a vcpus change restarts exactly that VM, keeping its data volume; both starts are in revisions.json"
 
 m tenant stop va > "$work/stop" 2>&1 || { cat "$work/stop"; fail "tenant stop"; }
 [ -z "$(fcs)" ] || fail "tenant stop left a Firecracker: $(fcs)"
 grep -q '"state": "stopped"' "$state/desired.json" || fail "the applied desired state does not say stopped"
-m tenant list | grep -q "^va  *stopped .* stopped " || { m tenant list; fail "tenant list does not show va stopped"; }
+m tenant list | matches "^va  *stopped .* stopped " || { m tenant list; fail "tenant list does not show va stopped"; }
 [ -e "$data" ] && [ -e "$state/tenants/va/tenant.json" ] || fail "tenant stop removed more than the VM"
 m tenant start va > "$work/start" 2>&1 || { cat "$work/start"; fail "tenant start"; }
 [ "$(fcs | wc -w)" = 1 ] || fail "tenant start: expected one Firecracker, found: $(fcs)"
