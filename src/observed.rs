@@ -104,6 +104,9 @@ pub struct BridgeObs {
     /// The links enslaved to it, by name, sorted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<String>,
+    /// The link's alias (mvm marks its own: `mvm node <state dir>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -206,6 +209,17 @@ pub struct TapObs {
     /// The static FDB entries on this port (MACs), sorted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fdb: Vec<String>,
+    /// The tap's own sysctls mvm manages (`net.ipv6.conf.<tap>.disable_ipv6`),
+    /// as read.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctls: BTreeMap<String, String>,
+    /// The bridge's permanent neighbour entry for the tenant's address
+    /// (from its record): `"<ip> <mac>"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub neighbour: Option<String>,
+    /// The link's alias (mvm marks its own: `mvm node <state dir>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -59,3 +59,50 @@ pub fn sysctls(node: &NodeConfig) -> Vec<(String, &'static str, When)> {
         ),
     ]
 }
+
+/// The sysctls of a tenant's tap, with their values. A tap is a bridge
+/// port: everything a guest sends should reach the host through the
+/// bridge, and a frame the bridge hands up on the tap itself (a
+/// link-local group address) must find no stack there: no IPv6 on the
+/// tap at all (no address, no router advertisement, no neighbour
+/// advertisement), no ARP answered on it, and no unicast IPv4 taken out
+/// of an L2 multicast frame.
+pub fn tap_sysctls(tap: &str) -> Vec<(String, &'static str, When)> {
+    vec![
+        (format!("net.ipv4.conf.{tap}.arp_ignore"), "8", When::Always),
+        (
+            format!("net.ipv4.conf.{tap}.drop_unicast_in_l2_multicast"),
+            "1",
+            When::Always,
+        ),
+        (format!("net.ipv6.conf.{tap}.disable_ipv6"), "1", When::Ipv6),
+        (format!("net.ipv6.conf.{tap}.accept_ra"), "0", When::Ipv6),
+    ]
+}
+
+/// Those of `managed` that apply on this host (`When`), by what the probe
+/// found there, with their values.
+pub fn applicable(
+    managed: Vec<(String, &'static str, When)>,
+    have: &std::collections::BTreeMap<String, String>,
+) -> std::collections::BTreeMap<String, String> {
+    managed
+        .into_iter()
+        .filter(|(name, _, when)| match when {
+            When::Always => true,
+            When::Present => have.contains_key(name),
+            When::Ipv6 => have.contains_key(IPV6_MARKER),
+        })
+        .map(|(n, v, _)| (n, v.to_string()))
+        .collect()
+}
+
+/// The alias (IFLA_IFALIAS) mvm gives the bridge and the taps it
+/// creates: names the node by its state dir, so a link mvm did not
+/// create, or another mvm node's on the same host, is never managed.
+pub fn owner_mark(node: &NodeConfig) -> String {
+    format!("{OWNER_PREFIX}{}", node.state_dir.display())
+}
+
+/// What every mvm node's mark starts with.
+pub const OWNER_PREFIX: &str = "mvm node ";

@@ -25,6 +25,10 @@ pub const BRIDGE_TABLE: (&str, &str) = ("bridge", "mvm_l2");
 pub const INET_TABLE: (&str, &str) = ("inet", "mvm");
 /// Every tap of a tenant matches this.
 pub const TAP_GLOB: &str = "tap-*";
+/// IEEE 802.1D's reserved link-local group addresses (STP, pause, LACP,
+/// 802.1X, LLDP, …), which a bridge never forwards by default.
+pub const LINK_LOCAL_GROUP_FIRST: &str = "01:80:c2:00:00:00";
+pub const LINK_LOCAL_GROUP_LAST: &str = "01:80:c2:00:00:0f";
 
 /// A chain; `base` is `(type, hook, priority, policy)` for a base chain.
 #[derive(Debug, Clone, PartialEq)]
@@ -332,6 +336,18 @@ pub fn render(node: &NodeConfig) -> Ruleset {
             Some(("filter", "forward", -200, "accept")),
         ),
         chain(
+            bf,
+            bt,
+            "guest_local",
+            Some(("filter", "input", -200, "accept")),
+        ),
+        chain(
+            inf,
+            int,
+            "tap_guard",
+            Some(("filter", "prerouting", -300, "accept")),
+        ),
+        chain(
             inf,
             int,
             "dstnat",
@@ -454,6 +470,36 @@ pub fn render(node: &NodeConfig) -> Ruleset {
         ],
     );
 
+    // Frames to an IEEE link-local group address (01:80:c2:00:00:0X) skip
+    // bridge prerouting: the bridge hands them to the host stack on the
+    // tap itself, past guest_ingress and the inet rules keyed on the
+    // bridge. Those that pass the bridge's input hook stop here; the rest
+    // (LLDP, STP) have no bridge hook at all and stop at tap_guard.
+    r.add(
+        BRIDGE_TABLE,
+        "guest_local",
+        format!(
+            "iifname \"{TAP_GLOB}\" ether daddr {LINK_LOCAL_GROUP_FIRST}-{LINK_LOCAL_GROUP_LAST} counter drop"
+        ),
+        Some("link-local group frames, handed up on the tap"),
+        vec![
+            is(meta("iifname"), json!(TAP_GLOB)),
+            is(
+                payload("ether", "daddr"),
+                json!({"range": [LINK_LOCAL_GROUP_FIRST, LINK_LOCAL_GROUP_LAST]}),
+            ),
+            counter(),
+            verdict("drop"),
+        ],
+    );
+    // In inet hooks a frame that came through the bridge has the bridge as
+    // its interface; one with a tap as its interface reached the host
+    // stack around the bridge. Dropped before conntrack sees it, and again
+    // in every inet hook mvm owns that sees incoming packets.
+    for chain in ["tap_guard", "input", "forward"] {
+        r.tap_bypass(chain);
+    }
+
     // inet mvm: routed traffic, by the bridge as interface (in inet hooks
     // the tap is invisible; the L2 guard pinned every source already).
     r.add(
@@ -561,8 +607,9 @@ pub fn render(node: &NodeConfig) -> Ruleset {
         None,
         vec![is(meta("oifname"), json!(b)), jump("tenant_in")],
     );
-    r.established("tenant_out");
-    r.invalid("tenant_out");
+    // Tenant to tenant through the gateway goes before any conntrack
+    // accept: a forged ICMP error quoting another tenant's flow is
+    // "related" to it, and would otherwise be forwarded to that tenant.
     r.add(
         INET_TABLE,
         "tenant_out",
@@ -570,6 +617,8 @@ pub fn render(node: &NodeConfig) -> Ruleset {
         Some("tenant to tenant through the gateway"),
         vec![is(meta("oifname"), json!(b)), counter(), verdict("drop")],
     );
+    r.established("tenant_out");
+    r.invalid("tenant_out");
     r.add(
         INET_TABLE,
         "tenant_out",
@@ -717,6 +766,22 @@ impl Rules {
             comment,
             expr: Value::Array(expr),
         });
+    }
+
+    /// `iifname "tap-*" counter drop`: a tap's traffic in an inet hook.
+    fn tap_bypass(&mut self, chain: &'static str) {
+        let expr = vec![
+            is(meta("iifname"), json!(TAP_GLOB)),
+            counter(),
+            verdict("drop"),
+        ];
+        self.add(
+            INET_TABLE,
+            chain,
+            format!("iifname \"{TAP_GLOB}\" counter drop"),
+            Some("a tap reaches the host only through the bridge"),
+            expr,
+        );
     }
 
     fn established(&mut self, chain: &'static str) {

@@ -153,19 +153,43 @@ pub struct TapSpec {
     pub master: String,
     /// The one static FDB entry it gets (the tenant's MAC).
     pub mac: [u8; 6],
+    /// Its own sysctls, written before it is attached and set up.
+    pub sysctls: Vec<(String, String)>,
+    /// The tenant's address: the bridge gets a permanent neighbour entry
+    /// `neighbour -> mac`.
+    pub neighbour: std::net::Ipv4Addr,
+    /// The alias that marks it as this node's.
+    pub alias: String,
 }
 
 /// Network links and the kernel's network settings.
 pub trait Links: Send + Sync {
-    /// Creates the bridge `name` if it is missing, gives it the MAC `mac`
-    /// and exactly these IPv4 addresses (`10.200.0.1/24`), and sets it up.
-    fn bridge_ensure(&self, name: &str, mac: [u8; 6], addresses: &[ipnet::Ipv4Net]) -> HostResult;
-    /// Deletes the link `name`; gone is fine.
-    fn link_delete(&self, name: &str) -> HostResult;
+    /// Creates the bridge `name` if it is missing, marked with the alias
+    /// `mark`, gives it the MAC `mac` and exactly these IPv4 addresses
+    /// (`10.200.0.1/24`), and sets it up. A bridge that exists with
+    /// another alias, or with none and another MAC, is not mvm's: refused.
+    fn bridge_ensure(
+        &self,
+        name: &str,
+        mac: [u8; 6],
+        addresses: &[ipnet::Ipv4Net],
+        mark: &str,
+    ) -> HostResult;
+    /// Deletes the bridge `name` if it carries the alias `mark` (or none
+    /// and mvm's fixed MAC `mac`: a bridge of an mvm before marks); gone
+    /// is fine, another's is refused.
+    fn bridge_delete(&self, name: &str, mac: [u8; 6], mark: &str) -> HostResult;
     /// Makes the tap: created through /dev/net/tun (persistent, owned by
-    /// the tenant) if missing, a port of its bridge, up, isolated, not
-    /// learning, with exactly one static FDB entry, the tenant's MAC.
+    /// the tenant) if missing, marked, its sysctls written, a port of its
+    /// bridge, up, isolated, not learning, with exactly one static FDB
+    /// entry, the tenant's MAC, and the bridge's permanent neighbour entry
+    /// for the tenant. A link of that name with another mark is refused.
     fn tap_ensure(&self, tap: &TapSpec) -> HostResult;
+    /// Deletes the tap `name` if it carries the alias `mark` or none; gone
+    /// is fine, another's is refused.
+    fn tap_delete(&self, name: &str, mark: &str) -> HostResult;
+    /// Removes the bridge's neighbour entry for `ip`; gone is fine.
+    fn neighbour_delete(&self, bridge: &str, ip: std::net::Ipv4Addr) -> HostResult;
     /// Writes a sysctl (`net.ipv4.ip_forward`); only names of the form
     /// `net.<a-z0-9_.->` are accepted.
     fn sysctl_write(&self, name: &str, value: &str) -> HostResult;

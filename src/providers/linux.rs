@@ -746,27 +746,60 @@ fn mount_point(parent: &OwnedFd, name: &OsStr, target: &Path) -> HostResult<Owne
     })
 }
 
+/// Refuses a link whose alias is set and is not `mark` (another mvm node's,
+/// or other software's). An unmarked link is the caller's to judge: the
+/// bridge by its fixed MAC, a tap by the plan (from the tenant's record).
+fn owned(at: &Path, alias: Option<&str>, mark: &str) -> HostResult {
+    match alias {
+        Some(a) if a != mark => Err(HostError::other(
+            "manage",
+            at,
+            format!(
+                "refusing: its alias is {a:?}, not this node's mark {mark:?} (another mvm node or other software created it)"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 impl Links for LinuxHost {
-    fn bridge_ensure(&self, name: &str, mac: [u8; 6], addresses: &[ipnet::Ipv4Net]) -> HostResult {
+    fn bridge_ensure(
+        &self,
+        name: &str,
+        mac: [u8; 6],
+        addresses: &[ipnet::Ipv4Net],
+        mark: &str,
+    ) -> HostResult {
         let at = Path::new(name);
         let err = |action, e: io::Error| HostError::new(action, at, e);
         let links = netlink::dump().map_err(|e| err("read the links for", e))?;
-        if let Some(l) = links.get(name)
-            && l.kind.as_deref() != Some("bridge")
-        {
-            return Err(HostError::other(
-                "use",
-                at,
-                format!(
-                    "a link named {name} exists and is a {}, not a bridge; rename it or set bridge.name in node.toml",
-                    l.kind.as_deref().unwrap_or("device of unknown kind")
-                ),
-            ));
+        if let Some(l) = links.get(name) {
+            if l.kind.as_deref() != Some("bridge") {
+                return Err(HostError::other(
+                    "use",
+                    at,
+                    format!(
+                        "a link named {name} exists and is a {}, not a bridge; rename it or set bridge.name in node.toml",
+                        l.kind.as_deref().unwrap_or("device of unknown kind")
+                    ),
+                ));
+            }
+            owned(at, l.alias.as_deref(), mark)?;
+            if l.alias.is_none() && l.mac != Some(mac) {
+                return Err(HostError::other(
+                    "manage",
+                    at,
+                    "refusing: a bridge of this name exists without mvm's mark or MAC (mvm did not create it); set bridge.name in node.toml to a bridge of mvm's own",
+                ));
+            }
         }
         netlink::create_bridge(name, mac).map_err(|e| err("create bridge", e))?;
         let index = netlink::index_of(name).ok_or_else(|| {
             HostError::other("find", at, "the bridge vanished after it was created")
         })?;
+        if links.get(name).and_then(|l| l.alias.as_deref()) != Some(mark) {
+            netlink::set_alias(index, mark).map_err(|e| err("mark", e))?;
+        }
         if links.contains_key(name) && links.get(name).and_then(|l| l.mac) != Some(mac) {
             netlink::set_mac(index, mac).map_err(|e| err("set the MAC of", e))?;
         }
@@ -789,11 +822,24 @@ impl Links for LinuxHost {
         netlink::set_link(index, true, None).map_err(|e| err("set up", e))
     }
 
-    fn link_delete(&self, name: &str) -> HostResult {
-        match netlink::index_of(name) {
+    fn bridge_delete(&self, name: &str, mac: [u8; 6], mark: &str) -> HostResult {
+        let at = Path::new(name);
+        match netlink::link(name).map_err(|e| HostError::new("read the link", at, e))? {
             None => Ok(()),
-            Some(index) => netlink::delete_link(index)
-                .map_err(|e| HostError::new("delete link", Path::new(name), e)),
+            Some(l) => {
+                let legacy = l.alias.is_none() && l.mac == Some(mac);
+                if l.alias.as_deref() != Some(mark) && !legacy {
+                    return Err(HostError::other(
+                        "delete",
+                        at,
+                        format!(
+                            "refusing: its alias is {:?}, not this node's mark {mark:?}",
+                            l.alias
+                        ),
+                    ));
+                }
+                netlink::delete_link(l.index).map_err(|e| HostError::new("delete link", at, e))
+            }
         }
     }
 
@@ -809,6 +855,10 @@ impl Links for LinuxHost {
                     "a link with this tenant's tap name exists and is not a tap; delete it",
                 ));
             }
+            Some(l) => owned(at, l.alias.as_deref(), &tap.alias)?,
+            None => {}
+        }
+        match &link {
             // Attaching to a tap a running VM holds fails (EBUSY): only
             // touch the device when its owner is not already right.
             Some(l) if l.owner == Some(tap.owner) && l.group == Some(tap.group) => {}
@@ -824,6 +874,13 @@ impl Links for LinuxHost {
         })?;
         let index = netlink::index_of(&tap.name)
             .ok_or_else(|| HostError::other("find", at, "the tap vanished after it was created"))?;
+        if link.as_ref().and_then(|l| l.alias.as_deref()) != Some(tap.alias.as_str()) {
+            netlink::set_alias(index, &tap.alias).map_err(|e| err("mark", e))?;
+        }
+        // Before the tap is up: IPv6 off before it could get an address.
+        for (k, v) in &tap.sysctls {
+            self.sysctl_write(k, v)?;
+        }
         netlink::set_link(index, true, Some(master)).map_err(|e| err("attach and set up", e))?;
         netlink::set_bridge_port(index, true, false)
             .map_err(|e| err("set isolated on and learning off on", e))?;
@@ -835,7 +892,33 @@ impl Links for LinuxHost {
         {
             netlink::fdb_delete(index, e.mac).map_err(|x| err("remove a stale FDB entry of", x))?;
         }
-        netlink::fdb_replace(index, tap.mac).map_err(|e| err("add the static FDB entry of", e))
+        netlink::fdb_replace(index, tap.mac).map_err(|e| err("add the static FDB entry of", e))?;
+        netlink::neighbour_replace(master, tap.neighbour, tap.mac).map_err(|e| {
+            HostError::new(
+                "add the tenant's neighbour entry to",
+                Path::new(&tap.master),
+                e,
+            )
+        })
+    }
+
+    fn tap_delete(&self, name: &str, mark: &str) -> HostResult {
+        let at = Path::new(name);
+        match netlink::link(name).map_err(|e| HostError::new("read the link", at, e))? {
+            None => Ok(()),
+            Some(l) => {
+                owned(at, l.alias.as_deref(), mark)?;
+                netlink::delete_link(l.index).map_err(|e| HostError::new("delete link", at, e))
+            }
+        }
+    }
+
+    fn neighbour_delete(&self, bridge: &str, ip: std::net::Ipv4Addr) -> HostResult {
+        match netlink::index_of(bridge) {
+            None => Ok(()),
+            Some(index) => netlink::neighbour_delete(index, ip)
+                .map_err(|e| HostError::new("remove a neighbour entry from", Path::new(bridge), e)),
+        }
     }
 
     fn sysctl_write(&self, name: &str, value: &str) -> HostResult {

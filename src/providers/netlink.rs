@@ -15,7 +15,7 @@ use netlink_packet_route::link::{
     LinkInfo, LinkMessage,
 };
 use netlink_packet_route::neighbour::{
-    NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
@@ -39,6 +39,8 @@ pub struct Link {
     pub group: Option<u32>,
     pub ipv4: Vec<String>,
     pub mac: Option<[u8; 6]>,
+    /// IFLA_IFALIAS, where set.
+    pub alias: Option<String>,
 }
 
 /// All links with their IPv4 addresses, keyed by name.
@@ -372,6 +374,86 @@ pub fn fdb_delete(index: u32, mac: [u8; 6]) -> std::io::Result<()> {
     }
 }
 
+/// Sets a link's alias (IFLA_IFALIAS).
+pub fn set_alias(index: u32, alias: &str) -> std::io::Result<()> {
+    let mut msg = LinkMessage::default();
+    msg.header.index = index;
+    msg.attributes
+        .push(LinkAttribute::IfAlias(alias.to_string()));
+    ack(RouteNetlinkMessage::NewLink(msg), 0)
+}
+
+fn neighbour_msg(index: u32, ip: Ipv4Addr, mac: Option<[u8; 6]>) -> NeighbourMessage {
+    let mut msg = NeighbourMessage::default();
+    msg.header.family = AddressFamily::Inet;
+    msg.header.ifindex = index;
+    msg.header.state = NeighbourState::Permanent;
+    msg.attributes
+        .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
+    if let Some(mac) = mac {
+        msg.attributes
+            .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+    }
+    msg
+}
+
+/// `ip neigh replace <ip> lladdr <mac> dev <link> nud permanent`.
+pub fn neighbour_replace(index: u32, ip: Ipv4Addr, mac: [u8; 6]) -> std::io::Result<()> {
+    ack(
+        RouteNetlinkMessage::NewNeighbour(neighbour_msg(index, ip, Some(mac))),
+        NLM_F_CREATE | NLM_F_REPLACE,
+    )
+}
+
+/// Removes a link's neighbour entry for `ip`; one that is gone is fine.
+pub fn neighbour_delete(index: u32, ip: Ipv4Addr) -> std::io::Result<()> {
+    match ack(
+        RouteNetlinkMessage::DelNeighbour(neighbour_msg(index, ip, None)),
+        0,
+    ) {
+        Err(e) if e.raw_os_error() == Some(nix::libc::ENOENT) => Ok(()),
+        other => other,
+    }
+}
+
+/// The permanent IPv4 neighbour entries of the link `index` (one
+/// kernel-filtered dump): address to MAC.
+pub fn dump_permanent_neighbours(index: u32) -> std::io::Result<HashMap<Ipv4Addr, [u8; 6]>> {
+    let socket = connect()?;
+    socket.set_netlink_get_strict_chk(true)?;
+    // A neighbour dump filters by attribute (NDA_IFINDEX); its header's
+    // ifindex must be zero under strict checking.
+    let mut msg = NeighbourMessage::default();
+    msg.header.family = AddressFamily::Inet;
+    msg.attributes.push(NeighbourAttribute::IfIndex(index));
+    let mut out = HashMap::new();
+    for reply in request(&socket, RouteNetlinkMessage::GetNeighbour(msg), 4)? {
+        let RouteNetlinkMessage::NewNeighbour(m) = reply else {
+            continue;
+        };
+        if m.header.ifindex != index || m.header.state != NeighbourState::Permanent {
+            continue;
+        }
+        let mut ip = None;
+        let mut mac = None;
+        for a in &m.attributes {
+            match a {
+                NeighbourAttribute::Destination(NeighbourAddress::Inet(v)) => ip = Some(*v),
+                NeighbourAttribute::LinkLayerAddress(b) if b.len() == 6 => {
+                    let mut x = [0u8; 6];
+                    x.copy_from_slice(b);
+                    mac = Some(x);
+                }
+                _ => {}
+            }
+        }
+        if let (Some(ip), Some(mac)) = (ip, mac) {
+            out.insert(ip, mac);
+        }
+    }
+    Ok(out)
+}
+
 fn parse_link(m: &LinkMessage) -> Link {
     let mut l = Link {
         index: m.header.index,
@@ -382,6 +464,7 @@ fn parse_link(m: &LinkMessage) -> Link {
         match attr {
             LinkAttribute::IfName(n) => l.name = n.clone(),
             LinkAttribute::Controller(i) => l.master = Some(*i),
+            LinkAttribute::IfAlias(a) if !a.is_empty() => l.alias = Some(a.clone()),
             LinkAttribute::Address(a) if a.len() == 6 => {
                 let mut mac = [0u8; 6];
                 mac.copy_from_slice(a);

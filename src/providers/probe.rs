@@ -372,8 +372,22 @@ fn probe_links(node: &NodeConfig, obs: &mut Observed) {
             addresses,
             mac: b.mac.map(crate::spec::types::MacAddr),
             ports,
+            alias: b.alias.clone(),
         });
     }
+    // The bridge's permanent neighbour entries (one filtered dump).
+    let neighbours = match links.get(&node.bridge.name) {
+        Some(b) if b.kind.as_deref() == Some("bridge") => {
+            match netlink::dump_permanent_neighbours(b.index) {
+                Ok(n) => n,
+                Err(e) => {
+                    obs.facts.insert("neighbours".into(), e.to_string());
+                    Default::default()
+                }
+            }
+        }
+        _ => Default::default(),
+    };
     // One FDB dump for every tap's static entries.
     let mut fdb: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     match netlink::dump_fdb() {
@@ -410,7 +424,19 @@ fn probe_links(node: &NodeConfig, obs: &mut Observed) {
         let mut macs = fdb.remove(&l.index).unwrap_or_default();
         macs.sort();
         macs.dedup();
-        tenant(obs, &id).tap = Some(TapObs {
+        // The tap's own sysctls, whichever of them the kernel has.
+        let sysctls = crate::net::tap_sysctls(&l.name)
+            .into_iter()
+            .filter_map(|(name, _, _)| read_sysctl(&name).map(|v| (name, v)))
+            .collect();
+        let t = tenant(obs, &id);
+        // The neighbour entry for the address the tenant's record names.
+        let neighbour = t
+            .record
+            .as_ref()
+            .and_then(|r| neighbours.get(&r.ip).map(|mac| (r.ip, *mac)))
+            .map(|(ip, mac)| format!("{ip} {}", crate::spec::types::MacAddr(mac)));
+        t.tap = Some(TapObs {
             master,
             up: l.up,
             isolated: l.isolated,
@@ -418,6 +444,9 @@ fn probe_links(node: &NodeConfig, obs: &mut Observed) {
             owner: l.owner,
             group: l.group,
             fdb: macs,
+            sysctls,
+            neighbour,
+            alias: l.alias.clone(),
         });
     }
 }
@@ -429,11 +458,17 @@ fn probe_sysctls(node: &NodeConfig, obs: &mut Observed) {
         .map(|(n, _, _)| n)
         .chain([crate::net::IPV6_MARKER.to_string()]);
     for name in names {
-        let path = format!("/proc/sys/{}", name.replace('.', "/"));
-        if let Ok(v) = fs::read_to_string(&path) {
-            obs.sysctls.insert(name, v.trim().to_string());
+        if let Some(v) = read_sysctl(&name) {
+            obs.sysctls.insert(name, v);
         }
     }
+}
+
+/// A sysctl's value (`net.ipv4.ip_forward`), trimmed; `None` where the
+/// kernel has no such knob.
+fn read_sysctl(name: &str) -> Option<String> {
+    let path = format!("/proc/sys/{}", name.replace('.', "/"));
+    fs::read_to_string(path).ok().map(|v| v.trim().to_string())
 }
 
 fn probe_nft(node: &NodeConfig, roots: &ProbeRoots, obs: &mut Observed) {

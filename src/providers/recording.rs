@@ -69,6 +69,7 @@ pub enum Call {
     BridgeEnsure {
         name: PathBuf,
         addresses: Vec<String>,
+        mark: String,
     },
     LinkDelete(PathBuf),
     TapEnsure {
@@ -77,6 +78,14 @@ pub enum Call {
         group: u32,
         master: String,
         mac: [u8; 6],
+        sysctls: Vec<(String, String)>,
+        neighbour: std::net::Ipv4Addr,
+        mark: String,
+    },
+    /// The bridge `name`'s neighbour entry for `ip` removed.
+    NeighbourDelete {
+        name: PathBuf,
+        ip: std::net::Ipv4Addr,
     },
     SysctlWrite {
         name: PathBuf,
@@ -131,7 +140,7 @@ impl Call {
             Call::BridgeEnsure { name, .. }
             | Call::TapEnsure { name, .. }
             | Call::SysctlWrite { name, .. } => name,
-            Call::LinkDelete(name) => name,
+            Call::LinkDelete(name) | Call::NeighbourDelete { name, .. } => name,
             Call::NftApply { path, .. } => path,
             Call::NixBuild { path } => path,
             Call::LinkIn { to, .. } | Call::BindRo { to, .. } => to,
@@ -156,6 +165,10 @@ struct Model {
     /// Links by name: `"bridge"` or `"tap"`, and a tap's master.
     links: BTreeMap<String, (&'static str, Option<String>)>,
     sysctls: BTreeMap<String, String>,
+    /// Links' aliases (mvm's mark).
+    aliases: BTreeMap<String, String>,
+    /// The bridges' permanent neighbour entries: (bridge, ip) -> MAC.
+    neighbours: BTreeMap<(String, std::net::Ipv4Addr), [u8; 6]>,
     calls: Vec<Call>,
 }
 
@@ -568,29 +581,56 @@ impl Mounts for RecordingHost {
     }
 }
 
+/// The refusal of a link another owner marked, as the real host words it.
+fn not_ours(name: &str, alias: Option<&String>) -> HostError {
+    HostError::other(
+        "manage",
+        Path::new(name),
+        format!("refusing: its alias is {alias:?}, not this node's mark"),
+    )
+}
+
 impl Links for RecordingHost {
-    fn bridge_ensure(&self, name: &str, _mac: [u8; 6], addresses: &[ipnet::Ipv4Net]) -> HostResult {
+    fn bridge_ensure(
+        &self,
+        name: &str,
+        _mac: [u8; 6],
+        addresses: &[ipnet::Ipv4Net],
+        mark: &str,
+    ) -> HostResult {
         let call = Call::BridgeEnsure {
             name: PathBuf::from(name),
             addresses: addresses.iter().map(|a| a.to_string()).collect(),
+            mark: mark.to_string(),
         };
-        let n = name.to_string();
-        self.record(call, |m| match m.links.get(&n) {
-            Some((kind, _)) if *kind != "bridge" => Err(HostError::other(
-                "use",
-                Path::new(&n),
-                "a link with this name exists and is not a bridge",
-            )),
-            _ => {
-                m.links.insert(n, ("bridge", None));
-                Ok(())
+        let (n, mark) = (name.to_string(), mark.to_string());
+        self.record(call, |m| {
+            match m.links.get(&n) {
+                Some((kind, _)) if *kind != "bridge" => {
+                    return Err(HostError::other(
+                        "use",
+                        Path::new(&n),
+                        "a link with this name exists and is not a bridge",
+                    ));
+                }
+                Some(_) if m.aliases.get(&n) != Some(&mark) => {
+                    return Err(not_ours(&n, m.aliases.get(&n)));
+                }
+                _ => {}
             }
+            m.links.insert(n.clone(), ("bridge", None));
+            m.aliases.insert(n, mark);
+            Ok(())
         })
     }
-    fn link_delete(&self, name: &str) -> HostResult {
-        let n = name.to_string();
+    fn bridge_delete(&self, name: &str, _mac: [u8; 6], mark: &str) -> HostResult {
+        let (n, mark) = (name.to_string(), mark.to_string());
         self.record(Call::LinkDelete(PathBuf::from(name)), |m| {
-            if m.links.remove(&n).is_some_and(|(k, _)| k == "bridge") {
+            if m.links.contains_key(&n) && m.aliases.get(&n) != Some(&mark) {
+                return Err(not_ours(&n, m.aliases.get(&n)));
+            }
+            if m.links.remove(&n).is_some() {
+                m.aliases.remove(&n);
                 // Its ports lose their master, as the kernel does.
                 for (_, master) in m.links.values_mut() {
                     if master.as_deref() == Some(n.as_str()) {
@@ -608,6 +648,9 @@ impl Links for RecordingHost {
             group: tap.group,
             master: tap.master.clone(),
             mac: tap.mac,
+            sysctls: tap.sysctls.clone(),
+            neighbour: tap.neighbour,
+            mark: tap.alias.clone(),
         };
         let t = tap.clone();
         self.record(call, |m| {
@@ -618,8 +661,40 @@ impl Links for RecordingHost {
                     format!("the bridge {} does not exist", t.master),
                 ));
             }
+            if let Some(a) = m.aliases.get(&t.name)
+                && *a != t.alias
+            {
+                return Err(not_ours(&t.name, Some(a)));
+            }
             m.links
                 .insert(t.name.clone(), ("tap", Some(t.master.clone())));
+            m.aliases.insert(t.name.clone(), t.alias.clone());
+            m.sysctls.extend(t.sysctls.iter().cloned());
+            m.neighbours.insert((t.master.clone(), t.neighbour), t.mac);
+            Ok(())
+        })
+    }
+    fn tap_delete(&self, name: &str, mark: &str) -> HostResult {
+        let (n, mark) = (name.to_string(), mark.to_string());
+        self.record(Call::LinkDelete(PathBuf::from(name)), |m| {
+            if let Some(a) = m.aliases.get(&n)
+                && *a != mark
+            {
+                return Err(not_ours(&n, Some(a)));
+            }
+            m.links.remove(&n);
+            m.aliases.remove(&n);
+            Ok(())
+        })
+    }
+    fn neighbour_delete(&self, bridge: &str, ip: std::net::Ipv4Addr) -> HostResult {
+        let call = Call::NeighbourDelete {
+            name: PathBuf::from(bridge),
+            ip,
+        };
+        let b = bridge.to_string();
+        self.record(call, |m| {
+            m.neighbours.remove(&(b, ip));
             Ok(())
         })
     }

@@ -8,7 +8,7 @@
 use super::{
     ApplyCtx, At, Attrs, Ctx, Dep, Desired, Documents, NodeView, Provider, Resource, Scope, Subject,
 };
-use crate::net::{self, When};
+use crate::net;
 use crate::observed::{BridgeObs, Observed};
 use crate::providers::host::{HostError, HostResult};
 use crate::spec::TenantSpec;
@@ -28,6 +28,28 @@ pub struct BridgeAttrs {
     pub up: bool,
     /// Sysctl name to value.
     pub sysctls: BTreeMap<String, String>,
+    /// The link's alias, mvm's mark.
+    pub alias: Option<String>,
+}
+
+/// Why the bridge of node.toml's name on the host is not this node's to
+/// manage, if it is not: another alias, or none and not mvm's fixed MAC
+/// (a bridge of an mvm before marks has that MAC, and is adopted).
+pub fn foreign(ctx: &Ctx) -> Option<String> {
+    let b = ctx.observed.bridge.as_ref()?;
+    let name = &ctx.node.bridge.name;
+    let ours = net::owner_mark(ctx.node);
+    match &b.alias {
+        Some(a) if *a == ours => None,
+        Some(a) => Some(format!(
+            "{name} exists with the alias {a:?}, not this node's ({ours:?}): another mvm node or other software owns it; set bridge.name in node.toml to a bridge of this node's own"
+        )),
+        None if b.mac == Some(bridge_mac(ctx.node)) => None,
+        None => Some(format!(
+            "{name} exists and mvm did not create it (no mvm mark, MAC {}); set bridge.name in node.toml to a name no link has",
+            b.mac.map_or("unknown".to_string(), |m| m.to_string())
+        )),
+    }
 }
 
 /// The bridge's MAC: fixed (a bridge without one takes its lowest port's,
@@ -40,16 +62,7 @@ pub fn bridge_mac(node: &crate::spec::NodeConfig) -> MacAddr {
 /// The sysctls to manage on this host, with their values: those that
 /// apply here (`When`), read from what the probe found.
 fn wanted_sysctls(ctx: &Ctx) -> BTreeMap<String, String> {
-    let have = &ctx.observed.sysctls;
-    net::sysctls(ctx.node)
-        .into_iter()
-        .filter(|(name, _, when)| match when {
-            When::Always => true,
-            When::Present => have.contains_key(name),
-            When::Ipv6 => have.contains_key(net::IPV6_MARKER),
-        })
-        .map(|(n, v, _)| (n, v.to_string()))
-        .collect()
+    net::applicable(net::sysctls(ctx.node), &ctx.observed.sysctls)
 }
 
 impl Resource for Bridge {
@@ -81,11 +94,20 @@ impl Resource for Bridge {
             "sysctls",
             serde_json::to_value(wanted_sysctls(ctx)).unwrap_or_default(),
         );
+        d.set("alias", net::owner_mark(ctx.node));
         Some(d)
+    }
+
+    fn blocked(&self, ctx: &Ctx, s: Subject) -> Option<String> {
+        let Subject::Node(_) = s else { return None };
+        foreign(ctx)
     }
 
     fn observed(&self, ctx: &Ctx, _: At) -> Option<Attrs> {
         let b = ctx.observed.bridge.as_ref()?;
+        if foreign(ctx).is_some() {
+            return None;
+        }
         // The managed sysctls as they are; one the kernel lacks is absent.
         let sysctls: BTreeMap<String, String> = wanted_sysctls(ctx)
             .into_keys()
@@ -103,6 +125,12 @@ impl Resource for Bridge {
         a.insert(
             "sysctls".into(),
             serde_json::to_value(sysctls).unwrap_or_default(),
+        );
+        a.insert(
+            "alias".into(),
+            b.alias
+                .clone()
+                .map_or(serde_json::Value::Null, serde_json::Value::from),
         );
         Some(a)
     }
@@ -133,6 +161,7 @@ impl Resource for Bridge {
             addresses: a.addresses.iter().map(|n| n.to_string()).collect(),
             mac: a.mac,
             ports,
+            alias: a.alias.clone(),
         });
         if let Some(a) = after {
             obs.sysctls.extend(a.sysctls.clone());
@@ -166,6 +195,10 @@ impl Resource for Bridge {
                 a.mac,
                 bridge_mac(ctx.node)
             ));
+        }
+        let ours = net::owner_mark(ctx.node);
+        if a.alias.as_deref() != Some(ours.as_str()) {
+            return Err(format!("alias {:?}; mvm only ever plans {ours:?}", a.alias));
         }
         let managed = net::sysctls(ctx.node);
         for (k, v) in &a.sysctls {
@@ -201,18 +234,26 @@ impl Provider<BridgeAttrs> for Bridge {
                 format!("the plan names another bridge ({})", after.name),
             ));
         }
-        ctx.host
-            .links
-            .bridge_ensure(name, bridge_mac(&ctx.node).0, &after.addresses)?;
+        ctx.host.links.bridge_ensure(
+            name,
+            bridge_mac(&ctx.node).0,
+            &after.addresses,
+            &net::owner_mark(&ctx.node),
+        )?;
         for (k, v) in &after.sysctls {
             ctx.host.links.sysctl_write(k, v)?;
         }
         Ok(())
     }
 
-    /// Deletes the bridge (its ports are detached by the kernel). The
-    /// sysctls stay as they are: other software may rely on forwarding.
+    /// Deletes the bridge (its ports are detached by the kernel) — only
+    /// one with this node's mark. The sysctls stay as they are: other
+    /// software may rely on forwarding.
     fn delete(&self, ctx: &ApplyCtx, _: Option<&TenantId>, _: Option<&BridgeAttrs>) -> HostResult {
-        ctx.host.links.link_delete(&ctx.node.bridge.name)
+        ctx.host.links.bridge_delete(
+            &ctx.node.bridge.name,
+            bridge_mac(&ctx.node).0,
+            &net::owner_mark(&ctx.node),
+        )
     }
 }

@@ -3,18 +3,26 @@
 //! can open it), a port of the node bridge that is isolated (no frame
 //! reaches another tenant's port) and does not learn, with one static FDB
 //! entry: the tenant's MAC (the bridge never has to learn it, so a guest
-//! cannot poison it). Port flags and the FDB entry change in place; a new
-//! owner needs a new device.
+//! cannot poison it). No host stack listens on the tap itself (its
+//! sysctls: no IPv6, no ARP answered, `net::tap_sysctls`), and the bridge
+//! has a permanent neighbour entry for the tenant, so the host never
+//! floods a who-has for it to every tap. The link carries mvm's mark
+//! (`net::owner_mark`): a tap mvm did not create, or another node's, is
+//! neither managed nor deleted. Port flags, sysctls, the FDB and
+//! neighbour entries change in place; a new owner needs a new device.
 
 use super::{
     ApplyCtx, At, Attrs, Ctx, Dep, Desired, Documents, Provider, Resource, Scope, Subject,
 };
+use crate::net;
 use crate::observed::{Observed, TapObs};
 use crate::providers::host::{HostError, HostResult, TapSpec};
 use crate::spec::TenantSpec;
 use crate::spec::types::{MacAddr, TenantId};
 use serde::Deserialize;
 use serde_json::Value;
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 use std::path::Path;
 
 pub struct Tap;
@@ -31,6 +39,43 @@ pub struct TapAttrs {
     pub group: Option<u32>,
     /// The static FDB entries, comma-separated MACs.
     pub fdb: String,
+    /// The tap's own sysctls, name to value.
+    pub sysctls: BTreeMap<String, String>,
+    /// The bridge's permanent neighbour entry: `"<ip> <mac>"`.
+    pub neighbour: Option<String>,
+    /// The link's alias, mvm's mark.
+    pub alias: Option<String>,
+}
+
+/// Why the tap on the host is not this node's to manage, if it is not:
+/// another mark, or no mark and no record of the tenant here (a tap of
+/// an mvm before marks is adopted only where its tenant has a record).
+pub fn foreign(ctx: &Ctx, id: &TenantId) -> Option<String> {
+    let t = ctx.observed.tenants.get(id)?;
+    let tap = t.tap.as_ref()?;
+    let ours = net::owner_mark(ctx.node);
+    match &tap.alias {
+        Some(a) if *a == ours => None,
+        Some(a) => Some(format!(
+            "{} exists with the alias {a:?}, not this node's ({ours:?}): another mvm node or other software owns it; delete it or give the tenant another id",
+            id.tap_name()
+        )),
+        None if t.record.is_some() => None,
+        None => Some(format!(
+            "{} exists, has no mvm mark and this node has no record of {id}: it is not mvm's; delete it or give the tenant another id",
+            id.tap_name()
+        )),
+    }
+}
+
+/// `"<ip> <mac>"` back into its parts.
+fn parse_neighbour(s: &str) -> Option<(Ipv4Addr, MacAddr)> {
+    let (ip, mac) = s.split_once(' ')?;
+    Some((ip.parse().ok()?, mac.parse().ok()?))
+}
+
+fn wanted_sysctls(ctx: &Ctx, id: &TenantId) -> BTreeMap<String, String> {
+    net::applicable(net::tap_sysctls(&id.tap_name()), &ctx.observed.sysctls)
 }
 
 impl Resource for Tap {
@@ -56,12 +101,30 @@ impl Resource for Tap {
         d.set("owner", t.uid);
         d.set("group", t.gid);
         d.set("fdb", t.mac.to_string());
+        d.set(
+            "sysctls",
+            serde_json::to_value(wanted_sysctls(ctx, t.id())).unwrap_or_default(),
+        );
+        d.set("neighbour", format!("{} {}", t.ip, t.mac));
+        d.set("alias", net::owner_mark(ctx.node));
         Some(d)
     }
 
-    fn observed(&self, _: &Ctx, at: At) -> Option<Attrs> {
+    fn blocked(&self, ctx: &Ctx, s: Subject) -> Option<String> {
+        let Subject::Tenant(t) = s else { return None };
+        foreign(ctx, t.id())
+    }
+
+    fn observed(&self, ctx: &Ctx, at: At) -> Option<Attrs> {
         let At::Tenant(id, obs) = at else { return None };
         let tap = obs.tap.as_ref()?;
+        if foreign(ctx, id).is_some() {
+            return None;
+        }
+        let sysctls: BTreeMap<String, String> = wanted_sysctls(ctx, id)
+            .into_keys()
+            .filter_map(|k| tap.sysctls.get(&k).map(|v| (k, v.clone())))
+            .collect();
         let opt = |v: Option<bool>| v.map_or(Value::Null, Value::from);
         let mut a = Attrs::new();
         a.insert("name".into(), id.tap_name().into());
@@ -75,6 +138,13 @@ impl Resource for Tap {
         a.insert("owner".into(), tap.owner.map_or(Value::Null, Value::from));
         a.insert("group".into(), tap.group.map_or(Value::Null, Value::from));
         a.insert("fdb".into(), tap.fdb.join(",").into());
+        a.insert(
+            "sysctls".into(),
+            serde_json::to_value(sysctls).unwrap_or_default(),
+        );
+        let opt_s = |v: &Option<String>| v.clone().map_or(Value::Null, Value::from);
+        a.insert("neighbour".into(), opt_s(&tap.neighbour));
+        a.insert("alias".into(), opt_s(&tap.alias));
         Some(a)
     }
 
@@ -99,7 +169,13 @@ impl Resource for Tap {
                 .filter(|s| !s.is_empty())
                 .map(str::to_string)
                 .collect(),
+            sysctls: a.sysctls.clone(),
+            neighbour: a.neighbour.clone(),
+            alias: a.alias.clone(),
         });
+        if let Some(a) = after {
+            obs.sysctls.extend(a.sysctls.clone());
+        }
     }
 
     fn provider(&self) -> Option<&dyn Provider<TapAttrs>> {
@@ -135,10 +211,31 @@ impl Resource for Tap {
                 }
             }
         }
-        match a.fdb.parse::<MacAddr>() {
-            Ok(m) if m.is_unicast() => Ok(()),
-            _ => Err(format!("fdb {:?} is not one unicast MAC", a.fdb)),
+        let mac = match a.fdb.parse::<MacAddr>() {
+            Ok(m) if m.is_unicast() => m,
+            _ => return Err(format!("fdb {:?} is not one unicast MAC", a.fdb)),
+        };
+        let managed = net::tap_sysctls(&id.tap_name());
+        for (k, v) in &a.sysctls {
+            match managed.iter().find(|(n, _, _)| n == k) {
+                Some((_, want, _)) if want == v => {}
+                _ => return Err(format!("sysctl {k} = {v:?} is not one mvm plans for a tap")),
+            }
         }
+        match a.neighbour.as_deref().map(parse_neighbour) {
+            Some(Some((ip, m))) if m == mac && ctx.node.bridge.subnet.contains(&ip) => {}
+            _ => {
+                return Err(format!(
+                    "neighbour {:?} is not \"<ip in {}> {mac}\"",
+                    a.neighbour, ctx.node.bridge.subnet
+                ));
+            }
+        }
+        let ours = net::owner_mark(ctx.node);
+        if a.alias.as_deref() != Some(ours.as_str()) {
+            return Err(format!("alias {:?}; mvm only ever plans {ours:?}", a.alias));
+        }
+        Ok(())
     }
 }
 
@@ -161,17 +258,44 @@ impl Provider<TapAttrs> for Tap {
             .fdb
             .parse()
             .map_err(|e| bad(format!("the plan's fdb is not a MAC: {e}")))?;
+        let neighbour = match after.neighbour.as_deref().map(parse_neighbour) {
+            Some(Some((ip, m))) if m == mac => ip,
+            _ => {
+                return Err(bad(
+                    "the plan's neighbour is not the tenant's IP and MAC".into()
+                ));
+            }
+        };
         ctx.host.links.tap_ensure(&TapSpec {
             name: name.clone(),
             owner,
             group,
             master: ctx.node.bridge.name.clone(),
             mac: mac.0,
+            sysctls: after.sysctls.clone().into_iter().collect(),
+            neighbour,
+            alias: net::owner_mark(&ctx.node),
         })
     }
 
-    fn delete(&self, ctx: &ApplyCtx, id: Option<&TenantId>, _: Option<&TapAttrs>) -> HostResult {
+    /// Removes the bridge's neighbour entry for the tenant, then the tap —
+    /// only a tap with this node's mark (or none: a tap of an mvm before
+    /// marks, which the plan adopted from the tenant's record).
+    fn delete(
+        &self,
+        ctx: &ApplyCtx,
+        id: Option<&TenantId>,
+        before: Option<&TapAttrs>,
+    ) -> HostResult {
         let id = id.expect("a tenant address");
-        ctx.host.links.link_delete(&id.tap_name())
+        if let Some((ip, _)) = before
+            .and_then(|b| b.neighbour.as_deref())
+            .and_then(parse_neighbour)
+        {
+            ctx.host.links.neighbour_delete(&ctx.node.bridge.name, ip)?;
+        }
+        ctx.host
+            .links
+            .tap_delete(&id.tap_name(), &net::owner_mark(&ctx.node))
     }
 }

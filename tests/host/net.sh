@@ -73,6 +73,9 @@ for t in na:2 nb:3 nc:4; do
   ip netns add "g-$id"
   ip netns add "p-$id"
   ip -n "p-$id" link add "vh-$id" type veth peer name eth0 netns "g-$id"
+  # The pump's end has no stack of its own (it would answer the guest's
+  # IPv6 multicast itself).
+  ip netns exec "p-$id" sysctl -qw "net.ipv6.conf.vh-$id.disable_ipv6=1"
   ip -n "p-$id" link set "vh-$id" up
   ip -n "g-$id" link set lo up
   ip -n "g-$id" link set eth0 address "02:00:0a:c8:00:0$n"
@@ -104,6 +107,7 @@ done
 bg g serve-udp 10.200.0.1 53
 bg g serve-tcp 0.0.0.0 8080
 bg g serve-tcp :: 5555
+bg g serve-udp 10.200.0.1 9998
 guest() { ip netns exec "g-$1" python3 "$here/netguest.py" "${@:2}"; }
 ok() { "$@" > /dev/null 2>&1 || fail "should be allowed: $*"; }
 no() { ! "$@" > /dev/null 2>&1 || fail "should be denied: $*"; }
@@ -209,6 +213,64 @@ ip neigh show 10.200.0.3 | matches 02:00:0a:c8:00:02 && fail "ARP spoofing poiso
 ok g tcp 10.200.0.3 22
 ok guest na ping 10.200.0.1
 echo "ok: spoofed MAC, IP, ARP and DHCP server replies are dropped at L2"
+
+# Frames to IEEE link-local group addresses: the bridge hands most of
+# them to the host stack on the tap itself, past bridge prerouting and
+# every inet rule keyed on the bridge. The same hand-built frames to the
+# bridge's own MAC are answered (so the helper works), to a group address
+# never: not UDP or ICMP to a closed host port, not with a spoofed
+# source (the host would answer nb for na), not ICMPv6, and a router
+# advertisement changes no host route or address.
+bmac=$(cat /sys/class/net/mvmbr0/address)
+ok guest na l2-udp eth0 "$bmac" 10.200.0.2 10.200.0.1 53
+ok guest na l2-ping eth0 "$bmac" 10.200.0.1
+no guest na l2-udp eth0 "$bmac" 10.200.0.2 10.200.0.1 9998
+for dst in 01:80:c2:00:00:00 01:80:c2:00:00:02 01:80:c2:00:00:03 01:80:c2:00:00:0e 01:80:c2:00:00:0f; do
+  no guest na l2-udp eth0 "$dst" 10.200.0.2 10.200.0.1 9998
+  no guest na l2-ping eth0 "$dst" 192.168.50.1
+  no guest na l2-ping6 eth0 "$dst"
+  ip netns exec g-nb python3 "$here/netguest.py" listen-udp 40999 > "$work/spoofed" 2>&1 &
+  listener=$!
+  sleep 0.2
+  guest na l2-udp eth0 "$dst" 10.200.0.3 10.200.0.1 53 40999 > /dev/null 2>&1 || true
+  wait "$listener" && fail "the host answered nb for a frame na sent to $dst with nb's address: $(cat "$work/spoofed")"
+  guest na l2-ra eth0 "$dst"
+  guest na l2-na eth0 "$dst"
+done
+guest na l2-ra eth0 33:33:00:00:00:01
+sleep 0.5
+ip -6 route show | matches "dev tap-" && fail "a guest's router advertisement changed a host route: $(ip -6 route show | grep tap-)"
+ip -6 addr show | matches "2001:db8:66" && fail "a guest's router advertisement gave the host an address"
+ip -6 neigh show | matches "dev tap-" && fail "a guest's neighbour advertisement reached the host"
+for t in na nb nc; do
+  [ -z "$(ip -6 addr show dev "tap-$t")" ] || fail "tap-$t has IPv6 addresses: $(ip -6 addr show dev "tap-$t")"
+  [ -z "$(ip -4 addr show dev "tap-$t")" ] || fail "tap-$t has IPv4 addresses"
+done
+echo "ok: frames to link-local group MACs (UDP, ICMP, ICMPv6, RA, NA, spoofed sources) never reach the host stack on a tap"
+
+# A forged ICMP error quoting another tenant's flow (nb's DNS to the
+# gateway), routed through the gateway, is dropped before conntrack
+# could call it related.
+ip -n g-na route add 10.200.0.3/32 via 10.200.0.1
+ip netns exec g-nb python3 "$here/netguest.py" hold-udp 10.200.0.1 53 40053 > "$work/hold" 2>&1 &
+holder=$!
+for _ in $(seq 20); do grep -q ready "$work/hold" && break; sleep 0.1; done
+guest na icmp-unreach 10.200.0.3 10.200.0.3 40053 10.200.0.1 53
+wait "$holder" || true
+ip -n g-na route del 10.200.0.3/32 via 10.200.0.1
+grep -q clean "$work/hold" || fail "a forged ICMP error from na reached nb's socket: $(cat "$work/hold")"
+
+# The host's ARP for one tenant is not flooded to the others: the bridge
+# has a permanent neighbour entry for each.
+ip neigh show 10.200.0.3 dev mvmbr0 | matches "lladdr 02:00:0a:c8:00:03 PERMANENT" || fail "no permanent neighbour entry for nb: $(ip neigh show dev mvmbr0)"
+ip neigh flush dev mvmbr0
+ip netns exec g-nc python3 "$here/netguest.py" count-arp eth0 1.5 > "$work/arps" 2>&1 &
+counter=$!
+sleep 0.3
+ok g tcp 10.200.0.3 22
+wait "$counter"
+[ "$(cat "$work/arps")" = 0 ] || fail "nc saw $(cat "$work/arps") ARP requests from the host for nb"
+echo "ok: tenant to tenant through the gateway dropped before conntrack (no forged ICMP error); the host's ARP for a tenant reaches no other tap"
 
 ll=$(ip -6 addr show dev mvmbr0 scope link | awk '/inet6/ {print $2}' | cut -d/ -f1)
 if [ -n "$ll" ]; then

@@ -21,6 +21,30 @@
                           one request to port 80; print its status code
     status-from SRC ADDR METHOD PATH [NAME:VALUE...]
                           the same from local address SRC
+    l2-udp IFACE DSTMAC SRC DST PORT [SPORT]
+                          one UDP datagram from SRC (any address: spoofing
+                          is the point) to DST:PORT in an Ethernet frame to
+                          DSTMAC, built by hand; exit 0 if an answer comes
+                          back to this guest
+    l2-ping IFACE DSTMAC DST
+                          the same for an ICMP echo from the guest's address
+    l2-ping6 IFACE DSTMAC
+                          an ICMPv6 echo to ff02::1 from the guest's
+                          link-local address; exit 0 on any answer
+    l2-ra IFACE DSTMAC    a router advertisement (default route, prefix
+                          2001:db8:66::/64) to ff02::1
+    l2-na IFACE DSTMAC    an unsolicited neighbour advertisement
+    listen-udp PORT       print the source of the first datagram to PORT;
+                          exit 1 on none within 1.5 s
+    hold-udp ADDR PORT SPORT
+                          a connected UDP socket from SPORT: one exchange,
+                          then wait 3 s and print "error N" if an ICMP
+                          error reached it, else "clean"
+    icmp-unreach VICTIM QSRC QSPORT QDST QDPORT
+                          a forged port-unreachable to VICTIM quoting the
+                          UDP flow QSRC:QSPORT -> QDST:QDPORT
+    count-arp IFACE SECONDS
+                          print how many ARP requests IFACE sees
 
 Every wait is bounded (1 s), so a dropped packet is a quick failure.
 """
@@ -189,6 +213,155 @@ def status_from(src, addr, method, path, *headers):
     print(request(addr, 80, method, path, [h.split(":", 1) for h in headers], src)[0])
 
 
+def mac_of(iface):
+    with open(f"/sys/class/net/{iface}/address") as f:
+        return bytes.fromhex(f.read().strip().replace(":", ""))
+
+
+def l2send(iface, dstmac, ethertype, payload):
+    raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    raw.bind((iface, 0))
+    frame = bytes.fromhex(dstmac.replace(":", "")) + mac_of(iface) + struct.pack("!H", ethertype)
+    raw.send(frame + payload)
+
+
+def ipv4(src, dst, proto, body):
+    head = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(body), 0x6d76, 0, 64, proto, 0,
+                       socket.inet_aton(src), socket.inet_aton(dst))
+    head = head[:10] + struct.pack("!H", checksum(head)) + head[12:]
+    return head + body
+
+
+def l2_udp(iface, dstmac, src, dst, port, sport=None):
+    sport = int(sport or 40000 + (os.getpid() % 20000))
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(TIMEOUT)
+    s.bind(("0.0.0.0", sport))
+    body = b"q"
+    udp = struct.pack("!HHHH", sport, int(port), 8 + len(body), 0) + body
+    l2send(iface, dstmac, 0x0800, ipv4(src, dst, 17, udp))
+    print(s.recvfrom(100)[1][0])
+
+
+def l2_ping(iface, dstmac, dst):
+    src = local_v4(iface)
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    s.settimeout(TIMEOUT)
+    ident = (os.getpid() + 7) & 0xFFFF
+    body = struct.pack("!BBHHH", 8, 0, 0, ident, 1) + b"mvm"
+    icmp = struct.pack("!BBHHH", 8, 0, checksum(body), ident, 1) + b"mvm"
+    l2send(iface, dstmac, 0x0800, ipv4(src, dst, 1, icmp))
+    while True:
+        data, peer = s.recvfrom(1024)
+        reply = data[(data[0] & 0x0F) * 4:]
+        if reply[0] == 0 and struct.unpack("!H", reply[4:6])[0] == ident:
+            print("reply from", peer[0])
+            return
+
+
+def local_v4(iface):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    req = struct.pack("256s", iface.encode())
+    return socket.inet_ntoa(fcntl.ioctl(s.fileno(), 0x8915, req)[20:24])  # SIOCGIFADDR
+
+
+def link_local(iface):
+    with open("/proc/net/if_inet6") as f:
+        for line in f:
+            addr, _, _, scope, _, name = line.split()
+            if name == iface and scope == "20":
+                return bytes.fromhex(addr)
+    raise OSError(f"{iface} has no IPv6 link-local address")
+
+
+ALL_NODES = socket.inet_pton(socket.AF_INET6, "ff02::1")
+
+
+def ipv6_icmp(src, dst, body):
+    pseudo = src + dst + struct.pack("!I3xB", len(body), 58)
+    body = body[:2] + struct.pack("!H", checksum(pseudo + body)) + body[4:]
+    return struct.pack("!IHBB", 0x60000000, len(body), 58, 255) + src + dst + body
+
+
+def l2_ping6(iface, dstmac):
+    src = link_local(iface)
+    s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+    s.settimeout(TIMEOUT)
+    ident = (os.getpid() + 11) & 0xFFFF
+    body = struct.pack("!BBHHH", 128, 0, 0, ident, 1) + b"mvm"
+    l2send(iface, dstmac, 0x86DD, ipv6_icmp(src, ALL_NODES, body))
+    while True:
+        data, peer = s.recvfrom(1024)
+        if data[0] == 129 and struct.unpack("!H", data[4:6])[0] == ident:
+            print("reply from", peer[0])
+            return
+
+
+def l2_ra(iface, dstmac):
+    src = link_local(iface)
+    prefix = socket.inet_pton(socket.AF_INET6, "2001:db8:66::")
+    body = struct.pack("!BBHBBHII", 134, 0, 0, 64, 0, 1800, 0, 0)
+    body += struct.pack("!BBBBIII", 3, 4, 64, 0xC0, 86400, 14400, 0) + prefix
+    body += struct.pack("!BB", 1, 1) + mac_of(iface)
+    for _ in range(3):
+        l2send(iface, dstmac, 0x86DD, ipv6_icmp(src, ALL_NODES, body))
+
+
+def l2_na(iface, dstmac):
+    src = link_local(iface)
+    body = struct.pack("!BBHI", 136, 0, 0, 0x20000000) + socket.inet_pton(socket.AF_INET6, "fe80::66")
+    body += struct.pack("!BB", 2, 1) + mac_of(iface)
+    for _ in range(3):
+        l2send(iface, dstmac, 0x86DD, ipv6_icmp(src, ALL_NODES, body))
+
+
+def listen_udp(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(1.5)
+    s.bind(("0.0.0.0", int(port)))
+    print(s.recvfrom(100)[1][0], flush=True)
+
+
+def hold_udp(addr, port, sport):
+    import time
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(TIMEOUT)
+    s.bind(("0.0.0.0", int(sport)))
+    s.connect((addr, int(port)))
+    s.send(b"q")
+    s.recv(100)
+    print("ready", flush=True)
+    time.sleep(3)
+    err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    print(f"error {err}" if err else "clean", flush=True)
+
+
+def icmp_unreach(victim, qsrc, qsport, qdst, qdport):
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    inner_udp = struct.pack("!HHHH", int(qsport), int(qdport), 9, 0)
+    inner = ipv4(qsrc, qdst, 17, inner_udp + b"q")[:28]
+    body = struct.pack("!BBHI", 3, 3, 0, 0) + inner
+    body = body[:2] + struct.pack("!H", checksum(body)) + body[4:]
+    for _ in range(3):
+        s.sendto(body, (victim, 0))
+
+
+def count_arp(iface, seconds):
+    import time
+    raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806))
+    raw.bind((iface, 0))
+    raw.settimeout(0.2)
+    n, end = 0, time.time() + float(seconds)
+    while time.time() < end:
+        try:
+            frame = raw.recv(100)
+        except socket.timeout:
+            continue
+        if struct.unpack("!H", frame[20:22])[0] == 1:
+            n += 1
+    print(n, flush=True)
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     fn = {
@@ -204,6 +377,15 @@ def main():
         "token": token,
         "status": status,
         "status-from": status_from,
+        "l2-udp": l2_udp,
+        "l2-ping": l2_ping,
+        "l2-ping6": l2_ping6,
+        "l2-ra": l2_ra,
+        "l2-na": l2_na,
+        "listen-udp": listen_udp,
+        "hold-udp": hold_udp,
+        "icmp-unreach": icmp_unreach,
+        "count-arp": count_arp,
     }[cmd]
     try:
         fn(*args)
