@@ -34,6 +34,12 @@ pub struct Observed {
     pub facts: BTreeMap<String, String>,
     #[serde(default)]
     pub binaries: Binaries,
+    /// IPv4 networks the host already has on links other than mvm's
+    /// bridge (addresses and main-table routes, the default route left
+    /// out): `"10.0.0.0/16 on eth0 (route)"`. The bridge's subnet must
+    /// overlap none of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_networks: Vec<HostNetwork>,
     /// The network sysctls mvm manages (`net.ipv4.ip_forward`), as read;
     /// one the kernel does not have is absent.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -220,6 +226,17 @@ pub struct TapObs {
     /// The link's alias (mvm marks its own: `mvm node <state dir>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alias: Option<String>,
+}
+
+/// A network a host link has: an address's or a route's.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostNetwork {
+    pub net: ipnet::Ipv4Net,
+    /// The link's name (`"?"` for a route without an output link).
+    pub link: String,
+    /// `"address"` or `"route"`.
+    pub source: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

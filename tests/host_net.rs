@@ -217,7 +217,7 @@ fn reconcile_isolates_tenants_for_real() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert_eq!(stdout.matches("ok: ").count(), 12, "{stdout}");
+    assert_eq!(stdout.matches("ok: ").count(), 13, "{stdout}");
 }
 
 /// A transaction nft refuses changes nothing: mvm's tables stay as they

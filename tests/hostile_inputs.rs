@@ -330,3 +330,131 @@ fn records_with_an_identity_the_node_does_not_allow_stop_the_plan() {
         assert!(r.stderr.contains(says), "{says}: {}", r.stderr);
     }
 }
+
+/// Plans `desired` (a fixture) against `observed` (edited converged.json).
+fn plan_against(desired: &str, observed: &Value, prune: bool) -> mvm::plan::Plan {
+    let node = NodeConfig::default_config();
+    let desired = mvm::agent::load_desired(&node, Path::new(desired)).unwrap();
+    let observed: mvm::observed::Observed = serde_json::from_value(observed.clone()).unwrap();
+    let opts = mvm::plan::PlanOptions {
+        prune,
+        ..Default::default()
+    };
+    mvm::plan::plan(&desired, &node, &observed, opts).unwrap()
+}
+
+fn converged() -> Value {
+    serde_json::from_str(&std::fs::read_to_string("fixtures/observed/converged.json").unwrap())
+        .unwrap()
+}
+
+fn fresh_json() -> Value {
+    serde_json::from_str(&std::fs::read_to_string("fixtures/observed/fresh.json").unwrap()).unwrap()
+}
+
+fn blocked<'a>(plan: &'a mvm::plan::Plan, address: &str) -> Option<&'a str> {
+    plan.resource_changes
+        .iter()
+        .find(|c| c.address.to_string() == address)
+        .and_then(|c| c.blocked.as_deref())
+}
+
+/// Bugs fixed: a bridge, tap or nft tables mvm did not create (another
+/// mvm node's, a host `br0`) were taken over and, on prune, deleted; a
+/// bridge subnet over a network the host already has was planned.
+#[test]
+fn links_and_tables_that_are_not_this_nodes_are_never_managed_or_pruned() {
+    // A bridge of node.toml's name with another node's mark.
+    let mut v = converged();
+    v["bridge"]["alias"] = json!("mvm node /srv/other");
+    let plan = plan_against("fixtures/desired/example.json", &v, false);
+    let why = blocked(&plan, "node.bridge").expect("a foreign bridge blocks node.bridge");
+    assert!(why.contains("\"mvm node /srv/other\""), "{why}");
+    assert!(!plan.applyable);
+    let pruned = plan_against("fixtures/desired/empty.json", &v, true);
+    assert!(
+        pruned
+            .resource_changes
+            .iter()
+            .all(|c| c.address.to_string() != "node.bridge"),
+        "a foreign bridge is never deleted"
+    );
+    // No mark and another MAC: a host bridge mvm did not create.
+    let mut v = converged();
+    v["bridge"]["alias"] = Value::Null;
+    v["bridge"]["mac"] = json!("52:54:00:12:34:56");
+    let plan = plan_against("fixtures/desired/example.json", &v, false);
+    let why = blocked(&plan, "node.bridge").expect("an unmarked bridge blocks node.bridge");
+    assert!(why.contains("mvm did not create it"), "{why}");
+    // No mark and mvm's fixed MAC: an mvm bridge from before marks, adopted.
+    let mut v = converged();
+    v["bridge"]["alias"] = Value::Null;
+    let plan = plan_against("fixtures/desired/example.json", &v, false);
+    assert_eq!(blocked(&plan, "node.bridge"), None);
+    assert!(plan.applyable);
+
+    // A tap of another node: not this tenant's, never pruned.
+    let mut v = converged();
+    v["tenants"]["acme"]["tap"]["alias"] = json!("mvm node /srv/other");
+    let plan = plan_against("fixtures/desired/example.json", &v, false);
+    let why = blocked(&plan, "tenant.acme.tap").expect("another node's tap blocks");
+    assert!(why.contains("tap-acme exists with the alias"), "{why}");
+    let pruned = plan_against("fixtures/desired/empty.json", &v, true);
+    assert!(
+        pruned
+            .resource_changes
+            .iter()
+            .all(|c| c.address.to_string() != "tenant.acme.tap"),
+        "another node's tap is never deleted"
+    );
+    // An unmarked tap whose tenant has no record here is not mvm's.
+    let mut v = converged();
+    v["tenants"]["acme"]["tap"]["alias"] = Value::Null;
+    v["tenants"]["acme"]["record"] = Value::Null;
+    let pruned = plan_against("fixtures/desired/empty.json", &v, true);
+    assert!(
+        pruned
+            .resource_changes
+            .iter()
+            .all(|c| c.address.to_string() != "tenant.acme.tap")
+    );
+
+    // nft tables whose owner chain names another node.
+    let mut v = converged();
+    v["nft"]["inet mvm"]["rules"]["owner"] =
+        json!(["inet mvm owner: counter comment \"mvm node /srv/other\""]);
+    let plan = plan_against("fixtures/desired/example.json", &v, false);
+    let why = blocked(&plan, "node.nft").expect("another node's tables block node.nft");
+    assert!(why.contains("belong to another mvm node"), "{why}");
+    assert!(blocked(&plan, "tenant.acme.nft").is_some());
+    let pruned = plan_against("fixtures/desired/empty.json", &v, true);
+    for c in &pruned.resource_changes {
+        let a = c.address.to_string();
+        assert!(
+            a != "node.nft" && !a.ends_with(".nft"),
+            "{a} planned in another node's tables"
+        );
+    }
+}
+
+#[test]
+fn a_bridge_subnet_over_a_host_network_is_refused_naming_the_link() {
+    for (net, link, source) in [
+        ("10.200.0.0/16", "eth0", "route"),
+        ("10.200.0.128/25", "wg0", "address"),
+    ] {
+        let mut v = fresh_json();
+        v["host_networks"] = json!([{"net": net, "link": link, "source": source}]);
+        let plan = plan_against("fixtures/desired/example.json", &v, false);
+        let why = blocked(&plan, "node.bridge").expect("an overlap blocks node.bridge");
+        assert!(
+            why.contains(&format!("{net} on {link} ({source})")),
+            "{why}"
+        );
+        assert!(!plan.applyable);
+    }
+    let mut v = fresh_json();
+    v["host_networks"] = json!([{"net": "10.201.0.0/24", "link": "eth0", "source": "address"}]);
+    let plan = plan_against("fixtures/desired/example.json", &v, false);
+    assert_eq!(blocked(&plan, "node.bridge"), None);
+}

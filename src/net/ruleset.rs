@@ -102,7 +102,7 @@ pub struct Rule {
     pub table: &'static str,
     pub chain: &'static str,
     pub text: String,
-    pub comment: Option<&'static str>,
+    pub comment: Option<String>,
     pub expr: Value,
 }
 
@@ -112,6 +112,7 @@ impl Rule {
     pub fn display(&self) -> String {
         let comment = self
             .comment
+            .as_ref()
             .map(|c| format!(" comment \"{c}\""))
             .unwrap_or_default();
         format!(
@@ -122,7 +123,7 @@ impl Rule {
 
     /// The canonical form compared with the live ruleset.
     pub fn canonical(&self) -> String {
-        canonical_rule(&self.expr, self.comment)
+        canonical_rule(&self.expr, self.comment.as_deref())
     }
 }
 
@@ -371,6 +372,7 @@ pub fn render(node: &NodeConfig) -> Ruleset {
             "srcnat",
             Some(("nat", "postrouting", 100, "accept")),
         ),
+        chain(inf, int, OWNER_CHAIN, None),
     ];
 
     let mut r = Rules(Vec::new());
@@ -739,10 +741,29 @@ pub fn render(node: &NodeConfig) -> Ruleset {
         ],
     );
 
+    // Whose tables these are: nft 1.0.6 lists no table comments, so the
+    // mark is a rule's comment in a chain nothing jumps to.
+    let mut rules = r.0;
+    rules.push(owner_rule(node));
     Ruleset {
         sets,
         chains,
-        rules: r.0,
+        rules,
+    }
+}
+
+/// The chain that names the node owning mvm's tables.
+pub const OWNER_CHAIN: &str = "owner";
+
+/// `inet mvm owner: counter comment "mvm node <state dir>"`.
+pub fn owner_rule(node: &NodeConfig) -> Rule {
+    Rule {
+        family: INET_TABLE.0,
+        table: INET_TABLE.1,
+        chain: OWNER_CHAIN,
+        text: "counter".into(),
+        comment: Some(crate::net::owner_mark(node)),
+        expr: Value::Array(vec![counter()]),
     }
 }
 
@@ -763,7 +784,7 @@ impl Rules {
             table,
             chain,
             text: text.into(),
-            comment,
+            comment: comment.map(str::to_string),
             expr: Value::Array(expr),
         });
     }
@@ -1059,7 +1080,7 @@ pub fn transaction(
     for r in &rs.rules {
         let mut rule =
             json!({"family": r.family, "table": r.table, "chain": r.chain, "expr": r.expr});
-        if let Some(c) = r.comment {
+        if let Some(c) = &r.comment {
             rule["comment"] = json!(c);
         }
         cmds.push(json!({"add": {"rule": rule}}));
@@ -1179,7 +1200,7 @@ mod tests {
             );
             seen.insert((r.chain, r.canonical()));
         }
-        assert!(rs.rules.len() < 40, "{}", rs.rules.len());
+        assert!(rs.rules.len() < 45, "{}", rs.rules.len());
         // Rules in a chain are distinct except where position matters.
         assert!(seen.len() >= rs.rules.len() - 3);
     }

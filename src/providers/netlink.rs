@@ -454,6 +454,39 @@ pub fn dump_permanent_neighbours(index: u32) -> std::io::Result<HashMap<Ipv4Addr
     Ok(out)
 }
 
+/// The main table's IPv4 routes with a destination prefix (not the
+/// default route): `(output link index, network)`.
+pub fn dump_routes() -> std::io::Result<Vec<(Option<u32>, ipnet::Ipv4Net)>> {
+    use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage};
+    let socket = connect()?;
+    let mut msg = RouteMessage::default();
+    msg.header.address_family = AddressFamily::Inet;
+    let mut out = Vec::new();
+    for reply in request(&socket, RouteNetlinkMessage::GetRoute(msg), 5)? {
+        let RouteNetlinkMessage::NewRoute(m) = reply else {
+            continue;
+        };
+        let mut table = u32::from(m.header.table);
+        let (mut dst, mut oif) = (None, None);
+        for a in &m.attributes {
+            match a {
+                RouteAttribute::Table(t) => table = *t,
+                RouteAttribute::Destination(RouteAddress::Inet(ip)) => dst = Some(*ip),
+                RouteAttribute::Oif(i) => oif = Some(*i),
+                _ => {}
+            }
+        }
+        let len = m.header.destination_prefix_length;
+        if table != u32::from(RouteHeader::RT_TABLE_MAIN) || len == 0 {
+            continue;
+        }
+        if let Some(net) = dst.and_then(|d| ipnet::Ipv4Net::new(d, len).ok()) {
+            out.push((oif, net.trunc()));
+        }
+    }
+    Ok(out)
+}
+
 fn parse_link(m: &LinkMessage) -> Link {
     let mut l = Link {
         index: m.header.index,

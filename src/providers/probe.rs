@@ -375,6 +375,48 @@ fn probe_links(node: &NodeConfig, obs: &mut Observed) {
             alias: b.alias.clone(),
         });
     }
+    // What the host's other links already have: the bridge subnet must
+    // not overlap it.
+    let bridge_index = links.get(&node.bridge.name).map(|b| b.index);
+    let mut nets = Vec::new();
+    for l in links
+        .values()
+        .filter(|l| Some(l.index) != bridge_index && l.name != "lo")
+    {
+        for a in &l.ipv4 {
+            if let Ok(net) = a.parse::<ipnet::Ipv4Net>() {
+                nets.push(crate::observed::HostNetwork {
+                    net: net.trunc(),
+                    link: l.name.clone(),
+                    source: "address".into(),
+                });
+            }
+        }
+    }
+    match netlink::dump_routes() {
+        Ok(routes) => {
+            for (oif, net) in routes {
+                if oif.is_some() && oif == bridge_index {
+                    continue;
+                }
+                let link = oif.and_then(|i| by_index.get(&i)).copied().unwrap_or("?");
+                if link == "lo" {
+                    continue;
+                }
+                nets.push(crate::observed::HostNetwork {
+                    net,
+                    link: link.to_string(),
+                    source: "route".into(),
+                });
+            }
+        }
+        Err(e) => {
+            obs.facts.insert("routes".into(), e.to_string());
+        }
+    }
+    nets.sort();
+    nets.dedup();
+    obs.host_networks = nets;
     // The bridge's permanent neighbour entries (one filtered dump).
     let neighbours = match links.get(&node.bridge.name) {
         Some(b) if b.kind.as_deref() == Some("bridge") => {

@@ -65,6 +65,26 @@ fn wanted_sysctls(ctx: &Ctx) -> BTreeMap<String, String> {
     net::applicable(net::sysctls(ctx.node), &ctx.observed.sysctls)
 }
 
+/// Why the bridge's subnet cannot be used here, if it cannot: it
+/// overlaps an address or route another link of the host already has
+/// (tenants would shadow those hosts, or the host would route them away).
+fn overlap(ctx: &Ctx) -> Option<String> {
+    let subnet = ctx.node.bridge.subnet;
+    let clash: Vec<String> = ctx
+        .observed
+        .host_networks
+        .iter()
+        .filter(|h| subnet.contains(&h.net.network()) || h.net.contains(&subnet.network()))
+        .map(|h| format!("{} on {} ({})", h.net, h.link, h.source))
+        .collect();
+    (!clash.is_empty()).then(|| {
+        format!(
+            "bridge.subnet {subnet} overlaps what the host already has: {}; choose another bridge.subnet in node.toml",
+            clash.join(", ")
+        )
+    })
+}
+
 impl Resource for Bridge {
     type Attrs = BridgeAttrs;
     const WORD: &'static str = "bridge";
@@ -100,7 +120,7 @@ impl Resource for Bridge {
 
     fn blocked(&self, ctx: &Ctx, s: Subject) -> Option<String> {
         let Subject::Node(_) = s else { return None };
-        foreign(ctx)
+        foreign(ctx).or_else(|| overlap(ctx))
     }
 
     fn observed(&self, ctx: &Ctx, _: At) -> Option<Attrs> {

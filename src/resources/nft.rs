@@ -62,6 +62,38 @@ fn key(line: &str) -> &str {
     line.split_once(": ").map_or(line, |(k, _)| k)
 }
 
+/// Why mvm's tables on the host are not this node's to manage, if they
+/// are not: their `owner` chain names another node (two mvm nodes in one
+/// network namespace would rewrite and prune each other's rules and
+/// elements). Tables without the chain are an mvm's before marks, and are
+/// adopted.
+pub fn foreign(ctx: &Ctx) -> Option<String> {
+    let tables = ctx.observed.nft.as_ref()?;
+    let (f, n) = ruleset::INET_TABLE;
+    let t = tables.get(&format!("{f} {n}"))?;
+    if !t.chains.contains(ruleset::OWNER_CHAIN) {
+        return None;
+    }
+    let ours = ruleset::owner_rule(ctx.node).display();
+    let have = t
+        .rules
+        .get(ruleset::OWNER_CHAIN)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if have == [ours.clone()] {
+        return None;
+    }
+    Some(format!(
+        "the nftables tables {f} {n} and bridge mvm_l2 belong to another mvm node: its {} chain holds {} where this node's mark is {ours:?}; run one mvm node per network namespace",
+        ruleset::OWNER_CHAIN,
+        if have.is_empty() {
+            "no rule".to_string()
+        } else {
+            format!("{:?}", have.join("; "))
+        }
+    ))
+}
+
 impl Resource for NodeNft {
     type Attrs = NftAttrs;
     const WORD: &'static str = "nft";
@@ -89,7 +121,7 @@ impl Resource for NodeNft {
 
     fn observed(&self, ctx: &Ctx, _: At) -> Option<Attrs> {
         let tables = ctx.observed.nft.as_ref()?;
-        if tables.is_empty() {
+        if tables.is_empty() || foreign(ctx).is_some() {
             return None;
         }
         let mut chains = Vec::new();
@@ -130,6 +162,7 @@ impl Resource for NodeNft {
             .get("nft")
             .filter(|f| f.as_str() == "not installed")
             .map(|_| "nft is not installed on this node (apt install nftables)".into())
+            .or_else(|| foreign(ctx))
     }
 
     fn warnings(&self, ctx: &Ctx, _: &NodeView) -> Vec<String> {

@@ -69,9 +69,17 @@ impl Resource for TenantNft {
         Some(d)
     }
 
-    fn observed(&self, _: &Ctx, at: At) -> Option<Attrs> {
+    fn blocked(&self, ctx: &Ctx, _: Subject) -> Option<String> {
+        super::nft::foreign(ctx)
+    }
+
+    /// Elements in another node's tables are not this node's.
+    fn observed(&self, ctx: &Ctx, at: At) -> Option<Attrs> {
         let At::Tenant(id, obs) = at else { return None };
         let n = obs.nft.as_ref()?;
+        if super::nft::foreign(ctx).is_some() {
+            return None;
+        }
         let mut a = Attrs::new();
         a.insert("tap".into(), id.tap_name().into());
         a.insert(

@@ -268,6 +268,18 @@ pub fn from_tree(tree: &Value, p: &mut Problems) -> Option<NodeConfig> {
     )
     .and_then(|f| {
         let address = ipv4(&f, "address", p);
+        // Guests reach the service at a link-local address the host never
+        // binds (it is redirected): any other address is one a tenant, the
+        // node's LAN or another network may really have.
+        let link_local: Ipv4Net = "169.254.0.0/16".parse().expect("a network");
+        if let Some(a) = address
+            && (!link_local.contains(&a) || a == link_local.network() || a == link_local.broadcast())
+        {
+            p.push(
+                f.path("address"),
+                format!("\"{a}\" must be a link-local host address (169.254.0.1 to 169.254.255.254), like the usual \"169.254.169.254\": any other address is one a tenant, the node's LAN or another network may have"),
+            );
+        }
         let port = f.req_int("port", 1, 65535, p).map(|n| n as u16);
         let rate = f.req_int("rate_per_sec", 1, 100_000, p).map(|n| n as u32);
         let burst = f.req_int("burst", 1, 100_000, p).map(|n| n as u32);

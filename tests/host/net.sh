@@ -317,7 +317,57 @@ ip link del fp0
 m net verify > "$work/verify4" || { cat "$work/verify4"; fail "net verify fails after repair"; }
 echo "ok: a deleted tap, a deleted rule and a changed sysctl are named by net verify, planned and repaired; foreign table and port survive"
 
-# 4. Prune: everything of mvm's goes, the foreign table stays.
+# 4. A tap's own settings are checked and repaired: IPv6 turned back on
+# is named by net verify.
+if [ -e /proc/sys/net/ipv6/conf/tap-nc/disable_ipv6 ]; then
+  echo 0 > /proc/sys/net/ipv6/conf/tap-nc/disable_ipv6
+  m net verify --json > "$work/verify5" && fail "net verify passed with IPv6 on a tap"
+  grep -qF 'net.ipv6.conf.tap-nc.disable_ipv6' "$work/verify5" || { cat "$work/verify5"; fail "net verify does not name the tap's disable_ipv6"; }
+  m agent reconcile --desired "$work/d.json" "${net[@]}" > "$work/out6" 2>&1 || { cat "$work/out6"; fail "repairing a tap's sysctl"; }
+  [ "$(cat /proc/sys/net/ipv6/conf/tap-nc/disable_ipv6)" = 1 ] || fail "the tap's disable_ipv6 was not repaired"
+fi
+
+# 5. Only what this node created is its own. A second node on this host
+# (its own state dir, the same bridge name) is refused the bridge and the
+# tables, and its prune touches nothing of the first; a host bridge mvm
+# did not create (an address on it, another MAC) is refused and survives.
+sed "s|^state_dir = .*|state_dir = \"$work/state2\"|" "$work/node.toml" > "$work/node2.toml"
+n2() { "$mvm" --config "$work/node2.toml" "$@"; }
+cat > "$work/d2.json" <<JSON
+{"tenants": [{"tenant_id": "za", "flake_ref": "github:o/a", "profile": "minimal", "vcpus": 1, "mem_mib": 256, "state": "running", "ip": "10.200.0.9"}]}
+JSON
+net_of_node1() { nft -s list table inet mvm; nft -s list table bridge mvm_l2; ip addr show mvmbr0; ip -d link show mvmbr0 | grep -o "alias .*"; ip neigh show dev mvmbr0 nud permanent | sort; }
+before=$(net_of_node1)
+n2 agent reconcile --desired "$work/d2.json" "${net[@]}" > "$work/n2a" 2>&1 && { cat "$work/n2a"; fail "a second node took over the first's bridge and tables"; }
+grep -q "mvmbr0 exists with the alias \"mvm node $state\"" "$work/n2a" || { cat "$work/n2a"; fail "the second node does not name whose bridge it is"; }
+grep -q "belong to another mvm node" "$work/n2a" || { cat "$work/n2a"; fail "the second node does not name whose tables they are"; }
+n2 agent reconcile --desired "$work/none.json" --prune "${net[@]}" > "$work/n2b" 2>&1 || { cat "$work/n2b"; fail "the second node's prune"; }
+[ "$(net_of_node1)" = "$before" ] || { diff <(echo "$before") <(net_of_node1); fail "the second node changed the first's network"; }
+for t in na nb nc; do ip link show "tap-$t" > /dev/null 2>&1 || fail "the second node's prune deleted tap-$t"; done
+ip link show tap-za > /dev/null 2>&1 && fail "the second node made a tap on the first's bridge"
+ip link add br-host type bridge
+ip addr add 192.0.2.1/24 dev br-host
+ip link set br-host up
+host_before=$(ip addr show br-host)
+sed "s|^state_dir = .*|state_dir = \"$work/state3\"|" "$work/node.toml" > "$work/node3.toml"
+printf '[bridge]\nname = "br-host"\nsubnet = "10.203.0.0/24"\ngateway = "10.203.0.1"\ndns = ["10.203.0.1"]\n' >> "$work/node3.toml"
+cat > "$work/d3.json" <<JSON
+{"tenants": [{"tenant_id": "zb", "flake_ref": "github:o/a", "profile": "minimal", "vcpus": 1, "mem_mib": 256, "state": "running"}]}
+JSON
+"$mvm" --config "$work/node3.toml" agent reconcile --desired "$work/d3.json" "${net[@]}" > "$work/n3a" 2>&1 && { cat "$work/n3a"; fail "a host bridge mvm did not create was taken over"; }
+grep -q "br-host exists and mvm did not create it" "$work/n3a" || { cat "$work/n3a"; fail "the host bridge is not named"; }
+"$mvm" --config "$work/node3.toml" agent reconcile --desired "$work/none.json" --prune "${net[@]}" > "$work/n3b" 2>&1 || { cat "$work/n3b"; fail "prune on the host-bridge node"; }
+[ "$(ip addr show br-host)" = "$host_before" ] || fail "the host bridge was changed: $(ip addr show br-host)"
+# And a subnet over an address the host has (192.0.2.0/24 on br-host).
+sed "s|^state_dir = .*|state_dir = \"$work/state4\"|" "$work/node.toml" > "$work/node4.toml"
+printf '[bridge]\nname = "mvmbr4"\nsubnet = "192.0.2.0/25"\ngateway = "192.0.2.126"\ndns = ["192.0.2.126"]\n' >> "$work/node4.toml"
+echo '{"tenants": [{"tenant_id": "zc", "flake_ref": "github:o/a", "profile": "minimal", "vcpus": 1, "mem_mib": 256, "state": "running"}]}' > "$work/d4.json"
+"$mvm" --config "$work/node4.toml" agent plan --desired "$work/d4.json" "${net[@]}" > "$work/n4a" 2>&1 || true
+grep -q "overlaps what the host already has: 192.0.2.0/24 on br-host (address)" "$work/n4a" || { cat "$work/n4a"; fail "an overlapping subnet is not refused naming the link"; }
+ip link del br-host
+echo "ok: a tap's sysctls are verified and repaired; another node's bridge, taps and tables and a host bridge are never managed or deleted; a subnet over a host network is refused"
+
+# 6. Prune: everything of mvm's goes, the foreign table stays.
 kill "${pids[@]}" 2>/dev/null || true
 md=$(grep -o '"pid": [0-9]*' "$state/metadata.json" | grep -o '[0-9]*')
 m agent reconcile --desired "$work/none.json" --prune "${net[@]}" --target node.metadata > "$work/out5" 2>&1 || { cat "$work/out5"; fail "prune"; }
