@@ -100,7 +100,7 @@ fn planted_links_mounts_and_fifos_are_refused() {
     let Some(stdout) = run_script("hostile", "hostile.sh") else {
         return;
     };
-    assert_eq!(stdout.matches("ok: ").count(), 11, "{stdout}");
+    assert_eq!(stdout.matches("ok: ").count(), 12, "{stdout}");
 }
 
 /// A tenant dir swapped with a link to a canary during 50 reconciles and

@@ -29,10 +29,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// The deepest tree `remove` walks. A tenant can make its jail tree deep to
-/// block its own deletion; it cannot make mvm run out of fds or stack.
-pub const MAX_DEPTH: usize = 128;
-
 /// Set once `openat2` turned out to be unavailable here.
 static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
 
@@ -369,15 +365,18 @@ pub fn child_dir(dir: &OwnedFd, name: &OsStr, path: &Path, mount: MountId) -> io
 /// Removes `name` in `dir` and everything below it, walking by fd: links
 /// are removed, never followed, and nothing on another mount is entered or
 /// removed. Mounts are looked for first, so a tree with one in it is
-/// refused before anything is deleted.
+/// refused before anything is deleted. Any depth: a tenant's Firecracker
+/// owns its jail tree and may nest it thousands deep, and mvm must always
+/// be able to remove it (the walk holds one directory fd at a time, not
+/// one per level, and no recursion).
 pub fn remove_at(dir: &OwnedFd, name: &OsStr, path: &Path, mount: MountId) -> io::Result<()> {
     let Some(st) = stat_at(dir, name, path)? else {
         return Ok(());
     };
     if is_dir(&st) {
         let child = child_dir(dir, name, path, mount)?;
-        scan_mounts(&child, path, mount, 0)?;
-        empty_dir(&child, path, mount, 0)?;
+        walk_below(child.try_clone()?, path, mount, Visit::ScanMounts)?;
+        walk_below(child, path, mount, Visit::Delete)?;
         unlink(dir, name, path, UnlinkatFlags::RemoveDir)
     } else {
         unlink(dir, name, path, UnlinkatFlags::NoRemoveDir)
@@ -395,65 +394,127 @@ fn unlink(dir: &OwnedFd, name: &OsStr, path: &Path, flag: UnlinkatFlags) -> io::
     }
 }
 
-/// Fails if anything below `dir` is on another mount.
-fn scan_mounts(dir: &OwnedFd, path: &Path, mount: MountId, depth: usize) -> io::Result<()> {
-    if depth >= MAX_DEPTH {
-        return Err(refuse(
-            path,
-            format!("refusing: deeper than {MAX_DEPTH} levels"),
-        ));
-    }
-    for name in names(dir, path)? {
-        let p = path.join(&name);
-        let Some(st) = stat_at(dir, &name, &p)? else {
-            continue;
-        };
-        if is_dir(&st) {
-            let child = child_dir(dir, &name, &p, mount)?;
-            scan_mounts(&child, &p, mount, depth + 1)?;
-        } else {
-            // A file can be a mount point too (a bind-mounted file).
-            match openat(
-                dir,
-                name.as_os_str(),
-                OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            ) {
-                Ok(fd) if mount_of(&fd)? != mount => {
-                    return Err(refuse(
-                        &p,
-                        "a file is mounted here; unmount it first (mvm never deletes inside a mount)",
-                    ));
-                }
-                Ok(_) | Err(Errno::ENOENT) => {}
-                Err(e) => return Err(error(&p, e)),
-            }
-        }
-    }
-    Ok(())
+/// What `walk_below` does with each entry.
+#[derive(Clone, Copy, PartialEq)]
+enum Visit {
+    /// Fails on anything on another mount (a directory or a bind-mounted
+    /// file); changes nothing.
+    ScanMounts,
+    /// Removes every entry, directories after what is in them.
+    Delete,
 }
 
-fn empty_dir(dir: &OwnedFd, path: &Path, mount: MountId, depth: usize) -> io::Result<()> {
-    if depth >= MAX_DEPTH {
-        return Err(refuse(
-            path,
-            format!("refusing: deeper than {MAX_DEPTH} levels"),
-        ));
-    }
-    for name in names(dir, path)? {
-        let p = path.join(&name);
-        let Some(st) = stat_at(dir, &name, &p)? else {
+/// A directory being walked: its name in its parent, its identity (to
+/// check that `..` leads back to the parent it was entered from), and the
+/// names in it not yet visited.
+struct Level {
+    name: OsString,
+    id: (u64, u64),
+    pending: Vec<OsString>,
+}
+
+fn identity(fd: &OwnedFd, path: &Path) -> io::Result<(u64, u64)> {
+    let st = fstat(fd).map_err(|e| error(path, e))?;
+    Ok((st.st_dev, st.st_ino))
+}
+
+/// Visits everything below the open directory `top` depth-first without
+/// recursion: it descends with `child_dir` (no link, no mount) and climbs
+/// back through `..`, checked against the directory it came from (a tree
+/// moved under the walk is refused, not followed). Memory grows with the
+/// depth (a name per level), open fds do not.
+fn walk_below(top: OwnedFd, path: &Path, mount: MountId, visit: Visit) -> io::Result<()> {
+    let mut cur = top;
+    let mut here = path.to_path_buf();
+    let mut levels = vec![Level {
+        name: OsString::new(),
+        id: identity(&cur, &here)?,
+        pending: names(&cur, &here)?,
+    }];
+    // A directory that still has entries after they were all removed is
+    // being written to while mvm deletes it; refilled a bounded number of
+    // times, then refused.
+    let mut refills = 0;
+    loop {
+        let level = levels.last_mut().expect("the walk has a level");
+        if let Some(name) = level.pending.pop() {
+            let p = here.join(&name);
+            let Some(st) = stat_at(&cur, &name, &p)? else {
+                continue;
+            };
+            if is_dir(&st) {
+                let child = child_dir(&cur, &name, &p, mount)?;
+                levels.push(Level {
+                    id: identity(&child, &p)?,
+                    pending: names(&child, &p)?,
+                    name,
+                });
+                cur = child;
+                here = p;
+            } else if visit == Visit::Delete {
+                unlink(&cur, &name, &p, UnlinkatFlags::NoRemoveDir)?;
+            } else {
+                // A file can be a mount point too (a bind-mounted file).
+                match openat(
+                    &cur,
+                    name.as_os_str(),
+                    OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                ) {
+                    Ok(fd) if mount_of(&fd)? != mount => {
+                        return Err(refuse(
+                            &p,
+                            "a file is mounted here; unmount it first (mvm never deletes inside a mount)",
+                        ));
+                    }
+                    Ok(_) | Err(Errno::ENOENT) => {}
+                    Err(e) => return Err(error(&p, e)),
+                }
+            }
             continue;
+        }
+        if visit == Visit::Delete {
+            let left = names(&cur, &here)?;
+            if !left.is_empty() {
+                refills += 1;
+                if refills > 16 {
+                    return Err(refuse(
+                        &here,
+                        "refusing: entries keep appearing while mvm removes them (stop what writes here first)",
+                    ));
+                }
+                level.pending = left;
+                continue;
+            }
+        }
+        let done = levels.pop().expect("the walk has a level");
+        let Some(parent) = levels.last() else {
+            return Ok(());
         };
-        if is_dir(&st) {
-            let child = child_dir(dir, &name, &p, mount)?;
-            empty_dir(&child, &p, mount, depth + 1)?;
-            unlink(dir, &name, &p, UnlinkatFlags::RemoveDir)?;
-        } else {
-            unlink(dir, &name, &p, UnlinkatFlags::NoRemoveDir)?;
+        let up = openat(
+            &cur,
+            "..",
+            OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_RDONLY,
+            Mode::empty(),
+        )
+        .map_err(|e| error(&here, e))?;
+        here.pop();
+        if identity(&up, &here)? != parent.id {
+            return Err(refuse(
+                &here,
+                "refusing: the tree was moved while mvm walked it",
+            ));
+        }
+        cur = up;
+        if visit == Visit::Delete {
+            unlink(
+                &cur,
+                &done.name,
+                &here.join(&done.name),
+                UnlinkatFlags::RemoveDir,
+            )?;
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -560,26 +621,40 @@ mod tests {
         .unwrap();
     }
 
+    /// A bug fixed: 140 nested directories (a tenant's Firecracker can
+    /// make them in its jail) made every delete fail ("deeper than 128
+    /// levels") forever. Any depth goes, a link at the bottom is removed
+    /// and not followed, and a mount anywhere still stops it first.
     #[test]
-    fn remove_refuses_trees_deeper_than_the_limit_and_deletes_nothing() {
+    fn remove_deletes_trees_of_any_depth() {
+        use std::os::unix::ffi::OsStrExt;
         let root = tempfile::tempdir().unwrap();
-        let mut p = root.path().join("t");
-        fs::create_dir(&p).unwrap();
-        fs::write(p.join("first"), "x").unwrap();
-        for _ in 0..MAX_DEPTH + 1 {
-            p.push("d");
+        let victim = tempfile::tempdir().unwrap();
+        fs::write(victim.path().join("keep"), "x").unwrap();
+        let top = root.path().join("t");
+        fs::create_dir(&top).unwrap();
+        fs::write(top.join("first"), "x").unwrap();
+        // Deeper than PATH_MAX allows by path: made level by level by fd.
+        let mut fd = nix::fcntl::open(&top, OFlag::O_DIRECTORY, Mode::empty()).unwrap();
+        for i in 0..3000 {
+            let name = OsStr::from_bytes(if i % 2 == 0 { b"dd" } else { b"e" });
+            nix::sys::stat::mkdirat(&fd, name, Mode::from_bits_truncate(0o700)).unwrap();
+            nix::unistd::symlinkat(victim.path(), &fd, "link").unwrap();
+            fd = openat(&fd, name, OFlag::O_DIRECTORY, Mode::empty()).unwrap();
         }
-        fs::create_dir_all(&p).unwrap();
+        drop(fd);
         let tree = Tree::open(root.path()).unwrap();
-        let t = root.path().join("t");
-        let e = remove_at(
+        remove_at(
             &tree.dir(Path::new("")).unwrap(),
             OsStr::new("t"),
-            &t,
+            &top,
             tree.mount(),
         )
-        .unwrap_err();
-        assert!(e.to_string().contains("deeper than"), "{e}");
-        assert!(t.join("first").exists(), "the scan runs before any delete");
+        .unwrap();
+        assert!(!top.exists());
+        assert!(
+            victim.path().join("keep").exists(),
+            "links are not followed"
+        );
     }
 }

@@ -471,6 +471,11 @@ impl Cgroups for LinuxHost {
     }
 }
 
+/// How deep `remove_cgroup_at` goes: a tenant's cgroup is root's (not
+/// delegated), so only root could nest it; the bound keeps a mistake from
+/// exhausting the stack.
+const MAX_CGROUP_DEPTH: usize = 128;
+
 /// Freezes, kills and removes the cgroup `name` in `parent`, children
 /// first, by fd.
 fn remove_cgroup_at(
@@ -480,7 +485,7 @@ fn remove_cgroup_at(
     mount: beneath::MountId,
     depth: usize,
 ) -> HostResult {
-    if depth >= beneath::MAX_DEPTH {
+    if depth >= MAX_CGROUP_DEPTH {
         return Err(HostError::other(
             "remove cgroup",
             dir,

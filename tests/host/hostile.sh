@@ -217,8 +217,36 @@ m tenant audit j0 --verify > /dev/null || fail "the chain does not verify"
 m agent reconcile --desired "$work/empty.json" --prune "${targets[@]}" > /dev/null || fail "prune after a long command line"
 echo "ok: a long command line leaves a bounded record"
 
+# 12. The jail tree nested 3000 deep (a tenant's Firecracker owns its jail
+#     and can), with a link at every level: prune removes it all, follows no
+#     link, and a bind mount at the bottom still stops it before anything goes.
+setup s12
+m agent reconcile --desired "$(desired k)" "${targets[@]}" > /dev/null
+victim=$work/victim12
+mkdir -p "$victim"; echo keep > "$victim/keep"
+python3 - "$state/tenants/k0/jail" "$victim" <<'PY'
+import os, sys
+fd = os.open(sys.argv[1], os.O_DIRECTORY)
+for i in range(3000):
+    os.mkdir("d", 0o700, dir_fd=fd)
+    os.symlink(sys.argv[2], "link", dir_fd=fd)
+    nfd = os.open("d", os.O_DIRECTORY, dir_fd=fd); os.close(fd); fd = nfd
+os.close(fd)
+PY
+mkdir -p "$work/bind12"; touch "$work/bind12/f"
+deep=$(python3 -c 'import sys; print("/".join(["d"] * 20))')
+mount --bind "$work/bind12" "$state/tenants/k0/jail/$deep"
+m agent reconcile --desired "$work/empty.json" --prune "${targets[@]}" > "$work/s12.out" 2>&1 && { cat "$work/s12.out"; fail "prune deleted into a mount"; }
+grep -q "mounted here" "$work/s12.out" || { cat "$work/s12.out"; fail "the mount is not named"; }
+[ -e "$work/bind12/f" ] && [ -d "$state/tenants/k0/jail/d/d" ] || fail "something was deleted before the mount was found"
+umount "$state/tenants/k0/jail/$deep"
+m agent reconcile --desired "$work/empty.json" --prune "${targets[@]}" > "$work/s12.out2" 2>&1 || { tail "$work/s12.out2"; fail "prune of a 3000-deep jail"; }
+[ -e "$state/tenants/k0" ] && fail "the tenant tree is still there"
+[ "$(cat "$victim/keep")" = keep ] || fail "a link in the jail was followed"
+echo "ok: a jail nested 3000 deep is removed; links are not followed; a mount in it stops the delete first"
+
 # Clean up every scenario's leftovers (mounts, cgroups).
-for s in s1 s3 s4 s5 s6 s7 s8 s11; do
+for s in s1 s3 s4 s5 s6 s7 s8 s11 s12; do
   setup "$s"
   [ -d "$state/tenants" ] && [ ! -L "$state/tenants" ] || continue
   find "$state/tenants" -maxdepth 1 -type l -delete
