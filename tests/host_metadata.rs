@@ -32,5 +32,5 @@ fn the_metadata_service_answers_only_the_tenant_it_identifies() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert_eq!(stdout.matches("ok: ").count(), 4, "{stdout}");
+    assert_eq!(stdout.matches("ok: ").count(), 7, "{stdout}");
 }

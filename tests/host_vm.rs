@@ -108,14 +108,16 @@ fn a_jailed_firecracker_runs_as_the_tenant_in_its_cgroup_and_stops() {
     // Whatever happens below, nothing of the VM outlives the test.
     let _guard = Cleanup(cg.clone());
     let started = std::time::Instant::now();
-    let r = vmm::launch(&l, Duration::from_secs(10)).expect("launch");
+    let tree = mvm::providers::beneath::Tree::open(dir.path()).unwrap();
+    let r = vmm::launch(&l, &tree, Duration::from_secs(10)).expect("launch");
     eprintln!(
         "jailer + Firecracker to a answering API: {:?}",
         started.elapsed()
     );
     let status = std::fs::read_to_string(format!("/proc/{}/status", r.pid)).unwrap();
     let cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", r.pid)).unwrap();
-    let api = vmm::api_get(&l.api_sock_host, Duration::from_secs(1));
+    let peer = vmm::Peer { pid: r.pid, uid };
+    let api = vmm::api_get(&tree, &l.api_sock_host, peer, Duration::from_secs(1));
     assert!(status.contains(&format!("Uid:\t{uid}")), "{status}");
     assert!(status.lines().any(|l| l == "Seccomp:\t2"), "{status}");
     assert!(cgroup.contains(&format!("0::/{parent}/vmt")), "{cgroup}");
@@ -128,6 +130,7 @@ fn a_jailed_firecracker_runs_as_the_tenant_in_its_cgroup_and_stops() {
         r,
         uid,
         "elsewhere",
+        &tree,
         &l.api_sock_host,
         Duration::from_secs(1),
     )
@@ -136,15 +139,69 @@ fn a_jailed_firecracker_runs_as_the_tenant_in_its_cgroup_and_stops() {
         vmm::is_same(r, uid),
         "a VM outside the named cgroup was stopped"
     );
+    // The attack of a hostile review: the tenant's Firecracker owns its
+    // jail, so it swaps `run/` for a link to a directory where another
+    // VM's socket is (here a listener standing in for it, which records
+    // what reaches it). mvm asks nothing of a socket its VM does not
+    // answer: the other end gets no byte, and this VM is still stopped.
+    let victim = dir.path().join("victim");
+    std::fs::create_dir(&victim).unwrap();
+    let listener =
+        std::os::unix::net::UnixListener::bind(victim.join("firecracker.socket")).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    std::fs::rename(root.join("run"), root.join("run.real")).unwrap();
+    std::os::unix::fs::symlink(&victim, root.join("run")).unwrap();
+    let linked = vmm::api_get(&tree, &l.api_sock_host, peer, Duration::from_secs(1));
+    assert!(linked.is_err(), "a linked run/ was followed: {linked:?}");
+    // The socket itself a link: connected, then refused by its peer.
+    std::fs::remove_file(root.join("run")).unwrap();
+    std::fs::create_dir(root.join("run")).unwrap();
+    std::os::unix::fs::symlink(
+        victim.join("firecracker.socket"),
+        root.join("run/firecracker.socket"),
+    )
+    .unwrap();
+    let e = vmm::api_get(&tree, &l.api_sock_host, peer, Duration::from_secs(1)).unwrap_err();
+    assert!(e.to_string().contains("not a socket"), "{e}");
+    // A real socket there, swapped in after the check would pass: who
+    // answers is not the VM, so nothing is sent.
+    std::fs::remove_file(root.join("run/firecracker.socket")).unwrap();
+    let impostor =
+        std::os::unix::net::UnixListener::bind(root.join("run/firecracker.socket")).unwrap();
+    impostor.set_nonblocking(true).unwrap();
+    let e = vmm::api_get(&tree, &l.api_sock_host, peer, Duration::from_secs(1)).unwrap_err();
+    assert!(e.to_string().contains("not the VM's process"), "{e}");
+    let (mut c, _) = impostor.accept().unwrap();
+    c.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 64];
+    assert!(
+        matches!(std::io::Read::read(&mut c, &mut buf), Ok(0) | Err(_)),
+        "the impostor was sent a request"
+    );
     vmm::stop(
         r,
         uid,
         &l.parent_cgroup,
+        &tree,
         &l.api_sock_host,
         Duration::from_secs(2),
     )
     .unwrap();
     assert!(!vmm::is_same(r, uid), "the VM still runs");
+    let mut got = Vec::new();
+    while let Ok((mut c, _)) = listener.accept() {
+        use std::io::Read;
+        c.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 4096];
+        if let Ok(n) = c.read(&mut buf) {
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+    assert!(
+        got.is_empty(),
+        "another VM's socket was sent: {}",
+        String::from_utf8_lossy(&got)
+    );
 }
 
 /// Kills whatever runs in the test's cgroup and removes it and its parent.

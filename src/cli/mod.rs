@@ -78,7 +78,10 @@ pub enum MetadataCommand {
     /// tenants with `metadata: true` in the applied desired state are answered. Tokens:
     /// PUT /latest/api/token with X-metadata-token-ttl-seconds (1..21600); every GET needs
     /// X-metadata-token. Once listening it runs as nobody with only CAP_DAC_READ_SEARCH (to
-    /// read the state dir). Refusals and token issues are logged to stderr, never a token.
+    /// read the state dir). Each peer is rate-limited before its request is read, may hold
+    /// at most 16 connections (1024 in all, fewer under a low fd limit), and is logged at
+    /// most 20 lines per 10 s; refusals and token issues are logged to stderr, never a
+    /// token, and the log never grows past --log-max-bytes.
     /// Runs until stopped; `mvm agent reconcile` starts and stops it (node.metadata) while
     /// some tenant enables metadata, logging to <state_dir>/metadata.log.
     Serve(ServeArgs),
@@ -100,6 +103,11 @@ pub struct ServeArgs {
     /// metadata.burst.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub burst: Option<u32>,
+    /// The most bytes the log (stderr) may hold: past it the file is
+    /// emptied and continues with a line saying so.
+    #[arg(long, value_name = "BYTES", default_value_t = crate::providers::metadata_server::LOG_MAX_BYTES,
+          value_parser = clap::value_parser!(u64).range(4096..))]
+    pub log_max_bytes: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -373,6 +381,7 @@ fn serve_metadata(s: &Settings, args: &ServeArgs) -> Result<ExitCode, AgentError
                 listen,
                 state_dir: dir.clone(),
                 limit: crate::net::metadata::RateLimit { per_sec, burst },
+                log_max_bytes: args.log_max_bytes,
             }
         }
         _ => {
@@ -387,6 +396,7 @@ fn serve_metadata(s: &Settings, args: &ServeArgs) -> Result<ExitCode, AgentError
                     per_sec: args.rate.unwrap_or(node.metadata.rate_per_sec),
                     burst: args.burst.unwrap_or(node.metadata.burst),
                 },
+                log_max_bytes: args.log_max_bytes,
             }
         }
     };

@@ -166,6 +166,8 @@ pub fn log_line(
                 .find(|p| *p == r.path)
                 .unwrap_or("(other path)"),
         ),
+        // Refused before it was read (the rate limit applies first).
+        None if status == 429 => ("(not read)", "-"),
         None => ("(malformed)", "-"),
     };
     let note = if status == 429 {
@@ -177,6 +179,24 @@ pub fn log_line(
         "{peer} mark={mark:#x} tenant={} {method} {path} {status}{note}",
         tenant.unwrap_or("-")
     ))
+}
+
+/// The value of a header that has two spellings (mvm's and EC2's): both
+/// sent is refused (400), never one silently preferred.
+fn one_of<'a>(req: &'a Request, name: &str, alias: &str) -> Result<Option<&'a String>, Response> {
+    match (req.headers.get(name), req.headers.get(alias)) {
+        (Some(_), Some(_)) => Err(plain(400, format!("send {name} or {alias}, not both\n"))),
+        (a, b) => Ok(a.or(b)),
+    }
+}
+
+/// A plain decimal number: digits only (`u64::from_str` also takes a
+/// leading `+`).
+fn decimal(v: &String) -> Option<u64> {
+    let v = v.trim();
+    (!v.is_empty() && v.len() <= 20 && v.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| v.parse().ok())
+        .flatten()
 }
 
 /// The answer to `req` from `tenant` (`None`: not identified, or not a
@@ -196,11 +216,10 @@ pub fn handle(
             if req.headers.contains_key("x-forwarded-for") {
                 return plain(400, "X-Forwarded-For is not accepted\n");
             }
-            let ttl = req
-                .headers
-                .get(TTL_HEADER)
-                .or_else(|| req.headers.get("x-aws-ec2-metadata-token-ttl-seconds"))
-                .and_then(|v| v.trim().parse::<u64>().ok());
+            let ttl = match one_of(req, TTL_HEADER, "x-aws-ec2-metadata-token-ttl-seconds") {
+                Ok(v) => v.and_then(decimal),
+                Err(refused) => return refused,
+            };
             match ttl {
                 Some(ttl) if (1..=TTL_MAX).contains(&ttl) => {
                     plain(200, issue(key, &t.id, now, ttl, nonce))
@@ -209,10 +228,10 @@ pub fn handle(
             }
         }
         ("GET", path) => {
-            let token = req
-                .headers
-                .get(TOKEN_HEADER)
-                .or_else(|| req.headers.get("x-aws-ec2-metadata-token"));
+            let token = match one_of(req, TOKEN_HEADER, "x-aws-ec2-metadata-token") {
+                Ok(t) => t,
+                Err(refused) => return refused,
+            };
             match token.map(|tok| verify(key, tok, &t.id, now)) {
                 Some(Ok(())) => {}
                 _ => {
@@ -360,9 +379,20 @@ mod tests {
             handle(&req("PUT", "/latest/api/token", h), Some(&a), &key, 100, 5)
         };
         assert_eq!(put(&[(TTL_HEADER, "21600")]).status, 200);
-        for bad in ["0", "21601", "x"] {
+        for bad in ["0", "21601", "x", "+60", "-1", "6 0", "0x10", ""] {
             assert_eq!(put(&[(TTL_HEADER, bad)]).status, 400, "{bad}");
         }
+        // Both spellings: refused, not the first silently used.
+        let both = put(&[
+            (TTL_HEADER, "60"),
+            ("x-aws-ec2-metadata-token-ttl-seconds", "21601"),
+        ]);
+        assert_eq!(both.status, 400);
+        assert!(both.body.contains("not both"), "{}", both.body);
+        assert_eq!(
+            put(&[("x-aws-ec2-metadata-token-ttl-seconds", "60")]).status,
+            200
+        );
         assert_eq!(put(&[]).status, 400);
         assert_eq!(
             put(&[(TTL_HEADER, "60"), ("x-forwarded-for", "1.2.3.4")]).status,
@@ -376,6 +406,18 @@ mod tests {
             get("/latest/meta-data/tenant-id", &token, Some(&a)).body,
             "acme"
         );
+        let both = handle(
+            &req(
+                "GET",
+                "/latest/meta-data/tenant-id",
+                &[(TOKEN_HEADER, &token), ("x-aws-ec2-metadata-token", "x")],
+            ),
+            Some(&a),
+            &key,
+            120,
+            6,
+        );
+        assert_eq!(both.status, 400);
         assert_eq!(
             get("/latest/meta-data/local-ipv4", &token, Some(&a)).body,
             "10.200.0.2"

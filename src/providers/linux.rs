@@ -974,7 +974,8 @@ impl Builds for LinuxHost {
 
 impl Vms for LinuxHost {
     fn launch(&self, l: &super::vmm::Launch) -> HostResult<super::vmm::Running> {
-        super::vmm::launch(l, Duration::from_secs(10))
+        let tree = self.tree("launch")?;
+        super::vmm::launch(l, &tree, Duration::from_secs(10))
             .map_err(|e| HostError::new("launch the VM of", Path::new(&l.id), e))
     }
     fn stop(
@@ -985,7 +986,8 @@ impl Vms for LinuxHost {
         api_sock: &Path,
         grace: Duration,
     ) -> HostResult {
-        super::vmm::stop(r, uid, cgroup, api_sock, grace)
+        let tree = self.tree("stop")?;
+        super::vmm::stop(r, uid, cgroup, &tree, api_sock, grace)
             .map_err(|e| HostError::new("stop process", Path::new(&r.pid.to_string()), e))
     }
     fn find(

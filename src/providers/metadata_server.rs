@@ -5,7 +5,9 @@
 //! cross-checked with the peer address the L2 guard pinned to that tap —
 //! and answered by `net::metadata::handle`, over hyper's HTTP/1.1 (one
 //! request per connection). Replies leave with IP TTL 1; heads are capped,
-//! bodies refused; each tenant is rate-limited. Tenants are read
+//! bodies refused; each peer is rate-limited before its request is
+//! read, and capped in connections and log lines. An accept that fails
+//! (out of fds, say) is waited out, never fatal. Tenants are read
 //! from the state dir (records, and the applied desired state for who has
 //! `metadata: true`), so a reconcile's changes are seen without a restart.
 
@@ -19,6 +21,17 @@ use std::time::{Duration, Instant};
 
 /// The largest request head accepted (request line and headers).
 pub const HEAD_CAP: usize = 8 * 1024;
+/// Connections one peer may hold open at once; past it a new one is
+/// closed at once, unread.
+pub const PEER_CONNECTIONS: usize = 16;
+/// Connections the service holds open at most (fewer where its fd limit
+/// is low: it keeps 64 fds spare).
+pub const TOTAL_CONNECTIONS: usize = 1024;
+/// Log lines one peer may cause per [`LOG_WINDOW`].
+pub const PEER_LOG_LINES: u32 = 20;
+pub const LOG_WINDOW: Duration = Duration::from_secs(10);
+/// The log's default size cap.
+pub const LOG_MAX_BYTES: u64 = 64 << 20;
 /// Where the service listens and reads its tenants, and how fast each
 /// tenant may ask.
 #[derive(Debug, Clone)]
@@ -26,7 +39,13 @@ pub struct Config {
     pub listen: SocketAddr,
     pub state_dir: PathBuf,
     pub limit: RateLimit,
+    /// The most bytes stderr (the log) may hold.
+    pub log_max_bytes: u64,
 }
+
+/// Who is asking, before anything is read: the socket's mark and the
+/// peer address (together a tenant's tap and its pinned address).
+type PeerKey = (u32, IpAddr);
 
 /// The request as the pure handler sees it, or why it is refused (400):
 /// a header repeated (which copy would count?) or not UTF-8. Header names
@@ -123,9 +142,90 @@ struct State {
     key: [u8; 32],
     /// Tenants by mark, re-read at most once a second.
     cache: Mutex<(Instant, HashMap<u32, Tenant>)>,
-    /// Token buckets by tenant: (tokens, last refill, refusing now).
-    buckets: Mutex<HashMap<String, (f64, Instant, bool)>>,
+    /// Token buckets by peer: (tokens, last refill, refusing now).
+    buckets: Mutex<HashMap<PeerKey, (f64, Instant, bool)>>,
     nonce: std::sync::atomic::AtomicU64,
+    /// Open connections by peer, and in all.
+    open: Mutex<(HashMap<PeerKey, usize>, usize)>,
+    total_cap: usize,
+    log: Log,
+}
+
+/// One open connection, counted until dropped.
+struct Held {
+    state: Arc<State>,
+    key: PeerKey,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut o = self.state.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = o.0.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                o.0.remove(&self.key);
+            }
+        }
+        o.1 = o.1.saturating_sub(1);
+    }
+}
+
+/// The service's log (its stderr): at most [`PEER_LOG_LINES`] lines per
+/// peer per [`LOG_WINDOW`] (then one line saying the rest are dropped),
+/// and never more than `max_bytes` on disk — past it the file is emptied
+/// and goes on with a line saying so.
+struct Log {
+    max_bytes: u64,
+    peers: Mutex<HashMap<PeerKey, (Instant, u32)>>,
+}
+
+impl Log {
+    fn write(&self, key: PeerKey, line: &str) {
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if peers.len() > 4096 {
+            peers.retain(|_, (start, _)| now.duration_since(*start) < LOG_WINDOW);
+        }
+        let (start, count) = peers.entry(key).or_insert((now, 0));
+        if now.duration_since(*start) >= LOG_WINDOW {
+            *start = now;
+            *count = 0;
+        }
+        *count += 1;
+        let stamp = jiff::Timestamp::now();
+        let text = match (*count).cmp(&(PEER_LOG_LINES + 1)) {
+            std::cmp::Ordering::Less => format!("{stamp} {line}\n"),
+            std::cmp::Ordering::Equal => format!(
+                "{stamp} {} mark={:#x}: more than {PEER_LOG_LINES} lines in {} s; the rest of this window is not logged\n",
+                key.1,
+                key.0,
+                LOG_WINDOW.as_secs()
+            ),
+            std::cmp::Ordering::Greater => return,
+        };
+        // Still under the lock: one writer sizes and truncates at a time.
+        self.append(&text);
+    }
+
+    fn append(&self, text: &str) {
+        use std::io::Write;
+        let err = std::io::stderr();
+        let size = nix::sys::stat::fstat(err.as_fd()).map_or(0, |st| st.st_size.max(0) as u64);
+        let mut out = err.lock();
+        if size + text.len() as u64 > self.max_bytes {
+            // Emptied, and written from the start again (a file opened
+            // without O_APPEND keeps its offset otherwise).
+            let _ = nix::unistd::ftruncate(out.as_fd(), 0);
+            let _ = nix::unistd::lseek(out.as_fd(), 0, nix::unistd::Whence::SeekSet);
+            let _ = writeln!(
+                out,
+                "{} the log reached its cap of {} bytes and was emptied; earlier lines are gone",
+                jiff::Timestamp::now(),
+                self.max_bytes
+            );
+        }
+        let _ = out.write_all(text.as_bytes());
+    }
 }
 
 impl State {
@@ -138,16 +238,21 @@ impl State {
         (IpAddr::V4(t.ip) == peer).then(|| t.clone())
     }
 
-    /// `Ok` when `tenant` may make one more request; else `Err(first)`,
+    /// `Ok` when `peer` may make one more request; else `Err(first)`,
     /// `first` for the first refusal since it was last allowed.
-    fn allow(&self, tenant: &str) -> Result<(), bool> {
+    fn allow(&self, peer: PeerKey) -> Result<(), bool> {
         let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         let (rate, burst) = (
             f64::from(self.config.limit.per_sec),
             f64::from(self.config.limit.burst),
         );
-        let (tokens, last, refusing) = b.entry(tenant.to_string()).or_insert((burst, now, false));
+        if b.len() > 4096 {
+            // Peers idle long enough to be full again are forgotten.
+            let full = Duration::from_secs_f64(burst / rate.max(1.0));
+            b.retain(|_, (_, last, _)| now.duration_since(*last) < full);
+        }
+        let (tokens, last, refusing) = b.entry(peer).or_insert((burst, now, false));
         *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(burst);
         *last = now;
         if *tokens >= 1.0 {
@@ -162,13 +267,72 @@ impl State {
     }
 }
 
+/// Counts a new connection of `key`, or `None` when the peer or the
+/// service holds as many as it may.
+fn hold(state: &Arc<State>, key: PeerKey) -> Option<Held> {
+    let mut o = state.open.lock().unwrap_or_else(|p| p.into_inner());
+    let mine = o.0.get(&key).copied().unwrap_or(0);
+    if mine >= PEER_CONNECTIONS || o.1 >= state.total_cap {
+        return None;
+    }
+    *o.0.entry(key).or_insert(0) += 1;
+    o.1 += 1;
+    Some(Held {
+        state: state.clone(),
+        key,
+    })
+}
+
 /// One connection, one request (no keep-alive), through hyper with its
-/// head capped at [`HEAD_CAP`] (larger: 431) and 5 s to send it.
-async fn serve_one(state: Arc<State>, sock: tokio::net::TcpStream, peer: SocketAddr) {
+/// head capped at [`HEAD_CAP`] (larger: 431) and 5 s to send it — after
+/// the peer's connection cap and rate limit, which apply before anything
+/// is read: a refused or malformed request costs as much as any.
+async fn serve_one(state: Arc<State>, mut sock: tokio::net::TcpStream, peer: SocketAddr) {
     use nix::sys::socket::{getsockopt, setsockopt, sockopt};
     // Replies must not be forwarded beyond the tap.
     let _ = setsockopt(&sock.as_fd(), sockopt::Ipv4Ttl, &1);
     let mark = getsockopt(&sock.as_fd(), sockopt::Mark).unwrap_or(0);
+    let key = (mark, peer.ip());
+    let Some(_held) = hold(&state, key) else {
+        return;
+    };
+    if let Err(first) = state.allow(key) {
+        if first {
+            let tenant = (mark != 0).then(|| state.tenant(mark, peer.ip())).flatten();
+            if let Some(line) = metadata::log_line(
+                peer.ip(),
+                mark,
+                tenant.as_ref().map(|t| t.id.as_str()),
+                None,
+                429,
+                true,
+            ) {
+                state.log.write(key, &line);
+            }
+        }
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            sock.write_all(
+                b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: text/plain\r\ncontent-length: 10\r\nconnection: close\r\n\r\nslow down\n",
+            )
+            .await?;
+            sock.shutdown().await?;
+            // What the peer sent is read and dropped (at most a head's
+            // worth): closing with it unread would reset the connection
+            // before the peer reads the 429.
+            let mut sink = [0u8; HEAD_CAP];
+            let mut left = HEAD_CAP;
+            while left > 0 {
+                match sock.read(&mut sink[..left]).await? {
+                    0 => break,
+                    n => left -= n,
+                }
+            }
+            std::io::Result::Ok(())
+        })
+        .await;
+        return;
+    }
     let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let state = state.clone();
         async move { Ok::<_, std::convert::Infallible>(reply(answer(&state, mark, peer.ip(), &req))) }
@@ -183,14 +347,13 @@ async fn serve_one(state: Arc<State>, sock: tokio::net::TcpStream, peer: SocketA
 }
 
 /// The answer to one request from the peer `ip` whose socket carries
-/// `mark`, and its log line.
+/// `mark` (already within its rate limit), and its log line.
 fn answer<B>(state: &State, mark: u32, ip: IpAddr, req: &hyper::Request<B>) -> Response {
     let req = to_request(req);
     let tenant = match &req {
         Ok(_) if mark != 0 => state.tenant(mark, ip),
         _ => None,
     };
-    let mut first_refusal = false;
     let response = match &req {
         Err(why) => plain(400, why),
         Ok(r)
@@ -199,19 +362,13 @@ fn answer<B>(state: &State, mark: u32, ip: IpAddr, req: &hyper::Request<B>) -> R
         {
             plain(413, "request bodies are not accepted\n")
         }
-        Ok(req) => match tenant.as_ref().map(|t| state.allow(&t.id)) {
-            Some(Err(first)) => {
-                first_refusal = first;
-                plain(429, "slow down\n")
-            }
-            _ => {
-                let now = jiff::Timestamp::now().as_second().max(0) as u64;
-                let nonce = state
-                    .nonce
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                metadata::handle(req, tenant.as_ref(), &state.key, now, nonce)
-            }
-        },
+        Ok(req) => {
+            let now = jiff::Timestamp::now().as_second().max(0) as u64;
+            let nonce = state
+                .nonce
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            metadata::handle(req, tenant.as_ref(), &state.key, now, nonce)
+        }
     };
     if let Some(line) = metadata::log_line(
         ip,
@@ -219,9 +376,9 @@ fn answer<B>(state: &State, mark: u32, ip: IpAddr, req: &hyper::Request<B>) -> R
         tenant.as_ref().map(|t| t.id.as_str()),
         req.as_ref().ok(),
         response.status,
-        first_refusal,
+        false,
     ) {
-        eprintln!("{} {line}", jiff::Timestamp::now());
+        state.log.write((mark, ip), &line);
     }
     response
 }
@@ -458,6 +615,7 @@ pub fn run(config: Config) -> std::io::Result<()> {
         f.read_exact(&mut key)?;
         f.read_exact(&mut seed)
     })?;
+    let fd_limit = raise_fd_limit();
     let listener = std::net::TcpListener::bind(config.listen)?;
     listener.set_nonblocking(true)?;
     let threads = std::fs::read_dir("/proc/self/task")?.count();
@@ -474,12 +632,19 @@ pub fn run(config: Config) -> std::io::Result<()> {
         let _ = writeln!(out, "listening on {}", listener.local_addr()?);
         let _ = out.flush();
     }
+    let log = Log {
+        max_bytes: config.log_max_bytes,
+        peers: Mutex::new(HashMap::new()),
+    };
     let state = Arc::new(State {
         config,
         key,
         cache: Mutex::new((Instant::now() - Duration::from_secs(10), HashMap::new())),
         buckets: Mutex::new(HashMap::new()),
         nonce: std::sync::atomic::AtomicU64::new(u64::from_ne_bytes(seed)),
+        open: Mutex::new((HashMap::new(), 0)),
+        total_cap: total_cap(fd_limit),
+        log,
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -487,11 +652,48 @@ pub fn run(config: Config) -> std::io::Result<()> {
         .build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
+        let mut pause = Duration::from_millis(10);
         loop {
-            let (sock, peer) = listener.accept().await?;
-            tokio::spawn(serve_one(state.clone(), sock, peer));
+            match listener.accept().await {
+                Ok((sock, peer)) => {
+                    pause = Duration::from_millis(10);
+                    tokio::spawn(serve_one(state.clone(), sock, peer));
+                }
+                // Out of fds or memory, a connection reset before it was
+                // accepted: every tenant keeps its service; wait, retry.
+                Err(e) => {
+                    state.log.append(&format!(
+                        "{} accept failed ({e}); retrying in {} ms\n",
+                        jiff::Timestamp::now(),
+                        pause.as_millis()
+                    ));
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+            }
         }
     })
+}
+
+/// Raises the soft fd limit to the hard one (no privilege needed) and
+/// returns it.
+fn raise_fd_limit() -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) => {
+            if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+                hard
+            } else {
+                soft
+            }
+        }
+        Err(_) => 1024,
+    }
+}
+
+/// How many connections to hold at most under the fd limit `fds`.
+fn total_cap(fds: u64) -> usize {
+    (fds.saturating_sub(64) as usize).clamp(PEER_CONNECTIONS, TOTAL_CONNECTIONS)
 }
 
 #[cfg(test)]

@@ -2,7 +2,15 @@
 //! (HTTP over the jailed Unix socket), and stopping it — only after
 //! checking that the pid still is that process (start time, uid), never on
 //! the strength of a pid alone.
+//!
+//! The API socket lives in the jail, which the tenant's Firecracker owns:
+//! it can put a link to another tenant's jail where `run/` was. So the
+//! socket's directory is opened by fd below the state dir (no link, no
+//! mount), the socket itself must be a socket, and whoever answers must be
+//! the VM's own process (`SO_PEERCRED`: its pid and uid) — otherwise
+//! nothing is sent.
 
+use super::beneath::{self, Tree};
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -93,7 +101,7 @@ pub fn firecracker_args(l: &Launch) -> Vec<String> {
 
 /// Starts the VM detached from mvm (its own session, stdio on /dev/null),
 /// so it outlives this process; waits until its API answers.
-pub fn launch(l: &Launch, wait: Duration) -> io::Result<Running> {
+pub fn launch(l: &Launch, tree: &Tree, wait: Duration) -> io::Result<Running> {
     let (program, args) = match &l.jailer {
         Some(j) => (j.clone(), jailer_args(l)),
         // The jailer passes `--id` on; without it, mvm does, so the probe
@@ -169,7 +177,17 @@ pub fn launch(l: &Launch, wait: Duration) -> io::Result<Running> {
                 program.display()
             )));
         }
-        if api_get(&l.api_sock_host, Duration::from_millis(200)).is_ok() {
+        // The jailer execs Firecracker in its own process; without one,
+        // Firecracker runs as mvm does.
+        let peer = Peer {
+            pid,
+            uid: if l.jailer.is_some() {
+                l.uid
+            } else {
+                nix::unistd::geteuid().as_raw()
+            },
+        };
+        if api_get(tree, &l.api_sock_host, peer, Duration::from_millis(200)).is_ok() {
             break;
         }
         if Instant::now() >= deadline {
@@ -260,6 +278,7 @@ pub fn stop(
     r: Running,
     uid: u32,
     cgroup: &str,
+    tree: &Tree,
     api_sock: &Path,
     grace: Duration,
 ) -> io::Result<()> {
@@ -268,8 +287,12 @@ pub fn stop(
     if !is_same(r, uid) || !in_cgroup(r.pid, cgroup) {
         return Ok(());
     }
+    // Through the socket only if the VM itself answers it; a link to
+    // another VM's is refused, and SIGKILL below ends this one anyway.
     let _ = api_put(
+        tree,
         api_sock,
+        Peer { pid: r.pid, uid },
         "/actions",
         r#"{"action_type": "SendCtrlAltDel"}"#,
         Duration::from_millis(500),
@@ -314,8 +337,65 @@ fn reap(pid: u32) {
     );
 }
 
-fn request(sock: &Path, req: &str, timeout: Duration) -> io::Result<(u16, String)> {
-    let mut s = UnixStream::connect(sock)?;
+/// The process that must be at the other end of a VM's API socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    pub pid: u32,
+    pub uid: u32,
+}
+
+/// Connects to the API socket `sock` (below `tree`) of the VM `peer`: its
+/// directory opened by fd (a link or mount in the path is refused), the
+/// entry a socket (not a link), and the listening end that VM's process.
+pub fn connect_api(tree: &Tree, sock: &Path, peer: Peer) -> io::Result<UnixStream> {
+    let rel = tree.rel(sock)?;
+    let (dir, name) = tree.parent(rel)?;
+    use nix::sys::stat::SFlag;
+    match beneath::stat_at(&dir, name, sock)? {
+        Some(st) if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFSOCK => {}
+        Some(_) => {
+            return Err(io::Error::other(format!(
+                "refusing {}: not a socket (a link or a file is in its place)",
+                sock.display()
+            )));
+        }
+        None => {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{}: no socket there", sock.display()),
+            ));
+        }
+    }
+    // Connected through the verified directory fd: nothing above the
+    // socket is resolved by path again.
+    use std::os::fd::AsRawFd;
+    let via = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd())).join(name);
+    let s = UnixStream::connect(&via)?;
+    // The socket could still have been swapped for a link between the
+    // check and the connect: who answers decides.
+    let cred = nix::sys::socket::getsockopt(&s, nix::sys::socket::sockopt::PeerCredentials)
+        .map_err(io::Error::from)?;
+    if cred.pid() as u32 != peer.pid || cred.uid() != peer.uid {
+        return Err(io::Error::other(format!(
+            "refusing {}: it is answered by pid {} (uid {}), not the VM's process {} (uid {})",
+            sock.display(),
+            cred.pid(),
+            cred.uid(),
+            peer.pid,
+            peer.uid
+        )));
+    }
+    Ok(s)
+}
+
+fn request(
+    tree: &Tree,
+    sock: &Path,
+    peer: Peer,
+    req: &str,
+    timeout: Duration,
+) -> io::Result<(u16, String)> {
+    let mut s = connect_api(tree, sock, peer)?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
     s.write_all(req.as_bytes())?;
@@ -358,9 +438,16 @@ fn position(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// `GET /`: the instance's id and state.
-pub fn api_get(sock: &Path, timeout: Duration) -> io::Result<serde_json::Value> {
+pub fn api_get(
+    tree: &Tree,
+    sock: &Path,
+    peer: Peer,
+    timeout: Duration,
+) -> io::Result<serde_json::Value> {
     let (status, body) = request(
+        tree,
         sock,
+        peer,
         "GET / HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n\r\n",
         timeout,
     )?;
@@ -372,13 +459,17 @@ pub fn api_get(sock: &Path, timeout: Duration) -> io::Result<serde_json::Value> 
 
 /// A `PUT` with a JSON body; its status and body.
 pub fn api_put(
+    tree: &Tree,
     sock: &Path,
+    peer: Peer,
     path: &str,
     body: &str,
     timeout: Duration,
 ) -> io::Result<(u16, String)> {
     request(
+        tree,
         sock,
+        peer,
         &format!(
             "PUT {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()

@@ -22,7 +22,8 @@ cat > "$state/desired.json" <<JSON
  {"tenant_id": "ma", "metadata": true}, {"tenant_id": "mb", "metadata": true}, {"tenant_id": "mc", "metadata": false}
 ]}
 JSON
-"$mvm" --config "$work/node.toml" metadata serve > "$work/serve.log" 2>&1 &
+# The common 1024-fd limit, which ~1000 held connections once exhausted.
+(ulimit -n 1024; exec "$mvm" --config "$work/node.toml" metadata serve > "$work/serve.log" 2>&1) &
 serve=$!
 trap 'kill $serve 2>/dev/null || true; chattr -R -a "$work" 2>/dev/null || true' EXIT
 client() {
@@ -91,3 +92,87 @@ echo "ok: X-Forwarded-For, bad TTLs and methods refused; unknown paths 404; a te
 grep -q "$token" "$work/serve.log" && fail "the service logged a token"
 ss -ltn | matches "169.254.169.254" && fail "169.254.169.254 is bound on the host"
 echo "ok: no token in the service's output; 169.254.169.254 never bound"
+
+# hold N MARK SRC SECONDS: N connections from SRC with MARK held open for
+# SECONDS; prints how many the service left open.
+hold() {
+  python3 - "$@" <<'PY'
+import resource, socket, sys, time
+n, mark, src, secs = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, n + 64)), hard))
+held = []
+for _ in range(n):
+    s = socket.socket(); s.settimeout(0.5)
+    s.setsockopt(socket.SOL_SOCKET, 36, mark)
+    s.bind((src, 0))
+    try:
+        s.connect(("10.200.0.1", 8775)); held.append(s)
+    except OSError:
+        s.close()
+print("ready", flush=True)
+time.sleep(secs)
+still = 0
+for s in held:
+    s.setblocking(False)
+    try:
+        still += s.recv(1, socket.MSG_PEEK) != b""
+    except BlockingIOError:
+        still += 1
+    except OSError:
+        pass
+print(f"open={still}", flush=True)
+PY
+}
+# 1,100 connections held by one guest: the service keeps at most 16 of
+# them, never runs out of fds, and answers another tenant meanwhile.
+hold 1100 100000 10.200.0.2 4 > "$work/held" 2>&1 &
+holder=$!
+for _ in $(seq 100); do grep -q ready "$work/held" && break; sleep 0.1; done
+[ "$(status 100001 10.200.0.3 PUT /latest/api/token "X-metadata-token-ttl-seconds: 60")" = 200 ] || { cat "$work/serve.log"; fail "mb was not answered while ma held 1,100 connections"; }
+wait "$holder"
+kill -0 "$serve" 2>/dev/null || { tail "$work/serve.log"; fail "the service died of held connections"; }
+open=$(grep -o 'open=[0-9]*' "$work/held" | cut -d= -f2)
+[ "$open" -le 16 ] || fail "ma kept $open connections open (at most 16)"
+[ "$(status 100000 10.200.0.2 PUT /latest/api/token "X-metadata-token-ttl-seconds: 60")" = 200 ] || fail "ma is not answered once it let go"
+echo "ok: 1,100 held connections from one guest: at most 16 kept, the service survives and answers the others"
+
+# A flood of refused requests (bodies: 413) costs a peer its rate limit
+# and logs at most 20 lines per 10 s, plus one saying the rest are not.
+before=$(grep -c " 10.200.0.2 mark=" "$work/serve.log" || true)
+flood=$(python3 <<'PY'
+import socket, collections
+seen = collections.Counter()
+for _ in range(2000):
+    s = socket.socket(); s.settimeout(2)
+    s.setsockopt(socket.SOL_SOCKET, 36, 100000)
+    s.bind(("10.200.0.2", 0)); s.connect(("10.200.0.1", 8775))
+    s.sendall(b"PUT /latest/api/token HTTP/1.1\r\nX-metadata-token-ttl-seconds: 60\r\nContent-Length: 5\r\n\r\nhello")
+    data = b""
+    try:
+        while chunk := s.recv(4096):
+            data += chunk
+    except OSError:
+        pass
+    seen[data.split(b" ")[1].decode() if data else "none"] += 1
+print(dict(seen))
+PY
+)
+grep -q "'429'" <<< "$flood" || fail "refused requests bypass the rate limit: $flood"
+after=$(grep -c " 10.200.0.2 mark=" "$work/serve.log" || true)
+[ $((after - before)) -le 44 ] || fail "2,000 refused requests made $((after - before)) log lines"
+grep -q "the rest of this window is not logged" "$work/serve.log" || fail "the log cap is not said"
+echo "ok: refused requests are rate-limited before they are read; a peer's log lines are capped"
+
+# The log never grows past its cap: emptied, with a line saying so.
+kill "$serve"; wait "$serve" 2>/dev/null || true
+"$mvm" --config "$work/node.toml" metadata serve --log-max-bytes 4096 > "$work/serve2.log" 2>&1 &
+serve=$!
+for _ in $(seq 50); do client 0 10.200.0.1 GET / > /dev/null 2>&1 && break; sleep 0.1; done
+for src in 100000:10.200.0.2 100001:10.200.0.3 100002:10.200.0.4; do
+  for _ in $(seq 25); do status "${src%%:*}" "${src#*:}" PUT /latest/api/token > /dev/null || true; done
+done
+size=$(stat -c %s "$work/serve2.log")
+[ "$size" -le 4096 ] || fail "the log is $size bytes, over its 4096-byte cap"
+grep -q "reached its cap of 4096 bytes and was emptied" "$work/serve2.log" || { cat "$work/serve2.log"; fail "the emptying is not said"; }
+echo "ok: the log stays under its size cap"
