@@ -106,6 +106,47 @@ fn hand_edited_saved_plans_are_refused() {
             "path is \"../../x\"",
         ),
         (
+            "nft ip a free address that is not the tenant's",
+            |v| {
+                let a = &mut change(v, "tenant.acme.nft")["after"];
+                a["ip"] = json!("10.200.0.99");
+                a["elements"] = json!(mvm::net::ruleset::tenant_element_lines(
+                    a["tap"].as_str().unwrap(),
+                    a["mac"].as_str().unwrap().parse().unwrap(),
+                    "10.200.0.99".parse().unwrap(),
+                    a["mark"].as_u64().unwrap() as u32,
+                    a["metadata"].as_bool().unwrap(),
+                    a["ssh_from_gateway"].as_bool().unwrap(),
+                ));
+            },
+            "tenant.acme.nft: ip 10.200.0.99 is not tenant acme's (10.200.0.10)",
+        ),
+        (
+            "nft mark a free uid that is not the tenant's",
+            |v| {
+                let a = &mut change(v, "tenant.acme.nft")["after"];
+                a["mark"] = json!(100050);
+                a["elements"] = json!(mvm::net::ruleset::tenant_element_lines(
+                    a["tap"].as_str().unwrap(),
+                    a["mac"].as_str().unwrap().parse().unwrap(),
+                    a["ip"].as_str().unwrap().parse().unwrap(),
+                    100050,
+                    a["metadata"].as_bool().unwrap(),
+                    a["ssh_from_gateway"].as_bool().unwrap(),
+                ));
+            },
+            "uid 100050 is not tenant acme's",
+        ),
+        (
+            "tap neighbour a free address",
+            |v| {
+                let a = &mut change(v, "tenant.acme.tap")["after"];
+                let mac = a["fdb"].as_str().unwrap().to_string();
+                a["neighbour"] = json!(format!("10.200.0.99 {mac}"));
+            },
+            "tenant.acme.tap: ip 10.200.0.99 is not tenant acme's",
+        ),
+        (
             "unknown format version",
             |v| v["format_version"] = json!("2.0"),
             "format_version \"2.0\"",

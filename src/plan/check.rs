@@ -63,6 +63,7 @@ pub fn saved(plan: &Plan, node: &NodeConfig, observed: &Observed) -> Result<(), 
             }
         }
     }
+    identities(plan, observed)?;
     // Tenants the plan keeps as they are hold their values too.
     for kept in &plan.kept_tenants {
         let Some(obs) = observed.tenants.get(&kept.tenant_id) else {
@@ -80,6 +81,65 @@ pub fn saved(plan: &Plan, node: &NodeConfig, observed: &Observed) -> Result<(), 
                 if let Some(v) = attrs.get(*attr).filter(|v| !v.is_null()) {
                     claim(kind.word(), attr, v.to_string(), kept.tenant_id.to_string())?;
                 }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every identity fact (uid, gid, IP, MAC) a change carries is its
+/// tenant's: the one the plan makes for it (the kind that defines
+/// identities), else the one its record has. A hand-edited plan cannot
+/// point a tenant's tap, rules or VM at another address, even a free one.
+fn identities(plan: &Plan, observed: &Observed) -> Result<(), String> {
+    use std::collections::BTreeMap;
+    let mut planned: HashMap<&crate::spec::types::TenantId, BTreeMap<&str, String>> =
+        HashMap::new();
+    for c in &plan.resource_changes {
+        let (Some(after), Some(id)) = (&c.after, c.address.tenant()) else {
+            continue;
+        };
+        let kind = c.address.kind().get();
+        if kind.defines_identity() {
+            planned.insert(
+                id,
+                kind.identity_of(&c.address, after).into_iter().collect(),
+            );
+        }
+    }
+    for c in &plan.resource_changes {
+        let (Some(after), Some(id)) = (&c.after, c.address.tenant()) else {
+            continue;
+        };
+        let kind = c.address.kind().get();
+        let claims = kind.identity_of(&c.address, after);
+        if kind.defines_identity() || claims.is_empty() {
+            continue;
+        }
+        let want: BTreeMap<&str, String> = match planned.get(id) {
+            Some(p) => p.clone(),
+            None => match observed.tenants.get(id).and_then(|t| t.record.as_ref()) {
+                Some(r) => BTreeMap::from([
+                    ("uid", r.uid.to_string()),
+                    ("gid", r.gid.to_string()),
+                    ("ip", r.ip.to_string()),
+                    ("mac", r.mac.to_string()),
+                ]),
+                None => {
+                    return Err(format!(
+                        "{}: tenant {id} has no record and the plan makes none, so its identity is unknown",
+                        c.address
+                    ));
+                }
+            },
+        };
+        for (fact, value) in claims {
+            if want.get(fact) != Some(&value) {
+                return Err(format!(
+                    "{}: {fact} {value} is not tenant {id}'s ({}); a tenant's network and processes use its own identity only",
+                    c.address,
+                    want.get(fact).map_or("none", String::as_str)
+                ));
             }
         }
     }

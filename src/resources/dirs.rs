@@ -53,6 +53,8 @@ impl Resource for Dirs {
     /// destroys a tenant's files.
     const ADOPTS_UNKNOWN_PRIOR: bool = true;
     const UNIQUE: &'static [&'static str] = &["uid", "ip", "mac"];
+    /// The tenant's tree and record: where its identity is planned.
+    const DEFINES_IDENTITY: bool = true;
 
     fn depends_on(&self, _: Option<&TenantSpec>) -> &'static [Dep] {
         &[]
@@ -156,6 +158,15 @@ impl Resource for Dirs {
 
     fn provider(&self) -> Option<&dyn Provider<DirsAttrs>> {
         Some(self)
+    }
+
+    fn identity(&self, a: &DirsAttrs) -> Vec<(&'static str, String)> {
+        vec![
+            ("uid", a.uid.to_string()),
+            ("gid", a.gid.to_string()),
+            ("ip", a.ip.to_string()),
+            ("mac", a.mac.to_string()),
+        ]
     }
 
     fn check(&self, ctx: &Ctx, id: Option<&TenantId>, a: &DirsAttrs) -> Result<(), String> {

@@ -89,6 +89,10 @@ impl Resource for Jail {
         Some(self)
     }
 
+    fn identity(&self, a: &JailAttrs) -> Vec<(&'static str, String)> {
+        vec![("uid", a.uid.to_string()), ("gid", a.gid.to_string())]
+    }
+
     fn check(&self, ctx: &Ctx, id: Option<&TenantId>, a: &JailAttrs) -> Result<(), String> {
         let id = id.ok_or("not a tenant address")?;
         let base = ctx.layout.jail(id).display().to_string();

@@ -207,6 +207,9 @@ pub trait Resource: Sync + 'static {
     /// Attributes no two tenants may share (a uid, an IP): a saved plan
     /// that gives two tenants the same value is refused.
     const UNIQUE: &'static [&'static str] = &[];
+    /// Whether these attributes are where a tenant's identity (uid, gid,
+    /// IP, MAC) is planned: the identity every other kind's must match.
+    const DEFINES_IDENTITY: bool = false;
 
     /// What it depends on; `spec` is the tenant's (`None` for node kinds
     /// and for tenants being pruned).
@@ -278,6 +281,14 @@ pub trait Resource: Sync + 'static {
         _after: &Self::Attrs,
     ) -> Result<(), String> {
         Ok(())
+    }
+    /// The tenant's identity as these attributes carry it, by fact
+    /// (`"uid"`, `"gid"`, `"ip"`, `"mac"`). A saved plan is refused unless
+    /// each equals the tenant's identity: the record's, or the planned one
+    /// where the plan makes it (the kind with `DEFINES_IDENTITY`) — a free
+    /// address in range is not enough, it must be the tenant's own.
+    fn identity(&self, _a: &Self::Attrs) -> Vec<(&'static str, String)> {
+        Vec::new()
     }
 }
 
@@ -410,6 +421,9 @@ pub trait Kind: Sync {
     ) -> Result<(), StepError>;
     /// Decodes planned attributes and checks them (`Resource::check`).
     fn check(&self, ctx: &Ctx, addr: &ResourceAddr, after: &Attrs) -> Result<(), String>;
+    /// `Resource::identity` of attributes (empty when they do not decode).
+    fn identity_of(&self, addr: &ResourceAddr, attrs: &Attrs) -> Vec<(&'static str, String)>;
+    fn defines_identity(&self) -> bool;
     /// What the audit record of deleting it carries (from the attributes
     /// it had), empty when they do not decode.
     fn audit_of(&self, addr: &ResourceAddr, attrs: &Attrs) -> AuditDetails;
@@ -513,6 +527,14 @@ impl<R: Resource> Kind for R {
         decode::<R::Attrs>(addr, attrs)
             .map(|a| self.audit(&a))
             .unwrap_or_default()
+    }
+    fn identity_of(&self, addr: &ResourceAddr, attrs: &Attrs) -> Vec<(&'static str, String)> {
+        decode::<R::Attrs>(addr, attrs)
+            .map(|a| self.identity(&a))
+            .unwrap_or_default()
+    }
+    fn defines_identity(&self) -> bool {
+        R::DEFINES_IDENTITY
     }
 }
 

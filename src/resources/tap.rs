@@ -182,6 +182,21 @@ impl Resource for Tap {
         Some(self)
     }
 
+    fn identity(&self, a: &TapAttrs) -> Vec<(&'static str, String)> {
+        let mut out = vec![("mac", a.fdb.clone())];
+        out.extend(a.owner.map(|u| ("uid", u.to_string())));
+        out.extend(a.group.map(|g| ("gid", g.to_string())));
+        out.extend(
+            a.neighbour
+                .as_deref()
+                .and_then(parse_neighbour)
+                .map(|(ip, mac)| [("ip", ip.to_string()), ("mac", mac.to_string())])
+                .into_iter()
+                .flatten(),
+        );
+        out
+    }
+
     fn check(&self, ctx: &Ctx, id: Option<&TenantId>, a: &TapAttrs) -> Result<(), String> {
         let id = id.ok_or("not a tenant address")?;
         if a.name != id.tap_name() {

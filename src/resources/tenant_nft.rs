@@ -119,6 +119,15 @@ impl Resource for TenantNft {
         Some(self)
     }
 
+    /// The mark is the tenant's uid.
+    fn identity(&self, a: &TenantNftAttrs) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        out.extend(a.ip.map(|ip| ("ip", ip.to_string())));
+        out.extend(a.mac.map(|m| ("mac", m.to_string())));
+        out.extend(a.mark.map(|m| ("uid", m.to_string())));
+        out
+    }
+
     fn check(&self, ctx: &Ctx, id: Option<&TenantId>, a: &TenantNftAttrs) -> Result<(), String> {
         let id = id.ok_or("not a tenant address")?;
         let (Some(ip), Some(mac), Some(mark)) = (a.ip, a.mac, a.mark) else {

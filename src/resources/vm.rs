@@ -445,6 +445,10 @@ impl Resource for Vm {
         Some(self)
     }
 
+    fn identity(&self, a: &VmAttrs) -> Vec<(&'static str, String)> {
+        vec![("ip", a.ip.to_string()), ("mac", a.mac.to_string())]
+    }
+
     fn check(&self, ctx: &Ctx, _: Option<&TenantId>, a: &VmAttrs) -> Result<(), String> {
         use crate::spec::desired::{DATA_MIB_MAX, MEM_MIB_MAX, MEM_MIB_MIN, VCPUS_MAX};
         crate::spec::types::check_flake_ref(&a.flake_ref).map_err(|e| format!("flake_ref {e}"))?;
