@@ -15,3 +15,4 @@ pub mod security;
 pub mod settings;
 pub mod spec;
 pub mod state;
+pub mod text;

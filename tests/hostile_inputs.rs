@@ -499,3 +499,60 @@ fn a_bridge_subnet_over_a_host_network_is_refused_naming_the_link() {
     let plan = plan_against("fixtures/desired/example.json", &v, false);
     assert_eq!(blocked(&plan, "node.bridge"), None);
 }
+
+/// A bug fixed: text mvm did not write (a name found on the host, a
+/// probe's error, a build's log tail) reached the terminal raw, so it
+/// could clear the screen, set the title and draw a fake summary. Every
+/// command that shows it escapes control characters, on a pipe and when
+/// colors are forced alike.
+#[test]
+fn control_characters_from_the_host_never_reach_the_terminal() {
+    let evil = "\u{1b}]0;owned\u{7}\u{1b}[2J\u{1b}[H\u{1b}[32mApply complete!\r";
+    let dir = tempfile::tempdir().unwrap();
+    let observed = dir.path().join("observed.json");
+    let mut v = converged();
+    v["bridge"]["ports"] = json!(["tap-acme", "tap-globex", "tap-initech", format!("x{evil}")]);
+    v["facts"]["netlink"] = json!(format!("read failed: {evil}"));
+    std::fs::write(&observed, v.to_string()).unwrap();
+    let obs = observed.to_str().unwrap();
+    for force in ["0", "1"] {
+        for args in [
+            vec![
+                "net",
+                "verify",
+                "--desired",
+                "fixtures/desired/example.json",
+                "--observed",
+                obs,
+            ],
+            vec![
+                "agent",
+                "plan",
+                "--desired",
+                "fixtures/desired/example.json",
+                "--observed",
+                obs,
+            ],
+        ] {
+            let r = common::run_cmd(common::mvm().args(&args).env("CLICOLOR_FORCE", force));
+            for (stream, text) in [("stdout", &r.stdout), ("stderr", &r.stderr)] {
+                let bad: Vec<char> = text
+                    .replace("\u{1b}[", "")
+                    .chars()
+                    .filter(|c| c.is_control() && *c != '\n' && *c != '\t')
+                    .collect();
+                assert!(bad.is_empty(), "{args:?} {stream}: {bad:?} in {text}");
+                assert!(
+                    !text.contains("\u{1b}[2J") && !text.contains("\u{1b}]0"),
+                    "{args:?} {stream}: {text}"
+                );
+            }
+            assert!(
+                r.stdout.contains("\\x1b[2J") || r.stderr.contains("\\x1b[2J"),
+                "{args:?}: the foreign text is not shown escaped: {}{}",
+                r.stdout,
+                r.stderr
+            );
+        }
+    }
+}

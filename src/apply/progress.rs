@@ -38,7 +38,8 @@ fn secs(d: Duration) -> String {
 /// The line printed when a step ends.
 pub fn finished_line(r: &StepResult) -> String {
     let (_, done, failed) = verbs(r.phase, r.action);
-    match &r.outcome {
+    // Errors quote what mvm did not write: one line, controls escaped.
+    let line = match &r.outcome {
         Outcome::Done => format!("{}: {done} after {}", r.address, secs(r.elapsed)),
         Outcome::Failed(e) => format!("{}: {failed} after {}: {e}", r.address, secs(r.elapsed)),
         Outcome::Skipped { because } => {
@@ -46,7 +47,8 @@ pub fn finished_line(r: &StepResult) -> String {
         }
         Outcome::Blocked(why) => format!("{}: Blocked: {why}", r.address),
         Outcome::Interrupted => format!("{}: Not started: interrupted", r.address),
-    }
+    };
+    crate::text::one_line(&line).into_owned()
 }
 
 /// Plain lines, for logs and pipes.

@@ -405,7 +405,11 @@ fn serve_metadata(s: &Settings, args: &ServeArgs) -> Result<ExitCode, AgentError
 }
 
 /// Writes to stdout, tolerating a closed pipe (`mvm … | head`).
+/// Every control sequence but a color (which mvm's own styling writes) is
+/// escaped on the way out, whatever text it came in: defense in depth
+/// behind the escaping where foreign text enters a message.
 pub(crate) fn write_all(mut w: impl Write, text: &str) {
+    let text = crate::text::terminal_safe(text);
     let _ = w.write_all(text.as_bytes());
     let _ = w.flush();
 }

@@ -29,9 +29,14 @@ pub fn verify(s: &Settings, args: &VerifyArgs) -> Result<ExitCode, AgentError> {
             } else {
                 red.apply_to("FAIL").to_string()
             };
+            // Checks name what the host has (link names, rules): escaped.
+            let check = crate::text::one_line(&c.check);
             match &c.detail {
-                Some(d) => out.push_str(&format!("  {mark} {} ({d})\n", c.check)),
-                None => out.push_str(&format!("  {mark} {}\n", c.check)),
+                Some(d) => out.push_str(&format!(
+                    "  {mark} {check} ({})\n",
+                    crate::text::one_line(d)
+                )),
+                None => out.push_str(&format!("  {mark} {check}\n")),
             }
         }
         let summary = format!("{} passed, {} failed.", v.passed, v.failed);

@@ -16,10 +16,13 @@ pub fn write_stdout(text: &str) {
 pub fn report(e: &AgentError, colors: bool) {
     let red = Style::new().red().bold().force_styling(colors);
     let cyan = Style::new().cyan().bold().force_styling(colors);
-    let mut out = format!("{} {e}\n", red.apply_to("error:"));
+    // Errors quote what mvm did not write (a build's log, a name found on
+    // the host): shown with control characters escaped.
+    let clean = |t: String| crate::text::escape_controls(&t).into_owned();
+    let mut out = format!("{} {}\n", red.apply_to("error:"), clean(e.to_string()));
     if let AgentError::Spec(s) = e {
         for p in s.problems() {
-            let _ = writeln!(out, "  {p}");
+            let _ = writeln!(out, "  {}", clean(p.to_string()));
         }
     }
     if let Some(h) = e.hint() {

@@ -26,7 +26,8 @@ struct Terminal<'a> {
 impl reconcile::Ui for Terminal<'_> {
     fn waiting_for_lock(&self, holder: &str) {
         eprintln!(
-            "Waiting for the node lock, held by {holder} (up to {})...",
+            "Waiting for the node lock, held by {} (up to {})...",
+            crate::text::one_line(holder),
             self.lock_timeout
         );
     }
@@ -42,7 +43,7 @@ impl reconcile::Ui for Terminal<'_> {
             let text: String = plan
                 .warnings
                 .iter()
-                .map(|w| format!("warning: {w}\n"))
+                .map(|w| format!("warning: {}\n", crate::text::one_line(w)))
                 .collect();
             super::write_all(std::io::stderr().lock(), &text);
         }
@@ -220,10 +221,16 @@ fn summary(r: &Report, colors: bool) -> String {
         let mut rows: Vec<(&str, String, String)> = Vec::new();
         for s in &r.steps {
             match &s.outcome {
-                StepOutcome::Failed(e) => rows.push(("failed:", s.address.to_string(), e.clone())),
-                StepOutcome::Blocked(why) => {
-                    rows.push(("blocked:", s.address.to_string(), why.clone()))
-                }
+                StepOutcome::Failed(e) => rows.push((
+                    "failed:",
+                    s.address.to_string(),
+                    crate::text::one_line(e).into_owned(),
+                )),
+                StepOutcome::Blocked(why) => rows.push((
+                    "blocked:",
+                    s.address.to_string(),
+                    crate::text::one_line(why).into_owned(),
+                )),
                 StepOutcome::Skipped { because } => rows.push((
                     "skipped:",
                     s.address.to_string(),

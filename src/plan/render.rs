@@ -55,6 +55,8 @@ pub fn render(plan: &Plan, colors: bool) -> String {
     let p = Palette::new(colors);
     let mut out = String::new();
     for w in &plan.warnings {
+        // Warnings quote what the probes found (names, errors): escaped.
+        let w = crate::text::one_line(w);
         let _ = writeln!(out, "{} {w}", p.bold_yellow.apply_to("Warning:"));
     }
     if !plan.warnings.is_empty() {
@@ -176,8 +178,10 @@ fn render_change(c: &ResourceChange, p: &Palette, out: &mut String) {
         let _ = writeln!(
             out,
             "  {}",
-            p.red
-                .apply_to(format!("# (cannot be applied on this node: {why})"))
+            p.red.apply_to(format!(
+                "# (cannot be applied on this node: {})",
+                crate::text::one_line(why)
+            ))
         );
     }
     let _ = writeln!(out, "{} {}", p.symbol(c.actions), c.address);

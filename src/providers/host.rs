@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot {action} {}: {}", path.display(), self.cause())]
+#[error("cannot {action} {}: {}", crate::text::escape_controls(&path.display().to_string()), crate::text::escape_controls(&self.cause()))]
 pub struct HostError {
     pub action: &'static str,
     pub path: PathBuf,
@@ -329,5 +329,25 @@ impl Host {
         let parent = state.parent().unwrap_or(Path::new("/"));
         let name = state.file_name().map(Path::new).unwrap_or(Path::new("."));
         self.files.ensure_dir(parent, name, 0o755, 0, 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A failed build's log tail (and a name from the host) is quoted in
+    /// the error: its control characters are shown, not obeyed.
+    #[test]
+    fn an_error_shows_foreign_control_characters_escaped() {
+        let e = HostError::other(
+            "build",
+            Path::new("/nix/\u{1b}[2Jx"),
+            "builder failed: \u{1b}]0;owned\u{7}\u{1b}[32mApply complete!",
+        );
+        let shown = e.to_string();
+        assert!(!shown.chars().any(|c| c.is_control()), "{shown}");
+        assert!(shown.contains("\\x1b[32mApply complete!"), "{shown}");
+        assert!(shown.contains("/nix/\\x1b[2Jx"), "{shown}");
     }
 }

@@ -1,0 +1,102 @@
+//! Text mvm did not write itself — a build's log, Firecracker's errors, a
+//! file or link name found on the host — shown to an operator. Control
+//! characters in it could set the terminal's title, clear the screen or
+//! draw a fake "Apply complete!", so everything such text reaches a
+//! terminal through is escaped here: each control character (C0 but
+//! newline and tab, DEL, C1) becomes a visible `\x1b`-style escape.
+//!
+//! Pure: no I/O.
+
+use std::borrow::Cow;
+
+/// `s` with every control character but `\n` and `\t` written as `\xNN`
+/// (C1 controls as `\u{NN}`), and a literal backslash left as it is.
+pub fn escape_controls(s: &str) -> Cow<'_, str> {
+    let bad = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !s.chars().any(bad) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if bad(c) {
+            let n = c as u32;
+            if n < 0x80 {
+                out.push_str(&format!("\\x{n:02x}"));
+            } else {
+                out.push_str(&format!("\\u{{{n:x}}}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// `escape_controls` with newlines escaped too: for text that must stay
+/// on one line (a progress line, a log line).
+pub fn one_line(s: &str) -> Cow<'_, str> {
+    let escaped = escape_controls(s);
+    if !escaped.contains(['\n', '\t']) {
+        return escaped;
+    }
+    Cow::Owned(escaped.replace('\n', "\\n").replace('\t', "\\t"))
+}
+
+/// `escape_controls`, but a color sequence (SGR: `ESC [ digits;… m`,
+/// what mvm's own styling writes) passes: the last filter before a
+/// terminal. Nothing else that moves the cursor, clears, sets a title or
+/// links survives it.
+pub fn terminal_safe(s: &str) -> Cow<'_, str> {
+    let bad = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !s.chars().any(bad) {
+        return Cow::Borrowed(s);
+    }
+    let bytes = s.as_bytes();
+    let mut out = String::with_capacity(s.len() + 8);
+    let mut i = 0;
+    while i < s.len() {
+        if bytes[i] == 0x1b && bytes.get(i + 1) == Some(&b'[') {
+            let params = bytes[i + 2..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit() || **b == b';')
+                .count();
+            if bytes.get(i + 2 + params) == Some(&b'm') {
+                out.push_str(&s[i..i + 3 + params]);
+                i += 3 + params;
+                continue;
+            }
+        }
+        let c = s[i..].chars().next().expect("i is on a char boundary");
+        out.push_str(&escape_controls(c.encode_utf8(&mut [0; 4])));
+        i += c.len_utf8();
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A bug fixed: a failed build's log tail reached the terminal raw —
+    /// OSC title, screen clear, cursor home and a green fake summary.
+    #[test]
+    fn terminal_escapes_are_made_visible() {
+        let evil = "\x1b]0;owned\x07\x1b[2J\x1b[H\x1b[32mApply complete!\x1b[0m\r\u{9b}31m";
+        let shown = escape_controls(evil);
+        assert!(!shown.chars().any(|c| c.is_control()), "{shown}");
+        assert_eq!(
+            shown,
+            "\\x1b]0;owned\\x07\\x1b[2J\\x1b[H\\x1b[32mApply complete!\\x1b[0m\\x0d\\u{9b}31m"
+        );
+        assert!(matches!(
+            escape_controls("plain\nline\tand ü"),
+            Cow::Borrowed(_)
+        ));
+        assert_eq!(one_line("a\nb\x1b"), "a\\nb\\x1b");
+        // Colors pass the last filter; a clear, a title or a bare ESC not.
+        assert_eq!(
+            terminal_safe("\x1b[1;31merror:\x1b[0m x\x1b[2J\x1b]0;t\x07"),
+            "\x1b[1;31merror:\x1b[0m x\\x1b[2J\\x1b]0;t\\x07"
+        );
+    }
+}
