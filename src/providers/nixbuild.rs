@@ -84,7 +84,11 @@ pub fn build_args(nix: &NixConfig, flake_ref: &str, profile: &str) -> Vec<String
 
 /// The container builder's command line: Nix inside an ephemeral,
 /// hardened container; the result leaves as an export stream on stdout.
-pub fn container_args(nix: &NixConfig, flake_ref: &str, profile: &str) -> Vec<String> {
+pub fn container_args(
+    nix: &NixConfig,
+    flake_ref: &str,
+    profile: &str,
+) -> Result<Vec<String>, String> {
     let mut a: Vec<String> = [
         "run",
         "--rm",
@@ -100,7 +104,7 @@ pub fn container_args(nix: &NixConfig, flake_ref: &str, profile: &str) -> Vec<St
     // A local flake is read from the host, read-only.
     if let Some(path) = flake_ref.strip_prefix("path:") {
         let dir = path.split(['?', '#']).next().unwrap_or(path);
-        a.push(format!("--volume={dir}:{dir}:ro"));
+        a.push(format!("--volume={}:{dir}:ro", volume_path(dir)?));
     }
     a.push(nix.container_image.clone());
     let build = build_args(nix, flake_ref, profile)
@@ -111,11 +115,83 @@ pub fn container_args(nix: &NixConfig, flake_ref: &str, profile: &str) -> Vec<St
     a.extend([
         "sh".to_string(),
         "-c".to_string(),
+        // The closure, dependencies first and the output last (what
+        // `nix-store -qR` prints): the host takes the output from what it
+        // imports, never from what the container says.
         format!(
-            "out=$(nix {build} | sed -n 's/.*\"out\":\"\\([^\"]*\\)\".*/\\1/p') && nix-store --export $(nix-store -qR \"$out\") && echo \"$out\" >&2"
+            "out=$(nix {build} | sed -n 's/.*\"out\":\"\\([^\"]*\\)\".*/\\1/p') && nix-store --export $(nix-store -qR \"$out\")"
         ),
     ]);
-    a
+    Ok(a)
+}
+
+/// A local flake's directory as a container volume source: absolute,
+/// plain, and free of what the runtime's volume syntax parses (`:`
+/// separates source, target and options, `,` options), so it mounts
+/// exactly that directory read-only and nothing else.
+fn volume_path(dir: &str) -> Result<&str, String> {
+    let plain = dir.starts_with('/')
+        && !dir.split('/').any(|c| c == ".." || c == ".")
+        && dir
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._+-@".contains(&b));
+    if plain {
+        Ok(dir)
+    } else {
+        Err(format!(
+            "refusing to mount the flake directory {dir:?} into the build container: it must be an absolute path of letters, digits and / . _ + - @ only (the runtime's volume syntax treats ':' and ',' as separators)"
+        ))
+    }
+}
+
+/// The store path a build produced, from the paths `nix-store --import`
+/// printed (one per line, the closure in the order it was exported,
+/// dependencies first): the last one, and the import must have been
+/// exactly its closure (`closure` is `nix-store -qR` of it) — a build
+/// cannot name an unrelated path that happens to be in the store.
+pub fn imported_root(
+    imported: &str,
+    closure: impl Fn(&Path) -> Result<String, String>,
+) -> Result<PathBuf, String> {
+    let paths: Vec<&str> = imported
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    for p in &paths {
+        if !is_store_path(Path::new(p)) {
+            return Err(format!(
+                "nix-store --import reported {p:?}, which is not a store path"
+            ));
+        }
+    }
+    let root = paths.last().ok_or("the build container exported nothing")?;
+    let root = PathBuf::from(root);
+    let closure = closure(&root)?;
+    let mut want: Vec<&str> = closure
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut have = paths.clone();
+    want.sort_unstable();
+    want.dedup();
+    have.sort_unstable();
+    have.dedup();
+    if want != have {
+        return Err(format!(
+            "the build container's export is not the closure of {} ({} paths imported, the closure has {})",
+            root.display(),
+            have.len(),
+            want.len()
+        ));
+    }
+    Ok(root)
+}
+
+/// `/nix/store/<name>`, nothing below it.
+fn is_store_path(p: &Path) -> bool {
+    p.starts_with("/nix/store/") && p.components().count() == 4
 }
 
 fn shell_quote(s: &str) -> String {
@@ -190,7 +266,7 @@ fn run(cmd: &mut Command, what: &str) -> Result<(Vec<u8>, Vec<u8>), String> {
 /// The flake's lock hash: the `narHash` of its locked source.
 pub fn flake_lock(nix: &NixConfig, flake_ref: &str) -> Result<String, String> {
     let (stdout, _) = if nix.builder == "container" {
-        let mut a = container_args(nix, flake_ref, "");
+        let mut a = container_args(nix, flake_ref, "")?;
         let image_at = a
             .iter()
             .position(|x| *x == nix.container_image)
@@ -220,20 +296,19 @@ pub fn flake_lock(nix: &NixConfig, flake_ref: &str) -> Result<String, String> {
 /// Builds the profile's artifact and hashes its files.
 pub fn build(nix: &NixConfig, flake_ref: &str, profile: &str) -> Result<Built, String> {
     let (out, log) = if nix.builder == "container" {
-        let args = container_args(nix, flake_ref, profile);
+        let args = container_args(nix, flake_ref, profile)?;
         check_container_args(&args)?;
         let (export, log) = run(
             Command::new(&nix.container_runtime).args(&args),
             "the build container",
         )?;
-        let store = String::from_utf8_lossy(&log)
-            .lines()
-            .last()
-            .unwrap_or("")
-            .trim()
-            .to_string();
-        import(nix, &export)?;
-        (PathBuf::from(store), log)
+        let store = nix.binary.with_file_name("nix-store");
+        let imported = import(&store, &export)?;
+        let root = imported_root(&imported, |root| {
+            run(Command::new(&store).arg("-qR").arg(root), "nix-store -qR")
+                .map(|(out, _)| String::from_utf8_lossy(&out).into_owned())
+        })?;
+        (root, log)
     } else {
         let (stdout, log) = run(
             Command::new(&nix.binary).args(build_args(nix, flake_ref, profile)),
@@ -247,7 +322,7 @@ pub fn build(nix: &NixConfig, flake_ref: &str, profile: &str) -> Result<Built, S
             .ok_or_else(|| "nix build named no output".to_string())?;
         (PathBuf::from(out), log)
     };
-    if !out.starts_with("/nix/store/") || out.components().count() != 4 {
+    if !is_store_path(&out) {
         return Err(format!(
             "the build's output {} is not a store path",
             out.display()
@@ -267,15 +342,16 @@ pub fn build(nix: &NixConfig, flake_ref: &str, profile: &str) -> Result<Built, S
     Ok(Built { out, files, log })
 }
 
-fn import(nix: &NixConfig, export: &[u8]) -> Result<(), String> {
+/// Imports an export stream; what `nix-store --import` printed (the
+/// imported paths).
+fn import(store: &Path, export: &[u8]) -> Result<String, String> {
     use std::io::Write;
-    let store = nix.binary.with_file_name("nix-store");
-    let mut child = Command::new(&store)
+    let mut child = Command::new(store)
         .arg("--import")
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
         .stdin(Stdio::piped())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot run {}: {e}", store.display()))?;
@@ -291,7 +367,7 @@ fn import(nix: &NixConfig, export: &[u8]) -> Result<(), String> {
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    Ok(())
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// The sha256 of a regular file in the store (a link or anything else is
@@ -329,7 +405,7 @@ mod tests {
 
     #[test]
     fn the_container_command_is_hardened_and_passes_its_own_check() {
-        let a = container_args(&nix(), "path:/srv/flakes/app", "minimal");
+        let a = container_args(&nix(), "path:/srv/flakes/app", "minimal").unwrap();
         check_container_args(&a).unwrap();
         for must in [
             "--rm",
@@ -349,7 +425,7 @@ mod tests {
     /// constructed command line, naming the flag.
     #[test]
     fn the_container_check_refuses_every_weakening_flag() {
-        let base = container_args(&nix(), "github:o/r", "minimal");
+        let base = container_args(&nix(), "github:o/r", "minimal").unwrap();
         for bad in [
             "--privileged",
             "--pid=host",
@@ -372,6 +448,55 @@ mod tests {
         let mut ok = base.clone();
         ok.insert(2, "--mount=type=bind,src=/srv,dst=/srv,ro".into());
         check_container_args(&ok).unwrap();
+    }
+
+    /// A bug fixed: a `path:` flake's directory reached the runtime's
+    /// volume parser as is, so `:` or `,` in it could add a target or
+    /// options (`:rw`, another mount).
+    #[test]
+    fn a_flake_path_the_volume_syntax_would_parse_is_refused() {
+        for bad in [
+            "path:/srv/a:/etc:rw",
+            "path:/srv/a,rw",
+            "path:/srv/a b",
+            "path:relative/dir",
+            "path:/srv/../etc",
+            "path:/srv/a\nb",
+        ] {
+            let e = container_args(&nix(), bad, "minimal").unwrap_err();
+            assert!(
+                e.contains("refusing to mount the flake directory"),
+                "{bad}: {e}"
+            );
+        }
+        let ok = container_args(&nix(), "path:/srv/flakes/app-1.2?dir=x", "minimal").unwrap();
+        assert!(ok.contains(&"--volume=/srv/flakes/app-1.2:/srv/flakes/app-1.2:ro".to_string()));
+    }
+
+    /// A bug fixed: the store path was what the container printed last on
+    /// stderr, so a build could claim any path already in the store. It is
+    /// now the last path the import reported, and the import must be
+    /// exactly that path's closure.
+    #[test]
+    fn the_build_output_is_what_the_import_reports() {
+        let dep = "/nix/store/aaaa-glibc";
+        let out = "/nix/store/bbbb-mvm-minimal";
+        let closure = |_: &Path| Ok(format!("{dep}\n{out}\n"));
+        let root = imported_root(&format!("{dep}\n{out}\n"), closure).unwrap();
+        assert_eq!(root, PathBuf::from(out));
+        // Something else smuggled in beside the closure.
+        let e =
+            imported_root(&format!("{dep}\n/nix/store/cccc-other\n{out}\n"), closure).unwrap_err();
+        assert!(e.contains("not the closure"), "{e}");
+        // The output's closure is not what came: the root is wrong.
+        let e = imported_root(&format!("{out}\n{dep}\n"), |p: &Path| {
+            Ok(format!("{}\n", p.display()))
+        })
+        .unwrap_err();
+        assert!(e.contains("not the closure"), "{e}");
+        for bad in ["", "/etc/passwd\n", "/nix/store/x/y\n"] {
+            assert!(imported_root(bad, closure).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
