@@ -141,6 +141,32 @@ pub trait Mounts: Send + Sync {
     /// Creates `name` in the tmpfs mounted at `dir` (if missing): `size`
     /// zero bytes, root-owned, group `gid`, mode 0640.
     fn tmpfs_file(&self, dir: &Path, name: &str, size: u64, gid: u32) -> HostResult;
+    /// Makes a VM's jail root: a tmpfs of its own on `stage.root` (an
+    /// empty directory below the state dir, never a link), bounded in
+    /// bytes and inodes — all the tenant's Firecracker can ever write
+    /// there — and in it the staged files, by fd from its root.
+    fn stage_jail(&self, stage: &JailStage) -> HostResult;
+    /// Unmounts what `stage_jail` made at `root`: the bind mounts in it,
+    /// then its tmpfs (and with it whatever the tenant wrote there).
+    /// Nothing mounted is fine.
+    fn unstage_jail(&self, root: &Path) -> HostResult;
+}
+
+/// What a VM's jail root is made of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JailStage {
+    /// `<chroot_base>/<exec>/<id>/root`.
+    pub root: PathBuf,
+    /// The jail tmpfs's size in bytes and its inode count.
+    pub size: u64,
+    pub inodes: u64,
+    /// Files bind-mounted in (`nosuid,nodev,noexec`): name in the root,
+    /// source, and whether it stays writable (the data volume).
+    pub binds: Vec<(String, PathBuf, bool)>,
+    /// Files written in: name, contents, mode (root's).
+    pub files: Vec<(String, Vec<u8>, u32)>,
+    /// Directories made in (0700, root's).
+    pub dirs: Vec<String>,
 }
 
 /// A tenant's tap as the host should have it.

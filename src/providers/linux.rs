@@ -21,8 +21,8 @@ use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown};
 
 use super::beneath::{self, Tree};
 use super::host::{
-    Builds, Cgroups, Clock, Files, Firewall, HostError, HostResult, Identity, Links, Mounts,
-    Services, TapSpec, TmpfsOptions, Vms,
+    Builds, Cgroups, Clock, Files, Firewall, HostError, HostResult, Identity, JailStage, Links,
+    Mounts, Services, TapSpec, TmpfsOptions, Vms,
 };
 use super::netlink;
 use std::os::unix::fs::OpenOptionsExt;
@@ -671,6 +671,148 @@ impl Mounts for LinuxHost {
         fchown(&f, Some(Uid::from_raw(0)), Some(Gid::from_raw(gid)))
             .and_then(|()| fchmod(&f, Mode::from_bits_truncate(0o640)))
             .map_err(|e| HostError::new("set the owner of", &path, e))
+    }
+
+    fn stage_jail(&self, stage: &JailStage) -> HostResult {
+        use nix::mount::{MsFlags, mount};
+        let root = &stage.root;
+        let (tree, rel) = self.locate("make the jail", root)?;
+        let (parent, name) = tree
+            .parent(rel)
+            .map_err(|e| HostError::new("make the jail", root, e))?;
+        if mounted_on(&parent, name) {
+            return Err(HostError::other(
+                "make the jail",
+                root,
+                "refusing: something is mounted there already (the previous jail was not removed)",
+            ));
+        }
+        let dir = mount_point(&parent, name, root)?;
+        // Exec and devices stay: the jailer copies Firecracker in and
+        // makes /dev/kvm and /dev/net/tun there. Only the size and inode
+        // count are the point: all the tenant can ever write.
+        let data = format!("size={},nr_inodes={},mode=0700", stage.size, stage.inodes);
+        let at = format!("/proc/self/fd/{}", dir.as_raw_fd());
+        mount(
+            Some("tmpfs"),
+            at.as_str(),
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID,
+            Some(data.as_str()),
+        )
+        .map_err(|e| HostError::new("mount the jail's tmpfs on", root, e))?;
+        drop(dir);
+        let top = mount_point(&parent, name, root)?;
+        if beneath::mount_of(&top).ok() == beneath::mount_of(&parent).ok() {
+            return Err(HostError::other(
+                "make the jail",
+                root,
+                "the jail's tmpfs is not there after mounting it",
+            ));
+        }
+        for d in &stage.dirs {
+            nix::sys::stat::mkdirat(&top, d.as_str(), Mode::from_bits_truncate(0o700))
+                .map_err(|e| HostError::new("create", &root.join(d), e))?;
+        }
+        for (f, bytes, mode) in &stage.files {
+            let path = root.join(f);
+            let fd = openat(
+                &top,
+                f.as_str(),
+                OFlag::O_WRONLY
+                    | OFlag::O_CREAT
+                    | OFlag::O_EXCL
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_CLOEXEC,
+                Mode::from_bits_truncate(*mode),
+            )
+            .map_err(|e| HostError::new("create", &path, e))?;
+            let mut file = std::fs::File::from(fd);
+            file.write_all(bytes)
+                .map_err(|e| HostError::new("write", &path, e))?;
+            fchmod(&file, Mode::from_bits_truncate(*mode))
+                .map_err(|e| HostError::new("set the mode of", &path, e))?;
+        }
+        for (f, src, writable) in &stage.binds {
+            let path = root.join(f);
+            let source = self.open_source(src)?;
+            let target = openat(
+                &top,
+                f.as_str(),
+                OFlag::O_RDONLY
+                    | OFlag::O_CREAT
+                    | OFlag::O_EXCL
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_CLOEXEC,
+                Mode::from_bits_truncate(0o600),
+            )
+            .map_err(|e| HostError::new("create the mount point", &path, e))?;
+            let from = format!("/proc/self/fd/{}", source.as_raw_fd());
+            let onto = format!("/proc/self/fd/{}", target.as_raw_fd());
+            mount(
+                Some(from.as_str()),
+                onto.as_str(),
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(|e| HostError::new("bind-mount onto", &path, e))?;
+            drop(target);
+            let mounted = openat(
+                &top,
+                f.as_str(),
+                OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| HostError::new("open", &path, e))?;
+            let mut flags = MsFlags::MS_BIND
+                | MsFlags::MS_REMOUNT
+                | MsFlags::MS_NOSUID
+                | MsFlags::MS_NODEV
+                | MsFlags::MS_NOEXEC;
+            if !writable {
+                flags |= MsFlags::MS_RDONLY;
+            }
+            let at = format!("/proc/self/fd/{}", mounted.as_raw_fd());
+            mount(None::<&str>, at.as_str(), None::<&str>, flags, None::<&str>)
+                .map_err(|e| HostError::new("set the flags of the bind mount on", &path, e))?;
+        }
+        Ok(())
+    }
+
+    fn unstage_jail(&self, root: &Path) -> HostResult {
+        use nix::mount::{MntFlags, umount2};
+        let (tree, rel) = self.locate("remove the jail", root)?;
+        let (parent, name) = match tree.parent(rel) {
+            Ok(p) => p,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(HostError::new("remove the jail", root, e)),
+        };
+        if !mounted_on(&parent, name) {
+            return Ok(());
+        }
+        let top = mount_point(&parent, name, root)?;
+        // The bind mounts mvm made in it (the tenant cannot mount).
+        for entry in beneath::names(&top, root).map_err(|e| HostError::new("list", root, e))? {
+            let at = PathBuf::from(format!("/proc/self/fd/{}", top.as_raw_fd())).join(&entry);
+            let mut busy = 0;
+            while mounted_on(&top, &entry) {
+                match umount2(&at, MntFlags::UMOUNT_NOFOLLOW) {
+                    Ok(()) => {}
+                    Err(Errno::EBUSY) if busy < 40 => {
+                        busy += 1;
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    Err(Errno::EBUSY) => {
+                        umount2(&at, MntFlags::UMOUNT_NOFOLLOW | MntFlags::MNT_DETACH)
+                            .map_err(|e| HostError::new("detach", &root.join(&entry), e))?;
+                    }
+                    Err(e) => return Err(HostError::new("unmount", &root.join(&entry), e)),
+                }
+            }
+        }
+        drop(top);
+        self.unmount(root)
     }
 
     fn unmount(&self, target: &Path) -> HostResult {

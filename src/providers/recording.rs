@@ -65,6 +65,10 @@ pub enum Call {
         mode: String,
     },
     Unmount(PathBuf),
+    /// A jail root made on its own tmpfs, with what was staged in it.
+    StageJail(super::host::JailStage),
+    /// A jail root's mounts removed (`path` is the root).
+    UnstageJail(PathBuf),
     /// The bridge (named by `name`) with these addresses, up.
     BridgeEnsure {
         name: PathBuf,
@@ -134,7 +138,8 @@ impl Call {
             | Call::SetAppendOnly { path, .. } => path,
             Call::Rename { from, .. } => from,
             Call::RemoveTree(p) | Call::CgroupRemove(p) | Call::CgroupRemoveIfUnused(p) => p,
-            Call::Unmount(p) => p,
+            Call::Unmount(p) | Call::UnstageJail(p) => p,
+            Call::StageJail(s) => &s.root,
             Call::CgroupCreate { dir, .. } | Call::CgroupWrite { dir, .. } => dir,
             Call::MountTmpfs { target, .. } => target,
             Call::BridgeEnsure { name, .. }
@@ -532,6 +537,45 @@ impl Vms for RecordingHost {
 }
 
 impl Mounts for RecordingHost {
+    /// The root becomes a mount; the staged files and dirs exist in it
+    /// (binds as mounts), as the real host leaves them.
+    fn stage_jail(&self, stage: &super::host::JailStage) -> HostResult {
+        let s = stage.clone();
+        self.record(Call::StageJail(stage.clone()), |m| {
+            if m.mounts.contains(&s.root) {
+                return Err(HostError::other(
+                    "make the jail",
+                    &s.root,
+                    "refusing: something is mounted there already",
+                ));
+            }
+            m.entries.insert(s.root.clone(), Entry::Dir);
+            m.mounts.insert(s.root.clone());
+            for d in &s.dirs {
+                m.entries.insert(s.root.join(d), Entry::Dir);
+            }
+            for (f, bytes, _) in &s.files {
+                m.entries.insert(s.root.join(f), Entry::File(bytes.clone()));
+            }
+            for (f, _, _) in &s.binds {
+                m.entries.insert(s.root.join(f), Entry::File(Vec::new()));
+                m.mounts.insert(s.root.join(f));
+            }
+            Ok(())
+        })
+    }
+    /// Every mount at or below the root goes, and with the tmpfs what was
+    /// in it.
+    fn unstage_jail(&self, root: &Path) -> HostResult {
+        let r = root.to_path_buf();
+        self.record(Call::UnstageJail(r.clone()), |m| {
+            if m.mounts.remove(&r) {
+                m.mounts.retain(|p| !p.starts_with(&r));
+                m.entries.retain(|p, _| !p.starts_with(&r) || *p == r);
+            }
+            Ok(())
+        })
+    }
     fn bind_ro(&self, src: &Path, dst: &Path) -> HostResult {
         let call = Call::BindRo {
             from: src.to_path_buf(),

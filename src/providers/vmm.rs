@@ -348,8 +348,7 @@ pub struct Peer {
 /// directory opened by fd (a link or mount in the path is refused), the
 /// entry a socket (not a link), and the listening end that VM's process.
 pub fn connect_api(tree: &Tree, sock: &Path, peer: Peer) -> io::Result<UnixStream> {
-    let rel = tree.rel(sock)?;
-    let (dir, name) = tree.parent(rel)?;
+    let (dir, name) = socket_dir(tree, sock)?;
     use nix::sys::stat::SFlag;
     match beneath::stat_at(&dir, name, sock)? {
         Some(st) if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFSOCK => {}
@@ -386,6 +385,40 @@ pub fn connect_api(tree: &Tree, sock: &Path, peer: Peer) -> io::Result<UnixStrea
         )));
     }
     Ok(s)
+}
+
+/// The open directory of the API socket `<root>/run/<name>` and its name.
+/// The jail root may be the jail's own tmpfs (a mount): it is entered, by
+/// fd and without following a link; below it nothing is followed or
+/// crossed.
+fn socket_dir<'a>(
+    tree: &Tree,
+    sock: &'a Path,
+) -> io::Result<(std::os::fd::OwnedFd, &'a std::ffi::OsStr)> {
+    let bad = || {
+        io::Error::other(format!(
+            "refusing {}: not <jail root>/run/<socket>",
+            sock.display()
+        ))
+    };
+    let name = sock.file_name().ok_or_else(bad)?;
+    let run = sock.parent().ok_or_else(bad)?;
+    let root = run.parent().ok_or_else(bad)?;
+    let (parent, root_name) = tree.parent(tree.rel(root)?)?;
+    let root_fd = nix::fcntl::openat(
+        &parent,
+        root_name,
+        nix::fcntl::OFlag::O_DIRECTORY
+            | nix::fcntl::OFlag::O_NOFOLLOW
+            | nix::fcntl::OFlag::O_CLOEXEC
+            | nix::fcntl::OFlag::O_RDONLY,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| io::Error::other(format!("cannot open the jail root {}: {e}", root.display())))?;
+    let mount = beneath::mount_of(&root_fd)?;
+    let run_name = run.file_name().ok_or_else(bad)?;
+    let dir = beneath::child_dir(&root_fd, run_name, run, mount)?;
+    Ok((dir, name))
 }
 
 fn request(

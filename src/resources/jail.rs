@@ -121,10 +121,13 @@ pub const STAGED: &[&str] = &[
     "filter.bpf",
 ];
 
-/// Removes the jailer's tree of a tenant (`<chroot_base>/<exec>`): what is
-/// bind-mounted in it first, then the tree, never crossing a mount.
+/// Removes the jailer's tree of a tenant (`<chroot_base>/<exec>`): the
+/// jail root's tmpfs with its bind mounts (and all the tenant wrote there),
+/// what an mvm before the tmpfs bind-mounted in the root itself, then the
+/// tree, never crossing a mount.
 pub fn clear(ctx: &ApplyCtx, id: &TenantId) -> HostResult {
     let layout = JailLayout::new(&ctx.node.state_dir, &ctx.node.firecracker.binary, id);
+    ctx.host.mounts.unstage_jail(&layout.root)?;
     for f in STAGED {
         ctx.host.mounts.unmount(&layout.root.join(f))?;
     }

@@ -13,7 +13,7 @@ use super::{
     ResolvedTenant, Resource, Scope, Subject, Unwanted,
 };
 use crate::observed::{Observed, ObservedTenant, VmProcess};
-use crate::providers::host::{HostError, HostResult};
+use crate::providers::host::{HostError, HostResult, JailStage};
 use crate::providers::vmm::{Launch, Running};
 use crate::security::audit::AuditDetails;
 use crate::spec::desired::{RunState, SeccompLevel};
@@ -580,6 +580,13 @@ fn record_revision(
 /// Size of the (empty) secrets image a tenant without secrets gets.
 const SECRETS_IMAGE: u64 = 1 << 20;
 
+/// All a tenant's Firecracker can write in its jail (the jail root is a
+/// tmpfs of this size, charged to the tenant's memory): its own binary's
+/// copy, its socket, pid file, logs and metrics fit many times over.
+pub const JAIL_TMPFS_BYTES: u64 = 64 << 20;
+/// And this many files and directories.
+pub const JAIL_TMPFS_INODES: u64 = 4096;
+
 impl Provider<VmAttrs> for Vm {
     /// Builds the jail afresh (a reused jailer id fails): kernel and rootfs
     /// hard-linked from the store (or bind-mounted read-only), the secrets
@@ -640,54 +647,45 @@ impl Provider<VmAttrs> for Vm {
         ctx.host
             .files
             .ensure_dir(ctx.layout.root(), rel_root, 0o700, 0, 0)?;
-        for (name, src) in [
-            ("vmlinux", file("vmlinux")?),
-            ("rootfs.ext4", file("rootfs.ext4")?),
-        ] {
-            let dst = layout.root.join(name);
-            if !ctx.host.files.link_in(&src, &dst)? {
-                ctx.host.mounts.bind_ro(&src, &dst)?;
-            }
-        }
+        let mut binds = vec![
+            ("vmlinux".to_string(), file("vmlinux")?, false),
+            ("rootfs.ext4".to_string(), file("rootfs.ext4")?, false),
+        ];
         let secrets = ctx.layout.secrets(id);
         ctx.host
             .mounts
             .tmpfs_file(&secrets, "secrets.img", SECRETS_IMAGE, rec.gid)?;
-        ctx.host.mounts.bind_ro(
-            &secrets.join("secrets.img"),
-            &layout.root.join("secrets.img"),
-        )?;
+        binds.push(("secrets.img".into(), secrets.join("secrets.img"), false));
         if typed.drives.iter().any(|d| d.drive_id == "data") {
             let data = ctx.layout.tenant_dir(id).join("data.ext4");
             let mib = u64::from(after.data_mib.unwrap_or(0));
             ctx.host
                 .files
                 .ensure_volume(&data, mib << 20, rec.uid, rec.gid)?;
-            ctx.host
-                .files
-                .link_within(&data, &layout.root.join("data.ext4"))?;
+            binds.push(("data.ext4".into(), data, true));
         }
         let seccomp_filter = if after.seccomp == SeccompLevel::Strict.as_str() {
-            let dst = layout.root.join("filter.bpf");
-            if !ctx.host.files.link_in(&fc.strict_seccomp_filter, &dst)? {
-                ctx.host.mounts.bind_ro(&fc.strict_seccomp_filter, &dst)?;
-            }
+            binds.push(("filter.bpf".into(), fc.strict_seccomp_filter.clone(), false));
             Some("/filter.bpf".to_string())
         } else {
             None
         };
         let mut text = serde_json::to_vec_pretty(&typed).expect("config serializes");
         text.push(b'\n');
-        ctx.host
-            .files
-            .write_file(&layout.root.join("vm.json"), &text, 0o644)?;
         let jailed = after.jailer;
-        if !jailed {
-            // No jailer to make these: the socket's directory.
-            ctx.host
-                .files
-                .ensure_dir(ctx.layout.root(), &rel_root.join("run"), 0o700, 0, 0)?;
-        }
+        ctx.host.mounts.stage_jail(&JailStage {
+            root: layout.root.clone(),
+            size: JAIL_TMPFS_BYTES,
+            inodes: JAIL_TMPFS_INODES,
+            binds,
+            files: vec![("vm.json".into(), text, 0o644)],
+            // No jailer to make it: the socket's directory.
+            dirs: if jailed {
+                Vec::new()
+            } else {
+                vec!["run".into()]
+            },
+        })?;
         let in_jail = |p: &str| {
             if jailed {
                 p.to_string()

@@ -44,14 +44,49 @@ for field in '"timestamp":' '"tenant_id":"va"' '"node_id":' '"command":' '"flake
 done
 grep -q " $state/tenants/va/jail/firecracker/va/root/secrets.img " /proc/self/mountinfo || fail "the secrets image is not bound into the jail"
 data=$state/tenants/va/data.ext4
-[ "$(stat -c '%u %a %h' "$data")" = "$uid 600 2" ] || fail "the data volume is not the tenant's 0600 file linked into the jail: $(stat -c '%u %a %h' "$data")"
-[ "$(stat -c %i "$data")" = "$(stat -c %i "$state/tenants/va/jail/firecracker/va/root/data.ext4")" ] || fail "the jail's data.ext4 is not the tenant's volume"
+[ "$(stat -c '%u %a' "$data")" = "$uid 600" ] || fail "the data volume is not the tenant's 0600 file: $(stat -c '%u %a' "$data")"
+jroot=$state/tenants/va/jail/firecracker/va/root
+awk -v p="$jroot/data.ext4" '$5 == p { print $6 }' /proc/self/mountinfo | matches '^rw,nosuid,nodev,noexec' || fail "the data volume is not bound read-write, nosuid,nodev,noexec into the jail"
+# The jail root is a tmpfs of its own, bounded: all the tenant's
+# Firecracker can write. Filled as the tenant, it stops at its size and
+# inode count, and nothing lands on the state filesystem.
+awk -v p="$jroot" '$5 == p' /proc/self/mountinfo | matches 'nosuid.* - tmpfs .*size=65536k,nr_inodes=4096' || fail "the jail root is not a bounded tmpfs: $(awk -v p="$jroot" '$5 == p' /proc/self/mountinfo)"
+used_before=$(df --output=used -B1 "$state" | tail -1)
+# As the tenant, from inside (the jail's parent is root's 0700, as
+# Firecracker sees only its chroot): fill the bytes, then the inodes.
+python3 - "$jroot" "$uid" > "$work/fill" <<'PY' || fail "filling the jail as the tenant: $(cat "$work/fill")"
+import errno, os, sys
+root = os.open(sys.argv[1], os.O_DIRECTORY)
+uid = int(sys.argv[2])
+os.setgroups([]); os.setgid(uid); os.setuid(uid)
+fd = os.open("fill", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=root)
+block, written = b"\0" * (1 << 20), 0
+try:
+    while written < 200 << 20:
+        written += os.write(fd, block)
+except OSError as e:
+    assert e.errno == errno.ENOSPC, e
+os.close(fd)
+made = 0
+try:
+    while made < 10000:
+        os.mkdir("d%d" % made, dir_fd=root); made += 1
+except OSError as e:
+    assert e.errno == errno.ENOSPC, e
+print(written, made)
+PY
+read -r written made < "$work/fill"
+[ "$written" -le $((64 << 20)) ] || fail "the tenant wrote $written bytes into its jail"
+[ "$made" -lt 4096 ] || fail "the tenant made $made directories in its jail"
+[ "$(( $(df --output=used -B1 "$state" | tail -1) - used_before ))" -lt $((8 << 20)) ] || fail "filling the jail used the state filesystem"
+rm -rf "$jroot"/d[0-9]* "$jroot/fill"
+[ "$(stat -c %i "$data")" = "$(stat -c %i "$jroot/data.ext4")" ] || fail "the jail's data.ext4 is not the tenant's volume"
 dumpe2fs -h "$data" 2>/dev/null | matches "^Filesystem volume name: *data$" || fail "the data volume is not an ext4 labelled data"
 debugfs -R 'stat /' "$data" 2>/dev/null | matches "User: *$uid *Group: *$uid" || fail "the volume's root is not the tenant's: $(debugfs -R 'stat /' "$data" 2>/dev/null | grep User)"
 [ ! -e "$data.new" ] || fail "a temporary volume was left"
 echo kept > "$work/marker"
 debugfs -w -R "write $work/marker marker" "$data" > /dev/null 2>&1 || fail "cannot write into the data volume"
-echo "ok: Firecracker runs as the tenant in its cgroup, jailed, answering its API; its data volume is an ext4 whose root is the tenant's"
+echo "ok: Firecracker runs as the tenant in its cgroup, jailed on a bounded tmpfs (64 MiB, 4096 inodes), answering its API; its data volume is an ext4 whose root is the tenant's"
 
 m agent reconcile --desired "$work/d1.json" > "$work/out2" 2>&1
 grep -q "No changes." "$work/out2" || { cat "$work/out2"; fail "second reconcile was not a no-op"; }
