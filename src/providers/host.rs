@@ -80,13 +80,6 @@ pub trait Files: Send + Sync {
     /// Sets or clears the append-only inode flag; `Ok(false)` where the
     /// filesystem does not support it.
     fn set_append_only(&self, path: &Path, on: bool) -> HostResult<bool>;
-    /// Hard-links `src` (a file outside the state dir, in the Nix store)
-    /// to `dst` below it; `Ok(false)` when they are on different
-    /// filesystems (the caller bind-mounts instead).
-    fn link_in(&self, src: &Path, dst: &Path) -> HostResult<bool>;
-    /// Hard-links `src` to `dst`, both below the state dir, never through a
-    /// link (a tenant's persistent data volume into its fresh jail).
-    fn link_within(&self, src: &Path, dst: &Path) -> HostResult;
     /// Creates `path` (if missing) as an ext4 image of `size` bytes
     /// (sparse) whose root directory is owned by `uid:gid`, the file owned
     /// by `uid:gid` with mode 0600. It is made under a temporary name and
@@ -133,11 +126,6 @@ pub trait Mounts: Send + Sync {
     fn mount_tmpfs(&self, target: &Path, opts: &TmpfsOptions) -> HostResult;
     /// Unmounts `target`; not mounted is success.
     fn unmount(&self, target: &Path) -> HostResult;
-    /// Bind-mounts the file `src` onto the (created, empty) file `dst` below
-    /// the state dir, read-only, `nosuid,nodev,noexec`. `src` is opened
-    /// without following a link; below the state dir it may be inside a
-    /// tenant's secrets tmpfs.
-    fn bind_ro(&self, src: &Path, dst: &Path) -> HostResult;
     /// Creates `name` in the tmpfs mounted at `dir` (if missing): `size`
     /// zero bytes, root-owned, group `gid`, mode 0640.
     fn tmpfs_file(&self, dir: &Path, name: &str, size: u64, gid: u32) -> HostResult;

@@ -212,61 +212,7 @@ impl Files for LinuxHost {
         }
     }
 
-    fn link_in(&self, src: &Path, dst: &Path) -> HostResult<bool> {
-        let (tree, rel) = self.locate("link", dst)?;
-        let (dir, name) = tree
-            .parent(rel)
-            .map_err(|e| HostError::new("link", dst, e))?;
-        if !src.is_absolute() || tree.rel(src).is_ok() {
-            return Err(HostError::other(
-                "link",
-                src,
-                "refusing: not an absolute path outside the state dir",
-            ));
-        }
-        match nix::unistd::linkat(
-            nix::fcntl::AT_FDCWD,
-            src,
-            &dir,
-            name,
-            nix::fcntl::AtFlags::empty(),
-        ) {
-            Ok(()) => Ok(true),
-            Err(Errno::EEXIST) => Ok(true),
-            Err(Errno::EXDEV) => Ok(false),
-            Err(e) => Err(HostError::new("link", dst, e)),
-        }
-    }
 
-    fn link_within(&self, src: &Path, dst: &Path) -> HostResult {
-        let (tree, rel_src) = self.locate("link", src)?;
-        let rel_dst = tree.rel(dst).map_err(|e| HostError::new("link", dst, e))?;
-        let (a, na) = tree
-            .parent(rel_src)
-            .map_err(|e| HostError::new("link", src, e))?;
-        let (b, nb) = tree
-            .parent(rel_dst)
-            .map_err(|e| HostError::new("link", dst, e))?;
-        let fd = openat(
-            &a,
-            na,
-            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| HostError::new("open", src, e))?;
-        let st = nix::sys::stat::fstat(&fd).map_err(|e| HostError::new("inspect", src, e))?;
-        if st.st_mode & nix::libc::S_IFMT != nix::libc::S_IFREG {
-            return Err(HostError::other(
-                "link",
-                src,
-                "refusing: not a regular file",
-            ));
-        }
-        match nix::unistd::linkat(&a, na, &b, nb, nix::fcntl::AtFlags::empty()) {
-            Ok(()) | Err(Errno::EEXIST) => Ok(()),
-            Err(e) => Err(HostError::new("link", dst, e)),
-        }
-    }
 
     fn ensure_volume(&self, path: &Path, size: u64, uid: u32, gid: u32) -> HostResult {
         let (tree, rel) = self.locate("create", path)?;
@@ -591,55 +537,6 @@ impl Mounts for LinuxHost {
             .map_err(|e| HostError::new("set the mode of", target, e))
     }
 
-    fn bind_ro(&self, src: &Path, dst: &Path) -> HostResult {
-        use nix::mount::{MsFlags, mount};
-        let source = self.open_source(src)?;
-        let (tree, rel) = self.locate("bind", dst)?;
-        let target = tree
-            .open_at(
-                rel,
-                OFlag::O_RDONLY | OFlag::O_CREAT | OFlag::O_NONBLOCK,
-                Mode::from_bits_truncate(0o600),
-            )
-            .map_err(|e| HostError::new("create the mount point", dst, e))?;
-        beneath::check_own_file(&target, dst).map_err(|e| HostError::new("bind onto", dst, e))?;
-        let from = format!("/proc/self/fd/{}", source.as_raw_fd());
-        let onto = format!("/proc/self/fd/{}", target.as_raw_fd());
-        mount(
-            Some(from.as_str()),
-            onto.as_str(),
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .map_err(|e| HostError::new("bind-mount onto", dst, e))?;
-        drop(target);
-        // The flags of a bind mount change only with a remount.
-        let (parent, name) = tree
-            .parent(rel)
-            .map_err(|e| HostError::new("bind", dst, e))?;
-        let top = openat(
-            &parent,
-            name,
-            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| HostError::new("open", dst, e))?;
-        let at = format!("/proc/self/fd/{}", top.as_raw_fd());
-        mount(
-            None::<&str>,
-            at.as_str(),
-            None::<&str>,
-            MsFlags::MS_BIND
-                | MsFlags::MS_REMOUNT
-                | MsFlags::MS_RDONLY
-                | MsFlags::MS_NOSUID
-                | MsFlags::MS_NODEV
-                | MsFlags::MS_NOEXEC,
-            None::<&str>,
-        )
-        .map_err(|e| HostError::new("make read-only the bind mount on", dst, e))
-    }
 
     fn tmpfs_file(&self, dir: &Path, name: &str, size: u64, gid: u32) -> HostResult {
         let (tree, rel) = self.locate("create", dir)?;

@@ -95,17 +95,9 @@ pub enum Call {
         name: PathBuf,
         value: String,
     },
-    LinkIn {
-        from: PathBuf,
-        to: PathBuf,
-    },
     EnsureVolume {
         path: PathBuf,
         size: u64,
-    },
-    BindRo {
-        from: PathBuf,
-        to: PathBuf,
     },
     TmpfsFile {
         path: PathBuf,
@@ -148,7 +140,6 @@ impl Call {
             Call::LinkDelete(name) | Call::NeighbourDelete { name, .. } => name,
             Call::NftApply { path, .. } => path,
             Call::NixBuild { path } => path,
-            Call::LinkIn { to, .. } | Call::BindRo { to, .. } => to,
             Call::EnsureVolume { path, .. }
             | Call::TmpfsFile { path }
             | Call::Launch { path, .. } => path,
@@ -379,31 +370,6 @@ impl Files for RecordingHost {
         };
         self.record(call, |_| Ok(true))
     }
-    fn link_in(&self, src: &Path, dst: &Path) -> HostResult<bool> {
-        let call = Call::LinkIn {
-            from: src.to_path_buf(),
-            to: dst.to_path_buf(),
-        };
-        let d = dst.to_path_buf();
-        self.record(call, |m| {
-            m.entries.insert(d, Entry::File(Vec::new()));
-            Ok(true)
-        })
-    }
-    fn link_within(&self, src: &Path, dst: &Path) -> HostResult {
-        let call = Call::LinkIn {
-            from: src.to_path_buf(),
-            to: dst.to_path_buf(),
-        };
-        let (s, d) = (src.to_path_buf(), dst.to_path_buf());
-        self.record(call, |m| match m.entries.get(&s).cloned() {
-            Some(e @ Entry::File(_)) => {
-                m.entries.insert(d, e);
-                Ok(())
-            }
-            _ => Err(HostError::other("link", &s, "not a regular file")),
-        })
-    }
     fn ensure_volume(&self, path: &Path, size: u64, _: u32, _: u32) -> HostResult {
         let call = Call::EnsureVolume {
             path: path.to_path_buf(),
@@ -573,20 +539,6 @@ impl Mounts for RecordingHost {
                 m.mounts.retain(|p| !p.starts_with(&r));
                 m.entries.retain(|p, _| !p.starts_with(&r) || *p == r);
             }
-            Ok(())
-        })
-    }
-    fn bind_ro(&self, src: &Path, dst: &Path) -> HostResult {
-        let call = Call::BindRo {
-            from: src.to_path_buf(),
-            to: dst.to_path_buf(),
-        };
-        let d = dst.to_path_buf();
-        self.record(call, |m| {
-            m.entries
-                .entry(d.clone())
-                .or_insert(Entry::File(Vec::new()));
-            m.mounts.insert(d);
             Ok(())
         })
     }
