@@ -212,8 +212,6 @@ impl Files for LinuxHost {
         }
     }
 
-
-
     fn ensure_volume(&self, path: &Path, size: u64, uid: u32, gid: u32) -> HostResult {
         let (tree, rel) = self.locate("create", path)?;
         let (dir, name) = tree
@@ -536,7 +534,6 @@ impl Mounts for LinuxHost {
             .and_then(|()| fchmod(&top, Mode::from_bits_truncate(mode)))
             .map_err(|e| HostError::new("set the mode of", target, e))
     }
-
 
     fn tmpfs_file(&self, dir: &Path, name: &str, size: u64, gid: u32) -> HostResult {
         let (tree, rel) = self.locate("create", dir)?;

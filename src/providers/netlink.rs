@@ -41,6 +41,10 @@ pub struct Link {
     pub mac: Option<[u8; 6]>,
     /// IFLA_IFALIAS, where set.
     pub alias: Option<String>,
+    /// The link's own IPv4 and IPv6 settings the dump carries
+    /// (IFLA_AF_SPEC), by sysctl name (`net.ipv4.conf.<link>.arp_ignore`):
+    /// only those mvm manages on a tap.
+    pub conf: std::collections::BTreeMap<String, String>,
 }
 
 /// All links with their IPv4 addresses, keyed by name.
@@ -493,11 +497,40 @@ fn parse_link(m: &LinkMessage) -> Link {
         up: m.header.flags.contains(LinkFlags::Up),
         ..Link::default()
     };
+    let mut conf: Vec<(&str, &str, i32)> = Vec::new();
     for attr in &m.attributes {
         match attr {
             LinkAttribute::IfName(n) => l.name = n.clone(),
             LinkAttribute::Controller(i) => l.master = Some(*i),
             LinkAttribute::IfAlias(a) if !a.is_empty() => l.alias = Some(a.clone()),
+            LinkAttribute::AfSpecUnspec(specs) => {
+                use netlink_packet_route::link::{AfSpecInet, AfSpecInet6, AfSpecUnspec};
+                for spec in specs {
+                    match spec {
+                        AfSpecUnspec::Inet(inet) => {
+                            for a in inet {
+                                if let AfSpecInet::DevConf(c) = a {
+                                    conf.push(("ipv4", "arp_ignore", c.arp_ignore));
+                                    conf.push((
+                                        "ipv4",
+                                        "drop_unicast_in_l2_multicast",
+                                        c.drop_unicast_in_l2_multicast,
+                                    ));
+                                }
+                            }
+                        }
+                        AfSpecUnspec::Inet6(inet6) => {
+                            for a in inet6 {
+                                if let AfSpecInet6::DevConf(c) = a {
+                                    conf.push(("ipv6", "disable_ipv6", c.disable_ipv6));
+                                    conf.push(("ipv6", "accept_ra", c.accept_ra));
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
             LinkAttribute::Address(a) if a.len() == 6 => {
                 let mut mac = [0u8; 6];
                 mac.copy_from_slice(a);
@@ -546,6 +579,13 @@ fn parse_link(m: &LinkMessage) -> Link {
             }
             _ => {}
         }
+    }
+    // The name comes with the same message, in any order.
+    for (family, key, value) in conf {
+        l.conf.insert(
+            format!("net.{family}.conf.{}.{key}", l.name),
+            value.to_string(),
+        );
     }
     l
 }

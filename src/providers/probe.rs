@@ -466,10 +466,10 @@ fn probe_links(node: &NodeConfig, obs: &mut Observed) {
         let mut macs = fdb.remove(&l.index).unwrap_or_default();
         macs.sort();
         macs.dedup();
-        // The tap's own sysctls, whichever of them the kernel has.
+        // The tap's own sysctls, from the link dump (no file read per tap).
         let sysctls = crate::net::tap_sysctls(&l.name)
             .into_iter()
-            .filter_map(|(name, _, _)| read_sysctl(&name).map(|v| (name, v)))
+            .filter_map(|(name, _, _)| l.conf.get(&name).map(|v| (name, v.clone())))
             .collect();
         let t = tenant(obs, &id);
         // The neighbour entry for the address the tenant's record names.
