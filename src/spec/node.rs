@@ -408,6 +408,20 @@ pub fn from_tree(tree: &Value, p: &mut Problems) -> Option<NodeConfig> {
         Some(ApplyConfig { parallelism: n? })
     });
 
+    // A link-local bridge subnet would make the metadata address one a
+    // tenant (or the gateway) can have.
+    if let (Some(b), Some(m)) = (&bridge, &metadata)
+        && b.subnet.contains(&m.address)
+    {
+        p.push(
+            "metadata.address",
+            format!(
+                "\"{}\" is inside bridge.subnet {}: it would be a tenant's or the gateway's address; pick one outside it",
+                m.address, b.subnet
+            ),
+        );
+    }
+
     // The jailed API socket path grows with the state dir and the
     // Firecracker binary's name; check it against the longest tenant id so
     // that every valid id fits.
