@@ -32,6 +32,26 @@ fn change<'a>(v: &'a mut Value, address: &str) -> &'a mut Value {
         .unwrap()
 }
 
+/// `tenant.acme.nft` pointed at another address or mark, its elements
+/// made to match (so only the identity is wrong).
+fn retarget_nft(v: &mut Value, ip: Option<&str>, mark: Option<u32>) {
+    let a = &mut change(v, "tenant.acme.nft")["after"];
+    if let Some(ip) = ip {
+        a["ip"] = json!(ip);
+    }
+    if let Some(mark) = mark {
+        a["mark"] = json!(mark);
+    }
+    a["elements"] = json!(mvm::net::ruleset::tenant_element_lines(
+        a["tap"].as_str().unwrap(),
+        a["mac"].as_str().unwrap().parse().unwrap(),
+        a["ip"].as_str().unwrap().parse().unwrap(),
+        a["mark"].as_u64().unwrap() as u32,
+        a["metadata"].as_bool().unwrap(),
+        a["ssh_from_gateway"].as_bool().unwrap(),
+    ));
+}
+
 fn load(text: &str, node: &NodeConfig) -> Result<mvm::plan::Plan, String> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("plan.json");
@@ -107,34 +127,12 @@ fn hand_edited_saved_plans_are_refused() {
         ),
         (
             "nft ip a free address that is not the tenant's",
-            |v| {
-                let a = &mut change(v, "tenant.acme.nft")["after"];
-                a["ip"] = json!("10.200.0.99");
-                a["elements"] = json!(mvm::net::ruleset::tenant_element_lines(
-                    a["tap"].as_str().unwrap(),
-                    a["mac"].as_str().unwrap().parse().unwrap(),
-                    "10.200.0.99".parse().unwrap(),
-                    a["mark"].as_u64().unwrap() as u32,
-                    a["metadata"].as_bool().unwrap(),
-                    a["ssh_from_gateway"].as_bool().unwrap(),
-                ));
-            },
+            |v| retarget_nft(v, Some("10.200.0.99"), None),
             "tenant.acme.nft: ip 10.200.0.99 is not tenant acme's (10.200.0.10)",
         ),
         (
             "nft mark a free uid that is not the tenant's",
-            |v| {
-                let a = &mut change(v, "tenant.acme.nft")["after"];
-                a["mark"] = json!(100050);
-                a["elements"] = json!(mvm::net::ruleset::tenant_element_lines(
-                    a["tap"].as_str().unwrap(),
-                    a["mac"].as_str().unwrap().parse().unwrap(),
-                    a["ip"].as_str().unwrap().parse().unwrap(),
-                    100050,
-                    a["metadata"].as_bool().unwrap(),
-                    a["ssh_from_gateway"].as_bool().unwrap(),
-                ));
-            },
+            |v| retarget_nft(v, None, Some(100050)),
             "uid 100050 is not tenant acme's",
         ),
         (

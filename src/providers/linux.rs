@@ -75,10 +75,6 @@ impl LinuxHost {
     }
 }
 
-fn os(name: &OsStr) -> &Path {
-    Path::new(name)
-}
-
 /// Writes `data` to `name` in `dir` atomically: an exclusive temporary
 /// file, fsync, rename over the target, fsync of the directory. Temporary
 /// files of writers that crashed are removed first (the node lock means no
@@ -675,7 +671,6 @@ impl Mounts for LinuxHost {
     }
 
     fn unstage_jail(&self, root: &Path) -> HostResult {
-        use nix::mount::{MntFlags, umount2};
         let (tree, rel) = self.locate("remove the jail", root)?;
         let (parent, name) = match tree.parent(rel) {
             Ok(p) => p,
@@ -688,57 +683,20 @@ impl Mounts for LinuxHost {
         let top = mount_point(&parent, name, root)?;
         // The bind mounts mvm made in it (the tenant cannot mount).
         for entry in beneath::names(&top, root).map_err(|e| HostError::new("list", root, e))? {
-            let at = PathBuf::from(format!("/proc/self/fd/{}", top.as_raw_fd())).join(&entry);
-            let mut busy = 0;
-            while mounted_on(&top, &entry) {
-                match umount2(&at, MntFlags::UMOUNT_NOFOLLOW) {
-                    Ok(()) => {}
-                    Err(Errno::EBUSY) if busy < 40 => {
-                        busy += 1;
-                        std::thread::sleep(Duration::from_millis(50));
-                    }
-                    Err(Errno::EBUSY) => {
-                        umount2(&at, MntFlags::UMOUNT_NOFOLLOW | MntFlags::MNT_DETACH)
-                            .map_err(|e| HostError::new("detach", &root.join(&entry), e))?;
-                    }
-                    Err(e) => return Err(HostError::new("unmount", &root.join(&entry), e)),
-                }
-            }
+            unmount_at(&top, &entry, &root.join(&entry))?;
         }
         drop(top);
-        self.unmount(root)
+        unmount_at(&parent, name, root)
     }
 
     fn unmount(&self, target: &Path) -> HostResult {
-        use nix::mount::{MntFlags, umount2};
         let (tree, rel) = self.locate("unmount", target)?;
         let (parent, name) = match tree.parent(rel) {
             Ok(p) => p,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(HostError::new("unmount", target, e)),
         };
-        // Stacked mounts: unmount them all. Only what is mounted on this
-        // very directory entry goes: the path is anchored at the verified
-        // parent's fd, and UMOUNT_NOFOLLOW refuses a link in its place.
-        let at = PathBuf::from(format!("/proc/self/fd/{}", parent.as_raw_fd())).join(os(name));
-        // A process that was just killed may hold it open a moment longer
-        // while the kernel tears it down: wait for that, then detach.
-        let mut busy = 0;
-        while mounted_on(&parent, name) {
-            match umount2(&at, MntFlags::UMOUNT_NOFOLLOW) {
-                Ok(()) => {}
-                Err(Errno::EBUSY) if busy < 40 => {
-                    busy += 1;
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                Err(Errno::EBUSY) => {
-                    umount2(&at, MntFlags::UMOUNT_NOFOLLOW | MntFlags::MNT_DETACH)
-                        .map_err(|e| HostError::new("detach", target, e))?;
-                }
-                Err(e) => return Err(HostError::new("unmount", target, e)),
-            }
-        }
-        Ok(())
+        unmount_at(&parent, name, target)
     }
 }
 
@@ -766,6 +724,32 @@ impl LinuxHost {
         tree.open_at(rel, OFlag::O_PATH, Mode::empty())
             .map_err(|e| HostError::new("open", path, e))
     }
+}
+
+/// Unmounts everything stacked on `name` in `parent`. Only what is
+/// mounted on this very directory entry goes: the path is anchored at the
+/// verified parent's fd, and UMOUNT_NOFOLLOW refuses a link in its place.
+/// A process that was just killed may hold it open a moment longer while
+/// the kernel tears it down: that is waited for (2 s), then it is detached.
+fn unmount_at(parent: &OwnedFd, name: &OsStr, target: &Path) -> HostResult {
+    use nix::mount::{MntFlags, umount2};
+    let at = PathBuf::from(format!("/proc/self/fd/{}", parent.as_raw_fd())).join(name);
+    let mut busy = 0;
+    while mounted_on(parent, name) {
+        match umount2(&at, MntFlags::UMOUNT_NOFOLLOW) {
+            Ok(()) => {}
+            Err(Errno::EBUSY) if busy < 40 => {
+                busy += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(Errno::EBUSY) => {
+                umount2(&at, MntFlags::UMOUNT_NOFOLLOW | MntFlags::MNT_DETACH)
+                    .map_err(|e| HostError::new("detach", target, e))?;
+            }
+            Err(e) => return Err(HostError::new("unmount", target, e)),
+        }
+    }
+    Ok(())
 }
 
 /// Opens the directory `name` in `parent` (the top of whatever is mounted
