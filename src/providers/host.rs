@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot {action} {}: {}", crate::text::escape_controls(&path.display().to_string()), crate::text::escape_controls(&self.cause()))]
+#[error("cannot {action} {}: {}", crate::text::one_line(&path.display().to_string()), crate::text::escape_controls(&self.cause()))]
 pub struct HostError {
     pub action: &'static str,
     pub path: PathBuf,
@@ -356,12 +356,15 @@ mod tests {
     fn an_error_shows_foreign_control_characters_escaped() {
         let e = HostError::other(
             "build",
-            Path::new("/nix/\u{1b}[2Jx"),
+            Path::new("/nix/\u{1b}[2Jx\nApply complete!"),
             "builder failed: \u{1b}]0;owned\u{7}\u{1b}[32mApply complete!",
         );
         let shown = e.to_string();
         assert!(!shown.chars().any(|c| c.is_control()), "{shown}");
         assert!(shown.contains("\\x1b[32mApply complete!"), "{shown}");
-        assert!(shown.contains("/nix/\\x1b[2Jx"), "{shown}");
+        assert!(
+            shown.contains("/nix/\\x1b[2Jx\\nApply complete!"),
+            "{shown}"
+        );
     }
 }
