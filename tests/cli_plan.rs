@@ -303,8 +303,37 @@ fn kept_tenant_keeps_the_metadata_endpoint() {
 }
 
 /// A target that matches nothing says so, with the closest address.
+/// A bug fixed: a mistyped tenant in `--target` printed "No changes. The
+/// node matches the desired state." and `--detailed-exitcode` exited 0, so
+/// a CI gate passed with changes pending. It is an error now; a wildcard
+/// that matches nothing is said; a targeted plan says what it covers.
 #[test]
-fn target_matching_nothing_is_warned_about() {
+fn target_matching_nothing_is_an_error_and_targeted_plans_say_so() {
+    let r = run(&[
+        "agent",
+        "plan",
+        "--desired",
+        "fixtures/desired/example.json",
+        "--observed",
+        "fixtures/observed/drifted.json",
+        "--target",
+        "tenant.acm.cgroup",
+        "--detailed-exitcode",
+    ]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stderr.contains(
+            "--target tenant.acm.cgroup matches no resource in desired.json or on this node; did you mean tenant.acme.cgroup?"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("hint: check the tenant id"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stdout.contains("No changes"), "{}", r.stdout);
     let r = run(&[
         "agent",
         "plan",
@@ -313,13 +342,26 @@ fn target_matching_nothing_is_warned_about() {
         "--observed",
         "fixtures/observed/converged.json",
         "--target",
-        "tenant.acm.cgroup",
+        "tenant.acme.cgroup",
     ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
-        r.stdout.contains(
-            "--target tenant.acm.cgroup matches no resource in desired.json or on this node; did you mean tenant.acme.cgroup?"
-        ),
+        r.stdout.contains("No changes. The targeted resources (tenant.acme.cgroup, and what they depend on) match the desired state; the rest of the node was not planned."),
+        "{}",
+        r.stdout
+    );
+    let r = run(&[
+        "agent",
+        "plan",
+        "--desired",
+        "fixtures/desired/example.json",
+        "--observed",
+        "fixtures/observed/drifted.json",
+        "--target",
+        "tenant.*.tap",
+    ]);
+    assert!(
+        r.stdout.contains("to destroy (only tenant.*.tap and what they depend on; the rest of the node was not planned)."),
         "{}",
         r.stdout
     );

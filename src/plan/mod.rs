@@ -145,6 +145,9 @@ pub struct Plan {
     /// Digest of the observed state the plan was made against.
     pub observed_fingerprint: String,
     pub prune: bool,
+    /// The `--target`s the plan was limited to (empty: the whole node).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
     /// False when some change is blocked on this node.
     pub applyable: bool,
     pub warnings: Vec<String>,
@@ -191,6 +194,8 @@ pub enum PlanError {
     SubnetFull { subnet: String, tenant: TenantId },
     #[error("no free uid left in {lo}..={hi} for tenant {tenant}")]
     UidRangeFull { lo: u32, hi: u32, tenant: TenantId },
+    #[error("{}", .0.join("\n"))]
+    UnmatchedTargets(Vec<String>),
     #[error("the resource graph has a dependency cycle: {0}")]
     Cycle(String),
 }
@@ -212,6 +217,10 @@ impl PlanError {
                 "widen bridge.subnet in node.toml or run fewer tenants on this node".into()
             }
             PlanError::UidRangeFull { .. } => "widen tenants.uid_min..uid_max in node.toml".into(),
+            PlanError::UnmatchedTargets(_) => format!(
+                "check the tenant id (`mvm tenant list` shows the node's); targets take the forms {}",
+                crate::plan::target::FORMS
+            ),
             PlanError::Cycle(_) => {
                 "this is a bug in mvm's resource graph; please report it with the plan input".into()
             }

@@ -161,7 +161,18 @@ pub fn plan(
 
     let mut warnings: Vec<String> = Vec::new();
     if !opts.targets.is_empty() {
-        warnings.extend(unmatched_targets(&drafts, &opts.targets));
+        // A target naming a tenant that matches nothing is a typo (a kind
+        // word is checked when parsed): an error, not a converged node.
+        // A wildcard or node kind with nothing to match is only said.
+        let (named, other): (Vec<_>, Vec<_>) = unmatched_targets(&drafts, &opts.targets)
+            .into_iter()
+            .partition(|(t, _)| t.names_a_tenant());
+        if !named.is_empty() {
+            return Err(PlanError::UnmatchedTargets(
+                named.into_iter().map(|(_, m)| m).collect(),
+            ));
+        }
+        warnings.extend(other.into_iter().map(|(_, m)| m));
         drafts = targeted(drafts, &opts.targets);
     }
     drafts.sort_by(|a, b| a.change.address.cmp(&b.change.address));
@@ -209,6 +220,7 @@ pub fn plan(
         mvm_version: env!("CARGO_PKG_VERSION").to_string(),
         observed_fingerprint: observed.fingerprint(),
         prune: opts.prune,
+        targets: opts.targets.iter().map(|t| t.to_string()).collect(),
         applyable: summary.blocked == 0,
         warnings: all_warnings,
         summary,
@@ -230,7 +242,10 @@ fn delete_reason(u: Unwanted) -> ActionReason {
 
 /// A warning for each target that matches no resource on this node or in
 /// desired.json, with the closest address when one is a plausible typo.
-fn unmatched_targets(drafts: &[Draft], targets: &[super::target::Target]) -> Vec<String> {
+fn unmatched_targets<'t>(
+    drafts: &[Draft],
+    targets: &'t [super::target::Target],
+) -> Vec<(&'t super::target::Target, String)> {
     let mut names: BTreeSet<String> = BTreeSet::new();
     for d in drafts {
         names.insert(d.change.address.to_string());
@@ -246,7 +261,10 @@ fn unmatched_targets(drafts: &[Draft], targets: &[super::target::Target]) -> Vec
             let near = crate::spec::problems::closest(&t.to_string(), &names)
                 .map(|n| format!("; did you mean {n}?"))
                 .unwrap_or_default();
-            format!("--target {t} matches no resource in desired.json or on this node{near}")
+            (
+                t,
+                format!("--target {t} matches no resource in desired.json or on this node{near}"),
+            )
         })
         .collect()
 }

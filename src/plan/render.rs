@@ -69,11 +69,20 @@ pub fn render(plan: &Plan, colors: bool) -> String {
         .filter(|c| c.is_change())
         .collect();
     if changes.is_empty() {
-        let _ = writeln!(
-            out,
-            "{} The node matches the desired state.",
-            p.bold_green.apply_to("No changes.")
-        );
+        if plan.targets.is_empty() {
+            let _ = writeln!(
+                out,
+                "{} The node matches the desired state.",
+                p.bold_green.apply_to("No changes.")
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "{} The targeted resources ({}, and what they depend on) match the desired state; the rest of the node was not planned.",
+                p.bold_green.apply_to("No changes."),
+                plan.targets.join(", ")
+            );
+        }
         render_kept(plan, &p, &mut out);
         return out;
     }
@@ -98,9 +107,17 @@ pub fn render(plan: &Plan, colors: bool) -> String {
     }
 
     let s = plan.summary;
+    let only = if plan.targets.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " (only {} and what they depend on; the rest of the node was not planned)",
+            plan.targets.join(", ")
+        )
+    };
     let _ = writeln!(
         out,
-        "\n{} {} to add, {} to change, {} to destroy.",
+        "\n{} {} to add, {} to change, {} to destroy{only}.",
         p.bold.apply_to("Plan:"),
         s.add,
         s.change,

@@ -22,6 +22,12 @@ pub const FORMS: &str =
     "node.<kind>, node.*, tenant.<id>, tenant.<id>.<kind>, tenant.<id>.*, tenant.*.<kind>";
 
 impl Target {
+    /// Whether it names one tenant (`tenant.<id>…`): matching nothing,
+    /// its id is a typo.
+    pub fn names_a_tenant(&self) -> bool {
+        self.tenant.is_some()
+    }
+
     pub fn matches(&self, addr: &ResourceAddr) -> bool {
         addr.kind().scope() == self.scope
             && self.kind.is_none_or(|k| k == addr.kind())
