@@ -276,3 +276,68 @@ fn revisions_are_listed_newest_first() {
     let v: serde_json::Value = serde_json::from_str(&j.stdout).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 2);
 }
+
+/// A bug fixed: at a terminal, `mvm agent reconcile … | tee log` applied
+/// without asking (it asked only when stdin and stdout were terminals).
+/// It asks whenever stdin is a terminal — on stderr when stdout is piped —
+/// and "no" changes nothing.
+#[test]
+fn reconcile_asks_whenever_stdin_is_a_terminal() {
+    if std::process::Command::new("python3")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: needs python3 for a pseudo-terminal");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = \"{}\"\n[cgroup]\nallow_missing_controllers = true\n",
+            state.display()
+        ),
+    )
+    .unwrap();
+    let script = r#"
+import os, pty, subprocess, sys
+m, s = pty.openpty()
+p = subprocess.Popen(sys.argv[1:], stdin=s, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+os.close(s)
+os.write(m, b"no\n")
+out, err = p.communicate(timeout=60)
+sys.stdout.write(out.decode()); sys.stderr.write(err.decode()); sys.exit(p.returncode)
+"#;
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(env!("CARGO_BIN_EXE_mvm"))
+        .args(["--config", config.to_str().unwrap(), "agent", "reconcile"])
+        .args([
+            "--desired",
+            "fixtures/desired/example.json",
+            "--target",
+            "tenant.*.dirs",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("MVM_CONFIG")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        stderr.contains("Do you want to perform these actions?"),
+        "no question on stderr:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("Apply cancelled."), "{stdout}\n{stderr}");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        !state.join("tenants").exists(),
+        "something was applied after 'no'"
+    );
+}

@@ -49,17 +49,22 @@ impl reconcile::Ui for Terminal<'_> {
         }
     }
 
-    /// On a terminal, asks unless --auto-approve; without one (a node
-    /// agent) it applies.
+    /// Asks whenever a person can answer — stdin is a terminal, whatever
+    /// stdout is piped to (Terraform's rule) — unless --auto-approve;
+    /// without one (a node agent, a script) it applies. With stdout piped
+    /// (`| tee log`) the question goes to stderr, which the person sees.
     fn confirm(&self, _: &Plan) -> Result<bool, AgentError> {
         let t = self.settings.terminal;
-        if self.auto_approve || !(t.stdin && t.stdout) {
+        if self.auto_approve || !t.stdin {
             return Ok(true);
         }
-        print!(
-            "\nDo you want to perform these actions?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: "
-        );
-        let _ = std::io::stdout().flush();
+        let question = "\nDo you want to perform these actions?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ";
+        if t.stdout {
+            print!("{question}");
+            let _ = std::io::stdout().flush();
+        } else {
+            eprint!("{question}");
+        }
         let mut answer = String::new();
         std::io::stdin()
             .lock()
