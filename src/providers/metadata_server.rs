@@ -287,15 +287,17 @@ fn hold(state: &Arc<State>, key: PeerKey) -> Option<Held> {
 /// head capped at [`HEAD_CAP`] (larger: 431) and 5 s to send it — after
 /// the peer's connection cap and rate limit, which apply before anything
 /// is read: a refused or malformed request costs as much as any.
-async fn serve_one(state: Arc<State>, mut sock: tokio::net::TcpStream, peer: SocketAddr) {
-    use nix::sys::socket::{getsockopt, setsockopt, sockopt};
+async fn serve_one(
+    state: Arc<State>,
+    mut sock: tokio::net::TcpStream,
+    peer: SocketAddr,
+    mark: u32,
+    _held: Held,
+) {
+    use nix::sys::socket::{setsockopt, sockopt};
     // Replies must not be forwarded beyond the tap.
     let _ = setsockopt(&sock.as_fd(), sockopt::Ipv4Ttl, &1);
-    let mark = getsockopt(&sock.as_fd(), sockopt::Mark).unwrap_or(0);
     let key = (mark, peer.ip());
-    let Some(_held) = hold(&state, key) else {
-        return;
-    };
     if let Err(first) = state.allow(key) {
         if first {
             let tenant = (mark != 0).then(|| state.tenant(mark, peer.ip())).flatten();
@@ -657,7 +659,16 @@ pub fn run(config: Config) -> std::io::Result<()> {
             match listener.accept().await {
                 Ok((sock, peer)) => {
                     pause = Duration::from_millis(10);
-                    tokio::spawn(serve_one(state.clone(), sock, peer));
+                    // Over its peer's or the service's cap: closed here, at
+                    // once, before a task (and its fd) could pile up.
+                    let mark = nix::sys::socket::getsockopt(
+                        &sock.as_fd(),
+                        nix::sys::socket::sockopt::Mark,
+                    )
+                    .unwrap_or(0);
+                    if let Some(held) = hold(&state, (mark, peer.ip())) {
+                        tokio::spawn(serve_one(state.clone(), sock, peer, mark, held));
+                    }
                 }
                 // Out of fds or memory, a connection reset before it was
                 // accepted: every tenant keeps its service; wait, retry.
