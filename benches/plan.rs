@@ -23,7 +23,7 @@ fn node() -> NodeConfig {
 fn desired(n: usize, node: &NodeConfig) -> DesiredState {
     let tenants: Vec<serde_json::Value> = (0..n)
         .map(|i| {
-            serde_json::json!({"tenant_id": format!("t{i}"), "flake_ref": format!("github:org/app{}?rev=1", i % 7),
+            serde_json::json!({"tenant_id": format!("t{i}"), "flake_ref": format!("github:org/app{}?rev=1356a192b7913b04c54574d18c28d46e6395428a", i % 7),
                 "profile": "minimal", "vcpus": 1 + i % 4, "mem_mib": 512, "state": if i % 10 == 0 { "stopped" } else { "running" },
                 "metadata": i % 3 == 0})
         })

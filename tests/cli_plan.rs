@@ -271,7 +271,7 @@ fn kept_tenant_keeps_the_metadata_endpoint() {
     let desired = dir.path().join("desired.json");
     std::fs::write(
         &desired,
-        r#"{"tenants": [{"tenant_id": "acme", "flake_ref": "github:acme/app?rev=1a2b3c4d5e6f",
+        r#"{"tenants": [{"tenant_id": "acme", "flake_ref": "github:acme/app?rev=1a2b3c4d5e6fb58fd099373dbd7e53ed13e7357e",
             "profile": "minimal", "vcpus": 2, "mem_mib": 1024, "state": "running",
             "ip": "10.200.0.10", "mac": "02:00:0a:c8:00:0a"}]}"#,
     )
@@ -552,4 +552,32 @@ fn net_verify_names_each_failing_item() {
         assert_eq!(r.code, code, "{}", r.stderr);
         common::settings().bind(|| insta::assert_snapshot!(name, r.snapshot(&args)));
     }
+}
+
+/// A flake reference that pins nothing (no rev=, no lock) is warned about:
+/// each build may take a newer commit.
+#[test]
+fn an_unpinned_flake_ref_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("d.json");
+    std::fs::write(
+        &d,
+        r#"{"tenants": [{"tenant_id": "un", "flake_ref": "github:o/r", "profile": "minimal", "vcpus": 1, "mem_mib": 256, "state": "running"}]}"#,
+    )
+    .unwrap();
+    let r = run(&[
+        "agent",
+        "plan",
+        "--desired",
+        d.to_str().unwrap(),
+        "--observed",
+        "fixtures/observed/fresh.json",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout
+            .contains("tenant un's flake_ref \"github:o/r\" is not pinned (no rev=, no lock)"),
+        "{}",
+        r.stdout
+    );
 }

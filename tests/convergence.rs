@@ -12,7 +12,7 @@ use std::path::Path;
 fn tenant() -> impl Strategy<Value = Value> {
     ((
         "[a-z][a-z0-9]{0,5}",
-        prop::sample::select(vec!["github:org/app?rev=1", "github:org/app?rev=2", "git+https://git.example/x.git"]),
+        prop::sample::select(vec!["github:org/app?rev=1356a192b7913b04c54574d18c28d46e6395428a", "github:org/app?rev=2da4b9237bacccdf19c0760cab7aec4a8359010b", "git+https://git.example/x.git"]),
         prop::sample::select(vec!["minimal", "standard"]),
         1u8..=4,
         prop::sample::select(vec![256u32, 512, 1024]),

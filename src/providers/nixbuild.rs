@@ -501,10 +501,17 @@ mod tests {
 
     #[test]
     fn local_builds_are_sandboxed_as_build_users() {
-        let a = build_args(&nix(), "github:o/r?rev=1", "standard");
+        let a = build_args(
+            &nix(),
+            "github:o/r?rev=1356a192b7913b04c54574d18c28d46e6395428a",
+            "standard",
+        );
         let joined = a.join(" ");
         assert!(joined.contains("build-users-group nixbld"), "{joined}");
         assert!(joined.contains("sandbox true"), "{joined}");
-        assert_eq!(a.last().unwrap(), "github:o/r?rev=1#mvm-standard");
+        assert_eq!(
+            a.last().unwrap(),
+            "github:o/r?rev=1356a192b7913b04c54574d18c28d46e6395428a#mvm-standard"
+        );
     }
 }

@@ -65,6 +65,23 @@ impl Resource for Artifact {
         &[Dep::Tenant("dirs")]
     }
 
+    /// A flake reference without `rev=` and no `lock`: each build may take
+    /// a newer commit, so two nodes (or two restarts) can run different
+    /// code under the same desired state.
+    fn warnings(&self, _: &Ctx, view: &super::NodeView) -> Vec<String> {
+        view.tenants
+            .iter()
+            .filter(|t| t.spec.lock.is_none() && !crate::spec::types::flake_ref_is_pinned(&t.spec.flake_ref))
+            .map(|t| {
+                format!(
+                    "tenant {}'s flake_ref {:?} is not pinned (no rev=, no lock): each build may take a newer commit; add ?rev=<40-hex commit> or a lock",
+                    t.id(),
+                    t.spec.flake_ref
+                )
+            })
+            .collect()
+    }
+
     fn desired(&self, ctx: &Ctx, s: Subject) -> Option<Desired> {
         let Subject::Tenant(t) = s else { return None };
         let obs = ctx.observed.tenant(t.id());

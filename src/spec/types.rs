@@ -361,7 +361,58 @@ pub fn check_flake_ref(s: &str) -> Result<(), String> {
     if rest.contains("..") && scheme != "https" {
         return Err("must not contain \"..\"".into());
     }
+    check_flake_query(rest)
+}
+
+/// The `rev=` and `ref=` of a flake reference, as Nix will take them: a
+/// rev is a full 40-hex-digit commit id (Nix refuses a short one at build
+/// time, long after the plan said it would apply), a ref a valid git ref
+/// name.
+fn check_flake_query(rest: &str) -> Result<(), String> {
+    let Some((_, query)) = rest.split('#').next().unwrap_or("").split_once('?') else {
+        return Ok(());
+    };
+    for pair in query.split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "rev" => {
+                if value.len() != 40 || !value.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(format!(
+                        "rev={value:?} is not a full commit id: Nix takes 40 hex digits (`git rev-parse HEAD`), not a short one"
+                    ));
+                }
+            }
+            "ref" => {
+                let bad = value.is_empty()
+                    || value.starts_with(['-', '/', '.'])
+                    || value.ends_with(['/', '.'])
+                    || value.ends_with(".lock")
+                    || value.contains("..")
+                    || value.contains("//")
+                    || value.contains("@{")
+                    || value
+                        .bytes()
+                        .any(|b| b.is_ascii_control() || b" ~^:?*[\\".contains(&b));
+                if bad {
+                    return Err(format!(
+                        "ref={value:?} is not a git ref name (like \"main\" or \"refs/tags/v1.2\")"
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
     Ok(())
+}
+
+/// Whether a flake reference names an exact source: a `rev=` (or a local
+/// `path:`); otherwise each build may take a newer commit.
+pub fn flake_ref_is_pinned(s: &str) -> bool {
+    s.starts_with("path:")
+        || s.split('#')
+            .next()
+            .and_then(|r| r.split_once('?'))
+            .is_some_and(|(_, q)| q.split('&').any(|p| p.starts_with("rev=")))
 }
 
 /// Checks an expected flake.lock hash: an SRI `sha256-<base64>` (as Nix
@@ -447,14 +498,34 @@ mod tests {
 
     #[test]
     fn flake_refs() {
+        let sha = "0123456789abcdef0123456789abcdef01234567";
         for ok in [
-            "github:org/repo?rev=1a2b",
-            "github:org/repo/main",
-            "git+https://example.com/x.git?rev=abc",
-            "path:/srv/flake",
+            format!("github:org/repo?rev={sha}"),
+            "github:org/repo/main".into(),
+            format!("git+https://example.com/x.git?ref=refs/tags/v1.2&rev={sha}"),
+            "git+https://example.com/x.git?ref=main".into(),
+            "path:/srv/flake".into(),
         ] {
-            assert_eq!(check_flake_ref(ok), Ok(()), "{ok}");
+            assert_eq!(check_flake_ref(&ok), Ok(()), "{ok}");
         }
+        // A bug fixed: short revs (the README's own example) passed the
+        // plan and failed in Nix ("has wrong length for hash type 'sha1'").
+        for bad in [
+            "github:org/repo?rev=1a2b3c4d5e6f",
+            "github:org/repo?rev=zz",
+            "github:org/repo?rev=",
+            "https://example.com/x.tar.gz?ref=a..b",
+            "git+https://example.com/x.git?ref=-x",
+            "git+https://example.com/x.git?ref=main.lock",
+            "git+https://example.com/x.git?ref=a%20b^",
+        ] {
+            let e = check_flake_ref(bad).unwrap_err();
+            assert!(e.contains("rev=") || e.contains("ref="), "{bad}: {e}");
+        }
+        assert!(flake_ref_is_pinned(&format!("github:o/r?rev={sha}")));
+        assert!(flake_ref_is_pinned("path:/srv/f"));
+        assert!(!flake_ref_is_pinned("github:o/r"));
+        assert!(!flake_ref_is_pinned("git+https://e.com/x?ref=main"));
         for bad in [
             "git+ssh://-oProxyCommand=touch%20/tmp/x/repo",
             "git+ssh://git@-oProxyCommand=x/repo",
