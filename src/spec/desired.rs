@@ -129,13 +129,20 @@ pub fn from_tree(tree: &Value, node: &NodeConfig, p: &mut Problems) -> Option<De
     };
     let mut tenants = Vec::with_capacity(items.len());
     let mut complete = true;
+    // Uniqueness is checked on every id, IP and MAC that is itself valid,
+    // whatever else is wrong with its tenant: one pass reports it all, in
+    // the file's order.
+    let mut seen = Seen::default();
     for (i, item) in items.iter().enumerate() {
+        let before = p.0.len();
         match tenant(item, &index("tenants", i), node, p) {
             Some(t) => tenants.push((i, t)),
             None => complete = false,
         }
+        let field_problems = p.0.split_off(before);
+        seen.check(&Identity::of(i, item, node), p);
+        p.0.extend(field_problems);
     }
-    check_unique(&tenants, p);
     if !complete || !p.is_empty() {
         return None;
     }
@@ -241,44 +248,78 @@ pub fn check_ip(s: &str, node: &NodeConfig) -> Result<Ipv4Addr, String> {
     ))
 }
 
-/// Tenant ids, IPs and MACs must each be unique across the file.
-fn check_unique(tenants: &[(usize, TenantSpec)], p: &mut Problems) {
-    let mut ids: HashMap<&TenantId, usize> = HashMap::new();
-    let mut ips: HashMap<Ipv4Addr, usize> = HashMap::new();
-    let mut macs: HashMap<MacAddr, usize> = HashMap::new();
-    for (i, t) in tenants {
-        let at = index("tenants", *i);
-        if let Some(first) = ids.insert(&t.tenant_id, *i) {
-            ids.insert(&t.tenant_id, first);
-            p.push(
-                join(&at, "tenant_id"),
-                format!(
-                    "\"{}\" is already used by tenants[{first}]; tenant ids must be unique",
-                    t.tenant_id
-                ),
-            );
+/// The identity a tenant entry asks for, as far as each part is valid.
+struct Identity {
+    index: usize,
+    id: Option<TenantId>,
+    ip: Option<Ipv4Addr>,
+    mac: Option<MacAddr>,
+}
+
+impl Identity {
+    fn of(index: usize, item: &Value, node: &NodeConfig) -> Self {
+        let text = |k: &str| item.get(k).and_then(Value::as_str);
+        Self {
+            index,
+            id: text("tenant_id").and_then(|s| TenantId::parse(s).ok()),
+            ip: text("ip").and_then(|s| check_ip(s, node).ok()),
+            mac: text("mac")
+                .and_then(|s| s.parse::<MacAddr>().ok())
+                .filter(|m| m.is_unicast()),
         }
-        if let Some(ip) = t.ip
-            && let Some(first) = ips.insert(ip, *i)
-        {
-            ips.insert(ip, first);
-            p.push(
-                join(&at, "ip"),
-                format!(
-                    "\"{ip}\" is already used by tenants[{first}]; every tenant needs its own IP"
+    }
+}
+
+/// The ids, IPs and MACs of the tenants so far: each must be unique
+/// across the file.
+#[derive(Default)]
+struct Seen {
+    ids: HashMap<TenantId, usize>,
+    ips: HashMap<Ipv4Addr, usize>,
+    macs: HashMap<MacAddr, usize>,
+}
+
+impl Seen {
+    fn check(&mut self, t: &Identity, p: &mut Problems) {
+        let at = index("tenants", t.index);
+        if let Some(id) = &t.id {
+            match self.ids.get(id) {
+                Some(first) => p.push(
+                    join(&at, "tenant_id"),
+                    format!(
+                        "\"{id}\" is already used by tenants[{first}]; tenant ids must be unique"
+                    ),
                 ),
-            );
+                None => {
+                    self.ids.insert(id.clone(), t.index);
+                }
+            }
         }
-        if let Some(mac) = t.mac
-            && let Some(first) = macs.insert(mac, *i)
-        {
-            macs.insert(mac, first);
-            p.push(
-                join(&at, "mac"),
-                format!(
-                    "\"{mac}\" is already used by tenants[{first}]; every tenant needs its own MAC"
+        if let Some(ip) = t.ip {
+            match self.ips.get(&ip) {
+                Some(first) => p.push(
+                    join(&at, "ip"),
+                    format!(
+                        "\"{ip}\" is already used by tenants[{first}]; every tenant needs its own IP"
+                    ),
                 ),
-            );
+                None => {
+                    self.ips.insert(ip, t.index);
+                }
+            }
+        }
+        if let Some(mac) = t.mac {
+            match self.macs.get(&mac) {
+                Some(first) => p.push(
+                    join(&at, "mac"),
+                    format!(
+                        "\"{mac}\" is already used by tenants[{first}]; every tenant needs its own MAC"
+                    ),
+                ),
+                None => {
+                    self.macs.insert(mac, t.index);
+                }
+            }
         }
     }
 }
