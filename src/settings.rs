@@ -72,6 +72,9 @@ pub struct Terminal {
     pub stdin: bool,
     pub stdout: bool,
     pub stderr: bool,
+    /// stdout and stderr are one destination (a journal stream, `>log
+    /// 2>&1`, one terminal): what goes to both would be read twice.
+    pub merged: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -95,6 +98,7 @@ impl Settings {
             stdin: std::io::stdin().is_terminal(),
             stdout: std::io::stdout().is_terminal(),
             stderr: std::io::stderr().is_terminal(),
+            merged: crate::providers::input::stdout_is_stderr(),
         };
         let force = env("CLICOLOR_FORCE").is_some_and(|v| v != "0");
         let colors = !no_color && env("NO_COLOR").is_none() && (force || terminal.stdout);

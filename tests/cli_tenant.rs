@@ -341,3 +341,46 @@ sys.stdout.write(out.decode()); sys.stderr.write(err.decode()); sys.exit(p.retur
         "something was applied after 'no'"
     );
 }
+
+/// A bug fixed: without a terminal, a reconcile's warnings were printed
+/// twice (in the plan on stdout, again on stderr), and a journal that
+/// merges the two showed each twice. Once when both streams are one file;
+/// once on each when they are apart.
+#[test]
+fn warnings_are_read_once_per_destination() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = \"{}\"\n[cgroup]\nallow_missing_controllers = true\n",
+            dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let args = |cmd: &mut std::process::Command| {
+        cmd.args(["--config", config.to_str().unwrap(), "agent", "reconcile"])
+            .args([
+                "--desired",
+                "fixtures/desired/example.json",
+                "--target",
+                "tenant.*.dirs",
+            ])
+            .stdin(std::process::Stdio::null());
+    };
+    let log = dir.path().join("merged.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let mut cmd = common::mvm();
+    args(&mut cmd);
+    cmd.stdout(file.try_clone().unwrap()).stderr(file);
+    assert!(cmd.status().unwrap().success());
+    let merged = std::fs::read_to_string(&log).unwrap();
+    let warning = "resource targeting is in effect";
+    assert_eq!(merged.matches(warning).count(), 1, "{merged}");
+    // Apart: once on each, so stderr alone (an agent's error log) has it.
+    let mut cmd = common::mvm();
+    args(&mut cmd);
+    let r = common::run_cmd(&mut cmd);
+    assert_eq!(r.stdout.matches(warning).count(), 1, "{}", r.stdout);
+    assert_eq!(r.stderr.matches(warning).count(), 1, "{}", r.stderr);
+}

@@ -33,13 +33,14 @@ impl reconcile::Ui for Terminal<'_> {
     }
 
     /// The plan on stdout; its warnings (a missing jailer, limits not
-    /// enforced, …) also on stderr unless both go to the same terminal, so
-    /// an agent's log of errors has them too.
+    /// enforced, …) also on stderr unless both streams are one destination
+    /// (a terminal, a journal, `>log 2>&1`), so an agent's log of errors has
+    /// them too and no reader sees them twice.
     fn show_plan(&self, plan: &Plan) {
         output::write_stdout(&crate::plan::render::render(plan, self.settings.colors));
         let t = self.settings.terminal;
-        let same_terminal = t.stdout && t.stderr;
-        if !same_terminal && !plan.warnings.is_empty() {
+        let one_destination = t.merged || (t.stdout && t.stderr);
+        if !one_destination && !plan.warnings.is_empty() {
             let text: String = plan
                 .warnings
                 .iter()

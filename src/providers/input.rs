@@ -118,3 +118,16 @@ pub fn write_output(path: &Path, data: &[u8]) -> io::Result<()> {
         other => io::Error::other(other.to_string()),
     })
 }
+
+/// Whether stdout and stderr are the same open file (same device and
+/// inode: a journal stream, `>log 2>&1`, one terminal).
+pub fn stdout_is_stderr() -> bool {
+    use std::os::fd::AsFd;
+    let id = |fd: std::os::fd::BorrowedFd| {
+        nix::sys::stat::fstat(fd)
+            .ok()
+            .map(|st| (st.st_dev, st.st_ino))
+    };
+    let (out, err) = (id(std::io::stdout().as_fd()), id(std::io::stderr().as_fd()));
+    out.is_some() && out == err
+}
