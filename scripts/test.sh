@@ -54,24 +54,44 @@ if [ "$(id -u)" = 0 ] && [ ! -s "$kernel" ]; then
     rm -rf "$tmp"
 fi
 
-# Host tests need root (bridges, taps, nft, tmpfs, cgroups). Without it
-# they are filtered out *visibly*: nextest counts them as skipped in its
-# summary, and the reason is printed here, instead of each reporting a
-# vacuous pass.
+# Tests whose prerequisite is missing are filtered out *visibly*: the
+# reason is printed here and the count at the end, instead of each test
+# reporting a vacuous pass. Host tests need root (bridges, taps, nft,
+# tmpfs, cgroups). The Firecracker tests need the real Firecracker,
+# jailer and seccompiler-bin builds — MVM_TEST_FIRECRACKER_DIR, by
+# default ../shared/firecracker (bin/firecracker, bin/jailer,
+# bin/seccompiler-bin, seccomp/) — and the kernel fetched above.
 host_tests="binary(host_probe) | binary(host_reconcile) | binary(host_net) | binary(host_nix) | binary(host_vm) | binary(host_metadata)"
-if [ "$(id -u)" = 0 ]; then
-    filter="all()"
+fc_tests="binary(host_vm) | test(node_info_reports_the_firecracker_and_jailer_versions)"
+fc_dir=${MVM_TEST_FIRECRACKER_DIR:-../shared/firecracker}
+skip=""
+reasons=""
+if [ "$(id -u)" != 0 ]; then
+    skip="$host_tests"
+    reasons="host tests ($host_tests): they need root for network namespaces, nftables, tmpfs mounts and cgroups; run as root to include them"
+fi
+fc_missing=""
+for b in firecracker jailer seccompiler-bin; do
+    [ -x "$fc_dir/bin/$b" ] || fc_missing="$fc_missing $fc_dir/bin/$b"
+done
+[ -s "$kernel" ] || fc_missing="$fc_missing $kernel"
+if [ -n "$fc_missing" ]; then
+    skip="${skip:+$skip | }$fc_tests"
+    reasons="${reasons:+$reasons; }Firecracker tests ($fc_tests): missing$fc_missing (set MVM_TEST_FIRECRACKER_DIR to a directory with bin/firecracker, bin/jailer, bin/seccompiler-bin and seccomp/)"
+fi
+if [ -n "$skip" ]; then
+    filter="not ($skip)"
+    echo "SKIPPING $reasons" >&2
 else
-    filter="not ($host_tests)"
-    echo "SKIPPING host tests ($host_tests): they need root for network namespaces, nftables, tmpfs mounts and cgroups; run as root to include them" >&2
+    filter="all()"
 fi
 
 if cargo nextest --version >/dev/null 2>&1; then
     status=0
     cargo nextest run --no-fail-fast --success-output never --failure-output final -E "$filter" "$@" || status=$?
-    if [ "$filter" != "all()" ]; then
-        skipped=$(cargo nextest list -E "$host_tests" --message-format oneline 2>/dev/null | wc -l)
-        echo "Skipped: $skipped host tests (not root: they need network namespaces, nftables, tmpfs mounts and cgroups)"
+    if [ -n "$skip" ]; then
+        skipped=$(cargo nextest list -E "$skip" --message-format oneline 2>/dev/null | wc -l)
+        echo "Skipped: $skipped tests ($reasons)"
     fi
     exit "$status"
 else
