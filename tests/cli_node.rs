@@ -81,12 +81,21 @@ fn node_info_reports_the_firecracker_and_jailer_versions() {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/firecracker"));
     let bin = dir.join("bin");
     if !bin.join("firecracker").is_file() {
-        eprintln!("SKIPPED: no {} (set MVM_TEST_FIRECRACKER_DIR)", bin.display());
+        eprintln!(
+            "SKIPPED: no {} (set MVM_TEST_FIRECRACKER_DIR)",
+            bin.display()
+        );
         return;
     }
     let work = tempfile::tempdir().unwrap();
     let config = node_toml(work.path(), &bin.canonicalize().unwrap());
-    let r = run(&["--config", config.to_str().unwrap(), "node", "info", "--json"]);
+    let r = run(&[
+        "--config",
+        config.to_str().unwrap(),
+        "node",
+        "info",
+        "--json",
+    ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     let fc = v["binaries"]["firecracker"]["version"].as_str().unwrap();

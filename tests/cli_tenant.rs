@@ -291,7 +291,7 @@ fn reconcile_asks_whenever_stdin_is_a_terminal() {
         eprintln!("SKIPPED: needs python3 for a pseudo-terminal");
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::scratch();
     let state = dir.path().join("state");
     let config = dir.path().join("node.toml");
     std::fs::write(
@@ -348,7 +348,7 @@ sys.stdout.write(out.decode()); sys.stderr.write(err.decode()); sys.exit(p.retur
 /// once on each when they are apart.
 #[test]
 fn warnings_are_read_once_per_destination() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::scratch();
     let config = dir.path().join("node.toml");
     std::fs::write(
         &config,
@@ -383,4 +383,37 @@ fn warnings_are_read_once_per_destination() {
     let r = common::run_cmd(&mut cmd);
     assert_eq!(r.stdout.matches(warning).count(), 1, "{}", r.stdout);
     assert_eq!(r.stderr.matches(warning).count(), 1, "{}", r.stderr);
+}
+
+/// A bug fixed: the suite left directories in /tmp that `rm -rf` as root
+/// could not remove (append-only audit logs). A scratch dir a reconcile
+/// wrote into is gone once the test is done with it.
+#[test]
+fn a_reconciled_scratch_dir_is_removed() {
+    let dir = common::scratch();
+    let path = dir.path().to_path_buf();
+    let config = path.join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = \"{}\"\n[cgroup]\nallow_missing_controllers = true\n",
+            path.join("state").display()
+        ),
+    )
+    .unwrap();
+    let r = common::run_cmd(
+        common::mvm()
+            .args(["--config", config.to_str().unwrap(), "agent", "reconcile"])
+            .args([
+                "--desired",
+                "fixtures/desired/example.json",
+                "--target",
+                "tenant.acme.dirs",
+            ])
+            .stdin(std::process::Stdio::null()),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(path.join("state/tenants/acme/audit.log").exists());
+    drop(dir);
+    assert!(!path.exists(), "{} was left behind", path.display());
 }

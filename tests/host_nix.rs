@@ -49,7 +49,7 @@ fn a_real_nix_build_is_recorded_not_repeated_and_its_lock_checked() {
         eprintln!("SKIPPED: {why}");
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::scratch();
     let kernel = format!("kernel {}", std::process::id());
     let flake = fixture(dir.path(), &kernel);
     let state = dir.path().join("state");

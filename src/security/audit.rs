@@ -403,6 +403,31 @@ pub fn verify(
 
 #[cfg(test)]
 mod tests {
+    /// A temporary directory removed even with append-only logs in it
+    /// (the flag is cleared first; the removal alone cannot).
+    struct Scratch(tempfile::TempDir);
+
+    impl Scratch {
+        fn path(&self) -> &std::path::Path {
+            self.0.path()
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("chattr")
+                .arg("-R")
+                .arg("-a")
+                .arg(self.0.path())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+
+    fn scratch() -> Scratch {
+        Scratch(tempfile::tempdir().unwrap())
+    }
+
     use super::*;
     use std::path::PathBuf;
 
@@ -439,7 +464,7 @@ mod tests {
 
     #[test]
     fn a_real_log_verifies() {
-        let d = tempfile::tempdir().unwrap();
+        let d = scratch();
         let (log, head) = write_log(d.path(), 5);
         let v = check(&log, &head);
         assert_eq!(v.records, 5);
@@ -505,7 +530,7 @@ mod tests {
             ),
         ];
         for (name, tamper) in cases {
-            let d = tempfile::tempdir().unwrap();
+            let d = scratch();
             let (log, head) = write_log(d.path(), 5);
             let text = std::fs::read(&log).unwrap();
             let lines: Vec<&[u8]> = text
@@ -520,7 +545,7 @@ mod tests {
 
     #[test]
     fn interrupted_head_update_is_a_note_not_tampering() {
-        let d = tempfile::tempdir().unwrap();
+        let d = scratch();
         let (log, head) = write_log(d.path(), 3);
         let before = std::fs::read(&head).unwrap();
         let (log2, head2) = write_log(d.path(), 1); // appends record 4
@@ -538,7 +563,7 @@ mod tests {
     /// records 2".
     #[test]
     fn heads_lost_by_two_crashes_in_a_row_are_caught_up() {
-        let d = tempfile::tempdir().unwrap();
+        let d = scratch();
         let id = TenantId::parse("acme").unwrap();
         let layout = StateLayout::new(d.path());
         std::fs::create_dir_all(layout.tenant_dir(&id)).unwrap();
@@ -632,8 +657,8 @@ mod tests {
             ),
         ];
         for (name, tamper, says) in cases {
-            let d = tempfile::tempdir().unwrap();
-            let other = tempfile::tempdir().unwrap();
+            let d = scratch();
+            let other = scratch();
             let (log, head) = write_log(d.path(), 5);
             tamper(&log, &head, other.path());
             let e = append_one(d.path(), "acme", "node1", "mvm agent reconcile")
@@ -642,7 +667,7 @@ mod tests {
             assert!(e.contains(says) && e.contains("--verify"), "{name}: {e}");
         }
         // Another node's log.
-        let d = tempfile::tempdir().unwrap();
+        let d = scratch();
         write_log(d.path(), 2);
         let e = append_one(d.path(), "acme", "node2", "c")
             .unwrap_err()
@@ -652,7 +677,7 @@ mod tests {
 
     #[test]
     fn verify_checks_the_tenant_and_node_of_every_record() {
-        let d = tempfile::tempdir().unwrap();
+        let d = scratch();
         let (log, head) = write_log(d.path(), 3);
         let (l, h) = (std::fs::read(&log).unwrap(), std::fs::read(&head).unwrap());
         let other = TenantId::parse("other").unwrap();
@@ -671,7 +696,7 @@ mod tests {
     /// which no record could be written for the tenant.
     #[test]
     fn records_are_bounded_and_long_command_lines_summarized() {
-        let d = tempfile::tempdir().unwrap();
+        let d = scratch();
         write_log(d.path(), 1);
         let long = format!(
             "mvm agent reconcile {}",
@@ -707,7 +732,7 @@ mod tests {
     /// head: the head left behind is recognised, not taken for tampering.
     #[test]
     fn a_head_left_by_an_interrupted_archive_is_not_tampering() {
-        let d = tempfile::tempdir().unwrap();
+        let d = scratch();
         let (log, _) = write_log(d.path(), 3);
         let layout = StateLayout::new(d.path());
         let id = TenantId::parse("acme").unwrap();

@@ -57,3 +57,31 @@ pub fn settings() -> insta::Settings {
     s.set_omit_expression(true);
     s
 }
+
+/// A temporary directory that is always removed: mvm marks audit logs
+/// append-only (`chattr +a`), which the directory's own removal cannot
+/// undo, so the flag is cleared first (chattr, from e2fsprogs, which
+/// scripts/test.sh installs).
+pub struct Scratch(pub tempfile::TempDir);
+
+impl Scratch {
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr")
+            .arg("-R")
+            .arg("-a")
+            .arg(self.0.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+pub fn scratch() -> Scratch {
+    Scratch(tempfile::tempdir().expect("a temporary directory"))
+}
