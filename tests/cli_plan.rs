@@ -494,6 +494,44 @@ fn cpuset_beyond_the_host_is_warned_about() {
         "{}",
         r.stdout
     );
+    // A bug fixed: on a hybrid host that lets limits go (no cpuset
+    // controller), the plan writes no cpuset, yet the warning said writing
+    // it would fail. It says the pin is not enforced instead.
+    let hybrid: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string("fixtures/observed/hybrid.json").unwrap())
+            .unwrap();
+    o["cgroup"] = hybrid["cgroup"].clone();
+    std::fs::write(&observed, o.to_string()).unwrap();
+    let config = dir.path().join("node.toml");
+    std::fs::write(&config, "[cgroup]\nallow_missing_controllers = true\n").unwrap();
+    let r = run(&[
+        "--config",
+        config.to_str().unwrap(),
+        "agent",
+        "plan",
+        "--desired",
+        desired.to_str().unwrap(),
+        "--observed",
+        observed.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        !r.stdout.contains("writing cpuset.cpus will fail"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        !r.stdout.contains("cpuset.cpus ="),
+        "the plan writes a cpuset: {}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("cpuset")
+            && r.stdout
+                .contains("are missing and cgroup.allow_missing_controllers is set"),
+        "{}",
+        r.stdout
+    );
 }
 
 /// A saved plan edited by hand is decoded into each kind's typed

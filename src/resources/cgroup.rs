@@ -156,6 +156,13 @@ impl Resource for Cgroup {
         {
             for t in view.tenants {
                 let Some(set) = &t.spec.cpuset else { continue };
+                // Where the cpuset controller is missing (and allowed to
+                // be), nothing is written: the warning above says the
+                // pin is not enforced; nothing would fail.
+                if missing_controllers(ctx, &CgroupLimits::for_tenant(&t.spec)).contains(&"cpuset")
+                {
+                    continue;
+                }
                 let absent: Vec<String> = set
                     .cpus()
                     .iter()
