@@ -417,3 +417,56 @@ fn a_reconciled_scratch_dir_is_removed() {
     drop(dir);
     assert!(!path.exists(), "{} was left behind", path.display());
 }
+
+/// A bug fixed: `tenant stop` of a VM that is not running reconciled the
+/// whole tenant — `+ artifact`, `+ jail`, a Nix build, `Apply failed.`.
+/// It touches only the VM: nothing to stop is said, exit 0, no build.
+#[test]
+fn stopping_a_stopped_vm_builds_nothing() {
+    let dir = common::scratch();
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = \"{}\"\n[cgroup]\nallow_missing_controllers = true\n",
+            dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    let r = common::run_cmd(
+        common::mvm()
+            .args([
+                "--config",
+                cfg,
+                "agent",
+                "reconcile",
+                "--desired",
+                "fixtures/desired/example.json",
+            ])
+            .args(["--target", "tenant.*.dirs"])
+            .stdin(std::process::Stdio::null()),
+    );
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let r = common::run_cmd(
+        common::mvm()
+            .args(["--config", cfg, "tenant", "stop", "acme"])
+            .stdin(std::process::Stdio::null()),
+    );
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .contains("Tenant acme's VM is not running: nothing to stop."),
+        "{}",
+        r.stdout
+    );
+    for never in ["tenant.acme.artifact", "tenant.acme.jail", "Apply failed"] {
+        assert!(!r.stdout.contains(never), "{never}: {}", r.stdout);
+    }
+    assert!(
+        std::fs::read_to_string(dir.path().join("state/desired.json"))
+            .unwrap()
+            .contains("\"stopped\""),
+        "the stop is not remembered"
+    );
+}

@@ -116,7 +116,7 @@ pub fn run(s: &Settings, args: &ReconcileArgs) -> Result<ExitCode, AgentError> {
         lock_timeout,
         command_line: &s.command_line,
     };
-    finish(s, &node, req, &ui)
+    finish(s, &node, req, &ui, None)
 }
 
 /// `mvm tenant stop|start ID`: the applied desired state with the tenant
@@ -129,7 +129,8 @@ pub fn tenant_state(
     let node = s.config.load()?;
     let lock_timeout = agent::parse_duration(&args.lock_timeout)?;
     let id = agent::tenant::parse_id(&args.tenant)?;
-    let targets = agent::targets(&[format!("tenant.{id}")])?;
+    // Only the VM and, to start it, what it needs: a stop builds nothing.
+    let targets = agent::targets(&[format!("tenant.{id}.vm")])?;
     let edit = |d: &mut crate::spec::DesiredState| -> Result<(), AgentError> {
         let t = d
             .tenants
@@ -157,7 +158,13 @@ pub fn tenant_state(
         lock_timeout,
         command_line: &s.command_line,
     };
-    finish(s, &node, req, &ui)
+    let already = match state {
+        crate::spec::RunState::Stopped => {
+            format!("Tenant {id}'s VM is not running: nothing to stop.")
+        }
+        crate::spec::RunState::Running => format!("Tenant {id}'s VM is already running."),
+    };
+    finish(s, &node, req, &ui, Some(&already))
 }
 
 fn finish(
@@ -165,6 +172,7 @@ fn finish(
     node: &crate::spec::NodeConfig,
     req: Request,
     ui: &Terminal,
+    no_changes: Option<&str>,
 ) -> Result<ExitCode, AgentError> {
     let outcome = reconcile::reconcile(
         req,
@@ -174,7 +182,12 @@ fn finish(
         true,
     )?;
     Ok(match outcome {
-        Outcome::NoChanges => ExitCode::SUCCESS,
+        Outcome::NoChanges => {
+            if let Some(line) = no_changes {
+                output::write_stdout(&format!("{line}\n"));
+            }
+            ExitCode::SUCCESS
+        }
         Outcome::Cancelled => {
             output::write_stdout("Apply cancelled.\n");
             ExitCode::from(1)

@@ -161,11 +161,19 @@ pub fn plan(
 
     let mut warnings: Vec<String> = Vec::new();
     if !opts.targets.is_empty() {
-        // A target naming a tenant that matches nothing is a typo (a kind
-        // word is checked when parsed): an error, not a converged node.
-        // A wildcard or node kind with nothing to match is only said.
+        // A target naming a tenant neither desired nor on the node is a
+        // typo (a kind word is checked when parsed): an error, not a
+        // converged node. A known tenant's kind with nothing to do is
+        // simply converged; a wildcard or node kind matching nothing is
+        // said.
+        let known: HashSet<&TenantId> = wanted
+            .iter()
+            .copied()
+            .chain(observed.tenants.keys())
+            .collect();
         let (named, other): (Vec<_>, Vec<_>) = unmatched_targets(&drafts, &opts.targets)
             .into_iter()
+            .filter(|(t, _)| t.tenant().is_none_or(|id| !known.contains(id)))
             .partition(|(t, _)| t.names_a_tenant());
         if !named.is_empty() {
             return Err(PlanError::UnmatchedTargets(
@@ -283,6 +291,11 @@ fn targeted<'a>(drafts: Vec<Draft<'a>>, targets: &[super::target::Target]) -> Ve
         .collect();
     while let Some(i) = stack.pop() {
         if std::mem::replace(&mut keep[i], true) {
+            continue;
+        }
+        // Deleting needs nothing created first (stopping a VM builds no
+        // artifact).
+        if drafts[i].change.actions == Action::Delete {
             continue;
         }
         stack.extend(

@@ -28,6 +28,11 @@ impl Target {
         self.tenant.is_some()
     }
 
+    /// The tenant it names, if one.
+    pub fn tenant(&self) -> Option<&TenantId> {
+        self.tenant.as_ref()
+    }
+
     pub fn matches(&self, addr: &ResourceAddr) -> bool {
         addr.kind().scope() == self.scope
             && self.kind.is_none_or(|k| k == addr.kind())
