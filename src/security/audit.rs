@@ -112,6 +112,15 @@ impl AuditWriter {
     /// The next record's number and the previous record's hash, after
     /// checking the log against its head.
     fn position(&self, host: &Host, id: &TenantId) -> Result<(u64, String), HostError> {
+        self.last(host, id).map(|(seq, sha, _)| (seq, sha))
+    }
+
+    /// `position`, with the last record itself.
+    fn last(
+        &self,
+        host: &Host,
+        id: &TenantId,
+    ) -> Result<(u64, String, Option<AuditRecord>), HostError> {
         let path = self.layout.audit_log(id);
         let head_path = self.layout.audit_head(id);
         let refuse = |why: String| {
@@ -132,10 +141,10 @@ impl AuditWriter {
         };
         let Some(line) = last_line(host, &path)? else {
             return match head {
-                None => Ok((1, GENESIS.to_string())),
+                None => Ok((1, GENESIS.to_string(), None)),
                 // A prune that died after archiving the log, before its
                 // head: the log it names is in the archive.
-                Some(h) if self.archived(host, id, &h)? => Ok((h.seq + 1, h.sha256)),
+                Some(h) if self.archived(host, id, &h)? => Ok((h.seq + 1, h.sha256, None)),
                 Some(h) => Err(refuse(format!(
                     "the log is missing or empty but {AUDIT_HEAD} records {} entries: it was deleted or truncated",
                     h.seq
@@ -189,7 +198,7 @@ impl AuditWriter {
                 ),
             }));
         }
-        Ok((rec.seq + 1, sha))
+        Ok((rec.seq + 1, sha, Some(rec)))
     }
 
     /// Whether the newest archive of `id` holds the log `head` describes,
@@ -212,24 +221,59 @@ impl AuditWriter {
 
     /// Appends one record to the tenant's log: a single write, fsync, then
     /// the head. A record larger than `RECORD_MAX` is refused, not written.
-    pub fn append(&self, host: &Host, ev: AuditEvent) -> Result<(), HostError> {
+    ///
+    /// A failure identical to the log's last record (same resource, action
+    /// and error: a build that fails on every timer run) is not written
+    /// again — the log would grow without bound — but counted in
+    /// `audit.repeats`; the next record written says how often it repeated
+    /// (`details.previous_repeated`: the count and the last time).
+    pub fn append(&self, host: &Host, mut ev: AuditEvent) -> Result<(), HostError> {
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let path = self.layout.audit_log(ev.tenant);
-        let (seq, prev) = self.position(host, ev.tenant)?;
+        let (seq, prev, last) = self.last(host, ev.tenant)?;
+        let repeats_path = self.layout.audit_repeats(ev.tenant);
+        let now = host
+            .clock
+            .now()
+            .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+            .to_string();
+        let repeats: Option<Repeats> = host
+            .files
+            .read(&repeats_path, HEAD_CAP)?
+            .and_then(|b| crate::spec::json::from_slice::<Repeats>(&b).ok())
+            .filter(|r| last.as_ref().is_some_and(|l| l.seq == r.seq));
+        let error = ev.error.as_ref().map(|e| cut(e, ERROR_MAX));
+        if let (Some(l), Some(e)) = (&last, &error)
+            && l.result == "failed"
+            && l.resource == ev.resource
+            && l.action == ev.action
+            && l.error.as_ref() == Some(e)
+        {
+            let count = repeats.map_or(0, |r| r.count) + 1;
+            let r = serde_json::to_vec(&Repeats {
+                seq: l.seq,
+                count,
+                last: now,
+            })
+            .expect("repeats serialize");
+            return host.files.write_file(&repeats_path, &r, 0o600);
+        }
+        if let Some(r) = repeats {
+            ev.details.insert(
+                "previous_repeated".into(),
+                format!("{} more times, last at {}", r.count, r.last),
+            );
+        }
         let record = AuditRecord {
             seq,
-            timestamp: host
-                .clock
-                .now()
-                .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
-                .to_string(),
+            timestamp: now,
             tenant_id: ev.tenant.clone(),
             node_id: self.node_id.clone(),
             command: self.command.clone(),
             action: ev.action.to_string(),
             resource: ev.resource,
             result: if ev.error.is_some() { "failed" } else { "ok" }.to_string(),
-            error: ev.error.map(|e| cut(&e, ERROR_MAX)),
+            error,
             details: ev.details,
             prev_sha256: prev,
         };
@@ -254,8 +298,22 @@ impl AuditWriter {
         }
         let head = serde_json::to_vec(&AuditHead { seq, sha256: sha }).expect("head serializes");
         host.files
-            .write_file(&self.layout.audit_head(ev.tenant), &head, 0o600)
+            .write_file(&self.layout.audit_head(ev.tenant), &head, 0o600)?;
+        if host.files.exists(&repeats_path) {
+            host.files.remove_tree(&repeats_path)?;
+        }
+        Ok(())
     }
+}
+
+/// `audit.repeats`: record `seq` (a failure) happened `count` more times,
+/// the last at `last`, without a record of its own.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Repeats {
+    seq: u64,
+    count: u64,
+    last: String,
 }
 
 /// A command line as a record carries it: whole up to `COMMAND_MAX` bytes,
@@ -541,6 +599,50 @@ mod tests {
             let v = check(&log, &head);
             assert!(!v.problems.is_empty(), "{name} went undetected");
         }
+    }
+
+    /// A bug fixed: a change failing the same way on every run (a build
+    /// an agent retries on its timer) appended a record each time, without
+    /// bound. The repeat is counted, not written; the next record says how
+    /// often, and the chain still verifies.
+    #[test]
+    fn a_repeated_identical_failure_is_recorded_once() {
+        let d = scratch();
+        let dir = d.path();
+        let id = TenantId::parse("acme").unwrap();
+        let layout = StateLayout::new(dir);
+        std::fs::create_dir_all(layout.tenant_dir(&id)).unwrap();
+        let w = AuditWriter::new(layout.clone(), "node1".into(), "mvm agent run".into());
+        let host = Host::linux(dir);
+        let ev = |error: Option<&str>| AuditEvent {
+            tenant: &id,
+            action: "create",
+            resource: "tenant.acme.artifact".into(),
+            error: error.map(str::to_string),
+            details: AuditDetails::new(),
+        };
+        for _ in 0..50 {
+            w.append(&host, ev(Some("nix build failed: no network")))
+                .unwrap();
+        }
+        let lines = || std::fs::read_to_string(layout.audit_log(&id)).unwrap();
+        assert_eq!(lines().lines().count(), 1, "{}", lines());
+        // Another failure is a record of its own.
+        w.append(&host, ev(Some("nix build failed: disk full")))
+            .unwrap();
+        assert_eq!(lines().lines().count(), 2);
+        let second: AuditRecord = serde_json::from_str(lines().lines().nth(1).unwrap()).unwrap();
+        assert!(
+            second.details["previous_repeated"].starts_with("49 more times, last at "),
+            "{:?}",
+            second.details
+        );
+        w.append(&host, ev(None)).unwrap();
+        let third: AuditRecord = serde_json::from_str(lines().lines().nth(2).unwrap()).unwrap();
+        assert!(!third.details.contains_key("previous_repeated"));
+        assert!(!layout.audit_repeats(&id).exists());
+        let v = check(&layout.audit_log(&id), &layout.audit_head(&id));
+        assert!(v.problems.is_empty(), "{:?}", v.problems);
     }
 
     #[test]

@@ -127,6 +127,12 @@ impl StateLayout {
         self.tenant_dir(id).join(AUDIT_HEAD)
     }
 
+    /// How often the log's last record (a failure) repeated since it was
+    /// written, unrecorded (`audit.repeats`).
+    pub fn audit_repeats(&self, id: &TenantId) -> PathBuf {
+        self.tenant_dir(id).join("audit.repeats")
+    }
+
     pub fn jail(&self, id: &TenantId) -> PathBuf {
         self.tenant_dir(id).join("jail")
     }
