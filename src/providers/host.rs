@@ -112,6 +112,9 @@ pub trait Cgroups: Send + Sync {
     /// Freezes, kills everything in, waits until empty, and removes the
     /// cgroup `root/rel`, with bounded retries. Gone already is success.
     fn cgroup_remove(&self, root: &Path, rel: &Path) -> HostResult;
+    /// Kills everything in the cgroup `root/rel` (`cgroup.kill`) and waits
+    /// until it is empty; no such cgroup is fine.
+    fn cgroup_kill(&self, root: &Path, rel: &Path) -> HostResult;
     /// Removes the cgroup `root/rel` if it is empty with no children (a
     /// parent left behind when its last tenant went); one still in use is
     /// left alone.

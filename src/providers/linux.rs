@@ -389,6 +389,36 @@ impl Cgroups for LinuxHost {
         remove_cgroup_at(&parent, name, &dir, tree.mount(), 0)
     }
 
+    fn cgroup_kill(&self, root: &Path, rel: &Path) -> HostResult {
+        let tree = Tree::open(root).map_err(|e| HostError::new("open", root, e))?;
+        let dir = root.join(rel);
+        let fd = match tree.dir(rel) {
+            Ok(fd) => fd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(HostError::new("open cgroup", &dir, e)),
+        };
+        match write_cgroup_at(&fd, &dir, "cgroup.kill", "1") {
+            Err(e) if e.source.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut delay = Duration::from_millis(5);
+        while read_cgroup_at(&fd, "cgroup.events")
+            .is_some_and(|s| s.lines().any(|l| l.trim() == "populated 1"))
+        {
+            if Instant::now() >= deadline {
+                return Err(HostError::other(
+                    "empty cgroup",
+                    &dir,
+                    "processes are still in it 10 s after cgroup.kill",
+                ));
+            }
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_millis(200));
+        }
+        Ok(())
+    }
+
     fn cgroup_remove_if_unused(&self, root: &Path, rel: &Path) -> HostResult {
         let tree = Tree::open(root).map_err(|e| HostError::new("open", root, e))?;
         let dir = root.join(rel);

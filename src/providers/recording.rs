@@ -65,6 +65,8 @@ pub enum Call {
         mode: String,
     },
     Unmount(PathBuf),
+    /// Everything in a cgroup killed (`path` is the cgroup).
+    CgroupKill(PathBuf),
     /// A jail root made on its own tmpfs, with what was staged in it.
     StageJail(super::host::JailStage),
     /// A jail root's mounts removed (`path` is the root).
@@ -130,7 +132,7 @@ impl Call {
             | Call::SetAppendOnly { path, .. } => path,
             Call::Rename { from, .. } => from,
             Call::RemoveTree(p) | Call::CgroupRemove(p) | Call::CgroupRemoveIfUnused(p) => p,
-            Call::Unmount(p) | Call::UnstageJail(p) => p,
+            Call::Unmount(p) | Call::UnstageJail(p) | Call::CgroupKill(p) => p,
             Call::StageJail(s) => &s.root,
             Call::CgroupCreate { dir, .. } | Call::CgroupWrite { dir, .. } => dir,
             Call::MountTmpfs { target, .. } => target,
@@ -459,6 +461,9 @@ impl Cgroups for RecordingHost {
             m.remove_under(&d);
             Ok(())
         })
+    }
+    fn cgroup_kill(&self, root: &Path, rel: &Path) -> HostResult {
+        self.record(Call::CgroupKill(root.join(rel)), |_| Ok(()))
     }
     fn cgroup_remove_if_unused(&self, root: &Path, rel: &Path) -> HostResult {
         let d = root.join(rel);

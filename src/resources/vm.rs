@@ -718,6 +718,15 @@ impl Provider<VmAttrs> for Vm {
             // as large as the spec says.
             max_file_bytes: (u64::from(after.data_mib.unwrap_or(0)) << 20).max(1 << 30),
         };
+        // Nothing of the tenant runs when its VM is launched: a process
+        // left in its cgroup (a launch by an mvm killed before it could
+        // record it, still starting when this run looked) would hold the
+        // tap and make the jailer fail with EBUSY.
+        if let Some(mount) = &ctx.cgroup_mount {
+            ctx.host
+                .cgroups
+                .cgroup_kill(mount, &Path::new(&ctx.node.cgroup.parent).join(id.as_str()))?;
+        }
         let running = ctx.host.vms.launch(&launch)?;
         let vm = VmRecord {
             flake_ref: after.flake_ref.clone(),
