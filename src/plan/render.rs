@@ -126,10 +126,27 @@ pub fn render(plan: &Plan, colors: bool) -> String {
     if s.blocked > 0 {
         let _ = writeln!(
             out,
-            "{} {} of these changes cannot be applied on this node (marked above); apply will fail them and skip what depends on them.",
+            "{} {} of these changes cannot be applied on this node; apply will fail them and skip what depends on them:",
             p.bold_red.apply_to("Blocked:"),
             s.blocked
         );
+        let blocked: Vec<(&ResourceChange, &String)> = changes
+            .iter()
+            .filter_map(|c| c.blocked.as_ref().map(|b| (*c, b)))
+            .collect();
+        let width = blocked
+            .iter()
+            .map(|(c, _)| c.address.to_string().len())
+            .max()
+            .unwrap_or(0);
+        for (c, why) in blocked {
+            let _ = writeln!(
+                out,
+                "  {:<width$}  {}",
+                c.address.to_string(),
+                crate::text::one_line(why)
+            );
+        }
     }
     render_kept(plan, &p, &mut out);
     out
@@ -282,6 +299,9 @@ fn attr_lines(c: &ResourceChange) -> Vec<AttrLine> {
                 {
                     (LineKind::Change, list_diff(b, a))
                 }
+                (_, Some(Value::Object(b)), Some(Value::Object(a))) if !unknown && b != a => {
+                    (LineKind::Change, map_diff(b, a))
+                }
                 (_, None, _) if unknown => (LineKind::Add, KNOWN_AFTER_APPLY.to_string()),
                 (_, Some(b), _) if unknown => (
                     LineKind::Change,
@@ -344,9 +364,59 @@ fn list_diff(before: &[Value], after: &[Value]) -> String {
     out
 }
 
-/// A value as a created resource shows it: a long list one element a line.
+/// A map's change key by key: what changed (`~`), came (`+`) or went
+/// (`-`), and how many keys stay, hidden — a one-key drift is one short
+/// line, not the whole map twice.
+fn map_diff(
+    before: &serde_json::Map<String, Value>,
+    after: &serde_json::Map<String, Value>,
+) -> String {
+    let mut keys: Vec<&String> = before.keys().chain(after.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let mut out = String::from("{\n");
+    let mut same = 0;
+    for k in keys {
+        let key = Value::String(k.clone());
+        match (before.get(k), after.get(k)) {
+            (Some(b), Some(a)) if b == a => same += 1,
+            (Some(b), Some(a)) => out.push_str(&format!(
+                "{}~ {key} = {} -> {}\n",
+                &ITEM[2..],
+                show(b),
+                show(a)
+            )),
+            (None, Some(a)) => out.push_str(&format!("{}+ {key} = {}\n", &ITEM[2..], show(a))),
+            (Some(b), None) => out.push_str(&format!("{}- {key} = {}\n", &ITEM[2..], show(b))),
+            (None, None) => {}
+        }
+    }
+    if same > 0 {
+        out.push_str(&format!(
+            "{ITEM}# ({same} unchanged key{} hidden)\n",
+            plural(same)
+        ));
+    }
+    out.push_str("        }");
+    out
+}
+
+/// A value as a created resource shows it: a long list one element a line,
+/// a long map one key a line.
 fn show_block(v: &Value) -> String {
     match v {
+        Value::Object(m) if show(v).len() > 100 => {
+            let mut out = String::from("{\n");
+            for (k, x) in m {
+                out.push_str(&format!(
+                    "{ITEM}{} = {},\n",
+                    Value::String(k.clone()),
+                    show(x)
+                ));
+            }
+            out.push_str("        }");
+            out
+        }
         Value::Array(items) if show(v).len() > 100 => {
             let mut out = String::from("[\n");
             for i in items {
