@@ -470,3 +470,64 @@ fn stopping_a_stopped_vm_builds_nothing() {
         "the stop is not remembered"
     );
 }
+
+/// `agent reconcile --json` and `tenant stop --json`: one JSON document on
+/// stdout (the plan and progress on stderr) — per resource its action,
+/// result, error and duration, and the summary.
+#[test]
+fn reconcile_and_stop_report_their_result_as_json() {
+    let dir = common::scratch();
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = \"{}\"\n[cgroup]\nallow_missing_controllers = true\n",
+            dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    let reconcile = || {
+        common::run_cmd(
+            common::mvm()
+                .args(["--config", cfg, "agent", "reconcile", "--json"])
+                .args([
+                    "--desired",
+                    "fixtures/desired/example.json",
+                    "--target",
+                    "tenant.*.dirs",
+                ])
+                .stdin(std::process::Stdio::null()),
+        )
+    };
+    let r = reconcile();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value =
+        serde_json::from_str(&r.stdout).expect("stdout is one JSON document");
+    assert_eq!(v["outcome"], "applied", "{v}");
+    assert_eq!(v["success"], true);
+    assert_eq!(v["summary"]["added"], 3, "{v}");
+    let res = v["resources"].as_array().unwrap();
+    assert_eq!(res.len(), 3, "{v}");
+    for x in res {
+        assert_eq!(x["result"], "ok", "{x}");
+        assert_eq!(x["actions"], serde_json::json!(["create"]), "{x}");
+        assert!(x["address"].as_str().unwrap().ends_with(".dirs"), "{x}");
+        assert!(x["duration_ms"].is_u64(), "{x}");
+    }
+    assert!(
+        r.stderr.contains("tenant.acme.dirs will be created"),
+        "the plan is not on stderr: {}",
+        r.stderr
+    );
+    let v: serde_json::Value = serde_json::from_str(&reconcile().stdout).unwrap();
+    assert_eq!(v["outcome"], "no_changes", "{v}");
+    let r = common::run_cmd(
+        common::mvm()
+            .args(["--config", cfg, "tenant", "stop", "acme", "--json"])
+            .stdin(std::process::Stdio::null()),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["outcome"], "no_changes", "{v}");
+}

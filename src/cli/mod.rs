@@ -169,6 +169,10 @@ pub struct LifecycleArgs {
     /// How long to wait for another reconcile's node lock: 0 (fail at once), 30s, 5m, ...
     #[arg(long, value_name = "DURATION", default_value = "0s")]
     pub lock_timeout: String,
+    /// Print one JSON document of the result on stdout (the plan and
+    /// progress go to stderr); see `mvm agent reconcile --help`.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -252,6 +256,15 @@ pub struct ReconcileArgs {
     /// How long to wait for another reconcile's node lock: 0 (fail at once), 30s, 5m, ...
     #[arg(long, value_name = "DURATION", default_value = "0s")]
     pub lock_timeout: String,
+    /// Print one JSON document of the result on stdout when done — for a
+    /// control plane driving mvm: `{"format_version", "outcome"
+    /// (no_changes, cancelled, applied), "success", "summary" {added,
+    /// changed, destroyed, failed, blocked, skipped}, "resources" [{address,
+    /// phase, actions, result (ok, failed, blocked, skipped, interrupted),
+    /// error, duration_ms}], "audit_errors"}`. The plan and progress go to
+    /// stderr.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

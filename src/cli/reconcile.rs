@@ -21,6 +21,9 @@ struct Terminal<'a> {
     settings: &'a Settings,
     auto_approve: bool,
     lock_timeout: &'a str,
+    /// The result is a JSON document on stdout: everything else goes to
+    /// stderr.
+    json: bool,
 }
 
 impl reconcile::Ui for Terminal<'_> {
@@ -37,6 +40,14 @@ impl reconcile::Ui for Terminal<'_> {
     /// (a terminal, a journal, `>log 2>&1`), so an agent's log of errors has
     /// them too and no reader sees them twice.
     fn show_plan(&self, plan: &Plan) {
+        if self.json {
+            let colors = self.settings.colors && self.settings.terminal.stderr;
+            super::write_all(
+                std::io::stderr().lock(),
+                &crate::plan::render::render(plan, colors),
+            );
+            return;
+        }
         output::write_stdout(&crate::plan::render::render(plan, self.settings.colors));
         let t = self.settings.terminal;
         let one_destination = t.merged || (t.stdout && t.stderr);
@@ -60,7 +71,7 @@ impl reconcile::Ui for Terminal<'_> {
             return Ok(true);
         }
         let question = "\nDo you want to perform these actions?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ";
-        if t.stdout {
+        if t.stdout && !self.json {
             print!("{question}");
             let _ = std::io::stdout().flush();
         } else {
@@ -77,6 +88,8 @@ impl reconcile::Ui for Terminal<'_> {
     fn progress(&self) -> Arc<dyn Progress> {
         if self.settings.terminal.stderr && self.settings.colors {
             Arc::new(Bars::new())
+        } else if self.json {
+            Arc::new(Lines(std::sync::Mutex::new(std::io::stderr())))
         } else {
             Arc::new(Lines(std::sync::Mutex::new(std::io::stdout())))
         }
@@ -108,6 +121,7 @@ pub fn run(s: &Settings, args: &ReconcileArgs) -> Result<ExitCode, AgentError> {
         settings: s,
         auto_approve: args.auto_approve,
         lock_timeout: &args.lock_timeout,
+        json: args.json,
     };
     let req = Request {
         node: &node,
@@ -144,6 +158,7 @@ pub fn tenant_state(
         settings: s,
         auto_approve: args.auto_approve,
         lock_timeout: &args.lock_timeout,
+        json: args.json,
     };
     let req = Request {
         node: &node,
@@ -181,6 +196,11 @@ fn finish(
         Arc::new(AtomicBool::new(false)),
         true,
     )?;
+    if ui.json {
+        let (code, doc) = json_result(&outcome);
+        output::write_stdout(&format!("{doc}\n"));
+        return Ok(code);
+    }
     Ok(match outcome {
         Outcome::NoChanges => {
             if let Some(line) = no_changes {
@@ -205,6 +225,71 @@ fn finish(
 
 /// Terraform's closing lines, and every resource that did not get done
 /// with why.
+/// The machine-readable result (`--json`) and the exit code.
+fn json_result(outcome: &Outcome) -> (ExitCode, serde_json::Value) {
+    use serde_json::json;
+    match outcome {
+        Outcome::NoChanges => (
+            ExitCode::SUCCESS,
+            json!({"format_version": crate::plan::FORMAT_VERSION, "outcome": "no_changes", "success": true,
+                   "summary": {"added": 0, "changed": 0, "destroyed": 0, "failed": 0, "blocked": 0, "skipped": 0},
+                   "resources": [], "audit_errors": []}),
+        ),
+        Outcome::Cancelled => (
+            ExitCode::from(1),
+            json!({"format_version": crate::plan::FORMAT_VERSION, "outcome": "cancelled", "success": false,
+                   "summary": {"added": 0, "changed": 0, "destroyed": 0, "failed": 0, "blocked": 0, "skipped": 0},
+                   "resources": [], "audit_errors": []}),
+        ),
+        Outcome::Applied(r) => {
+            let c = r.counts();
+            let resources: Vec<serde_json::Value> = r
+                .steps
+                .iter()
+                .map(|s| {
+                    let (result, error) = match &s.outcome {
+                        StepOutcome::Done => ("ok", None),
+                        StepOutcome::Failed(e) => ("failed", Some(e.clone())),
+                        StepOutcome::Blocked(why) => ("blocked", Some(why.clone())),
+                        StepOutcome::Skipped { because } => {
+                            ("skipped", Some(format!("{because} did not succeed")))
+                        }
+                        StepOutcome::Interrupted => ("interrupted", None),
+                    };
+                    json!({
+                        "address": s.address.to_string(),
+                        "phase": match s.phase { crate::apply::Phase::Destroy => "destroy", crate::apply::Phase::Apply => "apply" },
+                        "actions": s.action.words(),
+                        "result": result,
+                        "error": error,
+                        "duration_ms": s.elapsed.as_millis() as u64,
+                    })
+                })
+                .collect();
+            let success = r.success();
+            (
+                if success {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                },
+                json!({
+                    "format_version": crate::plan::FORMAT_VERSION,
+                    "outcome": "applied",
+                    "success": success,
+                    "summary": {
+                        "added": c.added, "changed": c.changed, "destroyed": c.destroyed,
+                        "failed": r.failed().count(), "blocked": r.blocked().count(),
+                        "skipped": r.skipped().count(),
+                    },
+                    "resources": resources,
+                    "audit_errors": r.audit_errors,
+                }),
+            )
+        }
+    }
+}
+
 fn summary(r: &Report, colors: bool) -> String {
     let green = Style::new().bold().green().force_styling(colors);
     let red = Style::new().bold().red().force_styling(colors);
