@@ -29,6 +29,10 @@ pub const CGROUP_LIMIT_FILES: &[(&str, &str)] = &[
 #[serde(deny_unknown_fields)]
 pub struct Observed {
     pub format_version: u32,
+    /// The node config the probes ran under: a plan of this observation
+    /// made with another config would plan another node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<ObservedConfig>,
     /// What could not be probed, and why: `{"nft": "not installed"}`.
     #[serde(default)]
     pub facts: BTreeMap<String, String>,
@@ -287,6 +291,24 @@ pub struct VmProcess {
     pub pid: u32,
     /// Clock ticks since boot (`/proc/<pid>/stat` field 22).
     pub start_time: u64,
+}
+
+/// Which node config an observation was made under.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObservedConfig {
+    /// sha256 of the effective config (node.toml with defaults filled in).
+    pub sha256: String,
+    pub state_dir: PathBuf,
+}
+
+impl ObservedConfig {
+    pub fn of(node: &crate::spec::NodeConfig) -> Self {
+        Self {
+            sha256: crate::digest::sha256_json(node),
+            state_dir: node.state_dir.clone(),
+        }
+    }
 }
 
 impl Observed {

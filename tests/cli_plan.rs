@@ -619,3 +619,51 @@ fn an_unpinned_flake_ref_is_warned_about() {
         r.stdout
     );
 }
+
+/// A bug fixed: an observation captured under a node's config, planned
+/// without `--config`, was silently planned with the defaults — another
+/// node. The observation records its config; another one is refused,
+/// naming both.
+#[test]
+fn an_observation_is_planned_only_with_its_own_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("node.toml");
+    std::fs::write(&config, "[bridge]\nname = \"br-x\"\nsubnet = \"10.9.0.0/24\"\ngateway = \"10.9.0.1\"\ndns = [\"10.9.0.1\"]\n").unwrap();
+    let observed = dir.path().join("observed.json");
+    let r = run(&[
+        "--config",
+        config.to_str().unwrap(),
+        "agent",
+        "observe",
+        "--json",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    std::fs::write(&observed, &r.stdout).unwrap();
+    let desired = dir.path().join("d.json");
+    std::fs::write(&desired, r#"{"tenants": []}"#).unwrap();
+    let args = [
+        "agent",
+        "plan",
+        "--desired",
+        desired.to_str().unwrap(),
+        "--observed",
+        observed.to_str().unwrap(),
+    ];
+    let r = run(&args);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stderr
+            .contains("this observation was made under another node config"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("hint: plan with the node's own config"),
+        "{}",
+        r.stderr
+    );
+    let mut with = vec!["--config", config.to_str().unwrap()];
+    with.extend(args);
+    let r = run(&with);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}

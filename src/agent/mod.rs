@@ -37,6 +37,12 @@ pub enum AgentError {
     },
     #[error("{}: observed state has format_version {found}; this mvm reads {OBSERVED_VERSION}", path.display())]
     ObservedVersion { path: PathBuf, found: u32 },
+    #[error("{}: this observation was made under another node config ({observed}) than this plan's ({here})", path.display())]
+    ObservedConfig {
+        path: PathBuf,
+        observed: String,
+        here: String,
+    },
     #[error(transparent)]
     SavedPlan(#[from] SavedPlanError),
     #[error(transparent)]
@@ -87,6 +93,9 @@ impl AgentError {
             AgentError::ObservedParse { .. } | AgentError::ObservedVersion { .. } => {
                 Some("capture a fresh one on the node with `mvm agent observe --json` from this mvm version".into())
             }
+            AgentError::ObservedConfig { .. } => Some(
+                "plan with the node's own config: `mvm --config <the node's node.toml> agent plan --observed …` (`mvm node info` on the node names it)".into(),
+            ),
             AgentError::SavedPlan(SavedPlanError::Stale { .. }) => {
                 Some("make a new plan with `mvm agent plan --out`, review it, and apply that one".into())
             }
@@ -140,6 +149,13 @@ pub fn save_plan(path: &Path, plan: &Plan) -> Result<(), AgentError> {
     })
 }
 
+/// `load_observed`, refused when it was made under another node config.
+pub fn load_observed_for(node: &NodeConfig, path: &Path) -> Result<Observed, AgentError> {
+    let o = load_observed(path)?;
+    same_config(node, &o, path)?;
+    Ok(o)
+}
+
 pub fn load_observed(path: &Path) -> Result<Observed, AgentError> {
     let text = input::read_text(path, input::Input::Observed).map_err(|source| {
         AgentError::ObservedRead {
@@ -160,6 +176,29 @@ pub fn load_observed(path: &Path) -> Result<Observed, AgentError> {
         });
     }
     Ok(obs)
+}
+
+/// An observation records the node config it was made under; planning it
+/// with another (the defaults, when `--config` was forgotten) would plan
+/// another node: refused, naming both.
+pub fn same_config(node: &NodeConfig, o: &Observed, path: &Path) -> Result<(), AgentError> {
+    let here = crate::observed::ObservedConfig::of(node);
+    match &o.config {
+        Some(c) if *c != here => Err(AgentError::ObservedConfig {
+            path: path.to_path_buf(),
+            observed: format!(
+                "config sha256 {} (state dir {})",
+                &c.sha256[..12],
+                c.state_dir.display()
+            ),
+            here: format!(
+                "config sha256 {} (state dir {})",
+                &here.sha256[..12],
+                here.state_dir.display()
+            ),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// serde_json's message without its " at line X column Y" suffix.
@@ -183,7 +222,7 @@ pub fn plan(req: &PlanRequest) -> Result<(Plan, Observed), AgentError> {
     // Validate first: a bad file is reported without probing the host.
     let desired = load_desired(req.node, req.desired)?;
     let observed = match req.observed {
-        Some(p) => load_observed(p)?,
+        Some(p) => load_observed_for(req.node, p)?,
         None => crate::providers::observe(req.node),
     };
     let opts = PlanOptions {

@@ -13,7 +13,7 @@ pub fn verify(s: &Settings, args: &VerifyArgs) -> Result<ExitCode, AgentError> {
     let host = Host::linux(&node.state_dir);
     let (desired, from) = agent::verify_desired(&node, args.desired.as_deref(), &host)?;
     let observed = match &args.observed {
-        Some(p) => agent::load_observed(p)?,
+        Some(p) => agent::load_observed_for(&node, p)?,
         None => crate::providers::observe(&node),
     };
     let v = agent::verify::verify(&node, &desired, &observed)?;

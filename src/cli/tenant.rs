@@ -86,7 +86,7 @@ fn inputs(
         Err(e) => return Err(e),
     };
     let observed = match &args.observed {
-        Some(p) => agent::load_observed(p)?,
+        Some(p) => agent::load_observed_for(&node, p)?,
         None => crate::providers::observe(&node),
     };
     let plan = crate::plan::plan(&desired, &node, &observed, Default::default())?;

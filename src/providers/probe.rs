@@ -44,6 +44,7 @@ pub fn observe(node: &NodeConfig) -> Observed {
 pub fn observe_with(node: &NodeConfig, roots: &ProbeRoots) -> Observed {
     let mut obs = Observed {
         format_version: OBSERVED_VERSION,
+        config: Some(crate::observed::ObservedConfig::of(node)),
         ..Observed::default()
     };
     let layout = StateLayout::new(&node.state_dir);
