@@ -531,3 +531,71 @@ fn reconcile_and_stop_report_their_result_as_json() {
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v["outcome"], "no_changes", "{v}");
 }
+
+/// Errors that misled a new user: `agent apply` (Terraform's word) with a
+/// tip; `agent reconcile` with nothing naming `--plan` too; `metadata serve
+/// --state-dir` of a directory that is not there; `tenant audit` and
+/// `revisions` on a node never reconciled (was `cannot list …: not found`
+/// and a root/permissions hint).
+#[test]
+fn errors_a_new_user_meets_say_what_to_do() {
+    let r = common::run(&["agent", "apply", "--desired", "d.json"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("there is no `mvm agent apply`"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("hint: Terraform's apply is `mvm agent reconcile"),
+        "{}",
+        r.stderr
+    );
+    let r = common::run(&["agent", "reconcile"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("--desired <FILE>|--plan <FILE>"),
+        "{}",
+        r.stderr
+    );
+    let r = common::run(&[
+        "metadata",
+        "serve",
+        "--state-dir",
+        "/nonexistent/state",
+        "--listen",
+        "127.0.0.1:9",
+        "--rate",
+        "1",
+        "--burst",
+        "1",
+    ]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr
+            .contains("--state-dir /nonexistent/state: not a directory"),
+        "{}",
+        r.stderr
+    );
+    let dir = common::scratch();
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!("state_dir = \"{}\"\n", dir.path().join("state").display()),
+    )
+    .unwrap();
+    for cmd in ["audit", "revisions"] {
+        let r = common::run(&["--config", config.to_str().unwrap(), "tenant", cmd, "acme"]);
+        assert_eq!(r.code, 1, "{cmd}");
+        assert!(
+            r.stderr
+                .contains("no tenant acme on this node: its state dir")
+                && r.stderr
+                    .contains("does not exist (nothing was reconciled here)"),
+            "{cmd}: {}",
+            r.stderr
+        );
+        assert!(!r.stderr.contains("runs as root"), "{cmd}: {}", r.stderr);
+    }
+}

@@ -51,6 +51,15 @@ pub enum AgentError {
     Host(#[from] crate::providers::host::HostError),
     #[error("{0}")]
     BadTarget(String),
+    #[error("there is no `mvm agent apply`")]
+    NoApply,
+    #[error("no tenant {id} on this node: its state dir {} does not exist (nothing was reconciled here)", path.display())]
+    NoStateDir {
+        id: crate::spec::types::TenantId,
+        path: PathBuf,
+    },
+    #[error("--state-dir {}: {why}", path.display())]
+    BadStateDir { path: PathBuf, why: String },
     #[error("--lock-timeout {0}")]
     BadDuration(String),
     #[error("tenant id {given:?} {problem}")]
@@ -107,6 +116,9 @@ impl AgentError {
             AgentError::Store(_) => Some("mvm never resets a state file it cannot read: restore it from a backup or move it aside".into()),
             AgentError::Host(_) => Some("check that mvm runs as root and that the path is not held by another process".into()),
             AgentError::BadTarget(_) => Some(format!("targets take the forms {}", crate::plan::target::FORMS)),
+            AgentError::NoStateDir { .. } => Some("check --config names this node's node.toml (its state_dir), or reconcile first: `mvm agent reconcile --desired desired.json`".into()),
+            AgentError::NoApply => Some("Terraform's apply is `mvm agent reconcile --desired desired.json` (plan, confirm, apply), or `mvm agent reconcile --plan plan.json` for a plan saved with `mvm agent plan --out`".into()),
+            AgentError::BadStateDir { .. } => Some("name the node's state dir (node.toml's state_dir), which a reconcile creates".into()),
             AgentError::BadDuration(_) => Some("give a duration like 0, 30s, 5m or 1h".into()),
             AgentError::BadTenantId { .. } => Some("tenant ids are lowercase letters, digits and single hyphens, at most 11 bytes".into()),
             AgentError::NoSuchTenant { .. } => Some("`mvm agent observe` lists the tenants on this node".into()),

@@ -231,14 +231,21 @@ pub enum AgentCommand {
     /// node agent) it applies. Ctrl-C / SIGTERM stop new work, let running steps finish,
     /// and report what was done; a re-run converges.
     Reconcile(ReconcileArgs),
+    /// Not an mvm command: Terraform's `apply` is `mvm agent reconcile`.
+    #[command(hide = true)]
+    Apply {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        rest: Vec<String>,
+    },
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["desired", "plan"])))]
 pub struct ReconcileArgs {
-    /// The desired state (desired.json).
-    #[arg(long, value_name = "FILE", required_unless_present = "plan")]
+    /// The desired state (desired.json). One of --desired or --plan.
+    #[arg(long, value_name = "FILE")]
     pub desired: Option<PathBuf>,
-    /// Apply exactly this saved plan (`mvm agent plan --out`); refused if the node changed since.
+    /// Apply exactly this saved plan (`mvm agent plan --out`); refused if the node changed since. One of --desired or --plan.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["desired", "prune", "target"])]
     pub plan: Option<PathBuf>,
     /// Delete tenants that are on the node but not in desired.json.
@@ -322,6 +329,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Agent(AgentCommand::Plan(args)) => plan(&settings, args),
         Command::Agent(AgentCommand::Observe(args)) => observe(&settings, args),
         Command::Agent(AgentCommand::Reconcile(args)) => reconcile::run(&settings, args),
+        Command::Agent(AgentCommand::Apply { .. }) => Err(AgentError::NoApply),
         Command::Tenant(TenantCommand::Audit(args)) => tenant::audit(&settings, args),
         Command::Tenant(TenantCommand::List(args)) => tenant::list(&settings, args),
         Command::Tenant(TenantCommand::Status(args)) => tenant::status(&settings, args),
@@ -388,6 +396,14 @@ fn observe(s: &Settings, args: &ObserveArgs) -> Result<ExitCode, AgentError> {
 /// (reconcile passes them all, so the service it starts does not depend
 /// on which node.toml is at the default path).
 fn serve_metadata(s: &Settings, args: &ServeArgs) -> Result<ExitCode, AgentError> {
+    if let Some(dir) = &args.state_dir
+        && !crate::providers::input::is_dir(dir)
+    {
+        return Err(AgentError::BadStateDir {
+            path: dir.clone(),
+            why: "not a directory (it does not exist, or is something else)".into(),
+        });
+    }
     let config = match (args.listen, &args.state_dir, args.rate, args.burst) {
         (Some(listen), Some(dir), Some(per_sec), Some(burst)) => {
             crate::providers::metadata_server::Config {

@@ -199,9 +199,10 @@ pub fn audit_table(log: &[u8]) -> String {
                     r.action,
                     r.resource,
                     r.result,
+                    // A multi-line error (Nix's) would break the table.
                     r.error
                         .as_ref()
-                        .map(|e| format!(": {e}"))
+                        .map(|e| format!(": {}", crate::text::one_line(e)))
                         .unwrap_or_default()
                 );
             }

@@ -15,6 +15,7 @@ use std::process::ExitCode;
 pub fn audit(s: &Settings, args: &AuditArgs) -> Result<ExitCode, AgentError> {
     let node = s.config.load()?;
     let id = agent::tenant::parse_id(&args.tenant)?;
+    no_state_dir(&node, &id)?;
     let log = agent::tenant::read_log(&node, id, &Host::linux(&node.state_dir))?;
     if log.archived {
         let note = format!(
@@ -300,6 +301,7 @@ fn detail(st: &TenantStatus, colors: bool) -> String {
 pub fn revisions(s: &Settings, args: &RevisionsArgs) -> Result<ExitCode, AgentError> {
     let node = s.config.load()?;
     let id = agent::tenant::parse_id(&args.tenant)?;
+    no_state_dir(&node, &id)?;
     let host = Host::linux(&node.state_dir);
     let list = agent::tenant::read_revisions(&node, &id, &host)?;
     if args.json {
@@ -348,4 +350,18 @@ pub fn revisions(s: &Settings, args: &RevisionsArgs) -> Result<ExitCode, AgentEr
     }
     output::write_stdout(&out);
     Ok(ExitCode::SUCCESS)
+}
+
+/// A node never reconciled has no state dir: say that, not "cannot list".
+fn no_state_dir(
+    node: &crate::spec::NodeConfig,
+    id: &crate::spec::types::TenantId,
+) -> Result<(), AgentError> {
+    if crate::providers::input::exists(&node.state_dir) {
+        return Ok(());
+    }
+    Err(AgentError::NoStateDir {
+        id: id.clone(),
+        path: node.state_dir.clone(),
+    })
 }

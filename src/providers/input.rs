@@ -131,3 +131,8 @@ pub fn stdout_is_stderr() -> bool {
     let (out, err) = (id(std::io::stdout().as_fd()), id(std::io::stderr().as_fd()));
     out.is_some() && out == err
 }
+
+/// Whether `path` is a directory (following links: the operator names it).
+pub fn is_dir(path: &std::path::Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_dir())
+}
