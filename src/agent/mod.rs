@@ -297,11 +297,13 @@ pub enum SavedPlanError {
         made_by: String,
         this: String,
     },
-    #[error("{}: stale plan: the node changed since it was made (observed {then}, now {now})", path.display())]
+    #[error("{}: stale plan: the node changed since it was made ({changed}; observed {then}, now {now})", path.display())]
     Stale {
         path: PathBuf,
         then: String,
         now: String,
+        /// What changed, by resource.
+        changed: String,
     },
     #[error("{}: made with another node config than this node's", path.display())]
     ConfigChanged { path: PathBuf },
@@ -376,10 +378,21 @@ pub fn load_saved_plan(
     })?;
     let now = observed.fingerprint();
     if plan.observed_fingerprint != now {
+        let differ = crate::plan::check::changed_since(&plan, node, observed);
+        let changed = match differ.len() {
+            0 => "nothing the plan covers differs, but the rest of the node does".to_string(),
+            n if n <= 10 => format!("changed since: {}", differ.join(", ")),
+            n => format!(
+                "changed since: {} and {} more",
+                differ[..10].join(", "),
+                n - 10
+            ),
+        };
         return Err(SavedPlanError::Stale {
             path: path.to_path_buf(),
             then: plan.observed_fingerprint,
             now,
+            changed,
         });
     }
     Ok(plan)

@@ -146,6 +146,27 @@ fn identities(plan: &Plan, observed: &Observed) -> Result<(), String> {
     Ok(())
 }
 
+/// The resources of `plan` whose state on the host now differs from what
+/// the plan saw (its `before`): what made a saved plan stale.
+pub fn changed_since(plan: &Plan, node: &NodeConfig, observed: &Observed) -> Vec<String> {
+    let ctx = Ctx::new(node, observed);
+    plan.resource_changes
+        .iter()
+        .filter(|c| {
+            let kind = c.address.kind().get();
+            let now = match c.address.tenant() {
+                None => kind.observed(&ctx, At::Node),
+                Some(id) => observed
+                    .tenants
+                    .get(id)
+                    .and_then(|t| kind.observed(&ctx, At::Tenant(id, t))),
+            };
+            now != c.before
+        })
+        .map(|c| c.address.to_string())
+        .collect()
+}
+
 fn show(p: Option<&std::path::Path>) -> String {
     p.map_or("not mounted".into(), |p| p.display().to_string())
 }

@@ -88,7 +88,7 @@ grep -q "Apply complete!" "$work/out9" || fail "saved plan not applied"
 m agent plan --desired fixtures/desired/empty.json --prune "${targets[@]}" --out "$work/plan2.json" > /dev/null
 chmod 755 "$state/tenants/acme"
 if m agent reconcile --plan "$work/plan2.json" > "$work/out10" 2> "$work/err10"; then fail "a stale plan was applied"; fi
-grep -q "stale plan: the node changed since it was made" "$work/err10" || { cat "$work/err10"; fail "stale plan message"; }
+grep -q "stale plan: the node changed since it was made (changed since: tenant.acme.dirs" "$work/err10" || { cat "$work/err10"; fail "stale plan message does not name what changed"; }
 [ -d "$state/tenants/acme" ] || fail "the stale plan touched the node"
 # A plan made with another node config is refused too.
 sed 's/"parallelism": 10/"parallelism": 3/' "$work/plan.json" > "$work/plan3.json"
