@@ -247,8 +247,48 @@ impl<'de> Visitor<'de> for Strict {
     }
 }
 
+/// Where to point at a syntax error: serde_json's line and column, except
+/// for a trailing comma, which it reports at the bracket after it (often
+/// the next line): there, the comma itself.
+pub fn error_position(text: &str, e: &serde_json::Error) -> (usize, usize) {
+    let (line, column) = (e.line(), e.column().max(1));
+    if !e.to_string().starts_with("trailing comma") {
+        return (line, column);
+    }
+    // The byte offset of (line, column), then back over white space.
+    let offset = text
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1))
+        .map(str::len)
+        .sum::<usize>()
+        + column.saturating_sub(1);
+    let before = &text[..offset.min(text.len())];
+    match before.trim_end().strip_suffix(',') {
+        Some(rest) => {
+            let at = rest.len();
+            let line = text[..at].matches('\n').count() + 1;
+            let column = at - text[..at].rfind('\n').map_or(0, |n| n + 1) + 1;
+            (line, column)
+        }
+        None => (line, column),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    /// A bug fixed: a trailing comma was reported at the next line's
+    /// bracket; it is reported where the comma is.
+    #[test]
+    fn a_trailing_comma_is_pointed_at() {
+        let text = "{\"tenants\": [\n  {\"tenant_id\": \"a\"},\n]\n}\n";
+        let e = parse(text).unwrap_err();
+        assert_eq!((e.line(), e.column()), (3, 1));
+        assert_eq!(error_position(text, &e), (2, 21));
+        let other = "{\"a\": }";
+        let e = parse(other).unwrap_err();
+        assert_eq!(error_position(other, &e), (e.line(), e.column()));
+    }
+
     use super::*;
 
     #[test]

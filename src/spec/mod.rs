@@ -78,15 +78,18 @@ pub fn parse_desired(
     text: &str,
     node: &NodeConfig,
 ) -> Result<DesiredState, SpecError> {
-    let tree: serde_json::Value = json::parse(text).map_err(|e| SpecError::Syntax {
-        path: path.to_path_buf(),
-        line: e.line(),
-        column: e.column().max(1),
-        message: if text.trim().is_empty() {
-            "the file is empty; expected {\"tenants\": [...]}".into()
-        } else {
-            json_message(&e)
-        },
+    let tree: serde_json::Value = json::parse(text).map_err(|e| {
+        let (line, column) = json::error_position(text, &e);
+        SpecError::Syntax {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message: if text.trim().is_empty() {
+                "the file is empty; expected {\"tenants\": [...]}".into()
+            } else {
+                json_message(&e)
+            },
+        }
     })?;
     let mut problems = Problems::default();
     match desired::from_tree(&tree, node, &mut problems) {
