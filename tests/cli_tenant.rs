@@ -291,17 +291,8 @@ fn reconcile_asks_whenever_stdin_is_a_terminal() {
         eprintln!("SKIPPED: needs python3 for a pseudo-terminal");
         return;
     }
-    let dir = common::scratch();
+    let (dir, config) = common::scratch_node();
     let state = dir.path().join("state");
-    let config = dir.path().join("node.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "state_dir = \"{}\"\n[cgroup]\nallow_missing_controllers = true\n",
-            state.display()
-        ),
-    )
-    .unwrap();
     let script = r#"
 import os, pty, subprocess, sys
 m, s = pty.openpty()
@@ -348,16 +339,7 @@ sys.stdout.write(out.decode()); sys.stderr.write(err.decode()); sys.exit(p.retur
 /// once on each when they are apart.
 #[test]
 fn warnings_are_read_once_per_destination() {
-    let dir = common::scratch();
-    let config = dir.path().join("node.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "state_dir = \"{}\"\n[cgroup]\nallow_missing_controllers = true\n",
-            dir.path().join("state").display()
-        ),
-    )
-    .unwrap();
+    let (dir, config) = common::scratch_node();
     let args = |cmd: &mut std::process::Command| {
         cmd.args(["--config", config.to_str().unwrap(), "agent", "reconcile"])
             .args([
@@ -390,17 +372,8 @@ fn warnings_are_read_once_per_destination() {
 /// wrote into is gone once the test is done with it.
 #[test]
 fn a_reconciled_scratch_dir_is_removed() {
-    let dir = common::scratch();
+    let (dir, config) = common::scratch_node();
     let path = dir.path().to_path_buf();
-    let config = path.join("node.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "state_dir = \"{}\"\n[cgroup]\nallow_missing_controllers = true\n",
-            path.join("state").display()
-        ),
-    )
-    .unwrap();
     let r = common::run_cmd(
         common::mvm()
             .args(["--config", config.to_str().unwrap(), "agent", "reconcile"])
@@ -423,16 +396,7 @@ fn a_reconciled_scratch_dir_is_removed() {
 /// It touches only the VM: nothing to stop is said, exit 0, no build.
 #[test]
 fn stopping_a_stopped_vm_builds_nothing() {
-    let dir = common::scratch();
-    let config = dir.path().join("node.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "state_dir = \"{}\"\n[cgroup]\nallow_missing_controllers = true\n",
-            dir.path().join("state").display()
-        ),
-    )
-    .unwrap();
+    let (dir, config) = common::scratch_node();
     let cfg = config.to_str().unwrap();
     let r = common::run_cmd(
         common::mvm()
@@ -476,16 +440,7 @@ fn stopping_a_stopped_vm_builds_nothing() {
 /// result, error and duration, and the summary.
 #[test]
 fn reconcile_and_stop_report_their_result_as_json() {
-    let dir = common::scratch();
-    let config = dir.path().join("node.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "state_dir = \"{}\"\n[cgroup]\nallow_missing_controllers = true\n",
-            dir.path().join("state").display()
-        ),
-    )
-    .unwrap();
+    let (_dir, config) = common::scratch_node();
     let cfg = config.to_str().unwrap();
     let reconcile = || {
         common::run_cmd(

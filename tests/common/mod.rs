@@ -85,3 +85,19 @@ impl Drop for Scratch {
 pub fn scratch() -> Scratch {
     Scratch(tempfile::tempdir().expect("a temporary directory"))
 }
+
+/// A scratch dir with a node.toml whose state dir is inside it (limits the
+/// hybrid host cannot enforce allowed to go): `(dir, node.toml)`.
+pub fn scratch_node() -> (Scratch, std::path::PathBuf) {
+    let dir = scratch();
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = \"{}\"\n[cgroup]\nallow_missing_controllers = true\n",
+            dir.path().join("state").display()
+        ),
+    )
+    .expect("node.toml written");
+    (dir, config)
+}
