@@ -554,3 +554,61 @@ fn control_characters_from_the_host_never_reach_the_terminal() {
         }
     }
 }
+
+/// Targeting a delete takes along the dependencies that go too (a prune of
+/// the last taps takes the bridge, as before) and never creates or changes
+/// one (stopping a VM whose artifact would have to be rebuilt builds
+/// nothing).
+#[test]
+fn a_targeted_delete_takes_only_deletes_along() {
+    let node = NodeConfig::default_config();
+    let targets = |t: &str| vec![t.parse::<mvm::plan::target::Target>().unwrap()];
+    let observed: mvm::observed::Observed = serde_json::from_value(converged()).unwrap();
+    let empty = mvm::agent::load_desired(&node, Path::new("fixtures/desired/empty.json")).unwrap();
+    let plan = mvm::plan::plan(
+        &empty,
+        &node,
+        &observed,
+        mvm::plan::PlanOptions {
+            prune: true,
+            targets: targets("tenant.*.tap"),
+        },
+    )
+    .unwrap();
+    let changed: Vec<String> = plan
+        .resource_changes
+        .iter()
+        .filter(|c| c.is_change())
+        .map(|c| c.address.to_string())
+        .collect();
+    assert!(changed.contains(&"node.bridge".to_string()), "{changed:?}");
+
+    let mut v = converged();
+    v["tenants"]["acme"]["artifact_gone"] = json!(true);
+    let observed: mvm::observed::Observed = serde_json::from_value(v).unwrap();
+    let mut desired =
+        mvm::agent::load_desired(&node, Path::new("fixtures/desired/example.json")).unwrap();
+    let acme = desired
+        .tenants
+        .iter_mut()
+        .find(|t| t.tenant_id.as_str() == "acme")
+        .unwrap();
+    acme.state = mvm::spec::RunState::Stopped;
+    let plan = mvm::plan::plan(
+        &desired,
+        &node,
+        &observed,
+        mvm::plan::PlanOptions {
+            prune: false,
+            targets: targets("tenant.acme.vm"),
+        },
+    )
+    .unwrap();
+    let changed: Vec<String> = plan
+        .resource_changes
+        .iter()
+        .filter(|c| c.is_change())
+        .map(|c| c.address.to_string())
+        .collect();
+    assert_eq!(changed, ["tenant.acme.vm"], "{changed:?}");
+}

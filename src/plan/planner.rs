@@ -293,17 +293,17 @@ fn targeted<'a>(drafts: Vec<Draft<'a>>, targets: &[super::target::Target]) -> Ve
         if std::mem::replace(&mut keep[i], true) {
             continue;
         }
-        // Deleting needs nothing created first (stopping a VM builds no
-        // artifact).
-        if drafts[i].change.actions == Action::Delete {
-            continue;
-        }
+        // A delete needs nothing created or changed first (stopping a VM
+        // builds no artifact); it takes along only dependencies that are
+        // going too (the last tap's delete, the bridge's).
+        let deleting = drafts[i].change.actions == Action::Delete;
         stack.extend(
             drafts[i]
                 .change
                 .depends_on
                 .iter()
-                .filter_map(|d| index.get(d).copied()),
+                .filter_map(|d| index.get(d).copied())
+                .filter(|&j| !deleting || drafts[j].change.actions == Action::Delete),
         );
     }
     drafts
