@@ -555,6 +555,15 @@ fn control_characters_from_the_host_never_reach_the_terminal() {
     }
 }
 
+/// The addresses a plan changes.
+fn changes(plan: &mvm::plan::Plan) -> Vec<String> {
+    plan.resource_changes
+        .iter()
+        .filter(|c| c.is_change())
+        .map(|c| c.address.to_string())
+        .collect()
+}
+
 /// Targeting a delete takes along the dependencies that go too (a prune of
 /// the last taps takes the bridge, as before) and never creates or changes
 /// one (stopping a VM whose artifact would have to be rebuilt builds
@@ -575,12 +584,7 @@ fn a_targeted_delete_takes_only_deletes_along() {
         },
     )
     .unwrap();
-    let changed: Vec<String> = plan
-        .resource_changes
-        .iter()
-        .filter(|c| c.is_change())
-        .map(|c| c.address.to_string())
-        .collect();
+    let changed = changes(&plan);
     assert!(changed.contains(&"node.bridge".to_string()), "{changed:?}");
 
     let mut v = converged();
@@ -604,11 +608,6 @@ fn a_targeted_delete_takes_only_deletes_along() {
         },
     )
     .unwrap();
-    let changed: Vec<String> = plan
-        .resource_changes
-        .iter()
-        .filter(|c| c.is_change())
-        .map(|c| c.address.to_string())
-        .collect();
+    let changed = changes(&plan);
     assert_eq!(changed, ["tenant.acme.vm"], "{changed:?}");
 }
