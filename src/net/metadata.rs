@@ -192,7 +192,7 @@ fn one_of<'a>(req: &'a Request, name: &str, alias: &str) -> Result<Option<&'a St
 
 /// A plain decimal number: digits only (`u64::from_str` also takes a
 /// leading `+`).
-fn decimal(v: &String) -> Option<u64> {
+fn decimal(v: &str) -> Option<u64> {
     let v = v.trim();
     (!v.is_empty() && v.len() <= 20 && v.bytes().all(|b| b.is_ascii_digit()))
         .then(|| v.parse().ok())
@@ -217,7 +217,7 @@ pub fn handle(
                 return plain(400, "X-Forwarded-For is not accepted\n");
             }
             let ttl = match one_of(req, TTL_HEADER, "x-aws-ec2-metadata-token-ttl-seconds") {
-                Ok(v) => v.and_then(decimal),
+                Ok(v) => v.and_then(|v| decimal(v)),
                 Err(refused) => return refused,
             };
             match ttl {

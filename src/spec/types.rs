@@ -375,12 +375,10 @@ fn check_flake_query(rest: &str) -> Result<(), String> {
     for pair in query.split('&') {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         match key {
-            "rev" => {
-                if value.len() != 40 || !value.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return Err(format!(
-                        "rev={value:?} is not a full commit id: Nix takes 40 hex digits (`git rev-parse HEAD`), not a short one"
-                    ));
-                }
+            "rev" if value.len() != 40 || !value.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                return Err(format!(
+                    "rev={value:?} is not a full commit id: Nix takes 40 hex digits (`git rev-parse HEAD`), not a short one"
+                ));
             }
             "ref" => {
                 let bad = value.is_empty()
