@@ -817,6 +817,20 @@ fn owned(at: &Path, alias: Option<&str>, mark: &str) -> HostResult {
     }
 }
 
+/// Refuses a bridge that is not this node's: another alias, or none and
+/// not mvm's fixed MAC (an mvm bridge from before marks has that MAC).
+fn bridge_owned(at: &Path, l: &netlink::Link, mac: [u8; 6], mark: &str) -> HostResult {
+    owned(at, l.alias.as_deref(), mark)?;
+    if l.alias.is_none() && l.mac != Some(mac) {
+        return Err(HostError::other(
+            "manage",
+            at,
+            "refusing: a bridge of this name exists without mvm's mark or MAC (mvm did not create it); set bridge.name in node.toml to a bridge of mvm's own",
+        ));
+    }
+    Ok(())
+}
+
 impl Links for LinuxHost {
     fn bridge_ensure(
         &self,
@@ -839,14 +853,7 @@ impl Links for LinuxHost {
                     ),
                 ));
             }
-            owned(at, l.alias.as_deref(), mark)?;
-            if l.alias.is_none() && l.mac != Some(mac) {
-                return Err(HostError::other(
-                    "manage",
-                    at,
-                    "refusing: a bridge of this name exists without mvm's mark or MAC (mvm did not create it); set bridge.name in node.toml to a bridge of mvm's own",
-                ));
-            }
+            bridge_owned(at, l, mac, mark)?;
         }
         netlink::create_bridge(name, mac).map_err(|e| err("create bridge", e))?;
         let index = netlink::index_of(name).ok_or_else(|| {
@@ -882,17 +889,7 @@ impl Links for LinuxHost {
         match netlink::link(name).map_err(|e| HostError::new("read the link", at, e))? {
             None => Ok(()),
             Some(l) => {
-                let legacy = l.alias.is_none() && l.mac == Some(mac);
-                if l.alias.as_deref() != Some(mark) && !legacy {
-                    return Err(HostError::other(
-                        "delete",
-                        at,
-                        format!(
-                            "refusing: its alias is {:?}, not this node's mark {mark:?}",
-                            l.alias
-                        ),
-                    ));
-                }
+                bridge_owned(at, &l, mac, mark)?;
                 netlink::delete_link(l.index).map_err(|e| HostError::new("delete link", at, e))
             }
         }

@@ -282,44 +282,50 @@ struct Seen {
 impl Seen {
     fn check(&mut self, t: &Identity, p: &mut Problems) {
         let at = index("tenants", t.index);
-        if let Some(id) = &t.id {
-            match self.ids.get(id) {
-                Some(first) => p.push(
-                    join(&at, "tenant_id"),
-                    format!(
-                        "\"{id}\" is already used by tenants[{first}]; tenant ids must be unique"
-                    ),
-                ),
-                None => {
-                    self.ids.insert(id.clone(), t.index);
-                }
-            }
+        if let Some(first) =
+            t.id.as_ref()
+                .and_then(|id| claim(&mut self.ids, id.clone(), t.index))
+        {
+            let id = t.id.as_ref().expect("claimed");
+            p.push(
+                join(&at, "tenant_id"),
+                format!("\"{id}\" is already used by tenants[{first}]; tenant ids must be unique"),
+            );
         }
-        if let Some(ip) = t.ip {
-            match self.ips.get(&ip) {
-                Some(first) => p.push(
-                    join(&at, "ip"),
-                    format!(
-                        "\"{ip}\" is already used by tenants[{first}]; every tenant needs its own IP"
-                    ),
+        if let Some(ip) = t.ip
+            && let Some(first) = claim(&mut self.ips, ip, t.index)
+        {
+            p.push(
+                join(&at, "ip"),
+                format!(
+                    "\"{ip}\" is already used by tenants[{first}]; every tenant needs its own IP"
                 ),
-                None => {
-                    self.ips.insert(ip, t.index);
-                }
-            }
+            );
         }
-        if let Some(mac) = t.mac {
-            match self.macs.get(&mac) {
-                Some(first) => p.push(
-                    join(&at, "mac"),
-                    format!(
-                        "\"{mac}\" is already used by tenants[{first}]; every tenant needs its own MAC"
-                    ),
+        if let Some(mac) = t.mac
+            && let Some(first) = claim(&mut self.macs, mac, t.index)
+        {
+            p.push(
+                join(&at, "mac"),
+                format!(
+                    "\"{mac}\" is already used by tenants[{first}]; every tenant needs its own MAC"
                 ),
-                None => {
-                    self.macs.insert(mac, t.index);
-                }
-            }
+            );
+        }
+    }
+}
+
+/// Records `key` as `index`'s, or returns the tenant that has it already.
+fn claim<K: std::hash::Hash + Eq>(
+    seen: &mut HashMap<K, usize>,
+    key: K,
+    index: usize,
+) -> Option<usize> {
+    match seen.entry(key) {
+        std::collections::hash_map::Entry::Occupied(e) => Some(*e.get()),
+        std::collections::hash_map::Entry::Vacant(e) => {
+            e.insert(index);
+            None
         }
     }
 }
