@@ -68,8 +68,10 @@ fn host_observed() -> Observed {
     o
 }
 
-/// The kinds this build can apply.
-fn provided() -> PlanOptions {
+/// The tenant-tree kinds only: these tests count and order dirs, cgroup
+/// and secrets steps, and a whole-tenant plan would add a build, a tap and
+/// nft steps to every count.
+fn tree_kinds() -> PlanOptions {
     let targets = ["tenant.*.dirs", "tenant.*.cgroup", "tenant.*.secrets"]
         .iter()
         .map(|t| t.parse().unwrap())
@@ -311,7 +313,7 @@ fn deletes_walk_backwards_and_replace_destroys_before_creating() {
     let tmp = tempfile::tempdir().unwrap();
     let node = node(tmp.path());
     let d = desired(1, &node);
-    let p = plan(&d, &node, &host_observed(), provided()).unwrap();
+    let p = plan(&d, &node, &host_observed(), tree_kinds()).unwrap();
     let converged = simulate::apply_to(&p, &host_observed()).unwrap();
 
     // Prune: the tmpfs is unmounted before the tree holding it is removed.
@@ -322,7 +324,7 @@ fn deletes_walk_backwards_and_replace_destroys_before_creating() {
         &converged,
         PlanOptions {
             prune: true,
-            ..provided()
+            ..tree_kinds()
         },
     )
     .unwrap();
@@ -357,7 +359,7 @@ fn deletes_walk_backwards_and_replace_destroys_before_creating() {
     let mut edited = converged.clone();
     let t = edited.tenants.values_mut().next().unwrap();
     t.secrets.as_mut().unwrap().fstype = "ramfs".into();
-    let replace = plan(&d, &node, &edited, provided()).unwrap();
+    let replace = plan(&d, &node, &edited, tree_kinds()).unwrap();
     let change = replace
         .resource_changes
         .iter()
@@ -405,7 +407,7 @@ fn deletes_walk_backwards_and_replace_destroys_before_creating() {
 fn interrupt_lets_running_steps_finish_and_starts_nothing_new() {
     let tmp = tempfile::tempdir().unwrap();
     let node = node(tmp.path());
-    let p = plan(&desired(6, &node), &node, &host_observed(), provided()).unwrap();
+    let p = plan(&desired(6, &node), &node, &host_observed(), tree_kinds()).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let host = Arc::new(RecordingHost::new().with_delay(Duration::from_millis(5)));
     let progress = Arc::new(StopAfter(3, stop.clone(), Default::default()));

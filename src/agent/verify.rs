@@ -12,10 +12,6 @@ use crate::spec::{DesiredState, NodeConfig};
 use serde::Serialize;
 use serde_json::Value;
 
-/// The kinds that make up tenant networking (the metadata service is the
-/// far end of the nft redirect).
-const NET_KINDS: &[&str] = &["bridge", "nft", "tap", "metadata"];
-
 /// One item of the checklist.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Check {
@@ -135,7 +131,7 @@ pub fn verify(
         kept: Vec::new(),
     };
     let mut checks = Vec::new();
-    let net = |scope: Scope| KindId::all(scope).filter(|k| NET_KINDS.contains(&k.get().word()));
+    let net = |scope: Scope| KindId::all(scope).filter(|k| k.get().network());
     for kind in net(Scope::Node) {
         let k = kind.get();
         let addr = ResourceAddr::node(kind);

@@ -36,37 +36,6 @@ struct Draft<'a> {
     want: Option<&'a ResolvedTenant>,
 }
 
-/// Records whose identity node.toml does not allow (a uid outside the
-/// tenant range — 0, say — an IP outside the subnet) or that another
-/// record also holds: the jail, tap and nft rules would use them as they
-/// are, so such a record stops the plan like an unreadable one.
-fn record_identities(node: &NodeConfig, observed: &Observed) -> Vec<(TenantId, String)> {
-    let mut out = Vec::new();
-    let mut holders: HashMap<(&str, String), &TenantId> = HashMap::new();
-    for (id, t) in &observed.tenants {
-        let Some(r) = &t.record else { continue };
-        if let Err(e) = crate::resources::dirs::check_identity(node, r.uid, r.gid, r.ip, r.mac) {
-            out.push((
-                id.clone(),
-                format!("its recorded identity is not valid on this node: {e}"),
-            ));
-        }
-        for (what, value) in [
-            ("uid", r.uid.to_string()),
-            ("ip", r.ip.to_string()),
-            ("mac", r.mac.to_string()),
-        ] {
-            if let Some(other) = holders.insert((what, value.clone()), id) {
-                out.push((
-                    id.clone(),
-                    format!("its recorded {what} {value} is also tenant {other}'s"),
-                ));
-            }
-        }
-    }
-    out
-}
-
 pub fn plan(
     desired: &DesiredState,
     node: &NodeConfig,
@@ -78,7 +47,13 @@ pub fn plan(
         .iter()
         .filter_map(|(id, t)| t.record_error.as_ref().map(|e| (id.clone(), e.clone())))
         .collect();
-    corrupt.extend(record_identities(node, observed));
+    corrupt.extend(crate::state::record::identity_problems(
+        node,
+        observed
+            .tenants
+            .iter()
+            .filter_map(|(id, t)| Some((id, t.record.as_ref()?))),
+    ));
     if !corrupt.is_empty() {
         return Err(PlanError::CorruptRecords(corrupt));
     }
@@ -448,12 +423,7 @@ fn finish(ctx: &Ctx, view: &NodeView, d: Draft) -> ResourceChange {
     let at = c.address.tenant().and_then(|id| ctx.observed.tenant(id));
     let want = d.want.filter(|_| c.actions != Action::Delete);
     c.documents = kind.documents(ctx, at, want);
-    c.blocked = if !kind.has_provider() {
-        Some(format!(
-            "this mvm build has no provider for {} resources yet",
-            kind.word()
-        ))
-    } else if c.actions == Action::Delete {
+    c.blocked = if c.actions == Action::Delete {
         None
     } else {
         match (c.address.tenant(), d.want) {

@@ -159,9 +159,6 @@ impl Resource for Artifact {
         }
     }
 
-    fn provider(&self) -> Option<&dyn Provider<ArtifactAttrs>> {
-        Some(self)
-    }
 
     fn check(&self, _: &Ctx, _: Option<&TenantId>, a: &ArtifactAttrs) -> Result<(), String> {
         crate::spec::types::check_flake_ref(&a.flake_ref).map_err(|e| format!("flake_ref {e}"))?;
@@ -244,7 +241,7 @@ impl Provider<ArtifactAttrs> for Artifact {
                 })
                 .collect(),
         };
-        super::update_record(ctx, id, |rec| rec.artifact = Some(artifact))
+        ctx.update_record(id, |rec| rec.artifact = Some(artifact))
     }
 
     /// Forgets the build (the store keeps it until Nix collects garbage).
@@ -258,6 +255,6 @@ impl Provider<ArtifactAttrs> for Artifact {
         if !ctx.host.files.exists(&ctx.layout.record(id)) {
             return Ok(());
         }
-        super::update_record(ctx, id, |rec| rec.artifact = None)
+        ctx.update_record(id, |rec| rec.artifact = None)
     }
 }

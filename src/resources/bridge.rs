@@ -88,6 +88,7 @@ fn overlap(ctx: &Ctx) -> Option<String> {
 impl Resource for Bridge {
     type Attrs = BridgeAttrs;
     const WORD: &'static str = "bridge";
+    const NETWORK: bool = true;
     const SCOPE: Scope = Scope::Node;
     const REPLACE_ON: &'static [&'static str] = &["name"];
 
@@ -188,9 +189,6 @@ impl Resource for Bridge {
         }
     }
 
-    fn provider(&self) -> Option<&dyn Provider<BridgeAttrs>> {
-        Some(self)
-    }
 
     fn check(&self, ctx: &Ctx, _: Option<&TenantId>, a: &BridgeAttrs) -> Result<(), String> {
         let b = &ctx.node.bridge;

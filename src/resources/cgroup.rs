@@ -214,9 +214,6 @@ impl Resource for Cgroup {
         });
     }
 
-    fn provider(&self) -> Option<&dyn Provider<CgroupAttrs>> {
-        Some(self)
-    }
 
     fn check(&self, ctx: &Ctx, id: Option<&TenantId>, a: &CgroupAttrs) -> Result<(), String> {
         let id = id.ok_or("not a tenant address")?;
@@ -273,10 +270,9 @@ fn dir_of(ctx: &ApplyCtx, id: &TenantId, planned: Option<&str>) -> HostResult<(P
 /// Checks one planned limit value against what a valid tenant spec can
 /// produce.
 fn check_limit(file: &str, v: &str) -> Result<(), String> {
-    use crate::security::cgroups::{CPU_PERIOD_US, VMM_OVERHEAD_BASE_MIB};
+    use crate::security::cgroups::{CPU_PERIOD_US, memory_max_bytes as bytes_for};
     use crate::spec::desired::{MEM_MIB_MAX, MEM_MIB_MIN, PIDS_MAX, PIDS_MIN, VCPUS_MAX};
     let bad = |why: &str| Err(format!("{file} {v:?} {why}"));
-    let bytes_for = |mib: u64| (mib + VMM_OVERHEAD_BASE_MIB + mib.div_ceil(32)) * 1024 * 1024;
     match file {
         "memory.max" => match v.parse::<u64>() {
             Ok(n) if (bytes_for(MEM_MIB_MIN)..=bytes_for(MEM_MIB_MAX)).contains(&n) => Ok(()),
@@ -346,7 +342,12 @@ impl Provider<CgroupAttrs> for Cgroup {
                 _ => {}
             }
         }
-        Ok(())
+        let applied = after
+            .files()
+            .into_iter()
+            .filter_map(|(f, v)| v.map(|v| (f.to_string(), v.to_string())))
+            .collect();
+        ctx.update_record(id, |r| r.cgroup = Some(applied))
     }
 
     /// Kills whatever still runs in it, waits until it is empty, removes
@@ -355,6 +356,9 @@ impl Provider<CgroupAttrs> for Cgroup {
         let id = id.expect("a tenant address");
         let (root, rel) = dir_of(ctx, id, None)?;
         ctx.host.cgroups.cgroup_remove(&root, &rel)?;
+        if ctx.record(id)?.is_some_and(|r| r.cgroup.is_some()) {
+            ctx.update_record(id, |r| r.cgroup = None)?;
+        }
         match rel.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => {
                 ctx.host.cgroups.cgroup_remove_if_unused(&root, parent)
@@ -375,23 +379,40 @@ mod tests {
     /// the limit writes run against a prepared tree laid out like cgroup2:
     /// interface files exist and take writes, `subtree_control` included.
     fn prepared(controllers: &str) -> (tempfile::TempDir, ApplyCtx) {
-        let root = tempfile::tempdir().unwrap();
-        fs::write(root.path().join("cgroup.controllers"), controllers).unwrap();
-        fs::write(root.path().join("cgroup.subtree_control"), "").unwrap();
-        fs::create_dir_all(root.path().join("mvm/acme")).unwrap();
-        fs::write(root.path().join("mvm/cgroup.subtree_control"), "").unwrap();
+        // `<dir>/cgroup` is the cgroup2 root, `<dir>/state` the state dir
+        // with the tenant's record.
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("cgroup");
+        fs::create_dir(&root).unwrap();
+        fs::write(root.join("cgroup.controllers"), controllers).unwrap();
+        fs::write(root.join("cgroup.subtree_control"), "").unwrap();
+        fs::create_dir_all(root.join("mvm/acme")).unwrap();
+        fs::write(root.join("mvm/cgroup.subtree_control"), "").unwrap();
         for f in ["memory.max", "cpu.max", "pids.max", "cpuset.cpus"] {
-            fs::write(root.path().join("mvm/acme").join(f), "").unwrap();
+            fs::write(root.join("mvm/acme").join(f), "").unwrap();
         }
-        let node = crate::spec::NodeConfig::default_config();
+        let mut node = crate::spec::NodeConfig::default_config();
+        node.state_dir = dir.path().join("state");
+        let id = TenantId::parse("acme").unwrap();
+        let record = crate::state::TenantRecord::with_identity(
+            None,
+            &id,
+            100_000,
+            100_000,
+            "10.200.0.2".parse().unwrap(),
+            "02:00:0a:c8:00:02".parse().unwrap(),
+        );
+        let layout = crate::state::StateLayout::new(&node.state_dir);
+        fs::create_dir_all(layout.tenant_dir(&id)).unwrap();
+        fs::write(layout.record(&id), serde_json::to_vec(&record).unwrap()).unwrap();
         let ctx = ApplyCtx::new(
             Host::linux(&node.state_dir),
             node,
-            Some(root.path().to_path_buf()),
+            Some(root.clone()),
             "n".into(),
             "c".into(),
         );
-        (root, ctx)
+        (dir, ctx)
     }
 
     fn attrs(pairs: &[(&'static str, &str)]) -> CgroupAttrs {
@@ -425,8 +446,9 @@ mod tests {
             ("cpu.max", "200000 100000"),
             ("pids.max", "256"),
         ]);
-        apply(&ctx, &TenantId::parse("acme").unwrap(), None, &after).unwrap();
-        let r = root.path();
+        let id = TenantId::parse("acme").unwrap();
+        apply(&ctx, &id, None, &after).unwrap();
+        let r = root.path().join("cgroup");
         let read = |p: &str| {
             fs::read_to_string(r.join(p))
                 .unwrap()
@@ -442,6 +464,16 @@ mod tests {
             read("mvm/acme/cpuset.cpus"),
             "",
             "no cpuset asked for, none written"
+        );
+        let applied = ctx.record(&id).unwrap().unwrap().cgroup.unwrap();
+        assert_eq!(
+            applied.into_iter().collect::<Vec<_>>(),
+            [
+                ("cpu.max".to_string(), "200000 100000".to_string()),
+                ("memory.max".into(), "1174405120".into()),
+                ("pids.max".into(), "256".into()),
+            ],
+            "the record says what was written, and only that"
         );
     }
 
@@ -459,8 +491,9 @@ mod tests {
             ("memory.max", "1"),
             ("cpu.max", "100000 100000"),
         ]);
-        fs::write(root.path().join("mvm/acme/memory.max"), "untouched").unwrap();
-        fs::write(root.path().join("mvm/acme/cpuset.cpus"), "2-3").unwrap();
+        let r = root.path().join("cgroup");
+        fs::write(r.join("mvm/acme/memory.max"), "untouched").unwrap();
+        fs::write(r.join("mvm/acme/cpuset.cpus"), "2-3").unwrap();
         apply(
             &ctx,
             &TenantId::parse("acme").unwrap(),
@@ -469,7 +502,7 @@ mod tests {
         )
         .unwrap();
         let read = |p: &str| {
-            fs::read_to_string(root.path().join(p))
+            fs::read_to_string(r.join(p))
                 .unwrap()
                 .trim_end()
                 .to_string()

@@ -3,10 +3,12 @@
 //! mount the plan was made against, and the audit writer. Built by the
 //! executor from a plan's apply context; nothing else.
 
-use crate::providers::host::Host;
+use crate::providers::host::{Host, HostError, HostResult};
 use crate::security::audit::AuditWriter;
 use crate::spec::NodeConfig;
-use crate::state::StateLayout;
+use crate::spec::types::TenantId;
+use crate::state::record::{RECORD_CAP, parse_record};
+use crate::state::{StateLayout, TenantRecord};
 use std::path::PathBuf;
 
 pub struct ApplyCtx {
@@ -33,5 +35,32 @@ impl ApplyCtx {
             cgroup_mount,
             node,
         }
+    }
+}
+
+impl ApplyCtx {
+    /// The tenant's record, `None` when it has none; one that cannot be
+    /// read or is not the tenant's is an error, never taken as absent.
+    pub fn record(&self, id: &TenantId) -> HostResult<Option<TenantRecord>> {
+        let path = self.layout.record(id);
+        match self.host.files.read(&path, RECORD_CAP)? {
+            Some(bytes) => parse_record(&path, &bytes, id)
+                .map(Some)
+                .map_err(|e| HostError::other("read", &path, e)),
+            None => Ok(None),
+        }
+    }
+
+    /// Reads the tenant's record, lets `f` change it, writes it back (the
+    /// providers that record what they did: cgroup, artifact, jail, VM).
+    pub fn update_record(&self, id: &TenantId, f: impl FnOnce(&mut TenantRecord)) -> HostResult {
+        let path = self.layout.record(id);
+        let mut rec = self
+            .record(id)?
+            .ok_or_else(|| HostError::other("update", &path, "the tenant has no record"))?;
+        f(&mut rec);
+        let mut text = serde_json::to_vec_pretty(&rec).expect("record serializes");
+        text.push(b'\n');
+        self.host.files.write_file(&path, &text, 0o600)
     }
 }

@@ -14,7 +14,6 @@ use crate::providers::host::{HostError, HostResult};
 use crate::security::audit::{AuditDetails, AuditEvent};
 use crate::spec::TenantSpec;
 use crate::spec::types::{MacAddr, TenantId};
-use crate::state::record::{RECORD_CAP, parse_record};
 use crate::state::{AUDIT_HEAD, AUDIT_LOG, TenantRecord};
 use serde::Deserialize;
 use serde_json::Value;
@@ -156,9 +155,6 @@ impl Resource for Dirs {
         ));
     }
 
-    fn provider(&self) -> Option<&dyn Provider<DirsAttrs>> {
-        Some(self)
-    }
 
     fn identity(&self, a: &DirsAttrs) -> Vec<(&'static str, String)> {
         vec![
@@ -186,7 +182,7 @@ impl Resource for Dirs {
         want("mode", &a.mode.octal(), MODE)?;
         want("owner", &a.owner, OWNER)?;
         want("subdirs", &a.subdirs, &SUBDIRS.join(","))?;
-        check_identity(ctx.node, a.uid, a.gid, a.ip, a.mac)
+        crate::state::record::check_identity(ctx.node, a.uid, a.gid, a.ip, a.mac)
     }
 
     fn audit(&self, a: &DirsAttrs) -> AuditDetails {
@@ -196,31 +192,6 @@ impl Resource for Dirs {
         ]
         .into()
     }
-}
-
-/// A tenant's identity as node.toml allows it: uid and gid in the tenant
-/// range, the IP a host address of the subnet other than the gateway, the
-/// MAC unicast. Used for plans and for records read from disk.
-pub fn check_identity(
-    node: &crate::spec::NodeConfig,
-    uid: u32,
-    gid: u32,
-    ip: Ipv4Addr,
-    mac: MacAddr,
-) -> Result<(), String> {
-    let (lo, hi) = (node.tenants.uid_min, node.tenants.uid_max);
-    for (name, v) in [("uid", uid), ("gid", gid)] {
-        if !(lo..=hi).contains(&v) {
-            return Err(format!(
-                "{name} {v} is outside the tenant range {lo}..={hi} of node.toml"
-            ));
-        }
-    }
-    crate::spec::desired::check_ip(&ip.to_string(), node).map_err(|e| format!("ip {ip} {e}"))?;
-    if !mac.is_unicast() {
-        return Err(format!("mac {mac} is not a unicast address"));
-    }
-    Ok(())
 }
 
 impl Provider<DirsAttrs> for Dirs {
@@ -263,12 +234,7 @@ impl Provider<DirsAttrs> for Dirs {
             files.ensure_dir(state, &tenant.join(sub), after.mode.0, 0, 0)?;
         }
         let path = ctx.layout.record(id);
-        let existing = match files.read(&path, RECORD_CAP)? {
-            Some(bytes) => Some(
-                parse_record(&path, &bytes, id).map_err(|e| HostError::other("read", &path, e))?,
-            ),
-            None => None,
-        };
+        let existing = ctx.record(id)?;
         let record =
             TenantRecord::with_identity(existing, id, after.uid, after.gid, after.ip, after.mac);
         let mut text = serde_json::to_vec_pretty(&record).expect("record serializes");

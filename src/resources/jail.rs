@@ -85,9 +85,6 @@ impl Resource for Jail {
         }
     }
 
-    fn provider(&self) -> Option<&dyn Provider<JailAttrs>> {
-        Some(self)
-    }
 
     fn identity(&self, a: &JailAttrs) -> Vec<(&'static str, String)> {
         vec![("uid", a.uid.to_string()), ("gid", a.gid.to_string())]
@@ -159,7 +156,7 @@ impl Provider<JailAttrs> for Jail {
             exec: after.exec.clone(),
             jailer: after.jailer,
         };
-        super::update_record(ctx, id, |rec| rec.jail = Some(jail))
+        ctx.update_record(id, |rec| rec.jail = Some(jail))
     }
 
     /// Unmounts and removes what a launch put in the jail.
@@ -167,7 +164,7 @@ impl Provider<JailAttrs> for Jail {
         let id = id.expect("a tenant address");
         clear(ctx, id)?;
         if ctx.host.files.exists(&ctx.layout.record(id)) {
-            super::update_record(ctx, id, |rec| rec.jail = None)?;
+            ctx.update_record(id, |rec| rec.jail = None)?;
         }
         Ok(())
     }

@@ -48,6 +48,9 @@ pub fn listen(ctx: &Ctx) -> String {
 impl Resource for Metadata {
     type Attrs = MetadataAttrs;
     const WORD: &'static str = "metadata";
+    /// Tenant networking (the metadata service is the far end of the nft
+    /// redirect).
+    const NETWORK: bool = true;
     const SCOPE: Scope = Scope::Node;
     const REPLACE_ON: &'static [&'static str] = &["listen", "version", "rate_per_sec", "burst"];
 
@@ -128,9 +131,6 @@ impl Resource for Metadata {
         });
     }
 
-    fn provider(&self) -> Option<&dyn Provider<MetadataAttrs>> {
-        Some(self)
-    }
 
     fn check(&self, ctx: &Ctx, _: Option<&TenantId>, a: &MetadataAttrs) -> Result<(), String> {
         let want = limit(ctx.node);

@@ -188,7 +188,7 @@ impl<'a> Ctx<'a> {
 
 /// A resource kind, with its attributes typed. One file implements it for
 /// one kind; `Kind` is the object-safe face the engine iterates.
-pub trait Resource: Sync + 'static {
+pub trait Resource: Provider<Self::Attrs> + Sync + 'static {
     /// The attributes simulate and apply work with, decoded once from the
     /// plan. Attributes that may be `(known after apply)` are `Option`s.
     type Attrs: DeserializeOwned;
@@ -210,6 +210,9 @@ pub trait Resource: Sync + 'static {
     /// Whether these attributes are where a tenant's identity (uid, gid,
     /// IP, MAC) is planned: the identity every other kind's must match.
     const DEFINES_IDENTITY: bool = false;
+    /// Whether it is part of the tenant network (`mvm net verify` checks
+    /// these kinds).
+    const NETWORK: bool = false;
 
     /// What it depends on; `spec` is the tenant's (`None` for node kinds
     /// and for tenants being pruned).
@@ -236,7 +239,7 @@ pub trait Resource: Sync + 'static {
         None
     }
     /// Plan warnings this kind raises (what weakens isolation, what could
-    /// not be probed, settings that do nothing yet).
+    /// not be probed, settings that have no effect on this node).
     fn warnings(&self, _ctx: &Ctx, _view: &NodeView) -> Vec<String> {
         Vec::new()
     }
@@ -250,11 +253,6 @@ pub trait Resource: Sync + 'static {
         after: Option<&Self::Attrs>,
         docs: &Documents,
     );
-    /// The provider that changes the host for this kind; `None` while this
-    /// build has none (the plan marks its changes blocked).
-    fn provider(&self) -> Option<&dyn Provider<Self::Attrs>> {
-        None
-    }
     /// What an audit record of a change to it carries. Never a secret.
     fn audit(&self, _a: &Self::Attrs) -> AuditDetails {
         AuditDetails::new()
@@ -273,7 +271,7 @@ pub trait Resource: Sync + 'static {
     /// Checks planned attributes with the rules desired.json and node.toml
     /// are held to (what `desired` could have produced on this node), so a
     /// hand-edited saved plan cannot ask a provider for anything the specs
-    /// could not. Every kind with a provider implements it.
+    /// could not. Every kind implements it.
     fn check(
         &self,
         _ctx: &Ctx,
@@ -316,28 +314,6 @@ pub trait Provider<A>: Sync {
     ) -> Result<(), HostError>;
 }
 
-/// Reads the tenant's record, lets `f` change it, writes it back (the
-/// providers that record what they did: artifact, jail, VM).
-pub fn update_record(
-    ctx: &ApplyCtx,
-    id: &TenantId,
-    f: impl FnOnce(&mut crate::state::TenantRecord),
-) -> Result<(), HostError> {
-    use crate::state::record::{RECORD_CAP, parse_record};
-    let path = ctx.layout.record(id);
-    let bytes = ctx
-        .host
-        .files
-        .read(&path, RECORD_CAP)?
-        .ok_or_else(|| HostError::other("update", &path, "the tenant has no record"))?;
-    let mut rec =
-        parse_record(&path, &bytes, id).map_err(|e| HostError::other("read", &path, e))?;
-    f(&mut rec);
-    let mut text = serde_json::to_vec_pretty(&rec).expect("record serializes");
-    text.push(b'\n');
-    ctx.host.files.write_file(&path, &text, 0o600)
-}
-
 /// Attributes that do not decode into a kind's typed attributes.
 #[derive(Debug, thiserror::Error)]
 #[error("{address}: the plan's attribute {path} is not valid: {message}")]
@@ -354,8 +330,6 @@ pub enum StepError {
     Decode(#[from] DecodeError),
     #[error(transparent)]
     Host(#[from] HostError),
-    #[error("this mvm build has no provider for {0} resources")]
-    NoProvider(&'static str),
 }
 
 /// Decodes plan attributes into a kind's typed attributes.
@@ -395,7 +369,8 @@ pub trait Kind: Sync {
     ) -> Documents;
     fn blocked(&self, ctx: &Ctx, s: Subject) -> Option<String>;
     fn warnings(&self, ctx: &Ctx, view: &NodeView) -> Vec<String>;
-    fn has_provider(&self) -> bool;
+    /// Whether it is part of the tenant network `mvm net verify` checks.
+    fn network(&self) -> bool;
     fn simulate(
         &self,
         obs: &mut Observed,
@@ -480,8 +455,8 @@ impl<R: Resource> Kind for R {
     fn warnings(&self, ctx: &Ctx, view: &NodeView) -> Vec<String> {
         Resource::warnings(self, ctx, view)
     }
-    fn has_provider(&self) -> bool {
-        self.provider().is_some()
+    fn network(&self) -> bool {
+        R::NETWORK
     }
     fn simulate(
         &self,
@@ -507,10 +482,9 @@ impl<R: Resource> Kind for R {
         after: &Attrs,
         docs: &Documents,
     ) -> Result<AuditDetails, StepError> {
-        let p = self.provider().ok_or(StepError::NoProvider(R::WORD))?;
         let after: R::Attrs = decode(addr, after)?;
         let prior: Option<R::Attrs> = prior.and_then(|b| decode(addr, b).ok());
-        p.apply(ctx, addr.tenant(), prior.as_ref(), &after, docs)?;
+        Provider::apply(self, ctx, addr.tenant(), prior.as_ref(), &after, docs)?;
         Ok(self.audit_applied(ctx, addr.tenant(), &after))
     }
     fn delete(
@@ -519,9 +493,8 @@ impl<R: Resource> Kind for R {
         addr: &ResourceAddr,
         prior: Option<&Attrs>,
     ) -> Result<(), StepError> {
-        let p = self.provider().ok_or(StepError::NoProvider(R::WORD))?;
         let prior = prior.and_then(|a| decode::<R::Attrs>(addr, a).ok());
-        Ok(p.delete(ctx, addr.tenant(), prior.as_ref())?)
+        Ok(Provider::delete(self, ctx, addr.tenant(), prior.as_ref())?)
     }
     fn audit_of(&self, addr: &ResourceAddr, attrs: &Attrs) -> AuditDetails {
         decode::<R::Attrs>(addr, attrs)

@@ -97,6 +97,7 @@ pub fn foreign(ctx: &Ctx) -> Option<String> {
 impl Resource for NodeNft {
     type Attrs = NftAttrs;
     const WORD: &'static str = "nft";
+    const NETWORK: bool = true;
     const SCOPE: Scope = Scope::Node;
     const REPLACE_ON: &'static [&'static str] = &[];
 
@@ -228,9 +229,6 @@ impl Resource for NodeNft {
         obs.nft = Some(tables);
     }
 
-    fn provider(&self) -> Option<&dyn Provider<NftAttrs>> {
-        Some(self)
-    }
 
     fn check(&self, ctx: &Ctx, _: Option<&TenantId>, a: &NftAttrs) -> Result<(), String> {
         let (tables, chains, sets, rules) = attrs_of(&ruleset::render(ctx.node));

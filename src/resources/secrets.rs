@@ -109,9 +109,6 @@ impl Resource for Secrets {
         });
     }
 
-    fn provider(&self) -> Option<&dyn Provider<SecretsAttrs>> {
-        Some(self)
-    }
 
     fn check(&self, ctx: &Ctx, id: Option<&TenantId>, a: &SecretsAttrs) -> Result<(), String> {
         let id = id.ok_or("not a tenant address")?;

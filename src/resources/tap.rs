@@ -81,6 +81,7 @@ fn wanted_sysctls(ctx: &Ctx, id: &TenantId) -> BTreeMap<String, String> {
 impl Resource for Tap {
     type Attrs = TapAttrs;
     const WORD: &'static str = "tap";
+    const NETWORK: bool = true;
     const SCOPE: Scope = Scope::Tenant;
     const REPLACE_ON: &'static [&'static str] = &["name", "owner", "group"];
     /// Whoever owns a tap can open it: never two tenants' the same.
@@ -178,9 +179,6 @@ impl Resource for Tap {
         }
     }
 
-    fn provider(&self) -> Option<&dyn Provider<TapAttrs>> {
-        Some(self)
-    }
 
     fn identity(&self, a: &TapAttrs) -> Vec<(&'static str, String)> {
         let mut out = vec![("mac", a.fdb.clone())];

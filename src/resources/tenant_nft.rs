@@ -37,6 +37,7 @@ pub struct TenantNftAttrs {
 impl Resource for TenantNft {
     type Attrs = TenantNftAttrs;
     const WORD: &'static str = "nft";
+    const NETWORK: bool = true;
     const SCOPE: Scope = Scope::Tenant;
     const REPLACE_ON: &'static [&'static str] = &[];
     const UNIQUE: &'static [&'static str] = &["ip", "mac", "mark"];
@@ -115,9 +116,6 @@ impl Resource for TenantNft {
         });
     }
 
-    fn provider(&self) -> Option<&dyn Provider<TenantNftAttrs>> {
-        Some(self)
-    }
 
     /// The mark is the tenant's uid.
     fn identity(&self, a: &TenantNftAttrs) -> Vec<(&'static str, String)> {
@@ -140,8 +138,8 @@ impl Resource for TenantNft {
                 id.tap_name()
             ));
         }
-        super::dirs::check_identity(ctx.node, mark, mark, ip, mac)
-            .map_err(|e| e.replace("uid", "mark"))?;
+        crate::state::record::check_in_tenant_range(ctx.node, "mark", mark)?;
+        crate::state::record::check_address(ctx.node, ip, mac)?;
         let want =
             ruleset::tenant_element_lines(&a.tap, mac, ip, mark, a.metadata, a.ssh_from_gateway);
         if a.elements != want {

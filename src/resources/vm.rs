@@ -441,9 +441,6 @@ impl Resource for Vm {
         }
     }
 
-    fn provider(&self) -> Option<&dyn Provider<VmAttrs>> {
-        Some(self)
-    }
 
     fn identity(&self, a: &VmAttrs) -> Vec<(&'static str, String)> {
         vec![("ip", a.ip.to_string()), ("mac", a.mac.to_string())]
@@ -476,21 +473,6 @@ impl Resource for Vm {
         let mut d = self.audit(a);
         d.insert("vcpus".into(), a.vcpus.to_string());
         d.insert("mem_mib".into(), a.mem_mib.to_string());
-        // The cgroup limits it runs under (`security::cgroups`).
-        let mem = u64::from(a.mem_mib);
-        let base = crate::security::cgroups::VMM_OVERHEAD_BASE_MIB;
-        d.insert(
-            "memory_max".into(),
-            ((mem + base + mem.div_ceil(32)) << 20).to_string(),
-        );
-        d.insert(
-            "cpu_max".into(),
-            format!(
-                "{} {}",
-                u64::from(a.vcpus) * crate::security::cgroups::CPU_PERIOD_US,
-                crate::security::cgroups::CPU_PERIOD_US
-            ),
-        );
         d.insert("seccomp".into(), a.seccomp.clone());
         d.insert("jailer".into(), a.jailer.to_string());
         let host = ctx.host.identity.hostname();
@@ -498,15 +480,7 @@ impl Resource for Vm {
             d.insert("lima_instance".into(), instance.to_string());
         }
         d.insert("hostname".into(), host);
-        let rec = id.and_then(|id| {
-            let path = ctx.layout.record(id);
-            let bytes = ctx
-                .host
-                .files
-                .read(&path, crate::state::record::RECORD_CAP)
-                .ok()??;
-            crate::state::record::parse_record(&path, &bytes, id).ok()
-        });
+        let rec = id.and_then(|id| ctx.record(id).ok().flatten());
         if let Some(rec) = rec {
             if let Some(art) = &rec.artifact {
                 d.insert("lock".into(), art.lock.clone());
@@ -517,6 +491,11 @@ impl Resource for Vm {
             }
             if let Some(vm) = &rec.vm {
                 d.insert("pid".into(), vm.pid.to_string());
+            }
+            // The limits it runs under, as the cgroup step wrote them
+            // (`memory.max` → `memory_max`): none the host lacks.
+            for (file, v) in rec.cgroup.iter().flatten() {
+                d.insert(file.replace('.', "_"), v.clone());
             }
         }
         d
@@ -617,14 +596,7 @@ impl Provider<VmAttrs> for Vm {
                 "the plan's Firecracker config does not match its sha256",
             ));
         }
-        let path = ctx.layout.record(id);
-        let rec = ctx
-            .host
-            .files
-            .read(&path, crate::state::record::RECORD_CAP)?
-            .ok_or_else(|| at("the tenant has no record"))?;
-        let rec = crate::state::record::parse_record(&path, &rec, id)
-            .map_err(|e| HostError::other("read", &path, e))?;
+        let rec = ctx.record(id)?.ok_or_else(|| at("the tenant has no record"))?;
         let artifact = rec
             .artifact
             .as_ref()
@@ -744,7 +716,7 @@ impl Provider<VmAttrs> for Vm {
             pid: running.pid,
             start_time: running.start_time,
         };
-        super::update_record(ctx, id, |r| r.vm = Some(vm))?;
+        ctx.update_record(id, |r| r.vm = Some(vm))?;
         record_revision(ctx, id, artifact, after)
     }
 
@@ -752,18 +724,7 @@ impl Provider<VmAttrs> for Vm {
     /// a crashed run launched without recording it — and clears its jail.
     fn delete(&self, ctx: &ApplyCtx, id: Option<&TenantId>, prior: Option<&VmAttrs>) -> HostResult {
         let id = id.expect("a tenant address");
-        let path = ctx.layout.record(id);
-        let rec = match ctx
-            .host
-            .files
-            .read(&path, crate::state::record::RECORD_CAP)?
-        {
-            Some(b) => Some(
-                crate::state::record::parse_record(&path, &b, id)
-                    .map_err(|e| HostError::other("read", &path, e))?,
-            ),
-            None => None,
-        };
+        let rec = ctx.record(id)?;
         let layout = JailLayout::new(&ctx.node.state_dir, &ctx.node.firecracker.binary, id);
         if let Some(rec) = &rec {
             let cgroup = format!("{}/{id}", ctx.node.cgroup.parent);
@@ -801,7 +762,7 @@ impl Provider<VmAttrs> for Vm {
         }
         super::jail::clear(ctx, id)?;
         if rec.is_some() {
-            super::update_record(ctx, id, |r| r.vm = None)?;
+            ctx.update_record(id, |r| r.vm = None)?;
         }
         Ok(())
     }

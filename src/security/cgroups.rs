@@ -27,10 +27,15 @@ pub struct CgroupLimits {
     pub pids_max: u32,
 }
 
+/// `memory.max` in bytes for a guest of `mem_mib`: its RAM plus the VMM's
+/// overhead. The one place this formula is written.
+pub fn memory_max_bytes(mem_mib: u64) -> u64 {
+    (mem_mib + VMM_OVERHEAD_BASE_MIB + mem_mib.div_ceil(32)) << 20
+}
+
 impl CgroupLimits {
     pub fn for_tenant(t: &TenantSpec) -> Self {
-        let mem = u64::from(t.mem_mib);
-        let memory_max = (mem + VMM_OVERHEAD_BASE_MIB + mem.div_ceil(32)) * 1024 * 1024;
+        let memory_max = memory_max_bytes(u64::from(t.mem_mib));
         let cpu_max = match &t.cpuset {
             Some(_) => format!("max {CPU_PERIOD_US}"),
             None => format!("{} {CPU_PERIOD_US}", u64::from(t.vcpus) * CPU_PERIOD_US),

@@ -3,6 +3,7 @@
 //! record carries those facts between runs. The record is versioned; a
 //! newer version than this build understands is refused, never rewritten.
 
+use crate::spec::NodeConfig;
 use crate::spec::types::{MacAddr, TenantId};
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
@@ -67,6 +68,11 @@ pub struct TenantRecord {
     pub vm: Option<VmRecord>,
     #[serde(default)]
     pub secrets_generation: u64,
+    /// The limit files the cgroup step wrote (`memory.max` → value); the
+    /// VM's audit record quotes these, never a recomputation. A limit
+    /// whose controller the host lacks is not here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// The build the tenant's VM boots from.
@@ -170,7 +176,79 @@ impl TenantRecord {
                 jail: None,
                 vm: None,
                 secrets_generation: 0,
+                cgroup: None,
             },
         }
     }
+}
+
+/// A tenant's identity as node.toml allows it: uid and gid in the tenant
+/// range, the IP a host address of the subnet other than the gateway, the
+/// MAC unicast. Held to planned attributes and to records read from disk.
+pub fn check_identity(
+    node: &NodeConfig,
+    uid: u32,
+    gid: u32,
+    ip: Ipv4Addr,
+    mac: MacAddr,
+) -> Result<(), String> {
+    check_in_tenant_range(node, "uid", uid)?;
+    check_in_tenant_range(node, "gid", gid)?;
+    check_address(node, ip, mac)
+}
+
+/// `v` (a uid, gid or packet mark, called `name`) is in node.toml's tenant
+/// range.
+pub fn check_in_tenant_range(node: &NodeConfig, name: &str, v: u32) -> Result<(), String> {
+    let (lo, hi) = (node.tenants.uid_min, node.tenants.uid_max);
+    if (lo..=hi).contains(&v) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name} {v} is outside the tenant range {lo}..={hi} of node.toml"
+        ))
+    }
+}
+
+/// The IP is a tenant address of the bridge subnet; the MAC is unicast.
+pub fn check_address(node: &NodeConfig, ip: Ipv4Addr, mac: MacAddr) -> Result<(), String> {
+    crate::spec::desired::check_ip(&ip.to_string(), node).map_err(|e| format!("ip {ip} {e}"))?;
+    if !mac.is_unicast() {
+        return Err(format!("mac {mac} is not a unicast address"));
+    }
+    Ok(())
+}
+
+/// Records whose identity node.toml does not allow (a uid outside the
+/// tenant range — 0, say — an IP outside the subnet) or that another
+/// record also holds: the jail, tap and nft rules would use them as they
+/// are, so such a record stops the plan like an unreadable one.
+pub fn identity_problems<'a>(
+    node: &NodeConfig,
+    records: impl IntoIterator<Item = (&'a TenantId, &'a TenantRecord)>,
+) -> Vec<(TenantId, String)> {
+    let mut out = Vec::new();
+    let mut holders: std::collections::HashMap<(&str, String), &TenantId> =
+        std::collections::HashMap::new();
+    for (id, r) in records {
+        if let Err(e) = check_identity(node, r.uid, r.gid, r.ip, r.mac) {
+            out.push((
+                id.clone(),
+                format!("its recorded identity is not valid on this node: {e}"),
+            ));
+        }
+        for (what, value) in [
+            ("uid", r.uid.to_string()),
+            ("ip", r.ip.to_string()),
+            ("mac", r.mac.to_string()),
+        ] {
+            if let Some(other) = holders.insert((what, value.clone()), id) {
+                out.push((
+                    id.clone(),
+                    format!("its recorded {what} {value} is also tenant {other}'s"),
+                ));
+            }
+        }
+    }
+    out
 }

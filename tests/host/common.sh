@@ -17,7 +17,8 @@ parent = "$parent"
 # (the cgroup applier's limit writes are tested against a prepared tree).
 allow_missing_controllers = true
 TOML
-# The resources this build applies.
+# The tenant-tree kinds: the reconcile and lock scripts exercise the state
+# tree, cgroups and mounts, with no build, network or VM.
 targets=(--target 'tenant.*.dirs' --target 'tenant.*.cgroup' --target 'tenant.*.secrets')
 m() { "$mvm" --config "$work/node.toml" "$@"; }
 fail() { echo "FAIL: $*" >&2; exit 1; }

@@ -39,9 +39,33 @@ s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 assert b'"id":"va"' in s.recv(4096)
 PY
 start=$(grep '"resource":"tenant.va.vm","result":"ok"' "$state/tenants/va/audit.log") || fail "no audit record of the VM"
-for field in '"timestamp":' '"tenant_id":"va"' '"node_id":' '"command":' '"flake_ref":"path:' '"lock":"sha256-' '"vmlinux_store_path":"/nix/store/' '"rootfs.ext4_store_path":"/nix/store/' '"config.json_store_path":"/nix/store/' '"vmlinux_sha256":' '"fc_config_sha256":' '"ip":"10.200.0.' '"mac":"02:00:' '"vcpus":"1"' '"mem_mib":"256"' '"memory_max":"' '"cpu_max":"100000 100000"' '"pid":'; do
+fields=(
+  '"timestamp":' '"tenant_id":"va"' '"node_id":' '"command":'
+  '"flake_ref":"path:' '"lock":"sha256-'
+  '"vmlinux_store_path":"/nix/store/' '"rootfs.ext4_store_path":"/nix/store/'
+  '"config.json_store_path":"/nix/store/' '"vmlinux_sha256":' '"fc_config_sha256":'
+  '"ip":"10.200.0.' '"mac":"02:00:' '"vcpus":"1"' '"mem_mib":"256"' '"pid":'
+)
+for field in "${fields[@]}"; do
   grep -qF "$field" <<< "$start" || fail "the start's audit record lacks $field: $start"
 done
+# The limits the start's record names are exactly those the cgroup step
+# wrote and the cgroup has: on this hybrid host, whose cgroup2 tree lacks
+# memory/cpu/pids, none — never a recomputed claim.
+python3 - "$state/tenants/va/audit.log" "$cg/$parent/va" <<'PY' || fail "the start's audit record claims limits the cgroup step did not write"
+import json, os, sys
+log, cgdir = sys.argv[1:]
+recs = [json.loads(l) for l in open(log)]
+ok = lambda r: [x for x in recs if x["resource"] == r and x["result"] == "ok"]
+vm, cg = ok("tenant.va.vm")[0]["details"], ok("tenant.va.cgroup")[-1]["details"]
+keys = ("memory_max", "cpu_max", "cpuset_cpus", "pids_max")
+claimed = {k: vm[k] for k in keys if k in vm}
+written = {k: cg[k] for k in keys if k in cg}
+assert claimed == written, (claimed, written)
+for k, v in claimed.items():
+    f = os.path.join(cgdir, k.replace("_", ".", 1))
+    assert open(f).read().strip() == v, (f, v)
+PY
 grep -q " $state/tenants/va/jail/firecracker/va/root/secrets.img " /proc/self/mountinfo || fail "the secrets image is not bound into the jail"
 data=$state/tenants/va/data.ext4
 [ "$(stat -c '%u %a' "$data")" = "$uid 600" ] || fail "the data volume is not the tenant's 0600 file: $(stat -c '%u %a' "$data")"
