@@ -30,7 +30,7 @@ impl ConfigSource {
         match (flag, env) {
             (Some(p), _) => ConfigSource::Flag(p),
             (None, Some(p)) => ConfigSource::Env(p),
-            (None, None) if crate::providers::input::exists(system) => {
+            (None, None) if crate::host::fs::input::exists(system) => {
                 ConfigSource::System(system.to_path_buf())
             }
             (None, None) => ConfigSource::Builtin,
@@ -40,9 +40,9 @@ impl ConfigSource {
     pub fn load(&self) -> Result<NodeConfig, SpecError> {
         match self {
             ConfigSource::Flag(p) | ConfigSource::Env(p) | ConfigSource::System(p) => {
-                let text = crate::providers::input::read_text(
+                let text = crate::host::fs::input::read_text(
                     p,
-                    crate::providers::input::Input::NodeConfig,
+                    crate::host::fs::input::Input::NodeConfig,
                 )
                 .map_err(|source| SpecError::Read {
                     path: p.clone(),
@@ -98,7 +98,7 @@ impl Settings {
             stdin: std::io::stdin().is_terminal(),
             stdout: std::io::stdout().is_terminal(),
             stderr: std::io::stderr().is_terminal(),
-            merged: crate::providers::input::stdout_is_stderr(),
+            merged: crate::host::fs::input::stdout_is_stderr(),
         };
         let force = env("CLICOLOR_FORCE").is_some_and(|v| v != "0");
         let colors = !no_color && env("NO_COLOR").is_none() && (force || terminal.stdout);

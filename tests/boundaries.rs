@@ -1,4 +1,4 @@
-//! The crate's architecture, checked: only `providers/` touches the host
+//! The crate's architecture, checked: only `host/` touches the host
 //! (files, processes, syscalls through nix, the clock, sleeping), only
 //! `settings.rs` reads the environment, and no top-level module imports
 //! one that imports it back. Code under `#[cfg(test)]` is exempt (tests
@@ -36,7 +36,7 @@ fn library_code() -> Vec<(String, String)> {
 }
 
 #[test]
-fn only_providers_touch_the_host() {
+fn only_host_touches_the_host() {
     const FORBIDDEN: &[&str] = &[
         "std::fs",
         "std::os::unix::fs",
@@ -53,7 +53,7 @@ fn only_providers_touch_the_host() {
     ];
     let mut found = Vec::new();
     for (file, code) in library_code() {
-        let allowed_host = file.starts_with("providers/");
+        let allowed_host = file.starts_with("host/");
         for (n, line) in code.lines().enumerate() {
             if line.trim_start().starts_with("//") {
                 continue;
@@ -82,7 +82,7 @@ fn only_providers_touch_the_host() {
     }
     assert!(
         found.is_empty(),
-        "host effects outside providers/ (or env reads outside settings.rs):\n{}",
+        "host effects outside host/ (or env reads outside settings.rs):\n{}",
         found.join("\n")
     );
 }
@@ -136,7 +136,7 @@ fn top_level_modules_have_no_cycles() {
     }
 }
 
-/// `providers/host.rs` → `providers`; `settings.rs` → `settings`.
+/// `host/contract.rs` → `host`; `settings.rs` → `settings`.
 fn module_of(file: &str) -> String {
     let first = file.split('/').next().unwrap();
     first.trim_end_matches(".rs").to_string()

@@ -33,8 +33,8 @@ type Listing = (
 
 /// The rules nft lists for mvm's tables, by "family table chain".
 fn listed(known: &ruleset::Ruleset) -> Listing {
-    let json = mvm::providers::nft::list_ruleset("nft").expect("nft lists the ruleset");
-    let st = mvm::providers::nft::parse(&json, known);
+    let json = mvm::host::net::nft::list_ruleset("nft").expect("nft lists the ruleset");
+    let st = mvm::host::net::nft::parse(&json, known);
     let mut rules = BTreeMap::new();
     let mut specs = BTreeMap::new();
     let mut sets = Vec::new();
@@ -70,10 +70,10 @@ fn the_rendered_ruleset_is_what_nft_lists_back() {
     for node in [NodeConfig::default_config(), other] {
         let rs = ruleset::render(&node);
         let (rules, specs, sets) = in_netns(move || {
-            mvm::providers::nft::apply("nft", &ruleset::transaction(&rs, &[], &[], &[]))
+            mvm::host::net::nft::apply("nft", &ruleset::transaction(&rs, &[], &[], &[]))
                 .expect("nft takes the rendered ruleset");
             // Applying again is a no-op in effect.
-            mvm::providers::nft::apply("nft", &ruleset::transaction(&rs, &[], &[], &[]))
+            mvm::host::net::nft::apply("nft", &ruleset::transaction(&rs, &[], &[], &[]))
                 .expect("and takes it again");
             listed(&rs)
         });
@@ -118,7 +118,7 @@ fn element_changes_over_netlink_are_what_nft_lists() {
         eprintln!("SKIPPED: needs root for a network namespace and nft");
         return;
     }
-    use mvm::providers::nft::{apply, apply_elements, list_ruleset, parse};
+    use mvm::host::net::nft::{apply, apply_elements, list_ruleset, parse};
     let node = NodeConfig::default_config();
     let (after_add, after_bad, after_delete) = in_netns(move || {
         let rs = ruleset::render(&node);
@@ -230,7 +230,7 @@ fn a_refused_transaction_leaves_the_old_ruleset() {
     }
     let rs = ruleset::render(&NodeConfig::default_config());
     let (before, after, err) = in_netns(move || {
-        mvm::providers::nft::apply("nft", &ruleset::transaction(&rs, &[], &[], &[])).unwrap();
+        mvm::host::net::nft::apply("nft", &ruleset::transaction(&rs, &[], &[], &[])).unwrap();
         let before = listed(&rs);
         // A new ruleset with one command nft refuses at the end.
         let mut other = NodeConfig::default_config();
@@ -240,7 +240,7 @@ fn a_refused_transaction_leaves_the_old_ruleset() {
             .as_array_mut()
             .unwrap()
             .push(serde_json::json!({"add": {"rule": {"family": "inet", "table": "mvm", "chain": "no_such_chain", "expr": [{"accept": null}]}}}));
-        let err = mvm::providers::nft::apply("nft", &bad).unwrap_err();
+        let err = mvm::host::net::nft::apply("nft", &bad).unwrap_err();
         (before, listed(&rs), err)
     });
     assert!(err.contains("nothing changed"), "{err}");

@@ -38,7 +38,7 @@ impl Drop for CgroupGuard {
 
 fn cgroup2_mount() -> PathBuf {
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let m = mvm::providers::mountinfo::parse(&text);
+    let m = mvm::host::probe::mountinfo::parse(&text);
     m.into_iter()
         .find(|m| m.fstype == "cgroup2")
         .expect("cgroup2 is mounted")

@@ -12,7 +12,7 @@ fn is_root() -> bool {
 
 fn cgroup2_mount() -> PathBuf {
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    mvm::providers::mountinfo::parse(&text)
+    mvm::host::probe::mountinfo::parse(&text)
         .into_iter()
         .find(|m| m.fstype == "cgroup2")
         .expect("cgroup2 is mounted")

@@ -1,12 +1,12 @@
 //! Firecracker for real: the upstream jailer and Firecracker builds in
 //! `../shared/firecracker/` (or `$MVM_TEST_FIRECRACKER_DIR`), launched by
-//! `providers::vmm` as a tenant would be. Guests cannot boot on these
+//! `host::vm::vmm` as a tenant would be. Guests cannot boot on these
 //! machines (nested virtualization), so the checks stop at a running
 //! Firecracker answering its API: as the tenant's uid, in the tenant's
 //! cgroup, chrooted, under a seccomp filter; and a stop that leaves no
 //! process. Skips, saying why, without root, the binaries or a kernel.
 
-use mvm::providers::vmm::{self, Launch};
+use mvm::host::vm::vmm::{self, Launch};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -48,7 +48,7 @@ pub fn missing() -> Option<String> {
 
 fn cgroup2() -> PathBuf {
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    mvm::providers::mountinfo::parse(&text)
+    mvm::host::probe::mountinfo::parse(&text)
         .into_iter()
         .find(|m| m.fstype == "cgroup2")
         .expect("cgroup2 is mounted")
@@ -108,7 +108,7 @@ fn a_jailed_firecracker_runs_as_the_tenant_in_its_cgroup_and_stops() {
     // Whatever happens below, nothing of the VM outlives the test.
     let _guard = Cleanup(cg.clone());
     let started = std::time::Instant::now();
-    let tree = mvm::providers::beneath::Tree::open(dir.path()).unwrap();
+    let tree = mvm::host::fs::beneath::Tree::open(dir.path()).unwrap();
     let r = vmm::launch(&l, &tree, Duration::from_secs(10)).expect("launch");
     eprintln!(
         "jailer + Firecracker to a answering API: {:?}",

@@ -12,7 +12,7 @@ pub mod verify;
 
 use crate::observed::{OBSERVED_VERSION, Observed};
 use crate::plan::{self, Plan, PlanError, PlanOptions};
-use crate::providers::input;
+use crate::host::fs::input;
 use crate::spec::{self, NodeConfig, SpecError};
 use crate::state::StateLayout;
 use std::path::{Path, PathBuf};
@@ -46,9 +46,9 @@ pub enum AgentError {
     #[error(transparent)]
     SavedPlan(#[from] SavedPlanError),
     #[error(transparent)]
-    Store(#[from] crate::providers::store::StoreError),
+    Store(#[from] crate::host::fs::store::StoreError),
     #[error(transparent)]
-    Host(#[from] crate::providers::host::HostError),
+    Host(#[from] crate::host::HostError),
     #[error("{0}")]
     BadTarget(String),
     #[error("there is no `mvm agent apply`")]
@@ -110,7 +110,7 @@ impl AgentError {
             }
             AgentError::SavedPlan(SavedPlanError::Read { .. }) => Some("check the path of the saved plan".into()),
             AgentError::SavedPlan(_) => Some("make a new plan with this mvm: `mvm agent plan --out plan.json`".into()),
-            AgentError::Store(crate::providers::store::StoreError::Locked { .. }) => {
+            AgentError::Store(crate::host::fs::store::StoreError::Locked { .. }) => {
                 Some("wait for it to finish, or pass --lock-timeout 5m to wait for it".into())
             }
             AgentError::Store(_) => Some("mvm never resets a state file it cannot read: restore it from a backup or move it aside".into()),
@@ -148,7 +148,7 @@ pub fn targets(raw: &[String]) -> Result<Vec<crate::plan::target::Target>, Agent
 /// reconcile).
 pub fn node_id(node: &NodeConfig) -> Result<Option<String>, AgentError> {
     let path = StateLayout::new(&node.state_dir).node_id();
-    Ok(crate::providers::store::read_node_id(&path)?)
+    Ok(crate::host::fs::store::read_node_id(&path)?)
 }
 
 /// Writes a plan for `mvm agent reconcile --plan`.
@@ -235,7 +235,7 @@ pub fn plan(req: &PlanRequest) -> Result<(Plan, Observed), AgentError> {
     let desired = load_desired(req.node, req.desired)?;
     let observed = match req.observed {
         Some(p) => load_observed_for(req.node, p)?,
-        None => crate::providers::observe(req.node),
+        None => crate::host::probe::observe(req.node),
     };
     let opts = PlanOptions {
         prune: req.prune,
@@ -262,7 +262,7 @@ pub fn load_desired(
 pub fn verify_desired(
     node: &NodeConfig,
     given: Option<&Path>,
-    host: &crate::providers::host::Host,
+    host: &crate::host::Host,
 ) -> Result<(crate::spec::DesiredState, PathBuf), AgentError> {
     if let Some(p) = given {
         return Ok((load_desired(node, p)?, p.to_path_buf()));

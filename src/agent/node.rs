@@ -3,7 +3,7 @@
 //! is tested without a host.
 
 use crate::observed::Observed;
-use crate::providers::nodeinfo::HostFacts;
+use crate::host::probe::nodeinfo::HostFacts;
 use crate::spec::NodeConfig;
 use serde::Serialize;
 use std::collections::BTreeMap;

@@ -7,8 +7,8 @@ use super::AgentError;
 use crate::apply::progress::Progress;
 use crate::apply::{self, Report};
 use crate::plan::{Plan, PlanOptions};
-use crate::providers::host::Host;
-use crate::providers::store::NodeLock;
+use crate::host::Host;
+use crate::host::fs::store::NodeLock;
 use crate::spec::{DesiredState, NodeConfig};
 use crate::state::StateLayout;
 use std::path::Path;
@@ -83,7 +83,7 @@ pub fn reconcile(
         |holder| ui.waiting_for_lock(holder),
     )?;
 
-    let observed = crate::providers::observe(node);
+    let observed = crate::host::probe::observe(node);
     let (plan, desired) = match req.goal {
         Goal::SavedPlan(path) => (super::load_saved_plan(path, node, &observed)?, None),
         Goal::Desired { desired, options } => {
@@ -108,7 +108,7 @@ pub fn reconcile(
         return Ok(Outcome::Cancelled);
     }
 
-    let node_id = crate::providers::store::ensure_node_id(&layout.node_id())?;
+    let node_id = crate::host::fs::store::ensure_node_id(&layout.node_id())?;
     let ctx = Arc::new(apply::context(
         &plan,
         host.clone(),
@@ -131,7 +131,7 @@ pub fn reconcile(
         if signals {
             // Listening starts here, before the first step, so no signal
             // can arrive in between and kill a step halfway.
-            let signal = crate::providers::signals::listen_for_termination();
+            let signal = crate::host::signals::listen_for_termination();
             let stop = stop.clone();
             tokio::spawn(async move {
                 signal.await;
@@ -172,7 +172,7 @@ fn remember_desired(host: &Host, layout: &StateLayout, d: &DesiredState) -> Resu
     let path = layout.applied_desired();
     if host
         .files
-        .read(&path, crate::providers::input::Input::Desired.cap())
+        .read(&path, crate::host::fs::input::Input::Desired.cap())
         .ok()
         .flatten()
         .as_deref()

@@ -2,7 +2,7 @@
 //! tenant pruned from the node — the newest archived one.
 
 use super::AgentError;
-use crate::providers::host::Host;
+use crate::host::Host;
 use crate::spec::NodeConfig;
 use crate::spec::types::TenantId;
 use crate::state::{AUDIT_HEAD, AUDIT_LOG, StateLayout};

@@ -19,7 +19,7 @@
 pub mod progress;
 
 use crate::plan::{Action, Plan, ResourceChange};
-use crate::providers::host::Host;
+use crate::host::Host;
 use crate::resources::{ApplyCtx, Attrs, ResourceAddr};
 use crate::security::audit::{AuditDetails, AuditEvent};
 use progress::Progress;

@@ -105,7 +105,7 @@ pub struct ServeArgs {
     pub burst: Option<u32>,
     /// The most bytes the log (stderr) may hold: past it the file is
     /// emptied and continues with a line saying so.
-    #[arg(long, value_name = "BYTES", default_value_t = crate::providers::metadata_server::LOG_MAX_BYTES,
+    #[arg(long, value_name = "BYTES", default_value_t = crate::host::metadata_server::LOG_MAX_BYTES,
           value_parser = clap::value_parser!(u64).range(4096..))]
     pub log_max_bytes: u64,
 }
@@ -381,7 +381,7 @@ fn plan(s: &Settings, args: &PlanArgs) -> Result<ExitCode, AgentError> {
 
 fn observe(s: &Settings, args: &ObserveArgs) -> Result<ExitCode, AgentError> {
     let node = s.config.load()?;
-    let obs = crate::providers::observe(&node);
+    let obs = crate::host::probe::observe(&node);
     let text = if args.json {
         serde_json::to_string_pretty(&obs).expect("observed serializes") + "\n"
     } else {
@@ -397,7 +397,7 @@ fn observe(s: &Settings, args: &ObserveArgs) -> Result<ExitCode, AgentError> {
 /// on which node.toml is at the default path).
 fn serve_metadata(s: &Settings, args: &ServeArgs) -> Result<ExitCode, AgentError> {
     if let Some(dir) = &args.state_dir
-        && !crate::providers::input::is_dir(dir)
+        && !crate::host::fs::input::is_dir(dir)
     {
         return Err(AgentError::BadStateDir {
             path: dir.clone(),
@@ -406,7 +406,7 @@ fn serve_metadata(s: &Settings, args: &ServeArgs) -> Result<ExitCode, AgentError
     }
     let config = match (args.listen, &args.state_dir, args.rate, args.burst) {
         (Some(listen), Some(dir), Some(per_sec), Some(burst)) => {
-            crate::providers::metadata_server::Config {
+            crate::host::metadata_server::Config {
                 listen,
                 state_dir: dir.clone(),
                 limit: crate::net::metadata::RateLimit { per_sec, burst },
@@ -415,7 +415,7 @@ fn serve_metadata(s: &Settings, args: &ServeArgs) -> Result<ExitCode, AgentError
         }
         _ => {
             let node = s.config.load()?;
-            crate::providers::metadata_server::Config {
+            crate::host::metadata_server::Config {
                 listen: args.listen.unwrap_or(std::net::SocketAddr::from((
                     node.bridge.gateway,
                     node.metadata.port,
@@ -429,7 +429,7 @@ fn serve_metadata(s: &Settings, args: &ServeArgs) -> Result<ExitCode, AgentError
             }
         }
     };
-    crate::providers::metadata_server::run(config).map_err(AgentError::Metadata)?;
+    crate::host::metadata_server::run(config).map_err(AgentError::Metadata)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -3,7 +3,7 @@
 
 use super::{VerifyArgs, output};
 use crate::agent::{self, AgentError};
-use crate::providers::host::Host;
+use crate::host::Host;
 use crate::settings::Settings;
 use console::Style;
 use std::process::ExitCode;
@@ -14,7 +14,7 @@ pub fn verify(s: &Settings, args: &VerifyArgs) -> Result<ExitCode, AgentError> {
     let (desired, from) = agent::verify_desired(&node, args.desired.as_deref(), &host)?;
     let observed = match &args.observed {
         Some(p) => agent::load_observed_for(&node, p)?,
-        None => crate::providers::observe(&node),
+        None => crate::host::probe::observe(&node),
     };
     let v = agent::verify::verify(&node, &desired, &observed)?;
     let text = if args.json {

@@ -2,7 +2,7 @@
 
 use super::{NodeInfoArgs, output};
 use crate::agent::{self, AgentError};
-use crate::providers::host::Host;
+use crate::host::Host;
 use crate::settings::Settings;
 use console::Style;
 use std::fmt::Write;
@@ -11,8 +11,8 @@ use std::process::ExitCode;
 pub fn info(s: &Settings, args: &NodeInfoArgs) -> Result<ExitCode, AgentError> {
     let node = s.config.load()?;
     let host = Host::linux(&node.state_dir);
-    let obs = crate::providers::observe(&node);
-    let facts = crate::providers::nodeinfo::host_facts(&node);
+    let obs = crate::host::probe::observe(&node);
+    let facts = crate::host::probe::nodeinfo::host_facts(&node);
     let i = agent::node::node_info(
         &node,
         &s.config.to_string(),

@@ -9,7 +9,7 @@ use crate::agent::{self, AgentError};
 use crate::apply::progress::{Bars, Lines, Progress};
 use crate::apply::{Outcome as StepOutcome, Report};
 use crate::plan::{Plan, PlanOptions};
-use crate::providers::host::Host;
+use crate::host::Host;
 use crate::settings::Settings;
 use console::Style;
 use std::io::{BufRead, Write};

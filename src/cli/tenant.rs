@@ -5,7 +5,7 @@
 use super::{AuditArgs, RevisionsArgs, TenantListArgs, TenantStatusArgs, output};
 use crate::agent::tenants::{TenantRow, TenantStatus};
 use crate::agent::{self, AgentError};
-use crate::providers::host::Host;
+use crate::host::Host;
 use crate::security::audit;
 use crate::settings::Settings;
 use console::Style;
@@ -88,7 +88,7 @@ fn inputs(
     };
     let observed = match &args.observed {
         Some(p) => agent::load_observed_for(&node, p)?,
-        None => crate::providers::observe(&node),
+        None => crate::host::probe::observe(&node),
     };
     let plan = crate::plan::plan(&desired, &node, &observed, Default::default())?;
     Ok((desired, observed, plan))
@@ -357,7 +357,7 @@ fn no_state_dir(
     node: &crate::spec::NodeConfig,
     id: &crate::spec::types::TenantId,
 ) -> Result<(), AgentError> {
-    if crate::providers::input::exists(&node.state_dir) {
+    if crate::host::fs::input::exists(&node.state_dir) {
         return Ok(());
     }
     Err(AgentError::NoStateDir {

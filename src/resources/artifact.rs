@@ -12,7 +12,7 @@ use super::{
     Subject,
 };
 use crate::observed::{Observed, ObservedTenant};
-use crate::providers::host::{HostError, HostResult};
+use crate::host::{HostError, HostResult};
 use crate::security::audit::AuditDetails;
 use crate::spec::TenantSpec;
 use crate::spec::types::TenantId;
@@ -201,7 +201,7 @@ impl Provider<ArtifactAttrs> for Artifact {
     ) -> HostResult {
         let id = id.expect("a tenant address");
         let nix = &ctx.node.nix;
-        let what = crate::providers::nixbuild::installable(&after.flake_ref, &after.profile);
+        let what = crate::host::vm::nixbuild::installable(&after.flake_ref, &after.profile);
         let lock = ctx.host.builds.flake_lock(nix, &after.flake_ref)?;
         if let Some(pinned) = &after.lock
             && *pinned != lock

@@ -10,7 +10,7 @@ use super::{
 };
 use crate::net;
 use crate::observed::{BridgeObs, Observed};
-use crate::providers::host::{HostError, HostResult};
+use crate::host::{HostError, HostResult};
 use crate::spec::TenantSpec;
 use crate::spec::types::{MacAddr, TenantId};
 use serde::Deserialize;

@@ -11,7 +11,7 @@ use super::{
     ApplyCtx, At, Attrs, Ctx, Dep, Desired, Documents, NodeView, Provider, Resource, Scope, Subject,
 };
 use crate::observed::{CGROUP_LIMIT_FILES, CgroupObs, Observed};
-use crate::providers::host::{HostError, HostResult};
+use crate::host::{HostError, HostResult};
 use crate::security::audit::AuditDetails;
 use crate::security::cgroups::CgroupLimits;
 use crate::spec::TenantSpec;
@@ -371,7 +371,7 @@ impl Provider<CgroupAttrs> for Cgroup {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::host::Host;
+    use crate::host::Host;
     use crate::resources::{ResolvedTenant, decode};
     use std::fs;
 

@@ -3,7 +3,7 @@
 //! mount the plan was made against, and the audit writer. Built by the
 //! executor from a plan's apply context; nothing else.
 
-use crate::providers::host::{Host, HostError, HostResult};
+use crate::host::{Host, HostError, HostResult};
 use crate::security::audit::AuditWriter;
 use crate::spec::NodeConfig;
 use crate::spec::types::TenantId;

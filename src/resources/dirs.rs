@@ -10,7 +10,7 @@ use super::{
     ApplyCtx, At, Attrs, Ctx, Dep, Desired, Documents, NodeView, Provider, Resource, Scope, Subject,
 };
 use crate::observed::{DirObs, Observed};
-use crate::providers::host::{HostError, HostResult};
+use crate::host::{HostError, HostResult};
 use crate::security::audit::{AuditDetails, AuditEvent};
 use crate::spec::TenantSpec;
 use crate::spec::types::{MacAddr, TenantId};

@@ -7,7 +7,7 @@ use super::{
     ApplyCtx, At, Attrs, Ctx, Dep, Desired, Documents, Provider, Resource, Scope, Subject,
 };
 use crate::observed::Observed;
-use crate::providers::host::HostResult;
+use crate::host::HostResult;
 use crate::spec::TenantSpec;
 use crate::spec::jail::JailLayout;
 use crate::spec::jail::exec_name;

@@ -12,8 +12,8 @@ use super::{
 };
 use crate::net::metadata::RateLimit;
 use crate::observed::{Observed, ServiceObs};
-use crate::providers::host::HostResult;
-use crate::providers::vmm::Running;
+use crate::host::HostResult;
+use crate::host::vm::vmm::Running;
 use crate::spec::TenantSpec;
 use crate::spec::types::TenantId;
 use serde::Deserialize;

@@ -33,7 +33,7 @@ pub mod vm;
 pub use context::ApplyCtx;
 
 use crate::observed::{Observed, ObservedTenant};
-use crate::providers::host::HostError;
+use crate::host::HostError;
 use crate::security::audit::AuditDetails;
 use crate::spec::types::{MacAddr, TenantId};
 use crate::spec::{NodeConfig, TenantSpec};

@@ -13,7 +13,7 @@ use super::{
 };
 use crate::net::ruleset::{self, Ruleset};
 use crate::observed::{NftTableObs, Observed};
-use crate::providers::host::HostResult;
+use crate::host::HostResult;
 use crate::spec::TenantSpec;
 use crate::spec::types::TenantId;
 use serde::Deserialize;

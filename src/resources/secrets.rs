@@ -8,7 +8,7 @@ use super::{
     ApplyCtx, At, Attrs, Ctx, Dep, Desired, Documents, Provider, Resource, Scope, Subject,
 };
 use crate::observed::{MountObs, Observed};
-use crate::providers::host::{HostError, HostResult, TmpfsOptions};
+use crate::host::{HostError, HostResult, TmpfsOptions};
 use crate::spec::TenantSpec;
 use crate::spec::types::TenantId;
 use serde::Deserialize;

@@ -16,7 +16,7 @@ use super::{
 };
 use crate::net;
 use crate::observed::{Observed, TapObs};
-use crate::providers::host::{HostError, HostResult, TapSpec};
+use crate::host::{HostError, HostResult, TapSpec};
 use crate::spec::TenantSpec;
 use crate::spec::types::{MacAddr, TenantId};
 use serde::Deserialize;

@@ -10,7 +10,7 @@ use super::{
 };
 use crate::net::ruleset;
 use crate::observed::{Observed, TenantNftObs};
-use crate::providers::host::{HostError, HostResult};
+use crate::host::{HostError, HostResult};
 use crate::security::audit::AuditDetails;
 use crate::spec::TenantSpec;
 use crate::spec::types::{MacAddr, TenantId};

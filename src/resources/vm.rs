@@ -13,8 +13,8 @@ use super::{
     ResolvedTenant, Resource, Scope, Subject, Unwanted,
 };
 use crate::observed::{Observed, ObservedTenant, VmProcess};
-use crate::providers::host::{HostError, HostResult, JailStage};
-use crate::providers::vmm::{Launch, Running};
+use crate::host::{HostError, HostResult, JailStage};
+use crate::host::vm::vmm::{Launch, Running};
 use crate::security::audit::AuditDetails;
 use crate::spec::desired::{RunState, SeccompLevel};
 use crate::spec::jail::{API_SOCKET_IN_JAIL, JailLayout};

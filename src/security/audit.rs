@@ -9,7 +9,7 @@
 //! the append-only inode flag (set where the filesystem supports it) is
 //! what stops root-less edits. Records never contain secret values.
 
-use crate::providers::host::{Host, HostError};
+use crate::host::{Host, HostError};
 use crate::spec::types::TenantId;
 use crate::state::{AUDIT_HEAD, StateLayout};
 use serde::{Deserialize, Serialize};

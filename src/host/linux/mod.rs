@@ -19,12 +19,12 @@ use nix::fcntl::{OFlag, openat};
 use nix::sys::stat::{Mode, fchmod, mkdirat};
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown};
 
-use super::beneath::{self, Tree};
-use super::host::{
+use crate::host::fs::beneath::{self, Tree};
+use crate::host::{
     Builds, Cgroups, Clock, Files, Firewall, HostError, HostResult, Identity, JailStage, Links,
     Mounts, Services, TapSpec, TmpfsOptions, Vms,
 };
-use super::netlink;
+use crate::host::net::netlink;
 use std::os::unix::fs::OpenOptionsExt;
 
 /// The real host. File operations are confined to the state dir.
@@ -233,7 +233,7 @@ impl Files for LinuxHost {
         let f = std::fs::File::from(fd);
         let made = f
             .set_len(size)
-            .and_then(|()| super::volume::mkfs_ext4(&f, uid, gid))
+            .and_then(|()| crate::host::fs::volume::mkfs_ext4(&f, uid, gid))
             .and_then(|()| {
                 fchown(&f, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
                     .and_then(|()| fchmod(&f, Mode::from_bits_truncate(0o600)))
@@ -914,7 +914,7 @@ impl Links for LinuxHost {
             // Attaching to a tap a running VM holds fails (EBUSY): only
             // touch the device when its owner is not already right.
             Some(l) if l.owner == Some(tap.owner) && l.group == Some(tap.group) => {}
-            _ => super::tun::create_tap(&tap.name, tap.owner, tap.group)
+            _ => crate::host::net::tun::create_tap(&tap.name, tap.owner, tap.group)
                 .map_err(|e| err("create tap", e))?,
         }
         let master = netlink::index_of(&tap.master).ok_or_else(|| {
@@ -1004,7 +1004,7 @@ impl Builds for LinuxHost {
         nix: &crate::spec::node::NixConfig,
         flake_ref: &str,
     ) -> HostResult<String> {
-        super::nixbuild::flake_lock(nix, flake_ref)
+        crate::host::vm::nixbuild::flake_lock(nix, flake_ref)
             .map_err(|e| HostError::other("lock", Path::new(flake_ref), e))
     }
     fn build(
@@ -1012,29 +1012,29 @@ impl Builds for LinuxHost {
         nix: &crate::spec::node::NixConfig,
         flake_ref: &str,
         profile: &str,
-    ) -> HostResult<super::nixbuild::Built> {
-        let what = super::nixbuild::installable(flake_ref, profile);
-        super::nixbuild::build(nix, flake_ref, profile)
+    ) -> HostResult<crate::host::vm::nixbuild::Built> {
+        let what = crate::host::vm::nixbuild::installable(flake_ref, profile);
+        crate::host::vm::nixbuild::build(nix, flake_ref, profile)
             .map_err(|e| HostError::other("build", Path::new(&what), e))
     }
 }
 
 impl Vms for LinuxHost {
-    fn launch(&self, l: &super::vmm::Launch) -> HostResult<super::vmm::Running> {
+    fn launch(&self, l: &crate::host::vm::vmm::Launch) -> HostResult<crate::host::vm::vmm::Running> {
         let tree = self.tree("launch")?;
-        super::vmm::launch(l, &tree, Duration::from_secs(10))
+        crate::host::vm::vmm::launch(l, &tree, Duration::from_secs(10))
             .map_err(|e| HostError::new("launch the VM of", Path::new(&l.id), e))
     }
     fn stop(
         &self,
-        r: super::vmm::Running,
+        r: crate::host::vm::vmm::Running,
         uid: u32,
         cgroup: &str,
         api_sock: &Path,
         grace: Duration,
     ) -> HostResult {
         let tree = self.tree("stop")?;
-        super::vmm::stop(r, uid, cgroup, &tree, api_sock, grace)
+        crate::host::vm::vmm::stop(r, uid, cgroup, &tree, api_sock, grace)
             .map_err(|e| HostError::new("stop process", Path::new(&r.pid.to_string()), e))
     }
     fn find(
@@ -1043,11 +1043,11 @@ impl Vms for LinuxHost {
         uid: u32,
         cgroup: &str,
         id: &str,
-    ) -> Option<super::vmm::Running> {
-        super::vmm::find(firecracker, uid, cgroup, id)
+    ) -> Option<crate::host::vm::vmm::Running> {
+        crate::host::vm::vmm::find(firecracker, uid, cgroup, id)
     }
-    fn identify(&self, pid: u32, uid: u32, cgroup: &str, id: &str) -> Option<super::vmm::Running> {
-        super::vmm::identify(pid, uid, cgroup, id)
+    fn identify(&self, pid: u32, uid: u32, cgroup: &str, id: &str) -> Option<crate::host::vm::vmm::Running> {
+        crate::host::vm::vmm::identify(pid, uid, cgroup, id)
     }
 }
 
@@ -1057,11 +1057,11 @@ impl Firewall for LinuxHost {
     /// transaction.
     fn nft_apply(&self, commands: &serde_json::Value) -> HostResult {
         if let Some(elements) = crate::net::ruleset::element_bytes(commands) {
-            return super::nft::apply_elements(&elements).map_err(|e| {
+            return crate::host::net::nft::apply_elements(&elements).map_err(|e| {
                 HostError::new("apply", Path::new("the nftables element changes"), e)
             });
         }
-        super::nft::apply("nft", commands)
+        crate::host::net::nft::apply("nft", commands)
             .map_err(|e| HostError::other("apply", Path::new("the nftables transaction"), e))
     }
 }
@@ -1072,20 +1072,20 @@ impl Services for LinuxHost {
         listen: &str,
         limit: crate::net::metadata::RateLimit,
         state_dir: &Path,
-        started: &mut dyn FnMut(super::vmm::Running) -> HostResult,
-    ) -> HostResult<super::vmm::Running> {
+        started: &mut dyn FnMut(crate::host::vm::vmm::Running) -> HostResult,
+    ) -> HostResult<crate::host::vm::vmm::Running> {
         let log = state_dir.join("metadata.log");
         let failed = |e| HostError::new("start the metadata service at", Path::new(listen), e);
         let mut s =
-            super::metadata_server::spawn(listen, limit, state_dir, &log).map_err(failed)?;
+            crate::host::metadata_server::spawn(listen, limit, state_dir, &log).map_err(failed)?;
         if let Err(e) = started(s.running) {
             s.abort();
             return Err(e);
         }
         s.ready().map_err(failed)
     }
-    fn stop_service(&self, r: super::vmm::Running) -> HostResult {
-        super::metadata_server::stop(r)
+    fn stop_service(&self, r: crate::host::vm::vmm::Running) -> HostResult {
+        crate::host::metadata_server::stop(r)
             .map_err(|e| HostError::new("stop process", Path::new(&r.pid.to_string()), e))
     }
 }

@@ -1,8 +1,13 @@
 //! Builds `Observed` from the live host: read-only, batched, and tolerant —
 //! anything that cannot be read becomes a fact in `Observed::facts`.
 
-use super::beneath::{self, Tree};
-use super::{mountinfo, netlink, nft, procfs};
+pub mod mountinfo;
+pub mod nodeinfo;
+pub mod procfs;
+
+use crate::host::fs::beneath::{self, Tree};
+use crate::host::net::netlink;
+use crate::host::net::nft;
 use crate::observed::{
     Binaries, BridgeObs, CGROUP_LIMIT_FILES, CgroupMount, CgroupObs, DirObs, OBSERVED_VERSION,
     Observed, ObservedTenant, TapObs, TenantNftObs, VmProcess,
@@ -57,7 +62,7 @@ pub fn observe_with(node: &NodeConfig, roots: &ProbeRoots) -> Observed {
             .is_ok_and(|m| m.is_file()),
         nix_build_users: fs::read_to_string("/etc/group")
             .is_ok_and(|g| g.lines().any(|l| l.starts_with("nixbld:"))),
-        mkfs_ext4: super::volume::mkfs_ext4_binary().is_some(),
+        mkfs_ext4: crate::host::fs::volume::mkfs_ext4_binary().is_some(),
     };
 
     let mounts = match fs::read_to_string(roots.proc.join("self/mountinfo")) {
@@ -100,9 +105,9 @@ pub fn observe_with(node: &NodeConfig, roots: &ProbeRoots) -> Observed {
 /// The metadata service `<state>/metadata.json` names, if that process
 /// (same pid and start time, an mvm) still runs.
 fn metadata_service(layout: &StateLayout) -> Option<crate::observed::ServiceObs> {
-    let bytes = super::store::read_state_file(&layout.metadata_service(), 4096).ok()??;
+    let bytes = crate::host::fs::store::read_state_file(&layout.metadata_service(), 4096).ok()??;
     let s: crate::observed::ServiceObs = crate::spec::json::from_slice(&bytes).ok()?;
-    let alive = super::vmm::start_time(s.pid) == Some(s.start_time)
+    let alive = crate::host::vm::vmm::start_time(s.pid) == Some(s.start_time)
         && fs::read_to_string(format!("/proc/{}/comm", s.pid)).is_ok_and(|c| c.trim() == "mvm");
     alive.then_some(s)
 }
@@ -205,7 +210,7 @@ fn probe_state_dir(layout: &StateLayout, mounts: &[mountinfo::MountEntry], obs: 
             .record
             .as_ref()
             .and_then(|r| r.artifact.as_ref())
-            .is_some_and(|a| !super::nixbuild::in_store(Path::new(&a.store_path)));
+            .is_some_and(|a| !crate::host::vm::nixbuild::in_store(Path::new(&a.store_path)));
     }
 }
 

@@ -10,7 +10,7 @@
 //! the VM's own process (`SO_PEERCRED`: its pid and uid) — otherwise
 //! nothing is sent.
 
-use super::beneath::{self, Tree};
+use crate::host::fs::beneath::{self, Tree};
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -221,7 +221,7 @@ pub fn launch(l: &Launch, tree: &Tree, wait: Duration) -> io::Result<Running> {
 /// `/proc/<pid>/stat` field 22.
 pub fn start_time(pid: u32) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    super::procfs::parse_stat(&text).map(|s| s.start_time)
+    crate::host::probe::procfs::parse_stat(&text).map(|s| s.start_time)
 }
 
 /// The real uid of a process.
@@ -252,7 +252,7 @@ pub fn is_same(r: Running, uid: u32) -> bool {
 /// rather than a second one started.
 pub fn identify(pid: u32, uid: u32, cgroup: &str, id: &str) -> Option<Running> {
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let named = super::procfs::id_arg(&cmdline)?;
+    let named = crate::host::probe::procfs::id_arg(&cmdline)?;
     let r = Running {
         pid,
         start_time: start_time(pid)?,
@@ -265,7 +265,7 @@ pub fn identify(pid: u32, uid: u32, cgroup: &str, id: &str) -> Option<Running> {
 /// launching it and recording it).
 pub fn find(firecracker: &Path, uid: u32, cgroup: &str, id: &str) -> Option<Running> {
     let comm = crate::spec::jail::exec_name(firecracker);
-    super::procfs::scan(Path::new("/proc"), &comm)
+    crate::host::probe::procfs::scan(Path::new("/proc"), &comm)
         .ok()?
         .into_iter()
         .filter(|(_, named)| named.as_deref() == Some(id))

@@ -223,18 +223,18 @@ pub trait Builds: Send + Sync {
         nix: &crate::spec::node::NixConfig,
         flake_ref: &str,
         profile: &str,
-    ) -> HostResult<super::nixbuild::Built>;
+    ) -> HostResult<crate::host::vm::nixbuild::Built>;
 }
 
 /// Firecracker processes (`vmm.rs`).
 pub trait Vms: Send + Sync {
     /// Launches a VM (through the jailer) and waits until its API answers.
-    fn launch(&self, l: &super::vmm::Launch) -> HostResult<super::vmm::Running>;
+    fn launch(&self, l: &crate::host::vm::vmm::Launch) -> HostResult<crate::host::vm::vmm::Running>;
     /// Stops the VM `r` if that process still runs as `uid`: SendCtrlAltDel,
     /// a bounded wait, SIGKILL.
     fn stop(
         &self,
-        r: super::vmm::Running,
+        r: crate::host::vm::vmm::Running,
         uid: u32,
         cgroup: &str,
         api_sock: &Path,
@@ -248,10 +248,10 @@ pub trait Vms: Send + Sync {
         uid: u32,
         cgroup: &str,
         id: &str,
-    ) -> Option<super::vmm::Running>;
+    ) -> Option<crate::host::vm::vmm::Running>;
     /// `pid` as a VM of tenant `id` running as `uid` in `cgroup`, if it is
     /// one.
-    fn identify(&self, pid: u32, uid: u32, cgroup: &str, id: &str) -> Option<super::vmm::Running>;
+    fn identify(&self, pid: u32, uid: u32, cgroup: &str, id: &str) -> Option<crate::host::vm::vmm::Running>;
 }
 
 /// The metadata service process (`metadata_server.rs`).
@@ -265,10 +265,10 @@ pub trait Services: Send + Sync {
         listen: &str,
         limit: crate::net::metadata::RateLimit,
         state_dir: &Path,
-        started: &mut dyn FnMut(super::vmm::Running) -> HostResult,
-    ) -> HostResult<super::vmm::Running>;
+        started: &mut dyn FnMut(crate::host::vm::vmm::Running) -> HostResult,
+    ) -> HostResult<crate::host::vm::vmm::Running>;
     /// Stops it if `r` is still that process.
-    fn stop_service(&self, r: super::vmm::Running) -> HostResult;
+    fn stop_service(&self, r: crate::host::vm::vmm::Running) -> HostResult;
 }
 
 /// nftables.
@@ -307,7 +307,7 @@ pub struct Host {
 impl Host {
     /// The real machine; file operations stay below `state_dir`.
     pub fn linux(state_dir: &Path) -> Self {
-        let h = Arc::new(super::linux::LinuxHost::new(state_dir));
+        let h = Arc::new(crate::host::linux::LinuxHost::new(state_dir));
         Self {
             files: h.clone(),
             cgroups: h.clone(),
@@ -323,7 +323,7 @@ impl Host {
     }
 
     /// The recording double: every capability backed by `rec`.
-    pub fn recording(rec: Arc<super::recording::RecordingHost>) -> Self {
+    pub fn recording(rec: Arc<crate::host::recording::RecordingHost>) -> Self {
         Self {
             files: rec.clone(),
             cgroups: rec.clone(),

@@ -91,7 +91,7 @@ fn plain(status: u16, body: &str) -> Response {
 /// The tenants that may use the service, by mark (= uid).
 fn tenants(state: &std::path::Path) -> HashMap<u32, Tenant> {
     let layout = crate::state::StateLayout::new(state);
-    let node_id = super::store::read_node_id(&layout.node_id())
+    let node_id = crate::host::fs::store::read_node_id(&layout.node_id())
         .ok()
         .flatten()
         .unwrap_or_default();
@@ -114,7 +114,7 @@ fn tenants(state: &std::path::Path) -> HashMap<u32, Tenant> {
         let Ok(tid) = crate::spec::types::TenantId::parse(&id) else {
             continue;
         };
-        let Ok(Some(rec)) = super::probe::read_record(&layout.record(&tid), &tid) else {
+        let Ok(Some(rec)) = crate::host::probe::read_record(&layout.record(&tid), &tid) else {
             continue;
         };
         let (flake_ref, lock) = rec
@@ -388,7 +388,7 @@ fn answer<B>(state: &State, mark: u32, ip: IpAddr, req: &hyper::Request<B>) -> R
 /// A service process spawned by [`spawn`], not yet known to listen.
 pub struct Starting {
     child: std::process::Child,
-    pub running: super::vmm::Running,
+    pub running: crate::host::vm::vmm::Running,
     log: PathBuf,
 }
 
@@ -441,7 +441,7 @@ pub fn spawn(
     }
     let mut child = cmd.spawn()?;
     let pid = child.id();
-    let Some(start_time) = super::vmm::start_time(pid) else {
+    let Some(start_time) = crate::host::vm::vmm::start_time(pid) else {
         let status = child.wait()?;
         return Err(std::io::Error::other(format!(
             "it exited at once ({status}); see {}",
@@ -450,7 +450,7 @@ pub fn spawn(
     };
     Ok(Starting {
         child,
-        running: super::vmm::Running { pid, start_time },
+        running: crate::host::vm::vmm::Running { pid, start_time },
         log: log.to_path_buf(),
     })
 }
@@ -459,7 +459,7 @@ impl Starting {
     /// Waits (5 s at most) until the service says it listens (bound,
     /// privileges dropped) — not until something answers at the address,
     /// which may be another process. On failure the process is gone.
-    pub fn ready(mut self) -> std::io::Result<super::vmm::Running> {
+    pub fn ready(mut self) -> std::io::Result<crate::host::vm::vmm::Running> {
         // `None`: nothing within 5 s; `Some("")`: its stdout closed (it exits).
         let said = self.child.stdout.take().and_then(|out| {
             use std::io::BufRead;
@@ -497,9 +497,9 @@ impl Starting {
 }
 
 /// Stops the service if `r` is still that process (an mvm, same start).
-pub fn stop(r: super::vmm::Running) -> std::io::Result<()> {
+pub fn stop(r: crate::host::vm::vmm::Running) -> std::io::Result<()> {
     let same = || {
-        super::vmm::start_time(r.pid) == Some(r.start_time)
+        crate::host::vm::vmm::start_time(r.pid) == Some(r.start_time)
             && std::fs::read_to_string(format!("/proc/{}/comm", r.pid))
                 .is_ok_and(|c| c.trim() == "mvm")
     };

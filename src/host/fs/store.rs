@@ -133,8 +133,8 @@ fn read_capped(path: &Path, cap: u64) -> io::Result<Option<Vec<u8>>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    super::beneath::check_own_file(&f, path)?;
-    super::beneath::read_fd(f.into(), path, cap).map(Some)
+    crate::host::fs::beneath::check_own_file(&f, path)?;
+    crate::host::fs::beneath::read_fd(f.into(), path, cap).map(Some)
 }
 
 /// The node lock: one reconcile at a time. Held for the life of the value;
@@ -198,7 +198,7 @@ impl NodeLock {
                 .map_err(io_err("open", path))?;
             // The holder is written into it: it must be mvm's own file,
             // not a hard link to one elsewhere.
-            super::beneath::check_own_file(&file, path).map_err(io_err("use", path))?;
+            crate::host::fs::beneath::check_own_file(&file, path).map_err(io_err("use", path))?;
             match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 Ok(mut lock) => {
                     let info = format!(

@@ -11,7 +11,7 @@
 //! Calls can be made to fail (`failing`) and to take time (`with_delay`);
 //! it measures how many ran at once.
 
-use super::host::{
+use crate::host::{
     Builds, Cgroups, Clock, Files, Firewall, HostError, HostResult, Identity, Links, Mounts,
     Services, TapSpec, TmpfsOptions, Vms,
 };
@@ -68,7 +68,7 @@ pub enum Call {
     /// Everything in a cgroup killed (`path` is the cgroup).
     CgroupKill(PathBuf),
     /// A jail root made on its own tmpfs, with what was staged in it.
-    StageJail(super::host::JailStage),
+    StageJail(crate::host::JailStage),
     /// A jail root's mounts removed (`path` is the root).
     UnstageJail(PathBuf),
     /// The bridge (named by `name`) with these addresses, up.
@@ -482,27 +482,27 @@ impl Cgroups for RecordingHost {
 
 impl Vms for RecordingHost {
     /// A pid and start time derived from the id, as a real launch returns.
-    fn launch(&self, l: &super::vmm::Launch) -> HostResult<super::vmm::Running> {
+    fn launch(&self, l: &crate::host::vm::vmm::Launch) -> HostResult<crate::host::vm::vmm::Running> {
         let call = Call::Launch {
             path: PathBuf::from(&l.id),
-            args: super::vmm::jailer_args(l),
+            args: crate::host::vm::vmm::jailer_args(l),
         };
         let h = crate::digest::sha256(l.id.as_bytes());
         let pid = 1000 + u32::from_str_radix(&h[..6], 16).expect("hex");
         self.record(call, |_| {
-            Ok(super::vmm::Running {
+            Ok(crate::host::vm::vmm::Running {
                 pid,
                 start_time: 4242,
             })
         })
     }
-    fn stop(&self, r: super::vmm::Running, _: u32, _: &str, _: &Path, _: Duration) -> HostResult {
+    fn stop(&self, r: crate::host::vm::vmm::Running, _: u32, _: &str, _: &Path, _: Duration) -> HostResult {
         self.record(Call::Stop(PathBuf::from(r.pid.to_string())), |_| Ok(()))
     }
-    fn find(&self, _: &Path, _: u32, _: &str, _: &str) -> Option<super::vmm::Running> {
+    fn find(&self, _: &Path, _: u32, _: &str, _: &str) -> Option<crate::host::vm::vmm::Running> {
         None
     }
-    fn identify(&self, _: u32, _: u32, _: &str, _: &str) -> Option<super::vmm::Running> {
+    fn identify(&self, _: u32, _: u32, _: &str, _: &str) -> Option<crate::host::vm::vmm::Running> {
         None
     }
 }
@@ -510,7 +510,7 @@ impl Vms for RecordingHost {
 impl Mounts for RecordingHost {
     /// The root becomes a mount; the staged files and dirs exist in it
     /// (binds as mounts), as the real host leaves them.
-    fn stage_jail(&self, stage: &super::host::JailStage) -> HostResult {
+    fn stage_jail(&self, stage: &crate::host::JailStage) -> HostResult {
         let s = stage.clone();
         self.record(Call::StageJail(stage.clone()), |m| {
             if m.mounts.contains(&s.root) {
@@ -728,16 +728,16 @@ impl Builds for RecordingHost {
         _: &crate::spec::node::NixConfig,
         flake_ref: &str,
         profile: &str,
-    ) -> HostResult<super::nixbuild::Built> {
-        let what = super::nixbuild::installable(flake_ref, profile);
+    ) -> HostResult<crate::host::vm::nixbuild::Built> {
+        let what = crate::host::vm::nixbuild::installable(flake_ref, profile);
         let digest = crate::digest::sha256(what.as_bytes());
         let out = PathBuf::from(format!("/nix/store/{}-mvm-{profile}", &digest[..32]));
         let call = Call::NixBuild {
             path: PathBuf::from(&what),
         };
         self.record(call, |_| {
-            Ok(super::nixbuild::Built {
-                files: super::nixbuild::CONTRACT_FILES
+            Ok(crate::host::vm::nixbuild::Built {
+                files: crate::host::vm::nixbuild::CONTRACT_FILES
                     .iter()
                     .map(|n| {
                         (
@@ -774,8 +774,8 @@ impl Services for RecordingHost {
         listen: &str,
         limit: crate::net::metadata::RateLimit,
         _: &Path,
-        started: &mut dyn FnMut(super::vmm::Running) -> HostResult,
-    ) -> HostResult<super::vmm::Running> {
+        started: &mut dyn FnMut(crate::host::vm::vmm::Running) -> HostResult,
+    ) -> HostResult<crate::host::vm::vmm::Running> {
         self.record(
             Call::Launch {
                 path: PathBuf::from(listen),
@@ -787,14 +787,14 @@ impl Services for RecordingHost {
             },
             |_| Ok(()),
         )?;
-        let r = super::vmm::Running {
+        let r = crate::host::vm::vmm::Running {
             pid: 4200,
             start_time: 42,
         };
         started(r)?;
         Ok(r)
     }
-    fn stop_service(&self, r: super::vmm::Running) -> HostResult {
+    fn stop_service(&self, r: crate::host::vm::vmm::Running) -> HostResult {
         self.record(Call::Stop(PathBuf::from(r.pid.to_string())), |_| Ok(()))
     }
 }

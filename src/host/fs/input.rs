@@ -113,8 +113,8 @@ pub fn write_output(path: &Path, data: &[u8]) -> io::Result<()> {
         }
         Err(e) => return Err(e),
     }
-    super::store::write_atomic(path, data, 0o644).map_err(|e| match e {
-        super::store::StoreError::Io { source, .. } => source,
+    crate::host::fs::store::write_atomic(path, data, 0o644).map_err(|e| match e {
+        crate::host::fs::store::StoreError::Io { source, .. } => source,
         other => io::Error::other(other.to_string()),
     })
 }

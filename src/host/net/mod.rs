@@ -1,0 +1,6 @@
+//! The network: rtnetlink reads and writes (`netlink.rs`), persistent taps
+//! (`tun.rs`), nftables (`nft.rs`).
+
+pub mod netlink;
+pub mod nft;
+pub mod tun;

@@ -1,0 +1,5 @@
+//! Firecracker processes (`vmm.rs`) and the Nix builds they boot
+//! (`nixbuild.rs`).
+
+pub mod nixbuild;
+pub mod vmm;
