@@ -40,14 +40,12 @@ impl ConfigSource {
     pub fn load(&self) -> Result<NodeConfig, SpecError> {
         match self {
             ConfigSource::Flag(p) | ConfigSource::Env(p) | ConfigSource::System(p) => {
-                let text = crate::host::fs::input::read_text(
-                    p,
-                    crate::host::fs::input::Input::NodeConfig,
-                )
-                .map_err(|source| SpecError::Read {
-                    path: p.clone(),
-                    source,
-                })?;
+                let text =
+                    crate::host::fs::input::read_text(p, crate::host::fs::input::Input::NodeConfig)
+                        .map_err(|source| SpecError::Read {
+                            path: p.clone(),
+                            source,
+                        })?;
                 crate::spec::parse_node(p, &text)
             }
             ConfigSource::Builtin => Ok(NodeConfig::default_config()),

@@ -5,10 +5,10 @@
 
 use mvm::apply::progress::Progress;
 use mvm::apply::{Outcome, Phase, Report, StepResult, execute};
-use mvm::observed::Observed;
-use mvm::plan::{Action, Plan, PlanOptions, plan, simulate};
 use mvm::host::Host;
 use mvm::host::recording::{Call, RecordingHost};
+use mvm::observed::Observed;
+use mvm::plan::{Action, Plan, PlanOptions, plan, simulate};
 use mvm::resources::ResourceAddr;
 use mvm::spec::{self, DesiredState, NodeConfig};
 use std::path::Path;

@@ -6,7 +6,8 @@
 //! cgroup, chrooted, under a seccomp filter; and a stop that leaves no
 //! process. Skips, saying why, without root, the binaries or a kernel.
 
-use mvm::host::vm::vmm::{self, Launch};
+use mvm::host::vm::vmm;
+use mvm::security::jailer::Launch;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

@@ -10,9 +10,10 @@ pub mod tenant;
 pub mod tenants;
 pub mod verify;
 
+use crate::host::Host;
+use crate::host::fs::input;
 use crate::observed::{OBSERVED_VERSION, Observed};
 use crate::plan::{self, Plan, PlanError, PlanOptions};
-use crate::host::fs::input;
 use crate::spec::{self, NodeConfig, SpecError};
 use crate::state::StateLayout;
 use std::path::{Path, PathBuf};
@@ -46,7 +47,7 @@ pub enum AgentError {
     #[error(transparent)]
     SavedPlan(#[from] SavedPlanError),
     #[error(transparent)]
-    Store(#[from] crate::host::fs::store::StoreError),
+    Lock(#[from] crate::host::LockError),
     #[error(transparent)]
     Host(#[from] crate::host::HostError),
     #[error("{0}")]
@@ -110,10 +111,10 @@ impl AgentError {
             }
             AgentError::SavedPlan(SavedPlanError::Read { .. }) => Some("check the path of the saved plan".into()),
             AgentError::SavedPlan(_) => Some("make a new plan with this mvm: `mvm agent plan --out plan.json`".into()),
-            AgentError::Store(crate::host::fs::store::StoreError::Locked { .. }) => {
+            AgentError::Lock(crate::host::LockError::Held { .. }) => {
                 Some("wait for it to finish, or pass --lock-timeout 5m to wait for it".into())
             }
-            AgentError::Store(_) => Some("mvm never resets a state file it cannot read: restore it from a backup or move it aside".into()),
+            AgentError::Lock(_) => Some("check that mvm runs as root and that the state dir is mvm's".into()),
             AgentError::Host(_) => Some("check that mvm runs as root and that the path is not held by another process".into()),
             AgentError::BadTarget(_) => Some(format!("targets take the forms {}", crate::plan::target::FORMS)),
             AgentError::NoStateDir { .. } => Some("check --config names this node's node.toml (its state_dir), or reconcile first: `mvm agent reconcile --desired desired.json`".into()),
@@ -124,7 +125,7 @@ impl AgentError {
             AgentError::NoSuchTenant { .. } => Some("`mvm agent observe` lists the tenants on this node".into()),
             AgentError::UnknownTenant { .. } => Some("`mvm tenant list` lists the tenants".into()),
             AgentError::NotDesired { .. } => Some("start and stop act on desired tenants; `mvm tenant list` shows which are (a kept one goes with `reconcile --prune`)".into()),
-            AgentError::Corrupt { .. } => Some("it was edited or damaged; move it aside and the next VM start writes a new one".into()),
+            AgentError::Corrupt { .. } => Some("it was edited or damaged: mvm never resets a state file it cannot read; restore it from a backup or move it aside".into()),
             AgentError::WriteOutput { path, .. } => Some(format!(
                 "check that the directory {} exists and that you may write to it",
                 path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).display()
@@ -144,11 +145,88 @@ pub fn targets(raw: &[String]) -> Result<Vec<crate::plan::target::Target>, Agent
         .collect()
 }
 
-/// The node's identity, without creating it (`None` before the first
-/// reconcile).
-pub fn node_id(node: &NodeConfig) -> Result<Option<String>, AgentError> {
-    let path = StateLayout::new(&node.state_dir).node_id();
-    Ok(crate::host::fs::store::read_node_id(&path)?)
+/// One node as every use case sees it: its config, the host it runs on
+/// and its state layout. Built once per command (`cli::run` makes the
+/// one real `Host`); a test builds it on the recording host.
+pub struct Node {
+    pub config: NodeConfig,
+    pub host: Host,
+    pub layout: StateLayout,
+}
+
+impl Node {
+    pub fn new(config: NodeConfig, host: Host) -> Self {
+        let layout = StateLayout::new(&config.state_dir);
+        Self {
+            config,
+            host,
+            layout,
+        }
+    }
+
+    /// What the host has now, or the observation captured at `given`
+    /// (`--observed`), refused when it was made under another node config.
+    pub fn observed(&self, given: Option<&Path>) -> Result<Observed, AgentError> {
+        match given {
+            Some(p) => load_observed_for(&self.config, p),
+            None => Ok(self.host.probe.observe(&self.config)),
+        }
+    }
+
+    /// The desired state at `given` (`--desired`), or the one the last
+    /// successful reconcile converged to; with the path it came from.
+    pub fn desired(
+        &self,
+        given: Option<&Path>,
+    ) -> Result<(crate::spec::DesiredState, PathBuf), AgentError> {
+        if let Some(p) = given {
+            return Ok((load_desired(&self.config, p)?, p.to_path_buf()));
+        }
+        let path = self.layout.applied_desired();
+        // No state dir yet is no applied desired state yet.
+        let bytes = match self.host.files.read(&path, input::Input::Desired.cap()) {
+            Ok(Some(b)) => b,
+            Ok(None) => return Err(AgentError::NoAppliedDesired { path }),
+            Err(e) if e.source.kind() == std::io::ErrorKind::NotFound => {
+                return Err(AgentError::NoAppliedDesired { path });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        Ok((spec::parse_desired(&path, &text, &self.config)?, path))
+    }
+
+    /// The node's identity, without creating it (`None` before the first
+    /// reconcile, or before the state dir exists).
+    pub fn node_id(&self) -> Result<Option<String>, AgentError> {
+        let path = self.layout.node_id();
+        let bytes = match self.host.files.read(&path, 4096) {
+            Ok(b) => b,
+            Err(e) if e.source.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e.into()),
+        };
+        bytes
+            .map(|b| {
+                crate::state::parse_node_id(&b).map_err(|problem| AgentError::Corrupt {
+                    path: path.clone(),
+                    problem,
+                })
+            })
+            .transpose()
+    }
+
+    /// The node's stable identity (`<state>/node-id`), created once from
+    /// the kernel's randomness.
+    pub fn ensure_node_id(&self) -> Result<String, AgentError> {
+        if let Some(id) = self.node_id()? {
+            return Ok(id);
+        }
+        let id = crate::digest::hex(&self.host.identity.random_id()?);
+        self.host
+            .files
+            .write_file(&self.layout.node_id(), format!("{id}\n").as_bytes(), 0o644)?;
+        Ok(id)
+    }
 }
 
 /// Writes a plan for `mvm agent reconcile --plan`.
@@ -222,7 +300,6 @@ fn without_location(e: &serde_json::Error) -> String {
 }
 
 pub struct PlanRequest<'a> {
-    pub node: &'a NodeConfig,
     pub desired: &'a Path,
     pub observed: Option<&'a Path>,
     pub prune: bool,
@@ -230,18 +307,15 @@ pub struct PlanRequest<'a> {
 }
 
 /// Reads desired.json, observes the host (or reads `--observed`), plans.
-pub fn plan(req: &PlanRequest) -> Result<(Plan, Observed), AgentError> {
+pub fn plan(node: &Node, req: &PlanRequest) -> Result<(Plan, Observed), AgentError> {
     // Validate first: a bad file is reported without probing the host.
-    let desired = load_desired(req.node, req.desired)?;
-    let observed = match req.observed {
-        Some(p) => load_observed_for(req.node, p)?,
-        None => crate::host::probe::observe(req.node),
-    };
+    let desired = load_desired(&node.config, req.desired)?;
+    let observed = node.observed(req.observed)?;
     let opts = PlanOptions {
         prune: req.prune,
         targets: req.targets.to_vec(),
     };
-    let plan = plan::plan(&desired, req.node, &observed, opts)?;
+    let plan = plan::plan(&desired, &node.config, &observed, opts)?;
     Ok((plan, observed))
 }
 
@@ -255,30 +329,6 @@ pub fn load_desired(
         source,
     })?;
     Ok(spec::parse_desired(path, &text, node)?)
-}
-
-/// What `mvm net verify` checks against: `--desired F`, or the desired
-/// state the last successful reconcile converged to, with its path.
-pub fn verify_desired(
-    node: &NodeConfig,
-    given: Option<&Path>,
-    host: &crate::host::Host,
-) -> Result<(crate::spec::DesiredState, PathBuf), AgentError> {
-    if let Some(p) = given {
-        return Ok((load_desired(node, p)?, p.to_path_buf()));
-    }
-    let path = StateLayout::new(&node.state_dir).applied_desired();
-    // No state dir yet is no applied desired state yet.
-    let bytes = match host.files.read(&path, input::Input::Desired.cap()) {
-        Ok(Some(b)) => b,
-        Ok(None) => return Err(AgentError::NoAppliedDesired { path }),
-        Err(e) if e.source.kind() == std::io::ErrorKind::NotFound => {
-            return Err(AgentError::NoAppliedDesired { path });
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let text = String::from_utf8_lossy(&bytes);
-    Ok((spec::parse_desired(&path, &text, node)?, path))
 }
 
 /// Why a saved plan cannot be applied.

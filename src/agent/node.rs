@@ -2,8 +2,8 @@
 //! from node.toml, the probes' `Observed` and the host's own facts, so it
 //! is tested without a host.
 
+use crate::host::HostFacts;
 use crate::observed::Observed;
-use crate::host::probe::nodeinfo::HostFacts;
 use crate::spec::NodeConfig;
 use serde::Serialize;
 use std::collections::BTreeMap;

@@ -3,14 +3,12 @@
 //! show it, ask, apply, report. The caller supplies how to talk to the
 //! operator (`Ui`) and the host; this module prints nothing itself.
 
-use super::AgentError;
+use super::{AgentError, Node};
 use crate::apply::progress::Progress;
 use crate::apply::{self, Report};
 use crate::plan::{Plan, PlanOptions};
-use crate::host::Host;
-use crate::host::fs::store::NodeLock;
-use crate::spec::{DesiredState, NodeConfig};
-use crate::state::StateLayout;
+use crate::spec::types::TenantId;
+use crate::spec::{DesiredState, RunState};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,17 +21,17 @@ pub enum Goal<'a> {
         options: PlanOptions,
     },
     SavedPlan(&'a Path),
-    /// The desired state the last reconcile applied, changed by `edit`:
-    /// read under the node lock, so a reconcile running meanwhile is not
-    /// undone (`mvm tenant stop`/`start`).
-    Applied {
-        edit: &'a dyn Fn(&mut DesiredState) -> Result<(), AgentError>,
-        options: PlanOptions,
+    /// The desired state the last reconcile applied, with tenant `id` set
+    /// to `state`, for that tenant's VM only (and, to start it, what it
+    /// needs: a stop builds nothing). Read under the node lock, so a
+    /// reconcile running meanwhile is not undone (`mvm tenant stop|start`).
+    TenantState {
+        id: TenantId,
+        state: RunState,
     },
 }
 
 pub struct Request<'a> {
-    pub node: &'a NodeConfig,
     pub goal: Goal<'a>,
     /// Steps at once; `None`: node.toml's `apply.parallelism`.
     pub parallelism: Option<usize>,
@@ -66,41 +64,49 @@ pub enum Outcome {
 /// (listened for before the first step starts, so none is killed halfway);
 /// `stop` does the same from the caller.
 pub fn reconcile(
+    node: &Node,
     req: Request,
-    host: Host,
     ui: &dyn Ui,
     stop: Arc<AtomicBool>,
     signals: bool,
 ) -> Result<Outcome, AgentError> {
-    let node = req.node;
-    let layout = StateLayout::new(&node.state_dir);
+    let (host, layout, config) = (&node.host, &node.layout, &node.config);
     // The state dir holds the lock, so it must exist before anything else.
     host.ensure_state_dir(layout.root())?;
-    let _lock = NodeLock::acquire(
+    let _lock = host.locks.node_lock(
         &layout.lock(),
         req.command_line,
         req.lock_timeout,
-        |holder| ui.waiting_for_lock(holder),
+        &mut |holder| ui.waiting_for_lock(holder),
     )?;
 
-    let observed = crate::host::probe::observe(node);
+    let observed = host.probe.observe(config);
     let (plan, desired) = match req.goal {
-        Goal::SavedPlan(path) => (super::load_saved_plan(path, node, &observed)?, None),
+        Goal::SavedPlan(path) => (super::load_saved_plan(path, config, &observed)?, None),
         Goal::Desired { desired, options } => {
-            let plan = crate::plan::plan(&desired, node, &observed, options)?;
+            let plan = crate::plan::plan(&desired, config, &observed, options)?;
             (plan, Some(desired))
         }
-        Goal::Applied { edit, options } => {
-            let (mut desired, _) = super::verify_desired(node, None, &host)?;
-            edit(&mut desired)?;
-            let plan = crate::plan::plan(&desired, node, &observed, options)?;
+        Goal::TenantState { id, state } => {
+            let (mut desired, _) = node.desired(None)?;
+            let t = desired
+                .tenants
+                .iter_mut()
+                .find(|t| t.tenant_id == id)
+                .ok_or_else(|| AgentError::NotDesired { id: id.clone() })?;
+            t.state = state;
+            let options = PlanOptions {
+                prune: false,
+                targets: super::targets(&[format!("tenant.{id}.vm")])?,
+            };
+            let plan = crate::plan::plan(&desired, config, &observed, options)?;
             (plan, Some(desired))
         }
     };
     ui.show_plan(&plan);
     if !plan.has_changes() {
         if let Some(d) = &desired {
-            remember_desired(&host, &layout, d)?;
+            remember_desired(node, d)?;
         }
         return Ok(Outcome::NoChanges);
     }
@@ -108,7 +114,7 @@ pub fn reconcile(
         return Ok(Outcome::Cancelled);
     }
 
-    let node_id = crate::host::fs::store::ensure_node_id(&layout.node_id())?;
+    let node_id = node.ensure_node_id()?;
     let ctx = Arc::new(apply::context(
         &plan,
         host.clone(),
@@ -158,7 +164,7 @@ pub fn reconcile(
         report
     });
     if let (true, Some(d)) = (report.success(), &desired) {
-        remember_desired(&host, &layout, d)?;
+        remember_desired(node, d)?;
     }
     Ok(Outcome::Applied(report))
 }
@@ -166,10 +172,11 @@ pub fn reconcile(
 /// Keeps the desired state a reconcile converged to as
 /// `<state>/desired.json`, for `mvm net verify`; written only when it
 /// changed, so a no-op reconcile changes nothing.
-fn remember_desired(host: &Host, layout: &StateLayout, d: &DesiredState) -> Result<(), AgentError> {
+fn remember_desired(node: &Node, d: &DesiredState) -> Result<(), AgentError> {
+    let host = &node.host;
     let mut text = serde_json::to_vec_pretty(d).expect("desired state serializes");
     text.push(b'\n');
-    let path = layout.applied_desired();
+    let path = node.layout.applied_desired();
     if host
         .files
         .read(&path, crate::host::fs::input::Input::Desired.cap())

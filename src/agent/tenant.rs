@@ -1,11 +1,9 @@
 //! Reading a tenant's audit log: the live one under its tree, or — for a
 //! tenant pruned from the node — the newest archived one.
 
-use super::AgentError;
-use crate::host::Host;
-use crate::spec::NodeConfig;
+use super::{AgentError, Node};
 use crate::spec::types::TenantId;
-use crate::state::{AUDIT_HEAD, AUDIT_LOG, StateLayout};
+use crate::state::{AUDIT_HEAD, AUDIT_LOG};
 use std::path::PathBuf;
 
 /// The largest audit log read (a log grows by well under 1 KiB a change).
@@ -23,13 +21,12 @@ pub struct TenantLog {
 /// The tenant's VM starts, oldest first, as `revisions.json` keeps them
 /// (capped at `tenants.revision_history`); empty before its first start.
 pub fn read_revisions(
-    node: &NodeConfig,
+    node: &Node,
     id: &TenantId,
-    host: &Host,
 ) -> Result<Vec<crate::state::record::Revision>, AgentError> {
     use crate::state::record::REVISIONS_CAP;
-    let path = StateLayout::new(&node.state_dir).revisions(id);
-    let Some(bytes) = host.files.read(&path, REVISIONS_CAP)? else {
+    let path = node.layout.revisions(id);
+    let Some(bytes) = node.host.files.read(&path, REVISIONS_CAP)? else {
         return Ok(Vec::new());
     };
     crate::spec::json::from_slice(&bytes).map_err(|e| AgentError::Corrupt {
@@ -46,9 +43,9 @@ pub fn parse_id(given: &str) -> Result<TenantId, AgentError> {
 }
 
 /// Finds and reads the tenant's log and head.
-pub fn read_log(node: &NodeConfig, id: TenantId, host: &Host) -> Result<TenantLog, AgentError> {
-    let layout = StateLayout::new(&node.state_dir);
-    let files = &*host.files;
+pub fn read_log(node: &Node, id: TenantId) -> Result<TenantLog, AgentError> {
+    let layout = &node.layout;
+    let files = &*node.host.files;
     let live = layout.audit_log(&id);
     let (dir, archived) = if files.exists(&live) {
         (layout.tenant_dir(&id), false)

@@ -18,10 +18,10 @@
 
 pub mod progress;
 
-use crate::plan::{Action, Plan, ResourceChange};
 use crate::host::Host;
+use crate::plan::{Action, Plan, ResourceChange};
 use crate::resources::{ApplyCtx, Attrs, ResourceAddr};
-use crate::security::audit::{AuditDetails, AuditEvent};
+use crate::security::audit::{AuditDetails, AuditEvent, Log};
 use progress::Progress;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -224,34 +224,39 @@ fn run_step(ctx: &ApplyCtx, change: &ResourceChange, phase: Phase) -> Result<Aud
     r.map_err(|e| e.to_string())
 }
 
-/// Whether the tenant's audit log can record this step: one that was
-/// tampered with gets no change at all, since the record of it could not
-/// be chained honestly.
-fn audit_ready(ctx: &ApplyCtx, change: &ResourceChange) -> Result<(), String> {
+/// The log a step's record goes in: its tenant's — if the tenant's tree
+/// is there to hold it (it is not before its dirs are created, nor after
+/// they are deleted: that step writes its own record, into the log it
+/// archives) — or, for the bridge, the firewall and the metadata service,
+/// the node's.
+fn log_of<'c>(ctx: &ApplyCtx, change: &'c ResourceChange) -> Option<Log<'c>> {
     match change.address.tenant() {
-        Some(id) if ctx.host.files.is_dir(&ctx.layout.tenant_dir(id)) => {
-            ctx.audit.check(&ctx.host, id).map_err(|e| e.to_string())
-        }
-        _ => Ok(()),
+        Some(id) if ctx.host.files.is_dir(&ctx.layout.tenant_dir(id)) => Some(Log::Tenant(id)),
+        Some(_) => None,
+        None => Some(Log::Node),
     }
 }
 
-/// The audit record of a finished tenant step, in the tenant's log — if
-/// the tenant's tree is there to hold it (it is not before its dirs are
-/// created, nor after they are deleted: that step writes its own record,
-/// into the log it archives).
+/// Whether the step's audit log can record it: a log that was tampered
+/// with gets no change at all, since the record of it could not be
+/// chained honestly.
+fn audit_ready(ctx: &ApplyCtx, change: &ResourceChange) -> Result<(), String> {
+    match log_of(ctx, change) {
+        Some(log) => ctx.audit.check(&ctx.host, log).map_err(|e| e.to_string()),
+        None => Ok(()),
+    }
+}
+
+/// The audit record of a finished step, in its log (`log_of`).
 fn audit(
     ctx: &ApplyCtx,
     change: &ResourceChange,
     phase: Phase,
     outcome: &Result<AuditDetails, String>,
 ) -> Result<(), String> {
-    let Some(id) = change.address.tenant() else {
+    let Some(log) = log_of(ctx, change) else {
         return Ok(());
     };
-    if !ctx.host.files.is_dir(&ctx.layout.tenant_dir(id)) {
-        return Ok(());
-    }
     let action = match (phase, change.actions) {
         (Phase::Destroy, _) => "delete",
         (Phase::Apply, Action::Update) => "update",
@@ -262,7 +267,7 @@ fn audit(
         Err(e) => (Some(e.clone()), AuditDetails::new()),
     };
     let ev = AuditEvent {
-        tenant: id,
+        log,
         action,
         resource: change.address.to_string(),
         error,

@@ -8,7 +8,7 @@ pub mod output;
 mod reconcile;
 mod tenant;
 
-use crate::agent::{self, AgentError, PlanRequest};
+use crate::agent::{self, AgentError, Node, PlanRequest};
 use crate::settings::Settings;
 use clap::{Args, Parser, Subcommand};
 use std::io::Write;
@@ -326,23 +326,10 @@ pub fn main() -> ExitCode {
 pub fn run(cli: Cli) -> ExitCode {
     let settings = Settings::capture(cli.config.clone(), cli.no_color);
     let result = match &cli.command {
-        Command::Agent(AgentCommand::Plan(args)) => plan(&settings, args),
-        Command::Agent(AgentCommand::Observe(args)) => observe(&settings, args),
-        Command::Agent(AgentCommand::Reconcile(args)) => reconcile::run(&settings, args),
+        // These need no node: `serve` is started with every setting given.
         Command::Agent(AgentCommand::Apply { .. }) => Err(AgentError::NoApply),
-        Command::Tenant(TenantCommand::Audit(args)) => tenant::audit(&settings, args),
-        Command::Tenant(TenantCommand::List(args)) => tenant::list(&settings, args),
-        Command::Tenant(TenantCommand::Status(args)) => tenant::status(&settings, args),
-        Command::Tenant(TenantCommand::Revisions(args)) => tenant::revisions(&settings, args),
-        Command::Tenant(TenantCommand::Stop(args)) => {
-            reconcile::tenant_state(&settings, args, crate::spec::RunState::Stopped)
-        }
-        Command::Tenant(TenantCommand::Start(args)) => {
-            reconcile::tenant_state(&settings, args, crate::spec::RunState::Running)
-        }
-        Command::Net(NetCommand::Verify(args)) => net::verify(&settings, args),
         Command::Metadata(MetadataCommand::Serve(args)) => serve_metadata(&settings, args),
-        Command::Node(NodeCommand::Info(args)) => node::info(&settings, args),
+        command => node(&settings).and_then(|node| dispatch(&settings, &node, command)),
     };
     match result {
         Ok(code) => code,
@@ -353,16 +340,48 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-fn plan(s: &Settings, args: &PlanArgs) -> Result<ExitCode, AgentError> {
-    let node = s.config.load()?;
+/// The node this command works on: node.toml, and the one real host.
+fn node(s: &Settings) -> Result<Node, AgentError> {
+    let config = s.config.load()?;
+    let host = crate::host::Host::linux(&config.state_dir);
+    Ok(Node::new(config, host))
+}
+
+fn dispatch(s: &Settings, node: &Node, command: &Command) -> Result<ExitCode, AgentError> {
+    use crate::spec::RunState;
+    match command {
+        Command::Agent(AgentCommand::Plan(args)) => plan(s, node, args),
+        Command::Agent(AgentCommand::Observe(args)) => observe(s, node, args),
+        Command::Agent(AgentCommand::Reconcile(args)) => reconcile::run(s, node, args),
+        Command::Tenant(TenantCommand::Audit(args)) => tenant::audit(s, node, args),
+        Command::Tenant(TenantCommand::List(args)) => tenant::list(s, node, args),
+        Command::Tenant(TenantCommand::Status(args)) => tenant::status(s, node, args),
+        Command::Tenant(TenantCommand::Revisions(args)) => tenant::revisions(s, node, args),
+        Command::Tenant(TenantCommand::Stop(args)) => {
+            reconcile::tenant_state(s, node, args, RunState::Stopped)
+        }
+        Command::Tenant(TenantCommand::Start(args)) => {
+            reconcile::tenant_state(s, node, args, RunState::Running)
+        }
+        Command::Net(NetCommand::Verify(args)) => net::verify(s, node, args),
+        Command::Node(NodeCommand::Info(args)) => node::info(s, node, args),
+        Command::Agent(AgentCommand::Apply { .. }) | Command::Metadata(_) => {
+            unreachable!("run() handles the commands that need no node")
+        }
+    }
+}
+
+fn plan(s: &Settings, node: &Node, args: &PlanArgs) -> Result<ExitCode, AgentError> {
     let targets = agent::targets(&args.target)?;
-    let (plan, _) = agent::plan(&PlanRequest {
-        node: &node,
-        desired: &args.desired,
-        observed: args.observed.as_deref(),
-        prune: args.prune,
-        targets: &targets,
-    })?;
+    let (plan, _) = agent::plan(
+        node,
+        &PlanRequest {
+            desired: &args.desired,
+            observed: args.observed.as_deref(),
+            prune: args.prune,
+            targets: &targets,
+        },
+    )?;
     if let Some(out) = &args.out {
         agent::save_plan(out, &plan)?;
     }
@@ -379,14 +398,13 @@ fn plan(s: &Settings, args: &PlanArgs) -> Result<ExitCode, AgentError> {
     })
 }
 
-fn observe(s: &Settings, args: &ObserveArgs) -> Result<ExitCode, AgentError> {
-    let node = s.config.load()?;
-    let obs = crate::host::probe::observe(&node);
+fn observe(s: &Settings, node: &Node, args: &ObserveArgs) -> Result<ExitCode, AgentError> {
+    let obs = node.observed(None)?;
     let text = if args.json {
         serde_json::to_string_pretty(&obs).expect("observed serializes") + "\n"
     } else {
-        let node_id = agent::node_id(&node)?;
-        output::observed_summary(&obs, &node, &s.config, node_id.as_deref(), s.colors)
+        let node_id = node.node_id()?;
+        output::observed_summary(&obs, &node.config, &s.config, node_id.as_deref(), s.colors)
     };
     output::write_stdout(&text);
     Ok(ExitCode::SUCCESS)

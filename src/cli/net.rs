@@ -1,22 +1,16 @@
-//! `mvm net …`: the node's tenant network. For now `verify`: a checklist
-//! of what the desired state renders against what the node has.
+//! `mvm net …`: the node's tenant network. `verify`: a checklist of what
+//! the desired state renders against what the node has.
 
 use super::{VerifyArgs, output};
-use crate::agent::{self, AgentError};
-use crate::host::Host;
+use crate::agent::{self, AgentError, Node};
 use crate::settings::Settings;
 use console::Style;
 use std::process::ExitCode;
 
-pub fn verify(s: &Settings, args: &VerifyArgs) -> Result<ExitCode, AgentError> {
-    let node = s.config.load()?;
-    let host = Host::linux(&node.state_dir);
-    let (desired, from) = agent::verify_desired(&node, args.desired.as_deref(), &host)?;
-    let observed = match &args.observed {
-        Some(p) => agent::load_observed_for(&node, p)?,
-        None => crate::host::probe::observe(&node),
-    };
-    let v = agent::verify::verify(&node, &desired, &observed)?;
+pub fn verify(s: &Settings, node: &Node, args: &VerifyArgs) -> Result<ExitCode, AgentError> {
+    let (desired, from) = node.desired(args.desired.as_deref())?;
+    let observed = node.observed(args.observed.as_deref())?;
+    let v = agent::verify::verify(&node.config, &desired, &observed)?;
     let text = if args.json {
         serde_json::to_string_pretty(&v).expect("verification serializes") + "\n"
     } else {

@@ -1,23 +1,20 @@
 //! `mvm node …`: the node itself. `info`: identity and inventory.
 
 use super::{NodeInfoArgs, output};
-use crate::agent::{self, AgentError};
-use crate::host::Host;
+use crate::agent::{self, AgentError, Node};
 use crate::settings::Settings;
 use console::Style;
 use std::fmt::Write;
 use std::process::ExitCode;
 
-pub fn info(s: &Settings, args: &NodeInfoArgs) -> Result<ExitCode, AgentError> {
-    let node = s.config.load()?;
-    let host = Host::linux(&node.state_dir);
-    let obs = crate::host::probe::observe(&node);
-    let facts = crate::host::probe::nodeinfo::host_facts(&node);
+pub fn info(s: &Settings, node: &Node, args: &NodeInfoArgs) -> Result<ExitCode, AgentError> {
+    let obs = node.observed(None)?;
+    let facts = node.host.probe.host_facts(&node.config);
     let i = agent::node::node_info(
-        &node,
+        &node.config,
         &s.config.to_string(),
-        agent::node_id(&node)?,
-        &host.identity.hostname(),
+        node.node_id()?,
+        &node.host.identity.hostname(),
         &obs,
         &facts,
     );

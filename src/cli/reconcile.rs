@@ -5,11 +5,10 @@
 
 use super::{LifecycleArgs, ReconcileArgs, output};
 use crate::agent::reconcile::{self, Goal, Outcome, Request};
-use crate::agent::{self, AgentError};
+use crate::agent::{self, AgentError, Node};
 use crate::apply::progress::{Bars, Lines, Progress};
 use crate::apply::{Outcome as StepOutcome, Report};
 use crate::plan::{Plan, PlanOptions};
-use crate::host::Host;
 use crate::settings::Settings;
 use console::Style;
 use std::io::{BufRead, Write};
@@ -100,15 +99,14 @@ impl reconcile::Ui for Terminal<'_> {
     }
 }
 
-pub fn run(s: &Settings, args: &ReconcileArgs) -> Result<ExitCode, AgentError> {
-    let node = s.config.load()?;
+pub fn run(s: &Settings, node: &Node, args: &ReconcileArgs) -> Result<ExitCode, AgentError> {
     let lock_timeout = agent::parse_duration(&args.lock_timeout)?;
     let targets = agent::targets(&args.target)?;
     // Validate desired.json before taking the lock or probing anything.
     let goal = match (&args.plan, &args.desired) {
         (Some(path), _) => Goal::SavedPlan(path),
         (None, Some(path)) => Goal::Desired {
-            desired: agent::load_desired(&node, path)?,
+            desired: agent::load_desired(&node.config, path)?,
             options: PlanOptions {
                 prune: args.prune,
                 targets,
@@ -124,54 +122,29 @@ pub fn run(s: &Settings, args: &ReconcileArgs) -> Result<ExitCode, AgentError> {
         json: args.json,
     };
     let req = Request {
-        node: &node,
         goal,
         parallelism: args.parallelism.map(usize::from),
         lock_timeout,
         command_line: &s.command_line,
     };
-    finish(s, &node, req, &ui, None)
+    finish(s, node, req, &ui, None)
 }
 
 /// `mvm tenant stop|start ID`: the applied desired state with the tenant
 /// set to `state`, reconciled for that tenant only, under the node lock.
 pub fn tenant_state(
     s: &Settings,
+    node: &Node,
     args: &LifecycleArgs,
     state: crate::spec::RunState,
 ) -> Result<ExitCode, AgentError> {
-    let node = s.config.load()?;
     let lock_timeout = agent::parse_duration(&args.lock_timeout)?;
     let id = agent::tenant::parse_id(&args.tenant)?;
-    // Only the VM and, to start it, what it needs: a stop builds nothing.
-    let targets = agent::targets(&[format!("tenant.{id}.vm")])?;
-    let edit = |d: &mut crate::spec::DesiredState| -> Result<(), AgentError> {
-        let t = d
-            .tenants
-            .iter_mut()
-            .find(|t| t.tenant_id == id)
-            .ok_or_else(|| AgentError::NotDesired { id: id.clone() })?;
-        t.state = state;
-        Ok(())
-    };
     let ui = Terminal {
         settings: s,
         auto_approve: args.auto_approve,
         lock_timeout: &args.lock_timeout,
         json: args.json,
-    };
-    let req = Request {
-        node: &node,
-        goal: Goal::Applied {
-            edit: &edit,
-            options: PlanOptions {
-                prune: false,
-                targets,
-            },
-        },
-        parallelism: None,
-        lock_timeout,
-        command_line: &s.command_line,
     };
     let already = match state {
         crate::spec::RunState::Stopped => {
@@ -179,23 +152,23 @@ pub fn tenant_state(
         }
         crate::spec::RunState::Running => format!("Tenant {id}'s VM is already running."),
     };
-    finish(s, &node, req, &ui, Some(&already))
+    let req = Request {
+        goal: Goal::TenantState { id, state },
+        parallelism: None,
+        lock_timeout,
+        command_line: &s.command_line,
+    };
+    finish(s, node, req, &ui, Some(&already))
 }
 
 fn finish(
     s: &Settings,
-    node: &crate::spec::NodeConfig,
+    node: &Node,
     req: Request,
     ui: &Terminal,
     no_changes: Option<&str>,
 ) -> Result<ExitCode, AgentError> {
-    let outcome = reconcile::reconcile(
-        req,
-        Host::linux(&node.state_dir),
-        ui,
-        Arc::new(AtomicBool::new(false)),
-        true,
-    )?;
+    let outcome = reconcile::reconcile(node, req, ui, Arc::new(AtomicBool::new(false)), true)?;
     if ui.json {
         let (code, doc) = json_result(&outcome);
         output::write_stdout(&format!("{doc}\n"));

@@ -4,19 +4,17 @@
 
 use super::{AuditArgs, RevisionsArgs, TenantListArgs, TenantStatusArgs, output};
 use crate::agent::tenants::{TenantRow, TenantStatus};
-use crate::agent::{self, AgentError};
-use crate::host::Host;
+use crate::agent::{self, AgentError, Node};
 use crate::security::audit;
 use crate::settings::Settings;
 use console::Style;
 use std::fmt::Write;
 use std::process::ExitCode;
 
-pub fn audit(s: &Settings, args: &AuditArgs) -> Result<ExitCode, AgentError> {
-    let node = s.config.load()?;
+pub fn audit(_s: &Settings, node: &Node, args: &AuditArgs) -> Result<ExitCode, AgentError> {
     let id = agent::tenant::parse_id(&args.tenant)?;
-    no_state_dir(&node, &id)?;
-    let log = agent::tenant::read_log(&node, id, &Host::linux(&node.state_dir))?;
+    no_state_dir(&node.config, &id)?;
+    let log = agent::tenant::read_log(node, id)?;
     if log.archived {
         let note = format!(
             "note: {} was pruned; reading its archived log {}\n",
@@ -31,8 +29,13 @@ pub fn audit(s: &Settings, args: &AuditArgs) -> Result<ExitCode, AgentError> {
         }
     }
     if args.verify {
-        let node_id = agent::node_id(&node)?;
-        let v = audit::verify(&log.log, log.head.as_deref(), &log.id, node_id.as_deref());
+        let node_id = node.node_id()?;
+        let v = audit::verify(
+            &log.log,
+            log.head.as_deref(),
+            audit::Log::Tenant(&log.id),
+            node_id.as_deref(),
+        );
         for n in &v.notes {
             output::write_stdout(&format!("note: {n}\n"));
         }
@@ -66,7 +69,7 @@ pub fn audit(s: &Settings, args: &AuditArgs) -> Result<ExitCode, AgentError> {
 /// The desired state (`--desired`, else the applied one, else none),
 /// the observed state, and the plan of one against the other.
 fn inputs(
-    s: &Settings,
+    node: &Node,
     args: &TenantListArgs,
 ) -> Result<
     (
@@ -76,9 +79,7 @@ fn inputs(
     ),
     AgentError,
 > {
-    let node = s.config.load()?;
-    let host = Host::linux(&node.state_dir);
-    let desired = match agent::verify_desired(&node, args.desired.as_deref(), &host) {
+    let desired = match node.desired(args.desired.as_deref()) {
         Ok((d, _)) => d,
         // Never reconciled: nothing is desired yet.
         Err(AgentError::NoAppliedDesired { .. }) => crate::spec::DesiredState {
@@ -86,16 +87,13 @@ fn inputs(
         },
         Err(e) => return Err(e),
     };
-    let observed = match &args.observed {
-        Some(p) => agent::load_observed_for(&node, p)?,
-        None => crate::host::probe::observe(&node),
-    };
-    let plan = crate::plan::plan(&desired, &node, &observed, Default::default())?;
+    let observed = node.observed(args.observed.as_deref())?;
+    let plan = crate::plan::plan(&desired, &node.config, &observed, Default::default())?;
     Ok((desired, observed, plan))
 }
 
-pub fn list(s: &Settings, args: &TenantListArgs) -> Result<ExitCode, AgentError> {
-    let (desired, observed, plan) = inputs(s, args)?;
+pub fn list(s: &Settings, node: &Node, args: &TenantListArgs) -> Result<ExitCode, AgentError> {
+    let (desired, observed, plan) = inputs(node, args)?;
     let rows = agent::tenants::list(&desired, &observed, &plan);
     let text = if args.json {
         serde_json::to_string_pretty(&rows).expect("rows serialize") + "\n"
@@ -106,11 +104,10 @@ pub fn list(s: &Settings, args: &TenantListArgs) -> Result<ExitCode, AgentError>
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn status(s: &Settings, args: &TenantStatusArgs) -> Result<ExitCode, AgentError> {
+pub fn status(s: &Settings, node: &Node, args: &TenantStatusArgs) -> Result<ExitCode, AgentError> {
     let id = agent::tenant::parse_id(&args.tenant)?;
-    let node = s.config.load()?;
-    let (desired, observed, plan) = inputs(s, &args.from)?;
-    let st = agent::tenants::status(&node, &id, &desired, &observed, &plan)
+    let (desired, observed, plan) = inputs(node, &args.from)?;
+    let st = agent::tenants::status(&node.config, &id, &desired, &observed, &plan)
         .ok_or(AgentError::UnknownTenant { id })?;
     let text = if args.from.json {
         serde_json::to_string_pretty(&st).expect("status serializes") + "\n"
@@ -298,12 +295,10 @@ fn detail(st: &TenantStatus, colors: bool) -> String {
     out
 }
 
-pub fn revisions(s: &Settings, args: &RevisionsArgs) -> Result<ExitCode, AgentError> {
-    let node = s.config.load()?;
+pub fn revisions(s: &Settings, node: &Node, args: &RevisionsArgs) -> Result<ExitCode, AgentError> {
     let id = agent::tenant::parse_id(&args.tenant)?;
-    no_state_dir(&node, &id)?;
-    let host = Host::linux(&node.state_dir);
-    let list = agent::tenant::read_revisions(&node, &id, &host)?;
+    no_state_dir(&node.config, &id)?;
+    let list = agent::tenant::read_revisions(node, &id)?;
     if args.json {
         let text = serde_json::to_string_pretty(&list).expect("revisions serialize") + "\n";
         output::write_stdout(&text);

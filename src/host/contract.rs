@@ -12,9 +12,12 @@
 //! any point converges (creating what exists is fine, removing what is gone
 //! is fine).
 
+use crate::observed::Observed;
+use crate::spec::NodeConfig;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot {action} {}: {}", crate::text::one_line(&path.display().to_string()), crate::text::escape_controls(&self.cause()))]
@@ -223,35 +226,29 @@ pub trait Builds: Send + Sync {
         nix: &crate::spec::node::NixConfig,
         flake_ref: &str,
         profile: &str,
-    ) -> HostResult<crate::host::vm::nixbuild::Built>;
+    ) -> HostResult<Built>;
 }
 
 /// Firecracker processes (`vmm.rs`).
 pub trait Vms: Send + Sync {
     /// Launches a VM (through the jailer) and waits until its API answers.
-    fn launch(&self, l: &crate::host::vm::vmm::Launch) -> HostResult<crate::host::vm::vmm::Running>;
+    fn launch(&self, l: &crate::security::jailer::Launch) -> HostResult<ProcessRef>;
     /// Stops the VM `r` if that process still runs as `uid`: SendCtrlAltDel,
     /// a bounded wait, SIGKILL.
     fn stop(
         &self,
-        r: crate::host::vm::vmm::Running,
+        r: ProcessRef,
         uid: u32,
         cgroup: &str,
         api_sock: &Path,
-        grace: std::time::Duration,
+        grace: Duration,
     ) -> HostResult;
     /// The running VM of tenant `id` (`uid`, `cgroup`), found by scanning
     /// the processes, if there is one.
-    fn find(
-        &self,
-        firecracker: &Path,
-        uid: u32,
-        cgroup: &str,
-        id: &str,
-    ) -> Option<crate::host::vm::vmm::Running>;
+    fn find(&self, firecracker: &Path, uid: u32, cgroup: &str, id: &str) -> Option<ProcessRef>;
     /// `pid` as a VM of tenant `id` running as `uid` in `cgroup`, if it is
     /// one.
-    fn identify(&self, pid: u32, uid: u32, cgroup: &str, id: &str) -> Option<crate::host::vm::vmm::Running>;
+    fn identify(&self, pid: u32, uid: u32, cgroup: &str, id: &str) -> Option<ProcessRef>;
 }
 
 /// The metadata service process (`metadata_server.rs`).
@@ -265,10 +262,10 @@ pub trait Services: Send + Sync {
         listen: &str,
         limit: crate::net::metadata::RateLimit,
         state_dir: &Path,
-        started: &mut dyn FnMut(crate::host::vm::vmm::Running) -> HostResult,
-    ) -> HostResult<crate::host::vm::vmm::Running>;
+        started: &mut dyn FnMut(ProcessRef) -> HostResult,
+    ) -> HostResult<ProcessRef>;
     /// Stops it if `r` is still that process.
-    fn stop_service(&self, r: crate::host::vm::vmm::Running) -> HostResult;
+    fn stop_service(&self, r: ProcessRef) -> HostResult;
 }
 
 /// nftables.
@@ -278,10 +275,88 @@ pub trait Firewall: Send + Sync {
     fn nft_apply(&self, commands: &serde_json::Value) -> HostResult;
 }
 
-/// Who this host is, for audit records.
+/// Who this host is, for audit records, and fresh identities.
 pub trait Identity: Send + Sync {
     /// The host name (`/proc/sys/kernel/hostname`).
     fn hostname(&self) -> String;
+    /// 16 random bytes from the kernel (a new node id).
+    fn random_id(&self) -> HostResult<[u8; 16]>;
+}
+
+/// Reading the host as it is: one batched, read-only pass.
+pub trait Probe: Send + Sync {
+    /// What the host has of everything `node` manages (one mountinfo read,
+    /// one netlink dump, one nft dump, one /proc scan); what cannot be
+    /// read becomes a fact, never an error.
+    fn observe(&self, node: &NodeConfig) -> Observed;
+    /// What `mvm node info` reads beyond the probe: the kernel, the
+    /// memory, the versions the installed binaries report.
+    fn host_facts(&self, node: &NodeConfig) -> HostFacts;
+}
+
+/// Facts about the machine itself.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HostFacts {
+    /// `uname -r`.
+    pub kernel: String,
+    /// `MemTotal` of /proc/meminfo.
+    pub memory_mib: Option<u64>,
+    /// The first line each installed binary prints for `--version`, by
+    /// name (`firecracker`, `jailer`, `nix`); absent when it is missing or
+    /// did not answer within 2 s.
+    pub versions: std::collections::BTreeMap<String, String>,
+}
+
+/// One reconcile at a time on a node.
+pub trait Locks: Send + Sync {
+    /// Takes the node lock at `path`, recording `holder` (the command) for
+    /// whoever waits; waits up to `timeout`, telling `waiting` once who
+    /// holds it. The lock is released when the guard drops, or by the
+    /// kernel when the process dies: a crash never leaves a stale lock.
+    fn node_lock(
+        &self,
+        path: &Path,
+        holder: &str,
+        timeout: Duration,
+        waiting: &mut dyn FnMut(&str),
+    ) -> Result<NodeLock, LockError>;
+}
+
+/// A held node lock; dropping it releases it.
+pub struct NodeLock(#[allow(dead_code)] Box<dyn Send>);
+
+impl NodeLock {
+    pub fn new(held: impl Send + 'static) -> Self {
+        Self(Box::new(held))
+    }
+}
+
+/// Why the node lock was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("the node lock {} is held by {holder}", path.display())]
+    Held { path: PathBuf, holder: String },
+    #[error(transparent)]
+    Host(#[from] HostError),
+}
+
+/// A process mvm started and may stop: its pid and its start time
+/// (`/proc/<pid>/stat` field 22), which tells it from a later process that
+/// reuses the pid. A VM or the metadata service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessRef {
+    pub pid: u32,
+    pub start_time: u64,
+}
+
+/// What a Nix build produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Built {
+    pub out: PathBuf,
+    /// `(name, store path, sha256)` of each contract file.
+    pub files: Vec<(String, PathBuf, String)>,
+    /// Everything Nix printed on stderr.
+    pub log: Vec<u8>,
 }
 
 /// The wall clock, for audit timestamps and archive names.
@@ -302,12 +377,30 @@ pub struct Host {
     pub identity: Arc<dyn Identity>,
     pub services: Arc<dyn Services>,
     pub clock: Arc<dyn Clock>,
+    pub probe: Arc<dyn Probe>,
+    pub locks: Arc<dyn Locks>,
 }
 
 impl Host {
-    /// The real machine; file operations stay below `state_dir`.
-    pub fn linux(state_dir: &Path) -> Self {
-        let h = Arc::new(crate::host::linux::LinuxHost::new(state_dir));
+    /// Every capability backed by one implementation: `Host::linux` (the
+    /// real machine, `linux/`) and `Host::recording` (the double,
+    /// `recording.rs`) are this, each defined beside its implementation.
+    pub fn from_impl<T>(h: Arc<T>) -> Self
+    where
+        T: Files
+            + Cgroups
+            + Mounts
+            + Links
+            + Firewall
+            + Builds
+            + Vms
+            + Identity
+            + Services
+            + Clock
+            + Probe
+            + Locks
+            + 'static,
+    {
         Self {
             files: h.clone(),
             cgroups: h.clone(),
@@ -318,23 +411,9 @@ impl Host {
             vms: h.clone(),
             identity: h.clone(),
             services: h.clone(),
+            probe: h.clone(),
+            locks: h.clone(),
             clock: h,
-        }
-    }
-
-    /// The recording double: every capability backed by `rec`.
-    pub fn recording(rec: Arc<crate::host::recording::RecordingHost>) -> Self {
-        Self {
-            files: rec.clone(),
-            cgroups: rec.clone(),
-            mounts: rec.clone(),
-            links: rec.clone(),
-            firewall: rec.clone(),
-            builds: rec.clone(),
-            vms: rec.clone(),
-            identity: rec.clone(),
-            services: rec.clone(),
-            clock: rec,
         }
     }
 }

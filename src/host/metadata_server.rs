@@ -91,9 +91,10 @@ fn plain(status: u16, body: &str) -> Response {
 /// The tenants that may use the service, by mark (= uid).
 fn tenants(state: &std::path::Path) -> HashMap<u32, Tenant> {
     let layout = crate::state::StateLayout::new(state);
-    let node_id = crate::host::fs::store::read_node_id(&layout.node_id())
+    let node_id = crate::host::fs::beneath::read_own_file(&layout.node_id(), 4096)
         .ok()
         .flatten()
+        .and_then(|b| crate::state::parse_node_id(&b).ok())
         .unwrap_or_default();
     let members: Vec<String> = std::fs::read(layout.applied_desired())
         .ok()
@@ -388,7 +389,7 @@ fn answer<B>(state: &State, mark: u32, ip: IpAddr, req: &hyper::Request<B>) -> R
 /// A service process spawned by [`spawn`], not yet known to listen.
 pub struct Starting {
     child: std::process::Child,
-    pub running: crate::host::vm::vmm::Running,
+    pub running: crate::host::ProcessRef,
     log: PathBuf,
 }
 
@@ -450,7 +451,7 @@ pub fn spawn(
     };
     Ok(Starting {
         child,
-        running: crate::host::vm::vmm::Running { pid, start_time },
+        running: crate::host::ProcessRef { pid, start_time },
         log: log.to_path_buf(),
     })
 }
@@ -459,7 +460,7 @@ impl Starting {
     /// Waits (5 s at most) until the service says it listens (bound,
     /// privileges dropped) — not until something answers at the address,
     /// which may be another process. On failure the process is gone.
-    pub fn ready(mut self) -> std::io::Result<crate::host::vm::vmm::Running> {
+    pub fn ready(mut self) -> std::io::Result<crate::host::ProcessRef> {
         // `None`: nothing within 5 s; `Some("")`: its stdout closed (it exits).
         let said = self.child.stdout.take().and_then(|out| {
             use std::io::BufRead;
@@ -497,7 +498,7 @@ impl Starting {
 }
 
 /// Stops the service if `r` is still that process (an mvm, same start).
-pub fn stop(r: crate::host::vm::vmm::Running) -> std::io::Result<()> {
+pub fn stop(r: crate::host::ProcessRef) -> std::io::Result<()> {
     let same = || {
         crate::host::vm::vmm::start_time(r.pid) == Some(r.start_time)
             && std::fs::read_to_string(format!("/proc/{}/comm", r.pid))
@@ -705,6 +706,37 @@ fn raise_fd_limit() -> u64 {
 /// How many connections to hold at most under the fd limit `fds`.
 fn total_cap(fds: u64) -> usize {
     (fds.saturating_sub(64) as usize).clamp(PEER_CONNECTIONS, TOTAL_CONNECTIONS)
+}
+
+impl crate::host::Services for crate::host::linux::LinuxHost {
+    fn start_metadata(
+        &self,
+        listen: &str,
+        limit: crate::net::metadata::RateLimit,
+        state_dir: &std::path::Path,
+        started: &mut dyn FnMut(crate::host::ProcessRef) -> crate::host::HostResult,
+    ) -> crate::host::HostResult<crate::host::ProcessRef> {
+        let log = state_dir.join("metadata.log");
+        let failed = |e| {
+            crate::host::HostError::new(
+                "start the metadata service at",
+                std::path::Path::new(listen),
+                e,
+            )
+        };
+        let mut s =
+            crate::host::metadata_server::spawn(listen, limit, state_dir, &log).map_err(failed)?;
+        if let Err(e) = started(s.running) {
+            s.abort();
+            return Err(e);
+        }
+        s.ready().map_err(failed)
+    }
+    fn stop_service(&self, r: crate::host::ProcessRef) -> crate::host::HostResult {
+        crate::host::metadata_server::stop(r).map_err(|e| {
+            crate::host::HostError::new("stop process", std::path::Path::new(&r.pid.to_string()), e)
+        })
+    }
 }
 
 #[cfg(test)]

@@ -11,8 +11,8 @@ use super::{
     ApplyCtx, At, Attrs, Ctx, Dep, Desired, Documents, Provider, ResolvedTenant, Resource, Scope,
     Subject,
 };
-use crate::observed::{Observed, ObservedTenant};
 use crate::host::{HostError, HostResult};
+use crate::observed::{Observed, ObservedTenant};
 use crate::security::audit::AuditDetails;
 use crate::spec::TenantSpec;
 use crate::spec::types::TenantId;
@@ -158,7 +158,6 @@ impl Resource for Artifact {
             _ => None,
         }
     }
-
 
     fn check(&self, _: &Ctx, _: Option<&TenantId>, a: &ArtifactAttrs) -> Result<(), String> {
         crate::spec::types::check_flake_ref(&a.flake_ref).map_err(|e| format!("flake_ref {e}"))?;

@@ -8,9 +8,9 @@
 use super::{
     ApplyCtx, At, Attrs, Ctx, Dep, Desired, Documents, NodeView, Provider, Resource, Scope, Subject,
 };
+use crate::host::{HostError, HostResult};
 use crate::net;
 use crate::observed::{BridgeObs, Observed};
-use crate::host::{HostError, HostResult};
 use crate::spec::TenantSpec;
 use crate::spec::types::{MacAddr, TenantId};
 use serde::Deserialize;
@@ -188,7 +188,6 @@ impl Resource for Bridge {
             obs.sysctls.extend(a.sysctls.clone());
         }
     }
-
 
     fn check(&self, ctx: &Ctx, _: Option<&TenantId>, a: &BridgeAttrs) -> Result<(), String> {
         let b = &ctx.node.bridge;

@@ -10,8 +10,8 @@
 use super::{
     ApplyCtx, At, Attrs, Ctx, Dep, Desired, Documents, NodeView, Provider, Resource, Scope, Subject,
 };
-use crate::observed::{CGROUP_LIMIT_FILES, CgroupObs, Observed};
 use crate::host::{HostError, HostResult};
+use crate::observed::{CGROUP_LIMIT_FILES, CgroupObs, Observed};
 use crate::security::audit::AuditDetails;
 use crate::security::cgroups::CgroupLimits;
 use crate::spec::TenantSpec;
@@ -213,7 +213,6 @@ impl Resource for Cgroup {
             populated: false,
         });
     }
-
 
     fn check(&self, ctx: &Ctx, id: Option<&TenantId>, a: &CgroupAttrs) -> Result<(), String> {
         let id = id.ok_or("not a tenant address")?;

@@ -3,8 +3,8 @@
 //! mount the plan was made against, and the audit writer. Built by the
 //! executor from a plan's apply context; nothing else.
 
+use super::audit_log::AuditWriter;
 use crate::host::{Host, HostError, HostResult};
-use crate::security::audit::AuditWriter;
 use crate::spec::NodeConfig;
 use crate::spec::types::TenantId;
 use crate::state::record::{RECORD_CAP, parse_record};

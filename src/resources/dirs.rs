@@ -9,8 +9,8 @@ use super::values::FileMode;
 use super::{
     ApplyCtx, At, Attrs, Ctx, Dep, Desired, Documents, NodeView, Provider, Resource, Scope, Subject,
 };
-use crate::observed::{DirObs, Observed};
 use crate::host::{HostError, HostResult};
+use crate::observed::{DirObs, Observed};
 use crate::security::audit::{AuditDetails, AuditEvent};
 use crate::spec::TenantSpec;
 use crate::spec::types::{MacAddr, TenantId};
@@ -155,7 +155,6 @@ impl Resource for Dirs {
         ));
     }
 
-
     fn identity(&self, a: &DirsAttrs) -> Vec<(&'static str, String)> {
         vec![
             ("uid", a.uid.to_string()),
@@ -255,7 +254,7 @@ impl Provider<DirsAttrs> for Dirs {
         let log = ctx.layout.audit_log(id);
         if files.exists(&log) {
             let ev = AuditEvent {
-                tenant: id,
+                log: crate::security::audit::Log::Tenant(id),
                 action: "archive",
                 resource: format!("tenant.{id}.dirs"),
                 error: None,

@@ -6,8 +6,8 @@
 use super::{
     ApplyCtx, At, Attrs, Ctx, Dep, Desired, Documents, Provider, Resource, Scope, Subject,
 };
-use crate::observed::Observed;
 use crate::host::HostResult;
+use crate::observed::Observed;
 use crate::spec::TenantSpec;
 use crate::spec::jail::JailLayout;
 use crate::spec::jail::exec_name;
@@ -84,7 +84,6 @@ impl Resource for Jail {
             });
         }
     }
-
 
     fn identity(&self, a: &JailAttrs) -> Vec<(&'static str, String)> {
         vec![("uid", a.uid.to_string()), ("gid", a.gid.to_string())]

@@ -10,10 +10,10 @@
 use super::{
     ApplyCtx, At, Attrs, Ctx, Dep, Desired, Documents, Provider, Resource, Scope, Subject,
 };
+use crate::host::HostResult;
+use crate::host::ProcessRef;
 use crate::net::metadata::RateLimit;
 use crate::observed::{Observed, ServiceObs};
-use crate::host::HostResult;
-use crate::host::vm::vmm::Running;
 use crate::spec::TenantSpec;
 use crate::spec::types::TenantId;
 use serde::Deserialize;
@@ -131,7 +131,6 @@ impl Resource for Metadata {
         });
     }
 
-
     fn check(&self, ctx: &Ctx, _: Option<&TenantId>, a: &MetadataAttrs) -> Result<(), String> {
         let want = limit(ctx.node);
         if a.listen != listen(ctx)
@@ -172,14 +171,14 @@ impl Provider<MetadataAttrs> for Metadata {
         _: &Documents,
     ) -> HostResult {
         if let Some(old) = recorded(ctx) {
-            ctx.host.services.stop_service(Running {
+            ctx.host.services.stop_service(ProcessRef {
                 pid: old.pid,
                 start_time: old.start_time,
             })?;
         }
         // Recorded as soon as it exists, so mvm dying before it listens
         // leaves a record the next run stops, never an orphan.
-        let mut record = |r: Running| {
+        let mut record = |r: ProcessRef| {
             let rec = ServiceObs {
                 pid: r.pid,
                 start_time: r.start_time,
@@ -215,7 +214,7 @@ impl Provider<MetadataAttrs> for Metadata {
         _: Option<&MetadataAttrs>,
     ) -> HostResult {
         if let Some(old) = recorded(ctx) {
-            ctx.host.services.stop_service(Running {
+            ctx.host.services.stop_service(ProcessRef {
                 pid: old.pid,
                 start_time: old.start_time,
             })?;

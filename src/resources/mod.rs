@@ -17,6 +17,7 @@
 //! one error naming the address and the attribute.
 
 pub mod artifact;
+pub mod audit_log;
 pub mod bridge;
 pub mod cgroup;
 mod context;
@@ -32,8 +33,8 @@ pub mod vm;
 
 pub use context::ApplyCtx;
 
-use crate::observed::{Observed, ObservedTenant};
 use crate::host::HostError;
+use crate::observed::{Observed, ObservedTenant};
 use crate::security::audit::AuditDetails;
 use crate::spec::types::{MacAddr, TenantId};
 use crate::spec::{NodeConfig, TenantSpec};

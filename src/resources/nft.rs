@@ -11,9 +11,9 @@
 use super::{
     ApplyCtx, At, Attrs, Ctx, Dep, Desired, Documents, NodeView, Provider, Resource, Scope, Subject,
 };
+use crate::host::HostResult;
 use crate::net::ruleset::{self, Ruleset};
 use crate::observed::{NftTableObs, Observed};
-use crate::host::HostResult;
 use crate::spec::TenantSpec;
 use crate::spec::types::TenantId;
 use serde::Deserialize;
@@ -228,7 +228,6 @@ impl Resource for NodeNft {
         }
         obs.nft = Some(tables);
     }
-
 
     fn check(&self, ctx: &Ctx, _: Option<&TenantId>, a: &NftAttrs) -> Result<(), String> {
         let (tables, chains, sets, rules) = attrs_of(&ruleset::render(ctx.node));

@@ -7,8 +7,8 @@ use super::values::{FileMode, TmpfsSize};
 use super::{
     ApplyCtx, At, Attrs, Ctx, Dep, Desired, Documents, Provider, Resource, Scope, Subject,
 };
-use crate::observed::{MountObs, Observed};
 use crate::host::{HostError, HostResult, TmpfsOptions};
+use crate::observed::{MountObs, Observed};
 use crate::spec::TenantSpec;
 use crate::spec::types::TenantId;
 use serde::Deserialize;
@@ -108,7 +108,6 @@ impl Resource for Secrets {
             }
         });
     }
-
 
     fn check(&self, ctx: &Ctx, id: Option<&TenantId>, a: &SecretsAttrs) -> Result<(), String> {
         let id = id.ok_or("not a tenant address")?;

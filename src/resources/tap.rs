@@ -14,9 +14,9 @@
 use super::{
     ApplyCtx, At, Attrs, Ctx, Dep, Desired, Documents, Provider, Resource, Scope, Subject,
 };
+use crate::host::{HostError, HostResult, TapSpec};
 use crate::net;
 use crate::observed::{Observed, TapObs};
-use crate::host::{HostError, HostResult, TapSpec};
 use crate::spec::TenantSpec;
 use crate::spec::types::{MacAddr, TenantId};
 use serde::Deserialize;
@@ -178,7 +178,6 @@ impl Resource for Tap {
             obs.sysctls.extend(a.sysctls.clone());
         }
     }
-
 
     fn identity(&self, a: &TapAttrs) -> Vec<(&'static str, String)> {
         let mut out = vec![("mac", a.fdb.clone())];

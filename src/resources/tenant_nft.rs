@@ -8,9 +8,9 @@
 use super::{
     ApplyCtx, At, Attrs, Ctx, Dep, Desired, Documents, Provider, Resource, Scope, Subject,
 };
+use crate::host::{HostError, HostResult};
 use crate::net::ruleset;
 use crate::observed::{Observed, TenantNftObs};
-use crate::host::{HostError, HostResult};
 use crate::security::audit::AuditDetails;
 use crate::spec::TenantSpec;
 use crate::spec::types::{MacAddr, TenantId};
@@ -115,7 +115,6 @@ impl Resource for TenantNft {
             elements: a.elements.clone(),
         });
     }
-
 
     /// The mark is the tenant's uid.
     fn identity(&self, a: &TenantNftAttrs) -> Vec<(&'static str, String)> {

@@ -12,10 +12,12 @@ use super::{
     ApplyCtx, At, Attrs, Ctx, Dep, Desired, DocumentChange, Documents, NodeView, Provider,
     ResolvedTenant, Resource, Scope, Subject, Unwanted,
 };
-use crate::observed::{Observed, ObservedTenant, VmProcess};
+use crate::host::ProcessRef;
 use crate::host::{HostError, HostResult, JailStage};
-use crate::host::vm::vmm::{Launch, Running};
+use crate::observed::{Observed, ObservedTenant, VmProcess};
 use crate::security::audit::AuditDetails;
+use crate::security::jailer::Launch;
+use crate::security::jailer::{JAIL_TMPFS_BYTES, JAIL_TMPFS_INODES};
 use crate::spec::desired::{RunState, SeccompLevel};
 use crate::spec::jail::{API_SOCKET_IN_JAIL, JailLayout};
 use crate::spec::types::{MacAddr, TenantId};
@@ -441,7 +443,6 @@ impl Resource for Vm {
         }
     }
 
-
     fn identity(&self, a: &VmAttrs) -> Vec<(&'static str, String)> {
         vec![("ip", a.ip.to_string()), ("mac", a.mac.to_string())]
     }
@@ -559,13 +560,6 @@ fn record_revision(
 /// Size of the (empty) secrets image a tenant without secrets gets.
 const SECRETS_IMAGE: u64 = 1 << 20;
 
-/// All a tenant's Firecracker can write in its jail (the jail root is a
-/// tmpfs of this size, charged to the tenant's memory): its own binary's
-/// copy, its socket, pid file, logs and metrics fit many times over.
-pub const JAIL_TMPFS_BYTES: u64 = 64 << 20;
-/// And this many files and directories.
-pub const JAIL_TMPFS_INODES: u64 = 4096;
-
 impl Provider<VmAttrs> for Vm {
     /// Builds the jail afresh (a reused jailer id fails): kernel and rootfs
     /// hard-linked from the store (or bind-mounted read-only), the secrets
@@ -596,7 +590,9 @@ impl Provider<VmAttrs> for Vm {
                 "the plan's Firecracker config does not match its sha256",
             ));
         }
-        let rec = ctx.record(id)?.ok_or_else(|| at("the tenant has no record"))?;
+        let rec = ctx
+            .record(id)?
+            .ok_or_else(|| at("the tenant has no record"))?;
         let artifact = rec
             .artifact
             .as_ref()
@@ -737,7 +733,7 @@ impl Provider<VmAttrs> for Vm {
             let pid = prior.and_then(|p| p.pid);
             let recorded = rec.vm.as_ref().filter(|v| Some(v.pid) == pid).map(|v| {
                 (
-                    Running {
+                    ProcessRef {
                         pid: v.pid,
                         start_time: v.start_time,
                     },

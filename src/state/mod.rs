@@ -1,12 +1,14 @@
 //! The node's state directory: where each file lives (`StateLayout`, the
 //! one place a state path is spelled), and the formats of the records mvm
 //! writes there. Layout and formats only: reading and writing them is
-//! `providers/`' work. Paths derive from the configured `state_dir` only,
+//! `host/`'s work. Paths derive from the configured `state_dir` only,
 //! so tests can run against a temporary root.
 //!
 //! ```text
 //! <state>/node-id
 //! <state>/desired.json                  what the last reconcile converged to
+//! <state>/audit.log, audit.head         the node's audit log (bridge, nft, metadata)
+//! <state>/metadata.json, metadata.log   the metadata service and its log
 //! <state>/tenants/<id>/tenant.json      applied spec, identity, allocations
 //! <state>/tenants/<id>/revisions.json   last N builds
 //! <state>/tenants/<id>/audit.log        append-only JSON lines
@@ -27,6 +29,8 @@ use std::path::{Path, PathBuf};
 pub const AUDIT_LOG: &str = "audit.log";
 /// The audit head's file name.
 pub const AUDIT_HEAD: &str = "audit.head";
+/// The file counting a failure's repeats, beside its log.
+pub const AUDIT_REPEATS: &str = "audit.repeats";
 
 /// How an archive directory's name spells its time: `20261201T103000.123456Z`.
 pub const ARCHIVE_STAMP: &str = "%Y%m%dT%H%M%S%.6fZ";
@@ -130,7 +134,21 @@ impl StateLayout {
     /// How often the log's last record (a failure) repeated since it was
     /// written, unrecorded (`audit.repeats`).
     pub fn audit_repeats(&self, id: &TenantId) -> PathBuf {
-        self.tenant_dir(id).join("audit.repeats")
+        self.tenant_dir(id).join(AUDIT_REPEATS)
+    }
+
+    /// The node's own audit log: changes to the bridge, the firewall and
+    /// the metadata service.
+    pub fn node_audit_log(&self) -> PathBuf {
+        self.root.join(AUDIT_LOG)
+    }
+
+    pub fn node_audit_head(&self) -> PathBuf {
+        self.root.join(AUDIT_HEAD)
+    }
+
+    pub fn node_audit_repeats(&self) -> PathBuf {
+        self.root.join(AUDIT_REPEATS)
     }
 
     pub fn jail(&self, id: &TenantId) -> PathBuf {
@@ -139,6 +157,17 @@ impl StateLayout {
 
     pub fn secrets(&self, id: &TenantId) -> PathBuf {
         self.tenant_dir(id).join("secrets")
+    }
+}
+
+/// The node id as `<state>/node-id` holds it: 32 hex digits (and a
+/// newline). Anything else was not written by mvm.
+pub fn parse_node_id(bytes: &[u8]) -> Result<String, String> {
+    let id = String::from_utf8_lossy(bytes).trim().to_string();
+    if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(id)
+    } else {
+        Err("is not a 32-digit hex node id".into())
     }
 }
 

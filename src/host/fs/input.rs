@@ -113,10 +113,13 @@ pub fn write_output(path: &Path, data: &[u8]) -> io::Result<()> {
         }
         Err(e) => return Err(e),
     }
-    crate::host::fs::store::write_atomic(path, data, 0o644).map_err(|e| match e {
-        crate::host::fs::store::StoreError::Io { source, .. } => source,
-        other => io::Error::other(other.to_string()),
-    })
+    // The operator names the directory (a link to one is fine); the file
+    // itself is written by the one atomic writer, from the directory's fd.
+    let fd: std::os::fd::OwnedFd = std::fs::File::open(dir)?.into();
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::other(format!("{} names no file", path.display())))?;
+    crate::host::fs::beneath::write_at(&fd, name, path, data, 0o644).map_err(|e| e.source)
 }
 
 /// Whether stdout and stderr are the same open file (same device and

@@ -1,8 +1,8 @@
-//! Files: walking a tree by fd (`beneath.rs`), durable state files and the
-//! node lock (`store.rs`), the operator's input files (`input.rs`), ext4
-//! data volumes (`volume.rs`).
+//! Files: walking a tree by fd and the one atomic writer (`beneath.rs`),
+//! the node lock (`lock.rs`), the operator's input and output files
+//! (`input.rs`), ext4 data volumes (`volume.rs`).
 
 pub mod beneath;
 pub mod input;
-pub mod store;
+pub mod lock;
 pub mod volume;

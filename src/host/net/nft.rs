@@ -436,6 +436,30 @@ fn message(
     buf.resize(buf.len() + ((4 - len % 4) % 4), 0);
 }
 
+impl crate::host::Firewall for crate::host::linux::LinuxHost {
+    /// Tenant element changes go straight to the kernel (one nfnetlink
+    /// batch); anything else through `nft -j -f -`. Both are one
+    /// transaction.
+    fn nft_apply(&self, commands: &serde_json::Value) -> crate::host::HostResult {
+        if let Some(elements) = crate::net::ruleset::element_bytes(commands) {
+            return crate::host::net::nft::apply_elements(&elements).map_err(|e| {
+                crate::host::HostError::new(
+                    "apply",
+                    std::path::Path::new("the nftables element changes"),
+                    e,
+                )
+            });
+        }
+        crate::host::net::nft::apply("nft", commands).map_err(|e| {
+            crate::host::HostError::other(
+                "apply",
+                std::path::Path::new("the nftables transaction"),
+                e,
+            )
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,8 +42,13 @@ impl Default for ProbeRoots {
     }
 }
 
-pub fn observe(node: &NodeConfig) -> Observed {
-    observe_with(node, &ProbeRoots::default())
+impl crate::host::Probe for crate::host::linux::LinuxHost {
+    fn observe(&self, node: &NodeConfig) -> Observed {
+        observe_with(node, &ProbeRoots::default())
+    }
+    fn host_facts(&self, node: &NodeConfig) -> crate::host::HostFacts {
+        nodeinfo::host_facts(node)
+    }
 }
 
 pub fn observe_with(node: &NodeConfig, roots: &ProbeRoots) -> Observed {
@@ -105,7 +110,8 @@ pub fn observe_with(node: &NodeConfig, roots: &ProbeRoots) -> Observed {
 /// The metadata service `<state>/metadata.json` names, if that process
 /// (same pid and start time, an mvm) still runs.
 fn metadata_service(layout: &StateLayout) -> Option<crate::observed::ServiceObs> {
-    let bytes = crate::host::fs::store::read_state_file(&layout.metadata_service(), 4096).ok()??;
+    let bytes =
+        crate::host::fs::beneath::read_own_file(&layout.metadata_service(), 4096).ok()??;
     let s: crate::observed::ServiceObs = crate::spec::json::from_slice(&bytes).ok()?;
     let alive = crate::host::vm::vmm::start_time(s.pid) == Some(s.start_time)
         && fs::read_to_string(format!("/proc/{}/comm", s.pid)).is_ok_and(|c| c.trim() == "mvm");
@@ -360,6 +366,42 @@ fn probe_links(node: &NodeConfig, obs: &mut Observed) {
             return;
         }
     };
+    let bridge = links
+        .get(&node.bridge.name)
+        .filter(|b| b.kind.as_deref() == Some("bridge"));
+    // The bridge's permanent neighbour entries (one filtered dump).
+    let neighbours = match bridge.map(|b| netlink::dump_permanent_neighbours(b.index)) {
+        Some(Ok(n)) => n,
+        Some(Err(e)) => {
+            obs.facts.insert("neighbours".into(), e.to_string());
+            Default::default()
+        }
+        None => Default::default(),
+    };
+    let dumps = LinkDumps {
+        routes: netlink::dump_routes().map_err(|e| e.to_string()),
+        // One FDB dump for every tap's static entries.
+        fdb: netlink::dump_fdb().map_err(|e| e.to_string()),
+        neighbours,
+        links,
+    };
+    file_links(node, &dumps, obs);
+}
+
+/// What the netlink dumps returned: every link by name, the main table's
+/// routes, the bridge's permanent neighbours, the FDB.
+pub struct LinkDumps {
+    pub links: std::collections::HashMap<String, netlink::Link>,
+    pub routes: Result<Vec<(Option<u32>, ipnet::Ipv4Net)>, String>,
+    pub neighbours: std::collections::HashMap<std::net::Ipv4Addr, [u8; 6]>,
+    pub fdb: Result<Vec<netlink::FdbEntry>, String>,
+}
+
+/// Files the netlink dumps into `obs`: the bridge, the networks of the
+/// host's other links, and each tenant's tap. Pure: the recording host
+/// files its model's links through this same function.
+pub fn file_links(node: &NodeConfig, dumps: &LinkDumps, obs: &mut Observed) {
+    let links = &dumps.links;
     let by_index: BTreeMap<u32, &str> =
         links.values().map(|l| (l.index, l.name.as_str())).collect();
     if let Some(b) = links.get(&node.bridge.name)
@@ -399,9 +441,9 @@ fn probe_links(node: &NodeConfig, obs: &mut Observed) {
             }
         }
     }
-    match netlink::dump_routes() {
+    match &dumps.routes {
         Ok(routes) => {
-            for (oif, net) in routes {
+            for &(oif, net) in routes {
                 if oif.is_some() && oif == bridge_index {
                     continue;
                 }
@@ -417,37 +459,25 @@ fn probe_links(node: &NodeConfig, obs: &mut Observed) {
             }
         }
         Err(e) => {
-            obs.facts.insert("routes".into(), e.to_string());
+            obs.facts.insert("routes".into(), e.clone());
         }
     }
     nets.sort();
     nets.dedup();
     obs.host_networks = nets;
-    // The bridge's permanent neighbour entries (one filtered dump).
-    let neighbours = match links.get(&node.bridge.name) {
-        Some(b) if b.kind.as_deref() == Some("bridge") => {
-            match netlink::dump_permanent_neighbours(b.index) {
-                Ok(n) => n,
-                Err(e) => {
-                    obs.facts.insert("neighbours".into(), e.to_string());
-                    Default::default()
-                }
-            }
-        }
-        _ => Default::default(),
-    };
+    let neighbours = &dumps.neighbours;
     // One FDB dump for every tap's static entries.
     let mut fdb: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-    match netlink::dump_fdb() {
+    match &dumps.fdb {
         Ok(entries) => {
-            for e in entries.into_iter().filter(|e| e.fixed) {
+            for e in entries.iter().filter(|e| e.fixed) {
                 fdb.entry(e.ifindex)
                     .or_default()
                     .push(crate::spec::types::MacAddr(e.mac).to_string());
             }
         }
         Err(e) => {
-            obs.facts.insert("fdb".into(), e.to_string());
+            obs.facts.insert("fdb".into(), e.clone());
         }
     }
     for l in links.values() {
@@ -527,7 +557,13 @@ fn probe_nft(node: &NodeConfig, roots: &ProbeRoots, obs: &mut Observed) {
             return;
         }
     };
-    let mut st = nft::parse(&ruleset, &crate::net::ruleset::render(node));
+    file_nft(node, &ruleset, obs);
+}
+
+/// Files `nft -j list ruleset`'s output into `obs`: mvm's tables, and each
+/// tenant's elements. Pure, like `file_links`.
+pub fn file_nft(node: &NodeConfig, ruleset: &serde_json::Value, obs: &mut Observed) {
+    let mut st = nft::parse(ruleset, &crate::net::ruleset::render(node));
     let mut ids: Vec<TenantId> = st
         .ports
         .keys()

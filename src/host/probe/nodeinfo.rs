@@ -6,18 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// Facts about the machine itself.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct HostFacts {
-    /// `uname -r`.
-    pub kernel: String,
-    /// `MemTotal` of /proc/meminfo.
-    pub memory_mib: Option<u64>,
-    /// The first line each installed binary prints for `--version`, by
-    /// name (`firecracker`, `jailer`, `nix`); absent when it is missing or
-    /// did not answer within 2 s.
-    pub versions: BTreeMap<String, String>,
-}
+pub use crate::host::HostFacts;
 
 pub fn host_facts(node: &NodeConfig) -> HostFacts {
     let kernel = nix::sys::utsname::uname()

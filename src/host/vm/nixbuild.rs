@@ -29,15 +29,7 @@ pub const SYSTEM: &str = "x86_64-linux";
 /// The largest artifact file hashed.
 const FILE_CAP: u64 = 64 << 30;
 
-/// What a build produced.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Built {
-    pub out: PathBuf,
-    /// `(name, store path, sha256)` of each contract file.
-    pub files: Vec<(String, PathBuf, String)>,
-    /// Everything Nix printed on stderr.
-    pub log: Vec<u8>,
-}
+pub use crate::host::Built;
 
 /// The installable of a profile.
 pub fn installable(flake_ref: &str, profile: &str) -> String {
@@ -393,6 +385,27 @@ pub fn hash_file(path: &Path) -> std::io::Result<String> {
 /// Whether a recorded store path is still in the store.
 pub fn in_store(path: &Path) -> bool {
     path.starts_with("/nix/store/") && std::fs::symlink_metadata(path).is_ok()
+}
+
+impl crate::host::Builds for crate::host::linux::LinuxHost {
+    fn flake_lock(
+        &self,
+        nix: &crate::spec::node::NixConfig,
+        flake_ref: &str,
+    ) -> crate::host::HostResult<String> {
+        crate::host::vm::nixbuild::flake_lock(nix, flake_ref)
+            .map_err(|e| crate::host::HostError::other("lock", Path::new(flake_ref), e))
+    }
+    fn build(
+        &self,
+        nix: &crate::spec::node::NixConfig,
+        flake_ref: &str,
+        profile: &str,
+    ) -> crate::host::HostResult<crate::host::Built> {
+        let what = crate::host::vm::nixbuild::installable(flake_ref, profile);
+        crate::host::vm::nixbuild::build(nix, flake_ref, profile)
+            .map_err(|e| crate::host::HostError::other("build", Path::new(&what), e))
+    }
 }
 
 #[cfg(test)]

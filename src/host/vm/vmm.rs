@@ -10,7 +10,9 @@
 //! the VM's own process (`SO_PEERCRED`: its pid and uid) — otherwise
 //! nothing is sent.
 
+use crate::host::ProcessRef;
 use crate::host::fs::beneath::{self, Tree};
+use crate::security::jailer::{Launch, firecracker_args, jailer_args};
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -18,90 +20,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// How to launch one VM.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Launch {
-    /// The jailer, or `None` to run Firecracker directly (no jailer
-    /// installed: no chroot, no uid drop — the plan says so).
-    pub jailer: Option<PathBuf>,
-    pub firecracker: PathBuf,
-    pub id: String,
-    pub uid: u32,
-    pub gid: u32,
-    /// `--chroot-base-dir`.
-    pub chroot_base: PathBuf,
-    /// `--parent-cgroup`, relative to the cgroup2 root.
-    pub parent_cgroup: String,
-    /// Jail-relative paths handed to Firecracker.
-    pub api_sock: String,
-    pub config_file: String,
-    pub seccomp_filter: Option<String>,
-    /// The API socket's host path, to wait on.
-    pub api_sock_host: PathBuf,
-    /// Where the jailer's and Firecracker's own output goes (appended).
-    pub log: Option<PathBuf>,
-    /// Without the jailer: the cgroup (its `cgroup.procs`) mvm moves the
-    /// process into.
-    pub cgroup_procs: Option<PathBuf>,
-    /// The largest file Firecracker may write (`fsize`): its log, metrics
-    /// and data volume.
-    pub max_file_bytes: u64,
-}
-
-/// Open files a VM may hold (the jailer's `no-file`).
-pub const MAX_OPEN_FILES: u64 = 2048;
-
-/// A launched process: its pid and start time (`/proc/<pid>/stat` field 22).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Running {
-    pub pid: u32,
-    pub start_time: u64,
-}
-
-/// The jailer's argv for `l` (without the program).
-pub fn jailer_args(l: &Launch) -> Vec<String> {
-    let mut a = vec![
-        "--id".into(),
-        l.id.clone(),
-        "--exec-file".into(),
-        l.firecracker.display().to_string(),
-        "--uid".into(),
-        l.uid.to_string(),
-        "--gid".into(),
-        l.gid.to_string(),
-        "--chroot-base-dir".into(),
-        l.chroot_base.display().to_string(),
-        "--cgroup-version".into(),
-        "2".into(),
-        "--parent-cgroup".into(),
-        l.parent_cgroup.clone(),
-        "--resource-limit".into(),
-        format!("no-file={MAX_OPEN_FILES}"),
-        "--resource-limit".into(),
-        format!("fsize={}", l.max_file_bytes),
-        "--".into(),
-    ];
-    a.extend(firecracker_args(l));
-    a
-}
-
-/// Firecracker's own argv. Never `--no-seccomp`.
-pub fn firecracker_args(l: &Launch) -> Vec<String> {
-    let mut a = vec![
-        "--api-sock".into(),
-        l.api_sock.clone(),
-        "--config-file".into(),
-        l.config_file.clone(),
-    ];
-    if let Some(f) = &l.seccomp_filter {
-        a.extend(["--seccomp-filter".into(), f.clone()]);
-    }
-    a
-}
-
 /// Starts the VM detached from mvm (its own session, stdio on /dev/null),
 /// so it outlives this process; waits until its API answers.
-pub fn launch(l: &Launch, tree: &Tree, wait: Duration) -> io::Result<Running> {
+pub fn launch(l: &Launch, tree: &Tree, wait: Duration) -> io::Result<ProcessRef> {
     let (program, args) = match &l.jailer {
         Some(j) => (j.clone(), jailer_args(l)),
         // The jailer passes `--id` on; without it, mvm does, so the probe
@@ -215,7 +136,7 @@ pub fn launch(l: &Launch, tree: &Tree, wait: Duration) -> io::Result<Running> {
     }
     // Not waited for: the VM outlives mvm, and init reaps it.
     drop(child);
-    Ok(Running { pid, start_time })
+    Ok(ProcessRef { pid, start_time })
 }
 
 /// `/proc/<pid>/stat` field 22.
@@ -242,7 +163,7 @@ pub fn in_cgroup(pid: u32, cgroup: &str) -> bool {
 
 /// Whether `pid` is still the process launched as `r` by `uid`, running
 /// (a zombie is not).
-pub fn is_same(r: Running, uid: u32) -> bool {
+pub fn is_same(r: ProcessRef, uid: u32) -> bool {
     is_alive(r.pid) && start_time(r.pid) == Some(r.start_time) && uid_of(r.pid) == Some(uid)
 }
 
@@ -250,10 +171,10 @@ pub fn is_same(r: Running, uid: u32) -> bool {
 /// command line names `--id <id>` and it runs as `uid`. For a VM whose
 /// launch was never recorded (mvm died in between), so it can be stopped
 /// rather than a second one started.
-pub fn identify(pid: u32, uid: u32, cgroup: &str, id: &str) -> Option<Running> {
+pub fn identify(pid: u32, uid: u32, cgroup: &str, id: &str) -> Option<ProcessRef> {
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let named = crate::host::probe::procfs::id_arg(&cmdline)?;
-    let r = Running {
+    let r = ProcessRef {
         pid,
         start_time: start_time(pid)?,
     };
@@ -263,7 +184,7 @@ pub fn identify(pid: u32, uid: u32, cgroup: &str, id: &str) -> Option<Running> {
 /// The running VM of tenant `id` under `uid` in `cgroup`, found by a scan
 /// of /proc — for when the plan does not know its pid (mvm died between
 /// launching it and recording it).
-pub fn find(firecracker: &Path, uid: u32, cgroup: &str, id: &str) -> Option<Running> {
+pub fn find(firecracker: &Path, uid: u32, cgroup: &str, id: &str) -> Option<ProcessRef> {
     let comm = crate::spec::jail::exec_name(firecracker);
     crate::host::probe::procfs::scan(Path::new("/proc"), &comm)
         .ok()?
@@ -275,7 +196,7 @@ pub fn find(firecracker: &Path, uid: u32, cgroup: &str, id: &str) -> Option<Runn
 /// Stops the VM: `SendCtrlAltDel` through its API, a bounded wait, then
 /// SIGKILL — each only while the pid is still that process.
 pub fn stop(
-    r: Running,
+    r: ProcessRef,
     uid: u32,
     cgroup: &str,
     tree: &Tree,
@@ -509,6 +430,48 @@ pub fn api_put(
         ),
         timeout,
     )
+}
+
+impl crate::host::Vms for crate::host::linux::LinuxHost {
+    fn launch(
+        &self,
+        l: &crate::security::jailer::Launch,
+    ) -> crate::host::HostResult<crate::host::ProcessRef> {
+        let tree = self.tree("launch")?;
+        crate::host::vm::vmm::launch(l, &tree, Duration::from_secs(10))
+            .map_err(|e| crate::host::HostError::new("launch the VM of", Path::new(&l.id), e))
+    }
+    fn stop(
+        &self,
+        r: crate::host::ProcessRef,
+        uid: u32,
+        cgroup: &str,
+        api_sock: &Path,
+        grace: Duration,
+    ) -> crate::host::HostResult {
+        let tree = self.tree("stop")?;
+        crate::host::vm::vmm::stop(r, uid, cgroup, &tree, api_sock, grace).map_err(|e| {
+            crate::host::HostError::new("stop process", Path::new(&r.pid.to_string()), e)
+        })
+    }
+    fn find(
+        &self,
+        firecracker: &Path,
+        uid: u32,
+        cgroup: &str,
+        id: &str,
+    ) -> Option<crate::host::ProcessRef> {
+        crate::host::vm::vmm::find(firecracker, uid, cgroup, id)
+    }
+    fn identify(
+        &self,
+        pid: u32,
+        uid: u32,
+        cgroup: &str,
+        id: &str,
+    ) -> Option<crate::host::ProcessRef> {
+        crate::host::vm::vmm::identify(pid, uid, cgroup, id)
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,10 @@
 //! `RecordingHost`: every capability of `Host` against an in-memory model
 //! of the machine, recording each change as a typed `Call`, for tests of
-//! the apply logic (ordering, concurrency, failures, "a no-op reconcile
-//! makes zero calls").
+//! the apply logic (ordering, concurrency, failures) and of whole use
+//! cases: it answers the probe from its model (`probe.rs`, through the
+//! real probe's filing functions; nftables transactions are carried out on
+//! a list-form ruleset, `nft.rs`), so a reconcile can run on it end to end
+//! and a second run must make zero mutating calls.
 //!
 //! It behaves like the real host where apply logic can tell: a directory
 //! created is then a directory, a file written can be read back, an
@@ -15,6 +18,10 @@ use crate::host::{
     Builds, Cgroups, Clock, Files, Firewall, HostError, HostResult, Identity, Links, Mounts,
     Services, TapSpec, TmpfsOptions, Vms,
 };
+
+mod nft;
+mod probe;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -120,6 +127,11 @@ pub enum Call {
         path: PathBuf,
         commands: usize,
     },
+    /// The node lock taken (`path` is the lock file). Not a change: the
+    /// holder it names is gone when it is released.
+    NodeLock(PathBuf),
+    /// The host probed (`path` is the state dir). A read.
+    Observe(PathBuf),
 }
 
 impl Call {
@@ -145,8 +157,14 @@ impl Call {
             Call::EnsureVolume { path, .. }
             | Call::TmpfsFile { path }
             | Call::Launch { path, .. } => path,
-            Call::Stop(p) => p,
+            Call::Stop(p) | Call::NodeLock(p) | Call::Observe(p) => p,
         }
+    }
+
+    /// Whether the call changes the host (everything but taking the lock
+    /// and probing).
+    pub fn mutates(&self) -> bool {
+        !matches!(self, Call::NodeLock(_) | Call::Observe(_))
     }
 }
 
@@ -167,7 +185,33 @@ struct Model {
     aliases: BTreeMap<String, String>,
     /// The bridges' permanent neighbour entries: (bridge, ip) -> MAC.
     neighbours: BTreeMap<(String, std::net::Ipv4Addr), [u8; 6]>,
+    /// Each link's MAC, IPv4 addresses, tun owner and static FDB entry.
+    link_data: BTreeMap<String, LinkData>,
+    /// Directories' mode, uid and gid as `ensure_dir` and `mount_tmpfs`
+    /// left them.
+    dir_meta: BTreeMap<PathBuf, (u32, u32, u32)>,
+    /// The options of each tmpfs mounted.
+    tmpfs: BTreeMap<PathBuf, TmpfsOptions>,
+    /// Running VMs by tenant id.
+    vms: BTreeMap<String, crate::host::ProcessRef>,
+    /// The metadata service, with its listen address.
+    service: Option<(crate::host::ProcessRef, String)>,
+    /// nftables' ruleset, as `nft -j list ruleset` lists it.
+    nft: Vec<serde_json::Value>,
+    /// Store paths built.
+    store: BTreeSet<PathBuf>,
+    /// Random ids handed out.
+    ids: u64,
     calls: Vec<Call>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct LinkData {
+    mac: Option<[u8; 6]>,
+    addresses: Vec<String>,
+    owner: Option<u32>,
+    group: Option<u32>,
+    fdb: Option<[u8; 6]>,
 }
 
 impl Model {
@@ -181,6 +225,7 @@ impl Model {
     }
     fn remove_under(&mut self, path: &Path) {
         self.entries.retain(|p, _| !p.starts_with(path));
+        self.dir_meta.retain(|p, _| !p.starts_with(path));
     }
 }
 
@@ -189,6 +234,12 @@ type FailWhen = Box<dyn Fn(&Call) -> bool + Send + Sync>;
 #[derive(Default)]
 pub struct RecordingHost {
     model: Mutex<Model>,
+    /// What the probe reports of what the model does not hold: binaries,
+    /// facts, the cgroup2 mount and its controllers, sysctls the kernel
+    /// has, online CPUs, other links' networks.
+    base: Mutex<Option<crate::observed::Observed>>,
+    /// The node lock: its holder while held.
+    lock: std::sync::Arc<(Mutex<Option<String>>, std::sync::Condvar)>,
     fail_when: Vec<FailWhen>,
     delay: Duration,
     in_flight: AtomicUsize,
@@ -203,6 +254,13 @@ impl RecordingHost {
     /// Calls for which `when` holds fail with EIO (and change nothing).
     pub fn failing(mut self, when: impl Fn(&Call) -> bool + Send + Sync + 'static) -> Self {
         self.fail_when.push(Box::new(when));
+        self
+    }
+
+    /// The probe reports `base` for everything the model does not hold
+    /// (and the model's state for the rest).
+    pub fn with_base(self, base: crate::observed::Observed) -> Self {
+        *self.base.lock().unwrap_or_else(|p| p.into_inner()) = Some(base);
         self
     }
 
@@ -277,7 +335,14 @@ impl Files for RecordingHost {
             if let Some(Entry::File(_)) = m.entries.get(&path) {
                 return Err(HostError::other("create", &path, "a file is in the way"));
             }
+            for a in path.ancestors().skip(1) {
+                if a.as_os_str().is_empty() || m.entries.contains_key(a) {
+                    break;
+                }
+                m.dir_meta.insert(a.to_path_buf(), (mode, 0, 0));
+            }
             m.mkdir_all(&path);
+            m.dir_meta.insert(path.clone(), (mode, uid, gid));
             Ok(())
         })
     }
@@ -482,28 +547,42 @@ impl Cgroups for RecordingHost {
 
 impl Vms for RecordingHost {
     /// A pid and start time derived from the id, as a real launch returns.
-    fn launch(&self, l: &crate::host::vm::vmm::Launch) -> HostResult<crate::host::vm::vmm::Running> {
+    fn launch(&self, l: &crate::security::jailer::Launch) -> HostResult<crate::host::ProcessRef> {
         let call = Call::Launch {
             path: PathBuf::from(&l.id),
-            args: crate::host::vm::vmm::jailer_args(l),
+            args: crate::security::jailer::jailer_args(l),
         };
         let h = crate::digest::sha256(l.id.as_bytes());
         let pid = 1000 + u32::from_str_radix(&h[..6], 16).expect("hex");
-        self.record(call, |_| {
-            Ok(crate::host::vm::vmm::Running {
+        let id = l.id.clone();
+        self.record(call, |m| {
+            let r = crate::host::ProcessRef {
                 pid,
                 start_time: 4242,
-            })
+            };
+            m.vms.insert(id, r);
+            Ok(r)
         })
     }
-    fn stop(&self, r: crate::host::vm::vmm::Running, _: u32, _: &str, _: &Path, _: Duration) -> HostResult {
-        self.record(Call::Stop(PathBuf::from(r.pid.to_string())), |_| Ok(()))
+    fn stop(
+        &self,
+        r: crate::host::ProcessRef,
+        _: u32,
+        _: &str,
+        _: &Path,
+        _: Duration,
+    ) -> HostResult {
+        self.record(Call::Stop(PathBuf::from(r.pid.to_string())), |m| {
+            m.vms.retain(|_, v| *v != r);
+            Ok(())
+        })
     }
-    fn find(&self, _: &Path, _: u32, _: &str, _: &str) -> Option<crate::host::vm::vmm::Running> {
-        None
+    /// The running VM of `id`, as the real scan finds it.
+    fn find(&self, _: &Path, _: u32, _: &str, id: &str) -> Option<crate::host::ProcessRef> {
+        self.model().vms.get(id).copied()
     }
-    fn identify(&self, _: u32, _: u32, _: &str, _: &str) -> Option<crate::host::vm::vmm::Running> {
-        None
+    fn identify(&self, pid: u32, _: u32, _: &str, id: &str) -> Option<crate::host::ProcessRef> {
+        self.model().vms.get(id).copied().filter(|r| r.pid == pid)
     }
 }
 
@@ -556,6 +635,7 @@ impl Mounts for RecordingHost {
     }
     fn mount_tmpfs(&self, target: &Path, opts: &TmpfsOptions) -> HostResult {
         let t = target.to_path_buf();
+        let opts = opts.clone();
         let call = Call::MountTmpfs {
             target: t.clone(),
             size: opts.size.clone(),
@@ -569,7 +649,8 @@ impl Mounts for RecordingHost {
                     std::io::Error::from(std::io::ErrorKind::NotFound),
                 ));
             }
-            m.mounts.insert(t);
+            m.mounts.insert(t.clone());
+            m.tmpfs.insert(t, opts.clone());
             Ok(())
         })
     }
@@ -577,6 +658,7 @@ impl Mounts for RecordingHost {
         let t = target.to_path_buf();
         self.record(Call::Unmount(t.clone()), |m| {
             m.mounts.remove(&t);
+            m.tmpfs.remove(&t);
             Ok(())
         })
     }
@@ -595,7 +677,7 @@ impl Links for RecordingHost {
     fn bridge_ensure(
         &self,
         name: &str,
-        _mac: [u8; 6],
+        mac: [u8; 6],
         addresses: &[ipnet::Ipv4Net],
         mark: &str,
     ) -> HostResult {
@@ -620,7 +702,10 @@ impl Links for RecordingHost {
                 _ => {}
             }
             m.links.insert(n.clone(), ("bridge", None));
-            m.aliases.insert(n, mark);
+            m.aliases.insert(n.clone(), mark);
+            let d = m.link_data.entry(n).or_default();
+            d.mac = Some(mac);
+            d.addresses = addresses.iter().map(|a| a.to_string()).collect();
             Ok(())
         })
     }
@@ -632,6 +717,8 @@ impl Links for RecordingHost {
             }
             if m.links.remove(&n).is_some() {
                 m.aliases.remove(&n);
+                m.link_data.remove(&n);
+                m.neighbours.retain(|(b, _), _| *b != n);
                 // Its ports lose their master, as the kernel does.
                 for (_, master) in m.links.values_mut() {
                     if master.as_deref() == Some(n.as_str()) {
@@ -672,6 +759,10 @@ impl Links for RecordingHost {
             m.aliases.insert(t.name.clone(), t.alias.clone());
             m.sysctls.extend(t.sysctls.iter().cloned());
             m.neighbours.insert((t.master.clone(), t.neighbour), t.mac);
+            let d = m.link_data.entry(t.name.clone()).or_default();
+            d.owner = Some(t.owner);
+            d.group = Some(t.group);
+            d.fdb = Some(t.mac);
             Ok(())
         })
     }
@@ -685,6 +776,10 @@ impl Links for RecordingHost {
             }
             m.links.remove(&n);
             m.aliases.remove(&n);
+            m.link_data.remove(&n);
+            // Its own sysctls go with it, as the kernel's do.
+            let own = format!(".{n}.");
+            m.sysctls.retain(|k, _| !k.contains(&own));
             Ok(())
         })
     }
@@ -728,15 +823,16 @@ impl Builds for RecordingHost {
         _: &crate::spec::node::NixConfig,
         flake_ref: &str,
         profile: &str,
-    ) -> HostResult<crate::host::vm::nixbuild::Built> {
+    ) -> HostResult<crate::host::Built> {
         let what = crate::host::vm::nixbuild::installable(flake_ref, profile);
         let digest = crate::digest::sha256(what.as_bytes());
         let out = PathBuf::from(format!("/nix/store/{}-mvm-{profile}", &digest[..32]));
         let call = Call::NixBuild {
             path: PathBuf::from(&what),
         };
-        self.record(call, |_| {
-            Ok(crate::host::vm::nixbuild::Built {
+        self.record(call, |m| {
+            m.store.insert(out.clone());
+            Ok(crate::host::Built {
                 files: crate::host::vm::nixbuild::CONTRACT_FILES
                     .iter()
                     .map(|n| {
@@ -764,7 +860,14 @@ impl Firewall for RecordingHost {
             path: PathBuf::from("nft"),
             commands: n,
         };
-        self.record(call, |_| Ok(()))
+        // All of it, or none of it, like nft.
+        self.record(call, |m| {
+            let mut next = m.nft.clone();
+            nft::transact(&mut next, commands)
+                .map_err(|e| HostError::other("apply", Path::new("the nftables transaction"), e))?;
+            m.nft = next;
+            Ok(())
+        })
     }
 }
 
@@ -774,8 +877,8 @@ impl Services for RecordingHost {
         listen: &str,
         limit: crate::net::metadata::RateLimit,
         _: &Path,
-        started: &mut dyn FnMut(crate::host::vm::vmm::Running) -> HostResult,
-    ) -> HostResult<crate::host::vm::vmm::Running> {
+        started: &mut dyn FnMut(crate::host::ProcessRef) -> HostResult,
+    ) -> HostResult<crate::host::ProcessRef> {
         self.record(
             Call::Launch {
                 path: PathBuf::from(listen),
@@ -787,21 +890,92 @@ impl Services for RecordingHost {
             },
             |_| Ok(()),
         )?;
-        let r = crate::host::vm::vmm::Running {
+        let r = crate::host::ProcessRef {
             pid: 4200,
             start_time: 42,
         };
-        started(r)?;
+        self.model().service = Some((r, listen.to_string()));
+        if let Err(e) = started(r) {
+            self.model().service = None;
+            return Err(e);
+        }
         Ok(r)
     }
-    fn stop_service(&self, r: crate::host::vm::vmm::Running) -> HostResult {
-        self.record(Call::Stop(PathBuf::from(r.pid.to_string())), |_| Ok(()))
+    fn stop_service(&self, r: crate::host::ProcessRef) -> HostResult {
+        self.record(Call::Stop(PathBuf::from(r.pid.to_string())), |m| {
+            if m.service.as_ref().is_some_and(|(s, _)| *s == r) {
+                m.service = None;
+            }
+            Ok(())
+        })
     }
 }
 
 impl Identity for RecordingHost {
     fn hostname(&self) -> String {
         "recording-host".into()
+    }
+    /// Distinct ids, the same in every run of a test.
+    fn random_id(&self) -> HostResult<[u8; 16]> {
+        let mut m = self.model();
+        m.ids += 1;
+        Ok(u128::from(m.ids).to_be_bytes())
+    }
+}
+
+impl crate::host::Locks for RecordingHost {
+    /// Held by one caller at a time; another waits up to `timeout`, told
+    /// once who holds it, and is then refused, as on the real host.
+    fn node_lock(
+        &self,
+        path: &Path,
+        holder: &str,
+        timeout: Duration,
+        waiting: &mut dyn FnMut(&str),
+    ) -> Result<crate::host::NodeLock, crate::host::LockError> {
+        let (held, freed) = &*self.lock;
+        let deadline = std::time::Instant::now() + timeout;
+        let mut h = held.lock().unwrap_or_else(|p| p.into_inner());
+        let mut told = false;
+        while let Some(by) = h.clone() {
+            if !told {
+                told = true;
+                waiting(&by);
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(crate::host::LockError::Held {
+                    path: path.to_path_buf(),
+                    holder: by,
+                });
+            }
+            h = freed
+                .wait_timeout(h, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        *h = Some(holder.to_string());
+        drop(h);
+        self.model().calls.push(Call::NodeLock(path.to_path_buf()));
+        Ok(crate::host::NodeLock::new(Release(self.lock.clone())))
+    }
+}
+
+/// Frees the recording host's lock when the guard drops.
+struct Release(std::sync::Arc<(Mutex<Option<String>>, std::sync::Condvar)>);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        let (held, freed) = &*self.0;
+        *held.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        freed.notify_all();
+    }
+}
+
+impl crate::host::Host {
+    /// The recording double: every capability backed by `rec`.
+    pub fn recording(rec: std::sync::Arc<RecordingHost>) -> Self {
+        Self::from_impl(rec)
     }
 }
 

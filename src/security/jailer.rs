@@ -1,0 +1,88 @@
+//! How a tenant's Firecracker is jailed: what the jailer is asked for (its
+//! arguments, the resource limits), and the bounds of the jail root it
+//! builds. The layout of the jail itself (`<chroot-base>/<exec>/<id>/root`)
+//! is `spec::jail::JailLayout`: node.toml's validation needs it to bound
+//! the API socket's path, and `spec` is the bottom layer.
+
+use std::path::PathBuf;
+
+/// How to launch one VM.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Launch {
+    /// The jailer, or `None` to run Firecracker directly (no jailer
+    /// installed: no chroot, no uid drop — the plan says so).
+    pub jailer: Option<PathBuf>,
+    pub firecracker: PathBuf,
+    pub id: String,
+    pub uid: u32,
+    pub gid: u32,
+    /// `--chroot-base-dir`.
+    pub chroot_base: PathBuf,
+    /// `--parent-cgroup`, relative to the cgroup2 root.
+    pub parent_cgroup: String,
+    /// Jail-relative paths handed to Firecracker.
+    pub api_sock: String,
+    pub config_file: String,
+    pub seccomp_filter: Option<String>,
+    /// The API socket's host path, to wait on.
+    pub api_sock_host: PathBuf,
+    /// Where the jailer's and Firecracker's own output goes (appended).
+    pub log: Option<PathBuf>,
+    /// Without the jailer: the cgroup (its `cgroup.procs`) mvm moves the
+    /// process into.
+    pub cgroup_procs: Option<PathBuf>,
+    /// The largest file Firecracker may write (`fsize`): its log, metrics
+    /// and data volume.
+    pub max_file_bytes: u64,
+}
+
+/// Open files a VM may hold (the jailer's `no-file`).
+pub const MAX_OPEN_FILES: u64 = 2048;
+
+/// The jailer's argv for `l` (without the program).
+pub fn jailer_args(l: &Launch) -> Vec<String> {
+    let mut a = vec![
+        "--id".into(),
+        l.id.clone(),
+        "--exec-file".into(),
+        l.firecracker.display().to_string(),
+        "--uid".into(),
+        l.uid.to_string(),
+        "--gid".into(),
+        l.gid.to_string(),
+        "--chroot-base-dir".into(),
+        l.chroot_base.display().to_string(),
+        "--cgroup-version".into(),
+        "2".into(),
+        "--parent-cgroup".into(),
+        l.parent_cgroup.clone(),
+        "--resource-limit".into(),
+        format!("no-file={MAX_OPEN_FILES}"),
+        "--resource-limit".into(),
+        format!("fsize={}", l.max_file_bytes),
+        "--".into(),
+    ];
+    a.extend(firecracker_args(l));
+    a
+}
+
+/// Firecracker's own argv. Never `--no-seccomp`.
+pub fn firecracker_args(l: &Launch) -> Vec<String> {
+    let mut a = vec![
+        "--api-sock".into(),
+        l.api_sock.clone(),
+        "--config-file".into(),
+        l.config_file.clone(),
+    ];
+    if let Some(f) = &l.seccomp_filter {
+        a.extend(["--seccomp-filter".into(), f.clone()]);
+    }
+    a
+}
+
+/// All a tenant's Firecracker can write in its jail (the jail root is a
+/// tmpfs of this size, charged to the tenant's memory): its own binary's
+/// copy, its socket, pid file, logs and metrics fit many times over.
+pub const JAIL_TMPFS_BYTES: u64 = 64 << 20;
+/// And this many files and directories.
+pub const JAIL_TMPFS_INODES: u64 = 4096;
