@@ -419,9 +419,13 @@ impl Host {
 }
 
 impl Host {
-    /// Creates the state dir itself (its parent must exist), root-owned
-    /// 0755: it holds the node lock, so it comes before anything else.
+    /// Creates the state dir itself if it is missing (its parent must
+    /// exist), root-owned 0755: it holds the node lock, so it comes before
+    /// anything else. One that exists is left as it is.
     pub fn ensure_state_dir(&self, state: &Path) -> HostResult {
+        if self.files.is_dir(state) {
+            return Ok(());
+        }
         let parent = state.parent().unwrap_or(Path::new("/"));
         let name = state.file_name().map(Path::new).unwrap_or(Path::new("."));
         self.files.ensure_dir(parent, name, 0o755, 0, 0)

@@ -17,6 +17,10 @@ pub struct ApplyCtx {
     pub layout: StateLayout,
     pub cgroup_mount: Option<PathBuf>,
     pub audit: AuditWriter,
+    /// Steps of one tenant run concurrently (its cgroup beside its build)
+    /// and each records what it did in the one `tenant.json`: their
+    /// read-modify-writes take turns, or one would lose the other's.
+    records: std::sync::Mutex<()>,
 }
 
 impl ApplyCtx {
@@ -34,6 +38,7 @@ impl ApplyCtx {
             layout,
             cgroup_mount,
             node,
+            records: std::sync::Mutex::new(()),
         }
     }
 }
@@ -54,6 +59,7 @@ impl ApplyCtx {
     /// Reads the tenant's record, lets `f` change it, writes it back (the
     /// providers that record what they did: cgroup, artifact, jail, VM).
     pub fn update_record(&self, id: &TenantId, f: impl FnOnce(&mut TenantRecord)) -> HostResult {
+        let _turn = self.records.lock().unwrap_or_else(|p| p.into_inner());
         let path = self.layout.record(id);
         let mut rec = self
             .record(id)?

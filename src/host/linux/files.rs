@@ -207,6 +207,10 @@ impl LinuxHost {
     /// What is at `path`, not following a link; `None` when nothing is, or
     /// the way there is not a plain path below the state dir.
     fn stat(&self, path: &Path) -> Option<nix::sys::stat::FileStat> {
+        if path == self.state {
+            let tree = self.tree("inspect").ok()?;
+            return nix::sys::stat::fstat(tree.dir(Path::new("")).ok()?).ok();
+        }
         let (tree, rel) = self.locate("inspect", path).ok()?;
         let (dir, name) = tree.parent(rel).ok()?;
         beneath::stat_at(&dir, name, path).ok().flatten()

@@ -1,0 +1,347 @@
+//! The whole reconcile use case on the recording host — lock, probe, plan,
+//! apply, remember — for every kind (bridge, firewall, metadata service,
+//! and tenants with their tree, cgroup, secrets, build, jail, tap, nft
+//! and a running VM). The host answers the probe from its own model, so a
+//! second reconcile must find nothing to do and make **zero** mutating
+//! calls; stopping a tenant and pruning one change exactly what they
+//! name; and every change leaves an audit record (tenant steps in the
+//! tenant's log, node steps in the node's).
+
+use mvm::agent::Node;
+use mvm::agent::reconcile::{Goal, Outcome, Request, Ui, reconcile};
+use mvm::apply::progress::Progress;
+use mvm::apply::{Phase, StepResult};
+use mvm::host::Host;
+use mvm::host::recording::{Call, RecordingHost};
+use mvm::observed::{CgroupMount, Observed};
+use mvm::plan::{Action, Plan, PlanOptions};
+use mvm::resources::ResourceAddr;
+use mvm::security::audit::{Log, verify};
+use mvm::spec::{self, DesiredState, NodeConfig};
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+struct Quiet;
+impl Progress for Quiet {
+    fn started(&self, _: &ResourceAddr, _: Phase, _: Action) {}
+    fn finished(&self, _: &StepResult) {}
+}
+
+/// An operator who approves every plan, remembering the last one shown.
+#[derive(Default)]
+struct Approve(Mutex<Option<Plan>>);
+impl Ui for Approve {
+    fn waiting_for_lock(&self, _: &str) {}
+    fn show_plan(&self, plan: &Plan) {
+        *self.0.lock().unwrap() = Some(plan.clone());
+    }
+    fn confirm(&self, _: &Plan) -> Result<bool, mvm::agent::AgentError> {
+        Ok(true)
+    }
+    fn progress(&self) -> Arc<dyn Progress> {
+        Arc::new(Quiet)
+    }
+    fn interrupted(&self) {}
+}
+
+const STATE: &str = "/var/lib/mvm-recorded";
+
+fn config() -> NodeConfig {
+    let text = format!("state_dir = \"{STATE}\"\n[cgroup]\nparent = \"mvm\"\n");
+    spec::parse_node(Path::new("node.toml"), &text).unwrap()
+}
+
+/// A node with everything installed and every cgroup controller.
+fn base() -> Observed {
+    let mut o = Observed::empty();
+    o.binaries.firecracker = true;
+    o.binaries.jailer = true;
+    o.binaries.nix = true;
+    o.binaries.strict_seccomp_filter = true;
+    o.binaries.nix_build_users = true;
+    o.binaries.mkfs_ext4 = true;
+    o.cgroup = Some(CgroupMount {
+        mount: "/sys/fs/cgroup".into(),
+        controllers: ["cpu", "cpuset", "io", "memory", "pids"]
+            .map(String::from)
+            .into(),
+    });
+    o.cpus_online = Some("0-1".into());
+    o.sysctls
+        .insert("net.ipv6.conf.default.accept_ra".into(), "1".into());
+    o
+}
+
+fn desired(node: &NodeConfig, tenants: serde_json::Value) -> DesiredState {
+    spec::parse_desired(
+        Path::new("desired.json"),
+        &serde_json::json!({ "tenants": tenants }).to_string(),
+        node,
+    )
+    .unwrap()
+}
+
+fn two(node: &NodeConfig) -> DesiredState {
+    desired(
+        node,
+        serde_json::json!([
+            {"tenant_id": "acme", "flake_ref": "github:o/a?rev=0123456789abcdef0123456789abcdef01234567",
+             "profile": "minimal", "vcpus": 2, "mem_mib": 512, "state": "running",
+             "metadata": true, "data_mib": 64, "ssh_from_gateway": true},
+            {"tenant_id": "beta", "flake_ref": "github:o/b?rev=0123456789abcdef0123456789abcdef01234567",
+             "profile": "minimal", "vcpus": 1, "mem_mib": 256, "state": "running", "cpuset": "1"},
+        ]),
+    )
+}
+
+fn run(node: &Node, goal: Goal) -> (Outcome, Plan) {
+    let ui = Approve::default();
+    let req = Request {
+        goal,
+        parallelism: Some(4),
+        lock_timeout: Duration::ZERO,
+        command_line: "mvm agent reconcile",
+    };
+    let out = reconcile(node, req, &ui, Arc::new(AtomicBool::new(false)), false).unwrap();
+    (out, ui.0.lock().unwrap().clone().expect("a plan was shown"))
+}
+
+fn mutating(calls: &[Call]) -> Vec<&Call> {
+    calls.iter().filter(|c| c.mutates()).collect()
+}
+
+fn setup() -> (Arc<RecordingHost>, Node) {
+    let rec = Arc::new(RecordingHost::new().with_base(base()));
+    let node = Node::new(config(), Host::recording(rec.clone()));
+    (rec, node)
+}
+
+#[test]
+fn a_whole_reconcile_converges_and_the_second_run_makes_zero_mutating_calls() {
+    let (rec, node) = setup();
+    let goal = Goal::Desired {
+        desired: two(&node.config),
+        options: PlanOptions::default(),
+    };
+    let (out, plan) = run(&node, goal);
+    let Outcome::Applied(report) = out else {
+        panic!("the first run applies")
+    };
+    assert!(
+        report.success(),
+        "{:#?} {:?}",
+        report.steps,
+        report.audit_errors
+    );
+    assert!(
+        plan.resource_changes.iter().all(|c| c.blocked.is_none()),
+        "nothing is blocked on a capable host: {:#?}",
+        plan.resource_changes
+            .iter()
+            .filter(|c| c.blocked.is_some())
+            .collect::<Vec<_>>()
+    );
+    // Every kind took part: both VMs run.
+    let calls = rec.calls();
+    let launches = calls
+        .iter()
+        .filter(
+            |c| matches!(c, Call::Launch { args, .. } if args.first().is_some_and(|a| a == "--id")),
+        )
+        .count();
+    assert_eq!(launches, 2, "{calls:#?}");
+    // The state dir (which holds the lock) is made, then the lock taken,
+    // then the host probed, before any other change.
+    assert!(
+        matches!(&calls[0], Call::EnsureDir { path, .. } if path == Path::new(STATE)),
+        "{:?}",
+        calls[0]
+    );
+    assert!(matches!(calls[1], Call::NodeLock(_)), "{:?}", calls[1]);
+    assert!(matches!(calls[2], Call::Observe(_)), "{:?}", calls[2]);
+    // The applied desired state was remembered for `net verify`.
+    assert!(rec.file(&Path::new(STATE).join("desired.json")).is_some());
+
+    let before = calls.len();
+    let goal = Goal::Desired {
+        desired: two(&node.config),
+        options: PlanOptions::default(),
+    };
+    let (out, plan) = run(&node, goal);
+    let changes: Vec<String> = plan
+        .resource_changes
+        .iter()
+        .filter(|c| c.actions != Action::NoOp)
+        .map(|c| {
+            format!(
+                "{} {:?}: {:?} -> {:?}",
+                c.address, c.actions, c.before, c.after
+            )
+        })
+        .collect();
+    assert!(
+        changes.is_empty(),
+        "the second plan changes:\n{}",
+        changes.join("\n")
+    );
+    assert!(matches!(out, Outcome::NoChanges));
+    let second = rec.calls()[before..].to_vec();
+    assert_eq!(
+        mutating(&second),
+        Vec::<&Call>::new(),
+        "the no-op run changed the host"
+    );
+    assert_eq!(second.len(), 2, "it took the lock and probed: {second:?}");
+}
+
+#[test]
+fn stopping_a_tenant_stops_exactly_its_vm_and_pruning_removes_exactly_one_tenant() {
+    let (rec, node) = setup();
+    let goal = Goal::Desired {
+        desired: two(&node.config),
+        options: PlanOptions::default(),
+    };
+    assert!(matches!(run(&node, goal).0, Outcome::Applied(r) if r.success()));
+
+    let before = rec.calls().len();
+    let goal = Goal::TenantState {
+        id: spec::types::TenantId::parse("beta").unwrap(),
+        state: spec::RunState::Stopped,
+    };
+    let (out, plan) = run(&node, goal);
+    assert!(matches!(out, Outcome::Applied(r) if r.success()));
+    let changed: Vec<String> = plan
+        .resource_changes
+        .iter()
+        .filter(|c| c.actions != Action::NoOp)
+        .map(|c| c.address.to_string())
+        .collect();
+    assert_eq!(changed, ["tenant.beta.vm"]);
+    let stops = rec.calls()[before..]
+        .iter()
+        .filter(|c| matches!(c, Call::Stop(_)))
+        .count();
+    assert_eq!(stops, 1);
+
+    // beta leaves the desired state: with --prune everything of beta
+    // goes, and nothing of acme or the node changes.
+    let only_acme = desired(
+        &node.config,
+        serde_json::json!([
+            {"tenant_id": "acme", "flake_ref": "github:o/a?rev=0123456789abcdef0123456789abcdef01234567",
+             "profile": "minimal", "vcpus": 2, "mem_mib": 512, "state": "running",
+             "metadata": true, "data_mib": 64, "ssh_from_gateway": true},
+        ]),
+    );
+    let goal = Goal::Desired {
+        desired: only_acme.clone(),
+        options: PlanOptions {
+            prune: true,
+            targets: Vec::new(),
+        },
+    };
+    let (out, plan) = run(&node, goal);
+    assert!(matches!(out, Outcome::Applied(r) if r.success()));
+    let changed: Vec<(String, Action)> = plan
+        .resource_changes
+        .iter()
+        .filter(|c| c.actions != Action::NoOp)
+        .map(|c| (c.address.to_string(), c.actions))
+        .collect();
+    assert!(
+        changed
+            .iter()
+            .all(|(a, act)| a.starts_with("tenant.beta.") && *act == Action::Delete),
+        "{changed:?}"
+    );
+    // And the node converged again.
+    let goal = Goal::Desired {
+        desired: only_acme,
+        options: PlanOptions {
+            prune: true,
+            targets: Vec::new(),
+        },
+    };
+    assert!(matches!(run(&node, goal).0, Outcome::NoChanges));
+}
+
+#[test]
+fn every_change_is_audited_node_changes_in_the_node_log() {
+    let (rec, node) = setup();
+    let goal = Goal::Desired {
+        desired: two(&node.config),
+        options: PlanOptions::default(),
+    };
+    let (_, plan) = run(&node, goal);
+    let node_id = node.node_id().unwrap().expect("the run made a node id");
+    let state = Path::new(STATE);
+    let node_log = rec
+        .file(&state.join("audit.log"))
+        .expect("a node audit log");
+    let text = String::from_utf8(node_log.clone()).unwrap();
+    for addr in ["node.bridge", "node.nft", "node.metadata"] {
+        assert!(
+            text.contains(&format!("\"resource\":\"{addr}\"")),
+            "{addr} not in the node log:\n{text}"
+        );
+    }
+    assert!(!text.contains("\"tenant_id\""), "{text}");
+    let v = verify(
+        &node_log,
+        rec.file(&state.join("audit.head")).as_deref(),
+        Log::Node,
+        Some(&node_id),
+    );
+    assert!(v.problems.is_empty(), "{:?}", v.problems);
+    assert_eq!(
+        v.records as usize,
+        plan.resource_changes
+            .iter()
+            .filter(|c| c.address.tenant().is_none() && c.actions != Action::NoOp)
+            .count()
+    );
+    let acme = rec
+        .file(&state.join("tenants/acme/audit.log"))
+        .expect("acme's log");
+    let acme = String::from_utf8(acme).unwrap();
+    assert!(acme.contains("\"resource\":\"tenant.acme.vm\""), "{acme}");
+    assert!(!acme.contains("node.nft"), "{acme}");
+}
+
+#[test]
+fn a_second_reconcile_waits_for_the_lock_and_gives_up_naming_the_holder() {
+    let (rec, node) = setup();
+    let held = rec
+        .as_ref()
+        .node_lock(
+            &Path::new(STATE).join("lock"),
+            "pid 1 (mvm agent run)",
+            Duration::ZERO,
+            &mut |_| {},
+        )
+        .unwrap();
+    let ui = Approve::default();
+    let req = Request {
+        goal: Goal::Desired {
+            desired: two(&node.config),
+            options: PlanOptions::default(),
+        },
+        parallelism: None,
+        lock_timeout: Duration::from_millis(50),
+        command_line: "mvm agent reconcile",
+    };
+    let e = reconcile(&node, req, &ui, Arc::new(AtomicBool::new(false)), false)
+        .err()
+        .expect("the lock is held");
+    assert!(e.to_string().contains("mvm agent run"), "{e}");
+    assert!(
+        mutating(&rec.calls())
+            .iter()
+            .all(|c| matches!(c, Call::EnsureDir { .. }))
+    );
+    drop(held);
+}
+
+use mvm::host::Locks;

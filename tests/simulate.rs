@@ -1,0 +1,155 @@
+//! Property: every kind's `simulate` does what its provider does. For any
+//! host that already runs one desired state and any next one, the plan
+//! applied by the providers on the recording host (which answers the
+//! probe from its own model of what the calls did) leaves exactly the
+//! attributes the plan's simulation predicts — for every resource, changed
+//! or not, except the values the plan says are known only after apply.
+
+#[path = "common/desired.rs"]
+mod generated;
+
+use generated::desired;
+use mvm::agent::Node;
+use mvm::agent::reconcile::{Goal, Outcome, Request, Ui, reconcile};
+use mvm::apply::progress::Progress;
+use mvm::apply::{Phase, StepResult};
+use mvm::host::Host;
+use mvm::host::recording::RecordingHost;
+use mvm::observed::{CgroupMount, Observed};
+use mvm::plan::{Action, Plan, PlanOptions, simulate};
+use mvm::resources::{At, Attrs, Ctx, KindId, ResourceAddr, Scope};
+use mvm::spec::{DesiredState, NodeConfig};
+use proptest::prelude::*;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+struct Quiet;
+impl Progress for Quiet {
+    fn started(&self, _: &ResourceAddr, _: Phase, _: Action) {}
+    fn finished(&self, _: &StepResult) {}
+}
+
+struct Approve;
+impl Ui for Approve {
+    fn waiting_for_lock(&self, _: &str) {}
+    fn show_plan(&self, _: &Plan) {}
+    fn confirm(&self, _: &Plan) -> Result<bool, mvm::agent::AgentError> {
+        Ok(true)
+    }
+    fn progress(&self) -> Arc<dyn Progress> {
+        Arc::new(Quiet)
+    }
+    fn interrupted(&self) {}
+}
+
+/// Everything installed, every controller, IPv6.
+fn base() -> Observed {
+    let mut o = Observed::empty();
+    let b = &mut o.binaries;
+    (b.firecracker, b.jailer, b.nix) = (true, true, true);
+    (b.strict_seccomp_filter, b.nix_build_users, b.mkfs_ext4) = (true, true, true);
+    o.cgroup = Some(CgroupMount {
+        mount: "/sys/fs/cgroup".into(),
+        controllers: ["cpu", "cpuset", "memory", "pids"].map(String::from).into(),
+    });
+    o.cpus_online = Some("0-7".into());
+    o.sysctls
+        .insert("net.ipv6.conf.default.accept_ra".into(), "1".into());
+    o
+}
+
+/// The recording host's builds lock a flake to a hash of its reference:
+/// a generated `lock` pin would never match it.
+fn unpinned(mut d: DesiredState) -> DesiredState {
+    for t in &mut d.tenants {
+        t.lock = None;
+    }
+    d
+}
+
+fn reconcile_to(node: &Node, d: DesiredState, prune: bool) -> Result<Outcome, String> {
+    let req = Request {
+        goal: Goal::Desired {
+            desired: d,
+            options: PlanOptions {
+                prune,
+                targets: Vec::new(),
+            },
+        },
+        parallelism: Some(4),
+        lock_timeout: Duration::ZERO,
+        command_line: "mvm agent reconcile",
+    };
+    reconcile(node, req, &Approve, Arc::new(AtomicBool::new(false)), false)
+        .map_err(|e| e.to_string())
+}
+
+/// Every resource's attributes in `obs`, by address.
+fn attributes(node: &NodeConfig, obs: &Observed) -> Vec<(ResourceAddr, Attrs)> {
+    let ctx = Ctx::new(node, obs);
+    let mut out = Vec::new();
+    for kind in KindId::all(Scope::Node) {
+        if let Some(a) = kind.get().observed(&ctx, At::Node) {
+            out.push((ResourceAddr::node(kind), a));
+        }
+    }
+    for (id, t) in &obs.tenants {
+        for kind in KindId::all(Scope::Tenant) {
+            if let Some(a) = kind.get().observed(&ctx, At::Tenant(id, t)) {
+                out.push((ResourceAddr::tenant_kind(id.clone(), kind), a));
+            }
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn simulate_predicts_what_the_providers_did(first in desired(5), second in desired(5), prune in any::<bool>()) {
+        let (first, second) = (unpinned(first), unpinned(second));
+        let rec = Arc::new(RecordingHost::new().with_base(base()));
+        let node = Node::new(NodeConfig::default_config(), Host::recording(rec.clone()));
+        // A legitimate refusal (an address a kept tenant holds) is not a
+        // simulation failure.
+        let Ok(_) = reconcile_to(&node, first, false) else { return Ok(()) };
+        let before = node.host.probe.observe(&node.config);
+        let Ok(plan) = mvm::plan::plan(&second, &node.config, &before, PlanOptions { prune, targets: Vec::new() }) else {
+            return Ok(());
+        };
+        prop_assume!(plan.resource_changes.iter().all(|c| c.blocked.is_none()));
+        let predicted = simulate::apply_to(&plan, &before).unwrap();
+        let out = reconcile_to(&node, second, prune).unwrap();
+        if let Outcome::Applied(r) = &out {
+            prop_assert!(r.success(), "{:#?}", r.steps);
+        }
+        let actual = node.host.probe.observe(&node.config);
+
+        let unknown: std::collections::HashMap<&ResourceAddr, BTreeSet<String>> = plan
+            .resource_changes
+            .iter()
+            .map(|c| (&c.address, c.after_unknown.iter().map(|a| a.to_string()).collect()))
+            .collect();
+        let mask = |attrs: Vec<(ResourceAddr, Attrs)>| -> Vec<(String, Attrs)> {
+            attrs
+                .into_iter()
+                .map(|(addr, mut a)| {
+                    if let Some(u) = unknown.get(&addr) {
+                        a.retain(|k, _| !u.contains(&k.to_string()));
+                    }
+                    (addr.to_string(), a)
+                })
+                .collect()
+        };
+        let want = mask(attributes(&node.config, &predicted));
+        let got = mask(attributes(&node.config, &actual));
+        for (w, g) in want.iter().zip(&got) {
+            prop_assert_eq!(w, g);
+        }
+        prop_assert_eq!(want.len(), got.len(), "resources: predicted {:?}, found {:?}",
+            want.iter().map(|w| &w.0).collect::<Vec<_>>(), got.iter().map(|g| &g.0).collect::<Vec<_>>());
+    }
+}
