@@ -4,7 +4,7 @@
 //! and audit records written for what ran.
 
 use mvm::apply::progress::Progress;
-use mvm::apply::{Outcome, Phase, Report, StepResult, execute};
+use mvm::apply::{Phase, Report, StepOutcome, StepResult, execute};
 use mvm::host::Host;
 use mvm::host::recording::{Call, RecordingHost};
 use mvm::observed::Observed;
@@ -89,7 +89,7 @@ fn run(
     progress: Arc<dyn Progress>,
     stop: Arc<AtomicBool>,
 ) -> Report {
-    let ctx = Arc::new(mvm::apply::context(
+    let ctx = Arc::new(mvm::apply::ctx_for(
         p,
         Host::recording(host),
         "node".into(),
@@ -151,31 +151,34 @@ fn creates_walk_dependencies_forwards_and_failures_skip_dependents() {
             .outcome
             .clone()
     };
-    assert_eq!(outcome("tenant.t0.dirs", Phase::Apply), Outcome::Done);
-    assert_eq!(outcome("tenant.t0.secrets", Phase::Apply), Outcome::Done);
-    assert_eq!(outcome("tenant.t0.cgroup", Phase::Apply), Outcome::Done);
+    assert_eq!(outcome("tenant.t0.dirs", Phase::Apply), StepOutcome::Done);
+    assert_eq!(
+        outcome("tenant.t0.secrets", Phase::Apply),
+        StepOutcome::Done
+    );
+    assert_eq!(outcome("tenant.t0.cgroup", Phase::Apply), StepOutcome::Done);
     // t1's tree fails.
     assert!(matches!(
         outcome("tenant.t1.dirs", Phase::Apply),
-        Outcome::Failed(_)
+        StepOutcome::Failed(_)
     ));
     // Everything of t1 is built on its tree and is skipped, naming the
     // cause; t0, unrelated, completed above.
     let dirs: ResourceAddr = "tenant.t1.dirs".parse().unwrap();
     assert_eq!(
         outcome("tenant.t1.secrets", Phase::Apply),
-        Outcome::Skipped {
+        StepOutcome::Skipped {
             because: dirs.clone()
         }
     );
     assert_eq!(
         outcome("tenant.t1.cgroup", Phase::Apply),
-        Outcome::Skipped { because: dirs }
+        StepOutcome::Skipped { because: dirs }
     );
     // The network is built for t0 (its tap on the bridge, its elements
     // after the tables), never for t1, whose tree failed.
-    assert_eq!(outcome("node.bridge", Phase::Apply), Outcome::Done);
-    assert_eq!(outcome("tenant.t0.tap", Phase::Apply), Outcome::Done);
+    assert_eq!(outcome("node.bridge", Phase::Apply), StepOutcome::Done);
+    assert_eq!(outcome("tenant.t0.tap", Phase::Apply), StepOutcome::Done);
     let bridge = position(&calls, "bridge", |c| matches!(c, Call::BridgeEnsure { .. }));
     let tap = position(
         &calls,
@@ -187,7 +190,7 @@ fn creates_walk_dependencies_forwards_and_failures_skip_dependents() {
     // A change this node cannot carry out is blocked: not attempted, its
     // dependents skipped (this observation has no Nix).
     assert!(
-        matches!(outcome("tenant.t0.artifact", Phase::Apply), Outcome::Blocked(ref e) if e.contains("Nix is not installed")),
+        matches!(outcome("tenant.t0.artifact", Phase::Apply), StepOutcome::Blocked(ref e) if e.contains("Nix is not installed")),
         "{:?}",
         outcome("tenant.t0.artifact", Phase::Apply)
     );
@@ -231,7 +234,10 @@ fn blocked_changes_are_not_attempted_and_leave_no_audit_record() {
         assert_eq!(blocked.len(), p.summary.blocked);
         for s in r.steps.iter().filter(|s| blocked.contains(&&s.address)) {
             assert!(
-                matches!(s.outcome, Outcome::Blocked(_) | Outcome::Skipped { .. }),
+                matches!(
+                    s.outcome,
+                    StepOutcome::Blocked(_) | StepOutcome::Skipped { .. }
+                ),
                 "run {run_no}: {} {:?}",
                 s.address,
                 s.outcome
@@ -301,7 +307,7 @@ fn concurrency_is_bounded_by_parallelism() {
         assert!(
             r.steps
                 .iter()
-                .filter(|s| s.outcome == Outcome::Done)
+                .filter(|s| s.outcome == StepOutcome::Done)
                 .count()
                 >= 36
         );
@@ -416,12 +422,12 @@ fn interrupt_lets_running_steps_finish_and_starts_nothing_new() {
     let done = r
         .steps
         .iter()
-        .filter(|s| s.outcome == Outcome::Done)
+        .filter(|s| s.outcome == StepOutcome::Done)
         .count();
     let not_started = r
         .steps
         .iter()
-        .filter(|s| s.outcome == Outcome::Interrupted)
+        .filter(|s| s.outcome == StepOutcome::Interrupted)
         .count();
     assert!(
         done >= 1 && not_started > 0,

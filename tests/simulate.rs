@@ -17,7 +17,7 @@ use mvm::host::Host;
 use mvm::host::recording::RecordingHost;
 use mvm::observed::{CgroupMount, Observed};
 use mvm::plan::{Action, Plan, PlanOptions, simulate};
-use mvm::resources::{At, Attrs, Ctx, KindId, ResourceAddr, Scope};
+use mvm::resources::{At, Attrs, KindId, PlanCtx, ResourceAddr, Scope};
 use mvm::spec::{DesiredState, NodeConfig};
 use proptest::prelude::*;
 use std::collections::BTreeSet;
@@ -88,7 +88,7 @@ fn reconcile_to(node: &Node, d: DesiredState, prune: bool) -> Result<Outcome, St
 
 /// Every resource's attributes in `obs`, by address.
 fn attributes(node: &NodeConfig, obs: &Observed) -> Vec<(ResourceAddr, Attrs)> {
-    let ctx = Ctx::new(node, obs);
+    let ctx = PlanCtx::new(node, obs);
     let mut out = Vec::new();
     for kind in KindId::all(Scope::Node) {
         if let Some(a) = kind.get().observed(&ctx, At::Node) {

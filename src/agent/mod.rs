@@ -1,13 +1,16 @@
-//! The node agent's work, callable as a library with no process-global
-//! state: load and validate the inputs, observe (or read a captured
+//! The node agent's use cases, callable as a library with no
+//! process-global state, on a `Node` (its config, its `Host`, its state
+//! layout): load and validate the inputs, observe (or read a captured
 //! observation), plan (`mod.rs`); reconcile under the node lock
-//! (`reconcile.rs`); read a tenant's audit log (`tenant.rs`). The CLI only
-//! parses flags and prints what these return.
+//! (`reconcile.rs`); the audit logs and VM revisions (`history.rs`);
+//! `tenant list`/`status` rows (`status.rs`); `node info` (`node.rs`);
+//! `net verify`'s checklist (`verify.rs`). The CLI only parses flags and
+//! prints what these return.
 
+pub mod history;
 pub mod node;
 pub mod reconcile;
-pub mod tenant;
-pub mod tenants;
+pub mod status;
 pub mod verify;
 
 use crate::host::Host;
@@ -136,6 +139,13 @@ impl AgentError {
             AgentError::Runtime(_) => Some("the system is out of threads or memory; try a lower --parallelism".into()),
         }
     }
+}
+
+pub fn parse_tenant_id(given: &str) -> Result<crate::spec::types::TenantId, AgentError> {
+    crate::spec::types::TenantId::parse(given).map_err(|problem| AgentError::BadTenantId {
+        given: given.to_string(),
+        problem: problem.to_string(),
+    })
 }
 
 /// Reads a `--target` list.

@@ -115,7 +115,7 @@ pub fn reconcile(
     }
 
     let node_id = node.ensure_node_id()?;
-    let ctx = Arc::new(apply::context(
+    let ctx = Arc::new(apply::ctx_for(
         &plan,
         host.clone(),
         node_id,

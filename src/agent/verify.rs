@@ -7,7 +7,7 @@
 
 use crate::observed::Observed;
 use crate::plan::PlanError;
-use crate::resources::{At, Ctx, KindId, NodeView, ResourceAddr, Scope, Subject};
+use crate::resources::{At, KindId, NodeView, PlanCtx, ResourceAddr, Scope, Subject};
 use crate::spec::{DesiredState, NodeConfig};
 use serde::Serialize;
 use serde_json::Value;
@@ -125,7 +125,7 @@ pub fn verify(
     observed: &Observed,
 ) -> Result<Verification, PlanError> {
     let tenants = crate::plan::resolve::resolve(desired, node, observed)?;
-    let ctx = Ctx::new(node, observed);
+    let ctx = PlanCtx::new(node, observed);
     let view = NodeView {
         tenants: &tenants,
         kept: Vec::new(),

@@ -18,7 +18,6 @@
 
 pub mod progress;
 
-use crate::host::Host;
 use crate::plan::{Action, Plan, ResourceChange};
 use crate::resources::{ApplyCtx, Attrs, ResourceAddr};
 use crate::security::audit::{AuditDetails, AuditEvent, Log};
@@ -35,7 +34,7 @@ pub enum Phase {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
+pub enum StepOutcome {
     Done,
     Failed(String),
     /// Not attempted: the plan says this node cannot carry it out.
@@ -53,7 +52,7 @@ pub struct StepResult {
     pub address: ResourceAddr,
     pub phase: Phase,
     pub action: Action,
-    pub outcome: Outcome,
+    pub outcome: StepOutcome,
     pub elapsed: Duration,
 }
 
@@ -79,13 +78,13 @@ impl Report {
     pub fn success(&self) -> bool {
         !self.interrupted
             && self.audit_errors.is_empty()
-            && self.steps.iter().all(|s| s.outcome == Outcome::Done)
+            && self.steps.iter().all(|s| s.outcome == StepOutcome::Done)
     }
 
     /// Terraform's counting: a replace adds one and destroys one.
     pub fn counts(&self) -> Counts {
         let mut c = Counts::default();
-        for s in self.steps.iter().filter(|s| s.outcome == Outcome::Done) {
+        for s in self.steps.iter().filter(|s| s.outcome == StepOutcome::Done) {
             match (s.phase, s.action) {
                 (Phase::Destroy, _) => c.destroyed += 1,
                 (Phase::Apply, Action::Update) => c.changed += 1,
@@ -98,19 +97,22 @@ impl Report {
     pub fn failed(&self) -> impl Iterator<Item = &StepResult> {
         self.steps
             .iter()
-            .filter(|s| matches!(s.outcome, Outcome::Failed(_)))
+            .filter(|s| matches!(s.outcome, StepOutcome::Failed(_)))
     }
 
     pub fn skipped(&self) -> impl Iterator<Item = &StepResult> {
-        self.steps
-            .iter()
-            .filter(|s| matches!(s.outcome, Outcome::Skipped { .. } | Outcome::Interrupted))
+        self.steps.iter().filter(|s| {
+            matches!(
+                s.outcome,
+                StepOutcome::Skipped { .. } | StepOutcome::Interrupted
+            )
+        })
     }
 
     pub fn blocked(&self) -> impl Iterator<Item = &StepResult> {
         self.steps
             .iter()
-            .filter(|s| matches!(s.outcome, Outcome::Blocked(_)))
+            .filter(|s| matches!(s.outcome, StepOutcome::Blocked(_)))
     }
 }
 
@@ -178,9 +180,9 @@ fn steps(plan: &Plan) -> Vec<Step<'_>> {
     out
 }
 
-/// The context a plan's steps run in: the host, and the node config and
+/// The context `plan`'s steps run in: the host, and the node config and
 /// cgroup2 mount the plan was made with.
-pub fn context(plan: &Plan, host: Host, node_id: String, command: String) -> ApplyCtx {
+pub fn ctx_for(plan: &Plan, host: crate::host::Host, node_id: String, command: String) -> ApplyCtx {
     ApplyCtx::new(
         host,
         plan.apply_context.node.clone(),
@@ -282,7 +284,7 @@ struct Walk<'p, 'a> {
     steps: &'a [Step<'p>],
     waiting: Vec<usize>,
     dependents: Vec<Vec<usize>>,
-    state: Vec<Option<Outcome>>,
+    state: Vec<Option<StepOutcome>>,
     ready: std::collections::VecDeque<usize>,
     finished: usize,
     report: Report,
@@ -313,12 +315,12 @@ impl<'p, 'a> Walk<'p, 'a> {
 
     /// Records how step `i` ended, then releases what waited on it — or,
     /// if it did not succeed, skips all of that, naming the cause.
-    fn settle(&mut self, i: usize, outcome: Outcome, elapsed: Duration) {
+    fn settle(&mut self, i: usize, outcome: StepOutcome, elapsed: Duration) {
         let cause = match &outcome {
-            Outcome::Skipped { because } => because.clone(),
+            StepOutcome::Skipped { because } => because.clone(),
             _ => self.steps[i].change.address.clone(),
         };
-        let ok = outcome == Outcome::Done;
+        let ok = outcome == StepOutcome::Done;
         let result = StepResult {
             address: self.steps[i].change.address.clone(),
             phase: self.steps[i].phase,
@@ -343,7 +345,7 @@ impl<'p, 'a> Walk<'p, 'a> {
             } else {
                 self.settle(
                     d,
-                    Outcome::Skipped {
+                    StepOutcome::Skipped {
                         because: cause.clone(),
                     },
                     Duration::ZERO,
@@ -364,7 +366,7 @@ pub async fn execute(
     let steps = steps(plan);
     let mut walk = Walk::new(&steps, progress.clone());
     let (tx, mut rx) =
-        tokio::sync::mpsc::unbounded_channel::<(usize, Outcome, Duration, Option<String>)>();
+        tokio::sync::mpsc::unbounded_channel::<(usize, StepOutcome, Duration, Option<String>)>();
     let mut running = 0usize;
     let parallelism = parallelism.max(1);
 
@@ -377,7 +379,7 @@ pub async fn execute(
                 continue;
             }
             if let Some(why) = &steps[i].change.blocked {
-                walk.settle(i, Outcome::Blocked(why.clone()), Duration::ZERO);
+                walk.settle(i, StepOutcome::Blocked(why.clone()), Duration::ZERO);
                 continue;
             }
             running += 1;
@@ -397,8 +399,8 @@ pub async fn execute(
                     }
                 };
                 let outcome = match result {
-                    Ok(_) => Outcome::Done,
-                    Err(e) => Outcome::Failed(e),
+                    Ok(_) => StepOutcome::Done,
+                    Err(e) => StepOutcome::Failed(e),
                 };
                 let elapsed = ctx.host.clock.now().duration_since(t).unsigned_abs();
                 let _ = tx.send((i, outcome, elapsed, audit_error));
@@ -411,9 +413,9 @@ pub async fn execute(
             for (i, step) in steps.iter().enumerate() {
                 if walk.state[i].is_none() {
                     let outcome = if interrupted {
-                        Outcome::Interrupted
+                        StepOutcome::Interrupted
                     } else {
-                        Outcome::Failed(
+                        StepOutcome::Failed(
                             "its dependencies wait on each other (a cycle in the plan)".into(),
                         )
                     };

@@ -5,6 +5,7 @@
 mod net;
 mod node;
 pub mod output;
+mod progress;
 mod reconcile;
 mod tenant;
 
@@ -61,6 +62,20 @@ pub enum NodeCommand {
     /// jailer and Nix with the versions they report, the bridge and nft tables, the
     /// metadata service, and how many tenants and VMs the node has. Read-only.
     Info(NodeInfoArgs),
+    /// Print the node's own audit log — every change to the bridge, the firewall (node.nft)
+    /// and the metadata service, with who made it — or check its hash chain. Tenants' changes
+    /// are in `mvm tenant audit ID`.
+    Audit(NodeAuditArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NodeAuditArgs {
+    /// Check that no record was edited, removed, reordered or cut off; exit 1 if one was.
+    #[arg(long)]
+    pub verify: bool,
+    /// Print the records as JSON lines, exactly as stored.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -365,6 +380,7 @@ fn dispatch(s: &Settings, node: &Node, command: &Command) -> Result<ExitCode, Ag
         }
         Command::Net(NetCommand::Verify(args)) => net::verify(s, node, args),
         Command::Node(NodeCommand::Info(args)) => node::info(s, node, args),
+        Command::Node(NodeCommand::Audit(args)) => node::audit(node, args),
         Command::Agent(AgentCommand::Apply { .. }) | Command::Metadata(_) => {
             unreachable!("run() handles the commands that need no node")
         }

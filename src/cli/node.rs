@@ -1,6 +1,7 @@
-//! `mvm node …`: the node itself. `info`: identity and inventory.
+//! `mvm node …`: the node itself. `info`: identity and inventory; `audit`:
+//! the node's own audit log.
 
-use super::{NodeInfoArgs, output};
+use super::{NodeAuditArgs, NodeInfoArgs, output};
 use crate::agent::{self, AgentError, Node};
 use crate::settings::Settings;
 use console::Style;
@@ -25,6 +26,18 @@ pub fn info(s: &Settings, node: &Node, args: &NodeInfoArgs) -> Result<ExitCode, 
     };
     output::write_stdout(&text);
     Ok(ExitCode::SUCCESS)
+}
+
+pub fn audit(node: &Node, args: &NodeAuditArgs) -> Result<ExitCode, AgentError> {
+    let log = agent::history::read_node_log(node)?;
+    if log.log.is_empty() && !args.json && !args.verify {
+        output::write_stdout(&format!(
+            "{}: no node change recorded yet.\n",
+            log.path.display()
+        ));
+        return Ok(ExitCode::SUCCESS);
+    }
+    super::tenant::show_log(node, &log, args.verify, args.json)
 }
 
 fn render(i: &agent::node::NodeInfo, colors: bool) -> String {

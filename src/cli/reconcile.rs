@@ -3,11 +3,12 @@
 //! lines — and the summary at the end. The sequence itself is
 //! `agent::reconcile`.
 
+use super::progress::{Bars, Lines};
 use super::{LifecycleArgs, ReconcileArgs, output};
 use crate::agent::reconcile::{self, Goal, Outcome, Request};
 use crate::agent::{self, AgentError, Node};
-use crate::apply::progress::{Bars, Lines, Progress};
-use crate::apply::{Outcome as StepOutcome, Report};
+use crate::apply::progress::Progress;
+use crate::apply::{Report, StepOutcome};
 use crate::plan::{Plan, PlanOptions};
 use crate::settings::Settings;
 use console::Style;
@@ -16,7 +17,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-struct Terminal<'a> {
+struct Operator<'a> {
     settings: &'a Settings,
     auto_approve: bool,
     lock_timeout: &'a str,
@@ -25,7 +26,7 @@ struct Terminal<'a> {
     json: bool,
 }
 
-impl reconcile::Ui for Terminal<'_> {
+impl reconcile::Ui for Operator<'_> {
     fn waiting_for_lock(&self, holder: &str) {
         eprintln!(
             "Waiting for the node lock, held by {} (up to {})...",
@@ -115,7 +116,7 @@ pub fn run(s: &Settings, node: &Node, args: &ReconcileArgs) -> Result<ExitCode, 
         // clap requires one of the two.
         (None, None) => unreachable!("clap requires --desired or --plan"),
     };
-    let ui = Terminal {
+    let ui = Operator {
         settings: s,
         auto_approve: args.auto_approve,
         lock_timeout: &args.lock_timeout,
@@ -139,8 +140,8 @@ pub fn tenant_state(
     state: crate::spec::RunState,
 ) -> Result<ExitCode, AgentError> {
     let lock_timeout = agent::parse_duration(&args.lock_timeout)?;
-    let id = agent::tenant::parse_id(&args.tenant)?;
-    let ui = Terminal {
+    let id = agent::parse_tenant_id(&args.tenant)?;
+    let ui = Operator {
         settings: s,
         auto_approve: args.auto_approve,
         lock_timeout: &args.lock_timeout,
@@ -165,7 +166,7 @@ fn finish(
     s: &Settings,
     node: &Node,
     req: Request,
-    ui: &Terminal,
+    ui: &Operator,
     no_changes: Option<&str>,
 ) -> Result<ExitCode, AgentError> {
     let outcome = reconcile::reconcile(node, req, ui, Arc::new(AtomicBool::new(false)), true)?;

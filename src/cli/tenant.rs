@@ -3,7 +3,7 @@
 //! them against the applied desired state.
 
 use super::{AuditArgs, RevisionsArgs, TenantListArgs, TenantStatusArgs, output};
-use crate::agent::tenants::{TenantRow, TenantStatus};
+use crate::agent::status::{TenantRow, TenantStatus};
 use crate::agent::{self, AgentError, Node};
 use crate::security::audit;
 use crate::settings::Settings;
@@ -12,13 +12,12 @@ use std::fmt::Write;
 use std::process::ExitCode;
 
 pub fn audit(_s: &Settings, node: &Node, args: &AuditArgs) -> Result<ExitCode, AgentError> {
-    let id = agent::tenant::parse_id(&args.tenant)?;
+    let id = agent::parse_tenant_id(&args.tenant)?;
     no_state_dir(&node.config, &id)?;
-    let log = agent::tenant::read_log(node, id)?;
+    let log = agent::history::read_log(node, id.clone())?;
     if log.archived {
         let note = format!(
-            "note: {} was pruned; reading its archived log {}\n",
-            log.id,
+            "note: {id} was pruned; reading its archived log {}\n",
             log.path.display()
         );
         // With --json on stderr, so stdout stays the log exactly as stored.
@@ -28,12 +27,23 @@ pub fn audit(_s: &Settings, node: &Node, args: &AuditArgs) -> Result<ExitCode, A
             output::write_stdout(&note);
         }
     }
-    if args.verify {
+    show_log(node, &log, args.verify, args.json)
+}
+
+/// Prints an audit log (a table, or `--json` lines exactly as stored), or
+/// checks its chain (`--verify`: exit 1 naming every problem).
+pub(super) fn show_log(
+    node: &Node,
+    log: &agent::history::AuditLog,
+    verify: bool,
+    json: bool,
+) -> Result<ExitCode, AgentError> {
+    if verify {
         let node_id = node.node_id()?;
         let v = audit::verify(
             &log.log,
             log.head.as_deref(),
-            audit::Log::Tenant(&log.id),
+            log.owner(),
             node_id.as_deref(),
         );
         for n in &v.notes {
@@ -58,7 +68,7 @@ pub fn audit(_s: &Settings, node: &Node, args: &AuditArgs) -> Result<ExitCode, A
         super::write_all(std::io::stderr().lock(), &out);
         return Ok(ExitCode::from(1));
     }
-    if args.json {
+    if json {
         super::write_all(std::io::stdout().lock(), &String::from_utf8_lossy(&log.log));
         return Ok(ExitCode::SUCCESS);
     }
@@ -94,7 +104,7 @@ fn inputs(
 
 pub fn list(s: &Settings, node: &Node, args: &TenantListArgs) -> Result<ExitCode, AgentError> {
     let (desired, observed, plan) = inputs(node, args)?;
-    let rows = agent::tenants::list(&desired, &observed, &plan);
+    let rows = agent::status::list(&desired, &observed, &plan);
     let text = if args.json {
         serde_json::to_string_pretty(&rows).expect("rows serialize") + "\n"
     } else {
@@ -105,9 +115,9 @@ pub fn list(s: &Settings, node: &Node, args: &TenantListArgs) -> Result<ExitCode
 }
 
 pub fn status(s: &Settings, node: &Node, args: &TenantStatusArgs) -> Result<ExitCode, AgentError> {
-    let id = agent::tenant::parse_id(&args.tenant)?;
+    let id = agent::parse_tenant_id(&args.tenant)?;
     let (desired, observed, plan) = inputs(node, &args.from)?;
-    let st = agent::tenants::status(&node.config, &id, &desired, &observed, &plan)
+    let st = agent::status::status(&node.config, &id, &desired, &observed, &plan)
         .ok_or(AgentError::UnknownTenant { id })?;
     let text = if args.from.json {
         serde_json::to_string_pretty(&st).expect("status serializes") + "\n"
@@ -296,9 +306,9 @@ fn detail(st: &TenantStatus, colors: bool) -> String {
 }
 
 pub fn revisions(s: &Settings, node: &Node, args: &RevisionsArgs) -> Result<ExitCode, AgentError> {
-    let id = agent::tenant::parse_id(&args.tenant)?;
+    let id = agent::parse_tenant_id(&args.tenant)?;
     no_state_dir(&node.config, &id)?;
-    let list = agent::tenant::read_revisions(node, &id)?;
+    let list = agent::history::read_revisions(node, &id)?;
     if args.json {
         let text = serde_json::to_string_pretty(&list).expect("revisions serialize") + "\n";
         output::write_stdout(&text);

@@ -6,7 +6,7 @@
 
 use super::{FORMAT_VERSION, Plan};
 use crate::observed::Observed;
-use crate::resources::{At, Ctx};
+use crate::resources::{At, PlanCtx};
 use crate::spec::NodeConfig;
 use std::collections::HashMap;
 
@@ -34,7 +34,7 @@ pub fn saved(plan: &Plan, node: &NodeConfig, observed: &Observed) -> Result<(), 
             show(here.map(|p| p.as_path()))
         ));
     }
-    let ctx = Ctx::new(node, observed);
+    let ctx = PlanCtx::new(node, observed);
     // (kind, attribute, value) -> the tenant holding it.
     let mut holders: HashMap<(&str, &str, String), String> = HashMap::new();
     let mut claim = |kind: &'static str, attr: &'static str, value: String, who: String| {
@@ -149,7 +149,7 @@ fn identities(plan: &Plan, observed: &Observed) -> Result<(), String> {
 /// The resources of `plan` whose state on the host now differs from what
 /// the plan saw (its `before`): what made a saved plan stale.
 pub fn changed_since(plan: &Plan, node: &NodeConfig, observed: &Observed) -> Vec<String> {
-    let ctx = Ctx::new(node, observed);
+    let ctx = PlanCtx::new(node, observed);
     plan.resource_changes
         .iter()
         .filter(|c| {

@@ -157,12 +157,14 @@ pub struct Plan {
     pub kept_tenants: Vec<KeptTenant>,
     /// What apply needs besides the changes: the node config the plan was
     /// made with, and where cgroup2 was found. Apply reads nothing else.
-    pub apply_context: ApplyContext,
+    pub apply_context: MadeAgainst,
 }
 
+/// What a plan was made against and is applied with: the node config and
+/// the cgroup2 mount (serialized as the plan's `apply_context`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ApplyContext {
+pub struct MadeAgainst {
     pub node: crate::spec::NodeConfig,
     pub cgroup_mount: Option<std::path::PathBuf>,
 }

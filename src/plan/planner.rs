@@ -11,8 +11,8 @@ use super::{
 };
 use crate::observed::{Observed, ObservedTenant};
 use crate::resources::{
-    At, AttrName, Attrs, Ctx, Desired, Documents, KindId, NodeView, ResolvedTenant, ResourceAddr,
-    Scope, Subject, Unwanted,
+    At, AttrName, Attrs, Desired, Documents, KindId, NodeView, PlanCtx, ResolvedTenant,
+    ResourceAddr, Scope, Subject, Unwanted,
 };
 use crate::spec::types::TenantId;
 use crate::spec::{DesiredState, NodeConfig};
@@ -58,7 +58,7 @@ pub fn plan(
         return Err(PlanError::CorruptRecords(corrupt));
     }
 
-    let ctx = Ctx::new(node, observed);
+    let ctx = PlanCtx::new(node, observed);
     let tenants = super::resolve::resolve(desired, node, observed)?;
     let wanted: HashSet<&TenantId> = tenants.iter().map(|t| t.id()).collect();
     let absent: Vec<(&TenantId, &ObservedTenant)> = observed
@@ -209,7 +209,7 @@ pub fn plan(
         summary,
         resource_changes: changes,
         kept_tenants: kept,
-        apply_context: super::ApplyContext {
+        apply_context: super::MadeAgainst {
             node: node.clone(),
             cgroup_mount: observed.cgroup.as_ref().map(|c| c.mount.clone()),
         },
@@ -400,7 +400,7 @@ fn propagate_replacements(drafts: &mut [Draft], graph: &ResourceGraph, order: &[
 
 /// Fills `after` for values that stay as they are, lists the unknowns,
 /// and, for a change, adds its documents and why it is blocked here.
-fn finish(ctx: &Ctx, view: &NodeView, d: Draft) -> ResourceChange {
+fn finish(ctx: &PlanCtx, view: &NodeView, d: Draft) -> ResourceChange {
     let mut c = d.change;
     if let Some(after) = c.after.as_mut() {
         for k in &d.unknown {

@@ -13,7 +13,6 @@ pub use desired::{DesiredState, Profile, RunState, SeccompLevel, TenantSpec};
 pub use node::NodeConfig;
 pub use problems::{Problem, Problems};
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// Why an input file could not be used.
@@ -56,19 +55,38 @@ impl SpecError {
     }
 }
 
-/// Which kind of input a file is, for messages.
-#[derive(Debug, Clone, Copy)]
+/// How much of each input mvm reads at most. A file over its cap is
+/// refused with the cap named, so a planted `/dev/zero` or a runaway
+/// generator cannot exhaust memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Input {
+    /// desired.json: 10,000 tenants are about 3 MiB.
     Desired,
-    Node,
+    /// node.toml.
+    NodeConfig,
+    /// A captured observation (`--observed`).
+    Observed,
+    /// A saved plan (`--plan`): 10,000 tenants are about 60 MiB.
+    Plan,
 }
 
-impl fmt::Display for Input {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Input {
+    pub const fn cap(self) -> u64 {
+        match self {
+            Input::Desired => 64 << 20,
+            Input::NodeConfig => 1 << 20,
+            Input::Observed => 256 << 20,
+            Input::Plan => 256 << 20,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
             Input::Desired => "desired state",
-            Input::Node => "node config",
-        })
+            Input::NodeConfig => "node config",
+            Input::Observed => "observed state",
+            Input::Plan => "saved plan",
+        }
     }
 }
 

@@ -5,40 +5,7 @@
 use std::io;
 use std::path::Path;
 
-/// How much of each input mvm reads at most. A file over its cap is
-/// refused with the cap named, so a planted `/dev/zero` or a runaway
-/// generator cannot exhaust memory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Input {
-    /// desired.json: 10,000 tenants are about 3 MiB.
-    Desired,
-    /// node.toml.
-    NodeConfig,
-    /// A captured observation (`--observed`).
-    Observed,
-    /// A saved plan (`--plan`): 10,000 tenants are about 60 MiB.
-    Plan,
-}
-
-impl Input {
-    pub const fn cap(self) -> u64 {
-        match self {
-            Input::Desired => 64 << 20,
-            Input::NodeConfig => 1 << 20,
-            Input::Observed => 256 << 20,
-            Input::Plan => 256 << 20,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Input::Desired => "desired state",
-            Input::NodeConfig => "node config",
-            Input::Observed => "observed state",
-            Input::Plan => "saved plan",
-        }
-    }
-}
+pub use crate::spec::Input;
 
 /// Reads an input file as UTF-8 text: opened non-blocking (a FIFO cannot
 /// hang mvm), a regular file (not a FIFO, device or directory), at most

@@ -5,12 +5,13 @@
 //! rtnetlink; address, link state and sysctls change in place, and a
 //! sysctl that drifted is an update.
 
-use super::{
-    ApplyCtx, At, Attrs, Ctx, Dep, Desired, Documents, NodeView, Provider, Resource, Scope, Subject,
-};
 use crate::host::{HostError, HostResult};
 use crate::net;
 use crate::observed::{BridgeObs, Observed};
+use crate::resources::{
+    ApplyCtx, At, Attrs, Dep, Desired, Documents, NodeView, PlanCtx, Provider, Resource, Scope,
+    Subject,
+};
 use crate::spec::TenantSpec;
 use crate::spec::types::{MacAddr, TenantId};
 use serde::Deserialize;
@@ -35,7 +36,7 @@ pub struct BridgeAttrs {
 /// Why the bridge of node.toml's name on the host is not this node's to
 /// manage, if it is not: another alias, or none and not mvm's fixed MAC
 /// (a bridge of an mvm before marks has that MAC, and is adopted).
-pub fn foreign(ctx: &Ctx) -> Option<String> {
+pub fn foreign(ctx: &PlanCtx) -> Option<String> {
     let b = ctx.observed.bridge.as_ref()?;
     let name = &ctx.node.bridge.name;
     let ours = net::owner_mark(ctx.node);
@@ -61,14 +62,14 @@ pub fn bridge_mac(node: &crate::spec::NodeConfig) -> MacAddr {
 
 /// The sysctls to manage on this host, with their values: those that
 /// apply here (`When`), read from what the probe found.
-fn wanted_sysctls(ctx: &Ctx) -> BTreeMap<String, String> {
+fn wanted_sysctls(ctx: &PlanCtx) -> BTreeMap<String, String> {
     net::applicable(net::sysctls(ctx.node), &ctx.observed.sysctls)
 }
 
 /// Why the bridge's subnet cannot be used here, if it cannot: it
 /// overlaps an address or route another link of the host already has
 /// (tenants would shadow those hosts, or the host would route them away).
-fn overlap(ctx: &Ctx) -> Option<String> {
+fn overlap(ctx: &PlanCtx) -> Option<String> {
     let subnet = ctx.node.bridge.subnet;
     let clash: Vec<String> = ctx
         .observed
@@ -97,7 +98,7 @@ impl Resource for Bridge {
     }
 
     /// Wanted while any tenant is on the node (planned or kept).
-    fn desired(&self, ctx: &Ctx, s: Subject) -> Option<Desired> {
+    fn desired(&self, ctx: &PlanCtx, s: Subject) -> Option<Desired> {
         let Subject::Node(view) = s else { return None };
         if view.tenants.is_empty() && view.kept.is_empty() {
             return None;
@@ -119,12 +120,12 @@ impl Resource for Bridge {
         Some(d)
     }
 
-    fn blocked(&self, ctx: &Ctx, s: Subject) -> Option<String> {
+    fn blocked(&self, ctx: &PlanCtx, s: Subject) -> Option<String> {
         let Subject::Node(_) = s else { return None };
         foreign(ctx).or_else(|| overlap(ctx))
     }
 
-    fn observed(&self, ctx: &Ctx, _: At) -> Option<Attrs> {
+    fn observed(&self, ctx: &PlanCtx, _: At) -> Option<Attrs> {
         let b = ctx.observed.bridge.as_ref()?;
         if foreign(ctx).is_some() {
             return None;
@@ -156,7 +157,7 @@ impl Resource for Bridge {
         Some(a)
     }
 
-    fn warnings(&self, ctx: &Ctx, _: &NodeView) -> Vec<String> {
+    fn warnings(&self, ctx: &PlanCtx, _: &NodeView) -> Vec<String> {
         ctx.observed
             .facts
             .get("netlink")
@@ -189,7 +190,7 @@ impl Resource for Bridge {
         }
     }
 
-    fn check(&self, ctx: &Ctx, _: Option<&TenantId>, a: &BridgeAttrs) -> Result<(), String> {
+    fn check(&self, ctx: &PlanCtx, _: Option<&TenantId>, a: &BridgeAttrs) -> Result<(), String> {
         let b = &ctx.node.bridge;
         if a.name != b.name {
             return Err(format!(

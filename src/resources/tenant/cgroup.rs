@@ -7,11 +7,12 @@
 //! resource as blocked, unless node.toml allows missing controllers, in
 //! which case the limits it cannot set are left out and the plan warns.
 
-use super::{
-    ApplyCtx, At, Attrs, Ctx, Dep, Desired, Documents, NodeView, Provider, Resource, Scope, Subject,
-};
 use crate::host::{HostError, HostResult};
 use crate::observed::{CGROUP_LIMIT_FILES, CgroupObs, Observed};
+use crate::resources::{
+    ApplyCtx, At, Attrs, Dep, Desired, Documents, NodeView, PlanCtx, Provider, Resource, Scope,
+    Subject,
+};
 use crate::security::audit::AuditDetails;
 use crate::security::cgroups::CgroupLimits;
 use crate::spec::TenantSpec;
@@ -60,13 +61,13 @@ fn controller(file: &str) -> &'static str {
         .expect("every managed file is in CGROUP_LIMIT_FILES")
 }
 
-pub fn path(ctx: &Ctx, id: &TenantId) -> String {
+pub fn path(ctx: &PlanCtx, id: &TenantId) -> String {
     format!("{}/{id}", ctx.node.cgroup.parent)
 }
 
 /// Controllers the limits need that the cgroup2 root does not offer, or
 /// every one of them when cgroup2 is not mounted.
-pub fn missing_controllers(ctx: &Ctx, limits: &CgroupLimits) -> Vec<&'static str> {
+pub fn missing_controllers(ctx: &PlanCtx, limits: &CgroupLimits) -> Vec<&'static str> {
     let have = ctx.observed.cgroup.as_ref().map(|c| &c.controllers);
     limits
         .controllers()
@@ -85,7 +86,7 @@ impl Resource for Cgroup {
         &[Dep::Tenant("dirs")]
     }
 
-    fn desired(&self, ctx: &Ctx, s: Subject) -> Option<Desired> {
+    fn desired(&self, ctx: &PlanCtx, s: Subject) -> Option<Desired> {
         let Subject::Tenant(t) = s else { return None };
         let limits = CgroupLimits::for_tenant(&t.spec);
         let skip = if ctx.node.cgroup.allow_missing_controllers {
@@ -111,7 +112,7 @@ impl Resource for Cgroup {
         Some(d)
     }
 
-    fn blocked(&self, ctx: &Ctx, s: Subject) -> Option<String> {
+    fn blocked(&self, ctx: &PlanCtx, s: Subject) -> Option<String> {
         let Subject::Tenant(t) = s else { return None };
         let Some(cg) = &ctx.observed.cgroup else {
             return Some("cgroup2 is not mounted on this node".into());
@@ -131,7 +132,7 @@ impl Resource for Cgroup {
         ))
     }
 
-    fn warnings(&self, ctx: &Ctx, view: &NodeView) -> Vec<String> {
+    fn warnings(&self, ctx: &PlanCtx, view: &NodeView) -> Vec<String> {
         let mut w = Vec::new();
         if ctx.node.cgroup.allow_missing_controllers && !view.tenants.is_empty() {
             let all: BTreeSet<&str> = view
@@ -183,7 +184,7 @@ impl Resource for Cgroup {
         w
     }
 
-    fn observed(&self, ctx: &Ctx, at: At) -> Option<Attrs> {
+    fn observed(&self, ctx: &PlanCtx, at: At) -> Option<Attrs> {
         let At::Tenant(id, obs) = at else { return None };
         let cg = obs.cgroup.as_ref()?;
         let mut a = Attrs::new();
@@ -203,7 +204,7 @@ impl Resource for Cgroup {
         after: Option<&CgroupAttrs>,
         _: &Documents,
     ) {
-        let t = super::tenant_mut(obs, id);
+        let t = crate::resources::tenant_mut(obs, id);
         t.cgroup = after.map(|a| CgroupObs {
             files: a
                 .files()
@@ -214,7 +215,7 @@ impl Resource for Cgroup {
         });
     }
 
-    fn check(&self, ctx: &Ctx, id: Option<&TenantId>, a: &CgroupAttrs) -> Result<(), String> {
+    fn check(&self, ctx: &PlanCtx, id: Option<&TenantId>, a: &CgroupAttrs) -> Result<(), String> {
         let id = id.ok_or("not a tenant address")?;
         let want = path(ctx, id);
         if a.path != want {
@@ -530,13 +531,13 @@ mod tests {
             uid: 100000,
             gid: 100000,
         };
-        let desired = |ctx: &Ctx, t: &ResolvedTenant| {
+        let desired = |ctx: &PlanCtx, t: &ResolvedTenant| {
             Resource::desired(&Cgroup, ctx, Subject::Tenant(t)).unwrap()
         };
         let blocked =
-            |ctx: &Ctx, t: &ResolvedTenant| Resource::blocked(&Cgroup, ctx, Subject::Tenant(t));
+            |ctx: &PlanCtx, t: &ResolvedTenant| Resource::blocked(&Cgroup, ctx, Subject::Tenant(t));
         // Strict (the default): all limits wanted, and the change is blocked.
-        let ctx = Ctx::new(&node, &obs);
+        let ctx = PlanCtx::new(&node, &obs);
         assert!(desired(&ctx, &t).attrs.contains_key("memory.max"));
         assert!(
             blocked(&ctx, &t)
@@ -545,7 +546,7 @@ mod tests {
         );
         // Development hosts may allow it: the limits it cannot set are left out.
         node.cgroup.allow_missing_controllers = true;
-        let ctx = Ctx::new(&node, &obs);
+        let ctx = PlanCtx::new(&node, &obs);
         assert!(!desired(&ctx, &t).attrs.contains_key("memory.max"));
         assert!(blocked(&ctx, &t).is_none());
     }

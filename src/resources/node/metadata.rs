@@ -7,13 +7,13 @@
 //! `<state>/metadata.json`: a dead one, one of another version or one
 //! listening elsewhere is drift, and is restarted.
 
-use super::{
-    ApplyCtx, At, Attrs, Ctx, Dep, Desired, Documents, Provider, Resource, Scope, Subject,
-};
 use crate::host::HostResult;
 use crate::host::ProcessRef;
 use crate::net::metadata::RateLimit;
 use crate::observed::{Observed, ServiceObs};
+use crate::resources::{
+    ApplyCtx, At, Attrs, Dep, Desired, Documents, PlanCtx, Provider, Resource, Scope, Subject,
+};
 use crate::spec::TenantSpec;
 use crate::spec::types::TenantId;
 use serde::Deserialize;
@@ -41,7 +41,7 @@ fn limit(node: &crate::spec::NodeConfig) -> RateLimit {
     }
 }
 
-pub fn listen(ctx: &Ctx) -> String {
+pub fn listen(ctx: &PlanCtx) -> String {
     format!("{}:{}", ctx.node.bridge.gateway, ctx.node.metadata.port)
 }
 
@@ -58,7 +58,7 @@ impl Resource for Metadata {
         &[Dep::Node("bridge"), Dep::Node("nft")]
     }
 
-    fn desired(&self, ctx: &Ctx, s: Subject) -> Option<Desired> {
+    fn desired(&self, ctx: &PlanCtx, s: Subject) -> Option<Desired> {
         let Subject::Node(view) = s else { return None };
         let wanted = view.tenants.iter().any(|t| t.spec.metadata);
         // A kept tenant's metadata membership is what its nft elements say.
@@ -81,7 +81,7 @@ impl Resource for Metadata {
     /// The service mvm started (recorded, alive, an mvm of the recorded
     /// start) while it listens where it was told to. Anything else on the
     /// port is not mvm's: never deleted, and it blocks a start.
-    fn observed(&self, ctx: &Ctx, _: At) -> Option<Attrs> {
+    fn observed(&self, ctx: &PlanCtx, _: At) -> Option<Attrs> {
         let l = ctx.observed.metadata_listener.as_ref()?;
         let s = ctx
             .observed
@@ -97,7 +97,7 @@ impl Resource for Metadata {
         Some(a)
     }
 
-    fn blocked(&self, ctx: &Ctx, _: Subject) -> Option<String> {
+    fn blocked(&self, ctx: &PlanCtx, _: Subject) -> Option<String> {
         let l = ctx.observed.metadata_listener.as_ref()?;
         let ours = ctx
             .observed
@@ -131,7 +131,7 @@ impl Resource for Metadata {
         });
     }
 
-    fn check(&self, ctx: &Ctx, _: Option<&TenantId>, a: &MetadataAttrs) -> Result<(), String> {
+    fn check(&self, ctx: &PlanCtx, _: Option<&TenantId>, a: &MetadataAttrs) -> Result<(), String> {
         let want = limit(ctx.node);
         if a.listen != listen(ctx)
             || a.version.as_deref() != Some(env!("CARGO_PKG_VERSION"))

@@ -3,12 +3,12 @@
 //! plan shows the mount, never its contents. Options and size change in
 //! place with a remount.
 
-use super::values::{FileMode, TmpfsSize};
-use super::{
-    ApplyCtx, At, Attrs, Ctx, Dep, Desired, Documents, Provider, Resource, Scope, Subject,
-};
 use crate::host::{HostError, HostResult, TmpfsOptions};
 use crate::observed::{MountObs, Observed};
+use crate::resources::values::{FileMode, TmpfsSize};
+use crate::resources::{
+    ApplyCtx, At, Attrs, Dep, Desired, Documents, PlanCtx, Provider, Resource, Scope, Subject,
+};
 use crate::spec::TenantSpec;
 use crate::spec::types::TenantId;
 use serde::Deserialize;
@@ -42,7 +42,7 @@ impl Resource for Secrets {
         &[Dep::Tenant("dirs")]
     }
 
-    fn desired(&self, ctx: &Ctx, s: Subject) -> Option<Desired> {
+    fn desired(&self, ctx: &PlanCtx, s: Subject) -> Option<Desired> {
         let Subject::Tenant(t) = s else { return None };
         let mut d = Desired::default();
         d.set("path", ctx.layout.secrets(t.id()).display().to_string());
@@ -53,7 +53,7 @@ impl Resource for Secrets {
         Some(d)
     }
 
-    fn observed(&self, ctx: &Ctx, at: At) -> Option<Attrs> {
+    fn observed(&self, ctx: &PlanCtx, at: At) -> Option<Attrs> {
         let At::Tenant(id, obs) = at else { return None };
         let m = obs.secrets.as_ref()?;
         let sup = |key: &str| {
@@ -91,7 +91,7 @@ impl Resource for Secrets {
         after: Option<&SecretsAttrs>,
         _: &Documents,
     ) {
-        let t = super::tenant_mut(obs, id);
+        let t = crate::resources::tenant_mut(obs, id);
         t.secrets = after.map(|a| {
             let mut options: Vec<String> = a.options.split(',').map(str::to_string).collect();
             options.push("rw".into());
@@ -109,7 +109,7 @@ impl Resource for Secrets {
         });
     }
 
-    fn check(&self, ctx: &Ctx, id: Option<&TenantId>, a: &SecretsAttrs) -> Result<(), String> {
+    fn check(&self, ctx: &PlanCtx, id: Option<&TenantId>, a: &SecretsAttrs) -> Result<(), String> {
         let id = id.ok_or("not a tenant address")?;
         let path = ctx.layout.secrets(id).display().to_string();
         let options = FLAGS.join(",");

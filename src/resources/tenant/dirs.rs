@@ -5,12 +5,13 @@
 //! IP and MAC. Everything else of the tenant lives inside this tree, so it
 //! is created first and deleted last.
 
-use super::values::FileMode;
-use super::{
-    ApplyCtx, At, Attrs, Ctx, Dep, Desired, Documents, NodeView, Provider, Resource, Scope, Subject,
-};
 use crate::host::{HostError, HostResult};
 use crate::observed::{DirObs, Observed};
+use crate::resources::values::FileMode;
+use crate::resources::{
+    ApplyCtx, At, Attrs, Dep, Desired, Documents, NodeView, PlanCtx, Provider, Resource, Scope,
+    Subject,
+};
 use crate::security::audit::{AuditDetails, AuditEvent};
 use crate::spec::TenantSpec;
 use crate::spec::types::{MacAddr, TenantId};
@@ -59,7 +60,7 @@ impl Resource for Dirs {
         &[]
     }
 
-    fn desired(&self, ctx: &Ctx, s: Subject) -> Option<Desired> {
+    fn desired(&self, ctx: &PlanCtx, s: Subject) -> Option<Desired> {
         let Subject::Tenant(t) = s else { return None };
         let mut d = Desired::default();
         d.set("path", ctx.layout.tenant_dir(t.id()).display().to_string());
@@ -73,7 +74,7 @@ impl Resource for Dirs {
         Some(d)
     }
 
-    fn observed(&self, ctx: &Ctx, at: At) -> Option<Attrs> {
+    fn observed(&self, ctx: &PlanCtx, at: At) -> Option<Attrs> {
         let At::Tenant(id, obs) = at else { return None };
         let dir = obs.dir.as_ref()?;
         let rec = obs.record.as_ref();
@@ -107,7 +108,7 @@ impl Resource for Dirs {
         Some(a)
     }
 
-    fn warnings(&self, ctx: &Ctx, _: &NodeView) -> Vec<String> {
+    fn warnings(&self, ctx: &PlanCtx, _: &NodeView) -> Vec<String> {
         ctx.observed
             .facts
             .get("state_dir")
@@ -123,7 +124,7 @@ impl Resource for Dirs {
         after: Option<&DirsAttrs>,
         _: &Documents,
     ) {
-        let t = super::tenant_mut(obs, id);
+        let t = crate::resources::tenant_mut(obs, id);
         let Some(a) = after else {
             t.dir = None;
             t.jail_dir = None;
@@ -164,7 +165,7 @@ impl Resource for Dirs {
         ]
     }
 
-    fn check(&self, ctx: &Ctx, id: Option<&TenantId>, a: &DirsAttrs) -> Result<(), String> {
+    fn check(&self, ctx: &PlanCtx, id: Option<&TenantId>, a: &DirsAttrs) -> Result<(), String> {
         let id = id.ok_or("not a tenant address")?;
         let want = |name: &str, have: &str, want: &str| {
             if have == want {

@@ -8,12 +8,13 @@
 //! elements — the tenant elements are `tenant.<id>.nft`. mvm never touches
 //! another table.
 
-use super::{
-    ApplyCtx, At, Attrs, Ctx, Dep, Desired, Documents, NodeView, Provider, Resource, Scope, Subject,
-};
 use crate::host::HostResult;
 use crate::net::ruleset::{self, Ruleset};
 use crate::observed::{NftTableObs, Observed};
+use crate::resources::{
+    ApplyCtx, At, Attrs, Dep, Desired, Documents, NodeView, PlanCtx, Provider, Resource, Scope,
+    Subject,
+};
 use crate::spec::TenantSpec;
 use crate::spec::types::TenantId;
 use serde::Deserialize;
@@ -67,7 +68,7 @@ fn key(line: &str) -> &str {
 /// network namespace would rewrite and prune each other's rules and
 /// elements). Tables without the chain are an mvm's before marks, and are
 /// adopted.
-pub fn foreign(ctx: &Ctx) -> Option<String> {
+pub fn foreign(ctx: &PlanCtx) -> Option<String> {
     let tables = ctx.observed.nft.as_ref()?;
     let (f, n) = ruleset::INET_TABLE;
     let t = tables.get(&format!("{f} {n}"))?;
@@ -106,7 +107,7 @@ impl Resource for NodeNft {
     }
 
     /// Wanted while any tenant is on the node (planned or kept).
-    fn desired(&self, ctx: &Ctx, s: Subject) -> Option<Desired> {
+    fn desired(&self, ctx: &PlanCtx, s: Subject) -> Option<Desired> {
         let Subject::Node(view) = s else { return None };
         if view.tenants.is_empty() && view.kept.is_empty() {
             return None;
@@ -120,7 +121,7 @@ impl Resource for NodeNft {
         Some(d)
     }
 
-    fn observed(&self, ctx: &Ctx, _: At) -> Option<Attrs> {
+    fn observed(&self, ctx: &PlanCtx, _: At) -> Option<Attrs> {
         let tables = ctx.observed.nft.as_ref()?;
         if tables.is_empty() || foreign(ctx).is_some() {
             return None;
@@ -157,7 +158,7 @@ impl Resource for NodeNft {
         Some(a)
     }
 
-    fn blocked(&self, ctx: &Ctx, _: Subject) -> Option<String> {
+    fn blocked(&self, ctx: &PlanCtx, _: Subject) -> Option<String> {
         ctx.observed
             .facts
             .get("nft")
@@ -166,7 +167,7 @@ impl Resource for NodeNft {
             .or_else(|| foreign(ctx))
     }
 
-    fn warnings(&self, ctx: &Ctx, _: &NodeView) -> Vec<String> {
+    fn warnings(&self, ctx: &PlanCtx, _: &NodeView) -> Vec<String> {
         ctx.observed
             .facts
             .get("nft")
@@ -229,7 +230,7 @@ impl Resource for NodeNft {
         obs.nft = Some(tables);
     }
 
-    fn check(&self, ctx: &Ctx, _: Option<&TenantId>, a: &NftAttrs) -> Result<(), String> {
+    fn check(&self, ctx: &PlanCtx, _: Option<&TenantId>, a: &NftAttrs) -> Result<(), String> {
         let (tables, chains, sets, rules) = attrs_of(&ruleset::render(ctx.node));
         if a.tables != tables || a.chains != chains || a.sets != sets || a.rules != rules {
             return Err("the tables, chains, sets or rules are not what node.toml renders".into());

@@ -4,7 +4,7 @@
 
 use crate::observed::{Observed, ObservedTenant};
 use crate::plan::Plan;
-use crate::resources::{At, Ctx, REGISTRY, Scope};
+use crate::resources::{At, PlanCtx, REGISTRY, Scope};
 use crate::spec::NodeConfig;
 use crate::spec::types::TenantId;
 use crate::spec::{DesiredState, TenantSpec};
@@ -100,7 +100,7 @@ pub fn status(
     let pending = pending_by_tenant(plan);
     let rec = at.and_then(|t| t.record.as_ref());
     // What each tenant kind observes, so a new kind shows up by itself.
-    let ctx = Ctx::new(node, obs);
+    let ctx = PlanCtx::new(node, obs);
     let resources = REGISTRY
         .iter()
         .filter(|k| k.scope() == Scope::Tenant)

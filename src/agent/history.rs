@@ -1,5 +1,6 @@
-//! Reading a tenant's audit log: the live one under its tree, or — for a
-//! tenant pruned from the node — the newest archived one.
+//! A tenant's history and the node's: audit logs (a tenant's live one
+//! under its tree, or — for a tenant pruned from the node — the newest
+//! archived one; the node's own in the state dir) and VM revisions.
 
 use super::{AgentError, Node};
 use crate::spec::types::TenantId;
@@ -9,8 +10,9 @@ use std::path::PathBuf;
 /// The largest audit log read (a log grows by well under 1 KiB a change).
 pub const LOG_CAP: u64 = 1 << 30;
 
-pub struct TenantLog {
-    pub id: TenantId,
+pub struct AuditLog {
+    /// Whose log it is: a tenant's, or the node's (`None`).
+    pub id: Option<TenantId>,
     pub path: PathBuf,
     /// Set when the tenant was pruned and this is its archived log.
     pub archived: bool,
@@ -35,15 +37,8 @@ pub fn read_revisions(
     })
 }
 
-pub fn parse_id(given: &str) -> Result<TenantId, AgentError> {
-    TenantId::parse(given).map_err(|problem| AgentError::BadTenantId {
-        given: given.to_string(),
-        problem: problem.to_string(),
-    })
-}
-
 /// Finds and reads the tenant's log and head.
-pub fn read_log(node: &Node, id: TenantId) -> Result<TenantLog, AgentError> {
+pub fn read_log(node: &Node, id: TenantId) -> Result<AuditLog, AgentError> {
     let layout = &node.layout;
     let files = &*node.host.files;
     let live = layout.audit_log(&id);
@@ -64,11 +59,37 @@ pub fn read_log(node: &Node, id: TenantId) -> Result<TenantLog, AgentError> {
     let path = dir.join(AUDIT_LOG);
     let log = files.read(&path, LOG_CAP)?.unwrap_or_default();
     let head = files.read(&dir.join(AUDIT_HEAD), 4096)?;
-    Ok(TenantLog {
-        id,
+    Ok(AuditLog {
+        id: Some(id),
         path,
         archived,
         log,
         head,
     })
+}
+
+/// The node's own audit log (bridge, firewall, metadata service); empty
+/// before the first node change.
+pub fn read_node_log(node: &Node) -> Result<AuditLog, AgentError> {
+    let files = &*node.host.files;
+    let path = node.layout.node_audit_log();
+    let log = files.read(&path, LOG_CAP)?.unwrap_or_default();
+    let head = files.read(&node.layout.node_audit_head(), 4096)?;
+    Ok(AuditLog {
+        id: None,
+        path,
+        archived: false,
+        log,
+        head,
+    })
+}
+
+impl AuditLog {
+    /// The log's owner, as the chain check takes it.
+    pub fn owner(&self) -> crate::security::audit::Log<'_> {
+        match &self.id {
+            Some(id) => crate::security::audit::Log::Tenant(id),
+            None => crate::security::audit::Log::Node,
+        }
+    }
 }

@@ -5,12 +5,12 @@
 //! tenant is a handful of element adds or deletes in one small
 //! transaction; the chains never change. Every change is in place.
 
-use super::{
-    ApplyCtx, At, Attrs, Ctx, Dep, Desired, Documents, Provider, Resource, Scope, Subject,
-};
 use crate::host::{HostError, HostResult};
 use crate::net::ruleset;
 use crate::observed::{Observed, TenantNftObs};
+use crate::resources::{
+    ApplyCtx, At, Attrs, Dep, Desired, Documents, PlanCtx, Provider, Resource, Scope, Subject,
+};
 use crate::security::audit::AuditDetails;
 use crate::spec::TenantSpec;
 use crate::spec::types::{MacAddr, TenantId};
@@ -46,7 +46,7 @@ impl Resource for TenantNft {
         &[Dep::Node("nft"), Dep::Tenant("dirs")]
     }
 
-    fn desired(&self, _: &Ctx, s: Subject) -> Option<Desired> {
+    fn desired(&self, _: &PlanCtx, s: Subject) -> Option<Desired> {
         let Subject::Tenant(t) = s else { return None };
         let tap = t.id().tap_name();
         let mut d = Desired::default();
@@ -70,15 +70,15 @@ impl Resource for TenantNft {
         Some(d)
     }
 
-    fn blocked(&self, ctx: &Ctx, _: Subject) -> Option<String> {
-        super::nft::foreign(ctx)
+    fn blocked(&self, ctx: &PlanCtx, _: Subject) -> Option<String> {
+        crate::resources::node::nft::foreign(ctx)
     }
 
     /// Elements in another node's tables are not this node's.
-    fn observed(&self, ctx: &Ctx, at: At) -> Option<Attrs> {
+    fn observed(&self, ctx: &PlanCtx, at: At) -> Option<Attrs> {
         let At::Tenant(id, obs) = at else { return None };
         let n = obs.nft.as_ref()?;
-        if super::nft::foreign(ctx).is_some() {
+        if crate::resources::node::nft::foreign(ctx).is_some() {
             return None;
         }
         let mut a = Attrs::new();
@@ -105,7 +105,7 @@ impl Resource for TenantNft {
         after: Option<&TenantNftAttrs>,
         _: &Documents,
     ) {
-        let t = super::tenant_mut(obs, id);
+        let t = crate::resources::tenant_mut(obs, id);
         t.nft = after.map(|a| TenantNftObs {
             ip: a.ip,
             mac: a.mac,
@@ -125,7 +125,12 @@ impl Resource for TenantNft {
         out
     }
 
-    fn check(&self, ctx: &Ctx, id: Option<&TenantId>, a: &TenantNftAttrs) -> Result<(), String> {
+    fn check(
+        &self,
+        ctx: &PlanCtx,
+        id: Option<&TenantId>,
+        a: &TenantNftAttrs,
+    ) -> Result<(), String> {
         let id = id.ok_or("not a tenant address")?;
         let (Some(ip), Some(mac), Some(mark)) = (a.ip, a.mac, a.mark) else {
             return Err("ip, mac and mark must all be set".into());

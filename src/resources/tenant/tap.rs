@@ -11,12 +11,12 @@
 //! neither managed nor deleted. Port flags, sysctls, the FDB and
 //! neighbour entries change in place; a new owner needs a new device.
 
-use super::{
-    ApplyCtx, At, Attrs, Ctx, Dep, Desired, Documents, Provider, Resource, Scope, Subject,
-};
 use crate::host::{HostError, HostResult, TapSpec};
 use crate::net;
 use crate::observed::{Observed, TapObs};
+use crate::resources::{
+    ApplyCtx, At, Attrs, Dep, Desired, Documents, PlanCtx, Provider, Resource, Scope, Subject,
+};
 use crate::spec::TenantSpec;
 use crate::spec::types::{MacAddr, TenantId};
 use serde::Deserialize;
@@ -50,7 +50,7 @@ pub struct TapAttrs {
 /// Why the tap on the host is not this node's to manage, if it is not:
 /// another mark, or no mark and no record of the tenant here (a tap of
 /// an mvm before marks is adopted only where its tenant has a record).
-pub fn foreign(ctx: &Ctx, id: &TenantId) -> Option<String> {
+pub fn foreign(ctx: &PlanCtx, id: &TenantId) -> Option<String> {
     let t = ctx.observed.tenants.get(id)?;
     let tap = t.tap.as_ref()?;
     let ours = net::owner_mark(ctx.node);
@@ -74,7 +74,7 @@ fn parse_neighbour(s: &str) -> Option<(Ipv4Addr, MacAddr)> {
     Some((ip.parse().ok()?, mac.parse().ok()?))
 }
 
-fn wanted_sysctls(ctx: &Ctx, id: &TenantId) -> BTreeMap<String, String> {
+fn wanted_sysctls(ctx: &PlanCtx, id: &TenantId) -> BTreeMap<String, String> {
     net::applicable(net::tap_sysctls(&id.tap_name()), &ctx.observed.sysctls)
 }
 
@@ -91,7 +91,7 @@ impl Resource for Tap {
         &[Dep::Node("bridge"), Dep::Tenant("dirs")]
     }
 
-    fn desired(&self, ctx: &Ctx, s: Subject) -> Option<Desired> {
+    fn desired(&self, ctx: &PlanCtx, s: Subject) -> Option<Desired> {
         let Subject::Tenant(t) = s else { return None };
         let mut d = Desired::default();
         d.set("name", t.id().tap_name());
@@ -111,12 +111,12 @@ impl Resource for Tap {
         Some(d)
     }
 
-    fn blocked(&self, ctx: &Ctx, s: Subject) -> Option<String> {
+    fn blocked(&self, ctx: &PlanCtx, s: Subject) -> Option<String> {
         let Subject::Tenant(t) = s else { return None };
         foreign(ctx, t.id())
     }
 
-    fn observed(&self, ctx: &Ctx, at: At) -> Option<Attrs> {
+    fn observed(&self, ctx: &PlanCtx, at: At) -> Option<Attrs> {
         let At::Tenant(id, obs) = at else { return None };
         let tap = obs.tap.as_ref()?;
         if foreign(ctx, id).is_some() {
@@ -156,7 +156,7 @@ impl Resource for Tap {
         after: Option<&TapAttrs>,
         _: &Documents,
     ) {
-        let t = super::tenant_mut(obs, id);
+        let t = crate::resources::tenant_mut(obs, id);
         t.tap = after.map(|a| TapObs {
             master: a.master.clone(),
             up: a.up,
@@ -194,7 +194,7 @@ impl Resource for Tap {
         out
     }
 
-    fn check(&self, ctx: &Ctx, id: Option<&TenantId>, a: &TapAttrs) -> Result<(), String> {
+    fn check(&self, ctx: &PlanCtx, id: Option<&TenantId>, a: &TapAttrs) -> Result<(), String> {
         let id = id.ok_or("not a tenant address")?;
         if a.name != id.tap_name() {
             return Err(format!(

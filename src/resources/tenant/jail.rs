@@ -3,11 +3,11 @@
 //! read-only). It runs Firecracker as the tenant's own uid/gid. Without a
 //! jailer binary mvm launches Firecracker directly, and the plan says so.
 
-use super::{
-    ApplyCtx, At, Attrs, Ctx, Dep, Desired, Documents, Provider, Resource, Scope, Subject,
-};
 use crate::host::HostResult;
 use crate::observed::Observed;
+use crate::resources::{
+    ApplyCtx, At, Attrs, Dep, Desired, Documents, PlanCtx, Provider, Resource, Scope, Subject,
+};
 use crate::spec::TenantSpec;
 use crate::spec::jail::JailLayout;
 use crate::spec::jail::exec_name;
@@ -41,7 +41,7 @@ impl Resource for Jail {
         ]
     }
 
-    fn desired(&self, ctx: &Ctx, s: Subject) -> Option<Desired> {
+    fn desired(&self, ctx: &PlanCtx, s: Subject) -> Option<Desired> {
         let Subject::Tenant(t) = s else { return None };
         let mut d = Desired::default();
         d.set("chroot_base", ctx.layout.jail(t.id()).display().to_string());
@@ -52,7 +52,7 @@ impl Resource for Jail {
         Some(d)
     }
 
-    fn observed(&self, ctx: &Ctx, at: At) -> Option<Attrs> {
+    fn observed(&self, ctx: &PlanCtx, at: At) -> Option<Attrs> {
         let At::Tenant(id, obs) = at else { return None };
         obs.jail_dir.as_ref()?;
         let rec = obs.record.as_ref()?;
@@ -76,7 +76,7 @@ impl Resource for Jail {
         after: Option<&JailAttrs>,
         _: &Documents,
     ) {
-        let t = super::tenant_mut(obs, id);
+        let t = crate::resources::tenant_mut(obs, id);
         if let Some(rec) = t.record.as_mut() {
             rec.jail = after.map(|a| JailRecord {
                 exec: a.exec.clone(),
@@ -89,7 +89,7 @@ impl Resource for Jail {
         vec![("uid", a.uid.to_string()), ("gid", a.gid.to_string())]
     }
 
-    fn check(&self, ctx: &Ctx, id: Option<&TenantId>, a: &JailAttrs) -> Result<(), String> {
+    fn check(&self, ctx: &PlanCtx, id: Option<&TenantId>, a: &JailAttrs) -> Result<(), String> {
         let id = id.ok_or("not a tenant address")?;
         let base = ctx.layout.jail(id).display().to_string();
         if a.chroot_base != base || a.exec != exec_name(&ctx.node.firecracker.binary) {

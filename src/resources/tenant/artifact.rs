@@ -7,12 +7,12 @@
 //! again. A tenant that pins `lock` gets its build only if the flake's lock
 //! hash is that one.
 
-use super::{
-    ApplyCtx, At, Attrs, Ctx, Dep, Desired, Documents, Provider, ResolvedTenant, Resource, Scope,
-    Subject,
-};
 use crate::host::{HostError, HostResult};
 use crate::observed::{Observed, ObservedTenant};
+use crate::resources::{
+    ApplyCtx, At, Attrs, Dep, Desired, Documents, PlanCtx, Provider, ResolvedTenant, Resource,
+    Scope, Subject,
+};
 use crate::security::audit::AuditDetails;
 use crate::spec::TenantSpec;
 use crate::spec::types::TenantId;
@@ -68,7 +68,7 @@ impl Resource for Artifact {
     /// A flake reference without `rev=` and no `lock`: each build may take
     /// a newer commit, so two nodes (or two restarts) can run different
     /// code under the same desired state.
-    fn warnings(&self, _: &Ctx, view: &super::NodeView) -> Vec<String> {
+    fn warnings(&self, _: &PlanCtx, view: &crate::resources::NodeView) -> Vec<String> {
         view.tenants
             .iter()
             .filter(|t| t.spec.lock.is_none() && !crate::spec::types::flake_ref_is_pinned(&t.spec.flake_ref))
@@ -82,7 +82,7 @@ impl Resource for Artifact {
             .collect()
     }
 
-    fn desired(&self, ctx: &Ctx, s: Subject) -> Option<Desired> {
+    fn desired(&self, ctx: &PlanCtx, s: Subject) -> Option<Desired> {
         let Subject::Tenant(t) = s else { return None };
         let obs = ctx.observed.tenant(t.id());
         let mut d = Desired::default();
@@ -106,7 +106,7 @@ impl Resource for Artifact {
         Some(d)
     }
 
-    fn observed(&self, _: &Ctx, at: At) -> Option<Attrs> {
+    fn observed(&self, _: &PlanCtx, at: At) -> Option<Attrs> {
         let At::Tenant(_, obs) = at else { return None };
         if obs.artifact_gone {
             return None;
@@ -127,7 +127,7 @@ impl Resource for Artifact {
         after: Option<&ArtifactAttrs>,
         _: &Documents,
     ) {
-        let t = super::tenant_mut(obs, id);
+        let t = crate::resources::tenant_mut(obs, id);
         let Some(rec) = t.record.as_mut() else { return };
         rec.artifact = after.map(|a| {
             let digest = crate::digest::sha256(format!("{}#{}", a.flake_ref, a.profile).as_bytes());
@@ -144,7 +144,7 @@ impl Resource for Artifact {
         });
     }
 
-    fn blocked(&self, ctx: &Ctx, _: Subject) -> Option<String> {
+    fn blocked(&self, ctx: &PlanCtx, _: Subject) -> Option<String> {
         let nix = &ctx.node.nix;
         let b = &ctx.observed.binaries;
         match nix.builder.as_str() {
@@ -159,7 +159,7 @@ impl Resource for Artifact {
         }
     }
 
-    fn check(&self, _: &Ctx, _: Option<&TenantId>, a: &ArtifactAttrs) -> Result<(), String> {
+    fn check(&self, _: &PlanCtx, _: Option<&TenantId>, a: &ArtifactAttrs) -> Result<(), String> {
         crate::spec::types::check_flake_ref(&a.flake_ref).map_err(|e| format!("flake_ref {e}"))?;
         if !crate::spec::Profile::NAMES.contains(&a.profile.as_str()) {
             return Err(format!(

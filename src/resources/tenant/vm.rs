@@ -8,13 +8,13 @@
 //! artifact's kernel and rootfs at `/vmlinux` and `/rootfs.ext4`, so the
 //! config does not depend on the store path and is known at plan time.
 
-use super::{
-    ApplyCtx, At, Attrs, Ctx, Dep, Desired, DocumentChange, Documents, NodeView, Provider,
-    ResolvedTenant, Resource, Scope, Subject, Unwanted,
-};
 use crate::host::ProcessRef;
 use crate::host::{HostError, HostResult, JailStage};
 use crate::observed::{Observed, ObservedTenant, VmProcess};
+use crate::resources::{
+    ApplyCtx, At, Attrs, Dep, Desired, DocumentChange, Documents, NodeView, PlanCtx, Provider,
+    ResolvedTenant, Resource, Scope, Subject, Unwanted,
+};
 use crate::security::audit::AuditDetails;
 use crate::security::jailer::Launch;
 use crate::security::jailer::{JAIL_TMPFS_BYTES, JAIL_TMPFS_INODES};
@@ -260,7 +260,7 @@ impl Resource for Vm {
         }
     }
 
-    fn desired(&self, ctx: &Ctx, s: Subject) -> Option<Desired> {
+    fn desired(&self, ctx: &PlanCtx, s: Subject) -> Option<Desired> {
         let Subject::Tenant(t) = s else { return None };
         if t.spec.state == RunState::Stopped {
             return None;
@@ -270,7 +270,7 @@ impl Resource for Vm {
         d.set("state", "running");
         d.set("flake_ref", t.spec.flake_ref.clone());
         d.set("profile", t.spec.profile.as_str());
-        match super::artifact::planned_lock(t, obs) {
+        match crate::resources::tenant::artifact::planned_lock(t, obs) {
             Some(l) => d.set("lock", l),
             None => d.unknown("lock"),
         }
@@ -302,7 +302,7 @@ impl Resource for Vm {
         }
     }
 
-    fn observed(&self, _: &Ctx, at: At) -> Option<Attrs> {
+    fn observed(&self, _: &PlanCtx, at: At) -> Option<Attrs> {
         let At::Tenant(_, obs) = at else { return None };
         let p = obs.vm.as_ref()?;
         // The record describes this process only if pid *and* start time
@@ -337,7 +337,7 @@ impl Resource for Vm {
 
     fn documents(
         &self,
-        ctx: &Ctx,
+        ctx: &PlanCtx,
         at: Option<&ObservedTenant>,
         want: Option<&ResolvedTenant>,
     ) -> Documents {
@@ -351,7 +351,7 @@ impl Resource for Vm {
         [(CONFIG_DOC.to_string(), change)].into()
     }
 
-    fn blocked(&self, ctx: &Ctx, s: Subject) -> Option<String> {
+    fn blocked(&self, ctx: &PlanCtx, s: Subject) -> Option<String> {
         let fc = &ctx.node.firecracker;
         if !ctx.observed.binaries.firecracker {
             return Some(format!("no Firecracker binary at {}", fc.binary.display()));
@@ -377,7 +377,7 @@ impl Resource for Vm {
         None
     }
 
-    fn warnings(&self, ctx: &Ctx, view: &NodeView) -> Vec<String> {
+    fn warnings(&self, ctx: &PlanCtx, view: &NodeView) -> Vec<String> {
         let mut w = Vec::new();
         let running = view
             .tenants
@@ -399,7 +399,7 @@ impl Resource for Vm {
         after: Option<&VmAttrs>,
         docs: &Documents,
     ) {
-        let t = super::tenant_mut(obs, id);
+        let t = crate::resources::tenant_mut(obs, id);
         let Some(a) = after else {
             t.vm = None;
             if let Some(r) = t.record.as_mut() {
@@ -447,7 +447,7 @@ impl Resource for Vm {
         vec![("ip", a.ip.to_string()), ("mac", a.mac.to_string())]
     }
 
-    fn check(&self, ctx: &Ctx, _: Option<&TenantId>, a: &VmAttrs) -> Result<(), String> {
+    fn check(&self, ctx: &PlanCtx, _: Option<&TenantId>, a: &VmAttrs) -> Result<(), String> {
         use crate::spec::desired::{DATA_MIB_MAX, MEM_MIB_MAX, MEM_MIB_MIN, VCPUS_MAX};
         crate::spec::types::check_flake_ref(&a.flake_ref).map_err(|e| format!("flake_ref {e}"))?;
         let ok = crate::spec::Profile::NAMES.contains(&a.profile.as_str())
@@ -607,7 +607,7 @@ impl Provider<VmAttrs> for Vm {
         };
         let fc = &ctx.node.firecracker;
         let layout = JailLayout::new(&ctx.node.state_dir, &fc.binary, id);
-        super::jail::clear(ctx, id)?;
+        crate::resources::tenant::jail::clear(ctx, id)?;
         let rel_root = layout
             .root
             .strip_prefix(ctx.layout.root())
@@ -756,7 +756,7 @@ impl Provider<VmAttrs> for Vm {
                     .stop(r, uid, &cgroup, &layout.api_socket, grace)?;
             }
         }
-        super::jail::clear(ctx, id)?;
+        crate::resources::tenant::jail::clear(ctx, id)?;
         if rec.is_some() {
             ctx.update_record(id, |r| r.vm = None)?;
         }
@@ -786,7 +786,7 @@ mod tests {
         let node = NodeConfig::default_config();
         let obs = Observed::empty();
         let id = TenantId::parse("acme").unwrap();
-        Resource::observed(&Vm, &Ctx::new(&node, &obs), At::Tenant(&id, t)).unwrap()
+        Resource::observed(&Vm, &PlanCtx::new(&node, &obs), At::Tenant(&id, t)).unwrap()
     }
 
     #[test]
