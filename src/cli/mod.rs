@@ -443,7 +443,7 @@ fn serve_metadata(s: &Settings, args: &ServeArgs) -> Result<ExitCode, AgentError
             crate::host::metadata_server::Config {
                 listen,
                 state_dir: dir.clone(),
-                limit: crate::net::metadata::RateLimit { per_sec, burst },
+                limit: crate::security::metadata::RateLimit { per_sec, burst },
                 log_max_bytes: args.log_max_bytes,
             }
         }
@@ -455,7 +455,7 @@ fn serve_metadata(s: &Settings, args: &ServeArgs) -> Result<ExitCode, AgentError
                     node.metadata.port,
                 ))),
                 state_dir: args.state_dir.clone().unwrap_or(node.state_dir.clone()),
-                limit: crate::net::metadata::RateLimit {
+                limit: crate::security::metadata::RateLimit {
                     per_sec: args.rate.unwrap_or(node.metadata.rate_per_sec),
                     burst: args.burst.unwrap_or(node.metadata.burst),
                 },

@@ -260,7 +260,7 @@ pub trait Services: Send + Sync {
     fn start_metadata(
         &self,
         listen: &str,
-        limit: crate::net::metadata::RateLimit,
+        limit: crate::security::metadata::RateLimit,
         state_dir: &Path,
         started: &mut dyn FnMut(ProcessRef) -> HostResult,
     ) -> HostResult<ProcessRef>;
@@ -303,7 +303,7 @@ pub struct HostFacts {
     pub memory_mib: Option<u64>,
     /// The first line each installed binary prints for `--version`, by
     /// name (`firecracker`, `jailer`, `nix`); absent when it is missing or
-    /// did not answer within 2 s.
+    /// did not answer within 5 s.
     pub versions: std::collections::BTreeMap<String, String>,
 }
 

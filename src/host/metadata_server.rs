@@ -3,7 +3,7 @@
 //! bridge marks every frame of a tap with its tenant's uid;
 //! `net.ipv4.tcp_fwmark_accept=1` gives the accepted socket that mark),
 //! cross-checked with the peer address the L2 guard pinned to that tap —
-//! and answered by `net::metadata::handle`, over hyper's HTTP/1.1 (one
+//! and answered by `security::metadata::handle`, over hyper's HTTP/1.1 (one
 //! request per connection). Replies leave with IP TTL 1; heads are capped,
 //! bodies refused; each peer is rate-limited before its request is
 //! read, and capped in connections and log lines. An accept that fails
@@ -11,7 +11,7 @@
 //! from the state dir (records, and the applied desired state for who has
 //! `metadata: true`), so a reconcile's changes are seen without a restart.
 
-use crate::net::metadata::{self, RateLimit, Request, Response, Tenant};
+use crate::security::metadata::{self, MetadataRequest, RateLimit, Response, Tenant};
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
@@ -51,7 +51,7 @@ type PeerKey = (u32, IpAddr);
 /// a header repeated (which copy would count?) or not UTF-8. Header names
 /// are lowercase (hyper's); the path keeps its query, so a query makes it
 /// an unknown path.
-pub fn to_request<B>(req: &hyper::Request<B>) -> Result<Request, &'static str> {
+pub fn to_request<B>(req: &hyper::Request<B>) -> Result<MetadataRequest, &'static str> {
     let mut headers = BTreeMap::new();
     for name in req.headers().keys() {
         let mut values = req.headers().get_all(name).iter();
@@ -61,7 +61,7 @@ pub fn to_request<B>(req: &hyper::Request<B>) -> Result<Request, &'static str> {
         let v = v.to_str().map_err(|_| "a header is not text\n")?;
         headers.insert(name.as_str().to_string(), v.trim().to_string());
     }
-    Ok(Request {
+    Ok(MetadataRequest {
         method: req.method().as_str().to_string(),
         path: req
             .uri()
@@ -712,11 +712,11 @@ impl crate::host::Services for crate::host::linux::LinuxHost {
     fn start_metadata(
         &self,
         listen: &str,
-        limit: crate::net::metadata::RateLimit,
+        limit: crate::security::metadata::RateLimit,
         state_dir: &std::path::Path,
         started: &mut dyn FnMut(crate::host::ProcessRef) -> crate::host::HostResult,
     ) -> crate::host::HostResult<crate::host::ProcessRef> {
-        let log = state_dir.join("metadata.log");
+        let log = crate::state::StateLayout::new(state_dir).metadata_log();
         let failed = |e| {
             crate::host::HostError::new(
                 "start the metadata service at",

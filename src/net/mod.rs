@@ -1,10 +1,8 @@
 //! Tenant networking, as pure data: the nftables ruleset mvm renders from
-//! the node config (`ruleset.rs`), the kernel settings the policy relies
-//! on (`sysctls`), and the metadata service's tokens and request rules
-//! (`metadata.rs`; its listener is `providers/metadata_server.rs`). Providers apply them; the bridge, nft and tap kinds plan
-//! them; `mvm net verify` checks a node against them.
+//! the node config (`ruleset/`) and the kernel settings the policy relies
+//! on (`sysctls`). The bridge, nft and tap kinds plan them, `host/`
+//! applies them, `mvm net verify` checks a node against them.
 
-pub mod metadata;
 pub mod ruleset;
 
 use crate::spec::NodeConfig;

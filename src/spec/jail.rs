@@ -38,7 +38,7 @@ impl JailLayout {
 
     fn for_id(state_dir: &Path, firecracker: &Path, id: &str) -> Self {
         let exec = exec_name(firecracker);
-        let chroot_base = state_dir.join("tenants").join(id).join("jail");
+        let chroot_base = chroot_base(state_dir, id);
         let root = chroot_base.join(exec).join(id).join("root");
         let api_socket = root.join(API_SOCKET_IN_JAIL);
         Self {
@@ -58,6 +58,12 @@ impl JailLayout {
         }
         Ok(())
     }
+}
+
+/// A tenant's `--chroot-base-dir`: `<state>/tenants/<id>/jail`
+/// (`StateLayout::jail`, which node.toml's validation needs here too).
+pub fn chroot_base(state_dir: &Path, id: &str) -> PathBuf {
+    state_dir.join("tenants").join(id).join("jail")
 }
 
 /// The directory name the jailer uses for an exec file: its basename.

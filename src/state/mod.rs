@@ -151,8 +151,28 @@ impl StateLayout {
         self.root.join(AUDIT_REPEATS)
     }
 
+    /// The tenant's persistent data volume (an ext4 image).
+    pub fn data_volume(&self, id: &TenantId) -> PathBuf {
+        self.tenant_dir(id).join("data.ext4")
+    }
+
+    /// Where the VM's own output goes (the jailer's and Firecracker's).
+    pub fn vm_log(&self, id: &TenantId) -> PathBuf {
+        self.tenant_dir(id).join("logs").join("vm.log")
+    }
+
+    /// The log of the tenant's last build.
+    pub fn build_log(&self, id: &TenantId) -> PathBuf {
+        self.tenant_dir(id).join("logs").join("build.log")
+    }
+
+    /// The metadata service's log.
+    pub fn metadata_log(&self) -> PathBuf {
+        self.root.join("metadata.log")
+    }
+
     pub fn jail(&self, id: &TenantId) -> PathBuf {
-        self.tenant_dir(id).join("jail")
+        crate::spec::jail::chroot_base(&self.root, id.as_str())
     }
 
     pub fn secrets(&self, id: &TenantId) -> PathBuf {

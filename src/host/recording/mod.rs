@@ -875,7 +875,7 @@ impl Services for RecordingHost {
     fn start_metadata(
         &self,
         listen: &str,
-        limit: crate::net::metadata::RateLimit,
+        limit: crate::security::metadata::RateLimit,
         _: &Path,
         started: &mut dyn FnMut(crate::host::ProcessRef) -> HostResult,
     ) -> HostResult<crate::host::ProcessRef> {

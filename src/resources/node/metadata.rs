@@ -9,11 +9,11 @@
 
 use crate::host::HostResult;
 use crate::host::ProcessRef;
-use crate::net::metadata::RateLimit;
 use crate::observed::{Observed, ServiceObs};
 use crate::resources::{
     ApplyCtx, At, Attrs, Dep, Desired, Documents, PlanCtx, Provider, Resource, Scope, Subject,
 };
+use crate::security::metadata::RateLimit;
 use crate::spec::TenantSpec;
 use crate::spec::types::TenantId;
 use serde::Deserialize;

@@ -213,7 +213,7 @@ impl Provider<ArtifactAttrs> for Artifact {
                 ),
             ));
         }
-        let log = ctx.layout.tenant_dir(id).join("logs").join("build.log");
+        let log = ctx.layout.build_log(id);
         let built = match ctx.host.builds.build(nix, &after.flake_ref, &after.profile) {
             Ok(b) => b,
             Err(e) => {

@@ -1,19 +1,24 @@
-//! `tenant.<id>.jail`: the jailer chroot base, staged with what the VM
-//! needs (the artifact's kernel and rootfs, the secrets image bind-mounted
-//! read-only). It runs Firecracker as the tenant's own uid/gid. Without a
-//! jailer binary mvm launches Firecracker directly, and the plan says so.
+//! `tenant.<id>.jail`: the jailer chroot base and what the jail runs as
+//! (the tenant's own uid/gid, recorded). Its root is staged afresh for
+//! each launch (`stage`, called by the VM's provider: a reused jailer id
+//! fails) with the artifact's kernel and rootfs, the secrets image, the
+//! data volume, the seccomp filter and the config. Without a jailer binary
+//! mvm launches Firecracker directly, and the plan says so.
 
-use crate::host::HostResult;
+use crate::host::{HostError, HostResult, JailStage};
 use crate::observed::Observed;
 use crate::resources::{
     ApplyCtx, At, Attrs, Dep, Desired, Documents, PlanCtx, Provider, Resource, Scope, Subject,
 };
+use crate::security::jailer::{JAIL_TMPFS_BYTES, JAIL_TMPFS_INODES};
 use crate::spec::TenantSpec;
 use crate::spec::jail::JailLayout;
 use crate::spec::jail::exec_name;
 use crate::spec::types::TenantId;
 use crate::state::JailRecord;
+use crate::state::TenantRecord;
 use serde::Deserialize;
+use std::path::Path;
 
 pub struct Jail;
 
@@ -133,6 +138,107 @@ pub fn clear(ctx: &ApplyCtx, id: &TenantId) -> HostResult {
     ctx.host.files.remove_tree(&exec_dir)
 }
 
+/// Size of the (empty) secrets image a tenant without secrets gets.
+const SECRETS_IMAGE: u64 = 1 << 20;
+
+/// What a launch needs in its jail.
+pub struct Stage<'a> {
+    /// The config Firecracker is launched with (`vm.json`).
+    pub config: &'a crate::resources::tenant::vm::FcConfig,
+    /// Whether the jailer makes the chroot (else Firecracker runs in the
+    /// root unchrooted, and mvm makes its socket's directory).
+    pub jailed: bool,
+    pub seccomp: crate::spec::SeccompLevel,
+    pub data_mib: Option<u32>,
+}
+
+/// The jail as staged for one launch.
+pub struct Staged {
+    pub layout: JailLayout,
+    /// The strict filter's path in the jail, when the VM gets one.
+    pub seccomp_filter: Option<String>,
+}
+
+/// Builds a VM's jail root afresh for a launch (a reused jailer id fails):
+/// whatever a previous launch left is cleared, then the root is its own
+/// bounded tmpfs holding the kernel and rootfs bound read-only from the
+/// store, the secrets image bound read-only from the tenant's tmpfs
+/// (never copied to disk), the persistent data volume bound read-write
+/// (made on first use), the strict seccomp filter when the tenant runs
+/// under it, and the config as `vm.json`.
+pub fn stage(ctx: &ApplyCtx, id: &TenantId, rec: &TenantRecord, req: &Stage) -> HostResult<Staged> {
+    let at = |what: &str| {
+        HostError::other(
+            "stage the jail of",
+            Path::new(id.as_str()),
+            what.to_string(),
+        )
+    };
+    let artifact = rec
+        .artifact
+        .as_ref()
+        .ok_or_else(|| at("its artifact is not built"))?;
+    let file = |name: &str| {
+        artifact
+            .files
+            .iter()
+            .find(|f| f.name == name)
+            .map(|f| std::path::PathBuf::from(&f.store_path))
+            .ok_or_else(|| at(&format!("its artifact has no {name}")))
+    };
+    let fc = &ctx.node.firecracker;
+    let layout = JailLayout::new(&ctx.node.state_dir, &fc.binary, id);
+    clear(ctx, id)?;
+    let rel_root = layout
+        .root
+        .strip_prefix(ctx.layout.root())
+        .map_err(|_| at("the jail is outside the state dir"))?;
+    ctx.host
+        .files
+        .ensure_dir(ctx.layout.root(), rel_root, 0o700, 0, 0)?;
+    let mut binds = vec![
+        ("vmlinux".to_string(), file("vmlinux")?, false),
+        ("rootfs.ext4".to_string(), file("rootfs.ext4")?, false),
+    ];
+    let secrets = ctx.layout.secrets(id);
+    ctx.host
+        .mounts
+        .tmpfs_file(&secrets, "secrets.img", SECRETS_IMAGE, rec.gid)?;
+    binds.push(("secrets.img".into(), secrets.join("secrets.img"), false));
+    if req.config.drives.iter().any(|d| d.drive_id == "data") {
+        let data = ctx.layout.data_volume(id);
+        let mib = u64::from(req.data_mib.unwrap_or(0));
+        ctx.host
+            .files
+            .ensure_volume(&data, mib << 20, rec.uid, rec.gid)?;
+        binds.push(("data.ext4".into(), data, true));
+    }
+    let seccomp_filter =
+        crate::security::seccomp::filter_file(req.seccomp, fc).map(|(host, name)| {
+            binds.push((name.to_string(), host, false));
+            format!("/{name}")
+        });
+    let mut text = serde_json::to_vec_pretty(req.config).expect("config serializes");
+    text.push(b'\n');
+    ctx.host.mounts.stage_jail(&JailStage {
+        root: layout.root.clone(),
+        size: JAIL_TMPFS_BYTES,
+        inodes: JAIL_TMPFS_INODES,
+        binds,
+        files: vec![("vm.json".into(), text, 0o644)],
+        // No jailer to make it: the socket's directory.
+        dirs: if req.jailed {
+            Vec::new()
+        } else {
+            vec!["run".into()]
+        },
+    })?;
+    Ok(Staged {
+        layout,
+        seccomp_filter,
+    })
+}
+
 impl Provider<JailAttrs> for Jail {
     /// The chroot base exists (the tenant's tree has it); what the jail
     /// runs as is recorded. Its contents are made fresh for each launch.
@@ -145,9 +251,14 @@ impl Provider<JailAttrs> for Jail {
         _: &Documents,
     ) -> HostResult {
         let id = id.expect("a tenant address");
-        let rel = std::path::Path::new("tenants")
-            .join(id.as_str())
-            .join("jail");
+        let rel = ctx
+            .layout
+            .jail(id)
+            .strip_prefix(ctx.layout.root())
+            .map(Path::to_path_buf)
+            .map_err(|_| {
+                HostError::other("create", &ctx.layout.jail(id), "not below the state dir")
+            })?;
         ctx.host
             .files
             .ensure_dir(ctx.layout.root(), &rel, 0o700, 0, 0)?;

@@ -9,36 +9,41 @@
 //! config does not depend on the store path and is known at plan time.
 
 use crate::host::ProcessRef;
-use crate::host::{HostError, HostResult, JailStage};
+use crate::host::{HostError, HostResult};
 use crate::observed::{Observed, ObservedTenant, VmProcess};
+use crate::resources::tenant::jail::Stage;
 use crate::resources::{
     ApplyCtx, At, Attrs, Dep, Desired, DocumentChange, Documents, NodeView, PlanCtx, Provider,
     ResolvedTenant, Resource, Scope, Subject, Unwanted,
 };
 use crate::security::audit::AuditDetails;
 use crate::security::jailer::Launch;
-use crate::security::jailer::{JAIL_TMPFS_BYTES, JAIL_TMPFS_INODES};
-use crate::spec::desired::{RunState, SeccompLevel};
+use crate::spec::TenantSpec;
+use crate::spec::desired::{Profile, RunState, SeccompLevel};
 use crate::spec::jail::{API_SOCKET_IN_JAIL, JailLayout};
 use crate::spec::types::{MacAddr, TenantId};
-use crate::spec::{NodeConfig, TenantSpec};
 use crate::state::VmRecord;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-pub struct Vm;
+mod config;
 
-/// The document name of the Firecracker config in plans.
-pub const CONFIG_DOC: &str = "firecracker_config";
+pub use config::{
+    BootSource, CONFIG_DOC, Drive, FcConfig, Logger, MachineConfig, Metrics, NetworkInterface,
+    config_sha256, config_value, fc_config, observed_config,
+};
+
+pub struct Vm;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VmAttrs {
-    pub state: String,
+    /// Always `running`: a stopped tenant has no VM resource.
+    pub state: RunState,
     pub flake_ref: String,
-    pub profile: String,
+    pub profile: Profile,
     /// Unknown until the artifact is built, unless pinned.
     pub lock: Option<String>,
     pub vcpus: u8,
@@ -48,173 +53,11 @@ pub struct VmAttrs {
     pub data_mib: Option<u32>,
     pub ip: Ipv4Addr,
     pub mac: MacAddr,
-    pub seccomp: String,
+    pub seccomp: SeccompLevel,
     pub jailer: bool,
     pub fc_config_sha256: String,
     /// Known after apply.
     pub pid: Option<u32>,
-}
-
-/// Kernel command line: no serial console (prod-host-setup: a chatty guest
-/// must not fill host logs), keyboard controller kept so SendCtrlAltDel can
-/// stop the guest cleanly, static network config via `ip=`.
-const BOOT_ARGS: &str =
-    "reboot=k panic=1 pci=off 8250.nr_uarts=0 i8042.noaux i8042.nomux i8042.dumbkbd";
-
-/// Firecracker's config file, with only the fields mvm sets. Field names
-/// follow Firecracker's `VmmConfig`; Firecracker silently ignores unknown
-/// top-level keys, so these types are the single source of the names.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FcConfig {
-    #[serde(rename = "boot-source")]
-    pub boot_source: BootSource,
-    pub drives: Vec<Drive>,
-    #[serde(rename = "machine-config")]
-    pub machine_config: MachineConfig,
-    #[serde(rename = "network-interfaces")]
-    pub network_interfaces: Vec<NetworkInterface>,
-    pub logger: Logger,
-    pub metrics: Metrics,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BootSource {
-    pub kernel_image_path: String,
-    pub boot_args: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Drive {
-    pub drive_id: String,
-    pub path_on_host: String,
-    pub is_root_device: bool,
-    /// Always sent: Firecracker defaults it to false (writable).
-    pub is_read_only: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MachineConfig {
-    pub vcpu_count: u8,
-    pub mem_size_mib: u32,
-    pub smt: bool,
-    pub track_dirty_pages: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NetworkInterface {
-    pub iface_id: String,
-    pub host_dev_name: String,
-    pub guest_mac: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Logger {
-    pub log_path: String,
-    pub level: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Metrics {
-    pub metrics_path: String,
-}
-
-/// The Firecracker config of a tenant. Paths are relative to the jail's
-/// root (`/vmlinux`); without a jailer (`jailed` false) Firecracker runs
-/// unchrooted, so they are that root's host paths instead.
-pub fn fc_config(
-    node: &NodeConfig,
-    spec: &TenantSpec,
-    ip: Ipv4Addr,
-    mac: MacAddr,
-    jailed: bool,
-) -> FcConfig {
-    let root = if jailed {
-        String::new()
-    } else {
-        JailLayout::new(&node.state_dir, &node.firecracker.binary, &spec.tenant_id)
-            .root
-            .display()
-            .to_string()
-    };
-    let at = |p: &str| format!("{root}{p}");
-    let b = &node.bridge;
-    let dns = b.dns.first().map(|d| d.to_string()).unwrap_or_default();
-    let boot_args = format!(
-        "{BOOT_ARGS} ip={}::{}:{}:{}:eth0:off:{dns}",
-        ip,
-        b.gateway,
-        b.subnet.netmask(),
-        spec.tenant_id
-    );
-    let mut drives = vec![Drive {
-        drive_id: "rootfs".into(),
-        path_on_host: at("/rootfs.ext4"),
-        is_root_device: true,
-        is_read_only: true,
-    }];
-    if spec.data_mib.is_some() {
-        drives.push(Drive {
-            drive_id: "data".into(),
-            path_on_host: at("/data.ext4"),
-            is_root_device: false,
-            is_read_only: false,
-        });
-    }
-    drives.push(Drive {
-        drive_id: "secrets".into(),
-        path_on_host: at("/secrets.img"),
-        is_root_device: false,
-        is_read_only: true,
-    });
-    FcConfig {
-        boot_source: BootSource {
-            kernel_image_path: at("/vmlinux"),
-            boot_args,
-        },
-        drives,
-        machine_config: MachineConfig {
-            vcpu_count: spec.vcpus,
-            mem_size_mib: spec.mem_mib,
-            smt: false,
-            track_dirty_pages: false,
-        },
-        network_interfaces: vec![NetworkInterface {
-            iface_id: "eth0".into(),
-            host_dev_name: spec.tenant_id.tap_name(),
-            guest_mac: mac.to_string(),
-        }],
-        logger: Logger {
-            log_path: at("/fc.log"),
-            level: "Info".into(),
-        },
-        metrics: Metrics {
-            metrics_path: at("/fc.metrics"),
-        },
-    }
-}
-
-/// The sha256 of the config's JSON text as mvm writes it for Firecracker.
-pub fn config_sha256(cfg: &FcConfig) -> String {
-    crate::digest::sha256_json(cfg)
-}
-
-/// The config as a JSON value, as carried in plans.
-pub fn config_value(cfg: &FcConfig) -> Value {
-    serde_json::to_value(cfg).expect("config serializes")
-}
-
-/// The config the running VM was launched with, if recorded.
-pub fn observed_config(obs: &ObservedTenant) -> Option<&Value> {
-    let p = obs.vm.as_ref()?;
-    let r = obs.record.as_ref()?.vm.as_ref()?;
-    (r.pid == p.pid && r.start_time == p.start_time).then_some(&r.fc_config)
 }
 
 impl Resource for Vm {
@@ -365,16 +208,14 @@ impl Resource for Vm {
                     .into(),
             );
         }
-        if let Subject::Tenant(t) = s
-            && t.spec.seccomp == SeccompLevel::Strict
-            && !ctx.observed.binaries.strict_seccomp_filter
-        {
-            return Some(format!(
-                "seccomp \"strict\" needs firecracker.strict_seccomp_filter, and {} is missing or unreadable",
-                fc.strict_seccomp_filter.display()
-            ));
+        match s {
+            Subject::Tenant(t) => crate::security::seccomp::blocked(
+                t.spec.seccomp,
+                ctx.observed.binaries.strict_seccomp_filter,
+                fc,
+            ),
+            Subject::Node(_) => None,
         }
-        None
     }
 
     fn warnings(&self, ctx: &PlanCtx, view: &NodeView) -> Vec<String> {
@@ -427,13 +268,13 @@ impl Resource for Vm {
             r.vm = Some(VmRecord {
                 flake_ref: a.flake_ref.clone(),
                 lock,
-                profile: a.profile.clone(),
+                profile: a.profile.as_str().to_string(),
                 vcpus: a.vcpus,
                 mem_mib: a.mem_mib,
                 data_mib: a.data_mib,
                 ip: a.ip,
                 mac: a.mac,
-                seccomp: a.seccomp.clone(),
+                seccomp: a.seccomp.as_str().to_string(),
                 jailer: a.jailer,
                 fc_config: config,
                 fc_config_sha256: a.fc_config_sha256.clone(),
@@ -450,17 +291,18 @@ impl Resource for Vm {
     fn check(&self, ctx: &PlanCtx, _: Option<&TenantId>, a: &VmAttrs) -> Result<(), String> {
         use crate::spec::desired::{DATA_MIB_MAX, MEM_MIB_MAX, MEM_MIB_MIN, VCPUS_MAX};
         crate::spec::types::check_flake_ref(&a.flake_ref).map_err(|e| format!("flake_ref {e}"))?;
-        let ok = crate::spec::Profile::NAMES.contains(&a.profile.as_str())
-            && SeccompLevel::NAMES.contains(&a.seccomp.as_str())
-            && (1..=VCPUS_MAX).contains(&u64::from(a.vcpus))
+        let ok = (1..=VCPUS_MAX).contains(&u64::from(a.vcpus))
             && (MEM_MIB_MIN..=MEM_MIB_MAX).contains(&u64::from(a.mem_mib))
             && a.data_mib
                 .is_none_or(|d| (1..=DATA_MIB_MAX).contains(&u64::from(d)))
-            && a.state == "running"
+            && a.state == RunState::Running
             && a.fc_config_sha256.len() == 64
             && a.fc_config_sha256.bytes().all(|b| b.is_ascii_hexdigit());
         if !ok {
-            return Err("profile, seccomp, vcpus, mem_mib, data_mib, state, jailer or the config sha256 is not one the specs allow".into());
+            return Err(
+                "vcpus, mem_mib, data_mib, state or the config sha256 is not one the specs allow"
+                    .into(),
+            );
         }
         crate::spec::desired::check_ip(&a.ip.to_string(), ctx.node)
             .map_err(|e| format!("ip {e}"))?;
@@ -474,7 +316,7 @@ impl Resource for Vm {
         let mut d = self.audit(a);
         d.insert("vcpus".into(), a.vcpus.to_string());
         d.insert("mem_mib".into(), a.mem_mib.to_string());
-        d.insert("seccomp".into(), a.seccomp.clone());
+        d.insert("seccomp".into(), a.seccomp.as_str().to_string());
         d.insert("jailer".into(), a.jailer.to_string());
         let host = ctx.host.identity.hostname();
         if let Some(instance) = host.strip_prefix("lima-") {
@@ -545,7 +387,7 @@ fn record_revision(
         profile: artifact.profile.clone(),
         files: artifact.files.clone(),
         fc_config_sha256: after.fc_config_sha256.clone(),
-        seccomp: after.seccomp.clone(),
+        seccomp: after.seccomp.as_str().to_string(),
         jailer: after.jailer,
     });
     let keep = ctx.node.tenants.revision_history as usize;
@@ -557,16 +399,11 @@ fn record_revision(
     ctx.host.files.write_file(&path, &text, 0o600)
 }
 
-/// Size of the (empty) secrets image a tenant without secrets gets.
-const SECRETS_IMAGE: u64 = 1 << 20;
-
 impl Provider<VmAttrs> for Vm {
-    /// Builds the jail afresh (a reused jailer id fails): kernel and rootfs
-    /// hard-linked from the store (or bind-mounted read-only), the secrets
-    /// image bind-mounted read-only from the tenant's tmpfs (never copied
-    /// to disk), the persistent data volume linked in read-write, exactly
-    /// the planned config; launches Firecracker through the jailer as the
-    /// tenant's uid/gid in its cgroup; records pid and start time.
+    /// Has the jail staged afresh for this launch (`jail::stage`: a reused
+    /// jailer id fails) with exactly the planned config; launches
+    /// Firecracker through the jailer as the tenant's uid/gid in its
+    /// cgroup; records pid and start time, and the revision.
     fn apply(
         &self,
         ctx: &ApplyCtx,
@@ -597,63 +434,20 @@ impl Provider<VmAttrs> for Vm {
             .artifact
             .as_ref()
             .ok_or_else(|| at("its artifact is not built"))?;
-        let file = |name: &str| {
-            artifact
-                .files
-                .iter()
-                .find(|f| f.name == name)
-                .map(|f| std::path::PathBuf::from(&f.store_path))
-                .ok_or_else(|| at(&format!("its artifact has no {name}")))
-        };
         let fc = &ctx.node.firecracker;
-        let layout = JailLayout::new(&ctx.node.state_dir, &fc.binary, id);
-        crate::resources::tenant::jail::clear(ctx, id)?;
-        let rel_root = layout
-            .root
-            .strip_prefix(ctx.layout.root())
-            .map_err(|_| at("the jail is outside the state dir"))?;
-        ctx.host
-            .files
-            .ensure_dir(ctx.layout.root(), rel_root, 0o700, 0, 0)?;
-        let mut binds = vec![
-            ("vmlinux".to_string(), file("vmlinux")?, false),
-            ("rootfs.ext4".to_string(), file("rootfs.ext4")?, false),
-        ];
-        let secrets = ctx.layout.secrets(id);
-        ctx.host
-            .mounts
-            .tmpfs_file(&secrets, "secrets.img", SECRETS_IMAGE, rec.gid)?;
-        binds.push(("secrets.img".into(), secrets.join("secrets.img"), false));
-        if typed.drives.iter().any(|d| d.drive_id == "data") {
-            let data = ctx.layout.tenant_dir(id).join("data.ext4");
-            let mib = u64::from(after.data_mib.unwrap_or(0));
-            ctx.host
-                .files
-                .ensure_volume(&data, mib << 20, rec.uid, rec.gid)?;
-            binds.push(("data.ext4".into(), data, true));
-        }
-        let seccomp_filter = if after.seccomp == SeccompLevel::Strict.as_str() {
-            binds.push(("filter.bpf".into(), fc.strict_seccomp_filter.clone(), false));
-            Some("/filter.bpf".to_string())
-        } else {
-            None
-        };
-        let mut text = serde_json::to_vec_pretty(&typed).expect("config serializes");
-        text.push(b'\n');
         let jailed = after.jailer;
-        ctx.host.mounts.stage_jail(&JailStage {
-            root: layout.root.clone(),
-            size: JAIL_TMPFS_BYTES,
-            inodes: JAIL_TMPFS_INODES,
-            binds,
-            files: vec![("vm.json".into(), text, 0o644)],
-            // No jailer to make it: the socket's directory.
-            dirs: if jailed {
-                Vec::new()
-            } else {
-                vec!["run".into()]
+        let staged = crate::resources::tenant::jail::stage(
+            ctx,
+            id,
+            &rec,
+            &Stage {
+                config: &typed,
+                jailed,
+                seccomp: after.seccomp,
+                data_mib: after.data_mib,
             },
-        })?;
+        )?;
+        let layout = &staged.layout;
         let in_jail = |p: &str| {
             if jailed {
                 p.to_string()
@@ -671,7 +465,7 @@ impl Provider<VmAttrs> for Vm {
             parent_cgroup: format!("{}/{id}", ctx.node.cgroup.parent),
             api_sock: in_jail(&format!("/{API_SOCKET_IN_JAIL}")),
             config_file: in_jail("/vm.json"),
-            seccomp_filter: seccomp_filter.map(|f| in_jail(&f)),
+            seccomp_filter: staged.seccomp_filter.as_deref().map(in_jail),
             cgroup_procs: (!jailed)
                 .then(|| ctx.cgroup_mount.clone())
                 .flatten()
@@ -681,7 +475,7 @@ impl Provider<VmAttrs> for Vm {
                         .join("cgroup.procs")
                 }),
             api_sock_host: layout.api_socket.clone(),
-            log: Some(ctx.layout.tenant_dir(id).join("logs").join("vm.log")),
+            log: Some(ctx.layout.vm_log(id)),
             // Its log and metrics are capped at 1 GiB; its data volume is
             // as large as the spec says.
             max_file_bytes: (u64::from(after.data_mib.unwrap_or(0)) << 20).max(1 << 30),
@@ -699,13 +493,13 @@ impl Provider<VmAttrs> for Vm {
         let vm = VmRecord {
             flake_ref: after.flake_ref.clone(),
             lock: artifact.lock.clone(),
-            profile: after.profile.clone(),
+            profile: after.profile.as_str().to_string(),
             vcpus: after.vcpus,
             mem_mib: after.mem_mib,
             data_mib: after.data_mib,
             ip: after.ip,
             mac: after.mac,
-            seccomp: after.seccomp.clone(),
+            seccomp: after.seccomp.as_str().to_string(),
             jailer: jailed,
             fc_config: config,
             fc_config_sha256: after.fc_config_sha256.clone(),
@@ -767,6 +561,7 @@ impl Provider<VmAttrs> for Vm {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::NodeConfig;
 
     fn converged_acme() -> ObservedTenant {
         let text = std::fs::read_to_string(concat!(

@@ -29,7 +29,7 @@ pub struct Tenant {
 
 /// A parsed request: method, path, headers (names lowercased).
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Request {
+pub struct MetadataRequest {
     pub method: String,
     pub path: String,
     pub headers: BTreeMap<String, String>,
@@ -146,7 +146,7 @@ pub fn log_line(
     peer: std::net::IpAddr,
     mark: u32,
     tenant: Option<&str>,
-    req: Option<&Request>,
+    req: Option<&MetadataRequest>,
     status: u16,
     first_refusal: bool,
 ) -> Option<String> {
@@ -183,7 +183,11 @@ pub fn log_line(
 
 /// The value of a header that has two spellings (mvm's and EC2's): both
 /// sent is refused (400), never one silently preferred.
-fn one_of<'a>(req: &'a Request, name: &str, alias: &str) -> Result<Option<&'a String>, Response> {
+fn one_of<'a>(
+    req: &'a MetadataRequest,
+    name: &str,
+    alias: &str,
+) -> Result<Option<&'a String>, Response> {
     match (req.headers.get(name), req.headers.get(alias)) {
         (Some(_), Some(_)) => Err(plain(400, format!("send {name} or {alias}, not both\n"))),
         (a, b) => Ok(a.or(b)),
@@ -202,7 +206,7 @@ fn decimal(v: &str) -> Option<u64> {
 /// The answer to `req` from `tenant` (`None`: not identified, or not a
 /// metadata tenant). `now` in seconds; `nonce` fresh per token.
 pub fn handle(
-    req: &Request,
+    req: &MetadataRequest,
     tenant: Option<&Tenant>,
     key: &[u8; 32],
     now: u64,
@@ -284,7 +288,7 @@ mod tests {
     #[test]
     fn the_log_names_known_paths_only_and_never_a_header() {
         let peer = "10.200.0.2".parse().unwrap();
-        let req = |m: &str, p: &str| Request {
+        let req = |m: &str, p: &str| MetadataRequest {
             method: m.into(),
             path: p.into(),
             headers: [("x-metadata-token".to_string(), "ma.1.2.secret".to_string())].into(),
@@ -324,8 +328,8 @@ mod tests {
         }
     }
 
-    fn req(method: &str, path: &str, headers: &[(&str, &str)]) -> Request {
-        Request {
+    fn req(method: &str, path: &str, headers: &[(&str, &str)]) -> MetadataRequest {
+        MetadataRequest {
             method: method.into(),
             path: path.into(),
             headers: headers
