@@ -107,7 +107,7 @@ fn position(calls: &[Call], what: &str, pred: impl Fn(&Call) -> bool) -> usize {
 }
 
 fn under(c: &Call, part: &str) -> bool {
-    c.path().to_string_lossy().contains(part)
+    c.target().contains(part)
 }
 
 #[test]

@@ -221,7 +221,7 @@ fn stopping_a_tenant_stops_exactly_its_vm_and_pruning_removes_exactly_one_tenant
     assert_eq!(changed, ["tenant.beta.vm"]);
     let stops = rec.calls()[before..]
         .iter()
-        .filter(|c| matches!(c, Call::Stop(_)))
+        .filter(|c| matches!(c, Call::Stop { .. }))
         .count();
     assert_eq!(stops, 1);
 

@@ -66,6 +66,20 @@ pub fn jailer_args(l: &Launch) -> Vec<String> {
     a
 }
 
+/// The program and argv a launch execs: the jailer with `jailer_args`, or
+/// without one Firecracker itself, passed `--id` (as the jailer would) so
+/// the probe knows whose VM it is.
+pub fn argv(l: &Launch) -> (PathBuf, Vec<String>) {
+    match &l.jailer {
+        Some(j) => (j.clone(), jailer_args(l)),
+        None => {
+            let mut a = vec!["--id".to_string(), l.id.clone()];
+            a.extend(firecracker_args(l));
+            (l.firecracker.clone(), a)
+        }
+    }
+}
+
 /// Firecracker's own argv. Never `--no-seccomp`.
 pub fn firecracker_args(l: &Launch) -> Vec<String> {
     let mut a = vec![

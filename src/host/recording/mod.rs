@@ -78,15 +78,16 @@ pub enum Call {
     StageJail(crate::host::JailStage),
     /// A jail root's mounts removed (`path` is the root).
     UnstageJail(PathBuf),
-    /// The bridge (named by `name`) with these addresses, up.
+    /// The bridge `name` with these addresses, up.
     BridgeEnsure {
-        name: PathBuf,
+        name: String,
         addresses: Vec<String>,
         mark: String,
     },
-    LinkDelete(PathBuf),
+    /// The link `name` deleted.
+    LinkDelete(String),
     TapEnsure {
-        name: PathBuf,
+        name: String,
         owner: u32,
         group: u32,
         master: String,
@@ -97,11 +98,11 @@ pub enum Call {
     },
     /// The bridge `name`'s neighbour entry for `ip` removed.
     NeighbourDelete {
-        name: PathBuf,
+        name: String,
         ip: std::net::Ipv4Addr,
     },
     SysctlWrite {
-        name: PathBuf,
+        name: String,
         value: String,
     },
     EnsureVolume {
@@ -111,21 +112,30 @@ pub enum Call {
     TmpfsFile {
         path: PathBuf,
     },
-    /// A VM launched for tenant `path` (the tenant id).
+    /// A VM of `tenant` launched as `program args…` (the jailer's argv,
+    /// or Firecracker's without one), exactly as the real host execs it.
     Launch {
-        path: PathBuf,
+        tenant: String,
+        program: PathBuf,
         args: Vec<String>,
     },
-    /// A VM stopped (`path` is its pid).
-    Stop(PathBuf),
-    /// A Nix build of `installable` (`path` is the installable).
-    NixBuild {
-        path: PathBuf,
+    /// The metadata service started at `listen`, with its rate limit.
+    StartMetadata {
+        listen: String,
+        per_sec: u32,
+        burst: u32,
     },
-    /// One nft transaction of `commands` commands (`path` is `nft`).
+    /// A process (a VM or the service) stopped.
+    Stop {
+        pid: u32,
+    },
+    /// A Nix build of `installable`.
+    NixBuild {
+        installable: String,
+    },
+    /// One nft transaction: its commands.
     NftApply {
-        path: PathBuf,
-        commands: usize,
+        commands: Vec<serde_json::Value>,
     },
     /// The node lock taken (`path` is the lock file). Not a change: the
     /// holder it names is gone when it is released.
@@ -135,29 +145,34 @@ pub enum Call {
 }
 
 impl Call {
-    /// The path the call acts on (the source of a rename).
-    pub fn path(&self) -> &Path {
+    /// What the call acts on, for matching and messages: a path (the
+    /// source of a rename), a link name, a tenant, a pid, an installable,
+    /// or `nft`.
+    pub fn target(&self) -> String {
+        let path = |p: &Path| p.display().to_string();
         match self {
-            Call::EnsureDir { path, .. }
-            | Call::WriteFile { path, .. }
-            | Call::AppendLine { path, .. }
-            | Call::SetAppendOnly { path, .. } => path,
-            Call::Rename { from, .. } => from,
-            Call::RemoveTree(p) | Call::CgroupRemove(p) | Call::CgroupRemoveIfUnused(p) => p,
-            Call::Unmount(p) | Call::UnstageJail(p) | Call::CgroupKill(p) => p,
-            Call::StageJail(s) => &s.root,
-            Call::CgroupCreate { dir, .. } | Call::CgroupWrite { dir, .. } => dir,
-            Call::MountTmpfs { target, .. } => target,
+            Call::EnsureDir { path: p, .. }
+            | Call::WriteFile { path: p, .. }
+            | Call::AppendLine { path: p, .. }
+            | Call::SetAppendOnly { path: p, .. } => path(p),
+            Call::Rename { from, .. } => path(from),
+            Call::RemoveTree(p) | Call::CgroupRemove(p) | Call::CgroupRemoveIfUnused(p) => path(p),
+            Call::Unmount(p) | Call::UnstageJail(p) | Call::CgroupKill(p) => path(p),
+            Call::StageJail(s) => path(&s.root),
+            Call::CgroupCreate { dir, .. } | Call::CgroupWrite { dir, .. } => path(dir),
+            Call::MountTmpfs { target, .. } => path(target),
+            Call::EnsureVolume { path: p, .. } | Call::TmpfsFile { path: p } => path(p),
+            Call::NodeLock(p) | Call::Observe(p) => path(p),
             Call::BridgeEnsure { name, .. }
             | Call::TapEnsure { name, .. }
-            | Call::SysctlWrite { name, .. } => name,
-            Call::LinkDelete(name) | Call::NeighbourDelete { name, .. } => name,
-            Call::NftApply { path, .. } => path,
-            Call::NixBuild { path } => path,
-            Call::EnsureVolume { path, .. }
-            | Call::TmpfsFile { path }
-            | Call::Launch { path, .. } => path,
-            Call::Stop(p) | Call::NodeLock(p) | Call::Observe(p) => p,
+            | Call::SysctlWrite { name, .. }
+            | Call::NeighbourDelete { name, .. }
+            | Call::LinkDelete(name) => name.clone(),
+            Call::Launch { tenant, .. } => tenant.clone(),
+            Call::StartMetadata { listen, .. } => listen.clone(),
+            Call::Stop { pid } => pid.to_string(),
+            Call::NixBuild { installable } => installable.clone(),
+            Call::NftApply { .. } => "nft".into(),
         }
     }
 
@@ -303,7 +318,7 @@ impl RecordingHost {
             std::thread::sleep(self.delay);
         }
         let fail = self.fail_when.iter().any(|f| f(&call));
-        let path = call.path().to_path_buf();
+        let path = PathBuf::from(call.target());
         let result = {
             let mut m = self.model();
             m.calls.push(call);
@@ -548,9 +563,11 @@ impl Cgroups for RecordingHost {
 impl Vms for RecordingHost {
     /// A pid and start time derived from the id, as a real launch returns.
     fn launch(&self, l: &crate::security::jailer::Launch) -> HostResult<crate::host::ProcessRef> {
+        let (program, args) = crate::security::jailer::argv(l);
         let call = Call::Launch {
-            path: PathBuf::from(&l.id),
-            args: crate::security::jailer::jailer_args(l),
+            tenant: l.id.clone(),
+            program,
+            args,
         };
         let h = crate::digest::sha256(l.id.as_bytes());
         let pid = 1000 + u32::from_str_radix(&h[..6], 16).expect("hex");
@@ -572,7 +589,7 @@ impl Vms for RecordingHost {
         _: &Path,
         _: Duration,
     ) -> HostResult {
-        self.record(Call::Stop(PathBuf::from(r.pid.to_string())), |m| {
+        self.record(Call::Stop { pid: r.pid }, |m| {
             m.vms.retain(|_, v| *v != r);
             Ok(())
         })
@@ -682,7 +699,7 @@ impl Links for RecordingHost {
         mark: &str,
     ) -> HostResult {
         let call = Call::BridgeEnsure {
-            name: PathBuf::from(name),
+            name: name.to_string(),
             addresses: addresses.iter().map(|a| a.to_string()).collect(),
             mark: mark.to_string(),
         };
@@ -711,7 +728,7 @@ impl Links for RecordingHost {
     }
     fn bridge_delete(&self, name: &str, _mac: [u8; 6], mark: &str) -> HostResult {
         let (n, mark) = (name.to_string(), mark.to_string());
-        self.record(Call::LinkDelete(PathBuf::from(name)), |m| {
+        self.record(Call::LinkDelete(name.to_string()), |m| {
             if m.links.contains_key(&n) && m.aliases.get(&n) != Some(&mark) {
                 return Err(not_ours(&n, m.aliases.get(&n)));
             }
@@ -731,7 +748,7 @@ impl Links for RecordingHost {
     }
     fn tap_ensure(&self, tap: &TapSpec) -> HostResult {
         let call = Call::TapEnsure {
-            name: PathBuf::from(&tap.name),
+            name: tap.name.clone(),
             owner: tap.owner,
             group: tap.group,
             master: tap.master.clone(),
@@ -768,7 +785,7 @@ impl Links for RecordingHost {
     }
     fn tap_delete(&self, name: &str, mark: &str) -> HostResult {
         let (n, mark) = (name.to_string(), mark.to_string());
-        self.record(Call::LinkDelete(PathBuf::from(name)), |m| {
+        self.record(Call::LinkDelete(name.to_string()), |m| {
             if let Some(a) = m.aliases.get(&n)
                 && *a != mark
             {
@@ -785,7 +802,7 @@ impl Links for RecordingHost {
     }
     fn neighbour_delete(&self, bridge: &str, ip: std::net::Ipv4Addr) -> HostResult {
         let call = Call::NeighbourDelete {
-            name: PathBuf::from(bridge),
+            name: bridge.to_string(),
             ip,
         };
         let b = bridge.to_string();
@@ -796,7 +813,7 @@ impl Links for RecordingHost {
     }
     fn sysctl_write(&self, name: &str, value: &str) -> HostResult {
         let call = Call::SysctlWrite {
-            name: PathBuf::from(name),
+            name: name.to_string(),
             value: value.to_string(),
         };
         let (n, v) = (name.to_string(), value.to_string());
@@ -828,7 +845,7 @@ impl Builds for RecordingHost {
         let digest = crate::digest::sha256(what.as_bytes());
         let out = PathBuf::from(format!("/nix/store/{}-mvm-{profile}", &digest[..32]));
         let call = Call::NixBuild {
-            path: PathBuf::from(&what),
+            installable: what.clone(),
         };
         self.record(call, |m| {
             m.store.insert(out.clone());
@@ -852,13 +869,12 @@ impl Builds for RecordingHost {
 
 impl Firewall for RecordingHost {
     fn nft_apply(&self, commands: &serde_json::Value) -> HostResult {
-        let n = commands
-            .get("nftables")
-            .and_then(serde_json::Value::as_array)
-            .map_or(0, Vec::len);
         let call = Call::NftApply {
-            path: PathBuf::from("nft"),
-            commands: n,
+            commands: commands
+                .get("nftables")
+                .and_then(serde_json::Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
         };
         // All of it, or none of it, like nft.
         self.record(call, |m| {
@@ -880,13 +896,10 @@ impl Services for RecordingHost {
         started: &mut dyn FnMut(crate::host::ProcessRef) -> HostResult,
     ) -> HostResult<crate::host::ProcessRef> {
         self.record(
-            Call::Launch {
-                path: PathBuf::from(listen),
-                args: vec![
-                    "metadata".into(),
-                    format!("{}/s", limit.per_sec),
-                    format!("burst {}", limit.burst),
-                ],
+            Call::StartMetadata {
+                listen: listen.to_string(),
+                per_sec: limit.per_sec,
+                burst: limit.burst,
             },
             |_| Ok(()),
         )?;
@@ -902,7 +915,7 @@ impl Services for RecordingHost {
         Ok(r)
     }
     fn stop_service(&self, r: crate::host::ProcessRef) -> HostResult {
-        self.record(Call::Stop(PathBuf::from(r.pid.to_string())), |m| {
+        self.record(Call::Stop { pid: r.pid }, |m| {
             if m.service.as_ref().is_some_and(|(s, _)| *s == r) {
                 m.service = None;
             }

@@ -12,7 +12,7 @@
 
 use crate::host::ProcessRef;
 use crate::host::fs::beneath::{self, Tree};
-use crate::security::jailer::{Launch, firecracker_args, jailer_args};
+use crate::security::jailer::Launch;
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -23,16 +23,7 @@ use std::time::{Duration, Instant};
 /// Starts the VM detached from mvm (its own session, stdio on /dev/null),
 /// so it outlives this process; waits until its API answers.
 pub fn launch(l: &Launch, tree: &Tree, wait: Duration) -> io::Result<ProcessRef> {
-    let (program, args) = match &l.jailer {
-        Some(j) => (j.clone(), jailer_args(l)),
-        // The jailer passes `--id` on; without it, mvm does, so the probe
-        // knows whose VM this is.
-        None => {
-            let mut a = vec!["--id".to_string(), l.id.clone()];
-            a.extend(firecracker_args(l));
-            (l.firecracker.clone(), a)
-        }
-    };
+    let (program, args) = crate::security::jailer::argv(l);
     let output = |p: &PathBuf| -> io::Result<Stdio> {
         use std::os::unix::fs::OpenOptionsExt;
         Ok(std::fs::OpenOptions::new()
@@ -496,7 +487,7 @@ mod tests {
             cgroup_procs: None,
             max_file_bytes: 1 << 30,
         };
-        let a = jailer_args(&l).join(" ");
+        let a = crate::security::jailer::jailer_args(&l).join(" ");
         assert!(
             a.contains("--cgroup-version 2 --parent-cgroup mvm/acme --"),
             "{a}"
