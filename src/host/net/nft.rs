@@ -267,11 +267,104 @@ fn ipv4(e: &Value) -> Option<Ipv4Addr> {
     concat(e).first()?.parse().ok()
 }
 
+/// One element change as the kernel takes it: add or delete, where, the
+/// key's bytes and (for a map's add) the data's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ElementBytes {
+    pub add: bool,
+    pub family: &'static str,
+    pub table: &'static str,
+    pub set: &'static str,
+    pub key: Vec<u8>,
+    pub data: Option<Vec<u8>>,
+}
+
+/// `commands` (what [`element_changes`] makes) as the kernel's bytes, or
+/// `None` when any command is not an element change of one of mvm's
+/// tenant sets in a shape mvm writes (the caller then lets nft do it).
+/// As nft encodes them: each field of a concatenation padded to 4 bytes,
+/// an interface name as 16 bytes (IFNAMSIZ, NUL-padded), MAC and IPv4 in
+/// network order, a mark in host order.
+pub fn element_bytes(commands: &Value) -> Option<Vec<ElementBytes>> {
+    fn ifname(v: &Value) -> Option<Vec<u8>> {
+        let s = v.as_str()?;
+        (!s.is_empty() && s.len() < 16 && s.is_ascii()).then(|| {
+            let mut b = s.as_bytes().to_vec();
+            b.resize(16, 0);
+            b
+        })
+    }
+    fn mac(v: &Value) -> Option<Vec<u8>> {
+        let m: crate::spec::types::MacAddr = v.as_str()?.parse().ok()?;
+        let mut b = m
+            .to_string()
+            .split(':')
+            .map(|x| u8::from_str_radix(x, 16).ok())
+            .collect::<Option<Vec<u8>>>()?;
+        b.resize(8, 0);
+        Some(b)
+    }
+    fn ipv4(v: &Value) -> Option<Vec<u8>> {
+        Some(v.as_str()?.parse::<Ipv4Addr>().ok()?.octets().to_vec())
+    }
+    let mut out = Vec::new();
+    for cmd in commands.get("nftables")?.as_array()? {
+        let (add, body) = match (cmd.get("add"), cmd.get("delete")) {
+            (Some(b), None) => (true, b),
+            (None, Some(b)) => (false, b),
+            _ => return None,
+        };
+        let e = body.get("element")?;
+        let (family, table, set) = ruleset::TENANT_SETS.iter().copied().find(|(f, t, n)| {
+            e.get("family").and_then(Value::as_str) == Some(*f)
+                && e.get("table").and_then(Value::as_str) == Some(*t)
+                && e.get("name").and_then(Value::as_str) == Some(*n)
+        })?;
+        let [elem] = e.get("elem")?.as_array()?.as_slice() else {
+            return None;
+        };
+        let fields = |n: usize| {
+            elem.get("concat")
+                .and_then(Value::as_array)
+                .filter(|c| c.len() == n)
+        };
+        let (key, data) = match set {
+            "port_v4" => {
+                let c = fields(3)?;
+                ([ifname(&c[0])?, mac(&c[1])?, ipv4(&c[2])?].concat(), None)
+            }
+            "port_arp" => {
+                let c = fields(4)?;
+                let k = [ifname(&c[0])?, mac(&c[1])?, mac(&c[2])?, ipv4(&c[3])?].concat();
+                (k, None)
+            }
+            "port_mark" if add => {
+                let [tap, mark] = elem.as_array()?.as_slice() else {
+                    return None;
+                };
+                let mark = u32::try_from(mark.as_u64()?).ok()?;
+                (ifname(tap)?, Some(mark.to_ne_bytes().to_vec()))
+            }
+            "port_mark" => (ifname(elem)?, None),
+            _ => (ipv4(elem)?, None),
+        };
+        out.push(ElementBytes {
+            add,
+            family,
+            table,
+            set,
+            key,
+            data,
+        });
+    }
+    Some(out)
+}
+
 /// Element changes straight over nfnetlink, as one batch (a transaction:
 /// all or nothing), without nft: nft 1.0.6 fetches every element of every
 /// set before it deletes one, which made each tenant's change cost time in
 /// proportion to the node's size. `Err` names what the kernel refused.
-pub fn apply_elements(changes: &[ruleset::ElementBytes]) -> std::io::Result<()> {
+pub fn apply_elements(changes: &[ElementBytes]) -> std::io::Result<()> {
     use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
     const NFNL_SUBSYS_NFTABLES: u16 = 10;
     const NFT_MSG_NEWSETELEM: u16 = 12;
@@ -441,7 +534,7 @@ impl crate::host::Firewall for crate::host::linux::LinuxHost {
     /// batch); anything else through `nft -j -f -`. Both are one
     /// transaction.
     fn nft_apply(&self, commands: &serde_json::Value) -> crate::host::HostResult {
-        if let Some(elements) = crate::net::ruleset::element_bytes(commands) {
+        if let Some(elements) = element_bytes(commands) {
             return crate::host::net::nft::apply_elements(&elements).map_err(|e| {
                 crate::host::HostError::new(
                     "apply",
@@ -463,6 +556,50 @@ impl crate::host::Firewall for crate::host::linux::LinuxHost {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::types::MacAddr;
+    use serde_json::json;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn element_changes_encode_as_nft_does() {
+        let mac: MacAddr = "02:00:0a:c8:00:0a".parse().unwrap();
+        let ip: Ipv4Addr = "10.200.0.10".parse().unwrap();
+        let add = ruleset::tenant_elements("tap-acme", mac, ip, 100000, true, false);
+        let b = element_bytes(&ruleset::element_changes(&[], &add)).unwrap();
+        assert_eq!(b.len(), 4);
+        let tap = {
+            let mut t = b"tap-acme".to_vec();
+            t.resize(16, 0);
+            t
+        };
+        let mac_b = [2u8, 0, 10, 200, 0, 10, 0, 0];
+        let ip_b = [10u8, 200, 0, 10];
+        assert_eq!(b[0].set, "port_v4");
+        assert_eq!(b[0].key, [&tap[..], &mac_b, &ip_b].concat());
+        assert_eq!(b[0].key.len(), 28);
+        assert_eq!(b[1].key, [&tap[..], &mac_b, &mac_b, &ip_b].concat());
+        assert_eq!((b[2].set, b[2].key.clone()), ("port_mark", tap.clone()));
+        assert_eq!(b[2].data, Some(100000u32.to_ne_bytes().to_vec()));
+        assert_eq!(
+            (b[3].family, b[3].table, b[3].set),
+            ("inet", "mvm", "metadata_v4")
+        );
+        assert_eq!(b[3].key, ip_b);
+        assert!(b.iter().all(|e| e.add));
+        // Deleting: keys only, the map's too.
+        let d = element_bytes(&ruleset::element_changes(&add, &[])).unwrap();
+        assert!(d.iter().all(|e| !e.add && e.data.is_none()));
+        assert_eq!(d[2].key, tap);
+        // Anything else is left to nft.
+        for other in [
+            json!({"nftables": [{"flush": {"chain": {"family": "inet", "table": "mvm", "name": "input"}}}]}),
+            json!({"nftables": [{"add": {"element": {"family": "inet", "table": "other", "name": "ssh_v4", "elem": ["10.0.0.1"]}}}]}),
+            json!({"nftables": [{"add": {"element": {"family": "inet", "table": "mvm", "name": "ssh_v4", "elem": ["10.0.0.0/8"]}}}]}),
+            json!({"nftables": [{"add": {"element": {"family": "bridge", "table": "mvm_l2", "name": "port_mark", "elem": [["a-very-long-interface", 1]]}}}]}),
+        ] {
+            assert_eq!(element_bytes(&other), None, "{other}");
+        }
+    }
 
     #[test]
     fn parses_mvm_tables_and_tenant_elements() {
