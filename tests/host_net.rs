@@ -152,7 +152,7 @@ fn each_rules_text_is_what_nft_prints_for_it() {
                 .map(str::trim)
                 .filter(|l| !l.is_empty() && !l.starts_with("table ") && !l.starts_with("chain "))
                 .filter(|l| !l.starts_with("type ") && *l != "}")
-                .map(|l| zero_counter(l))
+                .map(zero_counter)
                 .collect();
             let want: Vec<String> = rs
                 .rules
