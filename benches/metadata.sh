@@ -1,7 +1,7 @@
 #!/bin/bash
 # Benchmark: the metadata service as a guest sees it, as root in throwaway
 # network, mount and pid namespaces, release build. One tenant behind a
-# real tap (frames carried by tests/host/netguest.py's pump, as
+# real tap (frames carried by tests/host/net/guest.py's pump, as
 # Firecracker would), the bridge, the nft ruleset and the service all
 # started by `mvm agent reconcile`. Measures, from the guest:
 #   - the IMDSv2 flow (PUT a token, GET the identity document) per second,
@@ -41,7 +41,7 @@ mvm() { ./target/release/mvm --config "$work/node.toml" "$@"; }
 mvm agent reconcile --desired "$work/d.json" --target 'tenant.*.tap' --target 'tenant.*.nft' --target node.metadata > "$work/out" 2>&1 || { cat "$work/out"; exit 1; }
 
 # The guest: a veth end in its own namespace, the other end in a third,
-# its frames pumped to the tap (as tests/host/net.sh does).
+# its frames pumped to the tap (as tests/host/net/isolation.sh does).
 ip netns add g-ma
 ip netns add p-ma
 ip -n p-ma link add vh-ma type veth peer name eth0 netns g-ma
@@ -53,7 +53,7 @@ ip -n g-ma addr add 10.200.0.2/24 dev eth0
 ip netns exec g-ma ethtool -K eth0 tx off > /dev/null
 ip -n g-ma link set eth0 up
 ip -n g-ma route add default via 10.200.0.1
-python3 tests/host/netguest.py pump tap-ma p-ma vh-ma &
+python3 tests/host/net/guest.py pump tap-ma p-ma vh-ma &
 pump=$!
 # Bench only: the listener straight from the guest, to compare with.
 nft insert rule inet mvm tenant_to_host tcp dport 8775 accept

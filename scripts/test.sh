@@ -1,9 +1,10 @@
 #!/bin/sh
 # Runs every mvm test. On a fresh Debian machine it first installs what the
 # tests need (as root, via apt): nftables, iproute2, util-linux (unshare),
-# e2fsprogs, ethtool, python3, nix-bin and busybox-static, and creates Nix's
-# build users (group nixbld). Host tests run as root inside throwaway
-# namespaces; as a non-root user they are skipped with a printed reason.
+# e2fsprogs, ethtool, python3, nix-bin and busybox-static, creates Nix's
+# build users (group nixbld) and fetches a kernel image. Host tests run as
+# root inside throwaway namespaces; a test whose prerequisite is missing is
+# skipped, visibly and counted — or, with MVM_HOST_TESTS=required, fails.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -54,30 +55,52 @@ if [ "$(id -u)" = 0 ] && [ ! -s "$kernel" ]; then
     rm -rf "$tmp"
 fi
 
-# Tests whose prerequisite is missing are filtered out *visibly*: the
-# reason is printed here and the count at the end, instead of each test
-# reporting a vacuous pass. Host tests need root (bridges, taps, nft,
-# tmpfs, cgroups). The Firecracker tests need the real Firecracker,
-# jailer and seccompiler-bin builds — MVM_TEST_FIRECRACKER_DIR, by
-# default ../shared/firecracker (bin/firecracker, bin/jailer,
-# bin/seccompiler-bin, seccomp/) — and the kernel fetched above.
-host_tests="binary(host_probe) | binary(host_reconcile) | binary(host_net) | binary(host_nix) | binary(host_vm) | binary(host_metadata)"
+# The Firecracker builds: $MVM_TEST_FIRECRACKER_DIR, else
+# ../shared/firecracker beside this checkout — or, for a clone (CI's clean
+# checkout), beside the repository it was cloned from.
+if [ -z "${MVM_TEST_FIRECRACKER_DIR:-}" ]; then
+    fc_dir=../shared/firecracker
+    origin=$(git config --get remote.origin.url 2>/dev/null || true)
+    if [ ! -d "$fc_dir" ] && [ -n "$origin" ] && [ -d "$origin/../shared/firecracker" ]; then
+        fc_dir=$(cd "$origin/../shared/firecracker" && pwd)
+    fi
+    export MVM_TEST_FIRECRACKER_DIR="$fc_dir"
+fi
+fc_dir=$MVM_TEST_FIRECRACKER_DIR
+
+# Each prerequisite, and the tests that need it (tests/common/host.rs has
+# the same list). A test whose prerequisite is missing is filtered out
+# *visibly*: the reason is printed here and the count at the end, never a
+# vacuous pass. Under MVM_HOST_TESTS=required (what .ci/run sets) nothing
+# is filtered: a missing prerequisite fails its tests.
+root_tests="binary(host_probe) | binary(host_reconcile) | binary(host_net) | binary(host_nix) | binary(host_vm) | binary(host_metadata)"
 fc_tests="binary(host_vm) | test(node_info_reports_the_firecracker_and_jailer_versions)"
-fc_dir=${MVM_TEST_FIRECRACKER_DIR:-../shared/firecracker}
+vm_tests="binary(host_vm)"
+nix_tests="binary(host_nix) | test(reconcile_runs_a_tenant_end_to_end) | test(killed_reconciles_never_leave_two_vms_or_none)"
 skip=""
 reasons=""
-if [ "$(id -u)" != 0 ]; then
-    skip="$host_tests"
-    reasons="host tests ($host_tests): they need root for network namespaces, nftables, tmpfs mounts and cgroups; run as root to include them"
-fi
+skipping() {
+    skip="${skip:+$skip | }$1"
+    reasons="${reasons:+$reasons; }$2"
+}
+[ "$(id -u)" = 0 ] ||
+    skipping "$root_tests" "host tests ($root_tests): they need root for network namespaces, nftables, tmpfs mounts and cgroups; run as root to include them"
 fc_missing=""
 for b in firecracker jailer seccompiler-bin; do
     [ -x "$fc_dir/bin/$b" ] || fc_missing="$fc_missing $fc_dir/bin/$b"
 done
-[ -s "$kernel" ] || fc_missing="$fc_missing $kernel"
-if [ -n "$fc_missing" ]; then
-    skip="${skip:+$skip | }$fc_tests"
-    reasons="${reasons:+$reasons; }Firecracker tests ($fc_tests): missing$fc_missing (set MVM_TEST_FIRECRACKER_DIR to a directory with bin/firecracker, bin/jailer, bin/seccompiler-bin and seccomp/)"
+[ -z "$fc_missing" ] ||
+    skipping "$fc_tests" "Firecracker tests ($fc_tests): missing$fc_missing (set MVM_TEST_FIRECRACKER_DIR to a directory with bin/firecracker, bin/jailer, bin/seccompiler-bin and seccomp/)"
+[ -s "$kernel" ] || skipping "$vm_tests" "VM tests ($vm_tests): no kernel image at $kernel"
+[ -e /dev/kvm ] || skipping "$vm_tests" "VM tests ($vm_tests): no /dev/kvm"
+if [ ! -x /usr/bin/nix ] || [ ! -x /bin/busybox ] || ! getent group nixbld >/dev/null; then
+    skipping "$nix_tests" "Nix tests ($nix_tests): they need nix-bin, busybox-static and the nixbld build users"
+fi
+if [ "${MVM_HOST_TESTS:-}" = required ]; then
+    if [ -n "$skip" ]; then
+        echo "MVM_HOST_TESTS=required: these tests will fail for a missing prerequisite: $reasons" >&2
+    fi
+    skip=""
 fi
 if [ -n "$skip" ]; then
     filter="not ($skip)"

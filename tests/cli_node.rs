@@ -76,17 +76,14 @@ fn node_info_reports_identity_and_inventory() {
 /// visibly, where they are absent.
 #[test]
 fn node_info_reports_the_firecracker_and_jailer_versions() {
-    let dir = std::env::var_os("MVM_TEST_FIRECRACKER_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/firecracker"));
-    let bin = dir.join("bin");
-    if !bin.join("firecracker").is_file() {
-        eprintln!(
-            "SKIPPED: no {} (set MVM_TEST_FIRECRACKER_DIR)",
-            bin.display()
-        );
+    use common::host::{Need, firecracker_dir, require};
+    if !require(
+        "node_info_reports_the_firecracker_and_jailer_versions",
+        &[Need::Firecracker],
+    ) {
         return;
     }
+    let bin = firecracker_dir().join("bin");
     let work = tempfile::tempdir().unwrap();
     let config = node_toml(work.path(), &bin.canonicalize().unwrap());
     let r = run(&[

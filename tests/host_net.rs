@@ -8,9 +8,9 @@ use mvm::net::ruleset;
 use mvm::spec::NodeConfig;
 use std::collections::BTreeMap;
 
-fn is_root() -> bool {
-    nix::unistd::Uid::effective().is_root()
-}
+mod common;
+
+use common::host::{Need, Script, require};
 
 /// Runs `f` on a thread in a fresh network namespace of its own (gone when
 /// the thread ends), so nothing it does reaches the host.
@@ -56,8 +56,7 @@ fn listed(known: &ruleset::Ruleset) -> Listing {
 /// plan's rule-by-rule comparison never shows phantom drift.
 #[test]
 fn the_rendered_ruleset_is_what_nft_lists_back() {
-    if !is_root() {
-        eprintln!("SKIPPED: needs root for a network namespace and nft");
+    if !require("the_rendered_ruleset_is_what_nft_lists_back", &[Need::Root]) {
         return;
     }
     let mut other = NodeConfig::default_config();
@@ -115,19 +114,27 @@ fn the_rendered_ruleset_is_what_nft_lists_back() {
 /// nft prints with their values).
 #[test]
 fn each_rules_text_is_what_nft_prints_for_it() {
-    if !is_root() {
-        eprintln!("SKIPPED: needs root for a network namespace and nft");
+    if !require("each_rules_text_is_what_nft_prints_for_it", &[Need::Root]) {
         return;
     }
     let mut other = NodeConfig::default_config();
     other.bridge.dns = vec!["10.200.0.1".parse().unwrap(), "9.9.9.9".parse().unwrap()];
-    other.network.egress_deny = vec!["192.168.0.0/16".parse().unwrap(), "10.0.0.0/8".parse().unwrap()];
+    other.network.egress_deny = vec![
+        "192.168.0.0/16".parse().unwrap(),
+        "10.0.0.0/8".parse().unwrap(),
+    ];
     for node in [NodeConfig::default_config(), other] {
         let rs = ruleset::render(&node);
         let chains: Vec<(String, String, String)> = rs
             .chains
             .iter()
-            .map(|c| (c.family.to_string(), c.table.to_string(), c.name.to_string()))
+            .map(|c| {
+                (
+                    c.family.to_string(),
+                    c.table.to_string(),
+                    c.name.to_string(),
+                )
+            })
             .collect();
         let printed = in_netns(move || {
             mvm::host::net::nft::apply("nft", &ruleset::transaction(&rs, &[], &[], &[]))
@@ -201,8 +208,10 @@ fn zero_counter(line: &str) -> String {
 /// delete removes them, and a batch with one bad change changes nothing.
 #[test]
 fn element_changes_over_netlink_are_what_nft_lists() {
-    if !is_root() {
-        eprintln!("SKIPPED: needs root for a network namespace and nft");
+    if !require(
+        "element_changes_over_netlink_are_what_nft_lists",
+        &[Need::Root],
+    ) {
         return;
     }
     use mvm::host::net::nft::{apply, apply_elements, list_ruleset, parse};
@@ -273,46 +282,24 @@ fn element_changes_over_netlink_are_what_nft_lists() {
 }
 
 /// Reconcile, stand-in guests proving the policy, drift repaired, prune
-/// (`tests/host/net.sh`, in fresh network, mount and pid namespaces: a
+/// (`tests/host/net/isolation.sh`, in fresh network, mount and pid namespaces: a
 /// service the script leaves running dies with it).
 #[test]
 fn reconcile_isolates_tenants_for_real() {
-    if !is_root() {
-        eprintln!("SKIPPED: needs root for network namespaces, taps and nft");
+    if !require("reconcile_isolates_tenants_for_real", &[Need::Root]) {
         return;
     }
-    let work = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new("unshare")
-        .args([
-            "--net",
-            "--mount",
-            "--pid",
-            "--fork",
-            "--kill-child",
-            "--mount-proc",
-            "--",
-            "bash",
-            "tests/host/net.sh",
-        ])
-        .arg(env!("CARGO_BIN_EXE_mvm"))
-        .arg(work.path())
-        .arg(format!("mvm-test-net-{}", std::process::id()))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert_eq!(stdout.matches("ok: ").count(), 13, "{stdout}");
+    Script::new("net/isolation").net().pid().checks(13);
 }
 
 /// A transaction nft refuses changes nothing: mvm's tables stay as they
 /// were, rule for rule.
 #[test]
 fn a_refused_transaction_leaves_the_old_ruleset() {
-    if !is_root() {
-        eprintln!("SKIPPED: needs root for a network namespace and nft");
+    if !require(
+        "a_refused_transaction_leaves_the_old_ruleset",
+        &[Need::Root],
+    ) {
         return;
     }
     let rs = ruleset::render(&NodeConfig::default_config());

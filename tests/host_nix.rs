@@ -9,26 +9,6 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-/// Why this machine cannot run the test, if it cannot.
-fn missing() -> Option<String> {
-    if !nix::unistd::Uid::effective().is_root() {
-        return Some("needs root (Nix builds as its build users)".into());
-    }
-    for (what, path) in [
-        ("nix-bin", "/usr/bin/nix"),
-        ("busybox-static", "/bin/busybox"),
-    ] {
-        if !Path::new(path).exists() {
-            return Some(format!("{what} is not installed ({path})"));
-        }
-    }
-    let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
-    if !groups.lines().any(|l| l.starts_with("nixbld:")) {
-        return Some("the nixbld group (Nix build users) does not exist".into());
-    }
-    None
-}
-
 /// The fixture flake in a temporary directory, with its tools.
 fn fixture(dir: &Path, kernel: &str) -> PathBuf {
     let flake = dir.join("flake");
@@ -45,8 +25,10 @@ fn mvm(config: &Path, args: &[&str]) -> common::Run {
 
 #[test]
 fn a_real_nix_build_is_recorded_not_repeated_and_its_lock_checked() {
-    if let Some(why) = missing() {
-        eprintln!("SKIPPED: {why}");
+    if !common::host::require(
+        "a_real_nix_build_is_recorded_not_repeated_and_its_lock_checked",
+        &[common::host::Need::Root, common::host::Need::Nix],
+    ) {
         return;
     }
     let dir = common::scratch();

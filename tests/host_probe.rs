@@ -1,17 +1,17 @@
 //! The probes against a real kernel: a bridge, taps with port flags and
 //! owners, nft tables with tenant elements, a tmpfs mount, a cgroup dir, a
 //! Firecracker-named process, and junk in the state dir — built inside
-//! throwaway network and mount namespaces by `tests/host/probe.sh`, then read
+//! throwaway network and mount namespaces by `tests/host/probe/node.sh`, then read
 //! by `mvm agent observe --json`. Needs root; skips with a reason otherwise.
 
 use mvm::observed::Observed;
 use mvm::spec::types::TenantId;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-fn is_root() -> bool {
-    nix::unistd::Uid::effective().is_root()
-}
+mod common;
+
+use common::host::{CgroupCleanup, Need, cgroup2, require};
 
 fn require_tools() {
     for tool in ["unshare", "ip", "bridge", "nft", "mount"] {
@@ -26,31 +26,9 @@ fn require_tools() {
     }
 }
 
-/// Removes the test's cgroup dirs even if the test fails.
-struct CgroupGuard(PathBuf);
-
-impl Drop for CgroupGuard {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir(self.0.join("acme"));
-        let _ = std::fs::remove_dir(&self.0);
-    }
-}
-
-fn cgroup2_mount() -> PathBuf {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let m = mvm::host::probe::mountinfo::parse(&text);
-    m.into_iter()
-        .find(|m| m.fstype == "cgroup2")
-        .expect("cgroup2 is mounted")
-        .mount_point
-}
-
 #[test]
 fn probes_read_a_real_node() {
-    if !is_root() {
-        eprintln!(
-            "SKIPPED probes_read_a_real_node: needs root to create bridges, taps, nft tables and mounts"
-        );
+    if !require("probes_read_a_real_node", &[Need::Root]) {
         return;
     }
     require_tools();
@@ -58,7 +36,7 @@ fn probes_read_a_real_node() {
     let state = tmp.path().join("state");
     std::fs::create_dir(&state).unwrap();
     let parent = format!("mvm-test-{}", std::process::id());
-    let _guard = CgroupGuard(cgroup2_mount().join(&parent));
+    let _guard = CgroupCleanup(cgroup2().join(&parent));
     let config = tmp.path().join("node.toml");
     std::fs::write(
         &config,
@@ -71,7 +49,7 @@ fn probes_read_a_real_node() {
     .unwrap();
 
     let out = Command::new("unshare")
-        .args(["--net", "--mount", "--", "sh", "tests/host/probe.sh"])
+        .args(["--net", "--mount", "--", "sh", "tests/host/probe/node.sh"])
         .arg(env!("CARGO_BIN_EXE_mvm"))
         .arg(&state)
         .arg(&parent)
@@ -179,7 +157,7 @@ fn probes_read_a_real_node() {
     // may lack the limit controllers in cgroup2 (hybrid mode): then the
     // limit files are absent, which is what the probe must report.
     let cg = obs.cgroup.as_ref().expect("cgroup2 mount found");
-    assert_eq!(cg.mount, cgroup2_mount());
+    assert_eq!(cg.mount, cgroup2());
     let acme_cg = acme.cgroup.as_ref().expect("acme's cgroup dir");
     if !cg.controllers.contains("memory") {
         assert!(!acme_cg.files.contains_key("memory.max"));

@@ -8,58 +8,21 @@
 
 use mvm::host::vm::vmm;
 use mvm::security::jailer::Launch;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-fn firecracker_dir() -> PathBuf {
-    std::env::var_os("MVM_TEST_FIRECRACKER_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/firecracker"))
-}
+mod common;
 
-fn kernel() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-kernel/vmlinuz")
-}
+use common::host::{CgroupCleanup, Need, Script, cgroup2, firecracker_dir, kernel, require};
 
-/// Why this machine cannot run the test, if it cannot.
-pub fn missing() -> Option<String> {
-    if !nix::unistd::Uid::effective().is_root() {
-        return Some("needs root (jailer, cgroups)".into());
-    }
-    let bin = firecracker_dir().join("bin");
-    for b in ["firecracker", "jailer", "seccompiler-bin"] {
-        if !bin.join(b).exists() {
-            return Some(format!(
-                "no {} (set MVM_TEST_FIRECRACKER_DIR)",
-                bin.join(b).display()
-            ));
-        }
-    }
-    if !kernel().exists() {
-        return Some(format!(
-            "no kernel at {} (scripts/test.sh fetches one)",
-            kernel().display()
-        ));
-    }
-    if !Path::new("/dev/kvm").exists() {
-        return Some("no /dev/kvm".into());
-    }
-    None
-}
-
-fn cgroup2() -> PathBuf {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    mvm::host::probe::mountinfo::parse(&text)
-        .into_iter()
-        .find(|m| m.fstype == "cgroup2")
-        .expect("cgroup2 is mounted")
-        .mount_point
-}
+/// What the Firecracker tests need.
+const FIRECRACKER: &[Need] = &[Need::Root, Need::Firecracker, Need::Kernel, Need::Kvm];
 
 #[test]
 fn a_jailed_firecracker_runs_as_the_tenant_in_its_cgroup_and_stops() {
-    if let Some(why) = missing() {
-        eprintln!("SKIPPED: {why}");
+    if !require(
+        "a_jailed_firecracker_runs_as_the_tenant_in_its_cgroup_and_stops",
+        FIRECRACKER,
+    ) {
         return;
     }
     let fc = firecracker_dir().join("bin");
@@ -107,7 +70,7 @@ fn a_jailed_firecracker_runs_as_the_tenant_in_its_cgroup_and_stops() {
         max_file_bytes: 1 << 30,
     };
     // Whatever happens below, nothing of the VM outlives the test.
-    let _guard = Cleanup(cg.clone());
+    let _guard = CgroupCleanup(cg.clone());
     let started = std::time::Instant::now();
     let tree = mvm::host::fs::beneath::Tree::open(dir.path()).unwrap();
     let r = vmm::launch(&l, &tree, Duration::from_secs(10)).expect("launch");
@@ -205,92 +168,34 @@ fn a_jailed_firecracker_runs_as_the_tenant_in_its_cgroup_and_stops() {
     );
 }
 
-/// Kills whatever runs in the test's cgroup and removes it and its parent.
-struct Cleanup(PathBuf);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = std::fs::write(self.0.join("cgroup.kill"), "1");
-        for _ in 0..50 {
-            if std::fs::remove_dir(&self.0).is_ok() || !self.0.exists() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if let Some(parent) = self.0.parent() {
-            let _ = std::fs::remove_dir(parent);
-        }
-    }
-}
-
-/// A tenant end to end with the real binaries (`tests/host/vm.sh`, in
-/// fresh network and mount namespaces; Nix builds its artifact).
+/// A tenant end to end with the real binaries (`tests/host/vm/lifecycle.sh`,
+/// in fresh network and mount namespaces; Nix builds its artifact).
 #[test]
 fn reconcile_runs_a_tenant_end_to_end() {
-    if let Some(why) = missing() {
-        eprintln!("SKIPPED: {why}");
-        return;
+    let needs = [FIRECRACKER, &[Need::Nix]].concat();
+    if require("reconcile_runs_a_tenant_end_to_end", &needs) {
+        Script::new("vm/lifecycle")
+            .net()
+            .arg(firecracker_dir())
+            .arg(kernel())
+            .checks(6);
     }
-    if !Path::new("/usr/bin/nix").exists() || !Path::new("/bin/busybox").exists() {
-        eprintln!("SKIPPED: needs nix-bin and busybox-static");
-        return;
-    }
-    let work = tempfile::tempdir().unwrap();
-    let parent = format!("mvm-test-e2e-{}", std::process::id());
-    let _guards = [
-        Cleanup(cgroup2().join(&parent).join("va")),
-        Cleanup(cgroup2().join(&parent).join("vb")),
-    ];
-    let out = std::process::Command::new("unshare")
-        .args(["--net", "--mount", "--", "bash", "tests/host/vm.sh"])
-        .arg(env!("CARGO_BIN_EXE_mvm"))
-        .arg(work.path())
-        .arg(&parent)
-        .arg(firecracker_dir())
-        .arg(kernel())
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert_eq!(stdout.matches("ok: ").count(), 6, "{stdout}");
 }
 
 /// 20 kills of mvm at random points of reconciles that start and stop
-/// VMs (`tests/host/vmcrash.sh`): each followed by a converging run with
+/// VMs (`tests/host/vm/crash.sh`): each followed by a converging run with
 /// exactly one Firecracker per running tenant.
 #[test]
 fn killed_reconciles_never_leave_two_vms_or_none() {
-    if let Some(why) = missing() {
-        eprintln!("SKIPPED: {why}");
+    let needs = [FIRECRACKER, &[Need::Nix]].concat();
+    if !require("killed_reconciles_never_leave_two_vms_or_none", &needs) {
         return;
     }
-    if !Path::new("/usr/bin/nix").exists() || !Path::new("/bin/busybox").exists() {
-        eprintln!("SKIPPED: needs nix-bin and busybox-static");
-        return;
-    }
-    let work = tempfile::tempdir().unwrap();
-    let parent = format!("mvm-test-vmcrash-{}", std::process::id());
-    let _guards: Vec<Cleanup> = ["c0", "c1", "c2"]
-        .iter()
-        .map(|t| Cleanup(cgroup2().join(&parent).join(t)))
-        .collect();
-    let out = std::process::Command::new("unshare")
-        .args(["--net", "--mount", "--", "bash", "tests/host/vmcrash.sh"])
-        .arg(env!("CARGO_BIN_EXE_mvm"))
-        .arg(work.path())
-        .arg(&parent)
+    let stdout = Script::new("vm/crash")
+        .net()
         .arg(firecracker_dir())
         .arg(kernel())
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
+        .run();
     assert_eq!(
         stdout.matches("converged after kill").count(),
         20,

@@ -7,8 +7,8 @@
 # Usage: vmcrash.sh MVM WORKDIR CGROUP_PARENT FIRECRACKER_DIR KERNEL
 set -euo pipefail
 mvm=$1 work=$2 parent=$3 fcdir=$(realpath "$4") kernel=$5
-source "$(dirname "$0")/common.sh"
-source "$(dirname "$0")/vmcommon.sh"
+source "$(dirname "$0")/../lib/common.sh"
+source "$(dirname "$0")/../lib/vm.sh"
 desired() {
   printf '{"tenants": ['
   for i in 0 1 2; do

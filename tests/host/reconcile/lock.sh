@@ -6,7 +6,7 @@
 # Usage: lock.sh MVM WORKDIR CGROUP_PARENT
 set -euo pipefail
 mvm=$1 work=$2 parent=$3
-source "$(dirname "$0")/common.sh"
+source "$(dirname "$0")/../lib/common.sh"
 args="agent reconcile --desired fixtures/desired/example.json --target tenant.*.dirs --target tenant.*.cgroup --target tenant.*.secrets"
 
 mkfifo "$work/answer"

@@ -7,7 +7,7 @@
 # Usage: metadata.sh MVM WORKDIR CGROUP_PARENT
 set -euo pipefail
 mvm=$1 work=$2 parent=$3
-source "$(dirname "$0")/common.sh"
+source "$(dirname "$0")/../lib/common.sh"
 ip link set lo up
 for a in 10.200.0.1/24 10.200.0.2/32 10.200.0.3/32 10.200.0.4/32; do ip addr add "$a" dev lo; done
 echo 1 > /proc/sys/net/ipv4/tcp_fwmark_accept

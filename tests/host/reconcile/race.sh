@@ -7,7 +7,7 @@
 # Usage: race.sh MVM WORKDIR CGROUP_PARENT
 set -euo pipefail
 mvm=$1 work=$2 parent=$3
-source "$(dirname "$0")/common.sh"
+source "$(dirname "$0")/../lib/common.sh"
 
 canary=$work/canary
 mkdir -p "$canary/jail" "$canary/secrets"

@@ -7,7 +7,7 @@
 # Usage: reconcile.sh MVM WORKDIR CGROUP_PARENT
 set -euo pipefail
 mvm=$1 work=$2 parent=$3
-source "$(dirname "$0")/common.sh"
+source "$(dirname "$0")/../lib/common.sh"
 snapshot() { (cd "$state" && find . -path ./lock -prune -o -print | sort; grep " $state" /proc/self/mountinfo | cut -d' ' -f5,10- | sort) 2>/dev/null || true; }
 
 # 1. From nothing: dirs, cgroups and secrets mounts of three tenants.

@@ -2,7 +2,7 @@
 # Tenant networking on a real kernel, inside the throwaway network and
 # mount namespaces tests/host_net.rs runs it in: reconcile builds the
 # bridge, taps and rules; stand-in guests — a network namespace per tenant
-# whose traffic goes through the tenant's real tap, pumped by netguest.py
+# whose traffic goes through the tenant's real tap, pumped by guest.py
 # as Firecracker would — prove each flow of the policy, allowed and
 # denied; hand-made drift is planned and repaired; prune removes it all; a
 # foreign nft table and a foreign bridge port survive every run. Prints
@@ -10,9 +10,9 @@
 # Usage: net.sh MVM WORKDIR CGROUP_PARENT
 set -euo pipefail
 mvm=$1 work=$2 parent=$3
-source "$(dirname "$0")/common.sh"
+source "$(dirname "$0")/../lib/common.sh"
 here=$(cd "$(dirname "$0")" && pwd)
-g() { python3 "$here/netguest.py" "$@"; }
+g() { python3 "$here/guest.py" "$@"; }
 pids=()
 cleanup() {
   kill "${pids[@]}" 2>/dev/null || true
@@ -86,8 +86,8 @@ for t in na:2 nb:3 nc:4; do
   ip -n "g-$id" link set eth0 up
   ip -n "g-$id" route add default via 10.200.0.1
   bg g pump "tap-$id" "p-$id" "vh-$id"
-  bg ip netns exec "g-$id" python3 "$here/netguest.py" serve-tcp 0.0.0.0 22
-  bg ip netns exec "g-$id" python3 "$here/netguest.py" serve-udp 0.0.0.0 9999
+  bg ip netns exec "g-$id" python3 "$here/guest.py" serve-tcp 0.0.0.0 22
+  bg ip netns exec "g-$id" python3 "$here/guest.py" serve-udp 0.0.0.0 9999
 done
 # "Outside" (a public address, egress allowed) and a LAN (in egress_deny).
 for side in out:198.51.100 lan:192.168.50; do
@@ -100,7 +100,7 @@ for side in out:198.51.100 lan:192.168.50; do
   ip -n "$ns" link set eth0 up
   ip -n "$ns" link set lo up
   ip -n "$ns" route add 10.200.0.0/24 via "$p.1"
-  bg ip netns exec "$ns" python3 "$here/netguest.py" serve-tcp 0.0.0.0 8080
+  bg ip netns exec "$ns" python3 "$here/guest.py" serve-tcp 0.0.0.0 8080
 done
 # The host: DNS on the gateway, another service, the metadata listener,
 # an IPv6 listener.
@@ -108,7 +108,7 @@ bg g serve-udp 10.200.0.1 53
 bg g serve-tcp 0.0.0.0 8080
 bg g serve-tcp :: 5555
 bg g serve-udp 10.200.0.1 9998
-guest() { ip netns exec "g-$1" python3 "$here/netguest.py" "${@:2}"; }
+guest() { ip netns exec "g-$1" python3 "$here/guest.py" "${@:2}"; }
 ok() { "$@" > /dev/null 2>&1 || fail "should be allowed: $*"; }
 no() { ! "$@" > /dev/null 2>&1 || fail "should be denied: $*"; }
 for _ in $(seq 50); do guest na ping 10.200.0.1 > /dev/null 2>&1 && break; sleep 0.1; done
@@ -121,7 +121,7 @@ echo "ok: a tenant reaches gateway DNS and ping, no other host port or address"
 
 [ "$(guest na tcp 198.51.100.2 8080)" = 198.51.100.1 ] || fail "egress is not masqueraded"
 no guest na tcp 192.168.50.2 8080
-no ip netns exec out python3 "$here/netguest.py" tcp 10.200.0.3 22
+no ip netns exec out python3 "$here/guest.py" tcp 10.200.0.3 22
 echo "ok: egress masqueraded, egress_deny refused, nothing inbound from outside"
 
 for probe in "tcp 10.200.0.3 22" "udp 10.200.0.3 9999" "ping 10.200.0.3"; do
@@ -229,7 +229,7 @@ for dst in 01:80:c2:00:00:00 01:80:c2:00:00:02 01:80:c2:00:00:03 01:80:c2:00:00:
   no guest na l2-udp eth0 "$dst" 10.200.0.2 10.200.0.1 9998
   no guest na l2-ping eth0 "$dst" 192.168.50.1
   no guest na l2-ping6 eth0 "$dst"
-  ip netns exec g-nb python3 "$here/netguest.py" listen-udp 40999 > "$work/spoofed" 2>&1 &
+  ip netns exec g-nb python3 "$here/guest.py" listen-udp 40999 > "$work/spoofed" 2>&1 &
   listener=$!
   sleep 0.2
   guest na l2-udp eth0 "$dst" 10.200.0.3 10.200.0.1 53 40999 > /dev/null 2>&1 || true
@@ -252,7 +252,7 @@ echo "ok: frames to link-local group MACs (UDP, ICMP, ICMPv6, RA, NA, spoofed so
 # gateway), routed through the gateway, is dropped before conntrack
 # could call it related.
 ip -n g-na route add 10.200.0.3/32 via 10.200.0.1
-ip netns exec g-nb python3 "$here/netguest.py" hold-udp 10.200.0.1 53 40053 > "$work/hold" 2>&1 &
+ip netns exec g-nb python3 "$here/guest.py" hold-udp 10.200.0.1 53 40053 > "$work/hold" 2>&1 &
 holder=$!
 for _ in $(seq 20); do grep -q ready "$work/hold" && break; sleep 0.1; done
 guest na icmp-unreach 10.200.0.3 10.200.0.3 40053 10.200.0.1 53
@@ -264,7 +264,7 @@ grep -q clean "$work/hold" || fail "a forged ICMP error from na reached nb's soc
 # has a permanent neighbour entry for each.
 ip neigh show 10.200.0.3 dev mvmbr0 | matches "lladdr 02:00:0a:c8:00:03 PERMANENT" || fail "no permanent neighbour entry for nb: $(ip neigh show dev mvmbr0)"
 ip neigh flush dev mvmbr0
-ip netns exec g-nc python3 "$here/netguest.py" count-arp eth0 1.5 > "$work/arps" 2>&1 &
+ip netns exec g-nc python3 "$here/guest.py" count-arp eth0 1.5 > "$work/arps" 2>&1 &
 counter=$!
 sleep 0.3
 ok g tcp 10.200.0.3 22

@@ -9,8 +9,8 @@
 # Usage: vm.sh MVM WORKDIR CGROUP_PARENT FIRECRACKER_DIR KERNEL
 set -euo pipefail
 mvm=$1 work=$2 parent=$3 fcdir=$(realpath "$4") kernel=$5
-source "$(dirname "$0")/common.sh"
-source "$(dirname "$0")/vmcommon.sh"
+source "$(dirname "$0")/../lib/common.sh"
+source "$(dirname "$0")/../lib/vm.sh"
 tenant() {
   printf '{"tenants": [{"tenant_id": "va", "flake_ref": "path:%s", "profile": "minimal", "vcpus": %d, "mem_mib": 256, "state": "running", "data_mib": 8}]}\n' "$flake" "$1" > "$work/d$1.json"
 }

@@ -8,7 +8,7 @@
 # Usage: hostile.sh MVM WORKDIR CGROUP_PARENT
 set -euo pipefail
 mvm=$1 work=$2 parent=$3
-source "$(dirname "$0")/common.sh"
+source "$(dirname "$0")/../lib/common.sh"
 
 # setup NAME: a fresh state dir and node config for one scenario.
 setup() {

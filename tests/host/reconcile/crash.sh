@@ -6,7 +6,7 @@
 # Usage: crash.sh MVM WORKDIR CGROUP_PARENT
 set -euo pipefail
 mvm=$1 work=$2 parent=$3
-source "$(dirname "$0")/common.sh"
+source "$(dirname "$0")/../lib/common.sh"
 
 desired_json t 30 > "$work/many.json"
 echo '{"tenants": []}' > "$work/none.json"
