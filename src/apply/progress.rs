@@ -2,7 +2,7 @@
 //! starts and ends. The renderers (spinners, log lines) are the CLI's
 //! (`cli/progress.rs`).
 
-use super::{Phase, StepResult};
+use super::report::{Phase, StepResult};
 use crate::plan::Action;
 use crate::resources::ResourceAddr;
 

@@ -9,7 +9,7 @@ use console::Style;
 use std::fmt::Write;
 
 pub fn write_stdout(text: &str) {
-    super::write_all(std::io::stdout().lock(), text);
+    write_all(std::io::stdout().lock(), text);
 }
 
 /// Prints `error: …`, each located problem, and `hint: …` to stderr.
@@ -34,7 +34,7 @@ pub fn report(e: &AgentError, colors: bool) {
             let _ = writeln!(out, "      {l}");
         }
     }
-    super::write_all(std::io::stderr().lock(), &out);
+    write_all(std::io::stderr().lock(), &out);
 }
 
 pub fn observed_summary(
@@ -210,4 +210,14 @@ pub fn audit_table(log: &[u8]) -> String {
         }
     }
     out
+}
+
+/// Writes to stdout, tolerating a closed pipe (`mvm … | head`).
+/// Every control sequence but a color (which mvm's own styling writes) is
+/// escaped on the way out, whatever text it came in: defense in depth
+/// behind the escaping where foreign text enters a message.
+pub(crate) fn write_all(mut w: impl std::io::Write, text: &str) {
+    let text = crate::text::terminal_safe(text);
+    let _ = w.write_all(text.as_bytes());
+    let _ = w.flush();
 }

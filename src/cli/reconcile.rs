@@ -42,7 +42,7 @@ impl reconcile::Ui for Operator<'_> {
     fn show_plan(&self, plan: &Plan) {
         if self.json {
             let colors = self.settings.colors && self.settings.terminal.stderr;
-            super::write_all(
+            crate::cli::output::write_all(
                 std::io::stderr().lock(),
                 &crate::plan::render::render(plan, colors),
             );
@@ -57,7 +57,7 @@ impl reconcile::Ui for Operator<'_> {
                 .iter()
                 .map(|w| format!("warning: {}\n", crate::text::one_line(w)))
                 .collect();
-            super::write_all(std::io::stderr().lock(), &text);
+            crate::cli::output::write_all(std::io::stderr().lock(), &text);
         }
     }
 

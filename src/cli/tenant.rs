@@ -22,7 +22,7 @@ pub fn audit(_s: &Settings, node: &Node, args: &AuditArgs) -> Result<ExitCode, A
         );
         // With --json on stderr, so stdout stays the log exactly as stored.
         if args.json {
-            super::write_all(std::io::stderr().lock(), &note);
+            crate::cli::output::write_all(std::io::stderr().lock(), &note);
         } else {
             output::write_stdout(&note);
         }
@@ -65,11 +65,11 @@ pub(super) fn show_log(
         for p in &v.problems {
             out.push_str(&format!("  {p}\n"));
         }
-        super::write_all(std::io::stderr().lock(), &out);
+        crate::cli::output::write_all(std::io::stderr().lock(), &out);
         return Ok(ExitCode::from(1));
     }
     if json {
-        super::write_all(std::io::stdout().lock(), &String::from_utf8_lossy(&log.log));
+        crate::cli::output::write_all(std::io::stdout().lock(), &String::from_utf8_lossy(&log.log));
         return Ok(ExitCode::SUCCESS);
     }
     output::write_stdout(&output::audit_table(&log.log));

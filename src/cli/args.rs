@@ -1,0 +1,309 @@
+//! The command line as clap parses it: every command, flag and its help.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mvm",
+    version,
+    about = "Keep a Firecracker microVM host in the state a control plane asks for",
+    long_about = "mvm runs many tenants' Firecracker microVMs on one Linux host. It observes the host, \
+plans the difference to desired.json Terraform-style, and applies it."
+)]
+pub struct Cli {
+    /// Node config file (default: $MVM_CONFIG, else /etc/mvm/node.toml if it exists, else built-in defaults).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Never color output (also: NO_COLOR=1). Colors are used only on a terminal.
+    #[arg(long, global = true)]
+    pub no_color: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Node agent: observe the host, plan and apply changes.
+    #[command(subcommand)]
+    Agent(AgentCommand),
+    /// Operate one tenant by hand.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// The node's tenant network.
+    #[command(subcommand)]
+    Net(NetCommand),
+    /// The per-tenant metadata service.
+    #[command(subcommand)]
+    Metadata(MetadataCommand),
+    /// The node itself.
+    #[command(subcommand)]
+    Node(NodeCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// The node's identity and inventory: node id, hostname (and Lima instance), mvm and
+    /// kernel versions, CPUs and memory, node.toml's source and state dir, the cgroup2
+    /// controllers (and which tenant limits a hybrid host cannot enforce), Firecracker,
+    /// jailer and Nix with the versions they report, the bridge and nft tables, the
+    /// metadata service, and how many tenants and VMs the node has. Read-only.
+    Info(NodeInfoArgs),
+    /// Print the node's own audit log — every change to the bridge, the firewall (node.nft)
+    /// and the metadata service, with who made it — or check its hash chain. Tenants' changes
+    /// are in `mvm tenant audit ID`.
+    Audit(NodeAuditArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NodeAuditArgs {
+    /// Check that no record was edited, removed, reordered or cut off; exit 1 if one was.
+    #[arg(long)]
+    pub verify: bool,
+    /// Print the records as JSON lines, exactly as stored.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct NodeInfoArgs {
+    /// Print JSON (fields are only ever added).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MetadataCommand {
+    /// Serve tenant metadata at <bridge.gateway>:<metadata.port> (guests reach it as
+    /// http://<metadata.address>/ through the nft redirect). A tenant is identified by the
+    /// packet mark of its tap (its uid) and its source address, never by the request; only
+    /// tenants with `metadata: true` in the applied desired state are answered. Tokens:
+    /// PUT /latest/api/token with X-metadata-token-ttl-seconds (1..21600); every GET needs
+    /// X-metadata-token. Once listening it runs as nobody with only CAP_DAC_READ_SEARCH (to
+    /// read the state dir). Each peer is rate-limited before its request is read, may hold
+    /// at most 16 connections (1024 in all, fewer under a low fd limit), and is logged at
+    /// most 20 lines per 10 s; refusals and token issues are logged to stderr, never a
+    /// token, and the log never grows past --log-max-bytes.
+    /// Runs until stopped; `mvm agent reconcile` starts and stops it (node.metadata) while
+    /// some tenant enables metadata, logging to <state_dir>/metadata.log.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Listen here instead of <bridge.gateway>:<metadata.port>.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Read tenants from this state dir instead of node.toml's.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Requests per second each tenant may make, instead of node.toml's
+    /// metadata.rate_per_sec.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub rate: Option<u32>,
+    /// Requests each tenant may make at once, instead of node.toml's
+    /// metadata.burst.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub burst: Option<u32>,
+    /// The most bytes the log (stderr) may hold: past it the file is
+    /// emptied and continues with a line saying so.
+    #[arg(long, value_name = "BYTES", default_value_t = crate::host::metadata_server::LOG_MAX_BYTES,
+          value_parser = clap::value_parser!(u64).range(4096..))]
+    pub log_max_bytes: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NetCommand {
+    /// Check, item by item, that the node's network is what the desired state renders:
+    /// mvm's nftables rules, sets and elements, the bridge and its gateway address, every
+    /// tenant's tap (attached, up, isolated, not learning, owned by the tenant, with its
+    /// static FDB entry), nothing else on the bridge, the sysctls, and the metadata service
+    /// while a tenant enables it. Exit 0 when all pass, 1 otherwise.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Check against this desired state (default: the one the last successful
+    /// reconcile converged to, kept as <state_dir>/desired.json).
+    #[arg(long, value_name = "FILE")]
+    pub desired: Option<PathBuf>,
+    /// Check a captured observation (`mvm agent observe --json`) instead of this host.
+    #[arg(long, value_name = "FILE")]
+    pub observed: Option<PathBuf>,
+    /// Print the checks as JSON (stable: {ok, passed, failed, checks: [{check, ok, detail}]}).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Print the tenant's audit log, or check its hash chain with --verify.
+    Audit(AuditArgs),
+    /// Every tenant desired or on the node: its VM (running with its pid, stopped, absent),
+    /// address, uid, the revision it runs, what the applied desired state asks, and how many
+    /// changes a reconcile would make to it now. Read-only.
+    List(TenantListArgs),
+    /// One tenant in detail: VM, desired spec, identity, revision and store path, each of
+    /// its resources present or missing, and the changes a reconcile would make (drift, or
+    /// one that did not finish). Read-only.
+    Status(TenantStatusArgs),
+    /// The tenant's VM starts, newest first: when, the flake ref and lock hash, the
+    /// Firecracker config's sha256, the seccomp level and whether the jailer ran it — what
+    /// `<state>/tenants/<id>/revisions.json` keeps (the last `tenants.revision_history`).
+    Revisions(RevisionsArgs),
+    /// Stop the tenant's VM now (its network, cgroup, data and everything else stay): the
+    /// desired state the last reconcile applied, with this tenant set to `stopped`,
+    /// reconciled for this tenant only. It lasts until the next `mvm agent reconcile
+    /// --desired`, which sets the tenant to what that file says.
+    Stop(LifecycleArgs),
+    /// Start the tenant's VM: as `stop`, with the tenant set to `running`.
+    Start(LifecycleArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LifecycleArgs {
+    /// The tenant id.
+    pub tenant: String,
+    /// Do not ask for confirmation on a terminal.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// How long to wait for another reconcile's node lock: 0 (fail at once), 30s, 5m, ...
+    #[arg(long, value_name = "DURATION", default_value = "0s")]
+    pub lock_timeout: String,
+    /// Print one JSON document of the result on stdout (the plan and
+    /// progress go to stderr); see `mvm agent reconcile --help`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RevisionsArgs {
+    /// The tenant id.
+    pub tenant: String,
+    /// Print the revisions as stored (JSON, oldest first), with the store paths and sha256s.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TenantListArgs {
+    /// Compare with this desired state instead of the one the last reconcile applied.
+    #[arg(long, value_name = "FILE")]
+    pub desired: Option<PathBuf>,
+    /// Read this observed state (`mvm agent observe --json`) instead of probing the host.
+    #[arg(long, value_name = "FILE")]
+    pub observed: Option<PathBuf>,
+    /// Print JSON (fields are only ever added).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TenantStatusArgs {
+    /// The tenant id.
+    pub tenant: String,
+    #[command(flatten)]
+    pub from: TenantListArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// The tenant id.
+    pub tenant: String,
+    /// Check that no record was edited, removed, reordered or cut off; exit 1 if one was.
+    #[arg(long)]
+    pub verify: bool,
+    /// Print the records as JSON lines, exactly as stored.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Preview what would change to make the node match desired.json. Never changes the host.
+    Plan(PlanArgs),
+    /// Print what mvm sees on this host (the input `plan --observed` takes).
+    Observe(ObserveArgs),
+    /// Make the node match desired.json: observe, plan, show the plan, apply it.
+    ///
+    /// Idempotent: right after a successful run, a second one prints "No changes" and
+    /// touches nothing. One reconcile runs at a time per node (a lock under the state dir).
+    /// On a terminal it asks before applying unless --auto-approve; without one (as a
+    /// node agent) it applies. Ctrl-C / SIGTERM stop new work, let running steps finish,
+    /// and report what was done; a re-run converges.
+    Reconcile(ReconcileArgs),
+    /// Not an mvm command: Terraform's `apply` is `mvm agent reconcile`.
+    #[command(hide = true)]
+    Apply {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        rest: Vec<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["desired", "plan"])))]
+pub struct ReconcileArgs {
+    /// The desired state (desired.json). One of --desired or --plan.
+    #[arg(long, value_name = "FILE")]
+    pub desired: Option<PathBuf>,
+    /// Apply exactly this saved plan (`mvm agent plan --out`); refused if the node changed since. One of --desired or --plan.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["desired", "prune", "target"])]
+    pub plan: Option<PathBuf>,
+    /// Delete tenants that are on the node but not in desired.json.
+    #[arg(long)]
+    pub prune: bool,
+    /// Only these resources and what they depend on (repeatable): node.<kind>, node.*, tenant.<id>, tenant.<id>.<kind>, tenant.*.<kind>.
+    #[arg(long, value_name = "ADDR")]
+    pub target: Vec<String>,
+    /// Resources applied at once when the graph allows (default: apply.parallelism in node.toml).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub parallelism: Option<u16>,
+    /// Do not ask for confirmation on a terminal.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// How long to wait for another reconcile's node lock: 0 (fail at once), 30s, 5m, ...
+    #[arg(long, value_name = "DURATION", default_value = "0s")]
+    pub lock_timeout: String,
+    /// Print one JSON document of the result on stdout when done — for a
+    /// control plane driving mvm: `{"format_version", "outcome"
+    /// (no_changes, cancelled, applied), "success", "summary" {added,
+    /// changed, destroyed, failed, blocked, skipped}, "resources" [{address,
+    /// phase, actions, result (ok, failed, blocked, skipped, interrupted),
+    /// error, duration_ms}], "audit_errors"}`. The plan and progress go to
+    /// stderr.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The desired state (desired.json).
+    #[arg(long, value_name = "FILE")]
+    pub desired: PathBuf,
+    /// Plan against a captured observation (`mvm agent observe --json`) instead of this host.
+    #[arg(long, value_name = "FILE")]
+    pub observed: Option<PathBuf>,
+    /// Delete tenants that are on the node but not in desired.json (kept by default).
+    #[arg(long)]
+    pub prune: bool,
+    /// Print the machine-readable plan (versioned JSON) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Exit 0 when there are no changes, 2 when there are, 1 on error.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Also save the plan (JSON) to FILE, for `mvm agent reconcile --plan FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Only these resources and what they depend on (repeatable): node.<kind>, node.*, tenant.<id>, tenant.<id>.<kind>, tenant.*.<kind>. A target matching nothing is warned about.
+    #[arg(long, value_name = "ADDR")]
+    pub target: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ObserveArgs {
+    /// Print the full observed state as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
