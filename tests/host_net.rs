@@ -214,7 +214,8 @@ fn element_changes_over_netlink_are_what_nft_lists() {
     ) {
         return;
     }
-    use mvm::host::net::nft::{apply, apply_elements, list_ruleset, parse};
+    use mvm::host::net::nft::{apply, list_ruleset, parse};
+    use mvm::host::net::nft_batch::apply_elements;
     let node = NodeConfig::default_config();
     let (after_add, after_bad, after_delete) = in_netns(move || {
         let rs = ruleset::render(&node);
@@ -222,7 +223,8 @@ fn element_changes_over_netlink_are_what_nft_lists() {
         let mac = "02:00:0a:c8:00:0a".parse().unwrap();
         let ip = "10.200.0.10".parse().unwrap();
         let mine = ruleset::tenant_elements("tap-acme", mac, ip, 100000, true, true);
-        let bytes = |c| mvm::host::net::nft::element_bytes(&c).expect("tenant elements encode");
+        let bytes =
+            |c| mvm::host::net::nft_batch::element_bytes(&c).expect("tenant elements encode");
         let elements = |rs: &ruleset::Ruleset| {
             let mut e: Vec<String> = parse(&list_ruleset("nft").unwrap(), rs)
                 .elements

@@ -42,21 +42,7 @@ pub fn plan(
     observed: &Observed,
     opts: PlanOptions,
 ) -> Result<Plan, PlanError> {
-    let mut corrupt: Vec<(TenantId, String)> = observed
-        .tenants
-        .iter()
-        .filter_map(|(id, t)| t.record_error.as_ref().map(|e| (id.clone(), e.clone())))
-        .collect();
-    corrupt.extend(crate::state::record::identity_problems(
-        node,
-        observed
-            .tenants
-            .iter()
-            .filter_map(|(id, t)| Some((id, t.record.as_ref()?))),
-    ));
-    if !corrupt.is_empty() {
-        return Err(PlanError::CorruptRecords(corrupt));
-    }
+    check_records(node, observed)?;
 
     let ctx = PlanCtx::new(node, observed);
     let tenants = super::resolve::resolve(desired, node, observed)?;
@@ -79,60 +65,8 @@ pub fn plan(
     let mut drafts: Vec<Draft> =
         Vec::with_capacity(node_kinds.len() + tenants.len() * tenant_kinds.len());
 
-    for &kind in &node_kinds {
-        let k = kind.get();
-        let subject = Subject::Node(&view);
-        let addr = ResourceAddr::node(kind);
-        let deps = ResourceAddr::deps_of(None, k.depends_on(None));
-        let want = k.desired(&ctx, subject);
-        let have = k.observed(&ctx, At::Node);
-        let reason = delete_reason(k.unwanted(subject));
-        drafts.extend(diff(addr, want, have, deps, reason, None));
-    }
-
-    for t in &tenants {
-        let obs = observed.tenant(t.id());
-        for &kind in &tenant_kinds {
-            let k = kind.get();
-            let subject = Subject::Tenant(t);
-            let addr = ResourceAddr::tenant_kind(t.id().clone(), kind);
-            let deps = ResourceAddr::deps_of(Some(t.id()), k.depends_on(Some(&t.spec)));
-            let want = k.desired(&ctx, subject);
-            let have = obs.and_then(|o| k.observed(&ctx, At::Tenant(t.id(), o)));
-            let reason = delete_reason(k.unwanted(subject));
-            drafts.extend(diff(addr, want, have, deps, reason, Some(t)));
-        }
-    }
-
-    let mut kept = Vec::new();
-    for (id, obs) in &absent {
-        let present: Vec<(KindId, Attrs)> = tenant_kinds
-            .iter()
-            .filter_map(|&k| k.get().observed(&ctx, At::Tenant(id, obs)).map(|a| (k, a)))
-            .collect();
-        if opts.prune {
-            for (kind, attrs) in present {
-                let addr = ResourceAddr::tenant_kind((*id).clone(), kind);
-                let deps = ResourceAddr::deps_of(Some(id), kind.get().depends_on(None));
-                drafts.extend(diff(
-                    addr,
-                    None,
-                    Some(attrs),
-                    deps,
-                    ActionReason::DeleteBecauseNotInDesired,
-                    None,
-                ));
-            }
-        } else if obs.is_present() {
-            kept.push(KeptTenant {
-                tenant_id: (*id).clone(),
-                resources: present
-                    .into_iter()
-                    .map(|(k, _)| ResourceAddr::tenant_kind((*id).clone(), k))
-                    .collect(),
-            });
-        }
-    }
+    draft_wanted(&ctx, &view, &node_kinds, &tenant_kinds, &mut drafts);
+    let kept = draft_absent(&ctx, &absent, &tenant_kinds, opts.prune, &mut drafts);
 
     let mut warnings: Vec<String> = Vec::new();
     if !opts.targets.is_empty() {
@@ -214,6 +148,105 @@ pub fn plan(
             cgroup_mount: observed.cgroup.as_ref().map(|c| c.mount.clone()),
         },
     })
+}
+
+/// Records that cannot be trusted stop the plan: unreadable ones, and
+/// identities node.toml does not allow or two records share.
+fn check_records(node: &NodeConfig, observed: &Observed) -> Result<(), PlanError> {
+    let mut corrupt: Vec<(TenantId, String)> = observed
+        .tenants
+        .iter()
+        .filter_map(|(id, t)| t.record_error.as_ref().map(|e| (id.clone(), e.clone())))
+        .collect();
+    corrupt.extend(crate::state::record::identity_problems(
+        node,
+        observed
+            .tenants
+            .iter()
+            .filter_map(|(id, t)| Some((id, t.record.as_ref()?))),
+    ));
+    if corrupt.is_empty() {
+        Ok(())
+    } else {
+        Err(PlanError::CorruptRecords(corrupt))
+    }
+}
+
+/// The node's resources and every desired tenant's: what is wanted
+/// against what the host has.
+fn draft_wanted<'a>(
+    ctx: &PlanCtx,
+    view: &NodeView<'a>,
+    node_kinds: &[KindId],
+    tenant_kinds: &[KindId],
+    drafts: &mut Vec<Draft<'a>>,
+) {
+    let observed = ctx.observed;
+    for &kind in node_kinds {
+        let k = kind.get();
+        let subject = Subject::Node(view);
+        let addr = ResourceAddr::node(kind);
+        let deps = ResourceAddr::deps_of(None, k.depends_on(None));
+        let want = k.desired(ctx, subject);
+        let have = k.observed(ctx, At::Node);
+        let reason = delete_reason(k.unwanted(subject));
+        drafts.extend(diff(addr, want, have, deps, reason, None));
+    }
+
+    for t in view.tenants {
+        let obs = observed.tenant(t.id());
+        for &kind in tenant_kinds {
+            let k = kind.get();
+            let subject = Subject::Tenant(t);
+            let addr = ResourceAddr::tenant_kind(t.id().clone(), kind);
+            let deps = ResourceAddr::deps_of(Some(t.id()), k.depends_on(Some(&t.spec)));
+            let want = k.desired(ctx, subject);
+            let have = obs.and_then(|o| k.observed(ctx, At::Tenant(t.id(), o)));
+            let reason = delete_reason(k.unwanted(subject));
+            drafts.extend(diff(addr, want, have, deps, reason, Some(t)));
+        }
+    }
+}
+
+/// The tenants on the node but not desired: deleted with `prune`, else
+/// kept (and listed).
+fn draft_absent<'a>(
+    ctx: &PlanCtx,
+    absent: &[(&TenantId, &ObservedTenant)],
+    tenant_kinds: &[KindId],
+    prune: bool,
+    drafts: &mut Vec<Draft<'a>>,
+) -> Vec<KeptTenant> {
+    let mut kept = Vec::new();
+    for (id, obs) in absent {
+        let present: Vec<(KindId, Attrs)> = tenant_kinds
+            .iter()
+            .filter_map(|&k| k.get().observed(ctx, At::Tenant(id, obs)).map(|a| (k, a)))
+            .collect();
+        if prune {
+            for (kind, attrs) in present {
+                let addr = ResourceAddr::tenant_kind((*id).clone(), kind);
+                let deps = ResourceAddr::deps_of(Some(id), kind.get().depends_on(None));
+                drafts.extend(diff(
+                    addr,
+                    None,
+                    Some(attrs),
+                    deps,
+                    ActionReason::DeleteBecauseNotInDesired,
+                    None,
+                ));
+            }
+        } else if obs.is_present() {
+            kept.push(KeptTenant {
+                tenant_id: (*id).clone(),
+                resources: present
+                    .into_iter()
+                    .map(|(k, _)| ResourceAddr::tenant_kind((*id).clone(), k))
+                    .collect(),
+            });
+        }
+    }
+    kept
 }
 
 fn delete_reason(u: Unwanted) -> ActionReason {

@@ -154,19 +154,73 @@ pub fn from_tree(tree: &Value, p: &mut Problems) -> Option<NodeConfig> {
     let top = Fields::new(tree, "", TOP, p)?;
     let state_dir = abs_path(&top, "state_dir", p);
 
-    let cgroup =
-        section(&top, "cgroup", &["parent", "allow_missing_controllers"], p).and_then(|f| {
-            let parent = f.req_parse("parent", p, |s| {
-                check_cgroup_parent(s).map(|()| s.to_string())
-            });
-            let allow = f.bool("allow_missing_controllers", p).unwrap_or(false);
-            Some(CgroupConfig {
-                parent: parent?,
-                allow_missing_controllers: allow,
-            })
-        });
+    let cgroup = cgroup_section(&top, p);
+    let bridge = bridge_section(&top, p);
+    let network = network_section(&top, p);
+    let metadata = metadata_section(&top, p);
+    let nix_cfg = nix_section(&top, p);
+    let firecracker = firecracker_section(&top, p);
+    let tenants = tenants_section(&top, p);
+    let apply = apply_section(&top, p);
 
-    let bridge = section(&top, "bridge", &["name", "subnet", "gateway", "dns"], p).and_then(|f| {
+    // A link-local bridge subnet would make the metadata address one a
+    // tenant (or the gateway) can have.
+    if let (Some(b), Some(m)) = (&bridge, &metadata)
+        && b.subnet.contains(&m.address)
+    {
+        p.push(
+            "metadata.address",
+            format!(
+                "\"{}\" is inside bridge.subnet {}: it would be a tenant's or the gateway's address; pick one outside it",
+                m.address, b.subnet
+            ),
+        );
+    }
+
+    // The jailed API socket path grows with the state dir and the
+    // Firecracker binary's name; check it against the longest tenant id so
+    // that every valid id fits.
+    if let (Some(dir), Some(fc)) = (&state_dir, &firecracker) {
+        let layout = super::jail::JailLayout::longest(dir, &fc.binary);
+        if let Err(e) = layout.check_socket_len() {
+            p.push(
+                "state_dir",
+                format!(
+                    "{} is too long: {e}",
+                    show(&Value::String(dir.display().to_string()))
+                ),
+            );
+        }
+    }
+
+    Some(NodeConfig {
+        state_dir: state_dir?,
+        cgroup: cgroup?,
+        bridge: bridge?,
+        network: network?,
+        metadata: metadata?,
+        firecracker: firecracker?,
+        nix: nix_cfg?,
+        tenants: tenants?,
+        apply: apply?,
+    })
+}
+
+fn cgroup_section(top: &Fields, p: &mut Problems) -> Option<CgroupConfig> {
+    section(top, "cgroup", &["parent", "allow_missing_controllers"], p).and_then(|f| {
+        let parent = f.req_parse("parent", p, |s| {
+            check_cgroup_parent(s).map(|()| s.to_string())
+        });
+        let allow = f.bool("allow_missing_controllers", p).unwrap_or(false);
+        Some(CgroupConfig {
+            parent: parent?,
+            allow_missing_controllers: allow,
+        })
+    })
+}
+
+fn bridge_section(top: &Fields, p: &mut Problems) -> Option<BridgeConfig> {
+    section(top, "bridge", &["name", "subnet", "gateway", "dns"], p).and_then(|f| {
         let name = f.req_parse("name", p, |s| check_ifname(s).map(|()| s.to_string()));
         let subnet: Option<Ipv4Net> = f.req_parse("subnet", p, |s| match s.parse::<Ipv4Net>() {
             Ok(n) if n.prefix_len() > 30 => {
@@ -217,9 +271,11 @@ pub fn from_tree(tree: &Value, p: &mut Problems) -> Option<NodeConfig> {
             gateway: gateway?,
             dns: dns?,
         })
-    });
+    })
+}
 
-    let network = section(&top, "network", &["egress_deny"], p).and_then(|f| {
+fn network_section(top: &Fields, p: &mut Problems) -> Option<NetworkConfig> {
+    section(top, "network", &["egress_deny"], p).and_then(|f| {
         let deny = match f.required("egress_deny", p) {
             Some(Value::Array(items)) => {
                 let mut out: Vec<Ipv4Net> = Vec::new();
@@ -258,41 +314,45 @@ pub fn from_tree(tree: &Value, p: &mut Problems) -> Option<NodeConfig> {
             None => None,
         };
         Some(NetworkConfig { egress_deny: deny? })
-    });
+    })
+}
 
-    let metadata = section(
-        &top,
-        "metadata",
-        &["address", "port", "rate_per_sec", "burst"],
-        p,
-    )
-    .and_then(|f| {
-        let address = ipv4(&f, "address", p);
-        // Guests reach the service at a link-local address the host never
-        // binds (it is redirected): any other address is one a tenant, the
-        // node's LAN or another network may really have.
-        let link_local: Ipv4Net = "169.254.0.0/16".parse().expect("a network");
-        if let Some(a) = address
-            && (!link_local.contains(&a) || a == link_local.network() || a == link_local.broadcast())
-        {
-            p.push(
-                f.path("address"),
-                format!("\"{a}\" must be a link-local host address (169.254.0.1 to 169.254.255.254), like the usual \"169.254.169.254\": any other address is one a tenant, the node's LAN or another network may have"),
-            );
-        }
-        let port = f.req_int("port", 1, 65535, p).map(|n| n as u16);
-        let rate = f.req_int("rate_per_sec", 1, 100_000, p).map(|n| n as u32);
-        let burst = f.req_int("burst", 1, 100_000, p).map(|n| n as u32);
-        Some(MetadataConfig {
-            address: address?,
-            port: port?,
-            rate_per_sec: rate?,
-            burst: burst?,
-        })
-    });
+fn metadata_section(top: &Fields, p: &mut Problems) -> Option<MetadataConfig> {
+    section(
+    top,
+    "metadata",
+    &["address", "port", "rate_per_sec", "burst"],
+    p,
+)
+.and_then(|f| {
+    let address = ipv4(&f, "address", p);
+    // Guests reach the service at a link-local address the host never
+    // binds (it is redirected): any other address is one a tenant, the
+    // node's LAN or another network may really have.
+    let link_local: Ipv4Net = "169.254.0.0/16".parse().expect("a network");
+    if let Some(a) = address
+        && (!link_local.contains(&a) || a == link_local.network() || a == link_local.broadcast())
+    {
+        p.push(
+            f.path("address"),
+            format!("\"{a}\" must be a link-local host address (169.254.0.1 to 169.254.255.254), like the usual \"169.254.169.254\": any other address is one a tenant, the node's LAN or another network may have"),
+        );
+    }
+    let port = f.req_int("port", 1, 65535, p).map(|n| n as u16);
+    let rate = f.req_int("rate_per_sec", 1, 100_000, p).map(|n| n as u32);
+    let burst = f.req_int("burst", 1, 100_000, p).map(|n| n as u32);
+    Some(MetadataConfig {
+        address: address?,
+        port: port?,
+        rate_per_sec: rate?,
+        burst: burst?,
+    })
+})
+}
 
-    let nix_cfg = section(
-        &top,
+fn nix_section(top: &Fields, p: &mut Problems) -> Option<NixConfig> {
+    section(
+        top,
         "nix",
         &[
             "binary",
@@ -349,10 +409,12 @@ pub fn from_tree(tree: &Value, p: &mut Problems) -> Option<NodeConfig> {
             container_runtime: runtime?,
             container_image: image?,
         })
-    });
+    })
+}
 
-    let firecracker = section(
-        &top,
+fn firecracker_section(top: &Fields, p: &mut Problems) -> Option<FirecrackerConfig> {
+    section(
+        top,
         "firecracker",
         &[
             "binary",
@@ -373,10 +435,12 @@ pub fn from_tree(tree: &Value, p: &mut Problems) -> Option<NodeConfig> {
             strict_seccomp_filter: strict?,
             stop_timeout_secs: stop?,
         })
-    });
+    })
+}
 
-    let tenants = section(
-        &top,
+fn tenants_section(top: &Fields, p: &mut Problems) -> Option<TenantPolicy> {
+    section(
+        top,
         "tenants",
         &["uid_min", "uid_max", "revision_history"],
         p,
@@ -401,53 +465,13 @@ pub fn from_tree(tree: &Value, p: &mut Problems) -> Option<NodeConfig> {
             uid_max: hi?,
             revision_history: keep?,
         })
-    });
+    })
+}
 
-    let apply = section(&top, "apply", &["parallelism"], p).and_then(|f| {
+fn apply_section(top: &Fields, p: &mut Problems) -> Option<ApplyConfig> {
+    section(top, "apply", &["parallelism"], p).and_then(|f| {
         let n = f.req_int("parallelism", 1, 256, p).map(|n| n as usize);
         Some(ApplyConfig { parallelism: n? })
-    });
-
-    // A link-local bridge subnet would make the metadata address one a
-    // tenant (or the gateway) can have.
-    if let (Some(b), Some(m)) = (&bridge, &metadata)
-        && b.subnet.contains(&m.address)
-    {
-        p.push(
-            "metadata.address",
-            format!(
-                "\"{}\" is inside bridge.subnet {}: it would be a tenant's or the gateway's address; pick one outside it",
-                m.address, b.subnet
-            ),
-        );
-    }
-
-    // The jailed API socket path grows with the state dir and the
-    // Firecracker binary's name; check it against the longest tenant id so
-    // that every valid id fits.
-    if let (Some(dir), Some(fc)) = (&state_dir, &firecracker) {
-        let layout = super::jail::JailLayout::longest(dir, &fc.binary);
-        if let Err(e) = layout.check_socket_len() {
-            p.push(
-                "state_dir",
-                format!(
-                    "{} is too long: {e}",
-                    show(&Value::String(dir.display().to_string()))
-                ),
-            );
-        }
-    }
-
-    Some(NodeConfig {
-        state_dir: state_dir?,
-        cgroup: cgroup?,
-        bridge: bridge?,
-        network: network?,
-        metadata: metadata?,
-        firecracker: firecracker?,
-        nix: nix_cfg?,
-        tenants: tenants?,
-        apply: apply?,
     })
 }
 

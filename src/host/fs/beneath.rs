@@ -21,13 +21,15 @@
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2};
 use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat};
-use nix::unistd::UnlinkatFlags;
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+
+pub use super::atomic::{read_own_file, write_at};
+pub use super::remove::remove_at;
 
 /// Set once `openat2` turned out to be unavailable here.
 static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
@@ -51,7 +53,7 @@ pub enum MountId {
 }
 
 /// Where `io::Error`s from here say what went wrong and with which path.
-fn error(path: &Path, e: Errno) -> io::Error {
+pub(super) fn error(path: &Path, e: Errno) -> io::Error {
     let why = match e {
         Errno::ELOOP => {
             "a symbolic link is in the way; mvm never follows links inside the trees it manages"
@@ -65,7 +67,7 @@ fn error(path: &Path, e: Errno) -> io::Error {
 }
 
 /// Refusals that are not OS errors.
-fn refuse(path: &Path, why: impl std::fmt::Display) -> io::Error {
+pub(super) fn refuse(path: &Path, why: impl std::fmt::Display) -> io::Error {
     io::Error::other(format!("{}: {why}", path.display()))
 }
 
@@ -360,228 +362,6 @@ pub fn child_dir(dir: &OwnedFd, name: &OsStr, path: &Path, mount: MountId) -> io
         ));
     }
     Ok(fd)
-}
-
-/// Removes `name` in `dir` and everything below it, walking by fd: links
-/// are removed, never followed, and nothing on another mount is entered or
-/// removed. Mounts are looked for first, so a tree with one in it is
-/// refused before anything is deleted. Any depth: a tenant's Firecracker
-/// owns its jail tree and may nest it thousands deep, and mvm must always
-/// be able to remove it (the walk holds one directory fd at a time, not
-/// one per level, and no recursion).
-pub fn remove_at(dir: &OwnedFd, name: &OsStr, path: &Path, mount: MountId) -> io::Result<()> {
-    let Some(st) = stat_at(dir, name, path)? else {
-        return Ok(());
-    };
-    if is_dir(&st) {
-        let child = child_dir(dir, name, path, mount)?;
-        walk_below(child.try_clone()?, path, mount, Visit::ScanMounts)?;
-        walk_below(child, path, mount, Visit::Delete)?;
-        unlink(dir, name, path, UnlinkatFlags::RemoveDir)
-    } else {
-        unlink(dir, name, path, UnlinkatFlags::NoRemoveDir)
-    }
-}
-
-fn unlink(dir: &OwnedFd, name: &OsStr, path: &Path, flag: UnlinkatFlags) -> io::Result<()> {
-    match nix::unistd::unlinkat(dir, name, flag) {
-        Ok(()) | Err(Errno::ENOENT) => Ok(()),
-        Err(Errno::EBUSY) => Err(refuse(
-            path,
-            "a filesystem is mounted here; unmount it first (mvm never deletes inside a mount)",
-        )),
-        Err(e) => Err(error(path, e)),
-    }
-}
-
-/// What `walk_below` does with each entry.
-#[derive(Clone, Copy, PartialEq)]
-enum Visit {
-    /// Fails on anything on another mount (a directory or a bind-mounted
-    /// file); changes nothing.
-    ScanMounts,
-    /// Removes every entry, directories after what is in them.
-    Delete,
-}
-
-/// A directory being walked: its name in its parent, its identity (to
-/// check that `..` leads back to the parent it was entered from), and the
-/// names in it not yet visited.
-struct Level {
-    name: OsString,
-    id: (u64, u64),
-    pending: Vec<OsString>,
-}
-
-fn identity(fd: &OwnedFd, path: &Path) -> io::Result<(u64, u64)> {
-    let st = fstat(fd).map_err(|e| error(path, e))?;
-    Ok((st.st_dev, st.st_ino))
-}
-
-/// Visits everything below the open directory `top` depth-first without
-/// recursion: it descends with `child_dir` (no link, no mount) and climbs
-/// back through `..`, checked against the directory it came from (a tree
-/// moved under the walk is refused, not followed). Memory grows with the
-/// depth (a name per level), open fds do not.
-fn walk_below(top: OwnedFd, path: &Path, mount: MountId, visit: Visit) -> io::Result<()> {
-    let mut cur = top;
-    let mut here = path.to_path_buf();
-    let mut levels = vec![Level {
-        name: OsString::new(),
-        id: identity(&cur, &here)?,
-        pending: names(&cur, &here)?,
-    }];
-    // A directory that still has entries after they were all removed is
-    // being written to while mvm deletes it; refilled a bounded number of
-    // times, then refused.
-    let mut refills = 0;
-    loop {
-        let level = levels.last_mut().expect("the walk has a level");
-        if let Some(name) = level.pending.pop() {
-            let p = here.join(&name);
-            let Some(st) = stat_at(&cur, &name, &p)? else {
-                continue;
-            };
-            if is_dir(&st) {
-                let child = child_dir(&cur, &name, &p, mount)?;
-                levels.push(Level {
-                    id: identity(&child, &p)?,
-                    pending: names(&child, &p)?,
-                    name,
-                });
-                cur = child;
-                here = p;
-            } else if visit == Visit::Delete {
-                unlink(&cur, &name, &p, UnlinkatFlags::NoRemoveDir)?;
-            } else {
-                // A file can be a mount point too (a bind-mounted file).
-                match openat(
-                    &cur,
-                    name.as_os_str(),
-                    OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                    Mode::empty(),
-                ) {
-                    Ok(fd) if mount_of(&fd)? != mount => {
-                        return Err(refuse(
-                            &p,
-                            "a file is mounted here; unmount it first (mvm never deletes inside a mount)",
-                        ));
-                    }
-                    Ok(_) | Err(Errno::ENOENT) => {}
-                    Err(e) => return Err(error(&p, e)),
-                }
-            }
-            continue;
-        }
-        if visit == Visit::Delete {
-            let left = names(&cur, &here)?;
-            if !left.is_empty() {
-                refills += 1;
-                if refills > 16 {
-                    return Err(refuse(
-                        &here,
-                        "refusing: entries keep appearing while mvm removes them (stop what writes here first)",
-                    ));
-                }
-                level.pending = left;
-                continue;
-            }
-        }
-        let done = levels.pop().expect("the walk has a level");
-        let Some(parent) = levels.last() else {
-            return Ok(());
-        };
-        let up = openat(
-            &cur,
-            "..",
-            OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_RDONLY,
-            Mode::empty(),
-        )
-        .map_err(|e| error(&here, e))?;
-        here.pop();
-        if identity(&up, &here)? != parent.id {
-            return Err(refuse(
-                &here,
-                "refusing: the tree was moved while mvm walked it",
-            ));
-        }
-        cur = up;
-        if visit == Visit::Delete {
-            unlink(
-                &cur,
-                &done.name,
-                &here.join(&done.name),
-                UnlinkatFlags::RemoveDir,
-            )?;
-        }
-    }
-}
-
-/// Writes `data` to `name` in `dir` atomically: an exclusive temporary
-/// file, fsync, rename over the target, fsync of the directory. Temporary
-/// files of writers that crashed are removed first (the node lock means no
-/// other writer of this file runs).
-pub fn write_at(
-    dir: &OwnedFd,
-    name: &OsStr,
-    path: &Path,
-    data: &[u8],
-    mode: u32,
-) -> crate::host::HostResult {
-    use crate::host::HostError;
-    use nix::fcntl::openat;
-    use nix::sys::stat::fchmod;
-    use nix::unistd::UnlinkatFlags;
-    use std::io::Write;
-    let prefix = format!(".{}.tmp.", name.to_string_lossy());
-    for stale in names(dir, path).map_err(|e| HostError::new("list", path, e))? {
-        if stale.to_string_lossy().starts_with(&prefix) {
-            let _ = nix::unistd::unlinkat(dir, stale.as_os_str(), UnlinkatFlags::NoRemoveDir);
-        }
-    }
-    let tmp = format!("{prefix}{}", std::process::id());
-    let perm = Mode::from_bits_truncate(mode);
-    let fd = openat(
-        dir,
-        tmp.as_str(),
-        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        perm,
-    )
-    .map_err(|e| HostError::new("create a temporary file for", path, e))?;
-    let mut f = std::fs::File::from(fd);
-    let result = fchmod(&f, perm)
-        .map_err(io::Error::from)
-        .and_then(|()| f.write_all(data))
-        .and_then(|()| f.sync_all())
-        .map_err(|e| HostError::new("write", path, e))
-        .and_then(|()| {
-            nix::fcntl::renameat(dir, tmp.as_str(), dir, name)
-                .map_err(|e| HostError::new("replace", path, e))
-        });
-    if result.is_err() {
-        let _ = nix::unistd::unlinkat(dir, tmp.as_str(), UnlinkatFlags::NoRemoveDir);
-    }
-    result?;
-    nix::unistd::fsync(dir).map_err(|e| HostError::new("sync the directory of", path, e))
-}
-
-/// Reads a file mvm owns (regular, one link) without following a link or
-/// blocking, at most `cap` bytes (more is an error: state files are small,
-/// and a planted huge file must not exhaust memory). `Ok(None)` when it
-/// does not exist.
-pub fn read_own_file(path: &Path, cap: u64) -> std::io::Result<Option<Vec<u8>>> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC | nix::libc::O_NONBLOCK)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    crate::host::fs::beneath::check_own_file(&f, path)?;
-    crate::host::fs::beneath::read_fd(f.into(), path, cap).map(Some)
 }
 
 #[cfg(test)]

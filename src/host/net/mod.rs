@@ -3,4 +3,5 @@
 
 pub mod netlink;
 pub mod nft;
+pub mod nft_batch;
 pub mod tun;

@@ -1,0 +1,151 @@
+//! The processes and their inputs on the recording host: VMs, the
+//! metadata service, builds and nftables transactions.
+
+use super::{Call, RecordingHost};
+use crate::host::{Builds, Firewall, Services, Vms};
+use crate::host::{HostError, HostResult};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+impl Vms for RecordingHost {
+    /// A pid and start time derived from the id, as a real launch returns.
+    fn launch(&self, l: &crate::security::jailer::Launch) -> HostResult<crate::host::ProcessRef> {
+        let (program, args) = crate::security::jailer::argv(l);
+        let call = Call::Launch {
+            tenant: l.id.clone(),
+            program,
+            args,
+        };
+        let h = crate::digest::sha256(l.id.as_bytes());
+        let pid = 1000 + u32::from_str_radix(&h[..6], 16).expect("hex");
+        let id = l.id.clone();
+        self.record(call, |m| {
+            let r = crate::host::ProcessRef {
+                pid,
+                start_time: 4242,
+            };
+            m.vms.insert(id, r);
+            Ok(r)
+        })
+    }
+    fn stop(
+        &self,
+        r: crate::host::ProcessRef,
+        _: u32,
+        _: &str,
+        _: &Path,
+        _: Duration,
+    ) -> HostResult {
+        self.record(Call::Stop { pid: r.pid }, |m| {
+            m.vms.retain(|_, v| *v != r);
+            Ok(())
+        })
+    }
+    /// The running VM of `id`, as the real scan finds it.
+    fn find(&self, _: &Path, _: u32, _: &str, id: &str) -> Option<crate::host::ProcessRef> {
+        self.model().vms.get(id).copied()
+    }
+    fn identify(&self, pid: u32, _: u32, _: &str, id: &str) -> Option<crate::host::ProcessRef> {
+        self.model().vms.get(id).copied().filter(|r| r.pid == pid)
+    }
+}
+
+impl Services for RecordingHost {
+    fn start_metadata(
+        &self,
+        listen: &str,
+        limit: crate::security::metadata::RateLimit,
+        _: &Path,
+        started: &mut dyn FnMut(crate::host::ProcessRef) -> HostResult,
+    ) -> HostResult<crate::host::ProcessRef> {
+        self.record(
+            Call::StartMetadata {
+                listen: listen.to_string(),
+                per_sec: limit.per_sec,
+                burst: limit.burst,
+            },
+            |_| Ok(()),
+        )?;
+        let r = crate::host::ProcessRef {
+            pid: 4200,
+            start_time: 42,
+        };
+        self.model().service = Some((r, listen.to_string()));
+        if let Err(e) = started(r) {
+            self.model().service = None;
+            return Err(e);
+        }
+        Ok(r)
+    }
+    fn stop_service(&self, r: crate::host::ProcessRef) -> HostResult {
+        self.record(Call::Stop { pid: r.pid }, |m| {
+            if m.service.as_ref().is_some_and(|(s, _)| *s == r) {
+                m.service = None;
+            }
+            Ok(())
+        })
+    }
+}
+
+impl Builds for RecordingHost {
+    /// A lock derived from the flake reference, as a real lock is from its
+    /// source.
+    fn flake_lock(&self, _: &crate::spec::node::NixConfig, flake_ref: &str) -> HostResult<String> {
+        Ok(format!(
+            "sha256-{}=",
+            &crate::digest::sha256(flake_ref.as_bytes())[..43]
+        ))
+    }
+    /// A store path derived from the installable; the files hashed from
+    /// their names. Recorded, as a build changes the host.
+    fn build(
+        &self,
+        _: &crate::spec::node::NixConfig,
+        flake_ref: &str,
+        profile: &str,
+    ) -> HostResult<crate::host::Built> {
+        let what = crate::host::vm::nixbuild::installable(flake_ref, profile);
+        let digest = crate::digest::sha256(what.as_bytes());
+        let out = PathBuf::from(format!("/nix/store/{}-mvm-{profile}", &digest[..32]));
+        let call = Call::NixBuild {
+            installable: what.clone(),
+        };
+        self.record(call, |m| {
+            m.store.insert(out.clone());
+            Ok(crate::host::Built {
+                files: crate::host::vm::nixbuild::CONTRACT_FILES
+                    .iter()
+                    .map(|n| {
+                        (
+                            n.to_string(),
+                            out.join(n),
+                            crate::digest::sha256(n.as_bytes()),
+                        )
+                    })
+                    .collect(),
+                out: out.clone(),
+                log: b"built\n".to_vec(),
+            })
+        })
+    }
+}
+
+impl Firewall for RecordingHost {
+    fn nft_apply(&self, commands: &serde_json::Value) -> HostResult {
+        let call = Call::NftApply {
+            commands: commands
+                .get("nftables")
+                .and_then(serde_json::Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
+        };
+        // All of it, or none of it, like nft.
+        self.record(call, |m| {
+            let mut next = m.nft.clone();
+            super::nft::transact(&mut next, commands)
+                .map_err(|e| HostError::other("apply", Path::new("the nftables transaction"), e))?;
+            m.nft = next;
+            Ok(())
+        })
+    }
+}
