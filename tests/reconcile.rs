@@ -7,71 +7,26 @@
 //! name; and every change leaves an audit record (tenant steps in the
 //! tenant's log, node steps in the node's).
 
+mod common;
+
+use common::operator::{Approve, capable_node};
 use mvm::agent::Node;
-use mvm::agent::reconcile::{Goal, Outcome, Request, Ui, reconcile};
-use mvm::apply::progress::Progress;
-use mvm::apply::{Phase, StepResult};
-use mvm::host::Host;
+use mvm::agent::reconcile::{Goal, Outcome, Request, reconcile};
 use mvm::host::recording::{Call, RecordingHost};
-use mvm::observed::{CgroupMount, Observed};
+use mvm::host::{Host, Locks};
 use mvm::plan::{Action, Plan, PlanOptions};
-use mvm::resources::ResourceAddr;
 use mvm::security::audit::{Log, verify};
 use mvm::spec::{self, DesiredState, NodeConfig};
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-struct Quiet;
-impl Progress for Quiet {
-    fn started(&self, _: &ResourceAddr, _: Phase, _: Action) {}
-    fn finished(&self, _: &StepResult) {}
-}
-
-/// An operator who approves every plan, remembering the last one shown.
-#[derive(Default)]
-struct Approve(Mutex<Option<Plan>>);
-impl Ui for Approve {
-    fn waiting_for_lock(&self, _: &str) {}
-    fn show_plan(&self, plan: &Plan) {
-        *self.0.lock().unwrap() = Some(plan.clone());
-    }
-    fn confirm(&self, _: &Plan) -> Result<bool, mvm::agent::AgentError> {
-        Ok(true)
-    }
-    fn progress(&self) -> Arc<dyn Progress> {
-        Arc::new(Quiet)
-    }
-    fn interrupted(&self) {}
-}
 
 const STATE: &str = "/var/lib/mvm-recorded";
 
 fn config() -> NodeConfig {
     let text = format!("state_dir = \"{STATE}\"\n[cgroup]\nparent = \"mvm\"\n");
     spec::parse_node(Path::new("node.toml"), &text).unwrap()
-}
-
-/// A node with everything installed and every cgroup controller.
-fn base() -> Observed {
-    let mut o = Observed::empty();
-    o.binaries.firecracker = true;
-    o.binaries.jailer = true;
-    o.binaries.nix = true;
-    o.binaries.strict_seccomp_filter = true;
-    o.binaries.nix_build_users = true;
-    o.binaries.mkfs_ext4 = true;
-    o.cgroup = Some(CgroupMount {
-        mount: "/sys/fs/cgroup".into(),
-        controllers: ["cpu", "cpuset", "io", "memory", "pids"]
-            .map(String::from)
-            .into(),
-    });
-    o.cpus_online = Some("0-1".into());
-    o.sysctls
-        .insert("net.ipv6.conf.default.accept_ra".into(), "1".into());
-    o
 }
 
 fn desired(node: &NodeConfig, tenants: serde_json::Value) -> DesiredState {
@@ -105,7 +60,7 @@ fn run(node: &Node, goal: Goal) -> (Outcome, Plan) {
         command_line: "mvm agent reconcile",
     };
     let out = reconcile(node, req, &ui, Arc::new(AtomicBool::new(false)), false).unwrap();
-    (out, ui.0.lock().unwrap().clone().expect("a plan was shown"))
+    (out, ui.shown())
 }
 
 fn mutating(calls: &[Call]) -> Vec<&Call> {
@@ -113,7 +68,7 @@ fn mutating(calls: &[Call]) -> Vec<&Call> {
 }
 
 fn setup() -> (Arc<RecordingHost>, Node) {
-    let rec = Arc::new(RecordingHost::new().with_base(base()));
+    let rec = Arc::new(RecordingHost::new().with_base(capable_node(true)));
     let node = Node::new(config(), Host::recording(rec.clone()));
     (rec, node)
 }
@@ -343,5 +298,3 @@ fn a_second_reconcile_waits_for_the_lock_and_gives_up_naming_the_holder() {
     );
     drop(held);
 }
-
-use mvm::host::Locks;

@@ -8,15 +8,16 @@
 #[path = "common/desired.rs"]
 mod generated;
 
+mod common;
+
+use common::operator::{Approve, capable_node};
 use generated::desired;
 use mvm::agent::Node;
-use mvm::agent::reconcile::{Goal, Outcome, Request, Ui, reconcile};
-use mvm::apply::progress::Progress;
-use mvm::apply::{Phase, StepResult};
+use mvm::agent::reconcile::{Goal, Outcome, Request, reconcile};
 use mvm::host::Host;
 use mvm::host::recording::RecordingHost;
-use mvm::observed::{CgroupMount, Observed};
-use mvm::plan::{Action, Plan, PlanOptions, simulate};
+use mvm::observed::Observed;
+use mvm::plan::{PlanOptions, simulate};
 use mvm::resources::{At, Attrs, KindId, PlanCtx, ResourceAddr, Scope};
 use mvm::spec::{DesiredState, NodeConfig};
 use proptest::prelude::*;
@@ -24,41 +25,6 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
-
-struct Quiet;
-impl Progress for Quiet {
-    fn started(&self, _: &ResourceAddr, _: Phase, _: Action) {}
-    fn finished(&self, _: &StepResult) {}
-}
-
-struct Approve;
-impl Ui for Approve {
-    fn waiting_for_lock(&self, _: &str) {}
-    fn show_plan(&self, _: &Plan) {}
-    fn confirm(&self, _: &Plan) -> Result<bool, mvm::agent::AgentError> {
-        Ok(true)
-    }
-    fn progress(&self) -> Arc<dyn Progress> {
-        Arc::new(Quiet)
-    }
-    fn interrupted(&self) {}
-}
-
-/// Everything installed, every controller, IPv6.
-fn base() -> Observed {
-    let mut o = Observed::empty();
-    let b = &mut o.binaries;
-    (b.firecracker, b.jailer, b.nix) = (true, true, true);
-    (b.strict_seccomp_filter, b.nix_build_users, b.mkfs_ext4) = (true, true, true);
-    o.cgroup = Some(CgroupMount {
-        mount: "/sys/fs/cgroup".into(),
-        controllers: ["cpu", "cpuset", "memory", "pids"].map(String::from).into(),
-    });
-    o.cpus_online = Some("0-7".into());
-    o.sysctls
-        .insert("net.ipv6.conf.default.accept_ra".into(), "1".into());
-    o
-}
 
 /// The recording host's builds lock a flake to a hash of its reference:
 /// a generated `lock` pin would never match it.
@@ -82,8 +48,14 @@ fn reconcile_to(node: &Node, d: DesiredState, prune: bool) -> Result<Outcome, St
         lock_timeout: Duration::ZERO,
         command_line: "mvm agent reconcile",
     };
-    reconcile(node, req, &Approve, Arc::new(AtomicBool::new(false)), false)
-        .map_err(|e| e.to_string())
+    reconcile(
+        node,
+        req,
+        &Approve::default(),
+        Arc::new(AtomicBool::new(false)),
+        false,
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// Every resource's attributes in `obs`, by address.
@@ -111,7 +83,7 @@ proptest! {
     #[test]
     fn simulate_predicts_what_the_providers_did(first in desired(5), second in desired(5), prune in any::<bool>()) {
         let (first, second) = (unpinned(first), unpinned(second));
-        let rec = Arc::new(RecordingHost::new().with_base(base()));
+        let rec = Arc::new(RecordingHost::new().with_base(capable_node(true)));
         let node = Node::new(NodeConfig::default_config(), Host::recording(rec.clone()));
         // A legitimate refusal (an address a kept tenant holds) is not a
         // simulation failure.

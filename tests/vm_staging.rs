@@ -3,60 +3,28 @@
 //! jail and in what order, the exact argv it execs (jailed and not), that
 //! the tenant's cgroup is emptied first, and that a build happens once.
 
+mod common;
+
+use common::operator::{Approve, capable_node};
 use mvm::agent::Node;
-use mvm::agent::reconcile::{Goal, Outcome, Request, Ui, reconcile};
-use mvm::apply::progress::Progress;
-use mvm::apply::{Phase, StepResult};
+use mvm::agent::reconcile::{Goal, Outcome, Request, reconcile};
 use mvm::host::recording::{Call, RecordingHost};
 use mvm::host::{Host, JailStage};
-use mvm::observed::{CgroupMount, Observed};
-use mvm::plan::{Action, Plan, PlanOptions};
-use mvm::resources::ResourceAddr;
+use mvm::plan::PlanOptions;
 use mvm::spec::{self, NodeConfig};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-struct Quiet;
-impl Progress for Quiet {
-    fn started(&self, _: &ResourceAddr, _: Phase, _: Action) {}
-    fn finished(&self, _: &StepResult) {}
-}
-
-struct Approve;
-impl Ui for Approve {
-    fn waiting_for_lock(&self, _: &str) {}
-    fn show_plan(&self, _: &Plan) {}
-    fn confirm(&self, _: &Plan) -> Result<bool, mvm::agent::AgentError> {
-        Ok(true)
-    }
-    fn progress(&self) -> Arc<dyn Progress> {
-        Arc::new(Quiet)
-    }
-    fn interrupted(&self) {}
-}
-
 const STATE: &str = "/srv/mvm";
-
-fn base(jailer: bool) -> Observed {
-    let mut o = Observed::empty();
-    let b = &mut o.binaries;
-    (b.firecracker, b.jailer, b.nix) = (true, jailer, true);
-    (b.strict_seccomp_filter, b.nix_build_users, b.mkfs_ext4) = (true, true, true);
-    o.cgroup = Some(CgroupMount {
-        mount: "/sys/fs/cgroup".into(),
-        controllers: ["cpu", "cpuset", "memory", "pids"].map(String::from).into(),
-    });
-    o
-}
 
 /// One running tenant `acme` (strict seccomp, a data volume) reconciled
 /// on a host with or without the jailer; its calls.
 fn launch_acme(jailer: bool) -> (Vec<Call>, NodeConfig) {
     let text = format!("state_dir = \"{STATE}\"\n");
     let config = spec::parse_node(Path::new("node.toml"), &text).unwrap();
-    let rec = Arc::new(RecordingHost::new().with_base(base(jailer)));
+    let rec = Arc::new(RecordingHost::new().with_base(capable_node(jailer)));
     let node = Node::new(config.clone(), Host::recording(rec.clone()));
     let desired = spec::parse_desired(
         Path::new("desired.json"),
@@ -68,44 +36,23 @@ fn launch_acme(jailer: bool) -> (Vec<Call>, NodeConfig) {
         &config,
     )
     .unwrap();
-    let req = Request {
-        goal: Goal::Desired {
-            desired: desired.clone(),
-            options: PlanOptions::default(),
-        },
-        parallelism: Some(4),
-        lock_timeout: Duration::ZERO,
-        command_line: "mvm agent reconcile",
+    let run = || {
+        let req = Request {
+            goal: Goal::Desired {
+                desired: desired.clone(),
+                options: PlanOptions::default(),
+            },
+            parallelism: Some(4),
+            lock_timeout: Duration::ZERO,
+            command_line: "mvm agent reconcile",
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        reconcile(&node, req, &Approve::default(), stop, false).unwrap()
     };
-    let out = reconcile(
-        &node,
-        req,
-        &Approve,
-        Arc::new(AtomicBool::new(false)),
-        false,
-    )
-    .unwrap();
-    assert!(matches!(out, Outcome::Applied(r) if r.success()));
+    assert!(matches!(run(), Outcome::Applied(r) if r.success()));
     let calls = rec.calls();
     // A second reconcile builds nothing and launches nothing.
-    let req = Request {
-        goal: Goal::Desired {
-            desired,
-            options: PlanOptions::default(),
-        },
-        parallelism: None,
-        lock_timeout: Duration::ZERO,
-        command_line: "mvm agent reconcile",
-    };
-    let again = reconcile(
-        &node,
-        req,
-        &Approve,
-        Arc::new(AtomicBool::new(false)),
-        false,
-    )
-    .unwrap();
-    assert!(matches!(again, Outcome::NoChanges));
+    assert!(matches!(run(), Outcome::NoChanges));
     assert_eq!(
         rec.calls().len(),
         calls.len() + 2,

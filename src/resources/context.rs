@@ -9,7 +9,9 @@ use crate::spec::NodeConfig;
 use crate::spec::types::TenantId;
 use crate::state::record::{RECORD_CAP, parse_record};
 use crate::state::{StateLayout, TenantRecord};
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 pub struct ApplyCtx {
     pub host: Host,
@@ -19,8 +21,9 @@ pub struct ApplyCtx {
     pub audit: AuditWriter,
     /// Steps of one tenant run concurrently (its cgroup beside its build)
     /// and each records what it did in the one `tenant.json`: their
-    /// read-modify-writes take turns, or one would lose the other's.
-    records: std::sync::Mutex<()>,
+    /// read-modify-writes take turns, or one would lose the other's. One
+    /// turn per tenant: other tenants' records are written meanwhile.
+    records: Mutex<HashMap<TenantId, Arc<Mutex<()>>>>,
 }
 
 impl ApplyCtx {
@@ -38,7 +41,7 @@ impl ApplyCtx {
             layout,
             cgroup_mount,
             node,
-            records: std::sync::Mutex::new(()),
+            records: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -59,7 +62,14 @@ impl ApplyCtx {
     /// Reads the tenant's record, lets `f` change it, writes it back (the
     /// providers that record what they did: cgroup, artifact, jail, VM).
     pub fn update_record(&self, id: &TenantId, f: impl FnOnce(&mut TenantRecord)) -> HostResult {
-        let _turn = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        let turn = self
+            .records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(id.clone())
+            .or_default()
+            .clone();
+        let _turn = turn.lock().unwrap_or_else(|p| p.into_inner());
         let path = self.layout.record(id);
         let mut rec = self
             .record(id)?

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod host;
+pub mod operator;
 
 use std::path::Path;
 use std::process::Command;
