@@ -3,6 +3,9 @@
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
+/// `--target`'s help, the same for `plan` and `reconcile`.
+const TARGET_HELP: &str = "Only these resources and what they depend on (repeatable): node.<kind>, node.*, tenant.<id>, tenant.<id>.<kind>, tenant.*.<kind>. A target naming a tenant neither desired nor on the node is an error; one that matches nothing else is warned about.";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "mvm",
@@ -253,8 +256,7 @@ pub struct ReconcileArgs {
     /// Delete tenants that are on the node but not in desired.json.
     #[arg(long)]
     pub prune: bool,
-    /// Only these resources and what they depend on (repeatable): node.<kind>, node.*, tenant.<id>, tenant.<id>.<kind>, tenant.*.<kind>.
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", help = TARGET_HELP)]
     pub target: Vec<String>,
     /// Resources applied at once when the graph allows (default: apply.parallelism in node.toml).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
@@ -296,8 +298,7 @@ pub struct PlanArgs {
     /// Also save the plan (JSON) to FILE, for `mvm agent reconcile --plan FILE`.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
-    /// Only these resources and what they depend on (repeatable): node.<kind>, node.*, tenant.<id>, tenant.<id>.<kind>, tenant.*.<kind>. A target matching nothing is warned about.
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", help = TARGET_HELP)]
     pub target: Vec<String>,
 }
 
