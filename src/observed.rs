@@ -16,6 +16,21 @@ use std::path::PathBuf;
 
 pub const OBSERVED_VERSION: u32 = 1;
 
+/// The keys of `Observed::facts`: which read could not be made. Producers
+/// (the probe) and readers (kinds, `net verify`, `node info`) spell them
+/// here only.
+pub mod fact {
+    pub const MOUNTINFO: &str = "mountinfo";
+    pub const STATE_DIR: &str = "state_dir";
+    pub const CGROUP2: &str = "cgroup2";
+    pub const NETLINK: &str = "netlink";
+    pub const NEIGHBOURS: &str = "neighbours";
+    pub const ROUTES: &str = "routes";
+    pub const FDB: &str = "fdb";
+    pub const NFT: &str = "nft";
+    pub const PROC: &str = "proc";
+}
+
 /// The cgroup interface files mvm sets and reads back, with the controller
 /// each needs.
 pub const CGROUP_LIMIT_FILES: &[(&str, &str)] = &[

@@ -6,6 +6,7 @@
 //! as on the node.
 
 use crate::observed::Observed;
+use crate::observed::fact;
 use crate::plan::PlanError;
 use crate::resources::{At, KindId, NodeView, PlanCtx, ResourceAddr, Scope, Subject};
 use crate::spec::{DesiredState, NodeConfig};
@@ -172,7 +173,7 @@ pub fn verify(
         }
     }
     for (fact, why) in &observed.facts {
-        if ["netlink", "nft", "fdb"].contains(&fact.as_str()) {
+        if [fact::NETLINK, fact::NFT, fact::FDB].contains(&fact.as_str()) {
             checks.push(fail(
                 format!("probe: {fact}"),
                 format!("could not be read: {why}"),

@@ -12,7 +12,8 @@ pub(super) fn probe_links(node: &NodeConfig, obs: &mut Observed) {
     let links = match netlink::dump() {
         Ok(l) => l,
         Err(e) => {
-            obs.facts.insert("netlink".into(), e.to_string());
+            obs.facts
+                .insert(crate::observed::fact::NETLINK.into(), e.to_string());
             return;
         }
     };
@@ -23,7 +24,8 @@ pub(super) fn probe_links(node: &NodeConfig, obs: &mut Observed) {
     let neighbours = match bridge.map(|b| netlink::dump_permanent_neighbours(b.index)) {
         Some(Ok(n)) => n,
         Some(Err(e)) => {
-            obs.facts.insert("neighbours".into(), e.to_string());
+            obs.facts
+                .insert(crate::observed::fact::NEIGHBOURS.into(), e.to_string());
             Default::default()
         }
         None => Default::default(),
@@ -109,7 +111,8 @@ pub fn file_links(node: &NodeConfig, dumps: &LinkDumps, obs: &mut Observed) {
             }
         }
         Err(e) => {
-            obs.facts.insert("routes".into(), e.clone());
+            obs.facts
+                .insert(crate::observed::fact::ROUTES.into(), e.clone());
         }
     }
     nets.sort();
@@ -127,7 +130,8 @@ pub fn file_links(node: &NodeConfig, dumps: &LinkDumps, obs: &mut Observed) {
             }
         }
         Err(e) => {
-            obs.facts.insert("fdb".into(), e.clone());
+            obs.facts
+                .insert(crate::observed::fact::FDB.into(), e.clone());
         }
     }
     for l in links.values() {

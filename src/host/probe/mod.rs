@@ -71,7 +71,8 @@ pub fn observe_with(node: &NodeConfig, roots: &ProbeRoots) -> Observed {
     let mounts = match fs::read_to_string(roots.proc.join("self/mountinfo")) {
         Ok(text) => mountinfo::parse(&text),
         Err(e) => {
-            obs.facts.insert("mountinfo".into(), e.to_string());
+            obs.facts
+                .insert(crate::observed::fact::MOUNTINFO.into(), e.to_string());
             Vec::new()
         }
     };
@@ -144,7 +145,7 @@ fn probe_nft(node: &NodeConfig, roots: &ProbeRoots, obs: &mut Observed) {
     let ruleset = match nft::list_ruleset(&roots.nft) {
         Ok(r) => r,
         Err(fact) => {
-            obs.facts.insert("nft".into(), fact);
+            obs.facts.insert(crate::observed::fact::NFT.into(), fact);
             return;
         }
     };
@@ -197,7 +198,8 @@ fn probe_vms(node: &NodeConfig, roots: &ProbeRoots, obs: &mut Observed) {
     let procs = match procfs::scan(&roots.proc, &comm) {
         Ok(p) => p,
         Err(e) => {
-            obs.facts.insert("proc".into(), e.to_string());
+            obs.facts
+                .insert(crate::observed::fact::PROC.into(), e.to_string());
             return;
         }
     };

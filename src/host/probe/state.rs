@@ -29,8 +29,10 @@ pub(super) fn probe_state_dir(
     let dir = layout.tenants_dir();
     // The error names the path.
     let unreadable = |obs: &mut Observed, e: std::io::Error| {
-        obs.facts
-            .insert("state_dir".into(), format!("cannot read {e}"));
+        obs.facts.insert(
+            crate::observed::fact::STATE_DIR.into(),
+            format!("cannot read {e}"),
+        );
     };
     let root = match Tree::open(layout.root()) {
         Ok(t) => t,
@@ -174,7 +176,8 @@ pub(super) fn probe_cgroups(
     match mounts.iter().find(|m| m.fstype == "cgroup2") {
         Some(m) => read_cgroup_tree(&m.mount_point, &node.cgroup.parent, obs),
         None => {
-            obs.facts.insert("cgroup2".into(), "not mounted".into());
+            obs.facts
+                .insert(crate::observed::fact::CGROUP2.into(), "not mounted".into());
         }
     }
 }
@@ -185,8 +188,10 @@ pub(super) fn probe_cgroups(
 /// like the state dir.
 pub fn read_cgroup_tree(root: &Path, parent: &str, obs: &mut Observed) {
     let Ok(tree) = Tree::open(root) else {
-        obs.facts
-            .insert("cgroup2".into(), format!("cannot open {}", root.display()));
+        obs.facts.insert(
+            crate::observed::fact::CGROUP2.into(),
+            format!("cannot open {}", root.display()),
+        );
         return;
     };
     let read = |dir: &OwnedFd, file: &str| -> Option<String> {

@@ -69,13 +69,13 @@ fn observe(m: &Model, base: &Observed, node: &NodeConfig) -> Observed {
     let layout = StateLayout::new(&node.state_dir);
     state_dir(m, &layout, &mut obs);
     cgroups(m, node, &mut obs);
-    if !base.facts.contains_key("netlink") {
+    if !base.facts.contains_key(crate::observed::fact::NETLINK) {
         file_links(node, &link_dumps(m, node), &mut obs);
     }
     obs.host_networks.extend(base.host_networks.iter().cloned());
     obs.host_networks.sort();
     obs.host_networks.dedup();
-    if !base.facts.contains_key("nft") {
+    if !base.facts.contains_key(crate::observed::fact::NFT) {
         file_nft(node, &serde_json::json!({ "nftables": m.nft }), &mut obs);
     }
     for (id, r) in &m.vms {
@@ -188,7 +188,8 @@ fn state_dir(m: &Model, layout: &StateLayout, obs: &mut Observed) {
 
 fn cgroups(m: &Model, node: &NodeConfig, obs: &mut Observed) {
     let Some(root) = obs.cgroup.as_ref().map(|c| c.mount.clone()) else {
-        obs.facts.insert("cgroup2".into(), "not mounted".into());
+        obs.facts
+            .insert(crate::observed::fact::CGROUP2.into(), "not mounted".into());
         return;
     };
     let parent = root.join(&node.cgroup.parent);

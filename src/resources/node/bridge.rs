@@ -160,7 +160,7 @@ impl Resource for Bridge {
     fn warnings(&self, ctx: &PlanCtx, _: &NodeView) -> Vec<String> {
         ctx.observed
             .facts
-            .get("netlink")
+            .get(crate::observed::fact::NETLINK)
             .map(|reason| format!("network links could not be read ({reason}): node.bridge and tenant.*.tap are planned as if absent"))
             .into_iter()
             .collect()

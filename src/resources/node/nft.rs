@@ -161,7 +161,7 @@ impl Resource for NodeNft {
     fn blocked(&self, ctx: &PlanCtx, _: Subject) -> Option<String> {
         ctx.observed
             .facts
-            .get("nft")
+            .get(crate::observed::fact::NFT)
             .filter(|f| f.as_str() == "not installed")
             .map(|_| "nft is not installed on this node (apt install nftables)".into())
             .or_else(|| foreign(ctx))
@@ -170,7 +170,7 @@ impl Resource for NodeNft {
     fn warnings(&self, ctx: &PlanCtx, _: &NodeView) -> Vec<String> {
         ctx.observed
             .facts
-            .get("nft")
+            .get(crate::observed::fact::NFT)
             .map(|reason| format!("nftables could not be read ({reason}): node.nft and tenant.*.nft are planned as if absent"))
             .into_iter()
             .collect()

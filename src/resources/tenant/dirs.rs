@@ -111,7 +111,7 @@ impl Resource for Dirs {
     fn warnings(&self, ctx: &PlanCtx, _: &NodeView) -> Vec<String> {
         ctx.observed
             .facts
-            .get("state_dir")
+            .get(crate::observed::fact::STATE_DIR)
             .map(|reason| format!("the state dir could not be read ({reason}): tenants already on this node are planned as if absent; plan as root, and put back any directory a link stands in for"))
             .into_iter()
             .collect()
