@@ -19,34 +19,57 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// A host operation that failed: what it was doing, what it acted on (a
+/// path, a link, a pid, a tenant, a build), and the OS's or the tool's
+/// reason.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot {action} {}: {}", crate::text::one_line(&path.display().to_string()), crate::text::escape_controls(&self.cause()))]
+#[error("cannot {action} {}: {}", crate::text::one_line(target), crate::text::escape_controls(&self.cause()))]
 pub struct HostError {
     pub action: &'static str,
-    pub path: PathBuf,
+    pub target: String,
     #[source]
     pub source: io::Error,
 }
 
 impl HostError {
-    /// The source's message, without the path when it repeats it.
+    /// The source's message, without the target when it repeats it.
     fn cause(&self) -> String {
         let s = self.source.to_string();
-        let prefix = format!("{}: ", self.path.display());
+        let prefix = format!("{}: ", self.target);
         s.strip_prefix(&prefix).map(str::to_string).unwrap_or(s)
     }
 
+    /// An OS error of an operation on `path`.
     pub fn new(action: &'static str, path: &Path, source: impl Into<io::Error>) -> Self {
+        Self::on(action, path.display(), source)
+    }
+
+    /// An error with a message instead of an OS error, about `path`.
+    pub fn other(action: &'static str, path: &Path, message: impl Into<String>) -> Self {
+        Self::new(action, path, io::Error::other(message.into()))
+    }
+
+    /// An error of an operation on something that is not a path: a link
+    /// (`tap-acme`), a process (`pid 4242`), a tenant's VM, a build.
+    pub fn on(
+        action: &'static str,
+        target: impl std::fmt::Display,
+        source: impl Into<io::Error>,
+    ) -> Self {
         Self {
             action,
-            path: path.to_path_buf(),
+            target: target.to_string(),
             source: source.into(),
         }
     }
 
-    /// An error with a message instead of an OS error.
-    pub fn other(action: &'static str, path: &Path, message: impl Into<String>) -> Self {
-        Self::new(action, path, io::Error::other(message.into()))
+    /// `on`, with a message instead of an OS error.
+    pub fn other_on(
+        action: &'static str,
+        target: impl std::fmt::Display,
+        message: impl Into<String>,
+    ) -> Self {
+        Self::on(action, target, io::Error::other(message.into()))
     }
 }
 

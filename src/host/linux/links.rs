@@ -154,13 +154,8 @@ impl Links for LinuxHost {
             netlink::fdb_delete(index, e.mac).map_err(|x| err("remove a stale FDB entry of", x))?;
         }
         netlink::fdb_replace(index, tap.mac).map_err(|e| err("add the static FDB entry of", e))?;
-        netlink::neighbour_replace(master, tap.neighbour, tap.mac).map_err(|e| {
-            HostError::new(
-                "add the tenant's neighbour entry to",
-                Path::new(&tap.master),
-                e,
-            )
-        })
+        netlink::neighbour_replace(master, tap.neighbour, tap.mac)
+            .map_err(|e| HostError::on("add the tenant's neighbour entry to", &tap.master, e))
     }
 
     fn tap_delete(&self, name: &str, mark: &str) -> HostResult {
@@ -178,7 +173,7 @@ impl Links for LinuxHost {
         match netlink::index_of(bridge) {
             None => Ok(()),
             Some(index) => netlink::neighbour_delete(index, ip)
-                .map_err(|e| HostError::new("remove a neighbour entry from", Path::new(bridge), e)),
+                .map_err(|e| HostError::on("remove a neighbour entry from", bridge, e)),
         }
     }
 

@@ -235,13 +235,7 @@ impl crate::host::Services for crate::host::linux::LinuxHost {
         started: &mut dyn FnMut(crate::host::ProcessRef) -> crate::host::HostResult,
     ) -> crate::host::HostResult<crate::host::ProcessRef> {
         let log = crate::state::StateLayout::new(state_dir).metadata_log();
-        let failed = |e| {
-            crate::host::HostError::new(
-                "start the metadata service at",
-                std::path::Path::new(listen),
-                e,
-            )
-        };
+        let failed = |e| crate::host::HostError::on("start the metadata service at", listen, e);
         let mut s =
             crate::host::metadata_server::spawn(listen, limit, state_dir, &log).map_err(failed)?;
         if let Err(e) = started(s.running) {
@@ -251,8 +245,7 @@ impl crate::host::Services for crate::host::linux::LinuxHost {
         s.ready().map_err(failed)
     }
     fn stop_service(&self, r: crate::host::ProcessRef) -> crate::host::HostResult {
-        crate::host::metadata_server::stop(r).map_err(|e| {
-            crate::host::HostError::new("stop process", std::path::Path::new(&r.pid.to_string()), e)
-        })
+        crate::host::metadata_server::stop(r)
+            .map_err(|e| crate::host::HostError::on("stop process", format!("pid {}", r.pid), e))
     }
 }

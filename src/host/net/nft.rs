@@ -274,20 +274,11 @@ impl crate::host::Firewall for crate::host::linux::LinuxHost {
     fn nft_apply(&self, commands: &serde_json::Value) -> crate::host::HostResult {
         if let Some(elements) = super::nft_batch::element_bytes(commands) {
             return super::nft_batch::apply_elements(&elements).map_err(|e| {
-                crate::host::HostError::new(
-                    "apply",
-                    std::path::Path::new("the nftables element changes"),
-                    e,
-                )
+                crate::host::HostError::on("apply", "the nftables element changes", e)
             });
         }
-        crate::host::net::nft::apply("nft", commands).map_err(|e| {
-            crate::host::HostError::other(
-                "apply",
-                std::path::Path::new("the nftables transaction"),
-                e,
-            )
-        })
+        crate::host::net::nft::apply("nft", commands)
+            .map_err(|e| crate::host::HostError::other_on("apply", "the nftables transaction", e))
     }
 }
 

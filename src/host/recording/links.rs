@@ -4,13 +4,12 @@
 use super::{Call, RecordingHost};
 use crate::host::{HostError, HostResult};
 use crate::host::{Links, TapSpec};
-use std::path::Path;
 
 /// The refusal of a link another owner marked, as the real host words it.
 fn not_ours(name: &str, alias: Option<&String>) -> HostError {
-    HostError::other(
+    HostError::other_on(
         "manage",
-        Path::new(name),
+        name,
         format!("refusing: its alias is {alias:?}, not this node's mark"),
     )
 }
@@ -32,9 +31,9 @@ impl Links for RecordingHost {
         self.record(call, |m| {
             match m.links.get(&n) {
                 Some((kind, _)) if *kind != "bridge" => {
-                    return Err(HostError::other(
+                    return Err(HostError::other_on(
                         "use",
-                        Path::new(&n),
+                        &n,
                         "a link with this name exists and is not a bridge",
                     ));
                 }
@@ -85,9 +84,9 @@ impl Links for RecordingHost {
         let t = tap.clone();
         self.record(call, |m| {
             if m.links.get(&t.master).map(|l| l.0) != Some("bridge") {
-                return Err(HostError::other(
+                return Err(HostError::other_on(
                     "attach",
-                    Path::new(&t.name),
+                    &t.name,
                     format!("the bridge {} does not exist", t.master),
                 ));
             }

@@ -143,7 +143,7 @@ impl Firewall for RecordingHost {
         self.record(call, |m| {
             let mut next = m.nft.clone();
             super::nft::transact(&mut next, commands)
-                .map_err(|e| HostError::other("apply", Path::new("the nftables transaction"), e))?;
+                .map_err(|e| HostError::other_on("apply", "the nftables transaction", e))?;
             m.nft = next;
             Ok(())
         })

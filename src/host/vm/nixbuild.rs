@@ -394,7 +394,7 @@ impl crate::host::Builds for crate::host::linux::LinuxHost {
         flake_ref: &str,
     ) -> crate::host::HostResult<String> {
         crate::host::vm::nixbuild::flake_lock(nix, flake_ref)
-            .map_err(|e| crate::host::HostError::other("lock", Path::new(flake_ref), e))
+            .map_err(|e| crate::host::HostError::other_on("lock", flake_ref, e))
     }
     fn build(
         &self,
@@ -404,7 +404,7 @@ impl crate::host::Builds for crate::host::linux::LinuxHost {
     ) -> crate::host::HostResult<crate::host::Built> {
         let what = crate::host::vm::nixbuild::installable(flake_ref, profile);
         crate::host::vm::nixbuild::build(nix, flake_ref, profile)
-            .map_err(|e| crate::host::HostError::other("build", Path::new(&what), e))
+            .map_err(|e| crate::host::HostError::other_on("build", &what, e))
     }
 }
 

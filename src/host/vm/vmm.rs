@@ -430,7 +430,7 @@ impl crate::host::Vms for crate::host::linux::LinuxHost {
     ) -> crate::host::HostResult<crate::host::ProcessRef> {
         let tree = self.tree("launch")?;
         crate::host::vm::vmm::launch(l, &tree, Duration::from_secs(10))
-            .map_err(|e| crate::host::HostError::new("launch the VM of", Path::new(&l.id), e))
+            .map_err(|e| crate::host::HostError::on("launch the VM of", &l.id, e))
     }
     fn stop(
         &self,
@@ -441,9 +441,8 @@ impl crate::host::Vms for crate::host::linux::LinuxHost {
         grace: Duration,
     ) -> crate::host::HostResult {
         let tree = self.tree("stop")?;
-        crate::host::vm::vmm::stop(r, uid, cgroup, &tree, api_sock, grace).map_err(|e| {
-            crate::host::HostError::new("stop process", Path::new(&r.pid.to_string()), e)
-        })
+        crate::host::vm::vmm::stop(r, uid, cgroup, &tree, api_sock, grace)
+            .map_err(|e| crate::host::HostError::on("stop process", format!("pid {}", r.pid), e))
     }
     fn find(
         &self,

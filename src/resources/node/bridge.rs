@@ -16,7 +16,6 @@ use crate::spec::TenantSpec;
 use crate::spec::types::{MacAddr, TenantId};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::path::Path;
 
 pub struct Bridge;
 
@@ -246,9 +245,9 @@ impl Provider<BridgeAttrs> for Bridge {
     ) -> HostResult {
         let name = &ctx.node.bridge.name;
         if after.name != *name {
-            return Err(HostError::other(
+            return Err(HostError::other_on(
                 "create bridge",
-                Path::new(name),
+                name,
                 format!("the plan names another bridge ({})", after.name),
             ));
         }

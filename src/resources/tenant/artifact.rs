@@ -19,7 +19,6 @@ use crate::spec::types::TenantId;
 use crate::state::ArtifactRecord;
 use crate::state::record::ArtifactFile;
 use serde::Deserialize;
-use std::path::Path;
 
 pub struct Artifact;
 
@@ -205,9 +204,9 @@ impl Provider<ArtifactAttrs> for Artifact {
         if let Some(pinned) = &after.lock
             && *pinned != lock
         {
-            return Err(HostError::other(
+            return Err(HostError::other_on(
                 "build",
-                Path::new(&what),
+                &what,
                 format!(
                     "the flake's lock is {lock}, but tenant {id} pins {pinned}: refusing to build another revision"
                 ),

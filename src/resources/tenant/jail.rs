@@ -167,13 +167,7 @@ pub struct Staged {
 /// (made on first use), the strict seccomp filter when the tenant runs
 /// under it, and the config as `vm.json`.
 pub fn stage(ctx: &ApplyCtx, id: &TenantId, rec: &TenantRecord, req: &Stage) -> HostResult<Staged> {
-    let at = |what: &str| {
-        HostError::other(
-            "stage the jail of",
-            Path::new(id.as_str()),
-            what.to_string(),
-        )
-    };
+    let at = |what: &str| HostError::other_on("stage the jail of", id, what.to_string());
     let artifact = rec
         .artifact
         .as_ref()

@@ -17,7 +17,6 @@ use crate::spec::types::{MacAddr, TenantId};
 use serde::Deserialize;
 use serde_json::Value;
 use std::net::Ipv4Addr;
-use std::path::Path;
 
 pub struct TenantNft;
 
@@ -186,9 +185,9 @@ impl Provider<TenantNftAttrs> for TenantNft {
     ) -> HostResult {
         let id = id.expect("a tenant address");
         let (Some(ip), Some(mac), Some(mark)) = (after.ip, after.mac, after.mark) else {
-            return Err(HostError::other(
+            return Err(HostError::other_on(
                 "add the elements of",
-                Path::new(&id.tap_name()),
+                id.tap_name(),
                 "the plan gives no ip, mac or mark",
             ));
         };

@@ -23,7 +23,6 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::path::Path;
 
 pub struct Tap;
 
@@ -262,7 +261,7 @@ impl Provider<TapAttrs> for Tap {
     ) -> HostResult {
         let id = id.expect("a tenant address");
         let name = id.tap_name();
-        let bad = |why: String| HostError::other("create tap", Path::new(&name), why);
+        let bad = |why: String| HostError::other_on("create tap", &name, why);
         let (Some(owner), Some(group)) = (after.owner, after.group) else {
             return Err(bad("the plan gives the tap no owner".into()));
         };

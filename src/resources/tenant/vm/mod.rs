@@ -413,9 +413,7 @@ impl Provider<VmAttrs> for Vm {
         docs: &Documents,
     ) -> HostResult {
         let id = id.expect("a tenant address");
-        let at = |what: &str| {
-            HostError::other("start the VM of", Path::new(id.as_str()), what.to_string())
-        };
+        let at = |what: &str| HostError::other_on("start the VM of", id, what.to_string());
         let config = docs
             .get(CONFIG_DOC)
             .and_then(|d| d.after.clone())
