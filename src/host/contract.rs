@@ -1,8 +1,10 @@
-//! `Host`: every change mvm makes to a node, and every read an applier or
-//! the audit writer needs, goes through one of these capability traits.
-//! `Host` bundles one implementation of each: `Host::linux(state_dir)` the real
-//! machine (`linux.rs`), `Host::recording(..)` the test double
-//! (`recording.rs`) that records typed calls against an in-memory model.
+//! `Host`: every change mvm makes to a node, and every read of it — the
+//! probe, the node lock, the node's identity, what appliers and the audit
+//! writer read — goes through one of these capability traits. `Host`
+//! bundles one implementation of each (`Host::from_impl`):
+//! `Host::linux(state_dir)` the real machine (`linux/`),
+//! `Host::recording(..)` the test double (`recording/`) that records typed
+//! calls against an in-memory model. This file names neither.
 //!
 //! A kind that needs a new capability (netlink, nft, processes, nix) adds a
 //! trait here, a field on `Host`, its Linux implementation and its
@@ -407,7 +409,7 @@ pub struct Host {
 impl Host {
     /// Every capability backed by one implementation: `Host::linux` (the
     /// real machine, `linux/`) and `Host::recording` (the double,
-    /// `recording.rs`) are this, each defined beside its implementation.
+    /// `recording/`) are this, each defined beside its implementation.
     pub fn from_impl<T>(h: Arc<T>) -> Self
     where
         T: Files

@@ -1,6 +1,6 @@
 //! The only code that touches the host. `contract.rs` holds the capability
 //! traits every read and change goes through, bundled in `Host`; `linux/`
-//! is the real machine (one capability per file), `recording.rs` the test
+//! is the real machine (one capability per file), `recording/` the test
 //! double that records typed calls against an in-memory model and answers
 //! the probe from it. Below them: `fs/` (walking by fd, the node lock, the
 //! operator's files, data volumes), `net/` (netlink, taps, nftables),

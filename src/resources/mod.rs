@@ -9,7 +9,7 @@
 //! documents a reviewer should see diffed (the Firecracker config), why it
 //! cannot be applied on this host, the warnings it raises, how applying it
 //! changes an `Observed` value (`simulate`), its provider (`apply` and
-//! `delete` through `providers::Host`), and what its audit record carries.
+//! `delete` through `host::Host`), and what its audit record carries.
 //!
 //! Attributes travel in plans as a JSON map (`Attrs`) so that plans render,
 //! diff and serialize without knowing kinds; a kind decodes them once into

@@ -1,5 +1,5 @@
 //! `tenant.<id>.artifact`: the Nix build of the tenant's flake in the
-//! artifact contract's shape (`providers/nixbuild.rs`: `vmlinux`,
+//! artifact contract's shape (`host/vm/nixbuild.rs`: `vmlinux`,
 //! `rootfs.ext4`, `config.json` in `packages.<system>.mvm-<profile>`). A
 //! different flake, profile or lock is a different build, so those changes
 //! replace it; the store path is only known once Nix has built it. A build
