@@ -6,6 +6,7 @@ pub mod desired;
 pub mod jail;
 pub mod json;
 pub mod node;
+pub mod overrides;
 pub mod problems;
 pub mod types;
 
