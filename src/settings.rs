@@ -85,6 +85,9 @@ pub struct Settings {
     /// secret on its command line (secrets come from files), so it is safe
     /// to record.
     pub command_line: String,
+    /// Who runs mvm, for the record of an override: `uid 0`, and the
+    /// sudo user when there is one (`uid 0, SUDO_USER alice`).
+    pub operator: String,
 }
 
 impl Settings {
@@ -109,6 +112,14 @@ impl Settings {
             colors,
             terminal,
             command_line: command_line(std::env::args()),
+            operator: match env("SUDO_USER") {
+                Some(u) => format!(
+                    "uid {}, SUDO_USER {}",
+                    crate::host::fs::input::uid(),
+                    u.to_string_lossy()
+                ),
+                None => format!("uid {}", crate::host::fs::input::uid()),
+            },
         }
     }
 }

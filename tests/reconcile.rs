@@ -11,7 +11,7 @@ mod common;
 
 use common::operator::{Approve, capable_node};
 use mvm::agent::Node;
-use mvm::agent::reconcile::{Goal, Outcome, Request, reconcile};
+use mvm::agent::reconcile::{Goal, Outcome, OverrideChange, Request, reconcile};
 use mvm::host::recording::{Call, RecordingHost};
 use mvm::host::{Host, Locks};
 use mvm::plan::{Action, Plan, PlanOptions};
@@ -58,6 +58,7 @@ fn run(node: &Node, goal: Goal) -> (Outcome, Plan) {
         parallelism: Some(4),
         lock_timeout: Duration::ZERO,
         command_line: "mvm agent reconcile",
+        operator: "uid 0",
     };
     let out = reconcile(node, req, &ui, Arc::new(AtomicBool::new(false)), false).unwrap();
     (out, ui.shown())
@@ -161,9 +162,9 @@ fn stopping_a_tenant_stops_exactly_its_vm_and_pruning_removes_exactly_one_tenant
     assert!(matches!(run(&node, goal).0, Outcome::Applied(r) if r.success()));
 
     let before = rec.calls().len();
-    let goal = Goal::TenantState {
+    let goal = Goal::Override {
         id: spec::types::TenantId::parse("beta").unwrap(),
-        state: spec::RunState::Stopped,
+        change: OverrideChange::State(spec::RunState::Stopped),
     };
     let (out, plan) = run(&node, goal);
     assert!(matches!(out, Outcome::Applied(r) if r.success()));
@@ -286,6 +287,7 @@ fn a_second_reconcile_waits_for_the_lock_and_gives_up_naming_the_holder() {
         parallelism: None,
         lock_timeout: Duration::from_millis(50),
         command_line: "mvm agent reconcile",
+        operator: "uid 0",
     };
     let e = reconcile(&node, req, &ui, Arc::new(AtomicBool::new(false)), false)
         .err()
@@ -297,4 +299,125 @@ fn a_second_reconcile_waits_for_the_lock_and_gives_up_naming_the_holder() {
             .all(|c| matches!(c, Call::EnsureDir { .. }))
     );
     drop(held);
+}
+
+/// The operator's overrides hold against the control plane: a stop and a
+/// pin survive the next `agent reconcile --desired`, every plan lists
+/// them, the tenant's log records who set them and what changed, and
+/// `release` hands the tenant back.
+#[test]
+fn overrides_hold_against_the_next_reconcile_until_released() {
+    let (rec, node) = setup();
+    let reconcile_two = |node: &Node| {
+        let goal = Goal::Desired {
+            desired: two(&node.config),
+            options: PlanOptions::default(),
+        };
+        run(node, goal)
+    };
+    assert!(matches!(reconcile_two(&node).0, Outcome::Applied(r) if r.success()));
+    let beta = spec::types::TenantId::parse("beta").unwrap();
+    let pinned = "github:o/b?rev=89abcdef0123456789abcdef0123456789abcdef";
+    let (out, plan) = run(
+        &node,
+        Goal::Override {
+            id: beta.clone(),
+            change: OverrideChange::Pin {
+                flake_ref: pinned.into(),
+                lock: None,
+            },
+        },
+    );
+    assert!(matches!(out, Outcome::Applied(r) if r.success()));
+    assert!(
+        plan.overrides[0].text.contains(pinned) && plan.overrides[0].text.contains("uid 0"),
+        "{:?}",
+        plan.overrides
+    );
+    let vm = plan
+        .resource_changes
+        .iter()
+        .find(|c| c.address.to_string() == "tenant.beta.vm")
+        .unwrap();
+    assert_eq!(vm.actions, Action::Replace, "the VM restarts onto the pin");
+    assert!(
+        plan.resource_changes
+            .iter()
+            .filter(|c| c.actions != Action::NoOp)
+            .all(|c| c.address.tenant() == Some(&beta)),
+        "only beta changes"
+    );
+
+    // The control plane runs again with its own document: the pin holds,
+    // and the plan says so.
+    let (out, plan) = reconcile_two(&node);
+    assert!(
+        matches!(out, Outcome::NoChanges),
+        "{:?}",
+        plan.resource_changes
+            .iter()
+            .filter(|c| c.actions != Action::NoOp)
+            .map(|c| c.address.to_string())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(plan.overrides.len(), 1);
+
+    // A stop holds too.
+    let (out, _) = run(
+        &node,
+        Goal::Override {
+            id: beta.clone(),
+            change: OverrideChange::State(spec::RunState::Stopped),
+        },
+    );
+    assert!(matches!(out, Outcome::Applied(r) if r.success()));
+    assert!(matches!(reconcile_two(&node).0, Outcome::NoChanges));
+    let overrides = node.overrides().unwrap();
+    assert!(overrides.tenants[&beta].pin.is_some() && overrides.tenants[&beta].state.is_some());
+
+    // The log names who set each override and what changed.
+    let log = String::from_utf8(
+        rec.file(&Path::new(STATE).join("tenants/beta/audit.log"))
+            .unwrap(),
+    )
+    .unwrap();
+    let records: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("\"action\":\"override\""))
+        .collect();
+    assert_eq!(records.len(), 2, "{log}");
+    assert!(
+        records[1].contains("\\\"state\\\":\\\"stopped\\\"") && records[1].contains("uid 0"),
+        "{}",
+        records[1]
+    );
+
+    // Release: the control plane's again — its revision, running.
+    let (out, plan) = run(
+        &node,
+        Goal::Override {
+            id: beta.clone(),
+            change: OverrideChange::Release,
+        },
+    );
+    assert!(matches!(out, Outcome::Applied(r) if r.success()));
+    assert!(plan.overrides.is_empty());
+    assert!(node.overrides().unwrap().tenants.is_empty());
+    assert!(matches!(reconcile_two(&node).0, Outcome::NoChanges));
+    // Nothing left to undo is an error, not a silent no-op.
+    let ui = Approve::default();
+    let req = Request {
+        goal: Goal::Override {
+            id: beta,
+            change: OverrideChange::Unpin,
+        },
+        parallelism: None,
+        lock_timeout: Duration::ZERO,
+        command_line: "mvm tenant unpin beta",
+        operator: "uid 0",
+    };
+    let e = reconcile(&node, req, &ui, Arc::new(AtomicBool::new(false)), false)
+        .err()
+        .expect("no pin to drop");
+    assert!(e.to_string().contains("has no pin"), "{e}");
 }

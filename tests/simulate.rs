@@ -47,6 +47,7 @@ fn reconcile_to(node: &Node, d: DesiredState, prune: bool) -> Result<Outcome, St
         parallelism: Some(4),
         lock_timeout: Duration::ZERO,
         command_line: "mvm agent reconcile",
+        operator: "uid 0",
     };
     reconcile(
         node,

@@ -45,6 +45,7 @@ fn launch_acme(jailer: bool) -> (Vec<Call>, NodeConfig) {
             parallelism: Some(4),
             lock_timeout: Duration::ZERO,
             command_line: "mvm agent reconcile",
+            operator: "uid 0",
         };
         let stop = Arc::new(AtomicBool::new(false));
         reconcile(&node, req, &Approve::default(), stop, false).unwrap()

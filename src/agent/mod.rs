@@ -17,6 +17,7 @@ use crate::host::Host;
 use crate::host::fs::input;
 use crate::observed::{OBSERVED_VERSION, Observed};
 use crate::plan::{self, Plan, PlanError, PlanOptions};
+use crate::spec::overrides::{OVERRIDES_CAP, OverrideNote, Overrides};
 use crate::spec::{self, NodeConfig, SpecError};
 use crate::state::StateLayout;
 use std::path::{Path, PathBuf};
@@ -77,6 +78,19 @@ pub enum AgentError {
     Corrupt { path: PathBuf, problem: String },
     #[error("tenant {id} is not in the desired state the last reconcile applied")]
     NotDesired { id: crate::spec::types::TenantId },
+    #[error("tenant {id} has no {what} set by hand")]
+    NoOverride {
+        id: crate::spec::types::TenantId,
+        what: &'static str,
+    },
+    #[error("{flag} {value:?} {problem}")]
+    BadFlag {
+        flag: &'static str,
+        value: String,
+        problem: String,
+    },
+    #[error("{}: not an overrides file this mvm wrote: {problem}", path.display())]
+    CorruptOverrides { path: PathBuf, problem: String },
     #[error("no tenant {id} is desired or on this node")]
     UnknownTenant { id: crate::spec::types::TenantId },
     #[error("cannot write the plan to {}: {source}", path.display())]
@@ -128,6 +142,9 @@ impl AgentError {
             AgentError::NoSuchTenant { .. } => Some("`mvm agent observe` lists the tenants on this node".into()),
             AgentError::UnknownTenant { .. } => Some("`mvm tenant list` lists the tenants".into()),
             AgentError::NotDesired { .. } => Some("start and stop act on desired tenants; `mvm tenant list` shows which are (a kept one goes with `reconcile --prune`)".into()),
+            AgentError::NoOverride { id, .. } => Some(format!("`mvm tenant status {id}` shows what is set by hand")),
+            AgentError::BadFlag { flag, .. } => Some(format!("{flag} takes the values desired.json does (README: Desired state)")),
+            AgentError::CorruptOverrides { .. } => Some("mvm never resets a state file it cannot read: restore it from a backup, or move it aside to drop every override".into()),
             AgentError::Corrupt { .. } => Some("it was edited or damaged: mvm never resets a state file it cannot read; restore it from a backup or move it aside".into()),
             AgentError::WriteOutput { path, .. } => Some(format!(
                 "check that the directory {} exists and that you may write to it",
@@ -146,6 +163,20 @@ pub fn parse_tenant_id(given: &str) -> Result<crate::spec::types::TenantId, Agen
         given: given.to_string(),
         problem: problem.to_string(),
     })
+}
+
+/// A flag's value, checked as desired.json's field is.
+pub fn check_flag(
+    flag: &'static str,
+    value: &str,
+    check: impl Fn(&str) -> Result<(), String>,
+) -> Result<String, AgentError> {
+    check(value).map_err(|problem| AgentError::BadFlag {
+        flag,
+        value: value.to_string(),
+        problem,
+    })?;
+    Ok(value.to_string())
 }
 
 /// Reads a `--target` list.
@@ -183,9 +214,62 @@ impl Node {
         }
     }
 
-    /// The desired state at `given` (`--desired`), or the one the last
-    /// successful reconcile converged to; with the path it came from.
+    /// The node's desired state: `document(given)` with the operator's
+    /// overrides merged in, the path it came from, and what each override
+    /// did.
     pub fn desired(
+        &self,
+        given: Option<&Path>,
+    ) -> Result<(crate::spec::DesiredState, PathBuf, Vec<OverrideNote>), AgentError> {
+        let (doc, path) = self.document(given)?;
+        let (merged, notes) = self.merged(&doc)?;
+        Ok((merged, path, notes))
+    }
+
+    /// `doc` with the operator's overrides merged in, and what each did.
+    pub fn merged(
+        &self,
+        doc: &crate::spec::DesiredState,
+    ) -> Result<(crate::spec::DesiredState, Vec<OverrideNote>), AgentError> {
+        Ok(crate::spec::overrides::merge(doc, &self.overrides()?))
+    }
+
+    /// The operator's overrides (`<state>/overrides.json`); none before
+    /// the first. A file that cannot be read, parsed or checked is an
+    /// error naming it: the plan refuses rather than guessing.
+    pub fn overrides(&self) -> Result<Overrides, AgentError> {
+        let path = self.layout.overrides();
+        let bytes = match self.host.files.read(&path, OVERRIDES_CAP) {
+            Ok(Some(b)) => b,
+            Ok(None) => return Ok(Overrides::default()),
+            Err(e) if e.source.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Overrides::default());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let corrupt = |problem: String| AgentError::CorruptOverrides {
+            path: path.clone(),
+            problem,
+        };
+        let o: Overrides =
+            crate::spec::json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        o.check().map_err(corrupt)?;
+        Ok(o)
+    }
+
+    /// Writes the overrides atomically (the caller holds the node lock).
+    pub fn write_overrides(&self, o: &Overrides) -> Result<(), AgentError> {
+        let mut text = serde_json::to_vec_pretty(o).expect("overrides serialize");
+        text.push(b'\n');
+        self.host
+            .files
+            .write_file(&self.layout.overrides(), &text, 0o600)?;
+        Ok(())
+    }
+
+    /// The control plane's desired state at `given` (`--desired`), or the
+    /// one the last successful reconcile converged to; with its path.
+    pub fn document(
         &self,
         given: Option<&Path>,
     ) -> Result<(crate::spec::DesiredState, PathBuf), AgentError> {
@@ -319,13 +403,14 @@ pub struct PlanRequest<'a> {
 /// Reads desired.json, observes the host (or reads `--observed`), plans.
 pub fn plan(node: &Node, req: &PlanRequest) -> Result<(Plan, Observed), AgentError> {
     // Validate first: a bad file is reported without probing the host.
-    let desired = load_desired(&node.config, req.desired)?;
+    let (desired, notes) = node.merged(&load_desired(&node.config, req.desired)?)?;
     let observed = node.observed(req.observed)?;
     let opts = PlanOptions {
         prune: req.prune,
         targets: req.targets.to_vec(),
     };
-    let plan = plan::plan(&desired, &node.config, &observed, opts)?;
+    let mut plan = plan::plan(&desired, &node.config, &observed, opts)?;
+    plan.overrides = notes;
     Ok((plan, observed))
 }
 

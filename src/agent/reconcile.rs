@@ -7,6 +7,7 @@ use super::{AgentError, Node};
 use crate::apply::progress::Progress;
 use crate::apply::{self, Report};
 use crate::plan::{Plan, PlanOptions};
+use crate::spec::overrides::{Pin, Set, StateOverride, TenantOverrides};
 use crate::spec::types::TenantId;
 use crate::spec::{DesiredState, RunState};
 use std::path::Path;
@@ -21,14 +22,79 @@ pub enum Goal<'a> {
         options: PlanOptions,
     },
     SavedPlan(&'a Path),
-    /// The desired state the last reconcile applied, with tenant `id` set
-    /// to `state`, for that tenant's VM only (and, to start it, what it
-    /// needs: a stop builds nothing). Read under the node lock, so a
-    /// reconcile running meanwhile is not undone (`mvm tenant stop|start`).
-    TenantState {
+    /// An operator's override of tenant `id` (`mvm tenant stop|start|pin|
+    /// unpin|release`): written to `overrides.json` under the node lock (so
+    /// a reconcile running meanwhile is not undone, and the next one keeps
+    /// it), recorded in the tenant's audit log, then that tenant reconciled
+    /// — for a state change its VM only (and, to start it, what it needs: a
+    /// stop builds nothing).
+    Override {
         id: TenantId,
-        state: RunState,
+        change: OverrideChange,
     },
+}
+
+/// What an override command changes of a tenant's overrides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OverrideChange {
+    State(RunState),
+    Pin {
+        flake_ref: String,
+        lock: Option<String>,
+    },
+    /// Drops the pin.
+    Unpin,
+    /// Drops every override: the tenant is the control plane's again.
+    Release,
+}
+
+impl OverrideChange {
+    /// `before` changed as asked, set now by `set`; an error when there is
+    /// nothing to undo.
+    fn apply(
+        &self,
+        id: &TenantId,
+        before: &TenantOverrides,
+        set: Set,
+    ) -> Result<TenantOverrides, AgentError> {
+        let mut after = before.clone();
+        match self {
+            OverrideChange::State(state) => {
+                after.state = Some(StateOverride { state: *state, set })
+            }
+            OverrideChange::Pin { flake_ref, lock } => {
+                after.pin = Some(Pin {
+                    flake_ref: flake_ref.clone(),
+                    lock: lock.clone(),
+                    set,
+                })
+            }
+            OverrideChange::Unpin if before.pin.is_none() => {
+                return Err(AgentError::NoOverride {
+                    id: id.clone(),
+                    what: "pin",
+                });
+            }
+            OverrideChange::Unpin => after.pin = None,
+            OverrideChange::Release if before.is_empty() => {
+                return Err(AgentError::NoOverride {
+                    id: id.clone(),
+                    what: "override",
+                });
+            }
+            OverrideChange::Release => after = TenantOverrides::default(),
+        }
+        Ok(after)
+    }
+
+    /// What the command reconciles: the VM for a state change, the whole
+    /// tenant otherwise.
+    fn target(&self, id: &TenantId) -> String {
+        match self {
+            OverrideChange::State(_) => format!("tenant.{id}.vm"),
+            _ => format!("tenant.{id}"),
+        }
+    }
 }
 
 pub struct Request<'a> {
@@ -38,6 +104,8 @@ pub struct Request<'a> {
     pub lock_timeout: Duration,
     /// Recorded in the lock file and every audit record.
     pub command_line: &'a str,
+    /// Who runs it (`uid 0, SUDO_USER alice`), recorded with an override.
+    pub operator: &'a str,
 }
 
 /// How the reconcile talks to whoever runs it.
@@ -84,23 +152,23 @@ pub fn reconcile(
     let (plan, desired) = match req.goal {
         Goal::SavedPlan(path) => (super::load_saved_plan(path, config, &observed)?, None),
         Goal::Desired { desired, options } => {
-            let plan = crate::plan::plan(&desired, config, &observed, options)?;
+            let (merged, notes) = node.merged(&desired)?;
+            let mut plan = crate::plan::plan(&merged, config, &observed, options)?;
+            plan.overrides = notes;
             (plan, Some(desired))
         }
-        Goal::TenantState { id, state } => {
-            let (mut desired, _) = node.desired(None)?;
-            let t = desired
-                .tenants
-                .iter_mut()
-                .find(|t| t.tenant_id == id)
-                .ok_or_else(|| AgentError::NotDesired { id: id.clone() })?;
-            t.state = state;
-            let options = PlanOptions {
-                prune: false,
-                targets: super::targets(&[format!("tenant.{id}.vm")])?,
-            };
-            let plan = crate::plan::plan(&desired, config, &observed, options)?;
-            (plan, Some(desired))
+        Goal::Override { id, change } => {
+            let plan = set_override(
+                node,
+                req.command_line,
+                req.operator,
+                &id,
+                &change,
+                &observed,
+            )?;
+            // The control plane's document did not change: nothing to
+            // remember.
+            (plan, None)
         }
     };
     ui.show_plan(&plan);
@@ -167,6 +235,71 @@ pub fn reconcile(
         remember_desired(node, d)?;
     }
     Ok(Outcome::Applied(report))
+}
+
+/// Writes the override (under the caller's node lock), records it in the
+/// tenant's audit log when the tenant has one, and plans that tenant.
+fn set_override(
+    node: &Node,
+    command: &str,
+    operator: &str,
+    id: &TenantId,
+    change: &OverrideChange,
+    observed: &crate::observed::Observed,
+) -> Result<Plan, AgentError> {
+    let (doc, _) = node.document(None)?;
+    if !doc.tenants.iter().any(|t| &t.tenant_id == id) {
+        return Err(AgentError::NotDesired { id: id.clone() });
+    }
+    let mut overrides = node.overrides()?;
+    let before = overrides.tenants.get(id).cloned().unwrap_or_default();
+    let set = Set {
+        since: node
+            .host
+            .clock
+            .now()
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string(),
+        by: operator.to_string(),
+    };
+    let after = change.apply(id, &before, set)?;
+    if after.is_empty() {
+        overrides.tenants.remove(id);
+    } else {
+        overrides.tenants.insert(id.clone(), after.clone());
+    }
+    if after != before {
+        node.write_overrides(&overrides)?;
+        if node.host.files.is_dir(&node.layout.tenant_dir(id)) {
+            let show = |o: &TenantOverrides| serde_json::to_string(o).expect("overrides serialize");
+            let writer = crate::resources::audit_log::AuditWriter::new(
+                node.layout.clone(),
+                node.ensure_node_id()?,
+                command.to_string(),
+            );
+            let ev = crate::security::audit::AuditEvent {
+                log: crate::security::audit::Log::Tenant(id),
+                action: "override",
+                resource: format!("tenant.{id}"),
+                error: None,
+                details: [
+                    ("by".to_string(), operator.to_string()),
+                    ("before".to_string(), show(&before)),
+                    ("after".to_string(), show(&after)),
+                ]
+                .into(),
+            };
+            writer.append(&node.host, ev)?;
+        }
+    }
+    let (merged, notes) = crate::spec::overrides::merge(&doc, &overrides);
+    let options = PlanOptions {
+        prune: false,
+        targets: super::targets(&[change.target(id)])?,
+    };
+    let mut plan = crate::plan::plan(&merged, &node.config, observed, options)?;
+    plan.overrides = notes;
+    Ok(plan)
 }
 
 /// Keeps the desired state a reconcile converged to as

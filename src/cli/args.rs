@@ -155,13 +155,34 @@ pub enum TenantCommand {
     /// Firecracker config's sha256, the seccomp level and whether the jailer ran it — what
     /// `<state>/tenants/<id>/revisions.json` keeps (the last `tenants.revision_history`).
     Revisions(RevisionsArgs),
-    /// Stop the tenant's VM now (its network, cgroup, data and everything else stay): the
-    /// desired state the last reconcile applied, with this tenant set to `stopped`,
-    /// reconciled for this tenant only. It lasts until the next `mvm agent reconcile
-    /// --desired`, which sets the tenant to what that file says.
+    /// Stop the tenant's VM now (its network, cgroup, data and everything else stay), and
+    /// keep it stopped: an override in <state>/overrides.json that holds against the next
+    /// `mvm agent reconcile --desired` until `mvm tenant start` or `mvm tenant release`.
+    /// Reconciles this tenant's VM only.
     Stop(LifecycleArgs),
-    /// Start the tenant's VM: as `stop`, with the tenant set to `running`.
+    /// Start the tenant's VM and keep it running: as `stop`, with the tenant set to
+    /// `running`.
     Start(LifecycleArgs),
+    /// Run the tenant on this flake (and, with --lock, only a build whose lock hash is
+    /// this), whatever the control plane's desired state says, until `mvm tenant unpin`:
+    /// an override in <state>/overrides.json, shown in every plan. Restarts its VM onto it.
+    Pin(PinArgs),
+    /// Drop the tenant's pin: it runs the control plane's revision again.
+    Unpin(LifecycleArgs),
+    /// Drop every override of the tenant (pin, stop/start): it is the control plane's again.
+    Release(LifecycleArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PinArgs {
+    #[command(flatten)]
+    pub lifecycle: LifecycleArgs,
+    /// The flake reference to run (as desired.json's `flake_ref`).
+    #[arg(long = "flake", value_name = "REF")]
+    pub flake: String,
+    /// Only a build whose flake.lock hash is this (as desired.json's `lock`).
+    #[arg(long, value_name = "HASH")]
+    pub lock: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -60,6 +60,7 @@ fn node(s: &Settings) -> Result<Node, AgentError> {
 }
 
 fn dispatch(s: &Settings, node: &Node, command: &Command) -> Result<ExitCode, AgentError> {
+    use crate::agent::reconcile::OverrideChange;
     use crate::spec::RunState;
     match command {
         Command::Agent(AgentCommand::Plan(args)) => plan(s, node, args),
@@ -70,10 +71,31 @@ fn dispatch(s: &Settings, node: &Node, command: &Command) -> Result<ExitCode, Ag
         Command::Tenant(TenantCommand::Status(args)) => tenant::status(s, node, args),
         Command::Tenant(TenantCommand::Revisions(args)) => tenant::revisions(s, node, args),
         Command::Tenant(TenantCommand::Stop(args)) => {
-            reconcile::tenant_state(s, node, args, RunState::Stopped)
+            reconcile::tenant_override(s, node, args, OverrideChange::State(RunState::Stopped))
         }
         Command::Tenant(TenantCommand::Start(args)) => {
-            reconcile::tenant_state(s, node, args, RunState::Running)
+            reconcile::tenant_override(s, node, args, OverrideChange::State(RunState::Running))
+        }
+        Command::Tenant(TenantCommand::Pin(args)) => {
+            let change = OverrideChange::Pin {
+                flake_ref: agent::check_flag(
+                    "--flake",
+                    &args.flake,
+                    crate::spec::types::check_flake_ref,
+                )?,
+                lock: args
+                    .lock
+                    .as_deref()
+                    .map(|l| agent::check_flag("--lock", l, crate::spec::types::check_lock_hash))
+                    .transpose()?,
+            };
+            reconcile::tenant_override(s, node, &args.lifecycle, change)
+        }
+        Command::Tenant(TenantCommand::Unpin(args)) => {
+            reconcile::tenant_override(s, node, args, OverrideChange::Unpin)
+        }
+        Command::Tenant(TenantCommand::Release(args)) => {
+            reconcile::tenant_override(s, node, args, OverrideChange::Release)
         }
         Command::Net(NetCommand::Verify(args)) => net::verify(s, node, args),
         Command::Node(NodeCommand::Info(args)) => node::info(s, node, args),

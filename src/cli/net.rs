@@ -8,7 +8,7 @@ use console::Style;
 use std::process::ExitCode;
 
 pub fn verify(s: &Settings, node: &Node, args: &VerifyArgs) -> Result<ExitCode, AgentError> {
-    let (desired, from) = node.desired(args.desired.as_deref())?;
+    let (desired, from, _) = node.desired(args.desired.as_deref())?;
     let observed = node.observed(args.observed.as_deref())?;
     let v = agent::verify::verify(&node.config, &desired, &observed)?;
     let text = if args.json {

@@ -5,7 +5,7 @@
 
 use super::progress::{Bars, Lines};
 use super::{LifecycleArgs, ReconcileArgs, output};
-use crate::agent::reconcile::{self, Goal, Outcome, Request};
+use crate::agent::reconcile::{self, Goal, Outcome, OverrideChange, Request};
 use crate::agent::{self, AgentError, Node};
 use crate::apply::progress::Progress;
 use crate::apply::{Report, StepOutcome};
@@ -127,17 +127,18 @@ pub fn run(s: &Settings, node: &Node, args: &ReconcileArgs) -> Result<ExitCode, 
         parallelism: args.parallelism.map(usize::from),
         lock_timeout,
         command_line: &s.command_line,
+        operator: &s.operator,
     };
     finish(s, node, req, &ui, None)
 }
 
-/// `mvm tenant stop|start ID`: the applied desired state with the tenant
-/// set to `state`, reconciled for that tenant only, under the node lock.
-pub fn tenant_state(
+/// `mvm tenant stop|start|pin|unpin|release ID`: the override written under
+/// the node lock, then that tenant reconciled.
+pub fn tenant_override(
     s: &Settings,
     node: &Node,
     args: &LifecycleArgs,
-    state: crate::spec::RunState,
+    change: OverrideChange,
 ) -> Result<ExitCode, AgentError> {
     let lock_timeout = agent::parse_duration(&args.lock_timeout)?;
     let id = agent::parse_tenant_id(&args.tenant)?;
@@ -147,17 +148,32 @@ pub fn tenant_state(
         lock_timeout: &args.lock_timeout,
         json: args.json,
     };
-    let already = match state {
-        crate::spec::RunState::Stopped => {
-            format!("Tenant {id}'s VM is not running: nothing to stop.")
+    let already = match &change {
+        OverrideChange::State(crate::spec::RunState::Stopped) => {
+            format!(
+                "Tenant {id}'s VM is not running: nothing to stop. It is kept stopped (`mvm tenant release {id}` hands it back)."
+            )
         }
-        crate::spec::RunState::Running => format!("Tenant {id}'s VM is already running."),
+        OverrideChange::State(crate::spec::RunState::Running) => {
+            format!(
+                "Tenant {id}'s VM is already running. It is kept running (`mvm tenant release {id}` hands it back)."
+            )
+        }
+        OverrideChange::Pin { flake_ref, .. } => {
+            format!(
+                "Tenant {id} already runs {flake_ref}. It is kept on it (`mvm tenant unpin {id}`)."
+            )
+        }
+        OverrideChange::Unpin | OverrideChange::Release => {
+            format!("Tenant {id} is the control plane's again; nothing on the node changes.")
+        }
     };
     let req = Request {
-        goal: Goal::TenantState { id, state },
+        goal: Goal::Override { id, change },
         parallelism: None,
         lock_timeout,
         command_line: &s.command_line,
+        operator: &s.operator,
     };
     finish(s, node, req, &ui, Some(&already))
 }

@@ -90,7 +90,7 @@ fn inputs(
     AgentError,
 > {
     let desired = match node.desired(args.desired.as_deref()) {
-        Ok((d, _)) => d,
+        Ok((d, _, _)) => d,
         // Never reconciled: nothing is desired yet.
         Err(AgentError::NoAppliedDesired { .. }) => crate::spec::DesiredState {
             tenants: Vec::new(),

@@ -155,6 +155,10 @@ pub struct Plan {
     /// Every resource, including no-ops, in apply order for creates.
     pub resource_changes: Vec<ResourceChange>,
     pub kept_tenants: Vec<KeptTenant>,
+    /// The operator's overrides the desired state was merged with (shown
+    /// above the changes), and those ignored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<crate::spec::overrides::OverrideNote>,
     /// What apply needs besides the changes: the node config the plan was
     /// made with, and where cgroup2 was found. Apply reads nothing else.
     pub apply_context: MadeAgainst,

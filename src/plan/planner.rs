@@ -143,6 +143,7 @@ pub fn plan(
         summary,
         resource_changes: changes,
         kept_tenants: kept,
+        overrides: Vec::new(),
         apply_context: super::MadeAgainst {
             node: node.clone(),
             cgroup_mount: observed.cgroup.as_ref().map(|c| c.mount.clone()),

@@ -62,6 +62,17 @@ pub fn render(plan: &Plan, colors: bool) -> String {
     if !plan.warnings.is_empty() {
         out.push('\n');
     }
+    if !plan.overrides.is_empty() {
+        let _ = writeln!(
+            out,
+            "{}",
+            p.bold.apply_to("Overrides set by hand on this node:")
+        );
+        for o in &plan.overrides {
+            let _ = writeln!(out, "  {}", crate::text::one_line(&o.text));
+        }
+        out.push('\n');
+    }
 
     let changes: Vec<&ResourceChange> = plan
         .resource_changes

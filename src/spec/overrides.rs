@@ -210,7 +210,8 @@ mod tests {
             id.clone(),
             TenantOverrides {
                 pin: Some(Pin {
-                    flake_ref: "github:acme/app?rev=0123456789abcdef0123456789abcdef01234567".into(),
+                    flake_ref: "github:acme/app?rev=0123456789abcdef0123456789abcdef01234567"
+                        .into(),
                     lock: Some(format!("sha256-{}=", "A".repeat(43))),
                     set: set(),
                 }),
@@ -228,8 +229,16 @@ mod tests {
         assert_eq!(m.tenants[1], desired().tenants[1], "beta untouched");
         assert_eq!(notes.len(), 2);
         assert!(notes.iter().all(|n| n.in_effect));
-        assert!(notes[0].text.contains("mvm tenant unpin acme"), "{}", notes[0].text);
-        assert!(notes[1].text.contains("stopped by hand"), "{}", notes[1].text);
+        assert!(
+            notes[0].text.contains("mvm tenant unpin acme"),
+            "{}",
+            notes[0].text
+        );
+        assert!(
+            notes[1].text.contains("stopped by hand"),
+            "{}",
+            notes[1].text
+        );
     }
 
     #[test]

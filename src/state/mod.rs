@@ -7,6 +7,7 @@
 //! ```text
 //! <state>/node-id
 //! <state>/desired.json                  what the last reconcile converged to
+//! <state>/overrides.json                the operator's overrides (pins, stop/start)
 //! <state>/audit.log, audit.head         the node's audit log (bridge, nft, metadata)
 //! <state>/metadata.json, metadata.log   the metadata service and its log
 //! <state>/tenants/<id>/tenant.json      applied spec, identity, allocations
@@ -135,6 +136,11 @@ impl StateLayout {
     /// written, unrecorded (`audit.repeats`).
     pub fn audit_repeats(&self, id: &TenantId) -> PathBuf {
         self.tenant_dir(id).join(AUDIT_REPEATS)
+    }
+
+    /// The operator's overrides (`spec::overrides`).
+    pub fn overrides(&self) -> PathBuf {
+        self.root.join("overrides.json")
     }
 
     /// The node's own audit log: changes to the bridge, the firewall and

@@ -89,6 +89,11 @@ pub fn write_output(path: &Path, data: &[u8]) -> io::Result<()> {
     crate::host::fs::beneath::write_at(&fd, name, path, data, 0o644).map_err(|e| e.source)
 }
 
+/// The real uid mvm runs as.
+pub fn uid() -> u32 {
+    nix::unistd::getuid().as_raw()
+}
+
 /// Whether stdout and stderr are the same open file (same device and
 /// inode: a journal stream, `>log 2>&1`, one terminal).
 pub fn stdout_is_stderr() -> bool {

@@ -132,7 +132,7 @@ echo "ok: a vcpus change restarts exactly that VM, keeping its data volume; both
 
 m tenant stop va > "$work/stop" 2>&1 || { cat "$work/stop"; fail "tenant stop"; }
 [ -z "$(fcs)" ] || fail "tenant stop left a Firecracker: $(fcs)"
-grep -q '"state": "stopped"' "$state/desired.json" || fail "the applied desired state does not say stopped"
+grep -q '"state": "stopped"' "$state/overrides.json" || fail "the stop is not kept as an override"
 m tenant list | matches "^va  *stopped .* stopped " || { m tenant list; fail "tenant list does not show va stopped"; }
 [ -e "$data" ] && [ -e "$state/tenants/va/tenant.json" ] || fail "tenant stop removed more than the VM"
 m tenant start va > "$work/start" 2>&1 || { cat "$work/start"; fail "tenant start"; }
