@@ -348,6 +348,27 @@ fn overrides_hold_against_the_next_reconcile_until_released() {
         "only beta changes"
     );
 
+    // The plan shows it above the changes; tenant list and status too.
+    let text = mvm::plan::render::render(&plan, false);
+    assert!(
+        text.contains("Overrides set by hand on this node:\n  beta: pinned by hand to"),
+        "{text}"
+    );
+    let (desired, _, notes) = node.desired(None).unwrap();
+    let observed = node.observed(None).unwrap();
+    let mut p = mvm::plan::plan(&desired, &node.config, &observed, PlanOptions::default()).unwrap();
+    p.overrides = notes;
+    let rows = mvm::agent::status::list(&desired, &observed, &p);
+    let row = |id: &str| rows.iter().find(|r| r.tenant_id.as_str() == id).unwrap();
+    assert_eq!(row("beta").overrides, ["pin"]);
+    assert!(row("acme").overrides.is_empty());
+    let st = mvm::agent::status::status(&node.config, &beta, &desired, &observed, &p).unwrap();
+    assert!(
+        st.override_notes[0].contains("mvm tenant unpin beta"),
+        "{:?}",
+        st.override_notes
+    );
+
     // The control plane runs again with its own document: the pin holds,
     // and the plan says so.
     let (out, plan) = reconcile_two(&node);

@@ -89,6 +89,13 @@ pub struct TenantCounts {
     pub vms_running: usize,
     /// Names under `<state>/tenants` that are not valid tenant ids.
     pub ignored: usize,
+    /// Tenants with an override set by hand (`overrides.json`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub overridden: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// The controllers tenant limits need from cgroup2.
@@ -176,6 +183,7 @@ pub fn node_info(
             on_node: obs.tenants.len(),
             vms_running: obs.tenants.values().filter(|t| t.vm.is_some()).count(),
             ignored: obs.ignored.len(),
+            overridden: 0,
         },
         problems: obs.facts.clone(),
     }

@@ -32,6 +32,9 @@ pub struct TenantRow {
     /// Changes a reconcile would make to this tenant now (drift, or a
     /// reconcile that did not finish).
     pub pending: usize,
+    /// The overrides set by hand on it (`pin`, `state`), in effect.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<String>,
 }
 
 /// `mvm tenant status --json`: the row, and what makes it up.
@@ -50,6 +53,9 @@ pub struct TenantStatus {
     pub changes: Vec<String>,
     /// Why its record could not be used, if it could not.
     pub record_error: Option<String>,
+    /// The overrides set by hand on it, as plans show them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub override_notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -80,7 +86,11 @@ pub fn list(desired: &DesiredState, obs: &Observed, plan: &Plan) -> Vec<TenantRo
         .collect();
     let pending = pending_by_tenant(plan);
     ids.into_iter()
-        .map(|id| row(id, desired, obs, &pending))
+        .map(|id| {
+            let mut r = row(id, desired, obs, &pending);
+            r.overrides = overrides_of(plan, id).map(|o| o.kind.clone()).collect();
+            r
+        })
         .collect()
 }
 
@@ -121,8 +131,10 @@ pub fn status(
             s
         })
         .collect();
+    let mut row = row(id, desired, obs, &pending);
+    row.overrides = overrides_of(plan, id).map(|o| o.kind.clone()).collect();
     Some(TenantStatus {
-        row: row(id, desired, obs, &pending),
+        row,
         gid: rec.map(|r| r.gid),
         mac: rec.map(|r| r.mac.to_string()),
         spec: spec.map(|s| SpecSummary {
@@ -139,6 +151,7 @@ pub fn status(
             .map(|a| a.store_path.clone()),
         changes,
         record_error: at.and_then(|t| t.record_error.clone()),
+        override_notes: overrides_of(plan, id).map(|o| o.text.clone()).collect(),
     })
 }
 
@@ -190,5 +203,16 @@ fn row(
         }),
         metadata: spec.map(|s| s.metadata),
         pending: pending.get(id).copied().unwrap_or(0),
+        overrides: Vec::new(),
     }
+}
+
+/// The overrides in effect on `id`, by kind, from the plan's notes.
+fn overrides_of<'p>(
+    plan: &'p Plan,
+    id: &TenantId,
+) -> impl Iterator<Item = &'p crate::spec::overrides::OverrideNote> {
+    plan.overrides
+        .iter()
+        .filter(move |o| &o.tenant_id == id && o.in_effect)
 }

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 pub fn info(s: &Settings, node: &Node, args: &NodeInfoArgs) -> Result<ExitCode, AgentError> {
     let obs = node.observed(None)?;
     let facts = node.host.probe.host_facts(&node.config);
-    let i = agent::node::node_info(
+    let mut i = agent::node::node_info(
         &node.config,
         &s.config.to_string(),
         node.node_id()?,
@@ -19,6 +19,14 @@ pub fn info(s: &Settings, node: &Node, args: &NodeInfoArgs) -> Result<ExitCode, 
         &obs,
         &facts,
     );
+    // Counted here, not in `node_info`: it reads only what it is given.
+    i.tenants.overridden = match node.overrides() {
+        Ok(o) => o.tenants.len(),
+        Err(e) => {
+            i.problems.insert("overrides".into(), e.to_string());
+            0
+        }
+    };
     let text = if args.json {
         serde_json::to_string_pretty(&i).expect("node info serializes") + "\n"
     } else {
@@ -145,6 +153,9 @@ fn render(i: &agent::node::NodeInfo, colors: bool) -> String {
     let mut tenants = format!("{} on the node, {} VMs running", t.on_node, t.vms_running);
     if t.ignored > 0 {
         let _ = write!(tenants, ", {} ignored names under tenants/", t.ignored);
+    }
+    if t.overridden > 0 {
+        let _ = write!(tenants, ", {} with overrides set by hand", t.overridden);
     }
     rows.push(("tenants", tenants));
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);

@@ -89,16 +89,20 @@ fn inputs(
     ),
     AgentError,
 > {
-    let desired = match node.desired(args.desired.as_deref()) {
-        Ok((d, _, _)) => d,
+    let (desired, notes) = match node.desired(args.desired.as_deref()) {
+        Ok((d, _, notes)) => (d, notes),
         // Never reconciled: nothing is desired yet.
-        Err(AgentError::NoAppliedDesired { .. }) => crate::spec::DesiredState {
-            tenants: Vec::new(),
-        },
+        Err(AgentError::NoAppliedDesired { .. }) => (
+            crate::spec::DesiredState {
+                tenants: Vec::new(),
+            },
+            Vec::new(),
+        ),
         Err(e) => return Err(e),
     };
     let observed = node.observed(args.observed.as_deref())?;
-    let plan = crate::plan::plan(&desired, &node.config, &observed, Default::default())?;
+    let mut plan = crate::plan::plan(&desired, &node.config, &observed, Default::default())?;
+    plan.overrides = notes;
     Ok((desired, observed, plan))
 }
 
@@ -209,6 +213,18 @@ fn table(rows: &[TenantRow], colors: bool) -> String {
     for c in &cells {
         out.push_str(&line(c));
     }
+    let by_hand: Vec<String> = rows
+        .iter()
+        .filter(|r| !r.overrides.is_empty())
+        .map(|r| format!("{} ({})", r.tenant_id, r.overrides.join(", ")))
+        .collect();
+    if !by_hand.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nSet by hand on this node: {} (`mvm tenant status ID` says what; `mvm tenant release ID` hands one back).",
+            by_hand.join(", ")
+        );
+    }
     let pending: usize = rows.iter().map(|r| r.pending).sum();
     if pending > 0 {
         let _ = writeln!(
@@ -283,6 +299,14 @@ fn detail(st: &TenantStatus, colors: bool) -> String {
     ));
     if !missing.is_empty() {
         rows.push(("not on it", names(&missing)));
+    }
+    if !st.override_notes.is_empty() {
+        let notes: Vec<String> = st
+            .override_notes
+            .iter()
+            .map(|n| crate::text::one_line(n).into_owned())
+            .collect();
+        rows.push(("set by hand", notes.join("; ")));
     }
     rows.push((
         "pending",
