@@ -245,6 +245,12 @@ impl Node {
             Err(e) if e.source.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(Overrides::default());
             }
+            // A user who may not read the state dir (a plan not run as
+            // root) sees none of the node's state: the probe records that
+            // and the plan warns; the overrides are as unknown as the rest.
+            Err(e) if e.source.kind() == std::io::ErrorKind::PermissionDenied => {
+                return Ok(Overrides::default());
+            }
             Err(e) => return Err(e.into()),
         };
         let corrupt = |problem: String| AgentError::CorruptOverrides {
