@@ -442,3 +442,58 @@ fn overrides_hold_against_the_next_reconcile_until_released() {
         .expect("no pin to drop");
     assert!(e.to_string().contains("has no pin"), "{e}");
 }
+
+/// A damaged `overrides.json` stops planning, naming the file and what to
+/// do; the plan never guesses which overrides were meant.
+#[test]
+fn a_damaged_overrides_file_stops_the_plan_and_is_named() {
+    let (_rec, node) = setup();
+    let goal = Goal::Desired {
+        desired: two(&node.config),
+        options: PlanOptions::default(),
+    };
+    assert!(matches!(run(&node, goal).0, Outcome::Applied(r) if r.success()));
+    let path = Path::new(STATE).join("overrides.json");
+    for (bad, why) in [
+        (
+            &b"{\"format_version\": 1, \"tenants\": {\"beta\": {}, \"beta\": {}}}"[..],
+            "duplicate",
+        ),
+        (
+            b"{\"format_version\": 2, \"tenants\": {}}",
+            "format_version 2",
+        ),
+        (b"not json", "overrides file"),
+    ] {
+        node.host.files.write_file(&path, bad, 0o600).unwrap();
+        let req = Request {
+            goal: Goal::Desired {
+                desired: two(&node.config),
+                options: PlanOptions::default(),
+            },
+            parallelism: None,
+            lock_timeout: Duration::ZERO,
+            command_line: "mvm agent reconcile",
+            operator: "uid 0",
+        };
+        let e = reconcile(
+            &node,
+            req,
+            &Approve::default(),
+            Arc::new(AtomicBool::new(false)),
+            false,
+        )
+        .err()
+        .expect("a damaged overrides file is refused");
+        let shown = e.to_string();
+        assert!(
+            shown.contains("overrides.json") && shown.contains(why),
+            "{shown}"
+        );
+        assert!(
+            e.hint().unwrap().contains("move it aside"),
+            "{:?}",
+            e.hint()
+        );
+    }
+}
