@@ -141,7 +141,7 @@ impl AgentError {
             AgentError::BadTenantId { .. } => Some("tenant ids are lowercase letters, digits and single hyphens, at most 11 bytes".into()),
             AgentError::NoSuchTenant { .. } => Some("`mvm agent observe` lists the tenants on this node".into()),
             AgentError::UnknownTenant { .. } => Some("`mvm tenant list` lists the tenants".into()),
-            AgentError::NotDesired { .. } => Some("start and stop act on desired tenants; `mvm tenant list` shows which are (a kept one goes with `reconcile --prune`)".into()),
+            AgentError::NotDesired { .. } => Some("stop, start, pin, unpin and release act on tenants in the desired state the control plane sent; `mvm tenant list` shows which are (a kept one goes with `reconcile --prune`)".into()),
             AgentError::NoOverride { id, .. } => Some(format!("`mvm tenant status {id}` shows what is set by hand")),
             AgentError::BadFlag { flag, .. } => Some(format!("{flag} takes the values desired.json does (README: Desired state)")),
             AgentError::CorruptOverrides { .. } => Some("mvm never resets a state file it cannot read: restore it from a backup, or move it aside to drop every override".into()),

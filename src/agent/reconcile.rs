@@ -247,7 +247,14 @@ fn set_override(
     change: &OverrideChange,
     observed: &crate::observed::Observed,
 ) -> Result<Plan, AgentError> {
-    let (doc, _) = node.document(None)?;
+    let doc = match node.document(None) {
+        Ok((doc, _)) => doc,
+        // Never reconciled: no tenant is the control plane's yet.
+        Err(AgentError::NoAppliedDesired { .. }) => {
+            return Err(AgentError::NotDesired { id: id.clone() });
+        }
+        Err(e) => return Err(e),
+    };
     if !doc.tenants.iter().any(|t| &t.tenant_id == id) {
         return Err(AgentError::NotDesired { id: id.clone() });
     }
