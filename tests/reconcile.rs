@@ -497,3 +497,150 @@ fn a_damaged_overrides_file_stops_the_plan_and_is_named() {
         );
     }
 }
+
+fn override_req<'a>(id: &str, change: OverrideChange) -> Request<'a> {
+    Request {
+        goal: Goal::Override {
+            id: spec::types::TenantId::parse(id).unwrap(),
+            change,
+        },
+        parallelism: None,
+        lock_timeout: Duration::ZERO,
+        command_line: "mvm tenant",
+        operator: "uid 0",
+    }
+}
+
+fn gamma(vcpus: u64) -> serde_json::Value {
+    serde_json::json!({"tenant_id": "gamma", "flake_ref": "github:o/g?rev=0123456789abcdef0123456789abcdef01234567",
+        "profile": "minimal", "vcpus": vcpus, "mem_mib": 256, "state": "running"})
+}
+
+/// A tenant created by hand lives on this node whatever the control plane
+/// says: `--prune` keeps it, `destroy` removes all of it; a control-plane
+/// tenant cannot be destroyed here; a refused flag is named and changes
+/// nothing; the control plane later naming the same id blocks it, naming
+/// both sources.
+#[test]
+fn local_tenants_survive_prune_until_destroyed_and_conflicts_are_blocked() {
+    let (rec, node) = setup();
+    let stop = || Arc::new(AtomicBool::new(false));
+    let prune_to_two = |node: &Node| {
+        run(
+            node,
+            Goal::Desired {
+                desired: two(&node.config),
+                options: PlanOptions {
+                    prune: true,
+                    targets: Vec::new(),
+                },
+            },
+        )
+    };
+    assert!(matches!(prune_to_two(&node).0, Outcome::Applied(r) if r.success()));
+
+    // A flag the spec refuses: named, nothing written.
+    let e = reconcile(
+        &node,
+        override_req("gamma", OverrideChange::Create(gamma(99))),
+        &Approve::default(),
+        stop(),
+        false,
+    )
+    .err()
+    .expect("vcpus 99 is refused");
+    let problems: Vec<String> = match &e {
+        mvm::agent::AgentError::Spec(s) => s.problems().iter().map(|p| p.to_string()).collect(),
+        e => panic!("{e}"),
+    };
+    assert!(
+        problems.iter().any(|p| p.starts_with("--vcpus")),
+        "{problems:?}"
+    );
+    assert!(rec.file(&Path::new(STATE).join("overrides.json")).is_none());
+
+    let ui = Approve::default();
+    let out = reconcile(
+        &node,
+        override_req("gamma", OverrideChange::Create(gamma(1))),
+        &ui,
+        stop(),
+        false,
+    )
+    .unwrap();
+    assert!(matches!(out, Outcome::Applied(r) if r.success()));
+    assert!(ui.shown().overrides[0].text.contains("created by hand"));
+    // The control plane's next run, with --prune, keeps it.
+    let (out, plan) = prune_to_two(&node);
+    assert!(matches!(out, Outcome::NoChanges), "{:?}", plan.summary);
+    assert!(
+        node.observed(None)
+            .unwrap()
+            .tenants
+            .keys()
+            .any(|k| k.as_str() == "gamma")
+    );
+
+    // Destroying a control-plane tenant is refused; a local one goes whole.
+    let e = reconcile(
+        &node,
+        override_req("beta", OverrideChange::Destroy),
+        &Approve::default(),
+        stop(),
+        false,
+    )
+    .err()
+    .expect("beta is the control plane's");
+    assert!(e.to_string().contains("would bring it back"), "{e}");
+    let out = reconcile(
+        &node,
+        override_req("gamma", OverrideChange::Destroy),
+        &Approve::default(),
+        stop(),
+        false,
+    )
+    .unwrap();
+    assert!(matches!(out, Outcome::Applied(r) if r.success()));
+    assert!(
+        !node
+            .observed(None)
+            .unwrap()
+            .tenants
+            .keys()
+            .any(|k| k.as_str() == "gamma")
+    );
+    assert!(node.overrides().unwrap().tenants.is_empty());
+
+    // Both sources claiming one id: that tenant is blocked, both named.
+    let out = reconcile(
+        &node,
+        override_req("gamma", OverrideChange::Create(gamma(1))),
+        &Approve::default(),
+        stop(),
+        false,
+    )
+    .unwrap();
+    assert!(matches!(out, Outcome::Applied(r) if r.success()));
+    let mut three = two(&node.config);
+    let mut g = three.tenants[1].clone();
+    g.tenant_id = spec::types::TenantId::parse("gamma").unwrap();
+    g.vcpus = 2;
+    three.tenants.push(g);
+    let (_, plan) = run(
+        &node,
+        Goal::Desired {
+            desired: three,
+            options: PlanOptions::default(),
+        },
+    );
+    let blocked: Vec<&str> = plan
+        .resource_changes
+        .iter()
+        .filter_map(|c| c.blocked.as_deref())
+        .collect();
+    assert!(
+        !blocked.is_empty() && blocked.iter().all(|b| b.contains("created by hand")),
+        "{blocked:?}"
+    );
+    assert!(!plan.applyable);
+}

@@ -17,7 +17,7 @@ use crate::host::Host;
 use crate::host::fs::input;
 use crate::observed::{OBSERVED_VERSION, Observed};
 use crate::plan::{self, Plan, PlanError, PlanOptions};
-use crate::spec::overrides::{OVERRIDES_CAP, OverrideNote, Overrides};
+use crate::spec::overrides::{Merged, OVERRIDES_CAP, OverrideNote, Overrides};
 use crate::spec::{self, NodeConfig, SpecError};
 use crate::state::StateLayout;
 use std::path::{Path, PathBuf};
@@ -78,6 +78,14 @@ pub enum AgentError {
     Corrupt { path: PathBuf, problem: String },
     #[error("tenant {id} is not in the desired state the last reconcile applied")]
     NotDesired { id: crate::spec::types::TenantId },
+    #[error(
+        "tenant {id} already exists (in the control plane's desired state, or created by hand)"
+    )]
+    TenantExists { id: crate::spec::types::TenantId },
+    #[error(
+        "tenant {id} is in the control plane's desired state: destroying it here would bring it back at the next reconcile"
+    )]
+    DestroyUpstream { id: crate::spec::types::TenantId },
     #[error("tenant {id} has no {what} set by hand")]
     NoOverride {
         id: crate::spec::types::TenantId,
@@ -142,6 +150,8 @@ impl AgentError {
             AgentError::NoSuchTenant { .. } => Some("`mvm agent observe` lists the tenants on this node".into()),
             AgentError::UnknownTenant { .. } => Some("`mvm tenant list` lists the tenants".into()),
             AgentError::NotDesired { .. } => Some("stop, start, pin, unpin and release act on tenants in the desired state the control plane sent; `mvm tenant list` shows which are (a kept one goes with `reconcile --prune`)".into()),
+            AgentError::TenantExists { id } => Some(format!("`mvm tenant status {id}` shows it; pick another id, or `mvm tenant pin {id}` to change its revision")),
+            AgentError::DestroyUpstream { id } => Some(format!("stop it (`mvm tenant stop {id}`), or remove it from the control plane's desired state")),
             AgentError::NoOverride { id, .. } => Some(format!("`mvm tenant status {id}` shows what is set by hand")),
             AgentError::BadFlag { flag, .. } => Some(format!("{flag} takes the values desired.json does (README: Desired state)")),
             AgentError::CorruptOverrides { .. } => Some("mvm never resets a state file it cannot read: restore it from a backup, or move it aside to drop every override".into()),
@@ -222,16 +232,28 @@ impl Node {
         given: Option<&Path>,
     ) -> Result<(crate::spec::DesiredState, PathBuf, Vec<OverrideNote>), AgentError> {
         let (doc, path) = self.document(given)?;
-        let (merged, notes) = self.merged(&doc)?;
-        Ok((merged, path, notes))
+        let merged = self.merged(&doc)?;
+        Ok((merged.desired, path, merged.notes))
     }
 
-    /// `doc` with the operator's overrides merged in, and what each did.
-    pub fn merged(
+    /// `doc` with the operator's overrides merged in, what each did, and
+    /// the tenants both sources claim.
+    pub fn merged(&self, doc: &crate::spec::DesiredState) -> Result<Merged, AgentError> {
+        self.merge(doc, &self.overrides()?)
+    }
+
+    /// `doc` with `overrides` merged in.
+    pub fn merge(
         &self,
         doc: &crate::spec::DesiredState,
-    ) -> Result<(crate::spec::DesiredState, Vec<OverrideNote>), AgentError> {
-        Ok(crate::spec::overrides::merge(doc, &self.overrides()?))
+        overrides: &Overrides,
+    ) -> Result<Merged, AgentError> {
+        Ok(crate::spec::overrides::merge(
+            doc,
+            overrides,
+            &self.config,
+            &self.layout.overrides(),
+        )?)
     }
 
     /// The operator's overrides (`<state>/overrides.json`); none before
@@ -409,14 +431,15 @@ pub struct PlanRequest<'a> {
 /// Reads desired.json, observes the host (or reads `--observed`), plans.
 pub fn plan(node: &Node, req: &PlanRequest) -> Result<(Plan, Observed), AgentError> {
     // Validate first: a bad file is reported without probing the host.
-    let (desired, notes) = node.merged(&load_desired(&node.config, req.desired)?)?;
+    let merged = node.merged(&load_desired(&node.config, req.desired)?)?;
     let observed = node.observed(req.observed)?;
     let opts = PlanOptions {
         prune: req.prune,
         targets: req.targets.to_vec(),
     };
-    let mut plan = plan::plan(&desired, &node.config, &observed, opts)?;
-    plan.overrides = notes;
+    let mut plan = plan::plan(&merged.desired, &node.config, &observed, opts)?;
+    plan.overrides = merged.notes;
+    plan.block_tenants(&merged.conflicts);
     Ok((plan, observed))
 }
 

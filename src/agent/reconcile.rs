@@ -7,7 +7,7 @@ use super::{AgentError, Node};
 use crate::apply::progress::Progress;
 use crate::apply::{self, Report};
 use crate::plan::{Plan, PlanOptions};
-use crate::spec::overrides::{Pin, Set, StateOverride, TenantOverrides};
+use crate::spec::overrides::{Local, Pin, Set, StateOverride, TenantOverrides};
 use crate::spec::types::TenantId;
 use crate::spec::{DesiredState, RunState};
 use std::path::Path;
@@ -46,6 +46,11 @@ pub enum OverrideChange {
     Unpin,
     /// Drops every override: the tenant is the control plane's again.
     Release,
+    /// A tenant of this node alone, as desired.json would give it.
+    Create(serde_json::Value),
+    /// Removes a tenant created by hand: all its resources, its audit log
+    /// archived as a prune does.
+    Destroy,
 }
 
 impl OverrideChange {
@@ -83,6 +88,16 @@ impl OverrideChange {
                 });
             }
             OverrideChange::Release => after = TenantOverrides::default(),
+            OverrideChange::Create(spec) => {
+                after = TenantOverrides {
+                    local: Some(Local {
+                        spec: spec.clone(),
+                        set,
+                    }),
+                    ..TenantOverrides::default()
+                }
+            }
+            OverrideChange::Destroy => after = TenantOverrides::default(),
         }
         Ok(after)
     }
@@ -152,9 +167,10 @@ pub fn reconcile(
     let (plan, desired) = match req.goal {
         Goal::SavedPlan(path) => (super::load_saved_plan(path, config, &observed)?, None),
         Goal::Desired { desired, options } => {
-            let (merged, notes) = node.merged(&desired)?;
-            let mut plan = crate::plan::plan(&merged, config, &observed, options)?;
-            plan.overrides = notes;
+            let merged = node.merged(&desired)?;
+            let mut plan = crate::plan::plan(&merged.desired, config, &observed, options)?;
+            plan.overrides = merged.notes;
+            plan.block_tenants(&merged.conflicts);
             (plan, Some(desired))
         }
         Goal::Override { id, change } => {
@@ -255,11 +271,24 @@ fn set_override(
         }
         Err(e) => return Err(e),
     };
-    if !doc.tenants.iter().any(|t| &t.tenant_id == id) {
-        return Err(AgentError::NotDesired { id: id.clone() });
-    }
     let mut overrides = node.overrides()?;
     let before = overrides.tenants.get(id).cloned().unwrap_or_default();
+    let upstream = doc.tenants.iter().any(|t| &t.tenant_id == id);
+    let local = before.local.is_some();
+    match change {
+        OverrideChange::Create(_) if upstream || local => {
+            return Err(AgentError::TenantExists { id: id.clone() });
+        }
+        OverrideChange::Create(_) => {}
+        OverrideChange::Destroy if upstream => {
+            return Err(AgentError::DestroyUpstream { id: id.clone() });
+        }
+        OverrideChange::Destroy if !local => {
+            return Err(AgentError::UnknownTenant { id: id.clone() });
+        }
+        _ if !upstream && !local => return Err(AgentError::NotDesired { id: id.clone() }),
+        _ => {}
+    }
     let set = Set {
         since: node
             .host
@@ -275,6 +304,10 @@ fn set_override(
     } else {
         overrides.tenants.insert(id.clone(), after.clone());
     }
+    // A created tenant is validated with the document before anything is
+    // written: a refused flag changes nothing.
+    node.merge(&doc, &overrides)
+        .map_err(|e| as_flags(e, change))?;
     if after != before {
         node.write_overrides(&overrides)?;
         if node.host.files.is_dir(&node.layout.tenant_dir(id)) {
@@ -299,14 +332,48 @@ fn set_override(
             writer.append(&node.host, ev)?;
         }
     }
-    let (merged, notes) = crate::spec::overrides::merge(&doc, &overrides);
+    let merged = node
+        .merge(&doc, &overrides)
+        .map_err(|e| as_flags(e, change))?;
     let options = PlanOptions {
-        prune: false,
+        prune: matches!(change, OverrideChange::Destroy),
         targets: super::targets(&[change.target(id)])?,
     };
-    let mut plan = crate::plan::plan(&merged, &node.config, observed, options)?;
-    plan.overrides = notes;
+    let mut plan = crate::plan::plan(&merged.desired, &node.config, observed, options)?;
+    plan.overrides = merged.notes;
+    plan.block_tenants(&merged.conflicts);
     Ok(plan)
+}
+
+/// The validator's problems with a created tenant, named by flag
+/// (`tenants[2].mem_mib` → `--mem-mib`).
+fn as_flags(e: AgentError, change: &OverrideChange) -> AgentError {
+    match (change, e) {
+        (
+            OverrideChange::Create(_),
+            AgentError::Spec(crate::spec::SpecError::Invalid { path, problems }),
+        ) => {
+            let problems = problems
+                .into_iter()
+                .map(|mut p| {
+                    if let Some((_, field)) = p.path.rsplit_once(']') {
+                        let field = field.trim_start_matches('.');
+                        if !field.is_empty() {
+                            let flag = match field {
+                                "flake_ref" => "flake".to_string(),
+                                "tenant_id" => "tenant id".to_string(),
+                                f => f.replace('_', "-"),
+                            };
+                            p.path = format!("--{flag}");
+                        }
+                    }
+                    p
+                })
+                .collect();
+            AgentError::Spec(crate::spec::SpecError::Invalid { path, problems })
+        }
+        (_, e) => e,
+    }
 }
 
 /// Keeps the desired state a reconcile converged to as

@@ -171,6 +171,80 @@ pub enum TenantCommand {
     Unpin(LifecycleArgs),
     /// Drop every override of the tenant (pin, stop/start): it is the control plane's again.
     Release(LifecycleArgs),
+    /// Create a tenant on this node alone, with every desired.json field as a flag (checked
+    /// the same way): it exists whatever the control plane's desired state says, and
+    /// `reconcile --prune` never removes it. An override in <state>/overrides.json.
+    Create(CreateArgs),
+    /// Remove a tenant created by hand: all its resources, its audit log archived as a prune
+    /// does. A tenant of the control plane's desired state is refused (it would come back).
+    Destroy(LifecycleArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    #[command(flatten)]
+    pub lifecycle: LifecycleArgs,
+    /// desired.json's `flake_ref`.
+    #[arg(long = "flake", value_name = "REF")]
+    pub flake: String,
+    /// `minimal` or `standard`.
+    #[arg(long, value_name = "PROFILE")]
+    pub profile: String,
+    #[arg(long, value_name = "N")]
+    pub vcpus: u64,
+    #[arg(long = "mem-mib", value_name = "MIB")]
+    pub mem_mib: u64,
+    /// `running` (the default) or `stopped`.
+    #[arg(long, value_name = "STATE", default_value = "running")]
+    pub state: String,
+    #[arg(long, value_name = "IPV4")]
+    pub ip: Option<String>,
+    #[arg(long, value_name = "MAC")]
+    pub mac: Option<String>,
+    /// Serve it the metadata endpoint.
+    #[arg(long)]
+    pub metadata: bool,
+    /// Allow SSH to it from the gateway.
+    #[arg(long = "ssh-from-gateway")]
+    pub ssh_from_gateway: bool,
+    /// `baseline` or `strict`.
+    #[arg(long, value_name = "LEVEL")]
+    pub seccomp: Option<String>,
+    #[arg(long = "data-mib", value_name = "MIB")]
+    pub data_mib: Option<u64>,
+    /// CPUs to pin it to (`2-3`).
+    #[arg(long, value_name = "LIST")]
+    pub cpuset: Option<String>,
+    #[arg(long = "pids-max", value_name = "N")]
+    pub pids_max: Option<u64>,
+    /// Only a build whose flake.lock hash is this.
+    #[arg(long, value_name = "HASH")]
+    pub lock: Option<String>,
+}
+
+impl CreateArgs {
+    /// The tenant as desired.json would give it.
+    pub fn spec(&self, id: &str) -> serde_json::Value {
+        let mut t = serde_json::json!({
+            "tenant_id": id, "flake_ref": self.flake, "profile": self.profile,
+            "vcpus": self.vcpus, "mem_mib": self.mem_mib, "state": self.state,
+            "metadata": self.metadata, "ssh_from_gateway": self.ssh_from_gateway,
+        });
+        let o = t.as_object_mut().expect("an object");
+        let mut opt = |k: &str, v: Option<serde_json::Value>| {
+            if let Some(v) = v {
+                o.insert(k.to_string(), v);
+            }
+        };
+        opt("ip", self.ip.clone().map(Into::into));
+        opt("mac", self.mac.clone().map(Into::into));
+        opt("seccomp", self.seccomp.clone().map(Into::into));
+        opt("data_mib", self.data_mib.map(Into::into));
+        opt("cpuset", self.cpuset.clone().map(Into::into));
+        opt("pids_max", self.pids_max.map(Into::into));
+        opt("lock", self.lock.clone().map(Into::into));
+        t
+    }
 }
 
 #[derive(Debug, Args)]

@@ -97,6 +97,13 @@ fn dispatch(s: &Settings, node: &Node, command: &Command) -> Result<ExitCode, Ag
         Command::Tenant(TenantCommand::Release(args)) => {
             reconcile::tenant_override(s, node, args, OverrideChange::Release)
         }
+        Command::Tenant(TenantCommand::Create(args)) => {
+            let change = OverrideChange::Create(args.spec(&args.lifecycle.tenant));
+            reconcile::tenant_override(s, node, &args.lifecycle, change)
+        }
+        Command::Tenant(TenantCommand::Destroy(args)) => {
+            reconcile::tenant_override(s, node, args, OverrideChange::Destroy)
+        }
         Command::Net(NetCommand::Verify(args)) => net::verify(s, node, args),
         Command::Node(NodeCommand::Info(args)) => node::info(s, node, args),
         Command::Node(NodeCommand::Audit(args)) => node::audit(node, args),

@@ -167,6 +167,8 @@ pub fn tenant_override(
         OverrideChange::Unpin | OverrideChange::Release => {
             format!("Tenant {id} is the control plane's again; nothing on the node changes.")
         }
+        OverrideChange::Create(_) => format!("Tenant {id} exists on this node already."),
+        OverrideChange::Destroy => format!("Nothing of tenant {id} is on this node."),
     };
     let req = Request {
         goal: Goal::Override { id, change },

@@ -174,6 +174,24 @@ pub struct MadeAgainst {
 }
 
 impl Plan {
+    /// Blocks every change of the tenants in `why` (a conflict between the
+    /// control plane and an operator's override, say), with its reason.
+    pub fn block_tenants(
+        &mut self,
+        why: &std::collections::BTreeMap<crate::spec::types::TenantId, String>,
+    ) {
+        for c in &mut self.resource_changes {
+            if let Some(reason) = c.address.tenant().and_then(|id| why.get(id))
+                && c.is_change()
+                && c.blocked.is_none()
+            {
+                c.blocked = Some(reason.clone());
+                self.summary.blocked += 1;
+            }
+        }
+        self.applyable = self.summary.blocked == 0;
+    }
+
     pub fn has_changes(&self) -> bool {
         self.resource_changes.iter().any(ResourceChange::is_change)
     }

@@ -11,8 +11,10 @@
 
 use super::desired::{DesiredState, RunState};
 use super::types::{TenantId, check_flake_ref, check_lock_hash};
+use super::{NodeConfig, SpecError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::path::Path;
 
 /// The format this mvm writes and reads.
 pub const OVERRIDES_VERSION: u32 = 1;
@@ -41,6 +43,9 @@ impl Default for Overrides {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantOverrides {
+    /// A tenant of this node alone (`mvm tenant create`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<Local>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pin: Option<Pin>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -49,7 +54,7 @@ pub struct TenantOverrides {
 
 impl TenantOverrides {
     pub fn is_empty(&self) -> bool {
-        self.pin.is_none() && self.state.is_none()
+        self.local.is_none() && self.pin.is_none() && self.state.is_none()
     }
 }
 
@@ -61,6 +66,16 @@ pub struct Set {
     pub since: String,
     /// `uid 0` (and `SUDO_USER alice` when set).
     pub by: String,
+}
+
+/// `mvm tenant create ID …`: the tenant as desired.json would give it,
+/// validated by the same code whenever it is merged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Local {
+    pub spec: serde_json::Value,
+    #[serde(flatten)]
+    pub set: Set,
 }
 
 /// `mvm tenant pin ID --flake REF [--lock HASH]`.
@@ -121,11 +136,66 @@ pub struct OverrideNote {
     pub in_effect: bool,
 }
 
-/// The control plane's desired state with the overrides merged in, and
-/// what each override did.
-pub fn merge(desired: &DesiredState, overrides: &Overrides) -> (DesiredState, Vec<OverrideNote>) {
-    let mut merged = desired.clone();
+/// The node's desired state: the control plane's document with the
+/// overrides merged in; what each override did; and the tenants whose
+/// changes are blocked because both sources claim them, with why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Merged {
+    pub desired: DesiredState,
+    pub notes: Vec<OverrideNote>,
+    pub conflicts: BTreeMap<TenantId, String>,
+}
+
+/// Merges `overrides` (read from `path`) into the control plane's `doc`.
+/// Local tenants are validated with the document by the desired-state
+/// validator (a duplicate IP or MAC among them is refused like one in
+/// desired.json).
+pub fn merge(
+    doc: &DesiredState,
+    overrides: &Overrides,
+    node: &NodeConfig,
+    path: &Path,
+) -> Result<Merged, SpecError> {
     let mut notes = Vec::new();
+    let mut conflicts = BTreeMap::new();
+    let mut locals = Vec::new();
+    for (id, o) in &overrides.tenants {
+        let Some(l) = &o.local else { continue };
+        if doc.tenants.iter().any(|t| &t.tenant_id == id) {
+            let why = format!(
+                "tenant {id} is both in the control plane's desired state and created by hand on this node (since {}, by {}): remove it upstream, or `mvm tenant destroy {id}`",
+                l.set.since, l.set.by
+            );
+            notes.push(OverrideNote {
+                tenant_id: id.clone(),
+                kind: "local".into(),
+                text: format!("{id}: conflict: {why}"),
+                in_effect: false,
+            });
+            conflicts.insert(id.clone(), why);
+        } else {
+            notes.push(OverrideNote {
+                tenant_id: id.clone(),
+                kind: "local".into(),
+                text: format!(
+                    "{id}: created by hand since {}, by {} (mvm tenant destroy {id})",
+                    l.set.since, l.set.by
+                ),
+                in_effect: true,
+            });
+            locals.push(l.spec.clone());
+        }
+    }
+    let mut merged = if locals.is_empty() {
+        doc.clone()
+    } else {
+        let mut all = serde_json::to_value(doc).expect("desired state serializes");
+        all["tenants"]
+            .as_array_mut()
+            .expect("tenants is an array")
+            .extend(locals);
+        super::parse_desired(path, &all.to_string(), node)?
+    };
     for (id, o) in &overrides.tenants {
         let t = merged.tenants.iter_mut().find(|t| &t.tenant_id == id);
         let in_effect = t.is_some();
@@ -175,13 +245,16 @@ pub fn merge(desired: &DesiredState, overrides: &Overrides) -> (DesiredState, Ve
             }
         }
     }
-    (merged, notes)
+    Ok(Merged {
+        desired: merged,
+        notes,
+        conflicts,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
 
     fn desired() -> DesiredState {
         let node = crate::spec::NodeConfig::default_config();
@@ -209,6 +282,7 @@ mod tests {
         o.tenants.insert(
             id.clone(),
             TenantOverrides {
+                local: None,
                 pin: Some(Pin {
                     flake_ref: "github:acme/app?rev=0123456789abcdef0123456789abcdef01234567"
                         .into(),
@@ -221,7 +295,10 @@ mod tests {
                 }),
             },
         );
-        let (m, notes) = merge(&desired(), &o);
+        let node = crate::spec::NodeConfig::default_config();
+        let Merged {
+            desired: m, notes, ..
+        } = merge(&desired(), &o, &node, Path::new("o.json")).unwrap();
         let acme = &m.tenants[0];
         assert!(acme.flake_ref.ends_with("01234567"));
         assert!(acme.lock.is_some());
@@ -247,6 +324,7 @@ mod tests {
         o.tenants.insert(
             TenantId::parse("gone").unwrap(),
             TenantOverrides {
+                local: None,
                 pin: None,
                 state: Some(StateOverride {
                     state: RunState::Stopped,
@@ -254,7 +332,10 @@ mod tests {
                 }),
             },
         );
-        let (m, notes) = merge(&desired(), &o);
+        let node = crate::spec::NodeConfig::default_config();
+        let Merged {
+            desired: m, notes, ..
+        } = merge(&desired(), &o, &node, Path::new("o.json")).unwrap();
         assert_eq!(m, desired());
         assert!(!notes[0].in_effect);
         assert!(notes[0].text.contains("ignored"), "{}", notes[0].text);
@@ -266,6 +347,7 @@ mod tests {
         o.tenants.insert(
             TenantId::parse("acme").unwrap(),
             TenantOverrides {
+                local: None,
                 pin: Some(Pin {
                     flake_ref: "file:///etc/passwd".into(),
                     lock: None,
