@@ -644,3 +644,86 @@ fn local_tenants_survive_prune_until_destroyed_and_conflicts_are_blocked() {
     );
     assert!(!plan.applyable);
 }
+
+/// `tenant rollback --steps 1` pins the tenant to the revision it ran one
+/// start back — its flake ref and lock hash — and the plan says so; past
+/// the recorded history is an error that changes nothing.
+#[test]
+fn a_rollback_pins_the_revision_one_start_back() {
+    let (_rec, node) = setup();
+    let goal = Goal::Desired {
+        desired: two(&node.config),
+        options: PlanOptions::default(),
+    };
+    assert!(matches!(run(&node, goal).0, Outcome::Applied(r) if r.success()));
+    let stop = || Arc::new(AtomicBool::new(false));
+    let first = "github:o/b?rev=0123456789abcdef0123456789abcdef01234567";
+    let second = "github:o/b?rev=89abcdef0123456789abcdef0123456789abcdef";
+    let pin = OverrideChange::Pin {
+        flake_ref: second.into(),
+        lock: None,
+    };
+    let out = reconcile(
+        &node,
+        override_req("beta", pin),
+        &Approve::default(),
+        stop(),
+        false,
+    )
+    .unwrap();
+    assert!(matches!(out, Outcome::Applied(r) if r.success()));
+    let beta = spec::types::TenantId::parse("beta").unwrap();
+    let history = mvm::agent::history::read_revisions(&node, &beta).unwrap();
+    assert_eq!(history.len(), 2);
+
+    let ui = Approve::default();
+    let out = reconcile(
+        &node,
+        override_req("beta", OverrideChange::Rollback { steps: 1 }),
+        &ui,
+        stop(),
+        false,
+    )
+    .unwrap();
+    assert!(matches!(out, Outcome::Applied(r) if r.success()));
+    let pin = node.overrides().unwrap().tenants[&beta]
+        .pin
+        .clone()
+        .unwrap();
+    assert_eq!(pin.flake_ref, first);
+    assert_eq!(pin.lock.as_deref(), Some(history[0].lock.as_str()));
+    assert!(
+        ui.shown().overrides[0].text.contains("rolled back by hand"),
+        "{:?}",
+        ui.shown().overrides
+    );
+    let now = mvm::agent::history::read_revisions(&node, &beta).unwrap();
+    assert_eq!(
+        now.last().unwrap().flake_ref,
+        first,
+        "the VM runs the first revision again"
+    );
+    assert_eq!(
+        now.last().unwrap().fc_config_sha256,
+        history[0].fc_config_sha256
+    );
+
+    let e = reconcile(
+        &node,
+        override_req("beta", OverrideChange::Rollback { steps: 9 }),
+        &Approve::default(),
+        stop(),
+        false,
+    )
+    .err()
+    .expect("past the history");
+    assert!(e.to_string().contains("--steps 9 reaches none"), "{e}");
+    assert_eq!(
+        node.overrides().unwrap().tenants[&beta]
+            .pin
+            .clone()
+            .unwrap()
+            .flake_ref,
+        first
+    );
+}

@@ -86,6 +86,12 @@ pub enum AgentError {
         "tenant {id} is in the control plane's desired state: destroying it here would bring it back at the next reconcile"
     )]
     DestroyUpstream { id: crate::spec::types::TenantId },
+    #[error("tenant {id} has {earlier} earlier revision(s) recorded; --steps {steps} reaches none")]
+    NoRevision {
+        id: crate::spec::types::TenantId,
+        steps: usize,
+        earlier: usize,
+    },
     #[error("tenant {id} has no {what} set by hand")]
     NoOverride {
         id: crate::spec::types::TenantId,
@@ -152,6 +158,7 @@ impl AgentError {
             AgentError::NotDesired { .. } => Some("stop, start, pin, unpin and release act on tenants in the desired state the control plane sent; `mvm tenant list` shows which are (a kept one goes with `reconcile --prune`)".into()),
             AgentError::TenantExists { id } => Some(format!("`mvm tenant status {id}` shows it; pick another id, or `mvm tenant pin {id}` to change its revision")),
             AgentError::DestroyUpstream { id } => Some(format!("stop it (`mvm tenant stop {id}`), or remove it from the control plane's desired state")),
+            AgentError::NoRevision { id, .. } => Some(format!("`mvm tenant revisions {id}` lists them (newest first); --steps 1 is the one before the running one")),
             AgentError::NoOverride { id, .. } => Some(format!("`mvm tenant status {id}` shows what is set by hand")),
             AgentError::BadFlag { flag, .. } => Some(format!("{flag} takes the values desired.json does (README: Desired state)")),
             AgentError::CorruptOverrides { .. } => Some("mvm never resets a state file it cannot read: restore it from a backup, or move it aside to drop every override".into()),

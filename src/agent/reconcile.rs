@@ -42,6 +42,17 @@ pub enum OverrideChange {
         flake_ref: String,
         lock: Option<String>,
     },
+    /// A pin to the revision `steps` starts back in `revisions.json`: its
+    /// flake ref and lock hash.
+    Rollback {
+        steps: usize,
+    },
+    /// A rollback resolved to its revision.
+    RolledBack {
+        flake_ref: String,
+        lock: String,
+        started_at: String,
+    },
     /// Drops the pin.
     Unpin,
     /// Drops every override: the tenant is the control plane's again.
@@ -71,6 +82,22 @@ impl OverrideChange {
                 after.pin = Some(Pin {
                     flake_ref: flake_ref.clone(),
                     lock: lock.clone(),
+                    rollback_to: None,
+                    set,
+                })
+            }
+            OverrideChange::Rollback { .. } => {
+                unreachable!("set_override resolves a rollback to its revision first")
+            }
+            OverrideChange::RolledBack {
+                flake_ref,
+                lock,
+                started_at,
+            } => {
+                after.pin = Some(Pin {
+                    flake_ref: flake_ref.clone(),
+                    lock: Some(lock.clone()),
+                    rollback_to: Some(started_at.clone()),
                     set,
                 })
             }
@@ -274,6 +301,14 @@ fn set_override(
     let mut overrides = node.overrides()?;
     let before = overrides.tenants.get(id).cloned().unwrap_or_default();
     let upstream = doc.tenants.iter().any(|t| &t.tenant_id == id);
+    let resolved;
+    let change = match change {
+        OverrideChange::Rollback { steps } => {
+            resolved = rollback_pin(node, id, *steps)?;
+            &resolved
+        }
+        c => c,
+    };
     let local = before.local.is_some();
     match change {
         OverrideChange::Create(_) if upstream || local => {
@@ -343,6 +378,24 @@ fn set_override(
     plan.overrides = merged.notes;
     plan.block_tenants(&merged.conflicts);
     Ok(plan)
+}
+
+/// The revision `steps` starts back, as the pin a rollback sets.
+fn rollback_pin(node: &Node, id: &TenantId, steps: usize) -> Result<OverrideChange, AgentError> {
+    let history = super::history::read_revisions(node, id)?;
+    if steps == 0 || steps >= history.len() {
+        return Err(AgentError::NoRevision {
+            id: id.clone(),
+            steps,
+            earlier: history.len().saturating_sub(1),
+        });
+    }
+    let rev = &history[history.len() - 1 - steps];
+    Ok(OverrideChange::RolledBack {
+        flake_ref: rev.flake_ref.clone(),
+        lock: rev.lock.clone(),
+        started_at: rev.started_at.clone(),
+    })
 }
 
 /// The validator's problems with a created tenant, named by flag

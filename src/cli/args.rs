@@ -167,8 +167,12 @@ pub enum TenantCommand {
     /// this), whatever the control plane's desired state says, until `mvm tenant unpin`:
     /// an override in <state>/overrides.json, shown in every plan. Restarts its VM onto it.
     Pin(PinArgs),
-    /// Drop the tenant's pin: it runs the control plane's revision again.
+    /// Drop the tenant's pin (or rollback): it runs the control plane's revision again.
     Unpin(LifecycleArgs),
+    /// Run the tenant on the revision it ran `--steps` starts ago (its flake ref and lock
+    /// hash, from `mvm tenant revisions`): a pin, until `mvm tenant unpin`. Nix reuses the
+    /// store paths still there; the lock hash must match, or nothing is built.
+    Rollback(RollbackArgs),
     /// Drop every override of the tenant (pin, stop/start): it is the control plane's again.
     Release(LifecycleArgs),
     /// Create a tenant on this node alone, with every desired.json field as a flag (checked
@@ -245,6 +249,15 @@ impl CreateArgs {
         opt("lock", self.lock.clone().map(Into::into));
         t
     }
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub lifecycle: LifecycleArgs,
+    /// How many starts back (1: the revision before the running one).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub steps: usize,
 }
 
 #[derive(Debug, Args)]

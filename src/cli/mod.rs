@@ -101,6 +101,10 @@ fn dispatch(s: &Settings, node: &Node, command: &Command) -> Result<ExitCode, Ag
             let change = OverrideChange::Create(args.spec(&args.lifecycle.tenant));
             reconcile::tenant_override(s, node, &args.lifecycle, change)
         }
+        Command::Tenant(TenantCommand::Rollback(args)) => {
+            let change = OverrideChange::Rollback { steps: args.steps };
+            reconcile::tenant_override(s, node, &args.lifecycle, change)
+        }
         Command::Tenant(TenantCommand::Destroy(args)) => {
             reconcile::tenant_override(s, node, args, OverrideChange::Destroy)
         }

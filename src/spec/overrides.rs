@@ -85,6 +85,9 @@ pub struct Pin {
     pub flake_ref: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock: Option<String>,
+    /// Set by `tenant rollback`: when the revision rolled back to started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_to: Option<String>,
     #[serde(flatten)]
     pub set: Set,
 }
@@ -214,8 +217,14 @@ pub fn merge(
                 tenant_id: id.clone(),
                 kind: "pin".into(),
                 text: format!(
-                    "{id}: pinned by hand to {}{lock} since {}, by {} (mvm tenant unpin {id}){ignored}",
-                    p.flake_ref, p.set.since, p.set.by
+                    "{id}: {} {}{lock} since {}, by {} (mvm tenant unpin {id}){ignored}",
+                    match &p.rollback_to {
+                        Some(at) => format!("rolled back by hand to its revision of {at},"),
+                        None => "pinned by hand to".to_string(),
+                    },
+                    p.flake_ref,
+                    p.set.since,
+                    p.set.by
                 ),
                 in_effect,
             });
@@ -287,6 +296,7 @@ mod tests {
                     flake_ref: "github:acme/app?rev=0123456789abcdef0123456789abcdef01234567"
                         .into(),
                     lock: Some(format!("sha256-{}=", "A".repeat(43))),
+                    rollback_to: None,
                     set: set(),
                 }),
                 state: Some(StateOverride {
@@ -351,6 +361,7 @@ mod tests {
                 pin: Some(Pin {
                     flake_ref: "file:///etc/passwd".into(),
                     lock: None,
+                    rollback_to: None,
                     set: set(),
                 }),
                 state: None,
