@@ -114,7 +114,7 @@ pub fn render(plan: &Plan, colors: bool) -> String {
 
     for c in &changes {
         out.push('\n');
-        render_change(c, &p, &mut out);
+        render_change(c, &plan.overrides, &p, &mut out);
     }
 
     let s = plan.summary;
@@ -188,7 +188,12 @@ fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
-fn render_change(c: &ResourceChange, p: &Palette, out: &mut String) {
+fn render_change(
+    c: &ResourceChange,
+    overrides: &[crate::spec::overrides::OverrideNote],
+    p: &Palette,
+    out: &mut String,
+) {
     let addr = p.bold.apply_to(c.address.to_string());
     let verb = match c.actions {
         Action::Create => "will be created".to_string(),
@@ -218,6 +223,25 @@ fn render_change(c: &ResourceChange, p: &Palette, out: &mut String) {
     };
     if let Some(b) = because {
         let _ = writeln!(out, "  {}", p.gray.apply_to(format!("# ({b})")));
+    }
+    // Why it differs from the control plane's document: what is set by
+    // hand on its tenant.
+    let by_hand: Vec<&str> = overrides
+        .iter()
+        .filter(|o| o.in_effect && Some(&o.tenant_id) == c.address.tenant())
+        .map(|o| match o.kind.as_str() {
+            "pin" => "its revision is pinned by hand",
+            "state" => "its state is set by hand",
+            _ => "the tenant is created by hand",
+        })
+        .collect();
+    if !by_hand.is_empty() {
+        let _ = writeln!(
+            out,
+            "  {}",
+            p.gray
+                .apply_to(format!("# ({} on this node)", by_hand.join(", ")))
+        );
     }
     if let Some(why) = &c.blocked {
         let _ = writeln!(
