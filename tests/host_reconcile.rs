@@ -57,3 +57,22 @@ fn swapping_a_tenant_dir_for_a_link_never_reaches_the_target() {
         assert!(stdout.contains("ok: the canary is untouched"), "{stdout}");
     }
 }
+
+/// 10 kills of `mvm tenant stop` at random points
+/// (`tests/host/reconcile/override_crash.sh`): overrides.json is always the
+/// old or the new one, and the command run again converges.
+#[test]
+fn killed_override_commands_never_tear_the_overrides_file() {
+    if !require(
+        "killed_override_commands_never_tear_the_overrides_file",
+        &[Need::Root],
+    ) {
+        return;
+    }
+    let stdout = Script::new("reconcile/override_crash").net().checks(1);
+    assert_eq!(
+        stdout.matches("converged after kill").count(),
+        10,
+        "{stdout}"
+    );
+}
