@@ -203,3 +203,21 @@ fn killed_reconciles_never_leave_two_vms_or_none() {
     );
     assert!(stdout.contains("ok: nothing leaked"), "{stdout}");
 }
+
+/// The operator's overrides end to end (`tests/host/vm/overrides.sh`): pin,
+/// rollback, unpin, stop, release, create, destroy and a conflict, with the
+/// real jailer and two revisions of the offline flake.
+#[test]
+fn overrides_hold_against_the_control_plane_end_to_end() {
+    let needs = [FIRECRACKER, &[Need::Nix]].concat();
+    if require(
+        "overrides_hold_against_the_control_plane_end_to_end",
+        &needs,
+    ) {
+        Script::new("vm/overrides")
+            .net()
+            .arg(firecracker_dir())
+            .arg(kernel())
+            .checks(5);
+    }
+}
