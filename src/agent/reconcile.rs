@@ -52,6 +52,7 @@ pub enum OverrideChange {
         flake_ref: String,
         lock: String,
         started_at: String,
+        store_path: Option<String>,
     },
     /// Drops the pin.
     Unpin,
@@ -83,6 +84,7 @@ impl OverrideChange {
                     flake_ref: flake_ref.clone(),
                     lock: lock.clone(),
                     rollback_to: None,
+                    store_path: None,
                     set,
                 })
             }
@@ -93,11 +95,13 @@ impl OverrideChange {
                 flake_ref,
                 lock,
                 started_at,
+                store_path,
             } => {
                 after.pin = Some(Pin {
                     flake_ref: flake_ref.clone(),
                     lock: Some(lock.clone()),
                     rollback_to: Some(started_at.clone()),
+                    store_path: store_path.clone(),
                     set,
                 })
             }
@@ -391,10 +395,17 @@ fn rollback_pin(node: &Node, id: &TenantId, steps: usize) -> Result<OverrideChan
         });
     }
     let rev = &history[history.len() - 1 - steps];
+    // The build's store path: the directory its files are in.
+    let store_path = rev
+        .files
+        .first()
+        .and_then(|f| std::path::Path::new(&f.store_path).parent())
+        .map(|d| d.display().to_string());
     Ok(OverrideChange::RolledBack {
         flake_ref: rev.flake_ref.clone(),
         lock: rev.lock.clone(),
         started_at: rev.started_at.clone(),
+        store_path,
     })
 }
 

@@ -69,6 +69,37 @@ fn steps(plan: &Plan) -> Vec<Step<'_>> {
             }
         }
     }
+    // What a destroy frees that no two tenants may hold at once (an IP, a
+    // MAC, a mark: `Resource::UNIQUE`): a create of the same kind that
+    // takes it again waits for that destroy. Else a pruned tenant's delete
+    // could run after, and undo, the create of a new tenant reusing its IP
+    // (in IP-keyed sets), as tests/simulate.rs found.
+    let mut freed: HashMap<(crate::resources::KindId, &str, &serde_json::Value), Vec<usize>> =
+        HashMap::new();
+    for c in &plan.resource_changes {
+        if let (Some(&j), Some(before)) = (destroy.get(&c.address), c.before.as_ref()) {
+            let kind = c.address.kind();
+            for attr in kind.get().unique() {
+                if let Some(v) = before.get(*attr).filter(|v| !v.is_null()) {
+                    freed.entry((kind, attr, v)).or_default().push(j);
+                }
+            }
+        }
+    }
+    let reused = |c: &ResourceChange| -> Vec<usize> {
+        let Some(after) = c.after.as_ref() else {
+            return Vec::new();
+        };
+        let kind = c.address.kind();
+        let own = destroy.get(&c.address).copied();
+        kind.get()
+            .unique()
+            .iter()
+            .filter_map(|attr| after.get(*attr).map(|v| (attr, v)))
+            .flat_map(|(attr, v)| freed.get(&(kind, *attr, v)).into_iter().flatten().copied())
+            .filter(|j| Some(*j) != own)
+            .collect()
+    };
     let waits: Vec<Vec<usize>> = out
         .iter()
         .map(|step| {
@@ -79,6 +110,7 @@ fn steps(plan: &Plan) -> Vec<Step<'_>> {
                     .iter()
                     .filter_map(|d| apply.get(d).copied())
                     .chain(destroy.get(&c.address).copied())
+                    .chain(reused(c))
                     .collect(),
                 // Dependents go first.
                 Phase::Destroy => destroyed_dependents

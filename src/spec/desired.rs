@@ -42,6 +42,10 @@ pub struct TenantSpec {
     pub pids_max: u32,
     pub data_mib: Option<u32>,
     pub lock: Option<String>,
+    /// The build a rollback must land on (its store path), set only by an
+    /// operator's override (`spec::overrides`), never by desired.json.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_path: Option<String>,
 }
 
 /// Which guest image the tenant's flake builds.
@@ -223,6 +227,7 @@ fn tenant(v: &Value, path: &str, node: &NodeConfig, p: &mut Problems) -> Option<
         pids_max: pids_max.unwrap_or(DEFAULT_PIDS_MAX),
         data_mib,
         lock,
+        store_path: None,
     })
 }
 

@@ -88,6 +88,10 @@ pub struct Pin {
     /// Set by `tenant rollback`: when the revision rolled back to started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_to: Option<String>,
+    /// Set by `tenant rollback`: the store path that revision ran; a build
+    /// that does not produce exactly it is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_path: Option<String>,
     #[serde(flatten)]
     pub set: Set,
 }
@@ -248,6 +252,7 @@ pub fn merge(
             if let Some(p) = &o.pin {
                 t.flake_ref = p.flake_ref.clone();
                 t.lock = p.lock.clone();
+                t.store_path = p.store_path.clone();
             }
             if let Some(s) = &o.state {
                 t.state = s.state;
@@ -297,6 +302,7 @@ mod tests {
                         .into(),
                     lock: Some(format!("sha256-{}=", "A".repeat(43))),
                     rollback_to: None,
+                    store_path: None,
                     set: set(),
                 }),
                 state: Some(StateOverride {
@@ -362,6 +368,7 @@ mod tests {
                     flake_ref: "file:///etc/passwd".into(),
                     lock: None,
                     rollback_to: None,
+                    store_path: None,
                     set: set(),
                 }),
                 state: None,

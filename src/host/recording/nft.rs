@@ -3,7 +3,8 @@
 //! it, so the probe reads it back through the real parser. Like nft, a
 //! transaction that fails part way changes nothing (the caller applies it
 //! to a copy), and what nft refuses is refused: adding to a table or chain
-//! that does not exist, deleting what is not there.
+//! that does not exist, deleting what is not there (adding what is there
+//! is a no-op, as it is for nft).
 
 use serde_json::{Value, json};
 
@@ -171,7 +172,9 @@ fn element(
         let at = elems.iter().position(|x| key(x) == key(e));
         match (add, at) {
             (true, None) => elems.push(e.clone()),
-            (true, Some(_)) => return Err(format!("add element {name}: exists")),
+            // `add` of an element that is there is a no-op, as in nft
+            // (only `create` refuses it).
+            (true, Some(_)) => {}
             (false, Some(i)) => {
                 elems.remove(i);
             }
@@ -204,7 +207,12 @@ mod tests {
         let again = json!({"nftables": [
             {"add": {"element": {"family": "inet", "table": "mvm", "name": "ssh_v4", "elem": ["10.0.0.2"]}}},
         ]});
-        assert!(transact(&mut rs, &again).is_err(), "an element added twice");
+        transact(&mut rs, &again).unwrap();
+        assert_eq!(
+            rs.len(),
+            4,
+            "adding an element that is there changes nothing"
+        );
         let flush = json!({"nftables": [
             {"flush": {"chain": {"family": "inet", "table": "mvm", "name": "input"}}},
             {"delete": {"chain": {"family": "inet", "table": "mvm", "name": "input"}}},

@@ -19,6 +19,7 @@ use crate::spec::types::TenantId;
 use crate::state::ArtifactRecord;
 use crate::state::record::ArtifactFile;
 use serde::Deserialize;
+use std::path::Path;
 
 pub struct Artifact;
 
@@ -95,7 +96,11 @@ impl Resource for Artifact {
             }
             (Some(lock), None) => {
                 d.set("lock", lock.clone());
-                d.unknown("store_path");
+                // A rollback names the build it must land on.
+                match &spec.store_path {
+                    Some(p) => d.set("store_path", p.clone()),
+                    None => d.unknown("store_path"),
+                }
             }
             (None, None) => {
                 d.unknown("lock");
@@ -224,6 +229,20 @@ impl Provider<ArtifactAttrs> for Artifact {
             }
         };
         ctx.host.files.write_file(&log, &built.log, 0o600)?;
+        // A plan that knows the store path (a rollback) gets exactly that
+        // build, or none.
+        if let Some(want) = &after.store_path
+            && Path::new(want) != built.out
+        {
+            return Err(HostError::other_on(
+                "build",
+                &what,
+                format!(
+                    "it produced {}, but tenant {id} is rolled back to {want}: refusing to run another build",
+                    built.out.display()
+                ),
+            ));
+        }
         let artifact = ArtifactRecord {
             flake_ref: after.flake_ref.clone(),
             profile: after.profile.clone(),
