@@ -570,6 +570,17 @@ fn local_tenants_survive_prune_until_destroyed_and_conflicts_are_blocked() {
     .unwrap();
     assert!(matches!(out, Outcome::Applied(r) if r.success()));
     assert!(ui.shown().overrides[0].text.contains("created by hand"));
+    // It had no log yet: the node's records who created it, before the apply.
+    let node_log =
+        String::from_utf8(rec.file(&Path::new(STATE).join("audit.log")).unwrap()).unwrap();
+    assert!(
+        node_log
+            .lines()
+            .any(|l| l.contains("\"action\":\"override\"")
+                && l.contains("tenant.gamma")
+                && l.contains("uid 0")),
+        "{node_log}"
+    );
     // The control plane's next run, with --prune, keeps it.
     let (out, plan) = prune_to_two(&node);
     assert!(matches!(out, Outcome::NoChanges), "{:?}", plan.summary);

@@ -53,6 +53,7 @@ pub enum OverrideChange {
         lock: String,
         started_at: String,
         store_path: Option<String>,
+        profile: Option<crate::spec::Profile>,
     },
     /// Drops the pin.
     Unpin,
@@ -85,6 +86,7 @@ impl OverrideChange {
                     lock: lock.clone(),
                     rollback_to: None,
                     store_path: None,
+                    profile: None,
                     set,
                 })
             }
@@ -96,12 +98,14 @@ impl OverrideChange {
                 lock,
                 started_at,
                 store_path,
+                profile,
             } => {
                 after.pin = Some(Pin {
                     flake_ref: flake_ref.clone(),
                     lock: Some(lock.clone()),
                     rollback_to: Some(started_at.clone()),
                     store_path: store_path.clone(),
+                    profile: *profile,
                     set,
                 })
             }
@@ -349,27 +353,32 @@ fn set_override(
         .map_err(|e| as_flags(e, change))?;
     if after != before {
         node.write_overrides(&overrides)?;
-        if node.host.files.is_dir(&node.layout.tenant_dir(id)) {
-            let show = |o: &TenantOverrides| serde_json::to_string(o).expect("overrides serialize");
-            let writer = crate::resources::audit_log::AuditWriter::new(
-                node.layout.clone(),
-                node.ensure_node_id()?,
-                command.to_string(),
-            );
-            let ev = crate::security::audit::AuditEvent {
-                log: crate::security::audit::Log::Tenant(id),
-                action: "override",
-                resource: format!("tenant.{id}"),
-                error: None,
-                details: [
-                    ("by".to_string(), operator.to_string()),
-                    ("before".to_string(), show(&before)),
-                    ("after".to_string(), show(&after)),
-                ]
-                .into(),
-            };
-            writer.append(&node.host, ev)?;
-        }
+        // In the tenant's log; a tenant not on the node yet (one being
+        // created) has none, so the node's log records it.
+        let log = if node.host.files.is_dir(&node.layout.tenant_dir(id)) {
+            crate::security::audit::Log::Tenant(id)
+        } else {
+            crate::security::audit::Log::Node
+        };
+        let show = |o: &TenantOverrides| serde_json::to_string(o).expect("overrides serialize");
+        let writer = crate::resources::audit_log::AuditWriter::new(
+            node.layout.clone(),
+            node.ensure_node_id()?,
+            command.to_string(),
+        );
+        let ev = crate::security::audit::AuditEvent {
+            log,
+            action: "override",
+            resource: format!("tenant.{id}"),
+            error: None,
+            details: [
+                ("by".to_string(), operator.to_string()),
+                ("before".to_string(), show(&before)),
+                ("after".to_string(), show(&after)),
+            ]
+            .into(),
+        };
+        writer.append(&node.host, ev)?;
     }
     let merged = node
         .merge(&doc, &overrides)
@@ -406,6 +415,7 @@ fn rollback_pin(node: &Node, id: &TenantId, steps: usize) -> Result<OverrideChan
         lock: rev.lock.clone(),
         started_at: rev.started_at.clone(),
         store_path,
+        profile: serde_json::from_value(serde_json::Value::from(rev.profile.clone())).ok(),
     })
 }
 

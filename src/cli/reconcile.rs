@@ -129,7 +129,7 @@ pub fn run(s: &Settings, node: &Node, args: &ReconcileArgs) -> Result<ExitCode, 
         command_line: &s.command_line,
         operator: &s.operator,
     };
-    finish(s, node, req, &ui, None)
+    finish(s, node, req, &ui, None, None)
 }
 
 /// `mvm tenant stop|start|pin|unpin|release ID`: the override written under
@@ -175,6 +175,10 @@ pub fn tenant_override(
         }
         OverrideChange::Destroy => format!("Nothing of tenant {id} is on this node."),
     };
+    let kept = format!(
+        "The override is kept in {}: run the command again once the cause is fixed, or undo it (`mvm tenant release {id}`; `mvm tenant destroy {id}` for a tenant created by hand).",
+        node.layout.overrides().display()
+    );
     let req = Request {
         goal: Goal::Override { id, change },
         parallelism: None,
@@ -182,7 +186,7 @@ pub fn tenant_override(
         command_line: &s.command_line,
         operator: &s.operator,
     };
-    finish(s, node, req, &ui, Some(&already))
+    finish(s, node, req, &ui, Some(&already), Some(&kept))
 }
 
 fn finish(
@@ -191,6 +195,7 @@ fn finish(
     req: Request,
     ui: &Operator,
     no_changes: Option<&str>,
+    kept: Option<&str>,
 ) -> Result<ExitCode, AgentError> {
     let outcome = reconcile::reconcile(node, req, ui, Arc::new(AtomicBool::new(false)), true)?;
     if ui.json {
@@ -214,6 +219,9 @@ fn finish(
             if report.success() {
                 ExitCode::SUCCESS
             } else {
+                if let Some(kept) = kept {
+                    output::write_stdout(&format!("{kept}\n"));
+                }
                 ExitCode::from(1)
             }
         }

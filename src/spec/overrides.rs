@@ -88,6 +88,9 @@ pub struct Pin {
     /// Set by `tenant rollback`: when the revision rolled back to started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_to: Option<String>,
+    /// Set by `tenant rollback`: the profile that revision ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<super::desired::Profile>,
     /// Set by `tenant rollback`: the store path that revision ran; a build
     /// that does not produce exactly it is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -253,6 +256,9 @@ pub fn merge(
                 t.flake_ref = p.flake_ref.clone();
                 t.lock = p.lock.clone();
                 t.store_path = p.store_path.clone();
+                if let Some(profile) = p.profile {
+                    t.profile = profile;
+                }
             }
             if let Some(s) = &o.state {
                 t.state = s.state;
@@ -303,6 +309,7 @@ mod tests {
                     lock: Some(format!("sha256-{}=", "A".repeat(43))),
                     rollback_to: None,
                     store_path: None,
+                    profile: None,
                     set: set(),
                 }),
                 state: Some(StateOverride {
@@ -369,6 +376,7 @@ mod tests {
                     lock: None,
                     rollback_to: None,
                     store_path: None,
+                    profile: None,
                     set: set(),
                 }),
                 state: None,
