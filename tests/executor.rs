@@ -3,6 +3,9 @@
 //! reconcile making no host calls at all, blocked changes never attempted,
 //! and audit records written for what ran.
 
+mod common;
+
+use common::operator::Quiet;
 use mvm::apply::progress::Progress;
 use mvm::apply::{Phase, Report, StepOutcome, StepResult, execute};
 use mvm::host::Host;
@@ -15,12 +18,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-
-struct Quiet;
-impl Progress for Quiet {
-    fn started(&self, _: &ResourceAddr, _: Phase, _: Action) {}
-    fn finished(&self, _: &StepResult) {}
-}
 
 /// Stops the run once `after` steps have finished.
 struct StopAfter(usize, Arc<AtomicBool>, std::sync::atomic::AtomicUsize);

@@ -263,17 +263,23 @@ impl Node {
         )?)
     }
 
+    /// A file in the state dir, `None` when it is missing — or when the
+    /// state dir is (a node never reconciled).
+    fn read_state_file(&self, path: &Path, cap: u64) -> crate::host::HostResult<Option<Vec<u8>>> {
+        match self.host.files.read(path, cap) {
+            Err(e) if e.source.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            r => r,
+        }
+    }
+
     /// The operator's overrides (`<state>/overrides.json`); none before
     /// the first. A file that cannot be read, parsed or checked is an
     /// error naming it: the plan refuses rather than guessing.
     pub fn overrides(&self) -> Result<Overrides, AgentError> {
         let path = self.layout.overrides();
-        let bytes = match self.host.files.read(&path, OVERRIDES_CAP) {
+        let bytes = match self.read_state_file(&path, OVERRIDES_CAP) {
             Ok(Some(b)) => b,
             Ok(None) => return Ok(Overrides::default()),
-            Err(e) if e.source.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Overrides::default());
-            }
             // A user who may not read the state dir (a plan not run as
             // root) sees none of the node's state: the probe records that
             // and the plan warns; the overrides are as unknown as the rest.
@@ -312,14 +318,8 @@ impl Node {
             return Ok((load_desired(&self.config, p)?, p.to_path_buf()));
         }
         let path = self.layout.applied_desired();
-        // No state dir yet is no applied desired state yet.
-        let bytes = match self.host.files.read(&path, input::Input::Desired.cap()) {
-            Ok(Some(b)) => b,
-            Ok(None) => return Err(AgentError::NoAppliedDesired { path }),
-            Err(e) if e.source.kind() == std::io::ErrorKind::NotFound => {
-                return Err(AgentError::NoAppliedDesired { path });
-            }
-            Err(e) => return Err(e.into()),
+        let Some(bytes) = self.read_state_file(&path, input::Input::Desired.cap())? else {
+            return Err(AgentError::NoAppliedDesired { path });
         };
         let text = String::from_utf8_lossy(&bytes);
         Ok((spec::parse_desired(&path, &text, &self.config)?, path))
@@ -329,12 +329,7 @@ impl Node {
     /// reconcile, or before the state dir exists).
     pub fn node_id(&self) -> Result<Option<String>, AgentError> {
         let path = self.layout.node_id();
-        let bytes = match self.host.files.read(&path, 4096) {
-            Ok(b) => b,
-            Err(e) if e.source.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e.into()),
-        };
-        bytes
+        self.read_state_file(&path, 4096)?
             .map(|b| {
                 crate::state::parse_node_id(&b).map_err(|problem| AgentError::Corrupt {
                     path: path.clone(),
