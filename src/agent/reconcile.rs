@@ -47,14 +47,6 @@ pub enum OverrideChange {
     Rollback {
         steps: usize,
     },
-    /// A rollback resolved to its revision.
-    RolledBack {
-        flake_ref: String,
-        lock: String,
-        started_at: String,
-        store_path: Option<String>,
-        profile: Option<crate::spec::Profile>,
-    },
     /// Drops the pin.
     Unpin,
     /// Drops every override: the tenant is the control plane's again.
@@ -71,6 +63,7 @@ impl OverrideChange {
     /// nothing to undo.
     fn apply(
         &self,
+        node: &Node,
         id: &TenantId,
         before: &TenantOverrides,
         set: Set,
@@ -90,24 +83,8 @@ impl OverrideChange {
                     set,
                 })
             }
-            OverrideChange::Rollback { .. } => {
-                unreachable!("set_override resolves a rollback to its revision first")
-            }
-            OverrideChange::RolledBack {
-                flake_ref,
-                lock,
-                started_at,
-                store_path,
-                profile,
-            } => {
-                after.pin = Some(Pin {
-                    flake_ref: flake_ref.clone(),
-                    lock: Some(lock.clone()),
-                    rollback_to: Some(started_at.clone()),
-                    store_path: store_path.clone(),
-                    profile: *profile,
-                    set,
-                })
+            OverrideChange::Rollback { steps } => {
+                after.pin = Some(rollback_pin(node, id, *steps, set)?)
             }
             OverrideChange::Unpin if before.pin.is_none() => {
                 return Err(AgentError::NoOverride {
@@ -309,14 +286,6 @@ fn set_override(
     let mut overrides = node.overrides()?;
     let before = overrides.tenants.get(id).cloned().unwrap_or_default();
     let upstream = doc.tenants.iter().any(|t| &t.tenant_id == id);
-    let resolved;
-    let change = match change {
-        OverrideChange::Rollback { steps } => {
-            resolved = rollback_pin(node, id, *steps)?;
-            &resolved
-        }
-        c => c,
-    };
     let local = before.local.is_some();
     match change {
         OverrideChange::Create(_) if upstream || local => {
@@ -341,7 +310,7 @@ fn set_override(
             .to_string(),
         by: operator.to_string(),
     };
-    let after = change.apply(id, &before, set)?;
+    let after = change.apply(node, id, &before, set)?;
     if after.is_empty() {
         overrides.tenants.remove(id);
     } else {
@@ -394,7 +363,7 @@ fn set_override(
 }
 
 /// The revision `steps` starts back, as the pin a rollback sets.
-fn rollback_pin(node: &Node, id: &TenantId, steps: usize) -> Result<OverrideChange, AgentError> {
+fn rollback_pin(node: &Node, id: &TenantId, steps: usize, set: Set) -> Result<Pin, AgentError> {
     let history = super::history::read_revisions(node, id)?;
     if steps == 0 || steps >= history.len() {
         return Err(AgentError::NoRevision {
@@ -410,12 +379,13 @@ fn rollback_pin(node: &Node, id: &TenantId, steps: usize) -> Result<OverrideChan
         .first()
         .and_then(|f| std::path::Path::new(&f.store_path).parent())
         .map(|d| d.display().to_string());
-    Ok(OverrideChange::RolledBack {
+    Ok(Pin {
         flake_ref: rev.flake_ref.clone(),
-        lock: rev.lock.clone(),
-        started_at: rev.started_at.clone(),
+        lock: Some(rev.lock.clone()),
+        rollback_to: Some(rev.started_at.clone()),
         store_path,
         profile: serde_json::from_value(serde_json::Value::from(rev.profile.clone())).ok(),
+        set,
     })
 }
 

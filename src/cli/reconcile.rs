@@ -168,7 +168,7 @@ pub fn tenant_override(
             format!("Tenant {id} is the control plane's again; nothing on the node changes.")
         }
         OverrideChange::Create(_) => format!("Tenant {id} exists on this node already."),
-        OverrideChange::Rollback { .. } | OverrideChange::RolledBack { .. } => {
+        OverrideChange::Rollback { .. } => {
             format!(
                 "Tenant {id} already runs that revision. It is kept on it (`mvm tenant unpin {id}`)."
             )
