@@ -184,8 +184,24 @@ pub struct ObservedTenant {
     pub nft: Option<TenantNftObs>,
     #[serde(default)]
     pub secrets: Option<MountObs>,
+    /// The secrets generations staged on the tmpfs, oldest first, as their
+    /// manifests say (names, sizes, keyed fingerprints: never a value).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets_generations: Vec<crate::security::secrets::Manifest>,
     #[serde(default)]
     pub vm: Option<VmProcess>,
+}
+
+impl ObservedTenant {
+    /// The newest staged secrets generation, if any.
+    pub fn newest_secrets(&self) -> Option<&crate::security::secrets::Manifest> {
+        self.secrets_generations.last()
+    }
+
+    /// Secrets generation `n`, if it is staged.
+    pub fn secrets_generation(&self, n: u64) -> Option<&crate::security::secrets::Manifest> {
+        self.secrets_generations.iter().find(|m| m.generation == n)
+    }
 }
 
 impl ObservedTenant {

@@ -171,6 +171,35 @@ pub trait Mounts: Send + Sync {
     fn unstage_jail(&self, root: &Path) -> HostResult;
 }
 
+/// A tenant's secrets, on the tmpfs mounted at its `secrets/` dir (proved
+/// a tmpfs before anything is written: a secret never touches a disk).
+pub trait Secrets: Send + Sync {
+    /// Stages generation `stage.generation` in the tmpfs at `dir`: built
+    /// in a `.stage-` directory (the files 0400 and the read-only drive
+    /// image owned by the tenant's uid/gid, the manifest root-only), then
+    /// renamed to `gen-<n>` — whole, or not there. Refused when the tmpfs
+    /// has no room for it, saying how much it has.
+    fn stage_secrets(&self, dir: &Path, stage: &SecretsStage) -> HostResult;
+    /// Removes from the tmpfs at `dir` every generation not in `keep`,
+    /// and what a killed staging left. Nothing mounted is fine.
+    fn prune_secrets(&self, dir: &Path, keep: &[u64]) -> HostResult;
+    /// The manifest of generation `generation` in the tmpfs at `dir`, as
+    /// stored; `None` when there is no such generation (or no tmpfs).
+    fn secrets_manifest(&self, dir: &Path, generation: u64) -> HostResult<Option<Vec<u8>>>;
+}
+
+/// A generation to stage.
+pub struct SecretsStage<'a> {
+    pub generation: u64,
+    pub files: &'a [crate::security::secrets::SecretFile],
+    /// The manifest's bytes (no value in them).
+    pub manifest: Vec<u8>,
+    pub uid: u32,
+    pub gid: u32,
+    pub image_bytes: u64,
+    pub inodes: u64,
+}
+
 /// What a VM's jail root is made of.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JailStage {
@@ -395,6 +424,7 @@ pub struct Host {
     pub files: Arc<dyn Files>,
     pub cgroups: Arc<dyn Cgroups>,
     pub mounts: Arc<dyn Mounts>,
+    pub secrets: Arc<dyn Secrets>,
     pub links: Arc<dyn Links>,
     pub firewall: Arc<dyn Firewall>,
     pub builds: Arc<dyn Builds>,
@@ -415,6 +445,7 @@ impl Host {
         T: Files
             + Cgroups
             + Mounts
+            + Secrets
             + Links
             + Firewall
             + Builds
@@ -430,6 +461,7 @@ impl Host {
             files: h.clone(),
             cgroups: h.clone(),
             mounts: h.clone(),
+            secrets: h.clone(),
             links: h.clone(),
             firewall: h.clone(),
             builds: h.clone(),

@@ -10,3 +10,4 @@ pub mod cgroups;
 pub mod jailer;
 pub mod metadata;
 pub mod seccomp;
+pub mod secrets;

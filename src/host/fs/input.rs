@@ -111,3 +111,127 @@ pub fn stdout_is_stderr() -> bool {
 pub fn is_dir(path: &std::path::Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_dir())
 }
+
+/// Reads the secrets `secrets set --from-file` names: one regular file
+/// (one secret, named by its file name), a flat directory of regular
+/// files (one secret each), or `-` (stdin, one secret named `name`). Every
+/// input is opened without following a link and never blocking, must be a
+/// regular file, and is read with a cap; an error names the file. Values
+/// are wiped from memory when dropped.
+pub fn read_secrets(
+    path: &Path,
+    name: Option<&str>,
+) -> Result<Vec<crate::security::secrets::SecretFile>, String> {
+    use crate::security::secrets::{SecretFile, check_name, over_limit};
+    use nix::fcntl::{OFlag, open, openat};
+    use nix::sys::stat::{Mode, fstat};
+    let cap = crate::security::secrets::MAX_TOTAL_BYTES;
+    if path == Path::new("-") {
+        let name = name.ok_or("reading a secret from stdin (`-`) needs --name NAME")?;
+        check_name(name).map_err(|e| format!("--name {name:?}: {e}"))?;
+        let value = read_capped(std::io::stdin().lock(), cap)
+            .map_err(|e| format!("stdin: {e}"))?
+            .ok_or_else(|| format!("stdin: {}", over_limit(cap + 1)))?;
+        return Ok(vec![SecretFile {
+            name: name.to_string(),
+            value,
+        }]);
+    }
+    let show = |p: &Path| p.display().to_string();
+    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    let fd = open(path, flags, Mode::empty()).map_err(|e| match e {
+        nix::errno::Errno::ELOOP => format!("{}: refusing: it is a symbolic link", show(path)),
+        e => format!("{}: {}", show(path), io::Error::from(e)),
+    })?;
+    let st = fstat(&fd).map_err(|e| format!("{}: {e}", show(path)))?;
+    let is_dir = st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFDIR;
+    if !is_dir {
+        if name.is_some() {
+            return Err("--name is for stdin (`-`); a file's secret is named by its file name".into());
+        }
+        check_kind(&st).map_err(|e| format!("{}: refusing: {e}", show(path)))?;
+        let file_name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| format!("{}: names no file", show(path)))?;
+        check_name(file_name).map_err(|e| format!("{}: {e}", show(path)))?;
+        let value = read_capped(std::fs::File::from(fd), cap)
+            .map_err(|e| format!("{}: {e}", show(path)))?
+            .ok_or_else(|| format!("{}: {}", show(path), over_limit(st.st_size as u64)))?;
+        return Ok(vec![SecretFile {
+            name: file_name.to_string(),
+            value,
+        }]);
+    }
+    if name.is_some() {
+        return Err("--name is for stdin (`-`); a directory's secrets are named by their file names".into());
+    }
+    let dir: std::os::fd::OwnedFd = fd;
+    let mut names = crate::host::fs::beneath::names(&dir, path).map_err(|e| e.to_string())?;
+    names.sort();
+    if names.len() > crate::security::secrets::MAX_FILES {
+        return Err(format!(
+            "{}: {} entries; a generation holds at most {} files",
+            show(path),
+            names.len(),
+            crate::security::secrets::MAX_FILES
+        ));
+    }
+    let mut files = Vec::with_capacity(names.len());
+    let mut total = 0u64;
+    for entry in names {
+        let at = path.join(&entry);
+        let name = entry
+            .to_str()
+            .ok_or_else(|| format!("{}: the name is not UTF-8", show(&at)))?;
+        check_name(name).map_err(|e| format!("{}: {e}", show(&at)))?;
+        let fd = openat(&dir, name, flags, Mode::empty()).map_err(|e| match e {
+            nix::errno::Errno::ELOOP => format!("{}: refusing: it is a symbolic link", show(&at)),
+            e => format!("{}: {}", show(&at), io::Error::from(e)),
+        })?;
+        let st = fstat(&fd).map_err(|e| format!("{}: {e}", show(&at)))?;
+        check_kind(&st).map_err(|e| format!("{}: refusing: {e} (a directory of secrets is flat)", show(&at)))?;
+        let value = read_capped(std::fs::File::from(fd), cap - total.min(cap))
+            .map_err(|e| format!("{}: {e}", show(&at)))?
+            .ok_or_else(|| {
+                format!(
+                    "{}: with it, {}: {}",
+                    show(&at),
+                    show(path),
+                    over_limit(total + st.st_size as u64)
+                )
+            })?;
+        total += value.len() as u64;
+        files.push(SecretFile {
+            name: name.to_string(),
+            value,
+        });
+    }
+    Ok(files)
+}
+
+/// Refuses anything but a regular file, naming what it is.
+fn check_kind(st: &nix::sys::stat::FileStat) -> Result<(), String> {
+    use nix::libc::{S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFMT, S_IFREG, S_IFSOCK};
+    let what = match st.st_mode & S_IFMT {
+        S_IFREG => return Ok(()),
+        S_IFDIR => "it is a directory",
+        S_IFIFO => "it is a FIFO",
+        S_IFCHR => "it is a character device",
+        S_IFBLK => "it is a block device",
+        S_IFSOCK => "it is a socket",
+        _ => "it is not a regular file",
+    };
+    Err(format!("{what}; a secret must be a regular file"))
+}
+
+/// Reads at most `cap` bytes into memory wiped on drop; `None` when
+/// there are more.
+fn read_capped(r: impl io::Read, cap: u64) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, String> {
+    use io::Read;
+    let mut value = zeroize::Zeroizing::new(Vec::new());
+    r.take(cap + 1)
+        .read_to_end(&mut value)
+        .map_err(|e| e.to_string())?;
+    Ok((value.len() as u64 <= cap).then_some(value))
+}

@@ -34,11 +34,61 @@ pub fn mkfs_args(target: &str, uid: u32, gid: u32) -> Vec<String> {
 /// path the tenant could swap is named), with no environment; its output
 /// is returned in the error when it fails.
 pub fn mkfs_ext4(f: &std::fs::File, uid: u32, gid: u32) -> io::Result<()> {
-    let bin = mkfs_ext4_binary()
-        .ok_or_else(|| io::Error::other("mkfs.ext4 is not installed (apt install e2fsprogs)"))?;
     let target = format!("/proc/{}/fd/{}", std::process::id(), f.as_raw_fd());
+    run_e2fs(mkfs_ext4_binary(), "mkfs.ext4", &mkfs_args(&target, uid, gid))
+}
+
+/// The installed `debugfs` (e2fsprogs), if any.
+pub fn debugfs_binary() -> Option<PathBuf> {
+    ["/usr/sbin/debugfs", "/sbin/debugfs"]
+        .iter()
+        .map(Path::new)
+        .find(|p| p.is_file())
+        .map(Path::to_path_buf)
+}
+
+/// The arguments that make `target` a read-only secrets image: ext4 with
+/// 1 KiB blocks, no journal (it is never written), no reserved blocks,
+/// `inodes` inodes, labelled `label`, its root owned by `uid:gid` and
+/// filled from the directory `source`.
+pub fn secrets_mkfs_args(
+    target: &str,
+    source: &str,
+    uid: u32,
+    gid: u32,
+    inodes: u64,
+    label: &str,
+) -> Vec<String> {
+    vec![
+        "-F".into(),
+        "-q".into(),
+        "-t".into(),
+        "ext4".into(),
+        "-b".into(),
+        "1024".into(),
+        "-m".into(),
+        "0".into(),
+        "-N".into(),
+        inodes.to_string(),
+        "-O".into(),
+        "^has_journal,^resize_inode".into(),
+        "-L".into(),
+        label.into(),
+        "-E".into(),
+        format!("root_owner={uid}:{gid}"),
+        "-d".into(),
+        source.into(),
+        target.into(),
+    ]
+}
+
+/// Runs an e2fsprogs tool with no environment and no input; its output is
+/// returned in the error when it fails.
+pub fn run_e2fs(bin: Option<PathBuf>, name: &str, args: &[String]) -> io::Result<()> {
+    let bin =
+        bin.ok_or_else(|| io::Error::other(format!("{name} is not installed (apt install e2fsprogs)")))?;
     let out = std::process::Command::new(&bin)
-        .args(mkfs_args(&target, uid, gid))
+        .args(args)
         .env_clear()
         .stdin(std::process::Stdio::null())
         .output()?;

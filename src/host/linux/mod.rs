@@ -18,6 +18,9 @@ mod cgroupfs;
 mod files;
 mod links;
 mod mounts;
+mod secrets;
+
+pub(crate) use secrets::read_manifest;
 
 use std::io::{self};
 use std::os::fd::OwnedFd;

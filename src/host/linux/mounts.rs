@@ -238,14 +238,24 @@ impl LinuxHost {
             return nix::fcntl::open(path, flags, Mode::empty())
                 .map_err(|e| HostError::new("open", path, e));
         };
-        // tenants/<id>/secrets/<file>: through the tmpfs mount.
+        // tenants/<id>/secrets/<file> and tenants/<id>/secrets/gen-<n>/<file>:
+        // through the tmpfs mount, no link followed.
         let comps: Vec<&OsStr> = rel.iter().collect();
-        if comps.len() == 4 && comps[0] == "tenants" && comps[2] == "secrets" {
+        if (4..=5).contains(&comps.len()) && comps[0] == "tenants" && comps[2] == "secrets" {
             let tenant = tree
                 .dir(&Path::new("tenants").join(comps[1]))
                 .map_err(|e| HostError::new("open", path, e))?;
-            let secrets = mount_point(&tenant, comps[2], path)?;
-            return openat(&secrets, comps[3], flags, Mode::empty())
+            let mut dir = mount_point(&tenant, comps[2], path)?;
+            for c in &comps[3..comps.len() - 1] {
+                dir = openat(
+                    &dir,
+                    *c,
+                    OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| HostError::new("open", path, e))?;
+            }
+            return openat(&dir, comps[comps.len() - 1], flags, Mode::empty())
                 .map_err(|e| HostError::new("open", path, e));
         }
         tree.open_at(rel, OFlag::O_PATH, Mode::empty())
@@ -281,7 +291,7 @@ fn unmount_at(parent: &OwnedFd, name: &OsStr, target: &Path) -> HostResult {
 
 /// Opens the directory `name` in `parent` (the top of whatever is mounted
 /// on it), refusing a link or anything else that is not a directory.
-fn mount_point(parent: &OwnedFd, name: &OsStr, target: &Path) -> HostResult<OwnedFd> {
+pub(super) fn mount_point(parent: &OwnedFd, name: &OsStr, target: &Path) -> HostResult<OwnedFd> {
     openat(
         parent,
         name,

@@ -15,3 +15,26 @@ pub(super) fn dir_obs(st: &FileStat) -> DirObs {
         gid: st.st_gid,
     }
 }
+
+/// Files what a tenant's secrets tmpfs holds: each `gen-<n>` directory's
+/// manifest (`Ok(None)`: none, a generation still being written or one a
+/// killed command left), oldest first; a manifest that cannot be used is
+/// reported and left out, never trusted.
+pub fn file_secrets(
+    tmpfs: &std::path::Path,
+    manifests: Vec<(u64, Result<Option<Vec<u8>>, String>)>,
+    ignored: &mut Vec<String>,
+) -> Vec<crate::security::secrets::Manifest> {
+    use crate::security::secrets::{Manifest, generation_dir};
+    let mut out: Vec<Manifest> = Vec::new();
+    for (n, read) in manifests {
+        let path = tmpfs.join(generation_dir(n));
+        match read.and_then(|b| b.map(|b| Manifest::parse(&b, n)).transpose()) {
+            Ok(Some(m)) => out.push(m),
+            Ok(None) => ignored.push(format!("{}: no manifest; not a whole generation", path.display())),
+            Err(e) => ignored.push(format!("{}: {e}", path.display())),
+        }
+    }
+    out.sort_by_key(|m| m.generation);
+    out
+}

@@ -49,6 +49,7 @@ pub(super) fn probe_state_dir(
         Err(e) => return unreadable(obs, e),
     };
     let by_id: BTreeMap<u64, &mountinfo::MountEntry> = mounts.iter().map(|m| (m.id, m)).collect();
+    let mut notes = Vec::new();
     for name in names {
         let path = dir.join(&name);
         let Some(id) = name.to_str().and_then(|n| TenantId::parse(n).ok()) else {
@@ -94,6 +95,9 @@ pub(super) fn probe_state_dir(
                     super_options: m.super_options.clone(),
                     root: Some(dir_obs(&st)),
                 });
+                let tmpfs = path.join("secrets");
+                let found = secrets_generations(&fd, &tmpfs);
+                t.secrets_generations = crate::host::probe::file_secrets(&tmpfs, found, &mut notes);
             }
         }
         match read_record_at(&fd, &layout.record(&id), &id) {
@@ -106,6 +110,35 @@ pub(super) fn probe_state_dir(
             .and_then(|r| r.artifact.as_ref())
             .is_some_and(|a| !crate::host::vm::nixbuild::in_store(Path::new(&a.store_path)));
     }
+    obs.ignored.extend(notes);
+}
+
+/// The manifests of the generations on a tenant's secrets tmpfs (by fd
+/// from the tenant dir, no link followed), one directory listing and one
+/// small read per generation.
+fn secrets_generations(
+    tenant: &OwnedFd,
+    tmpfs: &Path,
+) -> Vec<(u64, Result<Option<Vec<u8>>, String>)> {
+    let Ok(top) = openat(
+        tenant,
+        "secrets",
+        OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return Vec::new();
+    };
+    let Ok(names) = beneath::names(&top, tmpfs) else {
+        return Vec::new();
+    };
+    names
+        .iter()
+        .filter_map(|n| n.to_str().and_then(crate::security::secrets::parse_generation_dir))
+        .map(|n| {
+            let read = crate::host::linux::read_manifest(&top, tmpfs, n).map_err(|e| e.to_string());
+            (n, read)
+        })
+        .collect()
 }
 
 fn mount_number(m: beneath::MountId) -> Option<u64> {

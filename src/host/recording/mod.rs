@@ -22,6 +22,7 @@ mod links;
 mod nft;
 mod probe;
 mod processes;
+mod secrets;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -113,6 +114,18 @@ pub enum Call {
     TmpfsFile {
         path: PathBuf,
     },
+    /// A secrets generation staged on a tenant's tmpfs (`dir`), with its
+    /// files' names.
+    StageSecrets {
+        dir: PathBuf,
+        generation: u64,
+        files: Vec<String>,
+    },
+    /// A tenant's secrets generations not in `keep` removed.
+    PruneSecrets {
+        dir: PathBuf,
+        keep: Vec<u64>,
+    },
     /// A VM of `tenant` launched as `program args…` (the jailer's argv,
     /// or Firecracker's without one), exactly as the real host execs it.
     Launch {
@@ -163,6 +176,7 @@ impl Call {
             Call::CgroupCreate { dir, .. } | Call::CgroupWrite { dir, .. } => path(dir),
             Call::MountTmpfs { target, .. } => path(target),
             Call::EnsureVolume { path: p, .. } | Call::TmpfsFile { path: p } => path(p),
+            Call::StageSecrets { dir, .. } | Call::PruneSecrets { dir, .. } => path(dir),
             Call::NodeLock(p) | Call::Observe(p) => path(p),
             Call::BridgeEnsure { name, .. }
             | Call::TapEnsure { name, .. }

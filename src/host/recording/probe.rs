@@ -131,6 +131,7 @@ fn state_dir(m: &Model, layout: &StateLayout, obs: &mut Observed) {
         .filter(|p| p.parent() == Some(tenants.as_path()))
         .map(|p| p.as_path())
         .collect();
+    let mut notes = Vec::new();
     for path in children {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
         let Some(id) = name.and_then(|n| TenantId::parse(&n).ok()) else {
@@ -166,6 +167,28 @@ fn state_dir(m: &Model, layout: &StateLayout, obs: &mut Observed) {
                 ],
                 root: Some(root),
             });
+            let found = m
+                .entries
+                .keys()
+                .filter(|p| p.parent() == Some(secrets.as_path()))
+                .filter_map(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .and_then(crate::security::secrets::parse_generation_dir)
+                })
+                .map(|n| {
+                    let manifest = secrets
+                        .join(crate::security::secrets::generation_dir(n))
+                        .join(crate::security::secrets::MANIFEST);
+                    let read = match m.entries.get(&manifest) {
+                        Some(Entry::File(b)) => Ok(Some(b.clone())),
+                        Some(Entry::Dir) => Err(format!("{}: not a regular file", manifest.display())),
+                        None => Ok(None),
+                    };
+                    (n, read)
+                })
+                .collect();
+            t.secrets_generations = crate::host::probe::file_secrets(&secrets, found, &mut notes);
         }
         let record = layout.record(&id);
         match m.entries.get(&record) {
@@ -184,6 +207,7 @@ fn state_dir(m: &Model, layout: &StateLayout, obs: &mut Observed) {
             .and_then(|r| r.artifact.as_ref())
             .is_some_and(|a| !m.store.contains(Path::new(&a.store_path)));
     }
+    obs.ignored.extend(notes);
 }
 
 fn cgroups(m: &Model, node: &NodeConfig, obs: &mut Observed) {
