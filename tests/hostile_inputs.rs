@@ -581,6 +581,7 @@ fn a_targeted_delete_takes_only_deletes_along() {
         mvm::plan::PlanOptions {
             prune: true,
             targets: targets("tenant.*.tap"),
+            ..Default::default()
         },
     )
     .unwrap();
@@ -605,6 +606,7 @@ fn a_targeted_delete_takes_only_deletes_along() {
         mvm::plan::PlanOptions {
             prune: false,
             targets: targets("tenant.acme.vm"),
+            ..Default::default()
         },
     )
     .unwrap();

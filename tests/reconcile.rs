@@ -196,6 +196,7 @@ fn stopping_a_tenant_stops_exactly_its_vm_and_pruning_removes_exactly_one_tenant
         options: PlanOptions {
             prune: true,
             targets: Vec::new(),
+            ..Default::default()
         },
     };
     let (out, plan) = run(&node, goal);
@@ -218,6 +219,7 @@ fn stopping_a_tenant_stops_exactly_its_vm_and_pruning_removes_exactly_one_tenant
         options: PlanOptions {
             prune: true,
             targets: Vec::new(),
+            ..Default::default()
         },
     };
     assert!(matches!(run(&node, goal).0, Outcome::NoChanges));
@@ -533,6 +535,7 @@ fn local_tenants_survive_prune_until_destroyed_and_conflicts_are_blocked() {
                 options: PlanOptions {
                     prune: true,
                     targets: Vec::new(),
+                    ..Default::default()
                 },
             },
         )

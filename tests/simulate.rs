@@ -42,6 +42,7 @@ fn reconcile_to(node: &Node, d: DesiredState, prune: bool) -> Result<Outcome, St
             options: PlanOptions {
                 prune,
                 targets: Vec::new(),
+                ..Default::default()
             },
         },
         parallelism: Some(4),
@@ -90,7 +91,7 @@ proptest! {
         // simulation failure.
         let Ok(_) = reconcile_to(&node, first, false) else { return Ok(()) };
         let before = node.host.probe.observe(&node.config);
-        let Ok(plan) = mvm::plan::plan(&second, &node.config, &before, PlanOptions { prune, targets: Vec::new() }) else {
+        let Ok(plan) = mvm::plan::plan(&second, &node.config, &before, PlanOptions { prune, targets: Vec::new(), ..Default::default() }) else {
             return Ok(());
         };
         prop_assume!(plan.resource_changes.iter().all(|c| c.blocked.is_none()));

@@ -355,6 +355,7 @@ fn set_override(
     let options = PlanOptions {
         prune: matches!(change, OverrideChange::Destroy),
         targets: super::targets(&[change.target(id)])?,
+        ..Default::default()
     };
     let mut plan = crate::plan::plan(&merged.desired, &node.config, observed, options)?;
     plan.overrides = merged.notes;

@@ -74,15 +74,28 @@ fn steps(plan: &Plan) -> Vec<Step<'_>> {
     // takes it again waits for that destroy. Else a pruned tenant's delete
     // could run after, and undo, the create of a new tenant reusing its IP
     // (in IP-keyed sets), as tests/simulate.rs found.
-    let mut freed: HashMap<(crate::resources::KindId, &str, &serde_json::Value), Vec<usize>> =
+    // An in-place update that moves off a value (a tenant's new IP in its
+    // nft elements) frees it too; only creates wait for those, so two
+    // updates trading values can never wait on each other.
+    let mut freed: HashMap<(crate::resources::KindId, &str, &serde_json::Value), Vec<(usize, bool)>> =
         HashMap::new();
     for c in &plan.resource_changes {
-        if let (Some(&j), Some(before)) = (destroy.get(&c.address), c.before.as_ref()) {
-            let kind = c.address.kind();
-            for attr in kind.get().unique() {
-                if let Some(v) = before.get(*attr).filter(|v| !v.is_null()) {
-                    freed.entry((kind, attr, v)).or_default().push(j);
-                }
+        let Some(before) = c.before.as_ref() else {
+            continue;
+        };
+        let step = match (destroy.get(&c.address), c.actions) {
+            (Some(&j), _) => Some((j, false)),
+            (None, Action::Update) => apply.get(&c.address).map(|&j| (j, true)),
+            _ => None,
+        };
+        let Some((j, by_update)) = step else { continue };
+        let kind = c.address.kind();
+        for attr in kind.get().unique() {
+            let after = c.after.as_ref().and_then(|a| a.get(*attr));
+            if let Some(v) = before.get(*attr).filter(|v| !v.is_null())
+                && (!by_update || after != Some(v))
+            {
+                freed.entry((kind, attr, v)).or_default().push((j, by_update));
             }
         }
     }
@@ -92,12 +105,14 @@ fn steps(plan: &Plan) -> Vec<Step<'_>> {
         };
         let kind = c.address.kind();
         let own = destroy.get(&c.address).copied();
+        let creates = c.actions == Action::Create;
         kind.get()
             .unique()
             .iter()
             .filter_map(|attr| after.get(*attr).map(|v| (attr, v)))
             .flat_map(|(attr, v)| freed.get(&(kind, *attr, v)).into_iter().flatten().copied())
-            .filter(|j| Some(*j) != own)
+            .filter(|&(j, by_update)| Some(j) != own && (creates || !by_update))
+            .map(|(j, _)| j)
             .collect()
     };
     let waits: Vec<Vec<usize>> = out

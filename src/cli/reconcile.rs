@@ -111,6 +111,7 @@ pub fn run(s: &Settings, node: &Node, args: &ReconcileArgs) -> Result<ExitCode, 
             options: PlanOptions {
                 prune: args.prune,
                 targets,
+                ..Default::default()
             },
         },
         // clap requires one of the two.

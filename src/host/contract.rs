@@ -180,9 +180,10 @@ pub trait Secrets: Send + Sync {
     /// renamed to `gen-<n>` — whole, or not there. Refused when the tmpfs
     /// has no room for it, saying how much it has.
     fn stage_secrets(&self, dir: &Path, stage: &SecretsStage) -> HostResult;
-    /// Removes from the tmpfs at `dir` every generation not in `keep`,
-    /// and what a killed staging left. Nothing mounted is fine.
-    fn prune_secrets(&self, dir: &Path, keep: &[u64]) -> HostResult;
+    /// Removes from the tmpfs at `dir` every generation numbered below
+    /// `below` but not in `keep`, and what a killed staging left. Nothing
+    /// mounted is fine.
+    fn prune_secrets(&self, dir: &Path, below: u64, keep: &[u64]) -> HostResult;
     /// The manifest of generation `generation` in the tmpfs at `dir`, as
     /// stored; `None` when there is no such generation (or no tmpfs).
     fn secrets_manifest(&self, dir: &Path, generation: u64) -> HostResult<Option<Vec<u8>>>;

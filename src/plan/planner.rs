@@ -25,6 +25,9 @@ pub struct PlanOptions {
     /// When not empty, plan only the resources matching one of these and
     /// what they depend on.
     pub targets: Vec<super::target::Target>,
+    /// Tenants whose VM moves to its newest staged secrets generation
+    /// (`mvm tenant secrets rotate`); any other running VM keeps its own.
+    pub rotate_secrets: BTreeSet<TenantId>,
 }
 
 /// One resource while planning: the change, what was wanted of it, and
@@ -44,7 +47,8 @@ pub fn plan(
 ) -> Result<Plan, PlanError> {
     check_records(node, observed)?;
 
-    let ctx = PlanCtx::new(node, observed);
+    let mut ctx = PlanCtx::new(node, observed);
+    ctx.rotate_secrets = opts.rotate_secrets.clone();
     let tenants = super::resolve::resolve(desired, node, observed)?;
     let wanted: HashSet<&TenantId> = tenants.iter().map(|t| t.id()).collect();
     let absent: Vec<(&TenantId, &ObservedTenant)> = observed

@@ -62,6 +62,23 @@ impl ApplyCtx {
     /// Reads the tenant's record, lets `f` change it, writes it back (the
     /// providers that record what they did: cgroup, artifact, jail, VM).
     pub fn update_record(&self, id: &TenantId, f: impl FnOnce(&mut TenantRecord)) -> HostResult {
+        let path = self.layout.record(id);
+        self.edit_record(id, |rec| {
+            let mut rec =
+                rec.ok_or_else(|| HostError::other("update", &path, "the tenant has no record"))?;
+            f(&mut rec);
+            Ok(rec)
+        })
+    }
+
+    /// Writes the record `f` makes of the current one (or of none), taking
+    /// turns with every other step of the tenant that edits it: concurrent
+    /// steps of one tenant never lose each other's update.
+    pub fn edit_record(
+        &self,
+        id: &TenantId,
+        f: impl FnOnce(Option<TenantRecord>) -> HostResult<TenantRecord>,
+    ) -> HostResult {
         let turn = self
             .records
             .lock()
@@ -70,13 +87,9 @@ impl ApplyCtx {
             .or_default()
             .clone();
         let _turn = turn.lock().unwrap_or_else(|p| p.into_inner());
-        let path = self.layout.record(id);
-        let mut rec = self
-            .record(id)?
-            .ok_or_else(|| HostError::other("update", &path, "the tenant has no record"))?;
-        f(&mut rec);
+        let rec = f(self.record(id)?)?;
         let mut text = serde_json::to_vec_pretty(&rec).expect("record serializes");
         text.push(b'\n');
-        self.host.files.write_file(&path, &text, 0o600)
+        self.host.files.write_file(&self.layout.record(id), &text, 0o600)
     }
 }

@@ -51,6 +51,8 @@ pub struct PlanCtx<'a> {
     pub node: &'a NodeConfig,
     pub observed: &'a Observed,
     pub layout: StateLayout,
+    /// Tenants whose VM is to move to its newest staged secrets.
+    pub rotate_secrets: std::collections::BTreeSet<TenantId>,
 }
 
 impl<'a> PlanCtx<'a> {
@@ -59,6 +61,7 @@ impl<'a> PlanCtx<'a> {
             node,
             observed,
             layout: StateLayout::new(&node.state_dir),
+            rotate_secrets: Default::default(),
         }
     }
 }

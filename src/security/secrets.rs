@@ -14,9 +14,12 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 /// At most this many bytes of secrets in one generation: what Kubernetes
-/// allows a Secret. The tenant's tmpfs (`secrets::SIZE`) holds the live
+/// allows a Secret. The tenant's tmpfs (`TMPFS_SIZE`) holds the live
 /// generation, a staged one and one being built, each as files and image.
 pub const MAX_TOTAL_BYTES: u64 = 1 << 20;
+/// The size of each tenant's secrets tmpfs (a limit: memory is used only
+/// by what is stored).
+pub const TMPFS_SIZE: &str = "16384k";
 /// At most this many files in one generation.
 pub const MAX_FILES: usize = 256;
 /// The longest name a secret may have.
@@ -256,6 +259,33 @@ pub fn parse_summary(s: &str) -> Result<Option<(u64, usize)>, String> {
         return Err(bad());
     }
     Ok(Some((g, n)))
+}
+
+/// A summary as a planned attribute carries it: the generation and its
+/// file count, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary(pub Option<(u64, usize)>);
+
+impl Summary {
+    pub fn generation(self) -> Option<u64> {
+        self.0.map(|(g, _)| g)
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some((g, n)) => f.write_str(&summary(g, n)),
+            None => f.write_str(NONE),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Summary {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_summary(&s).map(Summary).map_err(serde::de::Error::custom)
+    }
 }
 
 /// The size of the drive image for these files: ext4 with 1 KiB blocks

@@ -66,6 +66,9 @@ pub struct TenantRecord {
     pub jail: Option<JailRecord>,
     #[serde(default)]
     pub vm: Option<VmRecord>,
+    /// The secrets generation its VM last started with (0: none yet);
+    /// the next `secrets set` stages a higher one, even once the tmpfs is
+    /// empty (after a reboot).
     #[serde(default)]
     pub secrets_generation: u64,
     /// The limit files the cgroup step wrote (`memory.max` → value); the
@@ -121,10 +124,24 @@ pub struct VmRecord {
     pub jailer: bool,
     pub fc_config: serde_json::Value,
     pub fc_config_sha256: String,
+    /// The secrets generation it was started with; none (and a record of
+    /// an mvm before secrets) is the empty drive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets: Option<VmSecrets>,
     pub pid: u32,
     /// Process start time in clock ticks since boot (`/proc/<pid>/stat`
     /// field 22): with the pid, it identifies the process across pid reuse.
     pub start_time: u64,
+}
+
+/// The secrets generation a VM runs with: which, how many files, and
+/// the keyed fingerprint (never a value).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmSecrets {
+    pub generation: u64,
+    pub files: usize,
+    pub fingerprint: String,
 }
 
 /// One successful VM start, as `revisions.json` keeps it (newest last,

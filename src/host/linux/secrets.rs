@@ -37,7 +37,7 @@ impl Secrets for LinuxHost {
                 format!(
                     "the tenant's secrets tmpfs has {free} bytes free and this generation needs {need} (files and drive image); \
                      its size is {} — rotate to free the older generation first",
-                    crate::resources::tenant::secrets::SIZE
+                    crate::security::secrets::TMPFS_SIZE
                 ),
             ));
         }
@@ -90,7 +90,7 @@ impl Secrets for LinuxHost {
             .map_err(|e| HostError::new("rename into place", &dir.join(&name), e))
     }
 
-    fn prune_secrets(&self, dir: &Path, keep: &[u64]) -> HostResult {
+    fn prune_secrets(&self, dir: &Path, below: u64, keep: &[u64]) -> HostResult {
         let top = match self.secrets_tmpfs("remove secrets from", dir) {
             Ok(t) => t,
             // Nothing mounted: nothing staged to remove.
@@ -101,7 +101,7 @@ impl Secrets for LinuxHost {
         for name in beneath::names(&top, dir).map_err(|e| HostError::new("list", dir, e))? {
             let Some(s) = name.to_str() else { continue };
             let stale = match parse_generation_dir(s) {
-                Some(n) => !keep.contains(&n),
+                Some(n) => n < below && !keep.contains(&n),
                 None => s.starts_with(STAGING_PREFIX),
             };
             if stale {

@@ -121,9 +121,11 @@ pub enum Call {
         generation: u64,
         files: Vec<String>,
     },
-    /// A tenant's secrets generations not in `keep` removed.
+    /// A tenant's secrets generations below `below` and not in `keep`
+    /// removed.
     PruneSecrets {
         dir: PathBuf,
+        below: u64,
         keep: Vec<u64>,
     },
     /// A VM of `tenant` launched as `program args…` (the jailer's argv,

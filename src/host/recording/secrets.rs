@@ -52,9 +52,10 @@ impl Secrets for RecordingHost {
         })
     }
 
-    fn prune_secrets(&self, dir: &Path, keep: &[u64]) -> HostResult {
+    fn prune_secrets(&self, dir: &Path, below: u64, keep: &[u64]) -> HostResult {
         let call = Call::PruneSecrets {
             dir: dir.to_path_buf(),
+            below,
             keep: keep.to_vec(),
         };
         self.record(call, |m| {
@@ -65,7 +66,7 @@ impl Secrets for RecordingHost {
                 .filter(|p| {
                     let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
                     match parse_generation_dir(name) {
-                        Some(n) => !keep.contains(&n),
+                        Some(n) => n < below && !keep.contains(&n),
                         None => name.starts_with(STAGING_PREFIX),
                     }
                 })

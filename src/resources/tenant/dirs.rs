@@ -233,13 +233,11 @@ impl Provider<DirsAttrs> for Dirs {
             }
             files.ensure_dir(state, &tenant.join(sub), after.mode.0, 0, 0)?;
         }
-        let path = ctx.layout.record(id);
-        let existing = ctx.record(id)?;
-        let record =
-            TenantRecord::with_identity(existing, id, after.uid, after.gid, after.ip, after.mac);
-        let mut text = serde_json::to_vec_pretty(&record).expect("record serializes");
-        text.push(b'\n');
-        files.write_file(&path, &text, 0o600)
+        ctx.edit_record(id, |existing| {
+            Ok(TenantRecord::with_identity(
+                existing, id, after.uid, after.gid, after.ip, after.mac,
+            ))
+        })
     }
 
     /// Archives the audit log (it outlives the tenant), then removes the

@@ -150,6 +150,9 @@ pub struct Stage<'a> {
     pub jailed: bool,
     pub seccomp: crate::spec::SeccompLevel,
     pub data_mib: Option<u32>,
+    /// The secrets generation it gets (checked against its plan); none:
+    /// the empty drive.
+    pub secrets: Option<u64>,
 }
 
 /// The jail as staged for one launch.
@@ -162,7 +165,8 @@ pub struct Staged {
 /// Builds a VM's jail root afresh for a launch (a reused jailer id fails):
 /// whatever a previous launch left is cleared, then the root is its own
 /// bounded tmpfs holding the kernel and rootfs bound read-only from the
-/// store, the secrets image bound read-only from the tenant's tmpfs
+/// store, the secrets image (the planned generation's, or an empty one)
+/// bound read-only from the tenant's tmpfs
 /// (never copied to disk), the persistent data volume bound read-write
 /// (made on first use), the strict seccomp filter when the tenant runs
 /// under it, and the config as `vm.json`.
@@ -195,10 +199,18 @@ pub fn stage(ctx: &ApplyCtx, id: &TenantId, rec: &TenantRecord, req: &Stage) -> 
         ("rootfs.ext4".to_string(), file("rootfs.ext4")?, false),
     ];
     let secrets = ctx.layout.secrets(id);
-    ctx.host
-        .mounts
-        .tmpfs_file(&secrets, "secrets.img", SECRETS_IMAGE, rec.gid)?;
-    binds.push(("secrets.img".into(), secrets.join("secrets.img"), false));
+    let image = match req.secrets {
+        Some(g) => secrets
+            .join(crate::security::secrets::generation_dir(g))
+            .join(crate::security::secrets::IMAGE),
+        None => {
+            ctx.host
+                .mounts
+                .tmpfs_file(&secrets, "secrets.img", SECRETS_IMAGE, rec.gid)?;
+            secrets.join("secrets.img")
+        }
+    };
+    binds.push(("secrets.img".into(), image, false));
     if req.config.drives.iter().any(|d| d.drive_id == "data") {
         let data = ctx.layout.data_volume(id);
         let mib = u64::from(req.data_mib.unwrap_or(0));

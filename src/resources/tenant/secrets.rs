@@ -19,7 +19,7 @@ pub const FSTYPE: &str = "tmpfs";
 /// The mount flags mvm requires, sorted as the probe reports them.
 pub const FLAGS: &[&str] = &["nodev", "noexec", "nosuid"];
 pub const MODE: &str = "0700";
-pub const SIZE: &str = "16384k";
+pub const SIZE: &str = crate::security::secrets::TMPFS_SIZE;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

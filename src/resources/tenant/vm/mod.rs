@@ -56,6 +56,12 @@ pub struct VmAttrs {
     pub seccomp: SeccompLevel,
     pub jailer: bool,
     pub fc_config_sha256: String,
+    /// The secrets generation it runs with (`(sensitive) generation 4,
+    /// 2 files`), and that generation's keyed fingerprint: a running VM
+    /// keeps its own until `secrets rotate`; a VM started anew gets the
+    /// newest staged.
+    pub secrets: crate::security::secrets::Summary,
+    pub secrets_fingerprint: Option<String>,
     /// Known after apply.
     pub pid: Option<u32>,
 }
@@ -77,6 +83,8 @@ impl Resource for Vm {
         "seccomp",
         "jailer",
         "fc_config_sha256",
+        "secrets",
+        "secrets_fingerprint",
     ];
     /// A running VM holds its tap, jail and cgroup open: a new one of
     /// those needs a new VM.
@@ -134,6 +142,14 @@ impl Resource for Vm {
                 ctx.observed.binaries.jailer,
             )),
         );
+        let secrets = wanted_secrets(ctx, t.id(), obs);
+        d.set(
+            "secrets",
+            secrets
+                .map(|m| m.summary())
+                .unwrap_or_else(|| crate::security::secrets::NONE.into()),
+        );
+        d.set("secrets_fingerprint", secrets.map(|m| m.fingerprint.clone()));
         d.unknown("pid");
         Some(d)
     }
@@ -174,6 +190,17 @@ impl Resource for Vm {
         a.insert(
             "fc_config_sha256".into(),
             field(|r| r.fc_config_sha256.clone().into()),
+        );
+        a.insert(
+            "secrets".into(),
+            field(|r| {
+                let s = r.secrets.as_ref().map(|s| (s.generation, s.files));
+                crate::security::secrets::Summary(s).to_string().into()
+            }),
+        );
+        a.insert(
+            "secrets_fingerprint".into(),
+            field(|r| r.secrets.as_ref().map(|s| s.fingerprint.clone()).into()),
         );
         Some(a)
     }
@@ -278,9 +305,17 @@ impl Resource for Vm {
                 jailer: a.jailer,
                 fc_config: config,
                 fc_config_sha256: a.fc_config_sha256.clone(),
+                secrets: vm_secrets(a),
                 pid,
                 start_time,
             });
+            if let Some(g) = a.secrets.generation() {
+                r.secrets_generation = r.secrets_generation.max(g);
+            }
+        }
+        // Once it runs on a generation, the older ones are removed.
+        if let Some(g) = a.secrets.generation() {
+            t.secrets_generations.retain(|m| m.generation >= g);
         }
     }
 
@@ -306,6 +341,16 @@ impl Resource for Vm {
         }
         crate::spec::desired::check_ip(&a.ip.to_string(), ctx.node)
             .map_err(|e| format!("ip {e}"))?;
+        match (a.secrets.0, &a.secrets_fingerprint) {
+            (None, None) => {}
+            (Some(_), Some(f)) if crate::security::secrets::is_fingerprint(f) => {}
+            _ => {
+                return Err(
+                    "secrets and secrets_fingerprint must name one generation and its hmac-sha256 fingerprint, or both be none"
+                        .into(),
+                );
+            }
+        }
         Ok(())
     }
 
@@ -335,6 +380,20 @@ impl Resource for Vm {
             if let Some(vm) = &rec.vm {
                 d.insert("pid".into(), vm.pid.to_string());
             }
+            // The generation's files, by name and size (never a value).
+            if let (Some(g), Some(id)) = (a.secrets.generation(), id) {
+                let dir = ctx.layout.secrets(id);
+                if let Ok(Some(m)) = ctx.host.secrets.secrets_manifest(&dir, g).map(|b| {
+                    b.and_then(|b| crate::security::secrets::Manifest::parse(&b, g).ok())
+                }) {
+                    let files: Vec<String> = m
+                        .files
+                        .iter()
+                        .map(|f| format!("{} ({} bytes)", f.name, f.bytes))
+                        .collect();
+                    d.insert("secrets_files".into(), files.join(", "));
+                }
+            }
             // The limits it runs under, as the cgroup step wrote them
             // (`memory.max` → `memory_max`): none the host lacks.
             for (file, v) in rec.cgroup.iter().flatten() {
@@ -355,8 +414,75 @@ impl Resource for Vm {
         if let Some(l) = &a.lock {
             d.insert("lock".into(), l.clone());
         }
+        d.insert("secrets".into(), a.secrets.to_string());
+        if let Some(f) = &a.secrets_fingerprint {
+            d.insert("secrets_fingerprint".into(), f.clone());
+        }
         d
     }
+}
+
+/// The secrets generation a tenant's VM is to run with: the newest staged
+/// when it is started anew or rotated; otherwise the one the running VM
+/// has (none stays none), unless that one is no longer on the tmpfs.
+fn wanted_secrets<'a>(
+    ctx: &PlanCtx,
+    id: &TenantId,
+    obs: Option<&'a ObservedTenant>,
+) -> Option<&'a crate::security::secrets::Manifest> {
+    let obs = obs?;
+    let running = obs
+        .vm
+        .as_ref()
+        .zip(obs.record.as_ref().and_then(|r| r.vm.as_ref()))
+        .filter(|(p, r)| r.pid == p.pid && r.start_time == p.start_time)
+        .map(|(_, r)| r.secrets.as_ref());
+    match running {
+        Some(_) if ctx.rotate_secrets.contains(id) => obs.newest_secrets(),
+        None => obs.newest_secrets(),
+        Some(None) => None,
+        Some(Some(s)) => obs
+            .secrets_generation(s.generation)
+            .filter(|m| m.fingerprint == s.fingerprint)
+            .or_else(|| obs.newest_secrets()),
+    }
+}
+
+/// What a VM's record says of its secrets, from its attributes.
+fn vm_secrets(a: &VmAttrs) -> Option<crate::state::record::VmSecrets> {
+    let (generation, files) = a.secrets.0?;
+    Some(crate::state::record::VmSecrets {
+        generation,
+        files,
+        fingerprint: a.secrets_fingerprint.clone()?,
+    })
+}
+
+/// The staged generation the plan names, checked against the tmpfs now:
+/// the same fingerprint and file count, or an error saying what to do.
+fn planned_secrets(ctx: &ApplyCtx, id: &TenantId, a: &VmAttrs) -> HostResult<Option<u64>> {
+    let Some((g, files)) = a.secrets.0 else {
+        return Ok(None);
+    };
+    let dir = ctx.layout.secrets(id);
+    let stale = |what: String| {
+        HostError::other_on(
+            "start the VM of",
+            id,
+            format!("the plan starts it with secrets generation {g}, but {what}: run `mvm agent plan` again (or `mvm tenant secrets rotate {id}`)"),
+        )
+    };
+    let bytes = ctx
+        .host
+        .secrets
+        .secrets_manifest(&dir, g)?
+        .ok_or_else(|| stale(format!("{} holds no such generation", dir.display())))?;
+    let m = crate::security::secrets::Manifest::parse(&bytes, g)
+        .map_err(|e| stale(format!("its manifest cannot be used: {e}")))?;
+    if Some(&m.fingerprint) != a.secrets_fingerprint.as_ref() || m.files.len() != files {
+        return Err(stale("the tmpfs holds other content under that number".into()));
+    }
+    Ok(Some(g))
 }
 
 /// Appends this start to the tenant's `revisions.json`, keeping the
@@ -434,6 +560,7 @@ impl Provider<VmAttrs> for Vm {
             .ok_or_else(|| at("its artifact is not built"))?;
         let fc = &ctx.node.firecracker;
         let jailed = after.jailer;
+        let secrets = planned_secrets(ctx, id, after)?;
         let staged = crate::resources::tenant::jail::stage(
             ctx,
             id,
@@ -443,6 +570,7 @@ impl Provider<VmAttrs> for Vm {
                 jailed,
                 seccomp: after.seccomp,
                 data_mib: after.data_mib,
+                secrets,
             },
         )?;
         let layout = &staged.layout;
@@ -501,11 +629,25 @@ impl Provider<VmAttrs> for Vm {
             jailer: jailed,
             fc_config: config,
             fc_config_sha256: after.fc_config_sha256.clone(),
+            secrets: vm_secrets(after),
             pid: running.pid,
             start_time: running.start_time,
         };
-        ctx.update_record(id, |r| r.vm = Some(vm))?;
-        record_revision(ctx, id, artifact, after)
+        ctx.update_record(id, |r| {
+            r.vm = Some(vm);
+            if let Some(g) = secrets {
+                r.secrets_generation = r.secrets_generation.max(g);
+            }
+        })?;
+        record_revision(ctx, id, artifact, after)?;
+        // It runs on the new generation: the older ones can go (a crash
+        // before this leaves them for the next start or `secrets set`).
+        if let Some(g) = secrets {
+            ctx.host
+                .secrets
+                .prune_secrets(&ctx.layout.secrets(id), g, &[])?;
+        }
+        Ok(())
     }
 
     /// Stops the VM — the recorded process, or one of this tenant's that
