@@ -10,6 +10,7 @@
 pub mod history;
 pub mod node;
 pub mod reconcile;
+pub mod secrets;
 pub mod status;
 pub mod verify;
 
@@ -120,6 +121,13 @@ pub enum AgentError {
     Metadata(std::io::Error),
     #[error("cannot start the apply runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("{0}")]
+    SecretsInput(String),
+    #[error("tenant {id} has no secrets tmpfs mounted at {}", path.display())]
+    NoSecretsTmpfs {
+        id: crate::spec::types::TenantId,
+        path: PathBuf,
+    },
 }
 
 impl AgentError {
@@ -171,6 +179,15 @@ impl AgentError {
             AgentError::NoAppliedDesired { .. } => Some("pass --desired desired.json, or run `mvm agent reconcile --desired …` first".into()),
             AgentError::Metadata(_) => Some("check that bridge.gateway is an address of this node and metadata.port is free".into()),
             AgentError::Runtime(_) => Some("the system is out of threads or memory; try a lower --parallelism".into()),
+            AgentError::SecretsInput(_) => Some(format!(
+                "give one regular file, a flat directory of regular files, or `-` with --name; names are A-Z a-z 0-9 . _ - (1 to {} bytes, no leading dot), at most {} files and {} bytes in all. Nothing was staged; the previous generation is untouched",
+                crate::security::secrets::MAX_NAME,
+                crate::security::secrets::MAX_FILES,
+                crate::security::secrets::MAX_TOTAL_BYTES
+            )),
+            AgentError::NoSecretsTmpfs { id, .. } => Some(format!(
+                "reconcile the node first (`mvm agent reconcile`) so tenant {id}'s resources exist; after a reboot the tmpfs is empty until then"
+            )),
         }
     }
 }

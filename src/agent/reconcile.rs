@@ -32,6 +32,11 @@ pub enum Goal<'a> {
         id: TenantId,
         change: OverrideChange,
     },
+    /// `mvm tenant secrets rotate`: the tenant's VM moved to its newest
+    /// staged secrets generation — a plan of that VM alone (replaced when
+    /// it runs another), against the desired state as the last reconcile
+    /// applied it with the overrides.
+    RotateSecrets { id: TenantId },
 }
 
 /// What an override command changes of a tenant's overrides.
@@ -196,6 +201,22 @@ pub fn reconcile(
             )?;
             // The control plane's document did not change: nothing to
             // remember.
+            (plan, None)
+        }
+        Goal::RotateSecrets { id } => {
+            let (doc, _) = node.document(None)?;
+            let merged = node.merged(&doc)?;
+            if !merged.desired.tenants.iter().any(|t| t.tenant_id == id) {
+                return Err(AgentError::NotDesired { id });
+            }
+            let options = PlanOptions {
+                targets: super::targets(&[format!("tenant.{id}.vm")])?,
+                rotate_secrets: [id].into(),
+                ..Default::default()
+            };
+            let mut plan = crate::plan::plan(&merged.desired, config, &observed, options)?;
+            plan.overrides = merged.notes;
+            plan.block_tenants(&merged.conflicts);
             (plan, None)
         }
     };

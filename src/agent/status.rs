@@ -56,6 +56,64 @@ pub struct TenantStatus {
     /// The overrides set by hand on it, as plans show them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub override_notes: Vec<String>,
+    /// Its secrets: the generation its running VM has, and those staged.
+    pub secrets: SecretsStatus,
+}
+
+/// A tenant's secrets generations (names, sizes, fingerprints; never a
+/// value).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SecretsStatus {
+    /// What its running VM has; `None`: no VM mvm launched runs, or it
+    /// runs without secrets.
+    pub live: Option<SecretsGeneration>,
+    /// Generations on the tmpfs newer than the live one: the newest goes
+    /// live at `secrets rotate` or the VM's next start.
+    pub staged: Vec<SecretsGeneration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SecretsGeneration {
+    pub generation: u64,
+    pub fingerprint: String,
+    /// By name and size (empty when the generation is gone from the tmpfs).
+    pub files: Vec<crate::security::secrets::FileEntry>,
+}
+
+fn secrets_status(t: Option<&ObservedTenant>) -> SecretsStatus {
+    let Some(t) = t else {
+        return SecretsStatus {
+            live: None,
+            staged: Vec::new(),
+        };
+    };
+    let view = |m: &crate::security::secrets::Manifest| SecretsGeneration {
+        generation: m.generation,
+        fingerprint: m.fingerprint.clone(),
+        files: m.files.clone(),
+    };
+    let running = crate::agent::secrets::live_generation(t);
+    let live = running.map(|g| {
+        t.secrets_generation(g).map(view).unwrap_or_else(|| {
+            let s = t
+                .record
+                .as_ref()
+                .and_then(|r| r.vm.as_ref())
+                .and_then(|v| v.secrets.as_ref());
+            SecretsGeneration {
+                generation: g,
+                fingerprint: s.map(|s| s.fingerprint.clone()).unwrap_or_default(),
+                files: Vec::new(),
+            }
+        })
+    });
+    let staged = t
+        .secrets_generations
+        .iter()
+        .filter(|m| running.is_none_or(|g| m.generation > g))
+        .map(view)
+        .collect();
+    SecretsStatus { live, staged }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -152,6 +210,7 @@ pub fn status(
         changes,
         record_error: at.and_then(|t| t.record_error.clone()),
         override_notes: overrides_of(plan, id).map(|o| o.text.clone()).collect(),
+        secrets: secrets_status(at),
     })
 }
 

@@ -182,6 +182,40 @@ pub enum TenantCommand {
     /// Remove a tenant created by hand: all its resources, its audit log archived as a prune
     /// does. A tenant of the control plane's desired state is refused (it would come back).
     Destroy(LifecycleArgs),
+    /// The tenant's secrets: stage a new generation (`set`), make the newest live
+    /// (`rotate`). They live only on the tenant's tmpfs and reach the guest as a read-only
+    /// drive mounted at /run/secrets; no value ever appears in a plan, record, log or argv.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Stage the next generation of the tenant's secrets on its tmpfs (the files 0400 and a
+    /// read-only ext4 drive image of them), without touching its running VM. --from-file
+    /// names one regular file (one secret, named by its file name), a flat directory of
+    /// regular files (one secret each), or `-` (stdin, with --name). Links, FIFOs, devices,
+    /// subdirectories, bad names (A-Z a-z 0-9 . _ -, 1 to 64 bytes, no leading dot) and more
+    /// than 1 MiB or 256 files are refused, naming the file; the previous generation stays
+    /// as it was. Older staged generations the VM does not run are superseded and removed.
+    Set(SecretsSetArgs),
+    /// Make the newest staged generation live: a plan of the tenant's VM like any other
+    /// (plan shown, confirmation, node lock, progress, exit codes) that replaces it to boot
+    /// with the new drive; the older generation is removed only once the VM runs on the new
+    /// one. Nothing staged: says so and exits 0. A stopped tenant starts with the newest.
+    Rotate(LifecycleArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SecretsSetArgs {
+    #[command(flatten)]
+    pub lifecycle: LifecycleArgs,
+    /// A regular file, a flat directory of regular files, or `-` for stdin.
+    #[arg(long = "from-file", value_name = "PATH")]
+    pub from_file: std::path::PathBuf,
+    /// The secret's name when reading stdin (`--from-file -`).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Args)]

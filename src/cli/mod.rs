@@ -10,6 +10,7 @@ mod node;
 pub mod output;
 mod progress;
 mod reconcile;
+mod secrets;
 mod tenant;
 
 use crate::agent::{self, AgentError, Node, PlanRequest};
@@ -104,6 +105,12 @@ fn dispatch(s: &Settings, node: &Node, command: &Command) -> Result<ExitCode, Ag
         Command::Tenant(TenantCommand::Rollback(args)) => {
             let change = OverrideChange::Rollback { steps: args.steps };
             reconcile::tenant_override(s, node, &args.lifecycle, change)
+        }
+        Command::Tenant(TenantCommand::Secrets(SecretsCommand::Set(args))) => {
+            secrets::set(s, node, args)
+        }
+        Command::Tenant(TenantCommand::Secrets(SecretsCommand::Rotate(args))) => {
+            secrets::rotate(s, node, args)
         }
         Command::Tenant(TenantCommand::Destroy(args)) => {
             reconcile::tenant_override(s, node, args, OverrideChange::Destroy)

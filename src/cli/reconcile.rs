@@ -141,14 +141,8 @@ pub fn tenant_override(
     args: &LifecycleArgs,
     change: OverrideChange,
 ) -> Result<ExitCode, AgentError> {
-    let lock_timeout = agent::parse_duration(&args.lock_timeout)?;
+    agent::parse_duration(&args.lock_timeout)?;
     let id = agent::parse_tenant_id(&args.tenant)?;
-    let ui = Operator {
-        settings: s,
-        auto_approve: args.auto_approve,
-        lock_timeout: &args.lock_timeout,
-        json: args.json,
-    };
     let already = match &change {
         OverrideChange::State(crate::spec::RunState::Stopped) => {
             format!(
@@ -180,14 +174,34 @@ pub fn tenant_override(
         "The override is kept in {}: run the command again once the cause is fixed, or undo it (`mvm tenant release {id}`; `mvm tenant destroy {id}` for a tenant created by hand).",
         node.layout.overrides().display()
     );
+    run_goal(s, node, args, Goal::Override { id, change }, &already, &kept)
+}
+
+/// Reconciles toward `goal` for a tenant command: `no_changes` is said
+/// when there is nothing to do, `kept` when the apply fails.
+pub(super) fn run_goal(
+    s: &Settings,
+    node: &Node,
+    args: &LifecycleArgs,
+    goal: Goal,
+    no_changes: &str,
+    kept: &str,
+) -> Result<ExitCode, AgentError> {
+    let lock_timeout = agent::parse_duration(&args.lock_timeout)?;
+    let ui = Operator {
+        settings: s,
+        auto_approve: args.auto_approve,
+        lock_timeout: &args.lock_timeout,
+        json: args.json,
+    };
     let req = Request {
-        goal: Goal::Override { id, change },
+        goal,
         parallelism: None,
         lock_timeout,
         command_line: &s.command_line,
         operator: &s.operator,
     };
-    finish(s, node, req, &ui, Some(&already), Some(&kept))
+    finish(s, node, req, &ui, Some(no_changes), Some(kept))
 }
 
 fn finish(

@@ -287,6 +287,7 @@ fn detail(st: &TenantStatus, colors: bool) -> String {
     if let Some(p) = &st.store_path {
         rows.push(("store path", p.clone()));
     }
+    rows.push(("secrets", secrets_line(&st.secrets, &r.tenant_id)));
     let (have, missing): (Vec<_>, Vec<_>) = st.resources.iter().partition(|(_, on)| **on);
     let names = |v: &[(&&str, &bool)]| v.iter().map(|(k, _)| **k).collect::<Vec<_>>().join(" ");
     rows.push((
@@ -325,6 +326,35 @@ fn detail(st: &TenantStatus, colors: bool) -> String {
     }
     for c in &st.changes {
         let _ = writeln!(out, "  {:<width$}    {c}", "");
+    }
+    out
+}
+
+/// `live generation 4 (2 files: a 12 B, b 30 B), staged 5 (1 file)`.
+fn secrets_line(s: &crate::agent::status::SecretsStatus, id: &crate::spec::types::TenantId) -> String {
+    let one = |g: &crate::agent::status::SecretsGeneration| {
+        let files: Vec<String> = g
+            .files
+            .iter()
+            .map(|f| format!("{} {} B", f.name, f.bytes))
+            .collect();
+        let short = g.fingerprint.get(..24).unwrap_or(&g.fingerprint);
+        if files.is_empty() {
+            format!("{} ({short}…)", g.generation)
+        } else {
+            format!("{} ({}; {short}…)", g.generation, files.join(", "))
+        }
+    };
+    let mut out = match &s.live {
+        Some(l) => format!("live generation {}", one(l)),
+        None => "none live".to_string(),
+    };
+    if !s.staged.is_empty() {
+        let staged: Vec<String> = s.staged.iter().map(one).collect();
+        out.push_str(&format!(
+            ", staged {} — `mvm tenant secrets rotate {id}` makes the newest live",
+            staged.join(", ")
+        ));
     }
     out
 }

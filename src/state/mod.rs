@@ -8,13 +8,14 @@
 //! <state>/node-id
 //! <state>/desired.json                  what the last reconcile converged to
 //! <state>/overrides.json                the operator's overrides (pins, stop/start)
+//! <state>/secrets.key                   the node's key for secrets fingerprints (0400)
 //! <state>/audit.log, audit.head         the node's audit log (bridge, nft, metadata)
 //! <state>/metadata.json, metadata.log   the metadata service and its log
 //! <state>/tenants/<id>/tenant.json      applied spec, identity, allocations
 //! <state>/tenants/<id>/revisions.json   last N builds
 //! <state>/tenants/<id>/audit.log        append-only JSON lines
 //! <state>/tenants/<id>/jail/            jailer chroot base
-//! <state>/tenants/<id>/secrets/         tmpfs mount
+//! <state>/tenants/<id>/secrets/         tmpfs mount: gen-<n>/{files/,secrets.img,manifest.json}
 //! <state>/archive/<id>-<time>/          audit logs of pruned tenants
 //! <state>/lock                          the node lock
 //! ```
@@ -141,6 +142,11 @@ impl StateLayout {
     /// The operator's overrides (`spec::overrides`).
     pub fn overrides(&self) -> PathBuf {
         self.root.join("overrides.json")
+    }
+
+    /// The node's key for secrets fingerprints (root-only, never shown).
+    pub fn secrets_key(&self) -> PathBuf {
+        self.root.join("secrets.key")
     }
 
     /// The node's own audit log: changes to the bridge, the firewall and
