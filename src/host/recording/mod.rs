@@ -318,6 +318,11 @@ impl RecordingHost {
         }
     }
 
+    /// Every path the model holds, for assertions over all of it.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        self.model().entries.keys().cloned().collect()
+    }
+
     fn model(&self) -> std::sync::MutexGuard<'_, Model> {
         self.model.lock().unwrap_or_else(|p| p.into_inner())
     }
