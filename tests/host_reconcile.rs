@@ -76,3 +76,23 @@ fn killed_override_commands_never_tear_the_overrides_file() {
         "{stdout}"
     );
 }
+
+/// `mvm tenant secrets set` for real (`tests/host/reconcile/secrets.sh`):
+/// staged on the tmpfs only as a whole ext4 image, every bad input refused
+/// with the previous generation byte-identical, the guest's mount step on
+/// loop devices, and 10 kills of `set` that the next one converges from.
+#[test]
+fn secrets_are_staged_on_tmpfs_and_mounted_read_only_by_the_guest() {
+    if !require(
+        "secrets_are_staged_on_tmpfs_and_mounted_read_only_by_the_guest",
+        &[Need::Root],
+    ) {
+        return;
+    }
+    let stdout = Script::new("reconcile/secrets").net().checks(4);
+    assert_eq!(
+        stdout.matches("converged after kill").count(),
+        10,
+        "{stdout}"
+    );
+}
