@@ -221,3 +221,26 @@ fn overrides_hold_against_the_control_plane_end_to_end() {
             .checks(5);
     }
 }
+
+/// Tenant secrets with the real jailer and Firecracker
+/// (`tests/host/vm/secrets.sh`): set leaves VMs alone, rotate replaces
+/// exactly that VM onto the new image in its jail and removes the old
+/// generation, nothing staged is no change, 10 kills of rotate converge,
+/// and a canary value is found in no output, file or process sample.
+#[test]
+fn secrets_rotate_onto_the_jail_and_never_leak() {
+    let needs = [FIRECRACKER, &[Need::Nix]].concat();
+    if !require("secrets_rotate_onto_the_jail_and_never_leak", &needs) {
+        return;
+    }
+    let stdout = Script::new("vm/secrets")
+        .net()
+        .arg(firecracker_dir())
+        .arg(kernel())
+        .checks(5);
+    assert_eq!(
+        stdout.matches("converged after kill").count(),
+        10,
+        "{stdout}"
+    );
+}

@@ -209,6 +209,11 @@ pub fn reconcile(
             if !merged.desired.tenants.iter().any(|t| t.tenant_id == id) {
                 return Err(AgentError::NotDesired { id });
             }
+            // What a rotate killed after its VM started left: generations
+            // older than the one the VM runs, and staging debris.
+            if let Some(live) = observed.tenants.get(&id).and_then(super::secrets::live_generation) {
+                host.secrets.prune_secrets(&layout.secrets(&id), live, &[])?;
+            }
             let options = PlanOptions {
                 targets: super::targets(&[format!("tenant.{id}.vm")])?,
                 rotate_secrets: [id].into(),
