@@ -15,6 +15,8 @@ need ip iproute2
 need bridge iproute2
 need unshare util-linux
 need mkfs.ext4 e2fsprogs
+need debugfs e2fsprogs
+need losetup mount
 need ethtool ethtool
 need python3 python3
 need nix nix-bin

@@ -8,8 +8,8 @@
 mod common;
 
 use common::operator::{Approve, capable_node};
-use mvm::agent::secrets::{SetRequest, SetUi, set};
 use mvm::agent::reconcile::{Goal, Outcome, Request, reconcile};
+use mvm::agent::secrets::{SetRequest, SetUi, set};
 use mvm::agent::{AgentError, Node};
 use mvm::host::Host;
 use mvm::host::recording::{Call, RecordingHost};
@@ -134,13 +134,28 @@ fn secrets_bind(calls: &[Call]) -> Option<std::path::PathBuf> {
 fn set_stages_without_touching_the_vm_and_rotate_replaces_exactly_that_vm() {
     let (rec, node) = setup();
     let before = rec.calls().len();
-    let g = stage(&node, "acme", vec![file("db-password", CANARY), file("api.key", "k")]).unwrap();
+    let g = stage(
+        &node,
+        "acme",
+        vec![file("db-password", CANARY), file("api.key", "k")],
+    )
+    .unwrap();
     assert_eq!(g, 1);
     let calls = rec.calls()[before..].to_vec();
-    assert!(calls.iter().any(|c| matches!(c, Call::StageSecrets { generation: 1, files, .. } if files.len() == 2)));
+    assert!(
+        calls.iter().any(
+            |c| matches!(c, Call::StageSecrets { generation: 1, files, .. } if files.len() == 2)
+        )
+    );
     assert!(launches(&calls).is_empty(), "set starts no VM: {calls:#?}");
-    assert!(!calls.iter().any(|c| matches!(c, Call::Stop { .. })), "set stops no VM");
-    assert!(rec.file(&gen_dir("acme", 1).join("manifest.json")).is_some());
+    assert!(
+        !calls.iter().any(|c| matches!(c, Call::Stop { .. })),
+        "set stops no VM"
+    );
+    assert!(
+        rec.file(&gen_dir("acme", 1).join("manifest.json"))
+            .is_some()
+    );
 
     // A plain reconcile keeps the running VM on what it has.
     let (doc, _) = node.document(None).unwrap();
@@ -151,7 +166,10 @@ fn set_stages_without_touching_the_vm_and_rotate_replaces_exactly_that_vm() {
             options: PlanOptions::default(),
         },
     );
-    assert!(matches!(out, Outcome::NoChanges), "set alone changes nothing");
+    assert!(
+        matches!(out, Outcome::NoChanges),
+        "set alone changes nothing"
+    );
 
     let before = rec.calls().len();
     let (out, plan) = rotate(&node, "acme");
@@ -163,9 +181,16 @@ fn set_stages_without_touching_the_vm_and_rotate_replaces_exactly_that_vm() {
         .map(|c| format!("{} {:?}", c.address, c.actions))
         .collect();
     assert_eq!(changed, ["tenant.acme.vm Replace"]);
-    let vm = plan.resource_changes.iter().find(|c| c.is_change()).unwrap();
-    assert!(vm.replace_paths.iter().any(|p| p.to_string() == "secrets"));
-    assert_eq!(vm.after.as_ref().unwrap()["secrets"], "(sensitive) generation 1, 2 files");
+    let vm = plan
+        .resource_changes
+        .iter()
+        .find(|c| c.is_change())
+        .unwrap();
+    assert!(vm.replace_paths.iter().any(|p| p.as_ref() == "secrets"));
+    assert_eq!(
+        vm.after.as_ref().unwrap()["secrets"],
+        "(sensitive) generation 1, 2 files"
+    );
     assert_eq!(vm.before.as_ref().unwrap()["secrets"], "(sensitive) none");
     assert!(matches!(out, Outcome::Applied(r) if r.success()));
     let calls = rec.calls()[before..].to_vec();
@@ -176,16 +201,40 @@ fn set_stages_without_touching_the_vm_and_rotate_replaces_exactly_that_vm() {
     );
 
     // A second generation: rotate moves onto it and removes the first.
-    assert_eq!(stage(&node, "acme", vec![file("db-password", "v2")]).unwrap(), 2);
-    assert!(rec.file(&gen_dir("acme", 1).join("manifest.json")).is_some(), "the live one stays");
+    assert_eq!(
+        stage(&node, "acme", vec![file("db-password", "v2")]).unwrap(),
+        2
+    );
+    assert!(
+        rec.file(&gen_dir("acme", 1).join("manifest.json"))
+            .is_some(),
+        "the live one stays"
+    );
     let (out, plan) = rotate(&node, "acme");
     assert!(matches!(out, Outcome::Applied(r) if r.success()));
     let plan = plan.unwrap();
-    let vm = plan.resource_changes.iter().find(|c| c.is_change()).unwrap();
-    assert_eq!(vm.before.as_ref().unwrap()["secrets"], "(sensitive) generation 1, 2 files");
-    assert_eq!(vm.after.as_ref().unwrap()["secrets"], "(sensitive) generation 2, 1 file");
-    assert!(rec.file(&gen_dir("acme", 1).join("manifest.json")).is_none(), "the old one is gone once the VM runs on the new");
-    assert!(rec.file(&gen_dir("acme", 2).join("manifest.json")).is_some());
+    let vm = plan
+        .resource_changes
+        .iter()
+        .find(|c| c.is_change())
+        .unwrap();
+    assert_eq!(
+        vm.before.as_ref().unwrap()["secrets"],
+        "(sensitive) generation 1, 2 files"
+    );
+    assert_eq!(
+        vm.after.as_ref().unwrap()["secrets"],
+        "(sensitive) generation 2, 1 file"
+    );
+    assert!(
+        rec.file(&gen_dir("acme", 1).join("manifest.json"))
+            .is_none(),
+        "the old one is gone once the VM runs on the new"
+    );
+    assert!(
+        rec.file(&gen_dir("acme", 2).join("manifest.json"))
+            .is_some()
+    );
 
     // Nothing staged: no change.
     let (out, _) = rotate(&node, "acme");
@@ -199,12 +248,18 @@ fn set_supersedes_a_staged_generation_but_never_the_live_one() {
     rotate(&node, "acme");
     stage(&node, "acme", vec![file("a", "2")]).unwrap();
     stage(&node, "acme", vec![file("a", "3")]).unwrap();
-    let here = |g| rec.file(&gen_dir("acme", g).join("manifest.json")).is_some();
+    let here = |g| {
+        rec.file(&gen_dir("acme", g).join("manifest.json"))
+            .is_some()
+    };
     assert!(here(1), "the VM runs generation 1");
     assert!(!here(2), "generation 2 was never live and is superseded");
     assert!(here(3));
     // The other tenant is untouched.
-    assert!(rec.file(&gen_dir("beta", 1).join("manifest.json")).is_none());
+    assert!(
+        rec.file(&gen_dir("beta", 1).join("manifest.json"))
+            .is_none()
+    );
 }
 
 #[test]
@@ -220,7 +275,10 @@ fn a_stopped_vm_starts_with_the_newest_generation() {
     );
     stage(&node, "beta", vec![file("token", "t")]).unwrap();
     let (out, _) = rotate(&node, "beta");
-    assert!(matches!(out, Outcome::NoChanges), "a stopped tenant has no VM to replace");
+    assert!(
+        matches!(out, Outcome::NoChanges),
+        "a stopped tenant has no VM to replace"
+    );
     let before = rec.calls().len();
     let (out, plan) = run(
         &node,
@@ -230,10 +288,21 @@ fn a_stopped_vm_starts_with_the_newest_generation() {
         },
     );
     assert!(matches!(out, Outcome::Applied(r) if r.success()));
-    let vm = plan.unwrap().resource_changes.into_iter().find(|c| c.address.to_string() == "tenant.beta.vm").unwrap();
+    let vm = plan
+        .unwrap()
+        .resource_changes
+        .into_iter()
+        .find(|c| c.address.to_string() == "tenant.beta.vm")
+        .unwrap();
     assert_eq!(vm.actions, Action::Create);
-    assert_eq!(vm.after.unwrap()["secrets"], "(sensitive) generation 1, 1 file");
-    assert_eq!(secrets_bind(&rec.calls()[before..]).unwrap(), gen_dir("beta", 1).join("secrets.img"));
+    assert_eq!(
+        vm.after.unwrap()["secrets"],
+        "(sensitive) generation 1, 1 file"
+    );
+    assert_eq!(
+        secrets_bind(&rec.calls()[before..]).unwrap(),
+        gen_dir("beta", 1).join("secrets.img")
+    );
 }
 
 #[test]
@@ -257,7 +326,10 @@ fn bad_input_and_unknown_tenants_stage_nothing() {
         "nothing changed: {:#?}",
         &rec.calls()[before..]
     );
-    assert!(rec.file(&gen_dir("acme", 1).join("manifest.json")).is_some());
+    assert!(
+        rec.file(&gen_dir("acme", 1).join("manifest.json"))
+            .is_some()
+    );
 }
 
 #[test]
@@ -292,11 +364,72 @@ fn no_value_reaches_a_plan_a_record_or_an_audit_line() {
     let set_line = log.lines().find(|l| l.contains("secrets-set")).unwrap();
     assert!(set_line.contains("db-password (27 bytes)"), "{set_line}");
     assert!(set_line.contains("hmac-sha256:"), "{set_line}");
-    let start = log
-        .lines()
-        .filter(|l| l.contains("tenant.acme.vm"))
-        .last()
-        .unwrap();
-    assert!(start.contains("(sensitive) generation 1, 1 file"), "{start}");
+    let start = log.lines().rfind(|l| l.contains("tenant.acme.vm")).unwrap();
+    assert!(
+        start.contains("(sensitive) generation 1, 1 file"),
+        "{start}"
+    );
     assert!(start.contains("db-password (27 bytes)"), "{start}");
+}
+
+#[test]
+fn a_failed_start_keeps_both_generations_and_a_rotate_again_converges() {
+    let fail = Arc::new(AtomicBool::new(false));
+    let f = fail.clone();
+    let rec = Arc::new(
+        RecordingHost::new()
+            .with_base(capable_node(true))
+            .failing(move |c| {
+                f.load(std::sync::atomic::Ordering::SeqCst) && matches!(c, Call::Launch { .. })
+            }),
+    );
+    let node = Node::new(config(), Host::recording(rec.clone()));
+    let desired = spec::parse_desired(
+        Path::new("desired.json"),
+        &serde_json::json!({"tenants": [
+            {"tenant_id": "acme", "flake_ref": "github:o/a?rev=0123456789abcdef0123456789abcdef01234567",
+             "profile": "minimal", "vcpus": 1, "mem_mib": 256, "state": "running"},
+        ]})
+        .to_string(),
+        &node.config,
+    )
+    .unwrap();
+    let goal = Goal::Desired {
+        desired,
+        options: PlanOptions::default(),
+    };
+    assert!(matches!(run(&node, goal).0, Outcome::Applied(r) if r.success()));
+    stage(&node, "acme", vec![file("a", "1")]).unwrap();
+    rotate(&node, "acme");
+    stage(&node, "acme", vec![file("a", "2")]).unwrap();
+    fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (out, _) = rotate(&node, "acme");
+    assert!(
+        matches!(out, Outcome::Applied(r) if !r.success()),
+        "the start fails"
+    );
+    let here = |g| {
+        rec.file(&gen_dir("acme", g).join("manifest.json"))
+            .is_some()
+    };
+    assert!(here(1) && here(2), "a failed start keeps both generations");
+    fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    let (out, plan) = rotate(&node, "acme");
+    assert!(matches!(out, Outcome::Applied(r) if r.success()));
+    let vm = plan
+        .unwrap()
+        .resource_changes
+        .into_iter()
+        .find(|c| c.is_change())
+        .unwrap();
+    assert_eq!(
+        vm.actions,
+        Action::Create,
+        "the VM is gone after the failed start"
+    );
+    assert_eq!(
+        vm.after.unwrap()["secrets"],
+        "(sensitive) generation 2, 1 file"
+    );
+    assert!(!here(1) && here(2), "once it runs on 2, 1 goes");
 }

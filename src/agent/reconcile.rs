@@ -36,7 +36,9 @@ pub enum Goal<'a> {
     /// staged secrets generation — a plan of that VM alone (replaced when
     /// it runs another), against the desired state as the last reconcile
     /// applied it with the overrides.
-    RotateSecrets { id: TenantId },
+    RotateSecrets {
+        id: TenantId,
+    },
 }
 
 /// What an override command changes of a tenant's overrides.
@@ -211,8 +213,13 @@ pub fn reconcile(
             }
             // What a rotate killed after its VM started left: generations
             // older than the one the VM runs, and staging debris.
-            if let Some(live) = observed.tenants.get(&id).and_then(super::secrets::live_generation) {
-                host.secrets.prune_secrets(&layout.secrets(&id), live, &[])?;
+            if let Some(live) = observed
+                .tenants
+                .get(&id)
+                .and_then(super::secrets::live_generation)
+            {
+                host.secrets
+                    .prune_secrets(&layout.secrets(&id), live, &[])?;
             }
             let options = PlanOptions {
                 targets: super::targets(&[format!("tenant.{id}.vm")])?,

@@ -77,8 +77,7 @@ fn steps(plan: &Plan) -> Vec<Step<'_>> {
     // An in-place update that moves off a value (a tenant's new IP in its
     // nft elements) frees it too; only creates wait for those, so two
     // updates trading values can never wait on each other.
-    let mut freed: HashMap<(crate::resources::KindId, &str, &serde_json::Value), Vec<(usize, bool)>> =
-        HashMap::new();
+    let mut freed: HashMap<Held, Vec<(usize, bool)>> = HashMap::new();
     for c in &plan.resource_changes {
         let Some(before) = c.before.as_ref() else {
             continue;
@@ -95,7 +94,10 @@ fn steps(plan: &Plan) -> Vec<Step<'_>> {
             if let Some(v) = before.get(*attr).filter(|v| !v.is_null())
                 && (!by_update || after != Some(v))
             {
-                freed.entry((kind, attr, v)).or_default().push((j, by_update));
+                freed
+                    .entry((kind, attr, v))
+                    .or_default()
+                    .push((j, by_update));
             }
         }
     }
@@ -140,6 +142,10 @@ fn steps(plan: &Plan) -> Vec<Step<'_>> {
     }
     out
 }
+
+/// A value a resource holds that no two tenants may (kind, attribute,
+/// value).
+type Held<'a> = (crate::resources::KindId, &'a str, &'a serde_json::Value);
 
 /// The context `plan`'s steps run in: the host, and the node config and
 /// cgroup2 mount the plan was made with.

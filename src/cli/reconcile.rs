@@ -174,7 +174,14 @@ pub fn tenant_override(
         "The override is kept in {}: run the command again once the cause is fixed, or undo it (`mvm tenant release {id}`; `mvm tenant destroy {id}` for a tenant created by hand).",
         node.layout.overrides().display()
     );
-    run_goal(s, node, args, Goal::Override { id, change }, &already, &kept)
+    run_goal(
+        s,
+        node,
+        args,
+        Goal::Override { id, change },
+        &already,
+        &kept,
+    )
 }
 
 /// Reconciles toward `goal` for a tenant command: `no_changes` is said

@@ -56,9 +56,9 @@ fn describe(id: &TenantId, m: &Manifest, live: Option<u64>) -> String {
         .map(|f| format!("    {} ({} bytes)\n", f.name, f.bytes))
         .collect();
     let vm = match live {
-        Some(g) => format!(
-            "Its running VM keeps generation {g} until `mvm tenant secrets rotate {id}`."
-        ),
+        Some(g) => {
+            format!("Its running VM keeps generation {g} until `mvm tenant secrets rotate {id}`.")
+        }
         None => format!(
             "No VM of it runs with secrets now: `mvm tenant secrets rotate {id}` (or its next start) uses this one."
         ),

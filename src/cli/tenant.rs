@@ -331,7 +331,10 @@ fn detail(st: &TenantStatus, colors: bool) -> String {
 }
 
 /// `live generation 4 (2 files: a 12 B, b 30 B), staged 5 (1 file)`.
-fn secrets_line(s: &crate::agent::status::SecretsStatus, id: &crate::spec::types::TenantId) -> String {
+fn secrets_line(
+    s: &crate::agent::status::SecretsStatus,
+    id: &crate::spec::types::TenantId,
+) -> String {
     let one = |g: &crate::agent::status::SecretsGeneration| {
         let files: Vec<String> = g
             .files

@@ -90,6 +90,8 @@ impl ApplyCtx {
         let rec = f(self.record(id)?)?;
         let mut text = serde_json::to_vec_pretty(&rec).expect("record serializes");
         text.push(b'\n');
-        self.host.files.write_file(&self.layout.record(id), &text, 0o600)
+        self.host
+            .files
+            .write_file(&self.layout.record(id), &text, 0o600)
     }
 }

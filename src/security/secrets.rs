@@ -51,8 +51,7 @@ pub fn generation_dir(n: u64) -> String {
 /// The generation a directory name on the tmpfs holds, if it is one.
 pub fn parse_generation_dir(name: &str) -> Option<u64> {
     let digits = name.strip_prefix("gen-")?;
-    if digits.is_empty() || digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit())
-    {
+    if digits.is_empty() || digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     digits.parse().ok()
@@ -199,7 +198,8 @@ impl Manifest {
     /// Reads a manifest of generation `generation`: one mvm wrote, or an
     /// error saying why not.
     pub fn parse(bytes: &[u8], generation: u64) -> Result<Self, String> {
-        let m: Manifest = serde_json::from_slice(bytes).map_err(|e| format!("not a manifest: {e}"))?;
+        let m: Manifest =
+            serde_json::from_slice(bytes).map_err(|e| format!("not a manifest: {e}"))?;
         if m.format_version != MANIFEST_VERSION {
             return Err(format!(
                 "format_version {}; this mvm reads {MANIFEST_VERSION}",
@@ -212,8 +212,7 @@ impl Manifest {
                 m.generation
             ));
         }
-        if !is_fingerprint(&m.fingerprint) || m.files.iter().any(|f| check_name(&f.name).is_err())
-        {
+        if !is_fingerprint(&m.fingerprint) || m.files.iter().any(|f| check_name(&f.name).is_err()) {
             return Err("has a malformed fingerprint or file name".into());
         }
         Ok(m)
@@ -247,7 +246,11 @@ pub fn parse_summary(s: &str) -> Result<Option<(u64, usize)>, String> {
     if s == NONE {
         return Ok(None);
     }
-    let bad = || format!("{s:?} is not a secrets summary (\"{NONE}\" or \"(sensitive) generation N, M files\")");
+    let bad = || {
+        format!(
+            "{s:?} is not a secrets summary (\"{NONE}\" or \"(sensitive) generation N, M files\")"
+        )
+    };
     let rest = s.strip_prefix("(sensitive) generation ").ok_or_else(bad)?;
     let (g, n) = rest.split_once(", ").ok_or_else(bad)?;
     let n = n
@@ -284,7 +287,9 @@ impl std::fmt::Display for Summary {
 impl<'de> Deserialize<'de> for Summary {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        parse_summary(&s).map(Summary).map_err(serde::de::Error::custom)
+        parse_summary(&s)
+            .map(Summary)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -327,7 +332,16 @@ mod tests {
             assert!(check_name(ok).is_ok(), "{ok}");
         }
         for bad in [
-            "", ".hidden", ".", "..", "a/b", "a b", "näme", "x\n", &"x".repeat(65), "a+b",
+            "",
+            ".hidden",
+            ".",
+            "..",
+            "a/b",
+            "a b",
+            "näme",
+            "x\n",
+            &"x".repeat(65),
+            "a+b",
         ] {
             assert!(check_name(bad).is_err(), "{bad:?}");
         }
@@ -340,7 +354,9 @@ mod tests {
         let big = file("big", &vec![0; MAX_TOTAL_BYTES as usize + 1]);
         let e = check_generation(&[big]).unwrap_err();
         assert!(e.contains("1048576 bytes (1 MiB)"), "{e}");
-        let many: Vec<SecretFile> = (0..=MAX_FILES).map(|i| file(&format!("f{i}"), b"")).collect();
+        let many: Vec<SecretFile> = (0..=MAX_FILES)
+            .map(|i| file(&format!("f{i}"), b""))
+            .collect();
         assert!(check_generation(&many).is_err());
         assert!(check_generation(&[file("a", b"1"), file("b", b"")]).is_ok());
     }
@@ -354,7 +370,11 @@ mod tests {
         let f = fingerprint(&k1, &ab);
         assert!(is_fingerprint(&f), "{f}");
         assert_eq!(f, fingerprint(&k1, &ba));
-        assert_ne!(f, fingerprint(&k2, &ab), "another node's key gives another fingerprint");
+        assert_ne!(
+            f,
+            fingerprint(&k2, &ab),
+            "another node's key gives another fingerprint"
+        );
         // Not a plain hash of the value.
         assert!(!f.contains(&crate::digest::sha256(b"x")));
         // Moving a byte between name and value changes it.
@@ -369,7 +389,10 @@ mod tests {
     fn summaries_round_trip() {
         assert_eq!(summary(4, 2), "(sensitive) generation 4, 2 files");
         assert_eq!(summary(1, 1), "(sensitive) generation 1, 1 file");
-        assert_eq!(parse_summary("(sensitive) generation 4, 2 files"), Ok(Some((4, 2))));
+        assert_eq!(
+            parse_summary("(sensitive) generation 4, 2 files"),
+            Ok(Some((4, 2)))
+        );
         assert_eq!(parse_summary(NONE), Ok(None));
         for bad in [
             "generation 4",
@@ -385,14 +408,21 @@ mod tests {
     #[test]
     fn generation_dirs_are_canonical() {
         assert_eq!(parse_generation_dir(&generation_dir(12)), Some(12));
-        for bad in ["gen-", "gen-0", "gen-01", "gen-1a", "gen-+1", ".stage-3", "x"] {
+        for bad in [
+            "gen-", "gen-0", "gen-01", "gen-1a", "gen-+1", ".stage-3", "x",
+        ] {
             assert_eq!(parse_generation_dir(bad), None, "{bad}");
         }
     }
 
     #[test]
     fn a_manifest_is_checked_against_its_directory() {
-        let m = Manifest::new(3, &[7; KEY_BYTES], &[file("b", b"12"), file("a", b"1")], "t".into());
+        let m = Manifest::new(
+            3,
+            &[7; KEY_BYTES],
+            &[file("b", b"12"), file("a", b"1")],
+            "t".into(),
+        );
         assert_eq!(m.files[0].name, "a");
         assert_eq!(m.total_bytes(), 3);
         let bytes = m.to_bytes();

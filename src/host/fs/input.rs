@@ -147,7 +147,9 @@ pub fn read_secrets(
     let is_dir = st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFDIR;
     if !is_dir {
         if name.is_some() {
-            return Err("--name is for stdin (`-`); a file's secret is named by its file name".into());
+            return Err(
+                "--name is for stdin (`-`); a file's secret is named by its file name".into(),
+            );
         }
         check_kind(&st).map_err(|e| format!("{}: refusing: {e}", show(path)))?;
         let file_name = path
@@ -164,7 +166,9 @@ pub fn read_secrets(
         }]);
     }
     if name.is_some() {
-        return Err("--name is for stdin (`-`); a directory's secrets are named by their file names".into());
+        return Err(
+            "--name is for stdin (`-`); a directory's secrets are named by their file names".into(),
+        );
     }
     let dir: std::os::fd::OwnedFd = fd;
     let mut names = crate::host::fs::beneath::names(&dir, path).map_err(|e| e.to_string())?;
@@ -190,7 +194,12 @@ pub fn read_secrets(
             e => format!("{}: {}", show(&at), io::Error::from(e)),
         })?;
         let st = fstat(&fd).map_err(|e| format!("{}: {e}", show(&at)))?;
-        check_kind(&st).map_err(|e| format!("{}: refusing: {e} (a directory of secrets is flat)", show(&at)))?;
+        check_kind(&st).map_err(|e| {
+            format!(
+                "{}: refusing: {e} (a directory of secrets is flat)",
+                show(&at)
+            )
+        })?;
         let value = read_capped(std::fs::File::from(fd), cap - total.min(cap))
             .map_err(|e| format!("{}: {e}", show(&at)))?
             .ok_or_else(|| {

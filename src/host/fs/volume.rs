@@ -35,7 +35,11 @@ pub fn mkfs_args(target: &str, uid: u32, gid: u32) -> Vec<String> {
 /// is returned in the error when it fails.
 pub fn mkfs_ext4(f: &std::fs::File, uid: u32, gid: u32) -> io::Result<()> {
     let target = format!("/proc/{}/fd/{}", std::process::id(), f.as_raw_fd());
-    run_e2fs(mkfs_ext4_binary(), "mkfs.ext4", &mkfs_args(&target, uid, gid))
+    run_e2fs(
+        mkfs_ext4_binary(),
+        "mkfs.ext4",
+        &mkfs_args(&target, uid, gid),
+    )
 }
 
 /// The installed `debugfs` (e2fsprogs), if any.
@@ -85,8 +89,9 @@ pub fn secrets_mkfs_args(
 /// Runs an e2fsprogs tool with no environment and no input; its output is
 /// returned in the error when it fails.
 pub fn run_e2fs(bin: Option<PathBuf>, name: &str, args: &[String]) -> io::Result<()> {
-    let bin =
-        bin.ok_or_else(|| io::Error::other(format!("{name} is not installed (apt install e2fsprogs)")))?;
+    let bin = bin.ok_or_else(|| {
+        io::Error::other(format!("{name} is not installed (apt install e2fsprogs)"))
+    })?;
     let out = std::process::Command::new(&bin)
         .args(args)
         .env_clear()

@@ -45,8 +45,13 @@ impl Secrets for LinuxHost {
         let tmp = format!("{STAGING_PREFIX}{name}");
         let tmp_path = dir.join(&tmp);
         // Debris of a killed staging of this same generation.
-        beneath::remove_at(&top, OsStr::new(&tmp), &tmp_path, beneath::mount_of(&top).map_err(|e| HostError::new("stage secrets in", dir, e))?)
-            .map_err(|e| HostError::new("remove", &tmp_path, e))?;
+        beneath::remove_at(
+            &top,
+            OsStr::new(&tmp),
+            &tmp_path,
+            beneath::mount_of(&top).map_err(|e| HostError::new("stage secrets in", dir, e))?,
+        )
+        .map_err(|e| HostError::new("remove", &tmp_path, e))?;
         mkdirat(&top, tmp.as_str(), Mode::from_bits_truncate(0o700))
             .map_err(|e| HostError::new("create", &tmp_path, e))?;
         let gen_dir = open_dir(&top, &tmp, &tmp_path)?;
@@ -86,8 +91,14 @@ impl Secrets for LinuxHost {
             .and_then(|()| fchmod(&manifest, Mode::from_bits_truncate(0o400)).map_err(Into::into))
             .map_err(|e| HostError::new("write", &manifest_path, e))?;
         // Whole, or not there: the rename is the commit.
-        renameat2(&top, tmp.as_str(), &top, name.as_str(), RenameFlags::RENAME_NOREPLACE)
-            .map_err(|e| HostError::new("rename into place", &dir.join(&name), e))
+        renameat2(
+            &top,
+            tmp.as_str(),
+            &top,
+            name.as_str(),
+            RenameFlags::RENAME_NOREPLACE,
+        )
+        .map_err(|e| HostError::new("rename into place", &dir.join(&name), e))
     }
 
     fn prune_secrets(&self, dir: &Path, below: u64, keep: &[u64]) -> HostResult {
@@ -97,7 +108,8 @@ impl Secrets for LinuxHost {
             Err(_) if !self.secrets_mounted(dir) => return Ok(()),
             Err(e) => return Err(e),
         };
-        let mount = beneath::mount_of(&top).map_err(|e| HostError::new("remove secrets from", dir, e))?;
+        let mount =
+            beneath::mount_of(&top).map_err(|e| HostError::new("remove secrets from", dir, e))?;
         for name in beneath::names(&top, dir).map_err(|e| HostError::new("list", dir, e))? {
             let Some(s) = name.to_str() else { continue };
             let stale = match parse_generation_dir(s) {
@@ -124,7 +136,11 @@ impl Secrets for LinuxHost {
 
 /// Reads `gen-<n>/manifest.json` in an open secrets tmpfs: never through
 /// a link, a regular file of one link, capped. `None`: no such generation.
-pub(crate) fn read_manifest(top: &OwnedFd, dir: &Path, generation: u64) -> HostResult<Option<Vec<u8>>> {
+pub(crate) fn read_manifest(
+    top: &OwnedFd,
+    dir: &Path,
+    generation: u64,
+) -> HostResult<Option<Vec<u8>>> {
     let name = generation_dir(generation);
     let path = dir.join(&name);
     let gen_dir = match openat(
@@ -219,7 +235,8 @@ fn make_image(image: &std::fs::File, files: &OwnedFd, stage: &SecretsStage) -> s
     let fd = |n: i32| format!("/proc/{}/fd/{n}", std::process::id());
     let target = fd(image.as_raw_fd());
     let source = fd(files.as_raw_fd());
-    let args = volume::secrets_mkfs_args(&target, &source, stage.uid, stage.gid, stage.inodes, LABEL);
+    let args =
+        volume::secrets_mkfs_args(&target, &source, stage.uid, stage.gid, stage.inodes, LABEL);
     volume::run_e2fs(volume::mkfs_ext4_binary(), "mkfs.ext4", &args)?;
     volume::run_e2fs(
         volume::debugfs_binary(),

@@ -16,13 +16,17 @@ pub(super) fn dir_obs(st: &FileStat) -> DirObs {
     }
 }
 
+/// A staged generation's number and its manifest as read (`Ok(None)`:
+/// none there).
+pub type ManifestRead = (u64, Result<Option<Vec<u8>>, String>);
+
 /// Files what a tenant's secrets tmpfs holds: each `gen-<n>` directory's
 /// manifest (`Ok(None)`: none, a generation still being written or one a
 /// killed command left), oldest first; a manifest that cannot be used is
 /// reported and left out, never trusted.
 pub fn file_secrets(
     tmpfs: &std::path::Path,
-    manifests: Vec<(u64, Result<Option<Vec<u8>>, String>)>,
+    manifests: Vec<ManifestRead>,
     ignored: &mut Vec<String>,
 ) -> Vec<crate::security::secrets::Manifest> {
     use crate::security::secrets::{Manifest, generation_dir};
@@ -31,7 +35,10 @@ pub fn file_secrets(
         let path = tmpfs.join(generation_dir(n));
         match read.and_then(|b| b.map(|b| Manifest::parse(&b, n)).transpose()) {
             Ok(Some(m)) => out.push(m),
-            Ok(None) => ignored.push(format!("{}: no manifest; not a whole generation", path.display())),
+            Ok(None) => ignored.push(format!(
+                "{}: no manifest; not a whole generation",
+                path.display()
+            )),
             Err(e) => ignored.push(format!("{}: {e}", path.display())),
         }
     }

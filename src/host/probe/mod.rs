@@ -8,9 +8,9 @@ pub mod nodeinfo;
 pub mod procfs;
 mod state;
 
+pub use filing::file_secrets;
 use filing::tenant;
 use links::probe_links;
-pub use filing::file_secrets;
 pub use links::{LinkDumps, file_links};
 use state::{probe_cgroups, probe_state_dir};
 pub use state::{read_cgroup_tree, read_record};

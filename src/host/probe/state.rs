@@ -116,10 +116,7 @@ pub(super) fn probe_state_dir(
 /// The manifests of the generations on a tenant's secrets tmpfs (by fd
 /// from the tenant dir, no link followed), one directory listing and one
 /// small read per generation.
-fn secrets_generations(
-    tenant: &OwnedFd,
-    tmpfs: &Path,
-) -> Vec<(u64, Result<Option<Vec<u8>>, String>)> {
+fn secrets_generations(tenant: &OwnedFd, tmpfs: &Path) -> Vec<super::filing::ManifestRead> {
     let Ok(top) = openat(
         tenant,
         "secrets",
@@ -133,7 +130,10 @@ fn secrets_generations(
     };
     names
         .iter()
-        .filter_map(|n| n.to_str().and_then(crate::security::secrets::parse_generation_dir))
+        .filter_map(|n| {
+            n.to_str()
+                .and_then(crate::security::secrets::parse_generation_dir)
+        })
         .map(|n| {
             let read = crate::host::linux::read_manifest(&top, tmpfs, n).map_err(|e| e.to_string());
             (n, read)

@@ -182,7 +182,9 @@ fn state_dir(m: &Model, layout: &StateLayout, obs: &mut Observed) {
                         .join(crate::security::secrets::MANIFEST);
                     let read = match m.entries.get(&manifest) {
                         Some(Entry::File(b)) => Ok(Some(b.clone())),
-                        Some(Entry::Dir) => Err(format!("{}: not a regular file", manifest.display())),
+                        Some(Entry::Dir) => {
+                            Err(format!("{}: not a regular file", manifest.display()))
+                        }
                         None => Ok(None),
                     };
                     (n, read)

@@ -149,7 +149,10 @@ impl Resource for Vm {
                 .map(|m| m.summary())
                 .unwrap_or_else(|| crate::security::secrets::NONE.into()),
         );
-        d.set("secrets_fingerprint", secrets.map(|m| m.fingerprint.clone()));
+        d.set(
+            "secrets_fingerprint",
+            secrets.map(|m| m.fingerprint.clone()),
+        );
         d.unknown("pid");
         Some(d)
     }
@@ -383,9 +386,11 @@ impl Resource for Vm {
             // The generation's files, by name and size (never a value).
             if let (Some(g), Some(id)) = (a.secrets.generation(), id) {
                 let dir = ctx.layout.secrets(id);
-                if let Ok(Some(m)) = ctx.host.secrets.secrets_manifest(&dir, g).map(|b| {
-                    b.and_then(|b| crate::security::secrets::Manifest::parse(&b, g).ok())
-                }) {
+                if let Ok(Some(m)) =
+                    ctx.host.secrets.secrets_manifest(&dir, g).map(|b| {
+                        b.and_then(|b| crate::security::secrets::Manifest::parse(&b, g).ok())
+                    })
+                {
                     let files: Vec<String> = m
                         .files
                         .iter()
@@ -469,7 +474,9 @@ fn planned_secrets(ctx: &ApplyCtx, id: &TenantId, a: &VmAttrs) -> HostResult<Opt
         HostError::other_on(
             "start the VM of",
             id,
-            format!("the plan starts it with secrets generation {g}, but {what}: run `mvm agent plan` again (or `mvm tenant secrets rotate {id}`)"),
+            format!(
+                "the plan starts it with secrets generation {g}, but {what}: run `mvm agent plan` again (or `mvm tenant secrets rotate {id}`)"
+            ),
         )
     };
     let bytes = ctx
@@ -480,7 +487,9 @@ fn planned_secrets(ctx: &ApplyCtx, id: &TenantId, a: &VmAttrs) -> HostResult<Opt
     let m = crate::security::secrets::Manifest::parse(&bytes, g)
         .map_err(|e| stale(format!("its manifest cannot be used: {e}")))?;
     if Some(&m.fingerprint) != a.secrets_fingerprint.as_ref() || m.files.len() != files {
-        return Err(stale("the tmpfs holds other content under that number".into()));
+        return Err(stale(
+            "the tmpfs holds other content under that number".into(),
+        ));
     }
     Ok(Some(g))
 }
