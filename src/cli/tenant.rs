@@ -350,6 +350,7 @@ fn secrets_line(
     };
     let mut out = match &s.live {
         Some(l) => format!("live generation {}", one(l)),
+        None if s.staged.is_empty() => "none".to_string(),
         None => "none live".to_string(),
     };
     if !s.staged.is_empty() {
