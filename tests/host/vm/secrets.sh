@@ -140,10 +140,11 @@ echo "ok: killed rotates converge on the next one, with the live generation whol
 kill "$sampler" 2>/dev/null || true
 wait "$sampler" 2>/dev/null || true
 # The search: every output, every file under the state dir and /tmp that
-# is not on another filesystem (the tmpfs, the jail), every sample.
-python3 - "$canary" "$name_canary" "$out" "$state" "$work/in" "$work/samples" <<'PY' || fail "a secret leaked"
+# is not on another filesystem (the tmpfs, the jail) or the checkout
+# itself, every sample.
+python3 - "$canary" "$name_canary" "$out" "$state" "$work/in" "$work/samples" "$PWD" <<'PY' || fail "a secret leaked"
 import os, sys
-canary, name, out, state, skip, samples = sys.argv[1:7]
+canary, name, out, state, skip, samples, repo = sys.argv[1:8]
 value, name_b = canary.encode(), name.encode()
 hits, seen = [], 0
 def scan(path, allow_name):
@@ -167,7 +168,9 @@ def same_fs(p, dev):
 def walk(root, allow_name):
     dev = os.stat(root).st_dev
     for d, dirs, files in os.walk(root):
-        dirs[:] = [x for x in dirs if same_fs(os.path.join(d, x), dev) and os.path.join(d, x) != skip]
+        # The checkout (and its build outputs) may be in /tmp: mvm never
+        # writes there.
+        dirs[:] = [x for x in dirs if same_fs(os.path.join(d, x), dev) and os.path.join(d, x) not in (skip, repo)]
         for f in files:
             p = os.path.join(d, f)
             if same_fs(p, dev) and os.path.isfile(p) and not os.path.islink(p):
