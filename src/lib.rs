@@ -6,6 +6,7 @@ pub mod agent;
 pub mod apply;
 pub mod cli;
 pub mod digest;
+pub mod fleet;
 pub mod host;
 pub mod net;
 pub mod observed;

@@ -14,6 +14,7 @@
 //! fact instead of failing.
 
 pub mod contract;
+pub mod etcd;
 pub mod fs;
 pub mod linux;
 pub mod metadata_server;
