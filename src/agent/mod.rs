@@ -10,6 +10,7 @@
 pub mod history;
 pub mod node;
 pub mod reconcile;
+pub mod run;
 pub mod secrets;
 pub mod status;
 pub mod verify;
@@ -121,6 +122,10 @@ pub enum AgentError {
     Metadata(std::io::Error),
     #[error("cannot start the apply runtime: {0}")]
     Runtime(std::io::Error),
+    #[error(transparent)]
+    Etcd(#[from] crate::host::etcd::EtcdError),
+    #[error("another agent runs for node {node_id}: {holder}")]
+    AgentRunning { node_id: String, holder: String },
     #[error("{0}")]
     SecretsInput(String),
     #[error("tenant {id} has no secrets tmpfs mounted at {}", path.display())]
@@ -179,6 +184,8 @@ impl AgentError {
             AgentError::NoAppliedDesired { .. } => Some("pass --desired desired.json, or run `mvm agent reconcile --desired …` first".into()),
             AgentError::Metadata(_) => Some("check that bridge.gateway is an address of this node and metadata.port is free".into()),
             AgentError::Runtime(_) => Some("the system is out of threads or memory; try a lower --parallelism".into()),
+            AgentError::Etcd(_) => Some("check the --etcd URLs and that etcd is up (`etcdctl endpoint health`)".into()),
+            AgentError::AgentRunning { .. } => Some("stop that agent first, or give this one another --node-id; its claim goes with its lease (about 30 s after it died)".into()),
             AgentError::SecretsInput(_) => Some(format!(
                 "give one regular file, a flat directory of regular files, or `-` with --name; names are A-Z a-z 0-9 . _ - (1 to {} bytes, no leading dot), at most {} files and {} bytes in all. Nothing was staged; the previous generation is untouched",
                 crate::security::secrets::MAX_NAME,

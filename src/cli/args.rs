@@ -42,6 +42,10 @@ pub enum Command {
     /// The node itself.
     #[command(subcommand)]
     Node(NodeCommand),
+    /// The control plane's side, on etcd: write a node's desired document, read it back,
+    /// and every node's status.
+    #[command(subcommand)]
+    Fleet(FleetCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -378,12 +382,101 @@ pub enum AgentCommand {
     /// node agent) it applies. Ctrl-C / SIGTERM stop new work, let running steps finish,
     /// and report what was done; a re-run converges.
     Reconcile(ReconcileArgs),
+    /// Run as the node's agent, for months: follow the desired state in etcd (`--etcd`) or
+    /// a file (`--desired`), reconcile toward each new valid document (bursts debounced:
+    /// 1 s quiet, 10 s at most), resync against it every `--resync` (±20 %) to repair
+    /// drift, and report the node's status back to etcd under a lease. An absent, empty,
+    /// oversize or invalid value is no information: the last good document (kept in
+    /// <state>/agent-desired.json with its revision and sha256) stays, and the status says
+    /// why; a drain is an explicit `{"tenants": []}`. On start it reconciles from that file
+    /// at once, offline. SIGTERM/SIGINT let running steps finish, then exit 0.
+    Run(RunArgs),
     /// Not an mvm command: Terraform's `apply` is `mvm agent reconcile`.
     #[command(hide = true)]
     Apply {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
         rest: Vec<String>,
     },
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["etcd", "desired"])))]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+    /// Follow this file instead of etcd (re-read when it changes).
+    #[arg(long, value_name = "FILE")]
+    pub desired: Option<PathBuf>,
+    /// The node id to act as, instead of <state>/node-id (for simulations of many nodes).
+    #[arg(long, value_name = "ID")]
+    pub node_id: Option<String>,
+    /// Delete tenants that are on the node but not in the document.
+    #[arg(long)]
+    pub prune: bool,
+    #[arg(long, value_name = "ADDR", help = TARGET_HELP)]
+    pub target: Vec<String>,
+    /// How often to re-plan against the last good document (±20 % jitter).
+    #[arg(long, value_name = "DURATION", default_value = "5m")]
+    pub resync: String,
+    /// Reconcile the current document once, report, and exit (1 unless converged).
+    #[arg(long)]
+    pub once: bool,
+    /// How long a reconcile waits for a manual command's node lock.
+    #[arg(long, value_name = "DURATION", default_value = "5m")]
+    pub lock_timeout: String,
+    /// Log lines as JSON objects instead of `event key=value …`.
+    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+/// Where etcd is.
+#[derive(Debug, Args)]
+pub struct EtcdArgs {
+    /// etcd endpoints, comma-separated (`http://127.0.0.1:2379`).
+    #[arg(long, value_name = "URL[,URL…]", value_delimiter = ',')]
+    pub etcd: Vec<String>,
+    /// The key prefix of the fleet.
+    #[arg(long, value_name = "PREFIX", default_value = "/mvm")]
+    pub prefix: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FleetCommand {
+    /// Write a node's desired document: validated as `--desired` is, then a compare-and-swap
+    /// write (with --if-revision, only if the key is still at that revision; 0: absent).
+    Put(FleetPutArgs),
+    /// A node's desired document (with its revision) and its status.
+    Get(FleetGetArgs),
+    /// Every node: whether its agent's lease is alive, the revision it applied against the
+    /// one desired, its result and failures.
+    Status(FleetStatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FleetPutArgs {
+    pub node: String,
+    #[arg(long, value_name = "FILE")]
+    pub desired: PathBuf,
+    #[arg(long, value_name = "REVISION")]
+    pub if_revision: Option<i64>,
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct FleetGetArgs {
+    pub node: String,
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct FleetStatusArgs {
+    /// Print JSON (fields are only ever added).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
 }
 
 #[derive(Debug, Args)]

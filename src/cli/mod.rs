@@ -5,6 +5,7 @@
 //! the agent called, its result printed.
 
 mod args;
+mod fleet;
 mod net;
 mod node;
 pub mod output;
@@ -42,6 +43,9 @@ pub fn run(cli: Cli) -> ExitCode {
         // These need no node: `serve` is started with every setting given.
         Command::Agent(AgentCommand::Apply { .. }) => Err(AgentError::NoApply),
         Command::Metadata(MetadataCommand::Serve(args)) => serve_metadata(&settings, args),
+        Command::Agent(AgentCommand::Run(args)) => {
+            node(&settings).and_then(|node| fleet::agent_run(&settings, node, args))
+        }
         command => node(&settings).and_then(|node| dispatch(&settings, &node, command)),
     };
     match result {
@@ -118,7 +122,10 @@ fn dispatch(s: &Settings, node: &Node, command: &Command) -> Result<ExitCode, Ag
         Command::Net(NetCommand::Verify(args)) => net::verify(s, node, args),
         Command::Node(NodeCommand::Info(args)) => node::info(s, node, args),
         Command::Node(NodeCommand::Audit(args)) => node::audit(node, args),
-        Command::Agent(AgentCommand::Apply { .. }) | Command::Metadata(_) => {
+        Command::Fleet(FleetCommand::Put(args)) => fleet::put(node, args),
+        Command::Fleet(FleetCommand::Get(args)) => fleet::get(args),
+        Command::Fleet(FleetCommand::Status(args)) => fleet::status(args),
+        Command::Agent(AgentCommand::Apply { .. } | AgentCommand::Run(_)) | Command::Metadata(_) => {
             unreachable!("run() handles the commands that need no node")
         }
     }

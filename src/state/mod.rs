@@ -8,6 +8,7 @@
 //! <state>/node-id
 //! <state>/desired.json                  what the last reconcile converged to
 //! <state>/overrides.json                the operator's overrides (pins, stop/start)
+//! <state>/agent-desired.json           the last good document `mvm agent run` received
 //! <state>/secrets.key                   the node's key for secrets fingerprints (0400)
 //! <state>/audit.log, audit.head         the node's audit log (bridge, nft, metadata)
 //! <state>/metadata.json, metadata.log   the metadata service and its log
@@ -142,6 +143,12 @@ impl StateLayout {
     /// The operator's overrides (`spec::overrides`).
     pub fn overrides(&self) -> PathBuf {
         self.root.join("overrides.json")
+    }
+
+    /// The last good document `mvm agent run` received, with its etcd
+    /// revision and sha256: what it reconciles from when it starts.
+    pub fn agent_desired(&self) -> PathBuf {
+        self.root.join("agent-desired.json")
     }
 
     /// The node's key for secrets fingerprints (root-only, never shown).
