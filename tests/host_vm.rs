@@ -233,8 +233,10 @@ fn secrets_rotate_onto_the_jail_and_never_leak() {
     if !require("secrets_rotate_onto_the_jail_and_never_leak", &needs) {
         return;
     }
+    // A pid namespace too: its tenant's metadata service dies with it.
     let stdout = Script::new("vm/secrets")
         .net()
+        .pid()
         .arg(firecracker_dir())
         .arg(kernel())
         .checks(5);

@@ -124,6 +124,10 @@ pub enum AgentError {
     Runtime(std::io::Error),
     #[error(transparent)]
     Etcd(#[from] crate::host::etcd::EtcdError),
+    #[error("etcd at {0} cannot be reached")]
+    Unreachable(String),
+    #[error("{key} is at revision {now} (0: absent), not {expected}; nothing was written")]
+    RevisionMismatch { key: String, expected: i64, now: i64 },
     #[error("another agent runs for node {node_id}: {holder}")]
     AgentRunning { node_id: String, holder: String },
     #[error("{0}")]
@@ -185,6 +189,8 @@ impl AgentError {
             AgentError::Metadata(_) => Some("check that bridge.gateway is an address of this node and metadata.port is free".into()),
             AgentError::Runtime(_) => Some("the system is out of threads or memory; try a lower --parallelism".into()),
             AgentError::Etcd(_) => Some("check the --etcd URLs and that etcd is up (`etcdctl endpoint health`)".into()),
+            AgentError::Unreachable(_) => Some("check the --etcd URLs and that etcd is up; without --once the agent runs offline from its last good document until it is".into()),
+            AgentError::RevisionMismatch { .. } => Some("someone wrote it since: read it with `mvm fleet get NODE`, then put again with the revision it shows".into()),
             AgentError::AgentRunning { .. } => Some("stop that agent first, or give this one another --node-id; its claim goes with its lease (about 30 s after it died)".into()),
             AgentError::SecretsInput(_) => Some(format!(
                 "give one regular file, a flat directory of regular files, or `-` with --name; names are A-Z a-z 0-9 . _ - (1 to {} bytes, no leading dot), at most {} files and {} bytes in all. Nothing was staged; the previous generation is untouched",

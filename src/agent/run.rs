@@ -73,6 +73,9 @@ enum Event {
         revision: i64,
     },
     Connected(bool),
+    /// The history was compacted past the revision watched from: the key
+    /// is read afresh.
+    Compacted(i64),
 }
 
 /// Runs the agent until SIGTERM/SIGINT (exit code 0), or once.
@@ -153,41 +156,55 @@ async fn run_async(
         status,
         stop: Arc::new(AtomicBool::new(false)),
     };
+    // SIGTERM/SIGINT (listened for from the start): a running reconcile finishes its running steps and
+    // starts no new ones; then the agent exits 0.
+    let term = Arc::new(tokio::sync::Notify::new());
+    {
+        let (term, stop) = (term.clone(), st.stop.clone());
+        tokio::spawn(async move {
+            crate::host::signals::listen_for_termination().await;
+            stop.store(true, Ordering::SeqCst);
+            term.notify_one();
+        });
+    }
     // The status channel: the publisher writes what it last got.
     let (status_tx, status_rx) = tokio::sync::watch::channel(st.status.clone());
     let (events_tx, mut events) = mpsc::unbounded_channel::<Event>();
     let publisher = match &st.opts.source {
         Source::Etcd { endpoints, keys } => {
-            let mut etcd = Etcd::connect(endpoints).await.map_err(AgentError::Etcd)?;
-            let lease = etcd.grant(LEASE_TTL).await.map_err(AgentError::Etcd)?;
-            let me = holder(&node_id);
-            match etcd
-                .claim(&keys.agent(&node_id), me.as_bytes(), lease)
-                .await
-                .map_err(AgentError::Etcd)?
-            {
-                Claim::Ours => {}
-                Claim::Held(by) => {
-                    let _ = etcd.revoke(lease).await;
-                    return Err(AgentError::AgentRunning {
-                        node_id,
-                        holder: String::from_utf8_lossy(&by).into_owned(),
-                    });
-                }
-            }
-            ui.log("claimed", &[("node_id", node_id.clone()), ("key", keys.agent(&node_id))]);
-            tokio::spawn(watch_etcd(etcd.clone(), st.source_name.clone(), events_tx.clone()));
-            Some(tokio::spawn(publish(
-                etcd,
+            let (claimed_tx, claimed) = tokio::sync::oneshot::channel();
+            let session = tokio::spawn(etcd_session(
+                endpoints.clone(),
                 keys.clone(),
                 node_id.clone(),
-                me,
-                lease,
+                st.source_name.clone(),
+                events_tx.clone(),
                 status_rx,
                 ui.clone(),
-            )))
+                claimed_tx,
+            ));
+            // A second agent of this node id is refused at start; with
+            // etcd unreachable the agent starts offline (from the last
+            // good document) and claims once it connects.
+            let claim = tokio::select! {
+                c = tokio::time::timeout(Duration::from_secs(5), claimed) => c,
+                _ = term.notified() => return Ok(std::process::ExitCode::SUCCESS),
+            };
+            match claim {
+                Ok(Ok(Err(holder))) => {
+                    return Err(AgentError::AgentRunning { node_id, holder });
+                }
+                Ok(Ok(Ok(()))) => {}
+                _ if st.opts.once => {
+                    session.abort();
+                    return Err(AgentError::Unreachable(endpoints.join(",")));
+                }
+                _ => ui.log("etcd unreachable: running offline from the last good document", &[]),
+            }
+            Some(session)
         }
         Source::File(path) => {
+            drop(status_rx);
             tokio::spawn(watch_file(path.clone(), events_tx.clone()));
             None
         }
@@ -207,17 +224,6 @@ async fn run_async(
         }
         Ok(None) => {}
         Err(e) => ui.log("last good document unusable", &[("error", e.to_string())]),
-    }
-    // SIGTERM/SIGINT: a running reconcile finishes its running steps and
-    // starts no new ones; then the agent exits 0.
-    let term = Arc::new(tokio::sync::Notify::new());
-    {
-        let (term, stop) = (term.clone(), st.stop.clone());
-        tokio::spawn(async move {
-            crate::host::signals::listen_for_termination().await;
-            stop.store(true, Ordering::SeqCst);
-            term.notify_one();
-        });
     }
     let mut debounce = Debounce::new(st.opts.debounce.0, st.opts.debounce.1);
     let mut pending: Option<(Option<Vec<u8>>, i64)> = None;
@@ -249,6 +255,9 @@ async fn run_async(
                         ui.log(if up { "etcd connected" } else { "etcd lost" }, &[]);
                         let _ = status_tx.send(st.status.clone());
                     }
+                }
+                Some(Event::Compacted(rev)) => {
+                    ui.log("history compacted: reading the key afresh", &[("compact_revision", rev.to_string())]);
                 }
                 None => break,
             },
@@ -488,6 +497,55 @@ fn write_last_good(node: &Node, lg: &LastGood) -> Result<(), AgentError> {
     Ok(())
 }
 
+/// The agent's life on etcd: connect (retrying with backoff), claim the
+/// node id under a fresh lease (told back through `claimed`; a claim held
+/// by another agent ends the session), then follow the document and
+/// publish the status until the agent stops.
+#[allow(clippy::too_many_arguments)]
+async fn etcd_session(
+    endpoints: Vec<String>,
+    keys: Keys,
+    node_id: String,
+    key: String,
+    events: mpsc::UnboundedSender<Event>,
+    status: tokio::sync::watch::Receiver<NodeStatus>,
+    ui: Arc<dyn RunUi>,
+    claimed: tokio::sync::oneshot::Sender<Result<(), String>>,
+) {
+    let mut attempt = 0u32;
+    let me = holder(&node_id);
+    let (mut etcd, lease) = loop {
+        let tried = async {
+            let mut etcd = Etcd::connect(&endpoints).await?;
+            let lease = etcd.grant(LEASE_TTL).await?;
+            let claim = etcd.claim(&keys.agent(&node_id), me.as_bytes(), lease).await?;
+            Ok::<_, crate::host::etcd::EtcdError>((etcd, lease, claim))
+        }
+        .await;
+        match tried {
+            Ok((etcd, lease, Claim::Ours)) => break (etcd, lease),
+            Ok((mut etcd, lease, Claim::Held(by))) => {
+                let _ = etcd.revoke(lease).await;
+                let _ = claimed.send(Err(String::from_utf8_lossy(&by).into_owned()));
+                return;
+            }
+            Err(e) => {
+                if attempt == 0 {
+                    ui.log("etcd unreachable", &[("error", e.to_string())]);
+                }
+                let _ = events.send(Event::Connected(false));
+                sleep_backoff(&mut attempt).await;
+            }
+        }
+    };
+    let _ = claimed.send(Ok(()));
+    ui.log("claimed", &[("node_id", node_id.clone()), ("key", keys.agent(&node_id))]);
+    let watcher = tokio::spawn(watch_etcd(etcd.clone(), key, events));
+    publish(etcd.clone(), keys.clone(), node_id.clone(), me.clone(), lease, status, ui).await;
+    watcher.abort();
+    let _ = etcd.release(&keys.agent(&node_id), me.as_bytes()).await;
+}
+
 /// The document in etcd: an initial get, then a watch from the next
 /// revision; a broken stream re-watches from the last revision seen + 1
 /// with capped exponential backoff and full jitter, forever; a compacted
@@ -532,6 +590,7 @@ async fn watch_etcd(mut etcd: Etcd, key: String, tx: mpsc::UnboundedSender<Event
                     attempt = 0;
                     if resp.compact_revision() > 0 || resp.canceled() {
                         // Compacted past what we saw: read it afresh.
+                        let _ = tx.send(Event::Compacted(resp.compact_revision()));
                         break None;
                     }
                     for ev in resp.events() {
@@ -609,9 +668,11 @@ async fn publish(
         let closed = tokio::select! {
             r = rx.changed() => r.is_err(),
             _ = keepalive.tick() => {
-                match etcd.keep_alive_once(lease).await {
-                    Ok(true) => {}
-                    Ok(false) | Err(_) => lost = true,
+                // Only an expired lease is lost; an unreachable etcd is
+                // tried again at the next tick (the lease outlives a
+                // restart of etcd).
+                if let Ok(false) = etcd.keep_alive_once(lease).await {
+                    lost = true;
                 }
                 false
             }
@@ -622,8 +683,14 @@ async fn publish(
                     lease = l;
                     lost = false;
                     written = None;
-                    match etcd.claim(&keys.agent(&node_id), me.as_bytes(), lease).await {
+                    let agent_key = keys.agent(&node_id);
+                    match etcd.claim(&agent_key, me.as_bytes(), lease).await {
                         Ok(Claim::Ours) => ui.log("lease renewed", &[]),
+                        Ok(Claim::Held(by)) if by == me.as_bytes() => {
+                            // Still ours, under the old lease: move it.
+                            let _ = etcd.put(&agent_key, me.as_bytes(), Some(lease)).await;
+                            ui.log("lease renewed", &[]);
+                        }
                         Ok(Claim::Held(by)) => ui.log(
                             "claim taken by another agent",
                             &[("holder", String::from_utf8_lossy(&by).into_owned())],
@@ -640,9 +707,9 @@ async fn publish(
             .is_none_or(|(w, at)| w.differs(&now) || at.elapsed() >= Duration::from_secs(180));
         if stale {
             let text = serde_json::to_vec(&now).expect("status serializes");
-            match etcd.put(&key, &text, Some(lease)).await {
-                Ok(_) => written = Some((now, Instant::now())),
-                Err(_) => lost = true,
+            // Unwritten (etcd away): tried again at the next tick or change.
+            if etcd.put(&key, &text, Some(lease)).await.is_ok() {
+                written = Some((now, Instant::now()));
             }
         }
         if closed {

@@ -184,12 +184,10 @@ pub fn put(node: &Node, args: &FleetPutArgs) -> Result<ExitCode, AgentError> {
             Some(r) => match etcd.put_if(&key, text.as_bytes(), r).await? {
                 Ok(rev) => rev,
                 Err(now) => {
-                    return Err(AgentError::BadFlag {
-                        flag: "--if-revision",
-                        value: r.to_string(),
-                        problem: format!(
-                            "does not match: {key} is at revision {now} (0: absent); nothing was written"
-                        ),
+                    return Err(AgentError::RevisionMismatch {
+                        key: key.clone(),
+                        expected: r,
+                        now,
                     });
                 }
             },

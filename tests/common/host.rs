@@ -33,6 +33,8 @@ pub enum Need {
     Kernel,
     /// /dev/kvm.
     Kvm,
+    /// etcd (Debian's etcd-server), started by the test itself.
+    Etcd,
 }
 
 /// The Firecracker builds: `$MVM_TEST_FIRECRACKER_DIR`, else
@@ -82,6 +84,8 @@ impl Need {
                 )
             }),
             Need::Kvm => (!Path::new("/dev/kvm").exists()).then(|| "no /dev/kvm".to_string()),
+            Need::Etcd => (!Path::new("/usr/bin/etcd").exists())
+                .then(|| "etcd is not installed (apt install etcd-server)".to_string()),
         }
     }
 }
