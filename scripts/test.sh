@@ -20,6 +20,11 @@ need losetup mount
 need ethtool ethtool
 need python3 python3
 need nix nix-bin
+need etcd etcd-server
+# etcd-client's build compiles etcd's protobufs: protoc and the
+# well-known types.
+need protoc protobuf-compiler
+[ -f /usr/include/google/protobuf/timestamp.proto ] || missing="$missing libprotobuf-dev"
 [ -x /bin/busybox ] || missing="$missing busybox-static"
 
 if [ -n "$missing" ]; then
@@ -27,8 +32,15 @@ if [ -n "$missing" ]; then
         echo "installing test dependencies:$missing"
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq
+        # Installing etcd-server must not start Debian's etcd service: the
+        # tests start their own etcd on free ports.
+        own_policy=""
+        if [ ! -e /usr/sbin/policy-rc.d ]; then
+            printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && own_policy=1
+        fi
         # shellcheck disable=SC2086
         apt-get install -y -qq --no-install-recommends $missing >/dev/null
+        [ -z "$own_policy" ] || rm -f /usr/sbin/policy-rc.d
     else
         echo "warning: missing$missing; host tests need them (run as root to install)" >&2
     fi
@@ -75,7 +87,7 @@ fc_dir=$MVM_TEST_FIRECRACKER_DIR
 # *visibly*: the reason is printed here and the count at the end, never a
 # vacuous pass. Under MVM_HOST_TESTS=required (what .ci/run sets) nothing
 # is filtered: a missing prerequisite fails its tests.
-root_tests="binary(host_probe) | binary(host_reconcile) | binary(host_net) | binary(host_nix) | binary(host_vm) | binary(host_metadata)"
+root_tests="binary(host_probe) | binary(host_reconcile) | binary(host_net) | binary(host_nix) | binary(host_vm) | binary(host_metadata) | binary(fleet)"
 fc_tests="binary(host_vm) | test(node_info_reports_the_firecracker_and_jailer_versions)"
 vm_tests="binary(host_vm)"
 nix_tests="binary(host_nix) | test(reconcile_runs_a_tenant_end_to_end) | test(killed_reconciles_never_leave_two_vms_or_none)"
@@ -98,6 +110,7 @@ done
 if [ ! -x /usr/bin/nix ] || [ ! -x /bin/busybox ] || ! getent group nixbld >/dev/null; then
     skipping "$nix_tests" "Nix tests ($nix_tests): they need nix-bin, busybox-static and the nixbld build users"
 fi
+[ -x /usr/bin/etcd ] || skipping "binary(fleet)" "fleet tests (binary(fleet)): they need etcd (etcd-server)"
 if [ "${MVM_HOST_TESTS:-}" = required ]; then
     if [ -n "$skip" ]; then
         echo "MVM_HOST_TESTS=required: these tests will fail for a missing prerequisite: $reasons" >&2
