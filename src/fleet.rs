@@ -5,7 +5,7 @@
 
 use crate::spec::types::TenantId;
 use serde::{Deserialize, Serialize};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The status document's format. Fields are only ever added.
 pub const STATUS_VERSION: u32 = 1;
@@ -170,11 +170,7 @@ pub enum Received {
 /// Judges a value: absent and empty are no information (a deleted key
 /// never means "delete every tenant"), oversize and invalid are refused
 /// with their reason; a drain is an explicit `{"tenants": []}`.
-pub fn receive(
-    value: Option<&[u8]>,
-    source: &str,
-    node: &crate::spec::NodeConfig,
-) -> Received {
+pub fn receive(value: Option<&[u8]>, source: &str, node: &crate::spec::NodeConfig) -> Received {
     let Some(bytes) = value else {
         return Received::Absent("no desired document (the key is absent or was deleted)");
     };
@@ -202,16 +198,17 @@ pub fn receive(
 }
 
 /// Bursts of writes make one reconcile: due once the value has been quiet
-/// for `quiet`, or `max` after the first unapplied change.
+/// for `quiet`, or `max` after the first unapplied change. `T` is a point
+/// in monotonic time (the agent's `Moment`).
 #[derive(Debug, Clone)]
-pub struct Debounce {
+pub struct Debounce<T> {
     pub quiet: Duration,
     pub max: Duration,
-    first: Option<Instant>,
-    last: Option<Instant>,
+    first: Option<T>,
+    last: Option<T>,
 }
 
-impl Debounce {
+impl<T: Copy + Ord + std::ops::Add<Duration, Output = T>> Debounce<T> {
     pub fn new(quiet: Duration, max: Duration) -> Self {
         Self {
             quiet,
@@ -221,13 +218,13 @@ impl Debounce {
         }
     }
 
-    pub fn changed(&mut self, now: Instant) {
+    pub fn changed(&mut self, now: T) {
         self.first.get_or_insert(now);
         self.last = Some(now);
     }
 
     /// When the pending change is due, if one is pending.
-    pub fn due(&self) -> Option<Instant> {
+    pub fn due(&self) -> Option<T> {
         let (first, last) = (self.first?, self.last?);
         Some((last + self.quiet).min(first + self.max))
     }
@@ -291,8 +288,14 @@ mod tests {
     fn absent_empty_invalid_and_valid_values() {
         let node = crate::spec::NodeConfig::default_config();
         assert!(matches!(receive(None, "k", &node), Received::Absent(_)));
-        assert!(matches!(receive(Some(b" \n"), "k", &node), Received::Absent(_)));
-        assert!(matches!(receive(Some(b"{"), "k", &node), Received::Invalid(_)));
+        assert!(matches!(
+            receive(Some(b" \n"), "k", &node),
+            Received::Absent(_)
+        ));
+        assert!(matches!(
+            receive(Some(b"{"), "k", &node),
+            Received::Invalid(_)
+        ));
         assert!(matches!(
             receive(Some(br#"{"tenants": [], "tenants": []}"#), "k", &node),
             Received::Invalid(_)
@@ -300,7 +303,9 @@ mod tests {
         let huge = vec![b' '; (crate::spec::Input::Desired.cap() + 2) as usize];
         let mut huge = huge;
         huge[0] = b'{';
-        assert!(matches!(receive(Some(&huge), "k", &node), Received::Invalid(e) if e.contains("cap")));
+        assert!(
+            matches!(receive(Some(&huge), "k", &node), Received::Invalid(e) if e.contains("cap"))
+        );
         let Received::Valid { desired, sha256 } = receive(Some(br#"{"tenants": []}"#), "k", &node)
         else {
             panic!("a drain is a valid document")
@@ -311,7 +316,7 @@ mod tests {
 
     #[test]
     fn debounce_waits_for_quiet_but_not_forever() {
-        let t0 = Instant::now();
+        let t0 = Duration::from_secs(100);
         let mut d = Debounce::new(Duration::from_secs(1), Duration::from_secs(10));
         assert_eq!(d.due(), None);
         d.changed(t0);
@@ -333,7 +338,10 @@ mod tests {
         assert_eq!(backoff(5, b, c, 0.0), Duration::ZERO);
         let r = resync(Duration::from_secs(300), 0.0);
         assert_eq!(r, Duration::from_secs(240));
-        assert_eq!(resync(Duration::from_secs(300), 1.0), Duration::from_secs(360));
+        assert_eq!(
+            resync(Duration::from_secs(300), 1.0),
+            Duration::from_secs(360)
+        );
     }
 
     #[test]

@@ -122,10 +122,22 @@ fn put(n: &Node, etcd: &Etcd, document: &str) -> i64 {
     std::fs::write(&f, document).unwrap();
     let out = mvm(
         n,
-        &["fleet", "put", &n.id, "--desired", f.to_str().unwrap(), "--etcd", &etcd.url()],
+        &[
+            "fleet",
+            "put",
+            &n.id,
+            "--desired",
+            f.to_str().unwrap(),
+            "--etcd",
+            &etcd.url(),
+        ],
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     text.split("at revision ")
         .nth(1)
         .and_then(|r| r.split_whitespace().next())
@@ -142,7 +154,13 @@ fn row(n: &Node, etcd: &Etcd) -> Option<serde_json::Value> {
 }
 
 /// Waits until the node's status satisfies `ok`; panics with its log.
-fn wait_for(n: &Node, etcd: &Etcd, what: &str, limit: Duration, ok: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+fn wait_for(
+    n: &Node,
+    etcd: &Etcd,
+    what: &str,
+    limit: Duration,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
     let start = Instant::now();
     loop {
         if let Some(r) = row(n, etcd)
@@ -181,7 +199,10 @@ const NEEDS: &[Need] = &[Need::Root, Need::Etcd];
 
 #[test]
 fn the_agent_follows_its_key_debounces_bursts_and_never_acts_on_no_information() {
-    if !require("the_agent_follows_its_key_debounces_bursts_and_never_acts_on_no_information", NEEDS) {
+    if !require(
+        "the_agent_follows_its_key_debounces_bursts_and_never_acts_on_no_information",
+        NEEDS,
+    ) {
         return;
     }
     let work = tempfile::tempdir().unwrap();
@@ -189,7 +210,13 @@ fn the_agent_follows_its_key_debounces_bursts_and_never_acts_on_no_information()
     let n = node(work.path(), "n1");
     let r1 = put(&n, &etcd, &doc(&["t0"], 1));
     let _a = agent(&n, &etcd, &[]);
-    wait_for(&n, &etcd, "the first document applied", Duration::from_secs(15), applied(r1));
+    wait_for(
+        &n,
+        &etcd,
+        "the first document applied",
+        Duration::from_secs(15),
+        applied(r1),
+    );
     assert!(tenant_dir(&n, "t0").join("tenant.json").exists());
     assert_eq!(log_lines(&n, "reconcile started"), 1, "applied once");
 
@@ -199,9 +226,18 @@ fn the_agent_follows_its_key_debounces_bursts_and_never_acts_on_no_information()
     for i in 0..10 {
         last = put(&n, &etcd, &doc(&["t0", "t1"], 1 + (i % 4)));
     }
-    wait_for(&n, &etcd, "the burst's last write applied", Duration::from_secs(20), applied(last));
+    wait_for(
+        &n,
+        &etcd,
+        "the burst's last write applied",
+        Duration::from_secs(20),
+        applied(last),
+    );
     let runs = log_lines(&n, "reconcile started") - before;
-    assert!((1..=2).contains(&runs), "{runs} reconciles for a burst of 10");
+    assert!(
+        (1..=2).contains(&runs),
+        "{runs} reconciles for a burst of 10"
+    );
     assert!(tenant_dir(&n, "t1").exists());
 
     // No information: the last good document stays, the status says why.
@@ -210,9 +246,21 @@ fn the_agent_follows_its_key_debounces_bursts_and_never_acts_on_no_information()
         ("deleted", Vec::new(), "absent"),
         ("empty", b"   ".to_vec(), "absent"),
         ("invalid", br#"{"tenants": 5}"#.to_vec(), "invalid"),
-        ("duplicate keys", br#"{"tenants": [], "tenants": []}"#.to_vec(), "invalid"),
-        ("deep", format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)).into_bytes(), "invalid"),
-        ("huge", format!("{{\"tenants\": [], \"x\": \"{}\"}}", "a".repeat(1 << 20)).into_bytes(), "invalid"),
+        (
+            "duplicate keys",
+            br#"{"tenants": [], "tenants": []}"#.to_vec(),
+            "invalid",
+        ),
+        (
+            "deep",
+            format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)).into_bytes(),
+            "invalid",
+        ),
+        (
+            "huge",
+            format!("{{\"tenants\": [], \"x\": \"{}\"}}", "a".repeat(1 << 20)).into_bytes(),
+            "invalid",
+        ),
         ("not UTF-8", vec![b'{', 0xff, b'}'], "invalid"),
     ];
     for (what, value, result) in hostile {
@@ -220,24 +268,50 @@ fn the_agent_follows_its_key_debounces_bursts_and_never_acts_on_no_information()
             etcd.delete(&key);
         } else {
             let r = etcd.put_raw(&key, &value);
-            assert!(r.contains("revision"), "{what}: etcd refused the write: {r}");
+            assert!(
+                r.contains("revision"),
+                "{what}: etcd refused the write: {r}"
+            );
         }
-        let st = wait_for(&n, &etcd, what, Duration::from_secs(15), |r| r["status"]["result"] == result);
-        assert_eq!(st["applied_revision"], last, "{what}: the applied document changed");
-        assert!(st["status"]["reason"].as_str().unwrap().contains("keeping the last good"), "{st}");
-        assert!(tenant_dir(&n, "t0").exists() && tenant_dir(&n, "t1").exists(), "{what} removed a tenant");
+        let st = wait_for(&n, &etcd, what, Duration::from_secs(15), |r| {
+            r["status"]["result"] == result
+        });
+        assert_eq!(
+            st["applied_revision"], last,
+            "{what}: the applied document changed"
+        );
+        assert!(
+            st["status"]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("keeping the last good"),
+            "{st}"
+        );
+        assert!(
+            tenant_dir(&n, "t0").exists() && tenant_dir(&n, "t1").exists(),
+            "{what} removed a tenant"
+        );
     }
     // A drain is explicit.
     let drained = put(&n, &etcd, "{\"tenants\": []}\n");
     let _ = drained;
     // Without --prune the tenants are kept, with it they would go: the
     // document is applied either way.
-    wait_for(&n, &etcd, "the drain applied", Duration::from_secs(15), applied(drained));
+    wait_for(
+        &n,
+        &etcd,
+        "the drain applied",
+        Duration::from_secs(15),
+        applied(drained),
+    );
 }
 
 #[test]
 fn the_agent_rewatches_after_etcd_restarts_and_relists_after_compaction() {
-    if !require("the_agent_rewatches_after_etcd_restarts_and_relists_after_compaction", NEEDS) {
+    if !require(
+        "the_agent_rewatches_after_etcd_restarts_and_relists_after_compaction",
+        NEEDS,
+    ) {
         return;
     }
     let work = tempfile::tempdir().unwrap();
@@ -245,13 +319,32 @@ fn the_agent_rewatches_after_etcd_restarts_and_relists_after_compaction() {
     let n = node(work.path(), "n2");
     let r1 = put(&n, &etcd, &doc(&["t0"], 1));
     let a = agent(&n, &etcd, &[]);
-    wait_for(&n, &etcd, "the first document", Duration::from_secs(15), applied(r1));
+    wait_for(
+        &n,
+        &etcd,
+        "the first document",
+        Duration::from_secs(15),
+        applied(r1),
+    );
 
     etcd.restart();
     let r2 = put(&n, &etcd, &doc(&["t0", "t1"], 1));
-    wait_for(&n, &etcd, "a write after etcd restarted", Duration::from_secs(40), applied(r2));
-    assert!(log_lines(&n, "etcd lost") >= 1, "the agent did not notice etcd going");
-    assert_eq!(log_lines(&n, "claim taken"), 0, "the agent lost its own claim to itself");
+    wait_for(
+        &n,
+        &etcd,
+        "a write after etcd restarted",
+        Duration::from_secs(40),
+        applied(r2),
+    );
+    assert!(
+        log_lines(&n, "etcd lost") >= 1,
+        "the agent did not notice etcd going"
+    );
+    assert_eq!(
+        log_lines(&n, "claim taken"),
+        0,
+        "the agent lost its own claim to itself"
+    );
 
     // The agent stopped while the key moves on and the history is
     // compacted past what it saw; etcd restarts under it.
@@ -266,7 +359,13 @@ fn the_agent_rewatches_after_etcd_restarts_and_relists_after_compaction() {
     let compacted = etcd.compact(etcd.revision());
     assert!(compacted.contains("header"), "{compacted}");
     a.signal(nix::sys::signal::Signal::SIGCONT);
-    wait_for(&n, &etcd, "the newest value after compaction", Duration::from_secs(40), applied(r3));
+    wait_for(
+        &n,
+        &etcd,
+        "the newest value after compaction",
+        Duration::from_secs(40),
+        applied(r3),
+    );
     assert_eq!(
         log_lines(&n, "history compacted"),
         1,
@@ -289,7 +388,13 @@ fn a_restarted_agent_reconciles_from_its_kept_document_offline_and_never_prunes_
     let n = node(work.path(), "n3");
     let r1 = put(&n, &etcd, &doc(&["t0", "t1"], 1));
     let mut a = agent(&n, &etcd, &["--prune"]);
-    wait_for(&n, &etcd, "the document", Duration::from_secs(15), applied(r1));
+    wait_for(
+        &n,
+        &etcd,
+        "the document",
+        Duration::from_secs(15),
+        applied(r1),
+    );
     assert!(a.term().success(), "SIGTERM exits 0");
     let kept = n.state.join("agent-desired.json");
     let lg: serde_json::Value = serde_json::from_slice(&std::fs::read(&kept).unwrap()).unwrap();
@@ -301,10 +406,17 @@ fn a_restarted_agent_reconciles_from_its_kept_document_offline_and_never_prunes_
     let mut a = agent(&n, &etcd, &["--prune"]);
     let start = Instant::now();
     while log_lines(&n, "reconcile finished") == before {
-        assert!(start.elapsed() < Duration::from_secs(20), "no offline reconcile:\n{}", std::fs::read_to_string(&n.log).unwrap());
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no offline reconcile:\n{}",
+            std::fs::read_to_string(&n.log).unwrap()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(tenant_dir(&n, "t1").join("jail").is_dir(), "the drift was not repaired offline");
+    assert!(
+        tenant_dir(&n, "t1").join("jail").is_dir(),
+        "the drift was not repaired offline"
+    );
     assert!(tenant_dir(&n, "t0").exists() && tenant_dir(&n, "t1").exists());
     assert!(a.term().success());
 
@@ -314,14 +426,21 @@ fn a_restarted_agent_reconciles_from_its_kept_document_offline_and_never_prunes_
     let before = log_lines(&n, "reconcile started");
     let mut a = agent(&n, &etcd, &["--prune"]);
     std::thread::sleep(Duration::from_secs(4));
-    assert_eq!(log_lines(&n, "reconcile started"), before, "reconciled without a document");
+    assert_eq!(
+        log_lines(&n, "reconcile started"),
+        before,
+        "reconciled without a document"
+    );
     assert!(tenant_dir(&n, "t0").exists() && tenant_dir(&n, "t1").exists());
     assert!(a.term().success());
 }
 
 #[test]
 fn one_agent_per_node_id_and_a_killed_agents_lease_runs_out() {
-    if !require("one_agent_per_node_id_and_a_killed_agents_lease_runs_out", NEEDS) {
+    if !require(
+        "one_agent_per_node_id_and_a_killed_agents_lease_runs_out",
+        NEEDS,
+    ) {
         return;
     }
     let work = tempfile::tempdir().unwrap();
@@ -329,22 +448,50 @@ fn one_agent_per_node_id_and_a_killed_agents_lease_runs_out() {
     let n = node(work.path(), "n4");
     let r1 = put(&n, &etcd, &doc(&["t0"], 1));
     let mut a = agent(&n, &etcd, &[]);
-    wait_for(&n, &etcd, "the document", Duration::from_secs(15), applied(r1));
+    wait_for(
+        &n,
+        &etcd,
+        "the document",
+        Duration::from_secs(15),
+        applied(r1),
+    );
     assert_eq!(row(&n, &etcd).unwrap()["alive"], true);
 
     let second = node(work.path(), "n4b");
     let out = Command::new(MVM)
         .arg("--config")
         .arg(&second.config)
-        .args(["agent", "run", "--etcd", &etcd.url(), "--node-id", "n4", "--target", "tenant.*.dirs"])
+        .args([
+            "agent",
+            "run",
+            "--etcd",
+            &etcd.url(),
+            "--node-id",
+            "n4",
+            "--target",
+            "tenant.*.dirs",
+        ])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("another agent runs for node n4: mvm agent pid"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("another agent runs for node n4: mvm agent pid"),
+        "{err}"
+    );
 
     a.0.kill().unwrap();
     a.0.wait().unwrap();
     let died = Instant::now();
-    wait_for(&n, &etcd, "the killed agent shown dead", Duration::from_secs(45), |r| r["alive"] == false);
-    assert!(died.elapsed() < Duration::from_secs(40), "{:?}", died.elapsed());
+    wait_for(
+        &n,
+        &etcd,
+        "the killed agent shown dead",
+        Duration::from_secs(45),
+        |r| r["alive"] == false,
+    );
+    assert!(
+        died.elapsed() < Duration::from_secs(40),
+        "{:?}",
+        died.elapsed()
+    );
 }

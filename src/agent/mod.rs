@@ -127,7 +127,11 @@ pub enum AgentError {
     #[error("etcd at {0} cannot be reached")]
     Unreachable(String),
     #[error("{key} is at revision {now} (0: absent), not {expected}; nothing was written")]
-    RevisionMismatch { key: String, expected: i64, now: i64 },
+    RevisionMismatch {
+        key: String,
+        expected: i64,
+        now: i64,
+    },
     #[error("another agent runs for node {node_id}: {holder}")]
     AgentRunning { node_id: String, holder: String },
     #[error("{0}")]

@@ -14,12 +14,13 @@ use super::reconcile::{Goal, Outcome, Request, Ui};
 use super::{AgentError, Node};
 use crate::fleet::{self, Applied, Debounce, Failure, Keys, NodeStatus, Received, RunResult};
 use crate::host::etcd::{Claim, Etcd};
+use crate::host::service::{self, Moment};
 use crate::plan::PlanOptions;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// Where the desired state comes from.
@@ -91,21 +92,12 @@ pub fn run(
     rt.block_on(run_async(Arc::new(node), opts, ui))
 }
 
-/// A random number in [0, 1), for jitter.
 fn unit() -> f64 {
-    let mut b = [0u8; 8];
-    // SAFETY: getrandom writes at most `b.len()` bytes into `b`.
-    let n = unsafe { nix::libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
-    if n != 8 {
-        return 0.5;
-    }
-    (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
+    service::random_unit()
 }
 
 fn now_text() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
+    service::now_text()
 }
 
 struct State {
@@ -187,19 +179,22 @@ async fn run_async(
             // etcd unreachable the agent starts offline (from the last
             // good document) and claims once it connects.
             let claim = tokio::select! {
-                c = tokio::time::timeout(Duration::from_secs(5), claimed) => c,
+                c = service::timeout(Duration::from_secs(5), claimed) => c,
                 _ = term.notified() => return Ok(std::process::ExitCode::SUCCESS),
             };
             match claim {
-                Ok(Ok(Err(holder))) => {
+                Some(Ok(Err(holder))) => {
                     return Err(AgentError::AgentRunning { node_id, holder });
                 }
-                Ok(Ok(Ok(()))) => {}
+                Some(Ok(Ok(()))) => {}
                 _ if st.opts.once => {
                     session.abort();
                     return Err(AgentError::Unreachable(endpoints.join(",")));
                 }
-                _ => ui.log("etcd unreachable: running offline from the last good document", &[]),
+                _ => ui.log(
+                    "etcd unreachable: running offline from the last good document",
+                    &[],
+                ),
             }
             Some(session)
         }
@@ -214,7 +209,10 @@ async fn run_async(
         Ok(Some((desired, lg))) => {
             ui.log(
                 "resumed",
-                &[("revision", lg.revision.to_string()), ("sha256", lg.sha256.clone())],
+                &[
+                    ("revision", lg.revision.to_string()),
+                    ("sha256", lg.sha256.clone()),
+                ],
             );
             st.last_good = Some((desired, lg));
             if !st.opts.once {
@@ -227,7 +225,7 @@ async fn run_async(
     }
     let mut debounce = Debounce::new(st.opts.debounce.0, st.opts.debounce.1);
     let mut pending: Option<(Option<Vec<u8>>, i64)> = None;
-    let mut next_resync = Instant::now() + fleet::resync(st.opts.resync, unit());
+    let mut next_resync = Moment::now() + fleet::resync(st.opts.resync, unit());
     loop {
         let due = debounce.due().unwrap_or(next_resync).min(next_resync);
         tokio::select! {
@@ -239,7 +237,7 @@ async fn run_async(
                 Some(Event::Value { bytes, revision }) => {
                     ui.log("document received", &[("revision", revision.to_string()), ("bytes", bytes.as_ref().map_or(0, Vec::len).to_string())]);
                     pending = Some((bytes, revision));
-                    debounce.changed(Instant::now());
+                    debounce.changed(Moment::now());
                     if st.opts.once {
                         debounce.clear();
                         let (b, r) = pending.take().expect("just set");
@@ -261,12 +259,12 @@ async fn run_async(
                 }
                 None => break,
             },
-            _ = tokio::time::sleep_until(due.into()) => {
-                if let (Some(_), Some((b, r))) = (debounce.due().filter(|d| *d <= Instant::now()), pending.take()) {
+            _ = service::sleep_until(due) => {
+                if let (Some(_), Some((b, r))) = (debounce.due().filter(|d| *d <= Moment::now()), pending.take()) {
                     debounce.clear();
                     evaluate(&mut st, b, r).await;
-                } else if Instant::now() >= next_resync {
-                    next_resync = Instant::now() + fleet::resync(st.opts.resync, unit());
+                } else if Moment::now() >= next_resync {
+                    next_resync = Moment::now() + fleet::resync(st.opts.resync, unit());
                     if st.last_good.is_some() {
                         ui.log("resync", &[]);
                         reconcile(&mut st).await;
@@ -279,10 +277,9 @@ async fn run_async(
     // Let the publisher write the last status, then release the claim.
     drop(status_tx);
     if let Some(p) = publisher {
-        let _ = tokio::time::timeout(Duration::from_secs(5), p).await;
+        let _ = service::timeout(Duration::from_secs(5), p).await;
     }
-    let ok = !st.opts.once
-        || matches!(st.status.result, RunResult::Converged);
+    let ok = !st.opts.once || matches!(st.status.result, RunResult::Converged);
     Ok(if ok {
         std::process::ExitCode::SUCCESS
     } else {
@@ -294,12 +291,9 @@ const LEASE_TTL: i64 = 30;
 
 /// Who claims a node id: this process, on this host, since now.
 fn holder(node_id: &str) -> String {
-    let host = nix::unistd::gethostname()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_default();
     format!(
-        "mvm agent pid {} on {host} for node {node_id} since {}",
-        std::process::id(),
+        "mvm agent {} for node {node_id} since {}",
+        service::process_name(),
         now_text()
     )
 }
@@ -309,16 +303,21 @@ fn holder(node_id: &str) -> String {
 async fn evaluate(st: &mut State, bytes: Option<Vec<u8>>, revision: i64) {
     match fleet::receive(bytes.as_deref(), &st.source_name, &st.node.config) {
         Received::Valid { desired, sha256 } => {
-            let same = st.last_good.as_ref().is_some_and(|(_, lg)| lg.sha256 == sha256);
+            let same = st
+                .last_good
+                .as_ref()
+                .is_some_and(|(_, lg)| lg.sha256 == sha256);
             let lg = LastGood {
                 format_version: 1,
                 revision,
                 sha256: sha256.clone(),
                 source: st.source_name.clone(),
-                document: String::from_utf8_lossy(bytes.as_deref().unwrap_or_default()).into_owned(),
+                document: String::from_utf8_lossy(bytes.as_deref().unwrap_or_default())
+                    .into_owned(),
             };
             if let Err(e) = write_last_good(&st.node, &lg) {
-                st.ui.log("cannot keep the document", &[("error", e.to_string())]);
+                st.ui
+                    .log("cannot keep the document", &[("error", e.to_string())]);
                 st.status.result = RunResult::Failed;
                 st.status.reason = Some(format!("cannot keep the document: {e}"));
                 return;
@@ -331,12 +330,18 @@ async fn evaluate(st: &mut State, bytes: Option<Vec<u8>>, revision: i64) {
             reconcile(st).await;
         }
         Received::Invalid(why) => {
-            st.ui.log("document refused", &[("revision", revision.to_string()), ("reason", why.clone())]);
+            st.ui.log(
+                "document refused",
+                &[("revision", revision.to_string()), ("reason", why.clone())],
+            );
             st.status.result = RunResult::Invalid;
-            st.status.reason = Some(format!("revision {revision} refused, keeping the last good document: {why}"));
+            st.status.reason = Some(format!(
+                "revision {revision} refused, keeping the last good document: {why}"
+            ));
         }
         Received::Absent(why) => {
-            st.ui.log("document absent", &[("revision", revision.to_string())]);
+            st.ui
+                .log("document absent", &[("revision", revision.to_string())]);
             st.status.result = RunResult::Absent;
             st.status.reason = Some(format!("{why}; keeping the last good document"));
         }
@@ -357,8 +362,11 @@ async fn reconcile(st: &mut State) {
             return;
         }
     };
-    st.ui.log("reconcile started", &[("revision", lg.revision.to_string())]);
-    let started = Instant::now();
+    st.ui.log(
+        "reconcile started",
+        &[("revision", lg.revision.to_string())],
+    );
+    let started = Moment::now();
     let at = now_text();
     let (node, ui, stop) = (st.node.clone(), st.ui.clone(), st.stop.clone());
     let (prune, lock_timeout) = (st.opts.prune, st.opts.lock_timeout);
@@ -423,7 +431,9 @@ async fn reconcile(st: &mut State) {
                         O::Done => return None,
                         O::Failed(e) => ("failed", Some(crate::text::one_line(e).into_owned())),
                         O::Blocked(e) => ("blocked", Some(crate::text::one_line(e).into_owned())),
-                        O::Skipped { because } => ("skipped", Some(format!("{because} did not succeed"))),
+                        O::Skipped { because } => {
+                            ("skipped", Some(format!("{because} did not succeed")))
+                        }
                         O::Interrupted => ("interrupted", None),
                     };
                     Some(Failure {
@@ -436,9 +446,18 @@ async fn reconcile(st: &mut State) {
             (s.result, s.reason) = if report.success() {
                 (RunResult::Converged, None)
             } else if report.failed().count() == 0 && report.blocked().count() > 0 {
-                (RunResult::Blocked, Some(format!("{} change(s) blocked on this node", report.blocked().count())))
+                (
+                    RunResult::Blocked,
+                    Some(format!(
+                        "{} change(s) blocked on this node",
+                        report.blocked().count()
+                    )),
+                )
             } else {
-                (RunResult::Failed, Some(format!("{} resource(s) failed", report.failed().count())))
+                (
+                    RunResult::Failed,
+                    Some(format!("{} resource(s) failed", report.failed().count())),
+                )
             };
         }
         Err(e) => {
@@ -461,7 +480,9 @@ async fn reconcile(st: &mut State) {
     );
 }
 
-fn read_last_good(node: &Node) -> Result<Option<(crate::spec::DesiredState, LastGood)>, AgentError> {
+fn read_last_good(
+    node: &Node,
+) -> Result<Option<(crate::spec::DesiredState, LastGood)>, AgentError> {
     let path = node.layout.agent_desired();
     let Some(bytes) = node.read_state_file(&path, crate::spec::Input::Desired.cap() * 2)? else {
         return Ok(None);
@@ -518,7 +539,9 @@ async fn etcd_session(
         let tried = async {
             let mut etcd = Etcd::connect(&endpoints).await?;
             let lease = etcd.grant(LEASE_TTL).await?;
-            let claim = etcd.claim(&keys.agent(&node_id), me.as_bytes(), lease).await?;
+            let claim = etcd
+                .claim(&keys.agent(&node_id), me.as_bytes(), lease)
+                .await?;
             Ok::<_, crate::host::etcd::EtcdError>((etcd, lease, claim))
         }
         .await;
@@ -539,9 +562,21 @@ async fn etcd_session(
         }
     };
     let _ = claimed.send(Ok(()));
-    ui.log("claimed", &[("node_id", node_id.clone()), ("key", keys.agent(&node_id))]);
+    ui.log(
+        "claimed",
+        &[("node_id", node_id.clone()), ("key", keys.agent(&node_id))],
+    );
     let watcher = tokio::spawn(watch_etcd(etcd.clone(), key, events));
-    publish(etcd.clone(), keys.clone(), node_id.clone(), me.clone(), lease, status, ui).await;
+    publish(
+        etcd.clone(),
+        keys.clone(),
+        node_id.clone(),
+        me.clone(),
+        lease,
+        status,
+        ui,
+    )
+    .await;
     watcher.abort();
     let _ = etcd.release(&keys.agent(&node_id), me.as_bytes()).await;
 }
@@ -617,20 +652,22 @@ async fn watch_etcd(mut etcd: Etcd, key: String, tx: mpsc::UnboundedSender<Event
 }
 
 async fn sleep_backoff(attempt: &mut u32) {
-    let d = fleet::backoff(*attempt, Duration::from_millis(200), Duration::from_secs(30), unit());
+    let d = fleet::backoff(
+        *attempt,
+        Duration::from_millis(200),
+        Duration::from_secs(30),
+        unit(),
+    );
     *attempt = attempt.saturating_add(1);
-    tokio::time::sleep(d).await;
+    service::sleep(d).await;
 }
 
 /// The document in a file: re-read when it appears, goes, or its inode,
 /// mtime or size changes (checked every 500 ms).
 async fn watch_file(path: PathBuf, tx: mpsc::UnboundedSender<Event>) {
-    use std::os::unix::fs::MetadataExt;
     let mut seen: Option<Option<(u64, i64, i64, u64)>> = None;
     loop {
-        let now = std::fs::metadata(&path)
-            .ok()
-            .map(|m| (m.ino(), m.mtime(), m.mtime_nsec(), m.size()));
+        let now = service::file_stamp(&path);
         if seen != Some(now) {
             seen = Some(now);
             let bytes = now.and_then(|_| {
@@ -642,7 +679,7 @@ async fn watch_file(path: PathBuf, tx: mpsc::UnboundedSender<Event>) {
                 return;
             }
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        service::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -661,8 +698,8 @@ async fn publish(
     ui: Arc<dyn RunUi>,
 ) {
     let key = keys.status(&node_id);
-    let mut written: Option<(NodeStatus, Instant)> = None;
-    let mut keepalive = tokio::time::interval(Duration::from_secs((LEASE_TTL / 3) as u64));
+    let mut written: Option<(NodeStatus, Moment)> = None;
+    let mut keepalive = service::Ticker::every(Duration::from_secs((LEASE_TTL / 3) as u64));
     let mut lost = false;
     loop {
         let closed = tokio::select! {
@@ -709,7 +746,7 @@ async fn publish(
             let text = serde_json::to_vec(&now).expect("status serializes");
             // Unwritten (etcd away): tried again at the next tick or change.
             if etcd.put(&key, &text, Some(lease)).await.is_ok() {
-                written = Some((now, Instant::now()));
+                written = Some((now, Moment::now()));
             }
         }
         if closed {

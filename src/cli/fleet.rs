@@ -26,7 +26,7 @@ struct AgentLog {
 
 impl RunUi for AgentLog {
     fn log(&self, event: &str, fields: &[(&str, String)]) {
-        let at = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+        let at = crate::host::service::now_text();
         let line = if self.json {
             let mut m = serde_json::Map::new();
             m.insert("time".into(), at.into());
@@ -55,7 +55,10 @@ impl RunUi for AgentLog {
 
 impl Ui for AgentLog {
     fn waiting_for_lock(&self, holder: &str) {
-        self.log("waiting for the node lock", &[("holder", holder.to_string())]);
+        self.log(
+            "waiting for the node lock",
+            &[("holder", holder.to_string())],
+        );
     }
     fn show_plan(&self, plan: &Plan) {
         if self.terminal && !self.json {
@@ -239,7 +242,9 @@ pub fn status(args: &FleetStatusArgs) -> Result<ExitCode, AgentError> {
         let mut etcd = Etcd::connect(&args.etcd.etcd).await?;
         let mut rows: std::collections::BTreeMap<String, NodeRow> = Default::default();
         for (key, v) in etcd.get_prefix(&keys.nodes()).await? {
-            let Some((node, what)) = keys.split(&key) else { continue };
+            let Some((node, what)) = keys.split(&key) else {
+                continue;
+            };
             let row = rows.entry(node.to_string()).or_insert_with(|| NodeRow {
                 node: node.to_string(),
                 alive: false,
@@ -263,7 +268,10 @@ pub fn status(args: &FleetStatusArgs) -> Result<ExitCode, AgentError> {
         }
         let rows: Vec<NodeRow> = rows.into_values().collect();
         if args.json {
-            output::write_stdout(&format!("{}\n", serde_json::to_string_pretty(&rows).expect("json")));
+            output::write_stdout(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&rows).expect("json")
+            ));
             return Ok(ExitCode::SUCCESS);
         }
         let mut table = vec![[
@@ -299,7 +307,13 @@ pub fn status(args: &FleetStatusArgs) -> Result<ExitCode, AgentError> {
             ]);
         }
         let widths: Vec<usize> = (0..6)
-            .map(|i| table.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+            .map(|i| {
+                table
+                    .iter()
+                    .map(|r| r[i].chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
             .collect();
         let mut out = String::new();
         for r in table {

@@ -125,7 +125,8 @@ fn dispatch(s: &Settings, node: &Node, command: &Command) -> Result<ExitCode, Ag
         Command::Fleet(FleetCommand::Put(args)) => fleet::put(node, args),
         Command::Fleet(FleetCommand::Get(args)) => fleet::get(args),
         Command::Fleet(FleetCommand::Status(args)) => fleet::status(args),
-        Command::Agent(AgentCommand::Apply { .. } | AgentCommand::Run(_)) | Command::Metadata(_) => {
+        Command::Agent(AgentCommand::Apply { .. } | AgentCommand::Run(_))
+        | Command::Metadata(_) => {
             unreachable!("run() handles the commands that need no node")
         }
     }

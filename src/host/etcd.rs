@@ -4,8 +4,8 @@
 //! lease, a compare-and-swap put and a create-only claim.
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp,
-    TxnOpResponse, WatchOptions, WatchStream,
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
+    WatchOptions, WatchStream,
 };
 use std::time::Duration;
 
@@ -204,7 +204,11 @@ impl Etcd {
         let mut c = self.client.clone();
         let txn = Txn::new()
             .when([Compare::create_revision(key, CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(key, value, Some(PutOptions::new().with_lease(lease)))])
+            .and_then([TxnOp::put(
+                key,
+                value,
+                Some(PutOptions::new().with_lease(lease)),
+            )])
             .or_else([TxnOp::get(key, None)]);
         let r = c.txn(txn).await.map_err(self.err("claim a key"))?;
         if r.succeeded() {

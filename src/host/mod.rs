@@ -21,6 +21,7 @@ pub mod metadata_server;
 pub mod net;
 pub mod probe;
 pub mod recording;
+pub mod service;
 pub mod signals;
 pub mod vm;
 

@@ -58,7 +58,10 @@ impl Etcd {
             .args(["--listen-client-urls", &format!("http://127.0.0.1:{c}")])
             .args(["--advertise-client-urls", &format!("http://127.0.0.1:{c}")])
             .args(["--listen-peer-urls", &format!("http://127.0.0.1:{p}")])
-            .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{p}")])
+            .args([
+                "--initial-advertise-peer-urls",
+                &format!("http://127.0.0.1:{p}"),
+            ])
             .args(["--initial-cluster", &format!("test=http://127.0.0.1:{p}")])
             .args(["--logger=zap", "--log-level=warn"])
             .stdin(Stdio::null())
@@ -110,14 +113,20 @@ impl Etcd {
         }
         let mut out = String::new();
         let _ = s.read_to_string(&mut out);
-        out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
+        out.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default()
     }
 
     /// Writes `value` at `key` as is (no validation); the response.
     pub fn put_raw(&self, key: &str, value: &[u8]) -> String {
         self.request(
             "/v3/kv/put",
-            &format!(r#"{{"key": "{}", "value": "{}"}}"#, b64(key.as_bytes()), b64(value)),
+            &format!(
+                r#"{{"key": "{}", "value": "{}"}}"#,
+                b64(key.as_bytes()),
+                b64(value)
+            ),
         )
     }
 
@@ -158,7 +167,11 @@ pub fn b64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
