@@ -495,3 +495,119 @@ fn one_agent_per_node_id_and_a_killed_agents_lease_runs_out() {
         died.elapsed()
     );
 }
+
+/// The unit shipped for systemd says what the agent's service needs: VMs
+/// and the metadata service survive a restart, SIGTERM lets running steps
+/// finish, SIGHUP reloads, failures restart it.
+#[test]
+fn the_systemd_unit_keeps_vms_across_agent_restarts() {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/contrib/mvm-agent.service"
+    ))
+    .unwrap();
+    let has = |k: &str, v: &str| unit.lines().any(|l| l.trim() == format!("{k}={v}"));
+    for (k, v) in [
+        ("KillMode", "process"),
+        ("KillSignal", "SIGTERM"),
+        ("SendSIGKILL", "no"),
+        ("Restart", "on-failure"),
+        ("ExecReload", "/bin/kill -HUP $MAINPID"),
+        ("WantedBy", "multi-user.target"),
+    ] {
+        assert!(has(k, v), "contrib/mvm-agent.service lacks {k}={v}");
+    }
+    let exec = unit.lines().find(|l| l.starts_with("ExecStart=")).unwrap();
+    assert!(exec.contains(" agent run "), "{exec}");
+    // The command line it runs parses.
+    let out = Command::new(MVM)
+        .args(["agent", "run", "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+}
+
+#[test]
+fn a_file_source_is_followed_and_sighup_reloads_node_toml() {
+    if !require(
+        "a_file_source_is_followed_and_sighup_reloads_node_toml",
+        &[Need::Root],
+    ) {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let n = node(work.path(), "f1");
+    let file = work.path().join("desired.json");
+    std::fs::write(&file, doc(&["t0"], 1)).unwrap();
+    let log = std::fs::File::create(&n.log).unwrap();
+    let child = Command::new("unshare")
+        .args(["--mount", "--"])
+        .arg(MVM)
+        .arg("--config")
+        .arg(&n.config)
+        .args(["agent", "run", "--desired"])
+        .arg(&file)
+        .args([
+            "--node-id",
+            "f1",
+            "--target",
+            "tenant.*.dirs",
+            "--target",
+            "tenant.*.cgroup",
+            "--resync",
+            "1h",
+        ])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut a = Agent(child);
+    let until = |what: &str, ok: &dyn Fn() -> bool| {
+        let start = Instant::now();
+        while !ok() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "{what}:\n{}",
+                std::fs::read_to_string(&n.log).unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    until("t0 created", &|| {
+        tenant_dir(&n, "t0").join("tenant.json").exists()
+    });
+    std::fs::write(&file, doc(&["t0", "t1"], 1)).unwrap();
+    until("t1 created on the file's change", &|| {
+        tenant_dir(&n, "t1").join("tenant.json").exists()
+    });
+    std::fs::write(&file, "").unwrap();
+    until("an empty file refused", &|| {
+        log_lines(&n, "document absent") >= 1
+    });
+    assert!(
+        tenant_dir(&n, "t1").exists(),
+        "an empty file removed a tenant"
+    );
+
+    // SIGHUP: node.toml read again; a new cgroup parent is used at once.
+    let parent = format!("mvm-test-fleet-{}-f1-reloaded", std::process::id());
+    let _cleanup = CgroupCleanup(cgroup2().join(&parent));
+    let text = std::fs::read_to_string(&n.config).unwrap();
+    let old = text
+        .lines()
+        .find(|l| l.starts_with("parent"))
+        .unwrap()
+        .to_string();
+    std::fs::write(
+        &n.config,
+        text.replace(&old, &format!("parent = \"{parent}\"")),
+    )
+    .unwrap();
+    a.signal(nix::sys::signal::Signal::SIGHUP);
+    until("the reload used", &|| {
+        cgroup2().join(&parent).join("t1").is_dir()
+    });
+    assert_eq!(log_lines(&n, "config reloaded"), 1);
+    assert!(a.term().success());
+}

@@ -45,6 +45,8 @@ pub struct RunOptions {
     pub debounce: (Duration, Duration),
     pub command_line: String,
     pub operator: String,
+    /// Reads node.toml again (SIGHUP).
+    pub reload: Box<dyn Fn() -> Result<crate::spec::NodeConfig, AgentError> + Send + Sync>,
 }
 
 /// How the agent talks: the reconcile's UI, and one log line per event.
@@ -226,9 +228,16 @@ async fn run_async(
     let mut debounce = Debounce::new(st.opts.debounce.0, st.opts.debounce.1);
     let mut pending: Option<(Option<Vec<u8>>, i64)> = None;
     let mut next_resync = Moment::now() + fleet::resync(st.opts.resync, unit());
+    let mut hangups = crate::host::signals::Hangups::listen();
     loop {
         let due = debounce.due().unwrap_or(next_resync).min(next_resync);
         tokio::select! {
+            _ = hangups.recv() => {
+                if reload(&mut st) {
+                    reconcile(&mut st).await;
+                }
+                let _ = status_tx.send(st.status.clone());
+            }
             _ = term.notified() => {
                 ui.log("stopping", &[("signal", "TERM or INT".into())]);
                 break;
@@ -296,6 +305,54 @@ fn holder(node_id: &str) -> String {
         service::process_name(),
         now_text()
     )
+}
+
+/// SIGHUP: node.toml read again and, when it is valid and keeps the
+/// state dir, used from now on — the last good document re-checked under
+/// it and reconciled.
+fn reload(st: &mut State) -> bool {
+    let config = match (st.opts.reload)() {
+        Ok(c) => c,
+        Err(e) => {
+            st.ui.log(
+                "config not reloaded",
+                &[("error", crate::text::one_line(&e.to_string()).into_owned())],
+            );
+            return false;
+        }
+    };
+    if config.state_dir != st.node.config.state_dir {
+        st.ui.log(
+            "config not reloaded",
+            &[(
+                "error",
+                format!(
+                    "state_dir changed to {}; restart the agent to move it",
+                    config.state_dir.display()
+                ),
+            )],
+        );
+        return false;
+    }
+    let node = Node::new(config, st.node.host.clone());
+    if let Some((_, lg)) = &st.last_good {
+        match fleet::receive(Some(lg.document.as_bytes()), &lg.source, &node.config) {
+            Received::Valid { desired, .. } => st.last_good = Some((desired, lg.clone())),
+            _ => {
+                st.ui.log(
+                    "config not reloaded",
+                    &[(
+                        "error",
+                        "the last good document is not valid under it".into(),
+                    )],
+                );
+                return false;
+            }
+        }
+    }
+    st.node = Arc::new(node);
+    st.ui.log("config reloaded", &[]);
+    true
 }
 
 /// Judges a new value and, when it is a new good document, keeps it and

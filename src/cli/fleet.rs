@@ -153,6 +153,10 @@ pub fn agent_run(s: &Settings, node: Node, args: &RunArgs) -> Result<ExitCode, A
         ),
         command_line: s.command_line.clone(),
         operator: s.operator.clone(),
+        reload: {
+            let config = s.config.clone();
+            Box::new(move || config.load().map_err(AgentError::from))
+        },
     };
     let ui = Arc::new(AgentLog {
         json: args.log_format == "json",

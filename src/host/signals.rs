@@ -18,3 +18,23 @@ pub fn listen_for_termination() -> Pin<Box<dyn Future<Output = ()> + Send>> {
         _ => Box::pin(std::future::pending()),
     }
 }
+
+/// SIGHUP, each time it arrives (listened for from when this is made,
+/// inside a tokio runtime). Without a listener `recv` never completes.
+pub struct Hangups(Option<tokio::signal::unix::Signal>);
+
+impl Hangups {
+    pub fn listen() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        Hangups(signal(SignalKind::hangup()).ok())
+    }
+
+    pub async fn recv(&mut self) {
+        match &mut self.0 {
+            Some(s) => {
+                s.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+}
