@@ -197,15 +197,21 @@ pub fn receive(value: Option<&[u8]>, source: &str, node: &crate::spec::NodeConfi
     }
 }
 
-/// Bursts of writes make one reconcile: due once the value has been quiet
-/// for `quiet`, or `max` after the first unapplied change. `T` is a point
-/// in monotonic time (the agent's `Moment`).
+/// Bursts of writes make few reconciles: a change after a quiet spell is
+/// due at once (one node's change applies without waiting); changes that
+/// follow within `quiet` are coalesced, due once they have been quiet for
+/// `quiet` or `max` after the first of them — so a burst makes one or two
+/// reconciles, ending at its last value. `T` is a point in monotonic time
+/// (the agent's `Moment`).
 #[derive(Debug, Clone)]
 pub struct Debounce<T> {
     pub quiet: Duration,
     pub max: Duration,
     first: Option<T>,
     last: Option<T>,
+    leading: bool,
+    /// The last change of the window that fired last.
+    previous: Option<T>,
 }
 
 impl<T: Copy + Ord + std::ops::Add<Duration, Output = T>> Debounce<T> {
@@ -215,23 +221,34 @@ impl<T: Copy + Ord + std::ops::Add<Duration, Output = T>> Debounce<T> {
             max,
             first: None,
             last: None,
+            leading: false,
+            previous: None,
         }
     }
 
     pub fn changed(&mut self, now: T) {
-        self.first.get_or_insert(now);
+        if self.first.is_none() {
+            self.leading = self.previous.is_none_or(|p| now >= p + self.quiet);
+            self.first = Some(now);
+        }
         self.last = Some(now);
     }
 
     /// When the pending change is due, if one is pending.
     pub fn due(&self) -> Option<T> {
         let (first, last) = (self.first?, self.last?);
+        if self.leading {
+            return Some(first);
+        }
         Some((last + self.quiet).min(first + self.max))
     }
 
+    /// The pending change was acted on.
     pub fn clear(&mut self) {
+        self.previous = self.last.or(self.previous);
         self.first = None;
         self.last = None;
+        self.leading = false;
     }
 }
 
@@ -315,18 +332,29 @@ mod tests {
     }
 
     #[test]
-    fn debounce_waits_for_quiet_but_not_forever() {
-        let t0 = Duration::from_secs(100);
-        let mut d = Debounce::new(Duration::from_secs(1), Duration::from_secs(10));
+    fn debounce_acts_at_once_after_quiet_then_coalesces_bursts() {
+        let s = Duration::from_secs;
+        let t0 = s(100);
+        let mut d = Debounce::new(s(1), s(10));
         assert_eq!(d.due(), None);
+        // After quiet: at once.
         d.changed(t0);
-        assert_eq!(d.due(), Some(t0 + Duration::from_secs(1)));
+        assert_eq!(d.due(), Some(t0));
+        d.clear();
+        // The rest of a burst: once it is quiet for 1 s.
+        d.changed(t0 + Duration::from_millis(10));
+        d.changed(t0 + Duration::from_millis(20));
+        assert_eq!(d.due(), Some(t0 + Duration::from_millis(1020)));
+        // A burst that never stops: 10 s after its first change.
         for i in 1..30 {
-            d.changed(t0 + Duration::from_millis(500 * i));
+            d.changed(t0 + Duration::from_millis(10 + 500 * i));
         }
-        assert_eq!(d.due(), Some(t0 + Duration::from_secs(10)));
+        assert_eq!(d.due(), Some(t0 + Duration::from_millis(10_010)));
         d.clear();
         assert_eq!(d.due(), None);
+        // Quiet again: at once.
+        d.changed(t0 + s(60));
+        assert_eq!(d.due(), Some(t0 + s(60)));
     }
 
     #[test]

@@ -383,8 +383,8 @@ pub enum AgentCommand {
     /// and report what was done; a re-run converges.
     Reconcile(ReconcileArgs),
     /// Run as the node's agent, for months: follow the desired state in etcd (`--etcd`) or
-    /// a file (`--desired`), reconcile toward each new valid document (bursts debounced:
-    /// 1 s quiet, 10 s at most), resync against it every `--resync` (±20 %) to repair
+    /// a file (`--desired`), reconcile toward each new valid document (a change after a quiet second at
+    /// once; the rest of a burst once quiet for 1 s, 10 s at most), resync against it every `--resync` (±20 %) to repair
     /// drift, and report the node's status back to etcd under a lease. An absent, empty,
     /// oversize or invalid value is no information: the last good document (kept in
     /// <state>/agent-desired.json with its revision and sha256) stays, and the status says
