@@ -46,6 +46,42 @@ pub enum Command {
     /// and every node's status.
     #[command(subcommand)]
     Fleet(FleetCommand),
+    /// The node configuration mvm uses.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print a shell completion script: `mvm completions bash > /etc/bash_completion.d/mvm`
+    /// (zsh: into a directory on $fpath as `_mvm`; fish: ~/.config/fish/completions/mvm.fish).
+    Completions(CompletionsArgs),
+    /// Print mvm's manual page (roff) on stdout (`mvm man | man -l -`), or with --out write
+    /// one page per command into a directory (`mvm.1`, `mvm-agent-run.1`, …).
+    Man(ManArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration: the built-in defaults merged with node.toml
+    /// (--config, $MVM_CONFIG or /etc/mvm/node.toml), each value with where it came from.
+    Show(ConfigShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigShowArgs {
+    /// Print JSON: `{"source", "values": [{"key", "value", "from"}]}`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// bash, zsh, fish, elvish or powershell.
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write every command's page into this directory (it must exist).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,6 +5,7 @@
 //! the agent called, its result printed.
 
 mod args;
+mod config;
 mod fleet;
 mod net;
 mod node;
@@ -43,6 +44,9 @@ pub fn run(cli: Cli) -> ExitCode {
         // These need no node: `serve` is started with every setting given.
         Command::Agent(AgentCommand::Apply { .. }) => Err(AgentError::NoApply),
         Command::Metadata(MetadataCommand::Serve(args)) => serve_metadata(&settings, args),
+        Command::Completions(args) => completions(args),
+        Command::Config(ConfigCommand::Show(args)) => config::show(&settings, args),
+        Command::Man(args) => man(args),
         Command::Agent(AgentCommand::Run(args)) => {
             node(&settings).and_then(|node| fleet::agent_run(&settings, node, args))
         }
@@ -126,7 +130,10 @@ fn dispatch(s: &Settings, node: &Node, command: &Command) -> Result<ExitCode, Ag
         Command::Fleet(FleetCommand::Get(args)) => fleet::get(args),
         Command::Fleet(FleetCommand::Status(args)) => fleet::status(args),
         Command::Agent(AgentCommand::Apply { .. } | AgentCommand::Run(_))
-        | Command::Metadata(_) => {
+        | Command::Metadata(_)
+        | Command::Completions(_)
+        | Command::Config(_)
+        | Command::Man(_) => {
             unreachable!("run() handles the commands that need no node")
         }
     }
@@ -174,6 +181,59 @@ fn observe(s: &Settings, node: &Node, args: &ObserveArgs) -> Result<ExitCode, Ag
 /// Serves metadata; node.toml is read only for what the flags leave out
 /// (reconcile passes them all, so the service it starts does not depend
 /// on which node.toml is at the default path).
+fn completions(args: &CompletionsArgs) -> Result<ExitCode, AgentError> {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    let mut out = Vec::new();
+    clap_complete::generate(args.shell, &mut cmd, "mvm", &mut out);
+    output::write_stdout(&String::from_utf8_lossy(&out));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The manual: the top page on stdout, or every command's page (named
+/// `mvm-<command>-<subcommand>.1`) into `--out`.
+fn man(args: &ManArgs) -> Result<ExitCode, AgentError> {
+    let cmd = <Cli as clap::CommandFactory>::command().name("mvm");
+    let render = |c: &clap::Command| {
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(c.clone())
+            .render(&mut buf)
+            .expect("rendering into memory cannot fail");
+        buf
+    };
+    let Some(dir) = &args.out else {
+        output::write_stdout(&String::from_utf8_lossy(&render(&cmd)));
+        return Ok(ExitCode::SUCCESS);
+    };
+    let mut pages = vec![("mvm".to_string(), cmd.clone())];
+    let mut i = 0;
+    while i < pages.len() {
+        let (name, c) = pages[i].clone();
+        for sub in c
+            .get_subcommands()
+            .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+        {
+            let full = format!("{name}-{}", sub.get_name());
+            pages.push((full.clone(), sub.clone().name(full)));
+        }
+        i += 1;
+    }
+    for (name, c) in &pages {
+        let path = dir.join(format!("{name}.1"));
+        crate::host::fs::input::write_output(&path, &render(c)).map_err(|source| {
+            AgentError::WriteOutput {
+                path: path.clone(),
+                source,
+            }
+        })?;
+    }
+    output::write_stdout(&format!(
+        "Wrote {} manual pages into {}.\n",
+        pages.len(),
+        dir.display()
+    ));
+    Ok(ExitCode::SUCCESS)
+}
+
 fn serve_metadata(s: &Settings, args: &ServeArgs) -> Result<ExitCode, AgentError> {
     if let Some(dir) = &args.state_dir
         && !crate::host::fs::input::is_dir(dir)
