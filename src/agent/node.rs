@@ -31,6 +31,24 @@ pub struct NodeInfo {
     pub tenants: TenantCounts,
     /// What the probes could not read.
     pub problems: BTreeMap<String, String>,
+    /// Whether /dev/kvm opens read-write, and why not.
+    pub kvm: KvmInfo,
+    /// nftables: the `nft` binary's version and the kernel's nf_tables.
+    pub nftables: NftablesInfo,
+    /// What to do about each missing piece, one line each.
+    pub advice: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KvmInfo {
+    pub available: bool,
+    pub problem: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NftablesInfo {
+    pub binary: Option<String>,
+    pub kernel: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -186,7 +204,55 @@ pub fn node_info(
             overridden: 0,
         },
         problems: obs.facts.clone(),
+        kvm: KvmInfo {
+            available: facts.kvm_problem.is_none(),
+            problem: facts.kvm_problem.clone(),
+        },
+        nftables: NftablesInfo {
+            binary: facts.nft_version.clone(),
+            // Built in, nf_tables has no /sys/module entry; a ruleset
+            // that could be listed proves it too.
+            kernel: facts.nf_tables || obs.nft.is_some(),
+        },
+        advice: advice(node, obs, facts),
     }
+}
+
+/// What to do about each piece a node needs and lacks.
+fn advice(node: &NodeConfig, obs: &Observed, facts: &HostFacts) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(why) = &facts.kvm_problem {
+        out.push(format!(
+            "KVM: {why}; Firecracker needs it: load kvm_intel or kvm_amd (`modprobe kvm_intel`), or enable nested virtualization for this VM"
+        ));
+    }
+    if facts.nft_version.is_none() {
+        out.push("nftables: no nft binary; install it (`apt install nftables`)".into());
+    }
+    if !facts.nf_tables && obs.nft.is_none() {
+        out.push("nftables: the kernel has no nf_tables; load it (`modprobe nf_tables`)".into());
+    }
+    if !obs.binaries.firecracker {
+        out.push(format!(
+            "firecracker: put a release build at {} (node.toml firecracker.binary)",
+            node.firecracker.binary.display()
+        ));
+    }
+    if !obs.binaries.jailer {
+        out.push(format!(
+            "jailer: put the release's jailer at {} (node.toml firecracker.jailer); without it VMs run unjailed, as root",
+            node.firecracker.jailer.display()
+        ));
+    }
+    if !obs.binaries.nix {
+        out.push(format!(
+            "nix: install it (`apt install nix-bin`) or point node.toml nix.binary at it (now {})",
+            node.nix.binary.display()
+        ));
+    } else if !obs.binaries.nix_build_users && node.nix.builder == "local" {
+        out.push("nix: no nixbld group; create the build users (README: Install)".into());
+    }
+    out
 }
 
 #[cfg(test)]
@@ -214,6 +280,9 @@ mod tests {
             kernel: "6.1.0-28-cloud-amd64".into(),
             memory_mib: Some(24013),
             versions: [("firecracker".to_string(), "Firecracker v1.7.0".to_string())].into(),
+            kvm_problem: Some("no /dev/kvm".into()),
+            nft_version: None,
+            nf_tables: true,
         };
         let i = node_info(
             &node,
@@ -225,6 +294,21 @@ mod tests {
         );
         assert_eq!(i.lima_instance.as_deref(), Some("dev"));
         assert_eq!(i.cgroup.missing, ["cpu", "cpuset", "memory", "pids"]);
+        // Each missing piece comes with what to do.
+        assert!(!i.kvm.available);
+        assert!(
+            i.advice
+                .iter()
+                .any(|a| a.starts_with("KVM: no /dev/kvm") && a.contains("modprobe kvm_intel")),
+            "{:?}",
+            i.advice
+        );
+        assert!(
+            i.advice.iter().any(|a| a.contains("apt install nftables")),
+            "{:?}",
+            i.advice
+        );
+        assert_eq!(i.nftables.binary, None);
         assert_eq!(
             i.binaries["firecracker"].version.as_deref(),
             Some("Firecracker v1.7.0")

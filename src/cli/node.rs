@@ -53,11 +53,19 @@ fn render(i: &agent::node::NodeInfo, colors: bool) -> String {
     let yellow = Style::new().yellow().force_styling(colors);
     let mut rows: Vec<(&str, String)> = Vec::new();
     rows.push(("mvm", i.mvm_version.clone()));
+    rows.push(("hostname", i.hostname.clone()));
     rows.push((
-        "hostname",
+        "lima",
         match &i.lima_instance {
-            Some(l) => format!("{} (Lima instance {l})", i.hostname),
-            None => i.hostname.clone(),
+            Some(l) => format!("instance {l}"),
+            None => "none".to_string(),
+        },
+    ));
+    rows.push((
+        "kvm",
+        match &i.kvm.problem {
+            None => "/dev/kvm available".to_string(),
+            Some(why) => yellow.apply_to(why).to_string(),
         },
     ));
     rows.push(("kernel", i.kernel.clone()));
@@ -123,6 +131,16 @@ fn render(i: &agent::node::NodeInfo, colors: bool) -> String {
         ),
     ));
     rows.push((
+        "nft",
+        match (&i.nftables.binary, i.nftables.kernel) {
+            (Some(v), true) => format!("{v}, kernel nf_tables present"),
+            (Some(v), false) => yellow
+                .apply_to(format!("{v}; the kernel has no nf_tables"))
+                .to_string(),
+            (None, _) => yellow.apply_to("no nft binary").to_string(),
+        },
+    ));
+    rows.push((
         "nftables",
         match &n.nft_tables {
             Some(t) if t.is_empty() => "no mvm tables".to_string(),
@@ -158,6 +176,12 @@ fn render(i: &agent::node::NodeInfo, colors: bool) -> String {
         let _ = write!(tenants, ", {} with overrides set by hand", t.overridden);
     }
     rows.push(("tenants", tenants));
+    for (n, a) in i.advice.iter().enumerate() {
+        rows.push((
+            if n == 0 { "to do" } else { "" },
+            yellow.apply_to(a).to_string(),
+        ));
+    }
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     let mut out = format!(
         "{} {}\n",

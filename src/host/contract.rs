@@ -360,6 +360,14 @@ pub struct HostFacts {
     /// name (`firecracker`, `jailer`, `nix`); absent when it is missing or
     /// did not answer within 5 s.
     pub versions: std::collections::BTreeMap<String, String>,
+    /// Why /dev/kvm does not open read-write (what Firecracker needs);
+    /// `None`: it does.
+    pub kvm_problem: Option<String>,
+    /// The `nft` binary's version line, if installed.
+    pub nft_version: Option<String>,
+    /// Whether the kernel shows nf_tables as a module (`/sys/module`); a
+    /// built-in one may not show.
+    pub nf_tables: bool,
 }
 
 /// One reconcile at a time on a node.

@@ -25,10 +25,28 @@ pub fn host_facts(node: &NodeConfig) -> HostFacts {
             versions.insert(name.to_string(), v);
         }
     }
+    let kvm_problem = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .map(drop)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => "no /dev/kvm".to_string(),
+            _ => format!("/dev/kvm: {e}"),
+        })
+        .err();
+    let nft_version = ["/usr/sbin/nft", "/sbin/nft"]
+        .iter()
+        .map(Path::new)
+        .find(|p| p.exists())
+        .and_then(version);
     HostFacts {
         kernel,
         memory_mib,
         versions,
+        kvm_problem,
+        nft_version,
+        nf_tables: Path::new("/sys/module/nf_tables").exists(),
     }
 }
 

@@ -52,6 +52,9 @@ impl crate::host::Probe for RecordingHost {
             kernel: "6.1.0-recording".into(),
             memory_mib: Some(24 * 1024),
             versions,
+            kvm_problem: None,
+            nft_version: Some("nftables v1.0.6 (Lester Gooch #5)".into()),
+            nf_tables: true,
         }
     }
 }
