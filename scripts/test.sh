@@ -90,7 +90,7 @@ fc_dir=$MVM_TEST_FIRECRACKER_DIR
 root_tests="binary(host_probe) | binary(host_reconcile) | binary(host_net) | binary(host_nix) | binary(host_vm) | binary(host_metadata) | binary(fleet)"
 fc_tests="binary(host_vm) | test(node_info_reports_the_firecracker_and_jailer_versions)"
 vm_tests="binary(host_vm)"
-nix_tests="binary(host_nix) | test(reconcile_runs_a_tenant_end_to_end) | test(killed_reconciles_never_leave_two_vms_or_none)"
+nix_tests="binary(host_nix) | binary(nix_files) | test(reconcile_runs_a_tenant_end_to_end) | test(killed_reconciles_never_leave_two_vms_or_none)"
 skip=""
 reasons=""
 skipping() {
