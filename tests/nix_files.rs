@@ -34,12 +34,29 @@ fn every_nix_file_parses() {
     }
     let mut files = Vec::new();
     nix_files(Path::new(ROOT), &mut files);
-    for must in ["flake.nix", "nix/module.nix", "nix/guest.nix", "nix/node-defaults.nix"] {
-        assert!(files.contains(&Path::new(ROOT).join(must)), "{must} is missing");
+    for must in [
+        "flake.nix",
+        "nix/module.nix",
+        "nix/guest.nix",
+        "nix/node-defaults.nix",
+    ] {
+        assert!(
+            files.contains(&Path::new(ROOT).join(must)),
+            "{must} is missing"
+        );
     }
     for f in &files {
-        let out = Command::new("nix-instantiate").arg("--parse").arg(f).output().unwrap();
-        assert!(out.status.success(), "{}: {}", f.display(), String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("nix-instantiate")
+            .arg("--parse")
+            .arg(f)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            f.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -49,13 +66,20 @@ fn module_defaults() -> serde_json::Value {
         .arg(Path::new(ROOT).join("nix/node-defaults.nix"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[test]
 fn the_modules_defaults_are_mvms_and_render_a_node_toml_it_accepts() {
-    if !require("the_modules_defaults_are_mvms_and_render_a_node_toml_it_accepts", &[Need::Nix]) {
+    if !require(
+        "the_modules_defaults_are_mvms_and_render_a_node_toml_it_accepts",
+        &[Need::Nix],
+    ) {
         return;
     }
     let nix = module_defaults();
@@ -80,7 +104,11 @@ fn the_modules_defaults_are_mvms_and_render_a_node_toml_it_accepts() {
             .map(|x| x.as_object().map_or(1, |o| o.len()))
             .sum()
     };
-    assert_eq!(count(&nix), keys, "nix/node-defaults.nix has keys mvm does not read");
+    assert_eq!(
+        count(&nix),
+        keys,
+        "nix/node-defaults.nix has keys mvm does not read"
+    );
     // Rendered as the module renders it (TOML), mvm accepts it.
     let toml_value: toml::Value = serde_json::from_value(nix).unwrap();
     let dir = tempfile::tempdir().unwrap();
