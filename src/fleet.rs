@@ -73,9 +73,7 @@ pub fn check_node_id(id: &str) -> Result<(), String> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
     {
-        return Err(format!(
-            "node id {id:?} must be 1 to 64 of A-Z a-z 0-9 . _ -, not starting with ."
-        ));
+        return Err("must be 1 to 64 of A-Z a-z 0-9 . _ -, not starting with .".into());
     }
     Ok(())
 }

@@ -121,7 +121,10 @@ async fn run_async(
         Some(id) => id.clone(),
         None => node.ensure_node_id()?,
     };
-    fleet::check_node_id(&node_id).map_err(AgentError::BadTarget)?;
+    fleet::check_node_id(&node_id).map_err(|problem| AgentError::BadNodeId {
+        given: node_id.clone(),
+        problem,
+    })?;
     let source_name = match &opts.source {
         Source::Etcd { keys, .. } => keys.desired(&node_id),
         Source::File(p) => p.display().to_string(),

@@ -166,6 +166,14 @@ pub fn agent_run(s: &Settings, node: Node, args: &RunArgs) -> Result<ExitCode, A
     crate::agent::run::run(node, opts, ui)
 }
 
+/// A node id as a key segment, or a refusal naming the argument.
+fn node_id(id: &str) -> Result<(), AgentError> {
+    crate::fleet::check_node_id(id).map_err(|problem| AgentError::BadNodeId {
+        given: id.to_string(),
+        problem,
+    })
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, AgentError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -175,7 +183,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, AgentError> {
 
 pub fn put(node: &Node, args: &FleetPutArgs) -> Result<ExitCode, AgentError> {
     let keys = keys(&args.etcd)?;
-    crate::fleet::check_node_id(&args.node).map_err(AgentError::BadTarget)?;
+    node_id(&args.node)?;
     // Validated exactly as `--desired` is, before anything is written.
     let (desired, _) = node.document(Some(&args.desired))?;
     let text = crate::host::fs::input::read_text(&args.desired, crate::spec::Input::Desired)
@@ -210,7 +218,7 @@ pub fn put(node: &Node, args: &FleetPutArgs) -> Result<ExitCode, AgentError> {
 
 pub fn get(args: &FleetGetArgs) -> Result<ExitCode, AgentError> {
     let keys = keys(&args.etcd)?;
-    crate::fleet::check_node_id(&args.node).map_err(AgentError::BadTarget)?;
+    node_id(&args.node)?;
     runtime()?.block_on(async {
         let mut etcd = Etcd::connect(&args.etcd.etcd).await?;
         let (desired, _) = etcd.get(&keys.desired(&args.node)).await?;
