@@ -126,6 +126,8 @@ pub enum AgentError {
     Etcd(#[from] crate::host::etcd::EtcdError),
     #[error("node id {given:?} {problem}")]
     BadNodeId { given: String, problem: String },
+    #[error("no --etcd given")]
+    NeedsEtcd,
     #[error("etcd at {0} cannot be reached")]
     Unreachable(String),
     #[error("{key} is at revision {now} (0: absent), not {expected}; nothing was written")]
@@ -194,7 +196,8 @@ impl AgentError {
             AgentError::NoAppliedDesired { .. } => Some("pass --desired desired.json, or run `mvm agent reconcile --desired …` first".into()),
             AgentError::Metadata(_) => Some("check that bridge.gateway is an address of this node and metadata.port is free".into()),
             AgentError::Runtime(_) => Some("the system is out of threads or memory; try a lower --parallelism".into()),
-            AgentError::Etcd(_) => Some("check the --etcd URLs and that etcd is up (`etcdctl endpoint health`)".into()),
+            AgentError::Etcd(_) => Some("check the --etcd URLs and that etcd is up (`curl <URL>/health`)".into()),
+            AgentError::NeedsEtcd => Some("give the control plane's endpoints: --etcd http://127.0.0.1:2379[,…] (and --prefix if it is not /mvm)".into()),
             AgentError::BadNodeId { .. } => Some("a node id is what <state>/node-id holds (`mvm node info`) or what the agent's --node-id gave; `mvm fleet status` lists the fleet's".into()),
             AgentError::Unreachable(_) => Some("check the --etcd URLs and that etcd is up; without --once the agent runs offline from its last good document until it is".into()),
             AgentError::RevisionMismatch { .. } => Some("someone wrote it since: read it with `mvm fleet get NODE`, then put again with the revision it shows".into()),

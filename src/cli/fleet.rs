@@ -106,11 +106,7 @@ impl Progress for Quiet {
 
 fn keys(e: &EtcdArgs) -> Result<Keys, AgentError> {
     if e.etcd.is_empty() {
-        return Err(AgentError::BadFlag {
-            flag: "--etcd",
-            value: String::new(),
-            problem: "is needed: the etcd endpoints (http://127.0.0.1:2379)".into(),
-        });
+        return Err(AgentError::NeedsEtcd);
     }
     Keys::new(&e.prefix).map_err(|problem| AgentError::BadFlag {
         flag: "--prefix",

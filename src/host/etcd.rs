@@ -12,12 +12,34 @@ use std::time::Duration;
 /// A failed etcd call: what it was doing and what etcd (or the network)
 /// said.
 #[derive(Debug, thiserror::Error)]
-#[error("etcd at {endpoints}: cannot {action}: {source}")]
+#[error("etcd at {endpoints}: cannot {action}: {}", cause(source))]
 pub struct EtcdError {
     pub endpoints: String,
     pub action: &'static str,
     #[source]
     pub source: etcd_client::Error,
+}
+
+/// What went wrong, briefly: the error and its deepest cause (a gRPC
+/// status wraps the transport's error, which wraps the OS's).
+fn cause(e: &etcd_client::Error) -> String {
+    let top = match e {
+        etcd_client::Error::GRpcStatus(s) => s.message().to_string(),
+        e => e.to_string(),
+    };
+    let mut deepest: Option<String> = None;
+    let mut at: Option<&dyn std::error::Error> = match e {
+        etcd_client::Error::GRpcStatus(s) => std::error::Error::source(s),
+        e => std::error::Error::source(e),
+    };
+    while let Some(s) = at {
+        deepest = Some(s.to_string());
+        at = s.source();
+    }
+    match deepest {
+        Some(d) if d != top && !top.contains(&d) => format!("{top}: {d}"),
+        _ => top,
+    }
 }
 
 /// A key's value as stored.
