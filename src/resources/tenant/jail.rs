@@ -143,8 +143,10 @@ const SECRETS_IMAGE: u64 = 1 << 20;
 
 /// What a launch needs in its jail.
 pub struct Stage<'a> {
-    /// The config Firecracker is launched with (`vm.json`).
-    pub config: &'a crate::resources::tenant::vm::FcConfig,
+    /// The config Firecracker is launched with, as written to `vm.json`.
+    pub config_json: &'a [u8],
+    /// Whether that config attaches the data volume (drive `data`).
+    pub data_drive: bool,
     /// Whether the jailer makes the chroot (else Firecracker runs in the
     /// root unchrooted, and mvm makes its socket's directory).
     pub jailed: bool,
@@ -211,7 +213,7 @@ pub fn stage(ctx: &ApplyCtx, id: &TenantId, rec: &TenantRecord, req: &Stage) -> 
         }
     };
     binds.push(("secrets.img".into(), image, false));
-    if req.config.drives.iter().any(|d| d.drive_id == "data") {
+    if req.data_drive {
         let data = ctx.layout.data_volume(id);
         let mib = u64::from(req.data_mib.unwrap_or(0));
         ctx.host
@@ -224,14 +226,12 @@ pub fn stage(ctx: &ApplyCtx, id: &TenantId, rec: &TenantRecord, req: &Stage) -> 
             binds.push((name.to_string(), host, false));
             format!("/{name}")
         });
-    let mut text = serde_json::to_vec_pretty(req.config).expect("config serializes");
-    text.push(b'\n');
     ctx.host.mounts.stage_jail(&JailStage {
         root: layout.root.clone(),
         size: JAIL_TMPFS_BYTES,
         inodes: JAIL_TMPFS_INODES,
         binds,
-        files: vec![("vm.json".into(), text, 0o644)],
+        files: vec![("vm.json".into(), req.config_json.to_vec(), 0o644)],
         // No jailer to make it: the socket's directory.
         dirs: if req.jailed {
             Vec::new()

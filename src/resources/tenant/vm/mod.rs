@@ -570,12 +570,15 @@ impl Provider<VmAttrs> for Vm {
         let fc = &ctx.node.firecracker;
         let jailed = after.jailer;
         let secrets = planned_secrets(ctx, id, after)?;
+        let mut config_text = serde_json::to_vec_pretty(&typed).expect("config serializes");
+        config_text.push(b'\n');
         let staged = crate::resources::tenant::jail::stage(
             ctx,
             id,
             &rec,
             &Stage {
-                config: &typed,
+                config_json: &config_text,
+                data_drive: typed.drives.iter().any(|d| d.drive_id == "data"),
                 jailed,
                 seccomp: after.seccomp,
                 data_mib: after.data_mib,
