@@ -10,21 +10,16 @@
 let
   kernel = pkgs.linuxPackages.kernel;
   tools = [ pkgs.busybox ] ++ pkgs.lib.optionals (profile == "standard") [ pkgs.iproute2 pkgs.curl ] ++ packages;
-  init = pkgs.writeScript "mvm-guest-init" ''
-    #!${pkgs.busybox}/bin/sh
-    export PATH=${pkgs.lib.makeBinPath tools}
-    mount -t proc proc /proc
-    mount -t sysfs sys /sys
-    mount -t devtmpfs dev /dev
-    mount -t tmpfs -o mode=0755,nosuid,nodev run /run
-    ${../guest/mvm-secrets-mount.sh}
-    if [ -e /dev/disk/by-label/data ] || blkid -L data > /dev/null 2>&1; then
-      mkdir -p /data && mount -o nosuid,nodev "$(blkid -L data)" /data
-    fi
-    echo "MVM_METADATA=http://${metadataAddress}" > /run/mvm-metadata
-    exec ${pkgs.busybox}/bin/sh
+  # guest/mvm-init.sh with its PATH and the secrets step beside it.
+  guestDir = pkgs.runCommand "mvm-guest-scripts" { } ''
+    mkdir -p $out
+    cp ${../guest/mvm-secrets-mount.sh} $out/mvm-secrets-mount.sh
+    { echo '#!${pkgs.busybox}/bin/sh'; echo 'export PATH=${pkgs.lib.makeBinPath tools}';
+      echo 'export MVM_METADATA_ADDRESS=${metadataAddress}'; tail -n +2 ${../guest/mvm-init.sh}; } > $out/init
+    chmod +x $out/init $out/mvm-secrets-mount.sh
   '';
-  closure = pkgs.closureInfo { rootPaths = [ init ] ++ tools; };
+  init = "${guestDir}/init";
+  closure = pkgs.closureInfo { rootPaths = [ guestDir ] ++ tools; };
 in
 pkgs.runCommand "mvm-${profile}" { nativeBuildInputs = [ pkgs.e2fsprogs ]; } ''
   mkdir -p root/nix/store root/sbin root/proc root/sys root/dev root/run root/tmp $out

@@ -89,7 +89,7 @@ fn secrets_are_staged_on_tmpfs_and_mounted_read_only_by_the_guest() {
     ) {
         return;
     }
-    let stdout = Script::new("reconcile/secrets").net().checks(4);
+    let stdout = Script::new("reconcile/secrets").net().checks(5);
     assert_eq!(
         stdout.matches("converged after kill").count(),
         10,

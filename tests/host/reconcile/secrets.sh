@@ -5,7 +5,8 @@
 # (owned by the tenant, 0400); every bad input is refused naming the file,
 # with the previous generation byte-identical; the guest's mount step
 # (guest/mvm-secrets-mount.sh) against loop devices gives /run/secrets
-# ro,noexec,nodev,nosuid where writes, exec and device nodes fail; and 10
+# ro,noexec,nodev,nosuid where writes, exec and device nodes fail; the
+# whole guest init (guest/mvm-init.sh) mounts what a guest needs; and 10
 # kills of `set` at random points leave the next `set` to converge.
 # Usage: secrets.sh MVM WORKDIR CGROUP_PARENT
 set -euo pipefail
@@ -105,6 +106,28 @@ opts=$(awk -v d="$run_dir" '$5 == d { print $6 }' /proc/self/mountinfo)
 [ -z "$(ls -A "$run_dir")" ] && echo ",$opts," | matches ",ro," || fail "without secrets /run/secrets is not an empty read-only directory ($opts)"
 umount "$run_dir"
 echo "ok: the guest mounts the drive found by its label at /run/secrets ro,noexec,nodev,nosuid; writes, exec and device nodes fail; no drive is an empty read-only dir"
+
+# The whole guest init (guest/mvm-init.sh) below a scratch root: /proc,
+# /sys, /dev and /run, the secrets drive and the data volume found by
+# their labels among loop devices, and the metadata address.
+truncate -s 8M "$work/data.img"
+mkfs.ext4 -q -F -L data "$work/data.img"
+data=$(losetup -f --show "$work/data.img"); loops+=("$data")
+groot=$work/guest-root
+MVM_GUEST_ROOT=$groot MVM_SECRETS_CANDIDATES="$blank $sec" MVM_DATA_CANDIDATES="$blank $data" sh guest/mvm-init.sh || fail "the guest init failed"
+opts_of() { awk -v d="$1" '$5 == d { print $6 }' /proc/self/mountinfo; }
+fs_of() { awk -v d="$1" '$5 == d { for (i = 7; i <= NF; i++) if ($i == "-") { print $(i + 1); exit } }' /proc/self/mountinfo; }
+for o in ro nosuid nodev noexec; do
+  echo ",$(opts_of "$groot/run/secrets")," | matches ",$o," || fail "the init's /run/secrets is $(opts_of "$groot/run/secrets"), without $o"
+done
+[ "$(cat "$groot/run/secrets/db-password")" = hunter2-value ] || fail "the init's /run/secrets does not hold the secret"
+d_opts=$(opts_of "$groot/data")
+echo ",$d_opts," | matches ",rw," && echo ",$d_opts," | matches ",nosuid," && echo ",$d_opts," | matches ",nodev," || fail "the data volume is mounted $d_opts"
+[ "$(fs_of "$groot/proc")" = proc ] && [ "$(fs_of "$groot/run")" = tmpfs ] && [ "$(fs_of "$groot/dev")" = devtmpfs ] || fail "the init did not mount /proc, /run and /dev"
+[ "$(cat "$groot/run/mvm-metadata")" = "MVM_METADATA=http://169.254.169.254" ] || fail "the init does not say where the metadata service is"
+touch "$groot/data/written" || fail "the data volume is not writable"
+umount -R "$groot/data" "$groot/run" "$groot/dev" "$groot/sys" "$groot/proc"
+echo "ok: the guest init mounts /proc, /sys, /dev, /run, the secrets drive (ro,noexec,nodev,nosuid) and the data volume (nosuid,nodev) found by their labels, and says where the metadata service is"
 
 # 10 kills of `set` at random points: the next `set` converges, leaves no
 # staging debris, and the newest generation is whole.
