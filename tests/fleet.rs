@@ -73,6 +73,12 @@ impl Agent {
 /// `mvm agent run` of `n` in its own mount namespace (unshare's own pid:
 /// it execs mvm), logging to its file.
 fn agent(n: &Node, etcd: &Etcd, extra: &[&str]) -> Agent {
+    agent_from(n, &["--etcd", &etcd.url()], extra)
+}
+
+/// `mvm agent run` of `n` following `source` (`--etcd URL` or
+/// `--desired FILE`).
+fn agent_from(n: &Node, source: &[&str], extra: &[&str]) -> Agent {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -83,7 +89,9 @@ fn agent(n: &Node, etcd: &Etcd, extra: &[&str]) -> Agent {
         .arg(MVM)
         .arg("--config")
         .arg(&n.config)
-        .args(["agent", "run", "--etcd", &etcd.url(), "--node-id", &n.id])
+        .args(["agent", "run"])
+        .args(source)
+        .args(["--node-id", &n.id])
         .args(["--target", "tenant.*.dirs", "--target", "tenant.*.cgroup"])
         .args(["--target", "tenant.*.secrets", "--resync", "1h"])
         .args(extra)
@@ -539,30 +547,7 @@ fn a_file_source_is_followed_and_sighup_reloads_node_toml() {
     let n = node(work.path(), "f1");
     let file = work.path().join("desired.json");
     std::fs::write(&file, doc(&["t0"], 1)).unwrap();
-    let log = std::fs::File::create(&n.log).unwrap();
-    let child = Command::new("unshare")
-        .args(["--mount", "--"])
-        .arg(MVM)
-        .arg("--config")
-        .arg(&n.config)
-        .args(["agent", "run", "--desired"])
-        .arg(&file)
-        .args([
-            "--node-id",
-            "f1",
-            "--target",
-            "tenant.*.dirs",
-            "--target",
-            "tenant.*.cgroup",
-            "--resync",
-            "1h",
-        ])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let mut a = Agent(child);
+    let mut a = agent_from(&n, &["--desired", file.to_str().unwrap()], &[]);
     let until = |what: &str, ok: &dyn Fn() -> bool| {
         let start = Instant::now();
         while !ok() {

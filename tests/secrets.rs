@@ -31,7 +31,12 @@ fn config() -> NodeConfig {
 }
 
 fn setup() -> (Arc<RecordingHost>, Node) {
-    let rec = Arc::new(RecordingHost::new().with_base(capable_node(true)));
+    setup_on(RecordingHost::new())
+}
+
+/// Two running tenants, acme and beta, reconciled on `host`.
+fn setup_on(host: RecordingHost) -> (Arc<RecordingHost>, Node) {
+    let rec = Arc::new(host.with_base(capable_node(true)));
     let node = Node::new(config(), Host::recording(rec.clone()));
     let desired = spec::parse_desired(
         Path::new("desired.json"),
@@ -376,29 +381,9 @@ fn no_value_reaches_a_plan_a_record_or_an_audit_line() {
 fn a_failed_start_keeps_both_generations_and_a_rotate_again_converges() {
     let fail = Arc::new(AtomicBool::new(false));
     let f = fail.clone();
-    let rec = Arc::new(
-        RecordingHost::new()
-            .with_base(capable_node(true))
-            .failing(move |c| {
-                f.load(std::sync::atomic::Ordering::SeqCst) && matches!(c, Call::Launch { .. })
-            }),
-    );
-    let node = Node::new(config(), Host::recording(rec.clone()));
-    let desired = spec::parse_desired(
-        Path::new("desired.json"),
-        &serde_json::json!({"tenants": [
-            {"tenant_id": "acme", "flake_ref": "github:o/a?rev=0123456789abcdef0123456789abcdef01234567",
-             "profile": "minimal", "vcpus": 1, "mem_mib": 256, "state": "running"},
-        ]})
-        .to_string(),
-        &node.config,
-    )
-    .unwrap();
-    let goal = Goal::Desired {
-        desired,
-        options: PlanOptions::default(),
-    };
-    assert!(matches!(run(&node, goal).0, Outcome::Applied(r) if r.success()));
+    let (rec, node) = setup_on(RecordingHost::new().failing(move |c| {
+        f.load(std::sync::atomic::Ordering::SeqCst) && matches!(c, Call::Launch { .. })
+    }));
     stage(&node, "acme", vec![file("a", "1")]).unwrap();
     rotate(&node, "acme");
     stage(&node, "acme", vec![file("a", "2")]).unwrap();

@@ -253,6 +253,21 @@ pub struct Node {
 }
 
 impl Node {
+    /// Takes the node lock (making the state dir that holds it first),
+    /// waiting up to `timeout` and telling `waiting` who holds it.
+    pub fn lock(
+        &self,
+        command_line: &str,
+        timeout: std::time::Duration,
+        waiting: &mut dyn FnMut(&str),
+    ) -> Result<crate::host::NodeLock, AgentError> {
+        self.host.ensure_state_dir(self.layout.root())?;
+        Ok(self
+            .host
+            .locks
+            .node_lock(&self.layout.lock(), command_line, timeout, waiting)?)
+    }
+
     pub fn new(config: NodeConfig, host: Host) -> Self {
         let layout = StateLayout::new(&config.state_dir);
         Self {

@@ -173,14 +173,10 @@ pub fn reconcile(
     signals: bool,
 ) -> Result<Outcome, AgentError> {
     let (host, layout, config) = (&node.host, &node.layout, &node.config);
-    // The state dir holds the lock, so it must exist before anything else.
-    host.ensure_state_dir(layout.root())?;
-    let _lock = host.locks.node_lock(
-        &layout.lock(),
-        req.command_line,
-        req.lock_timeout,
-        &mut |holder| ui.waiting_for_lock(holder),
-    )?;
+    // The state dir holds the lock, so it is made before anything else.
+    let _lock = node.lock(req.command_line, req.lock_timeout, &mut |holder| {
+        ui.waiting_for_lock(holder)
+    })?;
 
     let observed = host.probe.observe(config);
     let (plan, desired) = match req.goal {

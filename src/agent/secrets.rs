@@ -57,12 +57,9 @@ pub fn set(node: &Node, req: SetRequest, ui: &dyn SetUi) -> Result<Option<Staged
     if !host.files.is_dir(&layout.tenant_dir(id)) {
         return Err(AgentError::UnknownTenant { id: id.clone() });
     }
-    let _lock = host.locks.node_lock(
-        &layout.lock(),
-        req.command_line,
-        req.lock_timeout,
-        &mut |holder| ui.waiting_for_lock(holder),
-    )?;
+    let _lock = node.lock(req.command_line, req.lock_timeout, &mut |holder| {
+        ui.waiting_for_lock(holder)
+    })?;
     let observed = host.probe.observe(&node.config);
     let t = observed
         .tenants

@@ -70,19 +70,10 @@ impl reconcile::Ui for Operator<'_> {
         if self.auto_approve || !t.stdin {
             return Ok(true);
         }
-        let question = "\nDo you want to perform these actions?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ";
-        if t.stdout && !self.json {
-            print!("{question}");
-            let _ = std::io::stdout().flush();
-        } else {
-            eprint!("{question}");
-        }
-        let mut answer = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut answer)
-            .map_err(AgentError::Confirm)?;
-        Ok(answer.trim() == "yes")
+        ask(
+            "Do you want to perform these actions?",
+            t.stdout && !self.json,
+        )
     }
 
     fn progress(&self) -> Arc<dyn Progress> {
@@ -135,6 +126,25 @@ pub fn run(s: &Settings, node: &Node, args: &ReconcileArgs) -> Result<ExitCode, 
 
 /// `mvm tenant stop|start|pin|unpin|release ID`: the override written under
 /// the node lock, then that tenant reconciled.
+/// Asks `question` Terraform's way (on stdout when `on_stdout`, else on
+/// stderr) and reads the answer from stdin: only `yes` approves.
+pub(super) fn ask(question: &str, on_stdout: bool) -> Result<bool, AgentError> {
+    let text =
+        format!("\n{question}\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ");
+    if on_stdout {
+        print!("{text}");
+        let _ = std::io::stdout().flush();
+    } else {
+        eprint!("{text}");
+    }
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(AgentError::Confirm)?;
+    Ok(answer.trim() == "yes")
+}
+
 pub fn tenant_override(
     s: &Settings,
     node: &Node,

@@ -8,7 +8,6 @@ use crate::agent::{self, AgentError, Node};
 use crate::security::secrets::Manifest;
 use crate::settings::Settings;
 use crate::spec::types::TenantId;
-use std::io::BufRead;
 use std::process::ExitCode;
 
 struct Operator<'a> {
@@ -38,13 +37,7 @@ impl SetUi for Operator<'_> {
         if self.no_question || !self.settings.terminal.stdin {
             return Ok(true);
         }
-        eprint!("\nStage it?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ");
-        let mut answer = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut answer)
-            .map_err(AgentError::Confirm)?;
-        Ok(answer.trim() == "yes")
+        super::reconcile::ask("Stage it?", false)
     }
 }
 
