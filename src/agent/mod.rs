@@ -363,6 +363,23 @@ impl Node {
         Ok(())
     }
 
+    /// Removes the temporary files a killed atomic writer of `path` left
+    /// beside it (`.<name>.tmp.<pid>`; the caller holds the node lock, so
+    /// no writer of it runs). The next write of `path` does the same; this
+    /// is for a command that may have nothing to write this time.
+    pub fn sweep_temps(&self, path: &Path) -> Result<(), AgentError> {
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+            return Ok(());
+        };
+        let prefix = format!(".{}.tmp.", name.to_string_lossy());
+        for stale in self.host.files.list(dir)? {
+            if stale.starts_with(&prefix) {
+                self.host.files.remove_tree(&dir.join(stale))?;
+            }
+        }
+        Ok(())
+    }
+
     /// The control plane's desired state at `given` (`--desired`), or the
     /// one the last successful reconcile converged to; with its path.
     pub fn document(

@@ -349,15 +349,24 @@ fn set_override(
     // written: a refused flag changes nothing.
     node.merge(&doc, &overrides)
         .map_err(|e| as_flags(e, change))?;
+    // In the tenant's log; a tenant not on the node yet (one being
+    // created) has none, so the node's log records it.
+    let log = if node.host.files.is_dir(&node.layout.tenant_dir(id)) {
+        crate::security::audit::Log::Tenant(id)
+    } else {
+        crate::security::audit::Log::Node
+    };
+    // A command killed while writing left its temporary files; the run
+    // again may find nothing to write, so it removes them here.
+    node.sweep_temps(&node.layout.overrides())?;
+    match log {
+        crate::security::audit::Log::Tenant(id) => node.sweep_temps(&node.layout.audit_head(id))?,
+        crate::security::audit::Log::Node => node.sweep_temps(&node.layout.node_audit_head())?,
+    }
     if after != before {
-        node.write_overrides(&overrides)?;
-        // In the tenant's log; a tenant not on the node yet (one being
-        // created) has none, so the node's log records it.
-        let log = if node.host.files.is_dir(&node.layout.tenant_dir(id)) {
-            crate::security::audit::Log::Tenant(id)
-        } else {
-            crate::security::audit::Log::Node
-        };
+        // The record first, then the change: a kill between the two leaves
+        // a record of an override that the run again writes (and records
+        // once more) — never an override the audit log does not show.
         let show = |o: &TenantOverrides| serde_json::to_string(o).expect("overrides serialize");
         let writer = crate::resources::audit_log::AuditWriter::new(
             node.layout.clone(),
@@ -377,6 +386,7 @@ fn set_override(
             .into(),
         };
         writer.append(&node.host, ev)?;
+        node.write_overrides(&overrides)?;
     }
     let merged = node
         .merge(&doc, &overrides)
