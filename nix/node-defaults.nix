@@ -21,6 +21,7 @@
     port = 8775;
     rate_per_sec = 50;
     burst = 100;
+    tokens = "required";
   };
   firecracker = {
     binary = "/usr/bin/firecracker";

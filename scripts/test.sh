@@ -1,8 +1,10 @@
 #!/bin/sh
 # Runs every mvm test. On a fresh Debian machine it first installs what the
 # tests need (as root, via apt): nftables, iproute2, util-linux (unshare),
-# e2fsprogs, ethtool, python3, nix-bin and busybox-static, creates Nix's
-# build users (group nixbld) and fetches a kernel image. Host tests run as
+# e2fsprogs, ethtool, python3 (and the modules cloud-init imports), nix-bin
+# and busybox-static, creates Nix's
+# build users (group nixbld), fetches a kernel image and unpacks Debian's
+# cloud-init package. Host tests run as
 # root inside throwaway namespaces; a test whose prerequisite is missing is
 # skipped, visibly and counted — or, with MVM_HOST_TESTS=required, fails.
 set -eu
@@ -26,6 +28,13 @@ need etcd etcd-server
 need protoc protobuf-compiler
 [ -f /usr/include/google/protobuf/timestamp.proto ] || missing="$missing libprotobuf-dev"
 [ -x /bin/busybox ] || missing="$missing busybox-static"
+# The modules Debian's cloud-init imports (the metadata test runs its Ec2
+# datasource with Debian's own python3).
+for mod in requests:python3-requests yaml:python3-yaml jinja2:python3-jinja2 \
+    jsonschema:python3-jsonschema jsonpatch:python3-jsonpatch configobj:python3-configobj \
+    netifaces:python3-netifaces oauthlib:python3-oauthlib; do
+    /usr/bin/python3 -c "import ${mod%%:*}" 2>/dev/null || missing="$missing ${mod#*:}"
+done
 
 if [ -n "$missing" ]; then
     if [ "$(id -u)" = 0 ]; then
@@ -66,6 +75,18 @@ if [ "$(id -u)" = 0 ] && [ ! -s "$kernel" ]; then
     (cd "$tmp" && apt-get download -qq "$pkg" 2>/dev/null && dpkg-deb -x ./*.deb x) &&
         mkdir -p "$(dirname "$kernel")" && cp "$tmp"/x/boot/vmlinuz-* "$kernel" ||
         echo "warning: no kernel image; the Firecracker tests will say so and skip" >&2
+    rm -rf "$tmp"
+fi
+
+# Debian's cloud-init, unpacked (not installed: nothing of it may run on
+# this machine) under target/, for the metadata service's cloud-init test.
+ci_dir=target/cloud-init
+if [ ! -f "$ci_dir/usr/lib/python3/dist-packages/cloudinit/sources/DataSourceEc2.py" ]; then
+    echo "fetching Debian's cloud-init package for the metadata test"
+    tmp=$(mktemp -d)
+    (cd "$tmp" && apt-get download -qq cloud-init 2>/dev/null) && mkdir -p "$ci_dir" &&
+        dpkg-deb -x "$tmp"/cloud-init_*.deb "$ci_dir" ||
+        echo "warning: no cloud-init package; the cloud-init test will say so and skip" >&2
     rm -rf "$tmp"
 fi
 

@@ -314,6 +314,10 @@ pub struct ServiceObs {
     /// The per-tenant rate limit it was started with.
     pub rate_per_sec: u32,
     pub burst: u32,
+    /// Whether it requires session tokens (a record of an mvm before the
+    /// setting existed: it did).
+    #[serde(default)]
+    pub tokens: crate::security::metadata::Tokens,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

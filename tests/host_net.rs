@@ -322,3 +322,22 @@ fn a_refused_transaction_leaves_the_old_ruleset() {
     assert!(err.contains("nothing changed"), "{err}");
     assert_eq!(before, after);
 }
+
+/// cloud-init's own Ec2 datasource (Debian's 22.4, unmodified) in a
+/// stand-in guest behind a real tap detects the metadata service and reads
+/// instance id, hostname, zone and network config: with the token flow on
+/// an EC2-looking platform, without one under `metadata.tokens =
+/// "optional"`, and is refused a tokenless read by default.
+#[test]
+fn cloud_init_detects_the_metadata_service() {
+    if require(
+        "cloud_init_detects_the_metadata_service",
+        &[Need::Root, Need::CloudInit],
+    ) {
+        Script::new("net/cloud_init")
+            .net()
+            .pid()
+            .arg(common::host::cloud_init())
+            .checks(4);
+    }
+}

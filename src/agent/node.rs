@@ -98,6 +98,7 @@ pub struct ServiceInfo {
     pub version: String,
     pub rate_per_sec: u32,
     pub burst: u32,
+    pub tokens: crate::security::metadata::Tokens,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -194,6 +195,7 @@ pub fn node_info(
                 version: s.version.clone(),
                 rate_per_sec: s.rate_per_sec,
                 burst: s.burst,
+                tokens: s.tokens,
             }),
             foreign_listener: obs.metadata_listener.clone().filter(|_| service.is_none()),
         },
@@ -346,6 +348,7 @@ mod tests {
             listen: "10.9.9.9:1".into(),
             rate_per_sec: 1,
             burst: 1,
+            tokens: Default::default(),
         });
         obs.tenants.values_mut().for_each(|t| {
             t.vm = Some(VmProcess {

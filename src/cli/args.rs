@@ -120,9 +120,14 @@ pub enum MetadataCommand {
     /// Serve tenant metadata at <bridge.gateway>:<metadata.port> (guests reach it as
     /// http://<metadata.address>/ through the nft redirect). A tenant is identified by the
     /// packet mark of its tap (its uid) and its source address, never by the request; only
-    /// tenants with `metadata: true` in the applied desired state are answered. Tokens:
-    /// PUT /latest/api/token with X-metadata-token-ttl-seconds (1..21600); every GET needs
-    /// X-metadata-token. Once listening it runs as nobody with only CAP_DAC_READ_SEARCH (to
+    /// tenants with `metadata: true` in the applied desired state are answered. It serves
+    /// EC2's instance-metadata layout (instance-id, hostname, local-ipv4, mac,
+    /// network/interfaces/macs/…, placement/availability-zone, public-keys/, the
+    /// instance-identity document) under latest/ and every EC2 API version, plus mvm's
+    /// tenant-id, node-id and revision. Tokens: PUT /latest/api/token with
+    /// X-metadata-token-ttl-seconds (1..21600, or EC2's X-aws-ec2-metadata-token-ttl-seconds);
+    /// every GET needs X-metadata-token (or X-aws-ec2-metadata-token) unless
+    /// metadata.tokens = "optional". Once listening it runs as nobody with only CAP_DAC_READ_SEARCH (to
     /// read the state dir). Each peer is rate-limited before its request is read, may hold
     /// at most 16 connections (1024 in all, fewer under a low fd limit), and is logged at
     /// most 20 lines per 10 s; refusals and token issues are logged to stderr, never a
@@ -148,6 +153,11 @@ pub struct ServeArgs {
     /// metadata.burst.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub burst: Option<u32>,
+    /// `required` (every read needs a session token) or `optional` (reads
+    /// without one are answered too), instead of node.toml's
+    /// metadata.tokens.
+    #[arg(long, value_name = "required|optional")]
+    pub tokens: Option<crate::security::metadata::Tokens>,
     /// The most bytes the log (stderr) may hold: past it the file is
     /// emptied and continues with a line saying so.
     #[arg(long, value_name = "BYTES", default_value_t = crate::host::metadata_server::LOG_MAX_BYTES,

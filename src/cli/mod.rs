@@ -243,12 +243,22 @@ fn serve_metadata(s: &Settings, args: &ServeArgs) -> Result<ExitCode, AgentError
             why: "not a directory (it does not exist, or is something else)".into(),
         });
     }
-    let config = match (args.listen, &args.state_dir, args.rate, args.burst) {
-        (Some(listen), Some(dir), Some(per_sec), Some(burst)) => {
+    let config = match (
+        args.listen,
+        &args.state_dir,
+        args.rate,
+        args.burst,
+        args.tokens,
+    ) {
+        (Some(listen), Some(dir), Some(per_sec), Some(burst), Some(tokens)) => {
             crate::host::metadata_server::Config {
                 listen,
                 state_dir: dir.clone(),
-                limit: crate::security::metadata::RateLimit { per_sec, burst },
+                limit: crate::security::metadata::Policy {
+                    per_sec,
+                    burst,
+                    tokens,
+                },
                 log_max_bytes: args.log_max_bytes,
             }
         }
@@ -260,9 +270,10 @@ fn serve_metadata(s: &Settings, args: &ServeArgs) -> Result<ExitCode, AgentError
                     node.metadata.port,
                 ))),
                 state_dir: args.state_dir.clone().unwrap_or(node.state_dir.clone()),
-                limit: crate::security::metadata::RateLimit {
+                limit: crate::security::metadata::Policy {
                     per_sec: args.rate.unwrap_or(node.metadata.rate_per_sec),
                     burst: args.burst.unwrap_or(node.metadata.burst),
+                    tokens: args.tokens.unwrap_or(node.metadata.tokens),
                 },
                 log_max_bytes: args.log_max_bytes,
             }

@@ -157,8 +157,12 @@ fn render(i: &agent::node::NodeInfo, colors: bool) -> String {
             m.listen,
             match (&m.service, &m.foreign_listener) {
                 (Some(s), _) => format!(
-                    "running (pid {}, mvm {}, {}/s burst {})",
-                    s.pid, s.version, s.rate_per_sec, s.burst
+                    "running (pid {}, mvm {}, {}/s burst {}, tokens {})",
+                    s.pid,
+                    s.version,
+                    s.rate_per_sec,
+                    s.burst,
+                    s.tokens.as_str()
                 ),
                 (None, Some(f)) => yellow
                     .apply_to(format!("held by something else at {f}"))

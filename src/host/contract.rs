@@ -315,7 +315,7 @@ pub trait Services: Send + Sync {
     fn start_metadata(
         &self,
         listen: &str,
-        limit: crate::security::metadata::RateLimit,
+        limit: crate::security::metadata::Policy,
         state_dir: &Path,
         started: &mut dyn FnMut(ProcessRef) -> HostResult,
     ) -> HostResult<ProcessRef>;

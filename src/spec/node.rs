@@ -59,6 +59,45 @@ pub struct MetadataConfig {
     pub rate_per_sec: u32,
     /// Requests each tenant may make at once.
     pub burst: u32,
+    /// Whether a read needs a session token (IMDSv2 only, the default) or
+    /// not (IMDSv1 too, for cloud-init on a platform it does not know).
+    pub tokens: Tokens,
+}
+
+/// Whether a GET needs a session token (EC2's `HttpTokens`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tokens {
+    /// IMDSv2 only: a read without a valid token is 401. The default: a
+    /// guest program tricked into fetching a URL (SSRF) cannot read
+    /// metadata, since it would have to PUT first with a custom header.
+    #[default]
+    Required,
+    /// A read without a token header is answered too (IMDSv1), as
+    /// cloud-init 22.4 reads on a platform it does not identify as AWS —
+    /// every Firecracker guest. A token that is sent must still be valid.
+    /// Identity never depends on it (the tap's mark and the address do).
+    Optional,
+}
+
+impl Tokens {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tokens::Required => "required",
+            Tokens::Optional => "optional",
+        }
+    }
+}
+
+impl std::str::FromStr for Tokens {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "required" => Ok(Tokens::Required),
+            "optional" => Ok(Tokens::Optional),
+            _ => Err(format!("{s:?}: tokens are \"required\" or \"optional\"")),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -321,7 +360,7 @@ fn metadata_section(top: &Fields, p: &mut Problems) -> Option<MetadataConfig> {
     section(
     top,
     "metadata",
-    &["address", "port", "rate_per_sec", "burst"],
+    &["address", "port", "rate_per_sec", "burst", "tokens"],
     p,
 )
 .and_then(|f| {
@@ -341,11 +380,15 @@ fn metadata_section(top: &Fields, p: &mut Problems) -> Option<MetadataConfig> {
     let port = f.req_int("port", 1, 65535, p).map(|n| n as u16);
     let rate = f.req_int("rate_per_sec", 1, 100_000, p).map(|n| n as u32);
     let burst = f.req_int("burst", 1, 100_000, p).map(|n| n as u32);
+    let tokens = f
+        .req_choice("tokens", &["required", "optional"], p)
+        .map(|s| s.parse().expect("one of the choices"));
     Some(MetadataConfig {
         address: address?,
         port: port?,
         rate_per_sec: rate?,
         burst: burst?,
+        tokens: tokens?,
     })
 })
 }

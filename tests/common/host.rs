@@ -35,6 +35,15 @@ pub enum Need {
     Kvm,
     /// etcd (Debian's etcd-server), started by the test itself.
     Etcd,
+    /// Debian's cloud-init package unpacked at `target/cloud-init`
+    /// (`scripts/test.sh` fetches it) and the Debian python3 modules it
+    /// imports.
+    CloudInit,
+}
+
+/// Where `scripts/test.sh` unpacks Debian's cloud-init package.
+pub fn cloud_init() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/cloud-init/usr/lib/python3/dist-packages")
 }
 
 /// The Firecracker builds: `$MVM_TEST_FIRECRACKER_DIR`, else
@@ -86,6 +95,24 @@ impl Need {
             Need::Kvm => (!Path::new("/dev/kvm").exists()).then(|| "no /dev/kvm".to_string()),
             Need::Etcd => (!Path::new("/usr/bin/etcd").exists())
                 .then(|| "etcd is not installed (apt install etcd-server)".to_string()),
+            Need::CloudInit => {
+                if !cloud_init()
+                    .join("cloudinit/sources/DataSourceEc2.py")
+                    .exists()
+                {
+                    return Some(format!(
+                        "no cloud-init at {} (scripts/test.sh unpacks Debian's package)",
+                        cloud_init().display()
+                    ));
+                }
+                let imports = "import requests, yaml, jinja2, jsonschema, jsonpatch, configobj, netifaces, oauthlib";
+                let ok = Command::new("/usr/bin/python3")
+                    .args(["-c", imports])
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success());
+                (!ok).then(|| "Debian's python3 lacks cloud-init's modules (scripts/test.sh installs them)".to_string())
+            }
         }
     }
 }

@@ -13,7 +13,7 @@
 
 mod process;
 
-use crate::security::metadata::{self, MetadataRequest, RateLimit, Response, Tenant};
+use crate::security::metadata::{self, MetadataRequest, Policy, Response, Tenant};
 use process::drop_privileges;
 pub use process::{SERVICE_UID, Starting, spawn, stop};
 use std::collections::{BTreeMap, HashMap};
@@ -42,7 +42,7 @@ pub const LOG_MAX_BYTES: u64 = 64 << 20;
 pub struct Config {
     pub listen: SocketAddr,
     pub state_dir: PathBuf,
-    pub limit: RateLimit,
+    pub limit: Policy,
     /// The most bytes stderr (the log) may hold.
     pub log_max_bytes: u64,
 }
@@ -374,7 +374,14 @@ fn answer<B>(state: &State, mark: u32, ip: IpAddr, req: &hyper::Request<B>) -> R
             let nonce = state
                 .nonce
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            metadata::handle(req, tenant.as_ref(), &state.key, now, nonce)
+            metadata::handle(
+                req,
+                tenant.as_ref(),
+                &state.key,
+                state.config.limit.tokens,
+                now,
+                nonce,
+            )
         }
     };
     if let Some(line) = metadata::log_line(

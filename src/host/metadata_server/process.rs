@@ -2,7 +2,7 @@
 //! as it exists, stopped only if it is still that process; and the
 //! privileges it drops once it listens.
 
-use crate::security::metadata::RateLimit;
+use crate::security::metadata::Policy;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,7 @@ pub struct Starting {
 /// next run can stop, never an orphan.
 pub fn spawn(
     listen: &str,
-    limit: RateLimit,
+    limit: Policy,
     state_dir: &std::path::Path,
     log: &std::path::Path,
 ) -> std::io::Result<Starting> {
@@ -46,6 +46,7 @@ pub fn spawn(
         .arg(limit.per_sec.to_string())
         .arg("--burst")
         .arg(limit.burst.to_string())
+        .args(["--tokens", limit.tokens.as_str()])
         .arg("--state-dir")
         .arg(state_dir)
         .env_clear()
@@ -230,7 +231,7 @@ impl crate::host::Services for crate::host::linux::LinuxHost {
     fn start_metadata(
         &self,
         listen: &str,
-        limit: crate::security::metadata::RateLimit,
+        limit: crate::security::metadata::Policy,
         state_dir: &std::path::Path,
         started: &mut dyn FnMut(crate::host::ProcessRef) -> crate::host::HostResult,
     ) -> crate::host::HostResult<crate::host::ProcessRef> {

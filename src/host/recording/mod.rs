@@ -140,6 +140,7 @@ pub enum Call {
         listen: String,
         per_sec: u32,
         burst: u32,
+        tokens: crate::security::metadata::Tokens,
     },
     /// A process (a VM or the service) stopped.
     Stop {

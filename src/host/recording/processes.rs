@@ -54,7 +54,7 @@ impl Services for RecordingHost {
     fn start_metadata(
         &self,
         listen: &str,
-        limit: crate::security::metadata::RateLimit,
+        limit: crate::security::metadata::Policy,
         _: &Path,
         started: &mut dyn FnMut(crate::host::ProcessRef) -> HostResult,
     ) -> HostResult<crate::host::ProcessRef> {
@@ -63,6 +63,7 @@ impl Services for RecordingHost {
                 listen: listen.to_string(),
                 per_sec: limit.per_sec,
                 burst: limit.burst,
+                tokens: limit.tokens,
             },
             |_| Ok(()),
         )?;

@@ -13,7 +13,7 @@ use crate::observed::{Observed, ServiceObs};
 use crate::resources::{
     ApplyCtx, At, Attrs, Dep, Desired, Documents, PlanCtx, Provider, Resource, Scope, Subject,
 };
-use crate::security::metadata::RateLimit;
+use crate::security::metadata::Policy;
 use crate::spec::TenantSpec;
 use crate::spec::types::TenantId;
 use serde::Deserialize;
@@ -31,13 +31,16 @@ pub struct MetadataAttrs {
     /// The per-tenant rate limit it enforces (node.toml).
     pub rate_per_sec: Option<u32>,
     pub burst: Option<u32>,
+    /// Whether reads need a session token (node.toml).
+    pub tokens: Option<crate::security::metadata::Tokens>,
 }
 
 /// The rate limit node.toml asks for.
-fn limit(node: &crate::spec::NodeConfig) -> RateLimit {
-    RateLimit {
+fn limit(node: &crate::spec::NodeConfig) -> Policy {
+    Policy {
         per_sec: node.metadata.rate_per_sec,
         burst: node.metadata.burst,
+        tokens: node.metadata.tokens,
     }
 }
 
@@ -52,7 +55,8 @@ impl Resource for Metadata {
     /// redirect).
     const NETWORK: bool = true;
     const SCOPE: Scope = Scope::Node;
-    const REPLACE_ON: &'static [&'static str] = &["listen", "version", "rate_per_sec", "burst"];
+    const REPLACE_ON: &'static [&'static str] =
+        &["listen", "version", "rate_per_sec", "burst", "tokens"];
 
     fn depends_on(&self, _: Option<&TenantSpec>) -> &'static [Dep] {
         &[Dep::Node("bridge"), Dep::Node("nft")]
@@ -75,6 +79,7 @@ impl Resource for Metadata {
         d.unknown("pid");
         d.set("rate_per_sec", ctx.node.metadata.rate_per_sec);
         d.set("burst", ctx.node.metadata.burst);
+        d.set("tokens", ctx.node.metadata.tokens.as_str());
         Some(d)
     }
 
@@ -94,6 +99,7 @@ impl Resource for Metadata {
         a.insert("pid".into(), s.pid.into());
         a.insert("rate_per_sec".into(), s.rate_per_sec.into());
         a.insert("burst".into(), s.burst.into());
+        a.insert("tokens".into(), s.tokens.as_str().into());
         Some(a)
     }
 
@@ -128,6 +134,7 @@ impl Resource for Metadata {
             listen: a.listen.clone(),
             rate_per_sec: a.rate_per_sec.unwrap_or_default(),
             burst: a.burst.unwrap_or_default(),
+            tokens: a.tokens.unwrap_or_default(),
         });
     }
 
@@ -137,12 +144,14 @@ impl Resource for Metadata {
             || a.version.as_deref() != Some(env!("CARGO_PKG_VERSION"))
             || a.rate_per_sec != Some(want.per_sec)
             || a.burst != Some(want.burst)
+            || a.tokens != Some(want.tokens)
         {
             return Err(format!(
-                "listen, version and rate limit are always {}, this mvm's, and node.toml's {}/s burst {}",
+                "listen, version, rate limit and tokens are always {}, this mvm's, and node.toml's {}/s burst {} tokens {}",
                 listen(ctx),
                 want.per_sec,
-                want.burst
+                want.burst,
+                want.tokens.as_str()
             ));
         }
         Ok(())
@@ -186,6 +195,7 @@ impl Provider<MetadataAttrs> for Metadata {
                 listen: after.listen.clone(),
                 rate_per_sec: ctx.node.metadata.rate_per_sec,
                 burst: ctx.node.metadata.burst,
+                tokens: ctx.node.metadata.tokens,
             };
             let mut text = serde_json::to_vec_pretty(&rec).expect("record serializes");
             text.push(b'\n');

@@ -11,21 +11,14 @@
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
+pub mod tree;
+pub use crate::spec::node::Tokens;
+pub use tree::Tenant;
+
 /// The longest token lifetime a guest may ask for, as EC2's IMDSv2.
 pub const TTL_MAX: u64 = 21_600;
 pub const TOKEN_HEADER: &str = "x-metadata-token";
 pub const TTL_HEADER: &str = "x-metadata-token-ttl-seconds";
-
-/// What the service knows of a tenant, from its record.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Tenant {
-    pub id: String,
-    pub node_id: String,
-    pub ip: std::net::Ipv4Addr,
-    pub mac: String,
-    pub flake_ref: String,
-    pub lock: String,
-}
 
 /// A parsed request: method, path, headers (names lowercased).
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -117,25 +110,14 @@ pub fn verify(key: &[u8; 32], token: &str, tenant: &str, now: u64) -> Result<(),
 }
 
 /// How many requests a tenant may make: `per_sec` sustained, `burst` at
-/// once (node.toml `metadata.rate_per_sec`, `metadata.burst`).
+/// once (node.toml `metadata.rate_per_sec`, `metadata.burst`), and
+/// whether a read needs a session token (`metadata.tokens`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimit {
+pub struct Policy {
     pub per_sec: u32,
     pub burst: u32,
+    pub tokens: Tokens,
 }
-
-/// The paths the service answers, the only ones its log names.
-const PATHS: &[&str] = &[
-    "/latest/api/token",
-    "/latest/meta-data/",
-    "/latest/dynamic/instance-identity/",
-    "/latest/meta-data/tenant-id",
-    "/latest/meta-data/node-id",
-    "/latest/meta-data/local-ipv4",
-    "/latest/meta-data/mac",
-    "/latest/meta-data/revision",
-    "/latest/dynamic/instance-identity/document",
-];
 
 /// The access-log line for a request, or `None` for what is not worth a
 /// line: successful reads, and a rate-limited tenant's refusals after its
@@ -160,11 +142,7 @@ pub fn log_line(
                 .into_iter()
                 .find(|m| *m == r.method)
                 .unwrap_or("(other method)"),
-            PATHS
-                .iter()
-                .copied()
-                .find(|p| *p == r.path)
-                .unwrap_or("(other path)"),
+            tree::loggable(&r.path).unwrap_or("(other path)"),
         ),
         // Refused before it was read (the rate limit applies first).
         None if status == 429 => ("(not read)", "-"),
@@ -204,11 +182,13 @@ fn decimal(v: &str) -> Option<u64> {
 }
 
 /// The answer to `req` from `tenant` (`None`: not identified, or not a
-/// metadata tenant). `now` in seconds; `nonce` fresh per token.
+/// metadata tenant), under `tokens`. `now` in seconds; `nonce` fresh
+/// per token.
 pub fn handle(
     req: &MetadataRequest,
     tenant: Option<&Tenant>,
     key: &[u8; 32],
+    tokens: Tokens,
     now: u64,
     nonce: u64,
 ) -> Response {
@@ -238,6 +218,7 @@ pub fn handle(
             };
             match token.map(|tok| verify(key, tok, &t.id, now)) {
                 Some(Ok(())) => {}
+                None if tokens == Tokens::Optional => {}
                 _ => {
                     return plain(
                         401,
@@ -245,37 +226,15 @@ pub fn handle(
                     );
                 }
             }
-            let value = match path {
-                "/latest/meta-data/tenant-id" => t.id.clone(),
-                "/latest/meta-data/node-id" => t.node_id.clone(),
-                "/latest/meta-data/local-ipv4" => t.ip.to_string(),
-                "/latest/meta-data/mac" => t.mac.clone(),
-                "/latest/meta-data/revision" => format!("{} {}", t.flake_ref, t.lock),
-                // Listings, as EC2 answers a directory.
-                "/latest/meta-data" | "/latest/meta-data/" => {
-                    "tenant-id\nnode-id\nlocal-ipv4\nmac\nrevision".to_string()
-                }
-                "/latest/dynamic/instance-identity" | "/latest/dynamic/instance-identity/" => {
-                    "document".to_string()
-                }
-                "/latest/dynamic/instance-identity/document" => {
-                    return Response {
-                        status: 200,
-                        content_type: "application/json",
-                        body: serde_json::json!({
-                            "tenantId": t.id,
-                            "nodeId": t.node_id,
-                            "privateIp": t.ip.to_string(),
-                            "mac": t.mac,
-                            "flakeRef": t.flake_ref,
-                            "lock": t.lock,
-                        })
-                        .to_string(),
-                    };
-                }
-                _ => return plain(404, "not found\n"),
-            };
-            plain(200, value)
+            match tree::get(t, path) {
+                Some(tree::Node::Text(value)) => plain(200, value),
+                Some(tree::Node::Json(doc)) => Response {
+                    status: 200,
+                    content_type: "application/json",
+                    body: doc.to_string(),
+                },
+                None => plain(404, "not found\n"),
+            }
         }
         _ => plain(405, "method not allowed\n"),
     }
@@ -380,7 +339,14 @@ mod tests {
         let key = [1u8; 32];
         let a = tenant("acme");
         let put = |h: &[(&str, &str)]| {
-            handle(&req("PUT", "/latest/api/token", h), Some(&a), &key, 100, 5)
+            handle(
+                &req("PUT", "/latest/api/token", h),
+                Some(&a),
+                &key,
+                Tokens::Required,
+                100,
+                5,
+            )
         };
         assert_eq!(put(&[(TTL_HEADER, "21600")]).status, 200);
         for bad in ["0", "21601", "x", "+60", "-1", "6 0", "0x10", ""] {
@@ -404,7 +370,14 @@ mod tests {
         );
         let token = put(&[(TTL_HEADER, "60")]).body;
         let get = |path: &str, tok: &str, who: Option<&Tenant>| {
-            handle(&req("GET", path, &[(TOKEN_HEADER, tok)]), who, &key, 120, 6)
+            handle(
+                &req("GET", path, &[(TOKEN_HEADER, tok)]),
+                who,
+                &key,
+                Tokens::Required,
+                120,
+                6,
+            )
         };
         assert_eq!(
             get("/latest/meta-data/tenant-id", &token, Some(&a)).body,
@@ -418,6 +391,7 @@ mod tests {
             ),
             Some(&a),
             &key,
+            Tokens::Required,
             120,
             6,
         );
@@ -440,7 +414,8 @@ mod tests {
             let path = format!("/latest/meta-data/{name}");
             assert_eq!(get(&path, &token, Some(&a)).status, 200, "{path}");
         }
-        assert_eq!(listing.lines().count(), 5);
+        assert_eq!(listing.lines().count(), 11);
+        assert!(listing.lines().any(|n| n == "instance-id"), "{listing}");
         assert_eq!(
             get("/latest/dynamic/instance-identity", &token, Some(&a)).body,
             "document"
@@ -460,8 +435,57 @@ mod tests {
         // Not identified: nothing but 403.
         assert_eq!(get("/latest/meta-data/tenant-id", &token, None).status, 403);
         assert_eq!(
-            handle(&req("POST", "/latest/api/token", &[]), Some(&a), &key, 1, 1).status,
+            handle(
+                &req("POST", "/latest/api/token", &[]),
+                Some(&a),
+                &key,
+                Tokens::Required,
+                1,
+                1
+            )
+            .status,
             405
         );
+    }
+
+    #[test]
+    fn optional_tokens_answer_reads_without_one_but_never_a_bad_one() {
+        let key = [1u8; 32];
+        let a = tenant("acme");
+        let get = |path: &str, headers: &[(&str, &str)], who: Option<&Tenant>| {
+            handle(
+                &req("GET", path, headers),
+                who,
+                &key,
+                Tokens::Optional,
+                120,
+                6,
+            )
+        };
+        let id = get("/2009-04-04/meta-data/instance-id", &[], Some(&a));
+        assert_eq!((id.status, id.body.as_str()), (200, "acme"));
+        assert_eq!(
+            get(
+                "/latest/meta-data/instance-id",
+                &[(TOKEN_HEADER, "forged")],
+                Some(&a)
+            )
+            .status,
+            401
+        );
+        let other = issue(&key, "globex", 100, 60, 1);
+        assert_eq!(
+            get(
+                "/latest/meta-data/instance-id",
+                &[(TOKEN_HEADER, &other)],
+                Some(&a)
+            )
+            .status,
+            401
+        );
+        // Identity is still the kernel's: not identified is 403.
+        assert_eq!(get("/latest/meta-data/instance-id", &[], None).status, 403);
+        assert_eq!("optional".parse::<Tokens>(), Ok(Tokens::Optional));
+        assert!("maybe".parse::<Tokens>().is_err());
     }
 }
