@@ -246,3 +246,20 @@ fn secrets_rotate_onto_the_jail_and_never_leak() {
         "{stdout}"
     );
 }
+
+/// Dev mode beside two running tenants (`tests/host/vm/dev.sh`, fresh
+/// network, mount and pid namespaces): a developer VM from the fixture
+/// flake under the real Firecracker while the node lock is held, and the
+/// tenants' state, taps, rules and audit logs byte-identical afterwards.
+#[test]
+fn dev_mode_never_touches_a_tenant() {
+    let needs = [FIRECRACKER, &[Need::Nix]].concat();
+    if require("dev_mode_never_touches_a_tenant", &needs) {
+        Script::new("vm/dev")
+            .net()
+            .pid()
+            .arg(firecracker_dir())
+            .arg(kernel())
+            .checks(4);
+    }
+}

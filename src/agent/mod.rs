@@ -7,6 +7,7 @@
 //! `net verify`'s checklist (`verify.rs`). The CLI only parses flags and
 //! prints what these return.
 
+pub mod dev;
 pub mod history;
 pub mod node;
 pub mod reconcile;
@@ -105,6 +106,10 @@ pub enum AgentError {
         value: String,
         problem: String,
     },
+    #[error("a developer VM already runs (pid {pid}, from {flake_ref})")]
+    DevRunning { pid: u32, flake_ref: String },
+    #[error("{}: not a developer VM record this mvm wrote: {problem}", path.display())]
+    CorruptDevRecord { path: PathBuf, problem: String },
     #[error("{}: not an overrides file this mvm wrote: {problem}", path.display())]
     CorruptOverrides { path: PathBuf, problem: String },
     #[error("no tenant {id} is desired or on this node")]
@@ -185,6 +190,8 @@ impl AgentError {
             AgentError::DestroyUpstream { id } => Some(format!("stop it (`mvm tenant stop {id}`), or remove it from the control plane's desired state")),
             AgentError::NoRevision { id, .. } => Some(format!("`mvm tenant revisions {id}` lists them (newest first); --steps 1 is the one before the running one")),
             AgentError::NoOverride { id, .. } => Some(format!("`mvm tenant status {id}` shows what is set by hand")),
+            AgentError::DevRunning { .. } => Some("`mvm dev down` stops it; one developer VM runs at a time".into()),
+            AgentError::CorruptDevRecord { .. } => Some("check for a Firecracker still running (`pgrep -a firecracker`), stop it by hand, remove <state>/dev/, then `mvm dev up` again".into()),
             AgentError::BadFlag { flag, .. } => Some(format!("{flag} takes the values desired.json does (README: Desired state)")),
             AgentError::CorruptOverrides { .. } => Some("mvm never resets a state file it cannot read: restore it from a backup, or move it aside to drop every override".into()),
             AgentError::Corrupt { .. } => Some("it was edited or damaged: mvm never resets a state file it cannot read; restore it from a backup or move it aside".into()),

@@ -46,6 +46,11 @@ pub enum Command {
     /// and every node's status.
     #[command(subcommand)]
     Fleet(FleetCommand),
+    /// Dev mode: one developer VM from a flake, for iterating on a guest image. NOT
+    /// HARDENED (no jailer, no cgroup, no network isolation) and never a tenant: its own
+    /// <state>/dev/, no node lock, no tenant record or audit log.
+    #[command(subcommand)]
+    Dev(DevCommand),
     /// The node configuration mvm uses.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -588,4 +593,51 @@ pub struct ObserveArgs {
     /// Print the full observed state as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DevCommand {
+    /// Build <flake>#mvm-<profile> (as a tenant's artifact is built) and boot it in
+    /// Firecracker as root — no jailer, no cgroup of its own, no network, its serial console
+    /// on <state>/dev/console.log (input: the FIFO <state>/dev/console.in). One developer VM
+    /// at a time; it never touches a tenant, takes no node lock, writes no audit record.
+    Up(DevUpArgs),
+    /// Stop the developer VM (Ctrl-Alt-Del, then SIGKILL after firecracker.stop_timeout_secs)
+    /// and remove <state>/dev/.
+    Down,
+    /// Whether a developer VM runs: its pid, flake, build, and whether its API answers.
+    Status(DevStatusArgs),
+    /// Print the developer VM's serial console; with --follow keep printing until it exits
+    /// (Ctrl-C to stop). Type into it with `cat > <state>/dev/console.in`.
+    Console(DevConsoleArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DevUpArgs {
+    /// The flake to boot (as desired.json's flake_ref: `path:/src/guest`, `github:o/r?rev=…`).
+    #[arg(long, value_name = "REF")]
+    pub flake: String,
+    /// Which of the flake's packages: mvm-minimal or mvm-standard.
+    #[arg(long, default_value = "minimal", value_parser = ["minimal", "standard"])]
+    pub profile: String,
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=32))]
+    pub vcpus: u8,
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(128..=262_144))]
+    pub mem_mib: u32,
+    /// Print one JSON document of what started on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DevStatusArgs {
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DevConsoleArgs {
+    /// Keep printing what the console shows until the VM exits.
+    #[arg(long)]
+    pub follow: bool,
 }

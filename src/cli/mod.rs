@@ -6,6 +6,7 @@
 
 mod args;
 mod config;
+mod dev;
 mod fleet;
 mod net;
 mod node;
@@ -129,6 +130,10 @@ fn dispatch(s: &Settings, node: &Node, command: &Command) -> Result<ExitCode, Ag
         Command::Fleet(FleetCommand::Put(args)) => fleet::put(node, args),
         Command::Fleet(FleetCommand::Get(args)) => fleet::get(args),
         Command::Fleet(FleetCommand::Status(args)) => fleet::status(args),
+        Command::Dev(DevCommand::Up(args)) => dev::up(s, node, args),
+        Command::Dev(DevCommand::Down) => dev::down(node),
+        Command::Dev(DevCommand::Status(args)) => dev::status(node, args),
+        Command::Dev(DevCommand::Console(args)) => dev::console(node, args),
         Command::Agent(AgentCommand::Apply { .. } | AgentCommand::Run(_))
         | Command::Metadata(_)
         | Command::Completions(_)

@@ -304,6 +304,14 @@ pub trait Vms: Send + Sync {
     /// `pid` as a VM of tenant `id` running as `uid` in `cgroup`, if it is
     /// one.
     fn identify(&self, pid: u32, uid: u32, cgroup: &str, id: &str) -> Option<ProcessRef>;
+    /// Launches the developer VM (`mvm dev up`: Firecracker itself, no
+    /// jailer) and waits until its API answers; with the cgroup it runs in.
+    fn launch_dev(
+        &self,
+        d: &crate::security::jailer::DevLaunch,
+    ) -> HostResult<(ProcessRef, String)>;
+    /// Whether the developer VM `r` still runs, and whether its API answers.
+    fn dev_status(&self, d: &crate::security::jailer::DevLaunch, r: ProcessRef) -> (bool, bool);
 }
 
 /// The metadata service process (`metadata_server.rs`).

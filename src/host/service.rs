@@ -89,3 +89,8 @@ pub fn process_name() -> String {
         .unwrap_or_default();
     format!("pid {} on {host}", std::process::id())
 }
+
+/// Blocks this thread for `d` (a command's own polling loop).
+pub fn pause(d: Duration) {
+    std::thread::sleep(d);
+}

@@ -36,6 +36,39 @@ pub struct Launch {
     pub max_file_bytes: u64,
 }
 
+/// How to launch the developer VM (`mvm dev up`): Firecracker itself, as
+/// root, no jailer, no cgroup of its own — by design not hardened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DevLaunch {
+    pub firecracker: PathBuf,
+    pub api_sock: PathBuf,
+    pub config_file: PathBuf,
+    /// The serial console's output (appended) and input (a FIFO).
+    pub console: PathBuf,
+    pub console_in: PathBuf,
+    /// Firecracker's own output besides the console (appended).
+    pub log: PathBuf,
+}
+
+/// Firecracker's argv for the developer VM, with an id no tenant can have
+/// (tenant ids are at most 11 bytes), so nothing takes it for a tenant's.
+pub fn dev_argv(d: &DevLaunch) -> (PathBuf, Vec<String>) {
+    (
+        d.firecracker.clone(),
+        vec![
+            "--id".into(),
+            DEV_ID.into(),
+            "--api-sock".into(),
+            d.api_sock.display().to_string(),
+            "--config-file".into(),
+            d.config_file.display().to_string(),
+        ],
+    )
+}
+
+/// The developer VM's Firecracker id.
+pub const DEV_ID: &str = "mvm-developer-vm";
+
 /// Open files a VM may hold (the jailer's `no-file`).
 pub const MAX_OPEN_FILES: u64 = 2048;
 

@@ -19,6 +19,7 @@
 //! <state>/tenants/<id>/secrets/         tmpfs mount: gen-<n>/{files/,secrets.img,manifest.json}
 //! <state>/archive/<id>-<time>/          audit logs of pruned tenants
 //! <state>/lock                          the node lock
+//! <state>/dev/                          `mvm dev`: the developer VM (never a tenant's)
 //! ```
 
 pub mod record;
@@ -186,6 +187,12 @@ impl StateLayout {
     }
 
     /// The metadata service's log.
+    /// The developer VM's own directory (`mvm dev`): nothing of a tenant's
+    /// is ever under it, nothing under it is a tenant's.
+    pub fn dev_dir(&self) -> PathBuf {
+        self.root.join("dev")
+    }
+
     pub fn metadata_log(&self) -> PathBuf {
         self.root.join("metadata.log")
     }

@@ -28,6 +28,33 @@ impl Vms for RecordingHost {
             Ok(r)
         })
     }
+    fn launch_dev(
+        &self,
+        d: &crate::security::jailer::DevLaunch,
+    ) -> HostResult<(crate::host::ProcessRef, String)> {
+        let (program, args) = crate::security::jailer::dev_argv(d);
+        let call = Call::Launch {
+            tenant: crate::security::jailer::DEV_ID.into(),
+            program,
+            args,
+        };
+        self.record(call, |m| {
+            let r = crate::host::ProcessRef {
+                pid: 999,
+                start_time: 4242,
+            };
+            m.vms.insert(crate::security::jailer::DEV_ID.into(), r);
+            Ok((r, String::new()))
+        })
+    }
+    fn dev_status(
+        &self,
+        _: &crate::security::jailer::DevLaunch,
+        r: crate::host::ProcessRef,
+    ) -> (bool, bool) {
+        let running = self.model().vms.values().any(|v| *v == r);
+        (running, running)
+    }
     fn stop(
         &self,
         r: crate::host::ProcessRef,

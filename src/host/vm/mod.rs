@@ -1,5 +1,7 @@
 //! Firecracker processes (`vmm.rs`) and the Nix builds they boot
 //! (`nixbuild.rs`).
 
+pub mod dev;
+mod linux;
 pub mod nixbuild;
 pub mod vmm;

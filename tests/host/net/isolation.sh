@@ -140,11 +140,15 @@ echo "ok: tenant to tenant denied, directly and through the gateway"
 # the rest of the network. Killed, and its port then held by something
 # else (a dual-stack wildcard, seen only in /proc/net/tcp6): the restart
 # is blocked, named, and the other process left alone.
-kill -9 "$(grep -o '"pid": [0-9]*' "$state/metadata.json" | grep -o '[0-9]*')"
-sleep 0.2
-python3 -c 'import socket, time; s = socket.socket(socket.AF_INET6); s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0); s.bind(("::", 8775)); s.listen(); time.sleep(60)' &
+svc=$(grep -o '"pid": [0-9]*' "$state/metadata.json" | grep -o '[0-9]*')
+kill -9 "$svc"
+# Gone (not a zombie still holding its port) before the port is taken;
+# waits are polled, never a fixed sleep, so a loaded machine is no race.
+for _ in $(seq 100); do [ -z "$(ps -o stat= -p "$svc" | grep -v Z)" ] && ! ss -ltn | matches ":8775 " && break; sleep 0.05; done
+python3 -c 'import socket, time; s = socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0); s.bind(("::", 8775)); s.listen(); time.sleep(60)' &
 squatter=$!
-sleep 0.3
+for _ in $(seq 100); do ss -ltn | matches ":8775 " && break; sleep 0.05; done
+ss -ltnp | matches "python3.*pid=$squatter," || { ss -ltnp; fail "the squatter could not take the port"; }
 m agent reconcile --desired "$work/d.json" "${net[@]}" --target node.metadata > "$work/outsq" 2>&1 && { cat "$work/outsq"; fail "the service started on a taken port"; }
 grep -q "something other than the service mvm started listens at \[::\]:8775" "$work/outsq" || { cat "$work/outsq"; fail "a taken port is not named"; }
 kill -0 "$squatter" || fail "mvm killed a process it did not start"
