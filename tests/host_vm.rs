@@ -260,6 +260,6 @@ fn dev_mode_never_touches_a_tenant() {
             .pid()
             .arg(firecracker_dir())
             .arg(kernel())
-            .checks(4);
+            .checks(5);
     }
 }

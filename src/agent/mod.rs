@@ -106,6 +106,11 @@ pub enum AgentError {
         value: String,
         problem: String,
     },
+    #[error("cannot write a starter flake to {}: {source}", dir.display())]
+    DevInit {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
     #[error("a developer VM already runs (pid {pid}, from {flake_ref})")]
     DevRunning { pid: u32, flake_ref: String },
     #[error("{}: not a developer VM record this mvm wrote: {problem}", path.display())]
@@ -190,6 +195,7 @@ impl AgentError {
             AgentError::DestroyUpstream { id } => Some(format!("stop it (`mvm tenant stop {id}`), or remove it from the control plane's desired state")),
             AgentError::NoRevision { id, .. } => Some(format!("`mvm tenant revisions {id}` lists them (newest first); --steps 1 is the one before the running one")),
             AgentError::NoOverride { id, .. } => Some(format!("`mvm tenant status {id}` shows what is set by hand")),
+            AgentError::DevInit { .. } => Some("give a new or empty directory, a kernel image (--kernel) and a static busybox (--busybox, Debian: apt install busybox-static)".into()),
             AgentError::DevRunning { .. } => Some("`mvm dev down` stops it; one developer VM runs at a time".into()),
             AgentError::CorruptDevRecord { .. } => Some("check for a Firecracker still running (`pgrep -a firecracker`), stop it by hand, remove <state>/dev/, then `mvm dev up` again".into()),
             AgentError::BadFlag { flag, .. } => Some(format!("{flag} takes the values desired.json does (README: Desired state)")),

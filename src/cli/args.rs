@@ -602,6 +602,11 @@ pub enum DevCommand {
     /// on <state>/dev/console.log (input: the FIFO <state>/dev/console.in). One developer VM
     /// at a time; it never touches a tenant, takes no node lock, writes no audit record.
     Up(DevUpArgs),
+    /// Write a starter flake into DIR that builds offline (no inputs, no network): flake.nix
+    /// (packages mvm-minimal and mvm-standard in mvm's artifact contract), a copy of a static
+    /// busybox as its builder and of a kernel image as vmlinux. Then `mvm dev up --flake
+    /// path:DIR`, or a tenant with `"flake_ref": "path:DIR"`.
+    Init(DevInitArgs),
     /// Stop the developer VM (Ctrl-Alt-Del, then SIGKILL after firecracker.stop_timeout_secs)
     /// and remove <state>/dev/.
     Down,
@@ -640,4 +645,17 @@ pub struct DevConsoleArgs {
     /// Keep printing what the console shows until the VM exits.
     #[arg(long)]
     pub follow: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DevInitArgs {
+    /// A new (or empty) directory for the flake.
+    pub dir: PathBuf,
+    /// The guest kernel image to copy in (an uncompressed vmlinux or a bzImage Firecracker
+    /// loads; README: Install, "A guest kernel").
+    #[arg(long, value_name = "PATH")]
+    pub kernel: PathBuf,
+    /// The static busybox the flake builds with (Debian: busybox-static).
+    #[arg(long, value_name = "PATH", default_value = "/bin/busybox")]
+    pub busybox: PathBuf,
 }

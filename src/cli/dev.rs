@@ -1,7 +1,7 @@
 //! `mvm dev up|down|status|console`: the developer VM, with a banner that
 //! says what it is not.
 
-use super::{DevConsoleArgs, DevStatusArgs, DevUpArgs, output};
+use super::{DevConsoleArgs, DevInitArgs, DevStatusArgs, DevUpArgs, output};
 use crate::agent::dev::{self, DevUp};
 use crate::agent::{AgentError, Node};
 use crate::settings::Settings;
@@ -135,4 +135,27 @@ pub fn console(node: &Node, args: &DevConsoleArgs) -> Result<ExitCode, AgentErro
         }
         crate::host::service::pause(std::time::Duration::from_millis(200));
     }
+}
+
+/// The starter flake `mvm dev init` writes (the one the VM tests build).
+pub const STARTER_FLAKE: &str = include_str!("../../fixtures/flake/flake.nix");
+
+pub fn init(args: &DevInitArgs) -> Result<ExitCode, AgentError> {
+    crate::host::fs::input::write_starter(
+        &args.dir,
+        STARTER_FLAKE.as_bytes(),
+        &args.busybox,
+        &args.kernel,
+    )
+    .map_err(|e| AgentError::DevInit {
+        dir: args.dir.clone(),
+        source: e,
+    })?;
+    let dir = args.dir.display();
+    output::write_stdout(&format!(
+        "Wrote a starter flake to {dir}: flake.nix, tools/busybox, vmlinux (it builds offline).\n\
+         Boot it: mvm dev up --flake path:{dir}\n\
+         As a tenant: \"flake_ref\": \"path:{dir}\", \"profile\": \"minimal\"\n"
+    ));
+    Ok(ExitCode::SUCCESS)
 }

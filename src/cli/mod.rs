@@ -48,6 +48,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Completions(args) => completions(args),
         Command::Config(ConfigCommand::Show(args)) => config::show(&settings, args),
         Command::Man(args) => man(args),
+        Command::Dev(DevCommand::Init(args)) => dev::init(args),
         Command::Agent(AgentCommand::Run(args)) => {
             node(&settings).and_then(|node| fleet::agent_run(&settings, node, args))
         }
@@ -138,6 +139,7 @@ fn dispatch(s: &Settings, node: &Node, command: &Command) -> Result<ExitCode, Ag
         | Command::Metadata(_)
         | Command::Completions(_)
         | Command::Config(_)
+        | Command::Dev(DevCommand::Init(_))
         | Command::Man(_) => {
             unreachable!("run() handles the commands that need no node")
         }

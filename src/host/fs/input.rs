@@ -244,3 +244,70 @@ fn read_capped(r: impl io::Read, cap: u64) -> Result<Option<zeroize::Zeroizing<V
         .map_err(|e| e.to_string())?;
     Ok((value.len() as u64 <= cap).then_some(value))
 }
+
+/// Writes a starter flake into `dir` (`mvm dev init`): `flake.nix`, a copy
+/// of the static busybox `busybox` as `tools/busybox` (its builder) and of
+/// the kernel image `kernel` as `vmlinux` — everything it needs to build
+/// offline. `dir` must not exist or be empty: nothing of the operator's is
+/// ever overwritten.
+pub fn write_starter(
+    dir: &Path,
+    flake_nix: &[u8],
+    busybox: &Path,
+    kernel: &Path,
+) -> io::Result<()> {
+    const BUSYBOX_MAX: u64 = 16 << 20;
+    const KERNEL_MAX: u64 = 256 << 20;
+    let read = |p: &Path, max: u64, what: &str| -> io::Result<Vec<u8>> {
+        let m = std::fs::metadata(p)
+            .map_err(|e| io::Error::new(e.kind(), format!("{what} {}: {e}", p.display())))?;
+        if !m.is_file() {
+            return Err(io::Error::other(format!(
+                "{what} {} is not a regular file",
+                p.display()
+            )));
+        }
+        if m.len() > max {
+            return Err(io::Error::other(format!(
+                "{what} {} is {} bytes, more than the {max} a {what} can be",
+                p.display(),
+                m.len()
+            )));
+        }
+        std::fs::read(p)
+    };
+    let bb = read(busybox, BUSYBOX_MAX, "busybox")?;
+    if !bb.starts_with(b"\x7fELF") {
+        return Err(io::Error::other(format!(
+            "busybox {} is not an ELF executable (install busybox-static)",
+            busybox.display()
+        )));
+    }
+    let vmlinux = read(kernel, KERNEL_MAX, "kernel")?;
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(io::Error::other(format!(
+                    "{} is not empty: choose a new directory (nothing in it is overwritten)",
+                    dir.display()
+                )));
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => std::fs::create_dir_all(dir)?,
+        Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", dir.display()))),
+    }
+    std::fs::create_dir(dir.join("tools"))?;
+    for (rel, data, mode) in [
+        ("flake.nix", flake_nix, 0o644),
+        ("vmlinux", &vmlinux[..], 0o644),
+        ("tools/busybox", &bb[..], 0o755),
+    ] {
+        let path = dir.join(rel);
+        let parent: std::os::fd::OwnedFd =
+            std::fs::File::open(path.parent().expect("a file in dir"))?.into();
+        let name = path.file_name().expect("a file name");
+        crate::host::fs::beneath::write_at(&parent, name, &path, data, mode)
+            .map_err(|e| e.source)?;
+    }
+    Ok(())
+}

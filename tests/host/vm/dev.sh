@@ -47,6 +47,16 @@ grep -q "tenants/da/audit.log" "$work/before" || fail "the snapshot lacks da's a
 exec 9> "$state/lock"
 flock -n 9 || fail "cannot take the node lock for the test"
 
+# The starter flake the tenants were built from was written by `mvm dev
+# init` (lib/vm.sh); it never overwrites, and wants a real busybox.
+[ -x "$flake/tools/busybox" ] && [ -s "$flake/vmlinux" ] && [ -f "$flake/flake.nix" ] || fail "dev init wrote an incomplete flake"
+m dev init "$flake" --kernel "$kernel" > "$work/init" 2>&1 && fail "dev init overwrote a flake"
+grep -q "is not empty" "$work/init" || fail "dev init into a full dir: $(cat "$work/init")"
+m dev init "$work/other" --kernel "$kernel" --busybox "$work/d.json" > "$work/init" 2>&1 && fail "dev init took a JSON file for busybox"
+grep -q "is not an ELF executable" "$work/init" || fail "dev init with a bad busybox: $(cat "$work/init")"
+[ -e "$work/other" ] && fail "a refused dev init left $work/other"
+echo "ok: dev init wrote the starter flake the tenants run; it refuses a non-empty dir and a busybox that is not one, writing nothing"
+
 m dev status > "$work/st0" || fail "dev status with nothing up"
 grep -q "No developer VM is up." "$work/st0" || fail "dev status: $(cat "$work/st0")"
 m dev up --flake "path:$flake" --vcpus 1 --mem-mib 128 > "$work/up" 2> "$work/up.err" || { cat "$work/up" "$work/up.err"; fail "dev up"; }
