@@ -117,3 +117,58 @@ fn the_modules_defaults_are_mvms_and_render_a_node_toml_it_accepts() {
     let r = common::run(&["--config", f.to_str().unwrap(), "config", "show"]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
 }
+
+/// flake.lock pins exactly flake.nix's inputs: each input's URL is the
+/// lock's `original`, with a locked revision and content hash (what a
+/// build fetches and verifies; the hash itself can only be checked online).
+#[test]
+fn the_lock_file_pins_every_input_of_the_flake() {
+    if !require("the_lock_file_pins_every_input_of_the_flake", &[Need::Nix]) {
+        return;
+    }
+    let out = Command::new("nix-instantiate")
+        .args(["--eval", "--strict", "--json", "-E"])
+        .arg(format!("(import {ROOT}/flake.nix).inputs"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let inputs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let lock: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(Path::new(ROOT).join("flake.lock")).unwrap())
+            .unwrap();
+    assert_eq!(lock["version"], 7);
+    let root = &lock["nodes"][lock["root"].as_str().unwrap()]["inputs"];
+    let names: Vec<&String> = inputs.as_object().unwrap().keys().collect();
+    assert_eq!(names, root.as_object().unwrap().keys().collect::<Vec<_>>());
+    for (name, input) in inputs.as_object().unwrap() {
+        let node = &lock["nodes"][root[name].as_str().unwrap()];
+        let o = &node["original"];
+        let url = input["url"].as_str().unwrap();
+        assert_eq!(
+            url,
+            format!(
+                "github:{}/{}/{}",
+                o["owner"].as_str().unwrap(),
+                o["repo"].as_str().unwrap(),
+                o["ref"].as_str().unwrap()
+            ),
+            "{name}: flake.nix and flake.lock disagree"
+        );
+        let l = &node["locked"];
+        assert_eq!(
+            (&l["owner"], &l["repo"], &l["type"]),
+            (&o["owner"], &o["repo"], &o["type"])
+        );
+        let rev = l["rev"].as_str().unwrap();
+        assert!(
+            rev.len() == 40 && rev.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{rev}"
+        );
+        let nar = l["narHash"].as_str().unwrap();
+        assert!(nar.starts_with("sha256-") && nar.len() == 51, "{nar}");
+    }
+}
