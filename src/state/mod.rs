@@ -186,13 +186,13 @@ impl StateLayout {
         self.tenant_dir(id).join("logs").join("build.log")
     }
 
-    /// The metadata service's log.
     /// The developer VM's own directory (`mvm dev`): nothing of a tenant's
     /// is ever under it, nothing under it is a tenant's.
     pub fn dev_dir(&self) -> PathBuf {
         self.root.join("dev")
     }
 
+    /// The metadata service's log.
     pub fn metadata_log(&self) -> PathBuf {
         self.root.join("metadata.log")
     }
