@@ -47,7 +47,7 @@ pub enum Command {
     #[command(subcommand)]
     Fleet(FleetCommand),
     /// Dev mode: one developer VM from a flake, for iterating on a guest image. NOT
-    /// HARDENED (no jailer, no cgroup, no network isolation) and never a tenant: its own
+    /// HARDENED (no jailer, no cgroup, runs as root; no network) and never a tenant: its own
     /// <state>/dev/, no node lock, no tenant record or audit log.
     #[command(subcommand)]
     Dev(DevCommand),
@@ -625,8 +625,10 @@ pub struct DevUpArgs {
     /// Which of the flake's packages: mvm-minimal or mvm-standard.
     #[arg(long, default_value = "minimal", value_parser = ["minimal", "standard"])]
     pub profile: String,
+    /// vCPUs (1..=32, as desired.json's vcpus).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=32))]
     pub vcpus: u8,
+    /// Guest memory in MiB (128..=262144, as desired.json's mem_mib).
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(128..=262_144))]
     pub mem_mib: u32,
     /// Print one JSON document of what started on stdout.
