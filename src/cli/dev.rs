@@ -104,7 +104,7 @@ pub fn status(node: &Node, args: &DevStatusArgs) -> Result<ExitCode, AgentError>
 }
 
 /// The console's bytes as the guest wrote them (it is the developer's own
-/// guest), followed by polling while the VM runs.
+/// guest; the last 64 MiB at most), followed by polling while the VM runs.
 pub fn console(node: &Node, args: &DevConsoleArgs) -> Result<ExitCode, AgentError> {
     const CAP: u64 = 64 << 20;
     let Some(st) = dev::status(node)? else {
@@ -126,6 +126,14 @@ pub fn console(node: &Node, args: &DevConsoleArgs) -> Result<ExitCode, AgentErro
             seen = bytes.len();
         }
         if !args.follow {
+            return Ok(ExitCode::SUCCESS);
+        }
+        if bytes.len() as u64 >= CAP {
+            eprintln!(
+                "dev: the console is past {} MiB; following stops here (the file: {})",
+                CAP >> 20,
+                st.console.display()
+            );
             return Ok(ExitCode::SUCCESS);
         }
         let f = dev::files(&node.layout.dev_dir(), &node.config.firecracker.binary);

@@ -65,7 +65,9 @@ pub fn launch(d: &DevLaunch, tree: &Tree, wait: Duration) -> io::Result<(Process
     let deadline = Instant::now() + wait;
     loop {
         if let Some(status) = child.try_wait()? {
-            let log = std::fs::read_to_string(&d.log).unwrap_or_default();
+            // Its last lines say why (at most 64 KiB of it is read).
+            let bytes = tail_of(&d.log, 64 << 10).unwrap_or_default();
+            let log = String::from_utf8_lossy(&bytes);
             let tail: Vec<&str> = log.lines().rev().take(3).collect();
             return Err(io::Error::other(format!(
                 "{} exited ({status}) before its API answered: {}",
@@ -93,6 +95,20 @@ pub fn launch(d: &DevLaunch, tree: &Tree, wait: Duration) -> io::Result<(Process
         .to_string();
     drop(child);
     Ok((ProcessRef { pid, start_time }, cgroup))
+}
+
+/// The last `max` bytes of the file at `p` (mvm's own, in `<state>/dev/`).
+fn tail_of(p: &std::path::Path, max: u64) -> io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC | nix::libc::O_NONBLOCK)
+        .open(p)?;
+    let len = f.metadata()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(max)))?;
+    let mut buf = Vec::new();
+    f.take(max).read_to_end(&mut buf)?;
+    Ok(buf)
 }
 
 /// Whether `r` is still that process, running as root.
