@@ -384,7 +384,7 @@ impl Node {
         let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
             return Ok(());
         };
-        let prefix = format!(".{}.tmp.", name.to_string_lossy());
+        let prefix = crate::host::fs::atomic::temp_prefix(name);
         for stale in self.host.files.list(dir)? {
             if stale.starts_with(&prefix) {
                 self.host.files.remove_tree(&dir.join(stale))?;

@@ -359,10 +359,7 @@ fn set_override(
     // A command killed while writing left its temporary files; the run
     // again may find nothing to write, so it removes them here.
     node.sweep_temps(&node.layout.overrides())?;
-    match log {
-        crate::security::audit::Log::Tenant(id) => node.sweep_temps(&node.layout.audit_head(id))?,
-        crate::security::audit::Log::Node => node.sweep_temps(&node.layout.node_audit_head())?,
-    }
+    node.sweep_temps(&log.paths(&node.layout).1)?;
     if after != before {
         // The record first, then the change: a kill between the two leaves
         // a record of an override that the run again writes (and records

@@ -81,6 +81,25 @@ impl Log<'_> {
             Log::Tenant(id) => Some(id),
         }
     }
+
+    /// Its files under `layout`: the log, its head, its repeat counter.
+    pub fn paths(
+        &self,
+        layout: &crate::state::StateLayout,
+    ) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+        match self {
+            Log::Node => (
+                layout.node_audit_log(),
+                layout.node_audit_head(),
+                layout.node_audit_repeats(),
+            ),
+            Log::Tenant(id) => (
+                layout.audit_log(id),
+                layout.audit_head(id),
+                layout.audit_repeats(id),
+            ),
+        }
+    }
 }
 
 impl std::fmt::Display for Log<'_> {

@@ -10,6 +10,12 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
+/// The name prefix of the temporary files the writer of `name` makes
+/// (`.<name>.tmp.<pid>`), which a later writer or sweep removes.
+pub fn temp_prefix(name: &OsStr) -> String {
+    format!(".{}.tmp.", name.to_string_lossy())
+}
+
 /// Writes `data` to `name` in `dir` atomically: an exclusive temporary
 /// file, fsync, rename over the target, fsync of the directory. Temporary
 /// files of writers that crashed are removed first (the node lock means no
@@ -26,7 +32,7 @@ pub fn write_at(
     use nix::sys::stat::fchmod;
     use nix::unistd::UnlinkatFlags;
     use std::io::Write;
-    let prefix = format!(".{}.tmp.", name.to_string_lossy());
+    let prefix = temp_prefix(name);
     for stale in names(dir, path).map_err(|e| HostError::new("list", path, e))? {
         if stale.to_string_lossy().starts_with(&prefix) {
             let _ = nix::unistd::unlinkat(dir, stale.as_os_str(), UnlinkatFlags::NoRemoveDir);

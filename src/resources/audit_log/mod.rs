@@ -49,18 +49,7 @@ impl AuditWriter {
 
     /// The log's paths: the log, its head, its repeat counter.
     fn paths(&self, log: Log) -> (PathBuf, PathBuf, PathBuf) {
-        match log {
-            Log::Node => (
-                self.layout.node_audit_log(),
-                self.layout.node_audit_head(),
-                self.layout.node_audit_repeats(),
-            ),
-            Log::Tenant(id) => (
-                self.layout.audit_log(id),
-                self.layout.audit_head(id),
-                self.layout.audit_repeats(id),
-            ),
-        }
+        log.paths(&self.layout)
     }
 
     /// The next record's number, the previous record's hash and the last
