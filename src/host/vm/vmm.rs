@@ -24,33 +24,16 @@ use std::time::{Duration, Instant};
 /// so it outlives this process; waits until its API answers.
 pub fn launch(l: &Launch, tree: &Tree, wait: Duration) -> io::Result<ProcessRef> {
     let (program, args) = crate::security::jailer::argv(l);
-    let output = |p: &PathBuf| -> io::Result<Stdio> {
-        use std::os::unix::fs::OpenOptionsExt;
-        Ok(std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-            .open(p)?
-            .into())
-    };
     let mut cmd = Command::new(&program);
     cmd.args(&args)
         .env_clear()
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(match &l.log {
-            Some(p) => output(p)?,
+            Some(p) => append_to(p)?.into(),
             None => Stdio::null(),
         });
-    // SAFETY: setsid is async-signal-safe and touches no memory.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::unistd::setsid().map_err(io::Error::from)?;
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn()?;
+    let mut child = spawn_detached(&mut cmd)?;
     let pid = child.id();
     if let Some(procs) = &l.cgroup_procs {
         use std::os::unix::fs::OpenOptionsExt;
@@ -69,52 +52,22 @@ pub fn launch(l: &Launch, tree: &Tree, wait: Duration) -> io::Result<ProcessRef>
         }
     }
     let start_time = start_time(pid).ok_or_else(|| io::Error::other("the VM exited at once"))?;
-    let deadline = Instant::now() + wait;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            let tail = l
-                .log
-                .as_ref()
-                .and_then(|p| std::fs::read_to_string(p).ok())
-                .map(|t| {
-                    let lines: Vec<&str> = t.lines().rev().take(3).collect();
-                    format!(
-                        ": {}",
-                        lines.into_iter().rev().collect::<Vec<_>>().join(" / ")
-                    )
-                })
-                .unwrap_or_default();
-            return Err(io::Error::other(format!(
-                "{} exited ({status}) before its API answered{tail}",
-                program.display()
-            )));
-        }
-        // The jailer execs Firecracker in its own process; without one,
-        // Firecracker runs as mvm does.
-        let peer = Peer {
-            pid,
-            uid: if l.jailer.is_some() {
-                l.uid
-            } else {
-                nix::unistd::geteuid().as_raw()
-            },
-        };
-        if api_get(tree, &l.api_sock_host, peer, Duration::from_millis(200)).is_ok() {
-            break;
-        }
-        if Instant::now() >= deadline {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            let _ = child.wait();
-            return Err(io::Error::other(format!(
-                "its API did not answer within {} s",
-                wait.as_secs()
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // The jailer execs Firecracker in its own process; without one,
+    // Firecracker runs as mvm does.
+    let peer = Peer {
+        pid,
+        uid: if l.jailer.is_some() {
+            l.uid
+        } else {
+            nix::unistd::geteuid().as_raw()
+        },
+    };
+    let api = Api {
+        tree,
+        sock: &l.api_sock_host,
+        peer,
+    };
+    wait_for_api(&mut child, &program, l.log.as_deref(), &api, wait)?;
     // Tracked by its cgroup too: one the jailer did not place (its
     // cgroup missing) is not left running untracked.
     if !in_cgroup(pid, &l.parent_cgroup) {
@@ -128,6 +81,94 @@ pub fn launch(l: &Launch, tree: &Tree, wait: Duration) -> io::Result<ProcessRef>
     // Not waited for: the VM outlives mvm, and init reaps it.
     drop(child);
     Ok(ProcessRef { pid, start_time })
+}
+
+/// Opens `p` to append a process's output to (created 0600, never
+/// through a link).
+pub(super) fn append_to(p: &Path) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+        .open(p)
+}
+
+/// Spawns `cmd` in a session of its own, so the VM outlives mvm.
+pub(super) fn spawn_detached(cmd: &mut Command) -> io::Result<std::process::Child> {
+    // SAFETY: setsid is async-signal-safe and touches no memory.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid().map_err(io::Error::from)?;
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
+/// A VM's API socket below `tree`, and the process that must answer it.
+pub(super) struct Api<'a> {
+    pub tree: &'a Tree,
+    pub sock: &'a Path,
+    pub peer: Peer,
+}
+
+/// Waits until the just-spawned `child` (`program`) answers its API: an
+/// error, naming the last lines of its `log`, if it exits first; killed,
+/// and an error, if it does not answer within `wait`.
+pub(super) fn wait_for_api(
+    child: &mut std::process::Child,
+    program: &Path,
+    log: Option<&Path>,
+    api: &Api,
+    wait: Duration,
+) -> io::Result<()> {
+    let deadline = Instant::now() + wait;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            let tail = log
+                .map(|p| format!(": {}", last_lines(p)))
+                .unwrap_or_default();
+            return Err(io::Error::other(format!(
+                "{} exited ({status}) before its API answered{tail}",
+                program.display()
+            )));
+        }
+        if api_get(api.tree, api.sock, api.peer, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io::Error::other(format!(
+                "its API did not answer within {} s",
+                wait.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The last three lines of the log at `p`, `/`-joined (at most its last
+/// 64 KiB is read: a VM's log can be large).
+fn last_lines(p: &Path) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    use std::os::unix::fs::OpenOptionsExt;
+    const MAX: u64 = 64 << 10;
+    let mut buf = Vec::new();
+    let _ = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC | nix::libc::O_NONBLOCK)
+        .open(p)
+        .and_then(|mut f| {
+            let len = f.metadata()?.len();
+            f.seek(SeekFrom::Start(len.saturating_sub(MAX)))?;
+            f.take(MAX).read_to_end(&mut buf)
+        });
+    let text = String::from_utf8_lossy(&buf);
+    let lines: Vec<&str> = text.lines().rev().take(3).collect();
+    lines.into_iter().rev().collect::<Vec<_>>().join(" / ")
 }
 
 /// `/proc/<pid>/stat` field 22.
@@ -146,10 +187,18 @@ fn uid_of(pid: u32) -> Option<u32> {
         .and_then(|v| v.parse().ok())
 }
 
+/// The cgroup2 cgroup `pid` is in, relative to the root.
+pub fn cgroup_of(pid: u32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("0::/"))
+        .map(str::to_string)
+}
+
 /// Whether `pid` is in the cgroup `cgroup` (relative to the cgroup2 root).
 pub fn in_cgroup(pid: u32, cgroup: &str) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
-        .is_ok_and(|t| t.lines().any(|l| l.strip_prefix("0::/") == Some(cgroup)))
+    cgroup_of(pid).as_deref() == Some(cgroup)
 }
 
 /// Whether `pid` is still the process launched as `r` by `uid`, running
