@@ -46,10 +46,12 @@ impl DevRecord {
     }
 }
 
-/// Where the developer VM's files are, all in `<state>/dev/`.
-pub fn files(dir: &Path, firecracker: &Path) -> DevLaunch {
+/// Where the developer VM's files are, all in `<state>/dev/`, and the
+/// Firecracker node.toml names.
+pub fn files(node: &Node) -> DevLaunch {
+    let dir = node.layout.dev_dir();
     DevLaunch {
-        firecracker: firecracker.to_path_buf(),
+        firecracker: node.config.firecracker.binary.clone(),
         // `<root>/run/<socket>`, as in a jail: the API is reached the
         // same checked way (its directory by fd, the answering process).
         api_sock: dir.join("run/fc.sock"),
@@ -119,7 +121,7 @@ pub fn status(node: &Node) -> Result<Option<DevStatus>, AgentError> {
     let Some(record) = recorded(node)? else {
         return Ok(None);
     };
-    let f = files(&node.layout.dev_dir(), &node.config.firecracker.binary);
+    let f = files(node);
     let (running, api_answers) = node.host.vms.dev_status(&f, record.process());
     Ok(Some(DevStatus {
         record,
@@ -167,7 +169,7 @@ pub fn up(node: &Node, req: &DevUp, log: &mut dyn FnMut(&str)) -> Result<DevReco
         .files
         .write_file(&dir.join("build.log"), &built.log, 0o600)?;
     log(&format!("built {}", built.out.display()));
-    let f = files(&dir, &node.config.firecracker.binary);
+    let f = files(node);
     let mut text = serde_json::to_vec_pretty(&config(&built.out, req)).expect("config serializes");
     text.push(b'\n');
     node.host.files.write_file(&f.config_file, &text, 0o600)?;
@@ -200,7 +202,7 @@ pub fn up(node: &Node, req: &DevUp, log: &mut dyn FnMut(&str)) -> Result<DevReco
 }
 
 fn stop(node: &Node, r: &DevRecord) -> Result<(), AgentError> {
-    let f = files(&node.layout.dev_dir(), &node.config.firecracker.binary);
+    let f = files(node);
     let grace = std::time::Duration::from_secs(node.config.firecracker.stop_timeout_secs);
     node.host
         .vms

@@ -623,7 +623,8 @@ pub struct DevUpArgs {
     #[arg(long, value_name = "REF")]
     pub flake: String,
     /// Which of the flake's packages: mvm-minimal or mvm-standard.
-    #[arg(long, default_value = "minimal", value_parser = ["minimal", "standard"])]
+    #[arg(long, default_value = "minimal",
+          value_parser = clap::builder::PossibleValuesParser::new(crate::spec::desired::Profile::NAMES))]
     pub profile: String,
     /// vCPUs (1..=32, as desired.json's vcpus).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=32))]

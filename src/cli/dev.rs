@@ -26,10 +26,8 @@ fn banner(s: &Settings) {
 pub fn up(s: &Settings, node: &Node, args: &DevUpArgs) -> Result<ExitCode, AgentError> {
     let flake_ref =
         crate::agent::check_flag("--flake", &args.flake, crate::spec::types::check_flake_ref)?;
-    let profile = match args.profile.as_str() {
-        "standard" => Profile::Standard,
-        _ => Profile::Minimal,
-    };
+    // clap accepted only one of the names.
+    let profile = Profile::named(&args.profile).expect("a profile name");
     banner(s);
     let req = DevUp {
         flake_ref,
@@ -38,7 +36,7 @@ pub fn up(s: &Settings, node: &Node, args: &DevUpArgs) -> Result<ExitCode, Agent
         mem_mib: args.mem_mib,
     };
     let r = dev::up(node, &req, &mut |line| eprintln!("dev: {line}"))?;
-    let console = dev::files(&node.layout.dev_dir(), &node.config.firecracker.binary).console;
+    let console = dev::files(node).console;
     if args.json {
         output::write_stdout(&format!(
             "{}\n",
@@ -136,8 +134,12 @@ pub fn console(node: &Node, args: &DevConsoleArgs) -> Result<ExitCode, AgentErro
             );
             return Ok(ExitCode::SUCCESS);
         }
-        let f = dev::files(&node.layout.dev_dir(), &node.config.firecracker.binary);
-        if !node.host.vms.dev_status(&f, st.record.process()).0 {
+        if !node
+            .host
+            .vms
+            .dev_status(&dev::files(node), st.record.process())
+            .0
+        {
             eprintln!("dev: the developer VM exited");
             return Ok(ExitCode::SUCCESS);
         }

@@ -66,6 +66,13 @@ impl Profile {
             Profile::Standard => "standard",
         }
     }
+
+    /// The profile one of [`Profile::NAMES`] names.
+    pub fn named(name: &str) -> Option<Profile> {
+        [Profile::Minimal, Profile::Standard]
+            .into_iter()
+            .find(|p| p.as_str() == name)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -162,10 +169,9 @@ fn tenant(v: &Value, path: &str, node: &NodeConfig, p: &mut Problems) -> Option<
     let flake_ref = f.req_parse("flake_ref", p, |s| {
         check_flake_ref(s).map(|()| s.to_string())
     });
-    let profile = f.req_choice("profile", Profile::NAMES, p).map(|s| match s {
-        "minimal" => Profile::Minimal,
-        _ => Profile::Standard,
-    });
+    let profile = f
+        .req_choice("profile", Profile::NAMES, p)
+        .map(|s| Profile::named(s).expect("one of the names"));
     let vcpus = f.req_int("vcpus", 1, VCPUS_MAX, p).map(|n| n as u8);
     let mem_mib = f
         .req_int("mem_mib", MEM_MIB_MIN, MEM_MIB_MAX, p)

@@ -60,6 +60,11 @@ pub fn exists(path: &Path) -> bool {
 /// when it cannot: a missing directory is said as such, not as a failure
 /// to create a temporary file.
 pub fn write_output(path: &Path, data: &[u8]) -> io::Result<()> {
+    write_output_mode(path, data, 0o644)
+}
+
+/// [`write_output`] with the file's mode.
+fn write_output_mode(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -86,7 +91,7 @@ pub fn write_output(path: &Path, data: &[u8]) -> io::Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::other(format!("{} names no file", path.display())))?;
-    crate::host::fs::beneath::write_at(&fd, name, path, data, 0o644).map_err(|e| e.source)
+    crate::host::fs::beneath::write_at(&fd, name, path, data, mode).map_err(|e| e.source)
 }
 
 /// The real uid mvm runs as.
@@ -302,12 +307,7 @@ pub fn write_starter(
         ("vmlinux", &vmlinux[..], 0o644),
         ("tools/busybox", &bb[..], 0o755),
     ] {
-        let path = dir.join(rel);
-        let parent: std::os::fd::OwnedFd =
-            std::fs::File::open(path.parent().expect("a file in dir"))?.into();
-        let name = path.file_name().expect("a file name");
-        crate::host::fs::beneath::write_at(&parent, name, &path, data, mode)
-            .map_err(|e| e.source)?;
+        write_output_mode(&dir.join(rel), data, mode)?;
     }
     Ok(())
 }
