@@ -60,10 +60,12 @@ fn every_nix_file_parses() {
     }
 }
 
-fn module_defaults() -> serde_json::Value {
+/// `nix-instantiate --eval --strict --json` of `what` (a file, or `-E`
+/// and an expression), as JSON.
+fn nix_eval<I: AsRef<std::ffi::OsStr>>(what: impl IntoIterator<Item = I>) -> serde_json::Value {
     let out = Command::new("nix-instantiate")
         .args(["--eval", "--strict", "--json"])
-        .arg(Path::new(ROOT).join("nix/node-defaults.nix"))
+        .args(what)
         .output()
         .unwrap();
     assert!(
@@ -72,6 +74,10 @@ fn module_defaults() -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn module_defaults() -> serde_json::Value {
+    nix_eval([Path::new(ROOT).join("nix/node-defaults.nix")])
 }
 
 #[test]
@@ -126,17 +132,10 @@ fn the_lock_file_pins_every_input_of_the_flake() {
     if !require("the_lock_file_pins_every_input_of_the_flake", &[Need::Nix]) {
         return;
     }
-    let out = Command::new("nix-instantiate")
-        .args(["--eval", "--strict", "--json", "-E"])
-        .arg(format!("(import {ROOT}/flake.nix).inputs"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let inputs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let inputs = nix_eval([
+        "-E".to_string(),
+        format!("(import {ROOT}/flake.nix).inputs"),
+    ]);
     let lock: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(Path::new(ROOT).join("flake.lock")).unwrap())
             .unwrap();
