@@ -261,7 +261,7 @@ fn serve_metadata(s: &Settings, args: &ServeArgs) -> Result<ExitCode, AgentError
             crate::host::metadata_server::Config {
                 listen,
                 state_dir: dir.clone(),
-                limit: crate::security::metadata::Policy {
+                policy: crate::security::metadata::Policy {
                     per_sec,
                     burst,
                     tokens,
@@ -277,7 +277,7 @@ fn serve_metadata(s: &Settings, args: &ServeArgs) -> Result<ExitCode, AgentError
                     node.metadata.port,
                 ))),
                 state_dir: args.state_dir.clone().unwrap_or(node.state_dir.clone()),
-                limit: crate::security::metadata::Policy {
+                policy: crate::security::metadata::Policy {
                     per_sec: args.rate.unwrap_or(node.metadata.rate_per_sec),
                     burst: args.burst.unwrap_or(node.metadata.burst),
                     tokens: args.tokens.unwrap_or(node.metadata.tokens),

@@ -317,13 +317,13 @@ pub trait Vms: Send + Sync {
 /// The metadata service process (`metadata_server.rs`).
 pub trait Services: Send + Sync {
     /// Starts `mvm metadata serve` detached, listening at `listen`, with
-    /// `limit` per tenant, reading `state_dir`: calls `started` with the
+    /// `policy` (rate limit, token rule), reading `state_dir`: calls `started` with the
     /// process as soon as it exists (to record it; an error there kills
     /// it), then waits until it listens. A failed start leaves no process.
     fn start_metadata(
         &self,
         listen: &str,
-        limit: crate::security::metadata::Policy,
+        policy: crate::security::metadata::Policy,
         state_dir: &Path,
         started: &mut dyn FnMut(ProcessRef) -> HostResult,
     ) -> HostResult<ProcessRef>;

@@ -42,7 +42,7 @@ pub const LOG_MAX_BYTES: u64 = 64 << 20;
 pub struct Config {
     pub listen: SocketAddr,
     pub state_dir: PathBuf,
-    pub limit: Policy,
+    pub policy: Policy,
     /// The most bytes stderr (the log) may hold.
     pub log_max_bytes: u64,
 }
@@ -249,8 +249,8 @@ impl State {
         let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         let (rate, burst) = (
-            f64::from(self.config.limit.per_sec),
-            f64::from(self.config.limit.burst),
+            f64::from(self.config.policy.per_sec),
+            f64::from(self.config.policy.burst),
         );
         if b.len() > 4096 {
             // Peers idle long enough to be full again are forgotten.
@@ -378,7 +378,7 @@ fn answer<B>(state: &State, mark: u32, ip: IpAddr, req: &hyper::Request<B>) -> R
                 req,
                 tenant.as_ref(),
                 &state.key,
-                state.config.limit.tokens,
+                state.config.policy.tokens,
                 now,
                 nonce,
             )

@@ -20,7 +20,7 @@ pub struct Starting {
 /// next run can stop, never an orphan.
 pub fn spawn(
     listen: &str,
-    limit: Policy,
+    policy: Policy,
     state_dir: &std::path::Path,
     log: &std::path::Path,
 ) -> std::io::Result<Starting> {
@@ -43,10 +43,10 @@ pub fn spawn(
     let mut cmd = std::process::Command::new(exe);
     cmd.args(["metadata", "serve", "--listen", listen])
         .arg("--rate")
-        .arg(limit.per_sec.to_string())
+        .arg(policy.per_sec.to_string())
         .arg("--burst")
-        .arg(limit.burst.to_string())
-        .args(["--tokens", limit.tokens.as_str()])
+        .arg(policy.burst.to_string())
+        .args(["--tokens", policy.tokens.as_str()])
         .arg("--state-dir")
         .arg(state_dir)
         .env_clear()
@@ -231,14 +231,14 @@ impl crate::host::Services for crate::host::linux::LinuxHost {
     fn start_metadata(
         &self,
         listen: &str,
-        limit: crate::security::metadata::Policy,
+        policy: crate::security::metadata::Policy,
         state_dir: &std::path::Path,
         started: &mut dyn FnMut(crate::host::ProcessRef) -> crate::host::HostResult,
     ) -> crate::host::HostResult<crate::host::ProcessRef> {
         let log = crate::state::StateLayout::new(state_dir).metadata_log();
         let failed = |e| crate::host::HostError::on("start the metadata service at", listen, e);
         let mut s =
-            crate::host::metadata_server::spawn(listen, limit, state_dir, &log).map_err(failed)?;
+            crate::host::metadata_server::spawn(listen, policy, state_dir, &log).map_err(failed)?;
         if let Err(e) = started(s.running) {
             s.abort();
             return Err(e);

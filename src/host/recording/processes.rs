@@ -81,16 +81,16 @@ impl Services for RecordingHost {
     fn start_metadata(
         &self,
         listen: &str,
-        limit: crate::security::metadata::Policy,
+        policy: crate::security::metadata::Policy,
         _: &Path,
         started: &mut dyn FnMut(crate::host::ProcessRef) -> HostResult,
     ) -> HostResult<crate::host::ProcessRef> {
         self.record(
             Call::StartMetadata {
                 listen: listen.to_string(),
-                per_sec: limit.per_sec,
-                burst: limit.burst,
-                tokens: limit.tokens,
+                per_sec: policy.per_sec,
+                burst: policy.burst,
+                tokens: policy.tokens,
             },
             |_| Ok(()),
         )?;

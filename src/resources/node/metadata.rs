@@ -35,8 +35,8 @@ pub struct MetadataAttrs {
     pub tokens: Option<crate::security::metadata::Tokens>,
 }
 
-/// The rate limit node.toml asks for.
-fn limit(node: &crate::spec::NodeConfig) -> Policy {
+/// The rate limit and token rule node.toml asks for.
+fn policy(node: &crate::spec::NodeConfig) -> Policy {
     Policy {
         per_sec: node.metadata.rate_per_sec,
         burst: node.metadata.burst,
@@ -139,7 +139,7 @@ impl Resource for Metadata {
     }
 
     fn check(&self, ctx: &PlanCtx, _: Option<&TenantId>, a: &MetadataAttrs) -> Result<(), String> {
-        let want = limit(ctx.node);
+        let want = policy(ctx.node);
         if a.listen != listen(ctx)
             || a.version.as_deref() != Some(env!("CARGO_PKG_VERSION"))
             || a.rate_per_sec != Some(want.per_sec)
@@ -205,7 +205,7 @@ impl Provider<MetadataAttrs> for Metadata {
         };
         let started = ctx.host.services.start_metadata(
             &after.listen,
-            limit(&ctx.node),
+            policy(&ctx.node),
             ctx.layout.root(),
             &mut record,
         );
