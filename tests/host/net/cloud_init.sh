@@ -15,17 +15,7 @@ set -euo pipefail
 mvm=$1 work=$2 parent=$3 dist=$4
 source "$(dirname "$0")/../lib/common.sh"
 here=$(cd "$(dirname "$0")" && pwd)
-pids=()
-cleanup() {
-  kill "${pids[@]}" 2>/dev/null || true
-  for n in $(ip netns list 2>/dev/null | awk '{print $1}'); do ip netns del "$n" 2>/dev/null || true; done
-  chattr -R -a "$work" 2>/dev/null || true
-}
-trap cleanup EXIT
-ip link set lo up
-mount -t sysfs sysfs /sys
-mkdir -p /run/netns
-mount -t tmpfs tmpfs /run/netns
+source "$here/../lib/guests.sh"
 net=(--target 'tenant.*.tap' --target 'tenant.*.nft' --target node.metadata)
 mac=02:00:0a:c8:00:02
 cat > "$work/d.json" <<JSON
@@ -36,19 +26,7 @@ JSON
 m agent reconcile --desired "$work/d.json" "${net[@]}" > "$work/out" 2>&1 || { cat "$work/out"; fail "reconcile"; }
 node_id=$(cat "$state/node-id")
 
-ip netns add g-ci
-ip netns add p-ci
-ip -n p-ci link add vh-ci type veth peer name eth0 netns g-ci
-ip netns exec p-ci sysctl -qw net.ipv6.conf.vh-ci.disable_ipv6=1
-ip -n p-ci link set vh-ci up
-ip -n g-ci link set lo up
-ip -n g-ci link set eth0 address "$mac"
-ip -n g-ci addr add 10.200.0.2/24 dev eth0
-ip netns exec g-ci ethtool -K eth0 tx off > /dev/null
-ip -n g-ci link set eth0 up
-ip -n g-ci route add default via 10.200.0.1
-python3 "$here/guest.py" pump tap-ci p-ci vh-ci > /dev/null 2>&1 &
-pids+=($!)
+stand_in_guest ci 2
 for _ in $(seq 50); do
   ip netns exec g-ci python3 "$here/guest.py" imds 169.254.169.254 > /dev/null 2>&1 && break
   sleep 0.1

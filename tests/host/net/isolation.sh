@@ -13,21 +13,7 @@ mvm=$1 work=$2 parent=$3
 source "$(dirname "$0")/../lib/common.sh"
 here=$(cd "$(dirname "$0")" && pwd)
 g() { python3 "$here/guest.py" "$@"; }
-pids=()
-cleanup() {
-  kill "${pids[@]}" 2>/dev/null || true
-  for n in $(ip netns list 2>/dev/null | awk '{print $1}'); do ip netns del "$n" 2>/dev/null || true; done
-  chattr -R -a "$work" 2>/dev/null || true
-}
-trap cleanup EXIT
-bg() { "$@" > /dev/null 2>&1 & pids+=($!); }
-ip link set lo up
-# This network namespace's own view of /sys/class/net.
-mount -t sysfs sysfs /sys
-# Named network namespaces live on a tmpfs of this mount namespace, so
-# nothing of them is left on the host's /run.
-mkdir -p /run/netns
-mount -t tmpfs tmpfs /run/netns
+source "$here/../lib/guests.sh"
 net=(--target 'tenant.*.tap' --target 'tenant.*.nft' --target node.metadata)
 
 cat > "$work/d.json" <<JSON
@@ -70,22 +56,7 @@ echo "ok: reconcile built the bridge, isolated taps with static FDB entries and 
 # 2. Stand-in guests behind the real taps.
 for t in na:2 nb:3 nc:4; do
   id=${t%:*} n=${t#*:}
-  ip netns add "g-$id"
-  ip netns add "p-$id"
-  ip -n "p-$id" link add "vh-$id" type veth peer name eth0 netns "g-$id"
-  # The pump's end has no stack of its own (it would answer the guest's
-  # IPv6 multicast itself).
-  ip netns exec "p-$id" sysctl -qw "net.ipv6.conf.vh-$id.disable_ipv6=1"
-  ip -n "p-$id" link set "vh-$id" up
-  ip -n "g-$id" link set lo up
-  ip -n "g-$id" link set eth0 address "02:00:0a:c8:00:0$n"
-  ip -n "g-$id" addr add "10.200.0.$n/24" dev eth0
-  # A veth leaves TCP/UDP checksums to "hardware"; frames pumped raw into
-  # a tap must carry them, as a virtio-net guest's do.
-  ip netns exec "g-$id" ethtool -K eth0 tx off > /dev/null
-  ip -n "g-$id" link set eth0 up
-  ip -n "g-$id" route add default via 10.200.0.1
-  bg g pump "tap-$id" "p-$id" "vh-$id"
+  stand_in_guest "$id" "$n"
   bg ip netns exec "g-$id" python3 "$here/guest.py" serve-tcp 0.0.0.0 22
   bg ip netns exec "g-$id" python3 "$here/guest.py" serve-udp 0.0.0.0 9999
 done
