@@ -170,8 +170,7 @@ pub fn up(node: &Node, req: &DevUp, log: &mut dyn FnMut(&str)) -> Result<DevReco
         .write_file(&dir.join("build.log"), &built.log, 0o600)?;
     log(&format!("built {}", built.out.display()));
     let f = files(node);
-    let mut text = serde_json::to_vec_pretty(&config(&built.out, req)).expect("config serializes");
-    text.push(b'\n');
+    let text = crate::spec::json::file_text(&config(&built.out, req));
     node.host.files.write_file(&f.config_file, &text, 0o600)?;
     log("starting Firecracker");
     let (r, cgroup) = node.host.vms.launch_dev(&f)?;
@@ -191,8 +190,7 @@ pub fn up(node: &Node, req: &DevUp, log: &mut dyn FnMut(&str)) -> Result<DevReco
             .strftime("%Y-%m-%dT%H:%M:%SZ")
             .to_string(),
     };
-    let mut text = serde_json::to_vec_pretty(&record).expect("record serializes");
-    text.push(b'\n');
+    let text = crate::spec::json::file_text(&record);
     if let Err(e) = node.host.files.write_file(&record_path(&dir), &text, 0o600) {
         // Unrecorded, it would be left running untracked.
         let _ = stop(node, &record);

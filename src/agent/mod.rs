@@ -368,8 +368,7 @@ impl Node {
 
     /// Writes the overrides atomically (the caller holds the node lock).
     pub fn write_overrides(&self, o: &Overrides) -> Result<(), AgentError> {
-        let mut text = serde_json::to_vec_pretty(o).expect("overrides serialize");
-        text.push(b'\n');
+        let text = crate::spec::json::file_text(o);
         self.host
             .files
             .write_file(&self.layout.overrides(), &text, 0o600)?;
@@ -440,8 +439,7 @@ impl Node {
 
 /// Writes a plan for `mvm agent reconcile --plan`.
 pub fn save_plan(path: &Path, plan: &Plan) -> Result<(), AgentError> {
-    let mut text = serde_json::to_vec_pretty(plan).expect("plan serializes");
-    text.push(b'\n');
+    let text = crate::spec::json::file_text(plan);
     input::write_output(path, &text).map_err(|source| AgentError::WriteOutput {
         path: path.to_path_buf(),
         source,

@@ -462,8 +462,7 @@ fn as_flags(e: AgentError, change: &OverrideChange) -> AgentError {
 /// changed, so a no-op reconcile changes nothing.
 fn remember_desired(node: &Node, d: &DesiredState) -> Result<(), AgentError> {
     let host = &node.host;
-    let mut text = serde_json::to_vec_pretty(d).expect("desired state serializes");
-    text.push(b'\n');
+    let text = crate::spec::json::file_text(d);
     let path = node.layout.applied_desired();
     if host
         .files

@@ -570,8 +570,7 @@ fn read_last_good(
 /// Keeps the document before it is acted on (atomically, fsynced).
 fn write_last_good(node: &Node, lg: &LastGood) -> Result<(), AgentError> {
     node.host.ensure_state_dir(node.layout.root())?;
-    let mut text = serde_json::to_vec_pretty(lg).expect("serializes");
-    text.push(b'\n');
+    let text = crate::spec::json::file_text(lg);
     node.host
         .files
         .write_file(&node.layout.agent_desired(), &text, 0o600)?;

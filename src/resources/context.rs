@@ -88,8 +88,7 @@ impl ApplyCtx {
             .clone();
         let _turn = turn.lock().unwrap_or_else(|p| p.into_inner());
         let rec = f(self.record(id)?)?;
-        let mut text = serde_json::to_vec_pretty(&rec).expect("record serializes");
-        text.push(b'\n');
+        let text = crate::spec::json::file_text(&rec);
         self.host
             .files
             .write_file(&self.layout.record(id), &text, 0o600)

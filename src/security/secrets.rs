@@ -219,9 +219,7 @@ impl Manifest {
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut v = serde_json::to_vec_pretty(self).expect("manifest serializes");
-        v.push(b'\n');
-        v
+        crate::spec::json::file_text(self)
     }
 
     /// `(sensitive) generation 4, 2 files`: all a plan says of it.

@@ -274,6 +274,15 @@ pub fn error_position(text: &str, e: &serde_json::Error) -> (usize, usize) {
     }
 }
 
+/// The bytes of a file mvm writes as JSON: pretty-printed, one trailing
+/// newline. Only for values whose serialization cannot fail (mvm's own
+/// types: no maps with non-string keys).
+pub fn file_text<T: serde::Serialize + ?Sized>(v: &T) -> Vec<u8> {
+    let mut text = serde_json::to_vec_pretty(v).expect("mvm's own values serialize");
+    text.push(b'\n');
+    text
+}
+
 #[cfg(test)]
 mod tests {
     /// A bug fixed: a trailing comma was reported at the next line's

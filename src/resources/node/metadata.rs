@@ -197,8 +197,7 @@ impl Provider<MetadataAttrs> for Metadata {
                 burst: ctx.node.metadata.burst,
                 tokens: ctx.node.metadata.tokens,
             };
-            let mut text = serde_json::to_vec_pretty(&rec).expect("record serializes");
-            text.push(b'\n');
+            let text = crate::spec::json::file_text(&rec);
             ctx.host
                 .files
                 .write_file(&ctx.layout.metadata_service(), &text, 0o600)

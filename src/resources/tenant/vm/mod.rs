@@ -529,8 +529,7 @@ fn record_revision(
     if list.len() > keep {
         list.drain(..list.len() - keep);
     }
-    let mut text = serde_json::to_vec_pretty(&list).expect("revisions serialize");
-    text.push(b'\n');
+    let text = crate::spec::json::file_text(&list);
     ctx.host.files.write_file(&path, &text, 0o600)
 }
 
@@ -570,8 +569,7 @@ impl Provider<VmAttrs> for Vm {
         let fc = &ctx.node.firecracker;
         let jailed = after.jailer;
         let secrets = planned_secrets(ctx, id, after)?;
-        let mut config_text = serde_json::to_vec_pretty(&typed).expect("config serializes");
-        config_text.push(b'\n');
+        let config_text = crate::spec::json::file_text(&typed);
         let staged = crate::resources::tenant::jail::stage(
             ctx,
             id,
