@@ -144,14 +144,7 @@ pub fn up(node: &Node, req: &DevUp, log: &mut dyn FnMut(&str)) -> Result<DevReco
         });
     }
     let dir = node.layout.dev_dir();
-    let root = node.layout.root();
-    if !node.host.files.is_dir(root)
-        && let (Some(parent), Some(name)) = (root.parent(), root.file_name())
-    {
-        node.host
-            .files
-            .ensure_dir(parent, Path::new(name), 0o700, 0, 0)?;
-    }
+    node.host.ensure_state_dir(node.layout.root())?;
     node.host.files.remove_tree(&dir)?;
     node.host
         .files
