@@ -109,6 +109,7 @@ fn meta_data(t: &Tenant) -> Vec<(String, String)> {
     leaves
 }
 
+/// Directories with nothing in them (no trailing `/`).
 const EMPTY_DIRS: &[&str] = &["public-keys"];
 
 /// The value at `rel` of `leaves`, or the listing of the directory `rel`
@@ -127,7 +128,7 @@ fn lookup(leaves: &[(String, String)], empty: &[&str], rel: &str) -> Option<Stri
     let children = leaves
         .iter()
         .map(|(k, _)| k.as_str())
-        .chain(empty.iter().map(|d| d.trim_end_matches('/')));
+        .chain(empty.iter().copied());
     for k in children {
         let Some(rest) = k.strip_prefix(&prefix) else {
             continue;
