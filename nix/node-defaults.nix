@@ -44,4 +44,8 @@
   apply = {
     parallelism = 10;
   };
+  logs = {
+    max_bytes = 4194304;
+    previous_runs = 2;
+  };
 }

@@ -65,7 +65,7 @@ fn a_jailed_firecracker_runs_as_the_tenant_in_its_cgroup_and_stops() {
         config_file: "/vm.json".into(),
         seccomp_filter: Some("/filter.bpf".into()),
         api_sock_host: root.join("run/firecracker.socket"),
-        log: Some(dir.path().join("vm.log")),
+        logs: None,
         cgroup_procs: None,
         max_file_bytes: 1 << 30,
     };
@@ -73,7 +73,13 @@ fn a_jailed_firecracker_runs_as_the_tenant_in_its_cgroup_and_stops() {
     let _guard = CgroupCleanup(cg.clone());
     let started = std::time::Instant::now();
     let tree = mvm::host::fs::beneath::Tree::open(dir.path()).unwrap();
-    let r = vmm::launch(&l, &tree, Duration::from_secs(10)).expect("launch");
+    let r = vmm::launch(
+        &l,
+        &tree,
+        Duration::from_secs(10),
+        std::path::Path::new(env!("CARGO_BIN_EXE_mvm")),
+    )
+    .expect("launch");
     eprintln!(
         "jailer + Firecracker to a answering API: {:?}",
         started.elapsed()

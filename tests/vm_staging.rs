@@ -80,9 +80,14 @@ fn a_jailed_launch_stages_the_jail_then_execs_the_jailer_as_the_tenant() {
         |c| matches!(c, Call::CgroupKill(p) if p.ends_with("mvm/acme")),
     );
     let launch = index(&calls, "launch", |c| matches!(c, Call::Launch { .. }));
+    let logs = index(
+        &calls,
+        "logs prepared",
+        |c| matches!(c, Call::PrepareLogs { dir } if dir.ends_with("tenants/acme/logs")),
+    );
     assert!(
-        build < stage && stage < kill && kill < launch,
-        "{build} {stage} {kill} {launch}"
+        build < logs && logs < stage && stage < kill && kill < launch,
+        "{build} {logs} {stage} {kill} {launch}"
     );
     assert_eq!(
         calls
@@ -114,10 +119,12 @@ fn a_jailed_launch_stages_the_jail_then_execs_the_jailer_as_the_tenant() {
             ("vmlinux", false),
             ("rootfs.ext4", false),
             ("secrets.img", false),
+            ("fc.log", true),
+            ("fc.metrics", true),
             ("data.ext4", true),
             ("filter.bpf", false),
         ],
-        "kernel, rootfs, secrets and filter read-only; only the data volume writable"
+        "kernel, rootfs, secrets and filter read-only; writable only the data volume and the FIFOs its log pump reads"
     );
     let source = |n: &str| {
         binds
@@ -127,6 +134,10 @@ fn a_jailed_launch_stages_the_jail_then_execs_the_jailer_as_the_tenant() {
             .unwrap()
     };
     assert!(source("vmlinux").starts_with("/nix/store/"));
+    assert_eq!(
+        source("fc.log"),
+        Path::new(STATE).join("tenants/acme/logs/fc.log.fifo")
+    );
     assert_eq!(
         source("secrets.img"),
         Path::new(STATE).join("tenants/acme/secrets/secrets.img")

@@ -9,6 +9,8 @@
 
 pub mod dev;
 pub mod history;
+pub mod logs;
+pub mod metrics;
 pub mod node;
 pub mod reconcile;
 pub mod run;
@@ -70,6 +72,11 @@ pub enum AgentError {
     BadStateDir { path: PathBuf, why: String },
     #[error("--lock-timeout {0}")]
     BadDuration(String),
+    #[error("--metrics-listen {0}: {1}")]
+    MetricsListen(String, String),
+    /// A `tenant logs` / `metrics` request that cannot be answered as asked.
+    #[error("{0}")]
+    Logs(String),
     #[error("tenant id {given:?} {problem}")]
     BadTenantId { given: String, problem: String },
     #[error("no tenant {id} on this node, and no archived audit log of one under {}", archive.display())]
@@ -187,6 +194,8 @@ impl AgentError {
             AgentError::NoApply => Some("Terraform's apply is `mvm agent reconcile --desired desired.json` (plan, confirm, apply), or `mvm agent reconcile --plan plan.json` for a plan saved with `mvm agent plan --out`".into()),
             AgentError::BadStateDir { .. } => Some("name the node's state dir (node.toml's state_dir), which a reconcile creates".into()),
             AgentError::BadDuration(_) => Some("give a duration like 0, 30s, 5m or 1h".into()),
+            AgentError::MetricsListen(..) => Some("pick a free port; :PORT listens on 127.0.0.1".into()),
+            AgentError::Logs(_) => Some("`mvm tenant logs --help` lists the logs and their options".into()),
             AgentError::BadTenantId { .. } => Some("tenant ids are lowercase letters, digits and single hyphens, at most 11 bytes".into()),
             AgentError::NoSuchTenant { .. } => Some("`mvm agent observe` lists the tenants on this node".into()),
             AgentError::UnknownTenant { .. } => Some("`mvm tenant list` lists the tenants".into()),
@@ -676,10 +685,11 @@ fn parse_duration_text(s: &str) -> Result<std::time::Duration, String> {
         "" | "s" => n,
         "m" => n * 60,
         "h" => n * 3600,
+        "d" => n * 86400,
         "ms" => return Ok(std::time::Duration::from_millis(n)),
         _ => {
             return Err(format!(
-                "{s:?} has unknown unit {unit:?}; use ms, s, m or h"
+                "{s:?} has unknown unit {unit:?}; use ms, s, m, h or d"
             ));
         }
     };

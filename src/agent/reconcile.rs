@@ -178,6 +178,7 @@ pub fn reconcile(
         ui.waiting_for_lock(holder)
     })?;
 
+    let started = crate::host::service::Moment::now();
     let observed = host.probe.observe(config);
     let (plan, desired) = match req.goal {
         Goal::SavedPlan(path) => (super::load_saved_plan(path, config, &observed)?, None),
@@ -233,6 +234,8 @@ pub fn reconcile(
         if let Some(d) = &desired {
             remember_desired(node, d)?;
         }
+        // Nothing touched, this file neither (`agent run` reports its
+        // no-op runs itself).
         return Ok(Outcome::NoChanges);
     }
     if !ui.confirm(&plan)? {
@@ -291,7 +294,38 @@ pub fn reconcile(
     if let (true, Some(d)) = (report.success(), &desired) {
         remember_desired(node, d)?;
     }
+    record_last(node, started, &report);
     Ok(Outcome::Applied(report))
+}
+
+/// Writes what this reconcile did to `<state>/last-reconcile.json` (for
+/// `mvm node metrics`): the last one that applied a plan — a run with
+/// nothing to do touches nothing. A failure to write it is not the
+/// reconcile's: the metrics then show the one before.
+fn record_last(node: &Node, started: crate::host::service::Moment, report: &apply::Report) {
+    let counts = report.counts();
+    let result = if report.interrupted {
+        "interrupted"
+    } else if report.success() {
+        "converged"
+    } else {
+        "failed"
+    };
+    let last = crate::state::LastReconcile {
+        at: node.host.clock.now().to_string(),
+        result: result.into(),
+        duration_ms: started.elapsed().as_millis() as u64,
+        added: counts.added,
+        changed: counts.changed,
+        destroyed: counts.destroyed,
+        failed: report.failed().count(),
+        blocked: report.blocked().count(),
+    };
+    let _ = node.host.files.write_file(
+        &node.layout.last_reconcile(),
+        &crate::spec::json::file_text(&last),
+        0o644,
+    );
 }
 
 /// Writes the override (under the caller's node lock), records it in the

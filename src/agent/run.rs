@@ -45,6 +45,8 @@ pub struct RunOptions {
     pub debounce: (Duration, Duration),
     pub command_line: String,
     pub operator: String,
+    /// Where to serve the node's metrics (`/metrics`), if anywhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// Reads node.toml again (SIGHUP).
     pub reload: Box<dyn Fn() -> Result<crate::spec::NodeConfig, AgentError> + Send + Sync>,
 }
@@ -110,6 +112,9 @@ struct State {
     last_good: Option<(crate::spec::DesiredState, LastGood)>,
     status: NodeStatus,
     stop: Arc<AtomicBool>,
+    /// What `/metrics` reads: the node as last (re)loaded, and this
+    /// agent's last reconcile (no-op runs too, which leave no file).
+    metrics: Arc<std::sync::Mutex<(Arc<Node>, Option<crate::state::LastReconcile>)>>,
 }
 
 async fn run_async(
@@ -152,7 +157,37 @@ async fn run_async(
         last_good: None,
         status,
         stop: Arc::new(AtomicBool::new(false)),
+        metrics: Arc::new(std::sync::Mutex::new((node.clone(), None))),
     };
+    if let Some(addr) = st.opts.metrics_listen {
+        let listener = crate::host::metrics_server::bind(addr)
+            .await
+            .map_err(|e| AgentError::MetricsListen(addr.to_string(), e.to_string()))?;
+        let shared = st.metrics.clone();
+        let render = Arc::new(move || {
+            let (node, last) = {
+                let m = shared.lock().unwrap_or_else(|p| p.into_inner());
+                (m.0.clone(), m.1.clone())
+            };
+            match super::metrics::node(&node) {
+                Ok(mut m) => {
+                    if last.is_some() {
+                        m.last_reconcile = last;
+                    }
+                    super::metrics::prometheus(&m)
+                }
+                Err(e) => format!(
+                    "# mvm could not read the node: {}\n",
+                    crate::text::one_line(&e.to_string())
+                ),
+            }
+        });
+        ui.log(
+            "metrics served",
+            &[("url", format!("http://{addr}/metrics"))],
+        );
+        tokio::spawn(crate::host::metrics_server::serve(listener, render));
+    }
     // SIGTERM/SIGINT (listened for from the start): a running reconcile finishes its running steps and
     // starts no new ones; then the agent exits 0.
     let term = Arc::new(tokio::sync::Notify::new());
@@ -354,6 +389,7 @@ fn reload(st: &mut State) -> bool {
         }
     }
     st.node = Arc::new(node);
+    st.metrics.lock().unwrap_or_else(|p| p.into_inner()).0 = st.node.clone();
     st.ui.log("config reloaded", &[]);
     true
 }
@@ -527,6 +563,17 @@ async fn reconcile(st: &mut State) {
         }
     }
     let (summary, result) = (s.summary, s.result);
+    let last = crate::state::LastReconcile {
+        at: s.last_reconcile.clone().unwrap_or_default(),
+        result: format!("{result:?}").to_lowercase(),
+        duration_ms: ms,
+        added: summary.add,
+        changed: summary.change,
+        destroyed: summary.destroy,
+        failed: s.failures.iter().filter(|f| f.outcome == "failed").count(),
+        blocked: summary.blocked,
+    };
+    st.metrics.lock().unwrap_or_else(|p| p.into_inner()).1 = Some(last);
     st.ui.log(
         "reconcile finished",
         &[

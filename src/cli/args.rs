@@ -60,6 +60,16 @@ pub enum Command {
     /// Print mvm's manual page (roff) on stdout (`mvm man | man -l -`), or with --out write
     /// one page per command into a directory (`mvm.1`, `mvm-agent-run.1`, …).
     Man(ManArgs),
+    /// Not for people: the log pump a VM launch starts (`state/logs.rs`), with its fds
+    /// already in place.
+    #[command(hide = true, name = "__log-pump")]
+    LogPump(LogPumpArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LogPumpArgs {
+    #[arg(long)]
+    pub max_bytes: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,6 +111,12 @@ pub enum NodeCommand {
     /// and the metadata service, with who made it — or check its hash chain. Tenants' changes
     /// are in `mvm tenant audit ID`.
     Audit(NodeAuditArgs),
+    /// Print the node's metrics in the Prometheus text format: each tenant's VM (up, vCPUs,
+    /// memory, uptime, starts and restarts, Firecracker's counters), the node's tenants and
+    /// running VMs, the last reconcile (result, time, duration, changes, failed and blocked
+    /// resources) and the metadata service's requests by status. Read-only; `mvm agent run
+    /// --metrics-listen` serves the same at /metrics.
+    Metrics,
 }
 
 #[derive(Debug, Args)]
@@ -198,6 +214,18 @@ pub struct VerifyArgs {
 pub enum TenantCommand {
     /// Print the tenant's audit log, or check its hash chain with --verify.
     Audit(AuditArgs),
+    /// What the tenant's VM said: its console and Firecracker's and the jailer's output
+    /// (vm.log), Firecracker's own log (firecracker.log), its last build's log (build.log)
+    /// and the metadata service's lines about it — all of them, or those named. Each file
+    /// lives in <state>/tenants/<id>/logs/ and outlives the VM; --previous reads the run
+    /// before the current one. On a terminal, control characters are shown escaped.
+    /// Read-only.
+    Logs(TenantLogsArgs),
+    /// The tenant VM's counters from Firecracker's metrics, summed over its current run
+    /// (a running VM is asked to flush them first): vCPU exits, network and block bytes and
+    /// operations, API requests, seccomp faults; and its uptime, vCPUs, memory and starts.
+    /// Read-only.
+    Metrics(TenantMetricsArgs),
     /// Every tenant desired or on the node: its VM (running with its pid, stopped, absent),
     /// address, uid, the revision it runs, what the applied desired state asks, and how many
     /// changes a reconcile would make to it now. Read-only.
@@ -408,6 +436,47 @@ pub struct TenantStatusArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct TenantLogsArgs {
+    /// The tenant id.
+    pub tenant: String,
+    /// The VM's console and Firecracker's and the jailer's output (logs/vm.log).
+    #[arg(long)]
+    pub vm: bool,
+    /// Firecracker's own log (logs/firecracker.log).
+    #[arg(long)]
+    pub firecracker: bool,
+    /// The last build's log (logs/build.log).
+    #[arg(long)]
+    pub build: bool,
+    /// The metadata service's lines about this tenant (<state>/metadata.log).
+    #[arg(long)]
+    pub metadata: bool,
+    /// Keep printing what is written, until interrupted.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Only lines written since then: an RFC 3339 time (2026-12-02T10:00:00Z) or a
+    /// duration back from now (90s, 10m, 2h, 1d).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only the last N lines of each log.
+    #[arg(long, short = 'n', value_name = "N")]
+    pub lines: Option<usize>,
+    /// The run before the current one (vm.log.1, firecracker.log.1); earlier runs are
+    /// --previous with a number: --previous 2.
+    #[arg(long, value_name = "RUNS", num_args = 0..=1, default_missing_value = "1")]
+    pub previous: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct TenantMetricsArgs {
+    /// The tenant id.
+    pub tenant: String,
+    /// Print JSON: the VM's state and every counter and gauge Firecracker wrote.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct AuditArgs {
     /// The tenant id.
     pub tenant: String,
@@ -478,6 +547,11 @@ pub struct RunArgs {
     /// Log lines as JSON objects instead of `event key=value …`.
     #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+    /// Serve `mvm node metrics` over HTTP at http://ADDR/metrics for Prometheus. ADDR is
+    /// HOST:PORT, or :PORT for 127.0.0.1:PORT (loopback: give an address on purpose to be
+    /// scraped from elsewhere).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
 }
 
 /// Where etcd is.

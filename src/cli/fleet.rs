@@ -149,6 +149,19 @@ pub fn agent_run(s: &Settings, node: Node, args: &RunArgs) -> Result<ExitCode, A
         ),
         command_line: s.command_line.clone(),
         operator: s.operator.clone(),
+        metrics_listen: args
+            .metrics_listen
+            .as_deref()
+            .map(|a| {
+                crate::host::metrics_server::parse_listen(a).map_err(|problem| {
+                    AgentError::BadFlag {
+                        flag: "--metrics-listen",
+                        value: a.to_string(),
+                        problem,
+                    }
+                })
+            })
+            .transpose()?,
         reload: {
             let config = s.config.clone();
             Box::new(move || config.load().map_err(AgentError::from))

@@ -8,6 +8,7 @@ mod args;
 mod config;
 mod dev;
 mod fleet;
+mod logs;
 mod net;
 mod node;
 pub mod output;
@@ -48,6 +49,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Completions(args) => completions(args),
         Command::Config(ConfigCommand::Show(args)) => config::show(&settings, args),
         Command::Man(args) => man(args),
+        Command::LogPump(args) => log_pump(args),
         Command::Dev(DevCommand::Init(args)) => dev::init(args),
         Command::Agent(AgentCommand::Run(args)) => {
             node(&settings).and_then(|node| fleet::agent_run(&settings, node, args))
@@ -78,6 +80,9 @@ fn dispatch(s: &Settings, node: &Node, command: &Command) -> Result<ExitCode, Ag
         Command::Agent(AgentCommand::Observe(args)) => observe(s, node, args),
         Command::Agent(AgentCommand::Reconcile(args)) => reconcile::run(s, node, args),
         Command::Tenant(TenantCommand::Audit(args)) => tenant::audit(s, node, args),
+        Command::Tenant(TenantCommand::Logs(args)) => logs::logs(s, node, args),
+        Command::Tenant(TenantCommand::Metrics(args)) => logs::tenant_metrics(s, node, args),
+        Command::Node(NodeCommand::Metrics) => logs::node_metrics(node),
         Command::Tenant(TenantCommand::List(args)) => tenant::list(s, node, args),
         Command::Tenant(TenantCommand::Status(args)) => tenant::status(s, node, args),
         Command::Tenant(TenantCommand::Revisions(args)) => tenant::revisions(s, node, args),
@@ -140,9 +145,19 @@ fn dispatch(s: &Settings, node: &Node, command: &Command) -> Result<ExitCode, Ag
         | Command::Completions(_)
         | Command::Config(_)
         | Command::Dev(DevCommand::Init(_))
+        | Command::LogPump(_)
         | Command::Man(_) => {
             unreachable!("run() handles the commands that need no node")
         }
+    }
+}
+
+/// The log pump of one VM run (`host/vm/pump.rs`): nothing to print; it
+/// has no stdout or stderr.
+fn log_pump(args: &LogPumpArgs) -> Result<ExitCode, AgentError> {
+    match crate::host::vm::pump::run(args.max_bytes) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(_) => Ok(ExitCode::from(1)),
     }
 }
 

@@ -286,8 +286,23 @@ pub trait Builds: Send + Sync {
 
 /// Firecracker processes (`vmm.rs`).
 pub trait Vms: Send + Sync {
-    /// Launches a VM (through the jailer) and waits until its API answers.
+    /// Launches a VM (through the jailer) and waits until its API answers;
+    /// with `l.logs`, its output, log and metrics go through a log pump
+    /// into the files `prepare_logs` made.
     fn launch(&self, l: &crate::security::jailer::Launch) -> HostResult<ProcessRef>;
+    /// Asks the running VM `r` (its Firecracker running as `uid`) to write
+    /// its metrics now (`FlushMetrics` through its API socket), and waits
+    /// up to 2 s until its log pump rewrote `metrics`: whether it did.
+    fn flush_metrics(
+        &self,
+        r: ProcessRef,
+        uid: u32,
+        api_sock: &Path,
+        metrics: &Path,
+    ) -> HostResult<bool>;
+    /// Starts a run's logs: the previous run's files rotated (after its
+    /// pump is done), fresh files and the FIFOs Firecracker writes to.
+    fn prepare_logs(&self, logs: &crate::security::jailer::VmLogs) -> HostResult;
     /// Stops the VM `r` if that process still runs as `uid`: SendCtrlAltDel,
     /// a bounded wait, SIGKILL.
     fn stop(

@@ -15,9 +15,11 @@
 
 pub mod contract;
 pub mod etcd;
+pub mod follow;
 pub mod fs;
 pub mod linux;
 pub mod metadata_server;
+pub mod metrics_server;
 pub mod net;
 pub mod probe;
 pub mod recording;

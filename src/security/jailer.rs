@@ -26,14 +26,28 @@ pub struct Launch {
     pub seccomp_filter: Option<String>,
     /// The API socket's host path, to wait on.
     pub api_sock_host: PathBuf,
-    /// Where the jailer's and Firecracker's own output goes (appended).
-    pub log: Option<PathBuf>,
+    /// Where the VM's output, log and metrics go (through the log pump);
+    /// `None`: nowhere (tests of the launch alone).
+    pub logs: Option<VmLogs>,
     /// Without the jailer: the cgroup (its `cgroup.procs`) mvm moves the
     /// process into.
     pub cgroup_procs: Option<PathBuf>,
     /// The largest file Firecracker may write (`fsize`): its log, metrics
     /// and data volume.
     pub max_file_bytes: u64,
+}
+
+/// A VM's logs directory as a launch uses it (`state/logs.rs`): the
+/// pump writes there, each file at most `max_bytes`, `previous_runs`
+/// earlier runs kept; the FIFOs there are the tenant's (`uid`/`gid`),
+/// for its Firecracker to open in the jail.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VmLogs {
+    pub dir: PathBuf,
+    pub max_bytes: u64,
+    pub previous_runs: u32,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// How to launch the developer VM (`mvm dev up`): Firecracker itself, as

@@ -28,6 +28,10 @@ pub struct NodeConfig {
     pub nix: NixConfig,
     pub tenants: TenantPolicy,
     pub apply: ApplyConfig,
+    /// Absent from a config written before it (an observed file): the
+    /// defaults.
+    #[serde(default)]
+    pub logs: LogsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -137,6 +141,24 @@ pub struct ApplyConfig {
     pub parallelism: usize,
 }
 
+/// How much of each VM's logs the node keeps (`state/logs.rs`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogsConfig {
+    /// The most bytes one log file of one run may hold.
+    pub max_bytes: u64,
+    /// How many runs before the current one keep their files.
+    pub previous_runs: u32,
+}
+
+impl Default for LogsConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: 4 << 20,
+            previous_runs: 2,
+        }
+    }
+}
+
 impl NodeConfig {
     /// The embedded default configuration.
     pub fn default_config() -> Self {
@@ -186,6 +208,7 @@ const TOP: &[&str] = &[
     "nix",
     "tenants",
     "apply",
+    "logs",
 ];
 
 /// Builds a config from a merged tree, reporting every problem.
@@ -201,6 +224,7 @@ pub fn from_tree(tree: &Value, p: &mut Problems) -> Option<NodeConfig> {
     let firecracker = firecracker_section(&top, p);
     let tenants = tenants_section(&top, p);
     let apply = apply_section(&top, p);
+    let logs = logs_section(&top, p);
 
     // A link-local bridge subnet would make the metadata address one a
     // tenant (or the gateway) can have.
@@ -242,6 +266,7 @@ pub fn from_tree(tree: &Value, p: &mut Problems) -> Option<NodeConfig> {
         nix: nix_cfg?,
         tenants: tenants?,
         apply: apply?,
+        logs: logs?,
     })
 }
 
@@ -507,6 +532,18 @@ fn tenants_section(top: &Fields, p: &mut Problems) -> Option<TenantPolicy> {
             uid_min: lo?,
             uid_max: hi?,
             revision_history: keep?,
+        })
+    })
+}
+
+fn logs_section(top: &Fields, p: &mut Problems) -> Option<LogsConfig> {
+    section(top, "logs", &["max_bytes", "previous_runs"], p).and_then(|f| {
+        // A line must fit; a run's files must fit the state filesystem.
+        let max = f.req_int("max_bytes", 64 << 10, 1 << 30, p);
+        let runs = f.req_int("previous_runs", 0, 20, p).map(|n| n as u32);
+        Some(LogsConfig {
+            max_bytes: max?,
+            previous_runs: runs?,
         })
     })
 }

@@ -12,9 +12,12 @@
 //! <state>/secrets.key                   the node's key for secrets fingerprints (0400)
 //! <state>/audit.log, audit.head         the node's audit log (bridge, nft, metadata)
 //! <state>/metadata.json, metadata.log   the metadata service and its log
+//! <state>/metadata.stats.json           its request counters
+//! <state>/last-reconcile.json           what the last reconcile did
 //! <state>/tenants/<id>/tenant.json      applied spec, identity, allocations
 //! <state>/tenants/<id>/revisions.json   last N builds
 //! <state>/tenants/<id>/audit.log        append-only JSON lines
+//! <state>/tenants/<id>/logs/            vm.log, firecracker.log, metrics.json (+ .1, .2: earlier runs), build.log
 //! <state>/tenants/<id>/jail/            jailer chroot base
 //! <state>/tenants/<id>/secrets/         tmpfs mount: gen-<n>/{files/,secrets.img,manifest.json}
 //! <state>/archive/<id>-<time>/          audit logs of pruned tenants
@@ -22,9 +25,12 @@
 //! <state>/dev/                          `mvm dev`: the developer VM (never a tenant's)
 //! ```
 
+pub mod logs;
 pub mod record;
 
-pub use record::{ArtifactRecord, JailRecord, RECORD_VERSION, TenantRecord, VmRecord};
+pub use record::{
+    ArtifactRecord, JailRecord, LastReconcile, RECORD_VERSION, TenantRecord, VmRecord,
+};
 
 use crate::spec::types::TenantId;
 use std::path::{Path, PathBuf};
@@ -176,14 +182,34 @@ impl StateLayout {
         self.tenant_dir(id).join("data.ext4")
     }
 
-    /// Where the VM's own output goes (the jailer's and Firecracker's).
+    /// The tenant's logs and metrics (`logs.rs`): they outlive its jail.
+    pub fn logs_dir(&self, id: &TenantId) -> PathBuf {
+        self.tenant_dir(id).join("logs")
+    }
+
+    /// A file of `logs_dir`, `previous` runs back (0: the current run).
+    pub fn log_file(&self, id: &TenantId, file: &str, previous: u32) -> PathBuf {
+        self.logs_dir(id).join(logs::run_file(file, previous))
+    }
+
+    /// The VM's own output (the jailer's and Firecracker's, the console).
     pub fn vm_log(&self, id: &TenantId) -> PathBuf {
-        self.tenant_dir(id).join("logs").join("vm.log")
+        self.log_file(id, logs::VM_LOG, 0)
     }
 
     /// The log of the tenant's last build.
     pub fn build_log(&self, id: &TenantId) -> PathBuf {
-        self.tenant_dir(id).join("logs").join("build.log")
+        self.log_file(id, logs::BUILD_LOG, 0)
+    }
+
+    /// What the last reconcile of the node did (`mvm node metrics`).
+    pub fn last_reconcile(&self) -> PathBuf {
+        self.root.join("last-reconcile.json")
+    }
+
+    /// The metadata service's request counters (`mvm node metrics`).
+    pub fn metadata_stats(&self) -> PathBuf {
+        self.root.join("metadata.stats.json")
     }
 
     /// The developer VM's own directory (`mvm dev`): nothing of a tenant's

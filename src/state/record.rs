@@ -76,6 +76,14 @@ pub struct TenantRecord {
     /// whose controller the host lacks is not here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cgroup: Option<std::collections::BTreeMap<String, String>>,
+    /// How many times its VM was launched (`mvm node metrics`' starts and
+    /// restarts).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub vm_starts: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The build the tenant's VM boots from.
@@ -132,6 +140,27 @@ pub struct VmRecord {
     /// Process start time in clock ticks since boot (`/proc/<pid>/stat`
     /// field 22): with the pid, it identifies the process across pid reuse.
     pub start_time: u64,
+    /// When mvm launched it (RFC 3339): its uptime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+}
+
+/// What the last reconcile of the node did (`<state>/last-reconcile.json`,
+/// for `mvm node metrics`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastReconcile {
+    /// When it finished (RFC 3339).
+    pub at: String,
+    /// `converged` (nothing to do, or every step done), `failed` (a step
+    /// failed or was blocked), `interrupted`.
+    pub result: String,
+    pub duration_ms: u64,
+    /// Steps done, Terraform's way: a replace adds one and destroys one.
+    pub added: usize,
+    pub changed: usize,
+    pub destroyed: usize,
+    pub failed: usize,
+    pub blocked: usize,
 }
 
 /// The secrets generation a VM runs with: which, how many files, and
@@ -194,6 +223,7 @@ impl TenantRecord {
                 vm: None,
                 secrets_generation: 0,
                 cgroup: None,
+                vm_starts: 0,
             },
         }
     }

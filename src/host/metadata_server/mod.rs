@@ -154,6 +154,57 @@ struct State {
     open: Mutex<(HashMap<PeerKey, usize>, usize)>,
     total_cap: usize,
     log: Log,
+    stats: Mutex<(bool, metadata::Stats)>,
+}
+
+impl State {
+    fn count(&self, status: Option<u16>) {
+        let mut s = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        match status {
+            Some(code) => *s.1.requests.entry(code).or_default() += 1,
+            None => s.1.closed += 1,
+        }
+        s.0 = true;
+    }
+}
+
+/// Opens the counters' file before privileges go (the service then writes
+/// it through this fd only).
+fn open_stats(state_dir: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = crate::state::StateLayout::new(state_dir).metadata_stats();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC | nix::libc::O_NONBLOCK)
+        .open(&path)?;
+    crate::host::fs::beneath::check_own_file(&f, &path)?;
+    Ok(f)
+}
+
+/// Writes the counters when they changed, once a second.
+async fn write_stats(state: Arc<State>, file: std::fs::File) {
+    use std::os::unix::fs::FileExt;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut first = true;
+    loop {
+        tick.tick().await;
+        let text = {
+            let mut s = state.stats.lock().unwrap_or_else(|p| p.into_inner());
+            if !s.0 && !first {
+                continue;
+            }
+            s.0 = false;
+            crate::spec::json::file_text(&s.1)
+        };
+        first = false;
+        if file.write_at(&text, 0).is_ok() {
+            let _ = file.set_len(text.len() as u64);
+        }
+    }
 }
 
 /// One open connection, counted until dropped.
@@ -278,6 +329,8 @@ fn hold(state: &Arc<State>, key: PeerKey) -> Option<Held> {
     let mut o = state.open.lock().unwrap_or_else(|p| p.into_inner());
     let mine = o.0.get(&key).copied().unwrap_or(0);
     if mine >= PEER_CONNECTIONS || o.1 >= state.total_cap {
+        drop(o);
+        state.count(None);
         return None;
     }
     *o.0.entry(key).or_insert(0) += 1;
@@ -304,6 +357,7 @@ async fn serve_one(
     let _ = setsockopt(&sock.as_fd(), sockopt::Ipv4Ttl, &1);
     let key = (mark, peer.ip());
     if let Err(first) = state.allow(key) {
+        state.count(Some(429));
         if first {
             let tenant = (mark != 0).then(|| state.tenant(mark, peer.ip())).flatten();
             if let Some(line) = metadata::log_line(
@@ -384,6 +438,7 @@ fn answer<B>(state: &State, mark: u32, ip: IpAddr, req: &hyper::Request<B>) -> R
             )
         }
     };
+    state.count(Some(response.status));
     if let Some(line) = metadata::log_line(
         ip,
         mark,
@@ -418,6 +473,7 @@ pub fn run(config: Config) -> std::io::Result<()> {
             "privileges must be dropped before any thread starts ({threads} run)"
         )));
     }
+    let stats_file = open_stats(&config.state_dir)?;
     drop_privileges()?;
     // The readiness line `start` waits for (and an operator sees).
     {
@@ -439,12 +495,20 @@ pub fn run(config: Config) -> std::io::Result<()> {
         open: Mutex::new((HashMap::new(), 0)),
         total_cap: total_cap(fd_limit),
         log,
+        stats: Mutex::new((
+            true,
+            metadata::Stats {
+                started_at: jiff::Timestamp::now().to_string(),
+                ..Default::default()
+            },
+        )),
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     rt.block_on(async move {
+        tokio::spawn(write_stats(state.clone(), stats_file));
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let mut pause = Duration::from_millis(10);
         loop {

@@ -3,7 +3,7 @@
 use super::{Call, Entry, RecordingHost};
 use crate::host::Files;
 use crate::host::{HostError, HostResult};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 impl Files for RecordingHost {
     fn ensure_dir(&self, base: &Path, rel: &Path, mode: u32, uid: u32, gid: u32) -> HostResult {
@@ -73,6 +73,18 @@ impl Files for RecordingHost {
         };
         self.record(call, |m| match m.entries.remove(&f) {
             Some(e) => {
+                // A directory moves with everything in it, as rename(2) does.
+                let inside: Vec<PathBuf> = m
+                    .entries
+                    .keys()
+                    .filter(|p| p.starts_with(&f))
+                    .cloned()
+                    .collect();
+                for p in inside {
+                    let e = m.entries.remove(&p).expect("listed");
+                    let rel = p.strip_prefix(&f).expect("below").to_path_buf();
+                    m.entries.insert(t.join(rel), e);
+                }
                 m.entries.insert(t, e);
                 Ok(())
             }

@@ -135,6 +135,11 @@ pub enum Call {
         program: PathBuf,
         args: Vec<String>,
     },
+    /// A VM's logs directory made ready for a run (rotated, fresh files
+    /// and FIFOs).
+    PrepareLogs {
+        dir: PathBuf,
+    },
     /// The metadata service started at `listen`, with its rate limit.
     StartMetadata {
         listen: String,
@@ -180,6 +185,7 @@ impl Call {
             Call::MountTmpfs { target, .. } => path(target),
             Call::EnsureVolume { path: p, .. } | Call::TmpfsFile { path: p } => path(p),
             Call::StageSecrets { dir, .. } | Call::PruneSecrets { dir, .. } => path(dir),
+            Call::PrepareLogs { dir } => path(dir),
             Call::NodeLock(p) | Call::Observe(p) => path(p),
             Call::BridgeEnsure { name, .. }
             | Call::TapEnsure { name, .. }

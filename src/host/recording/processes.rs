@@ -28,6 +28,40 @@ impl Vms for RecordingHost {
             Ok(r)
         })
     }
+    /// No VM runs on the recording host: nothing is flushed.
+    fn flush_metrics(
+        &self,
+        _: crate::host::ProcessRef,
+        _: u32,
+        _: &Path,
+        _: &Path,
+    ) -> HostResult<bool> {
+        Ok(false)
+    }
+    /// The run's files and FIFOs, as entries (the previous run's renamed).
+    fn prepare_logs(&self, logs: &crate::security::jailer::VmLogs) -> HostResult {
+        let dir = logs.dir.clone();
+        let runs = logs.previous_runs;
+        self.record(Call::PrepareLogs { dir: dir.clone() }, |m| {
+            use crate::state::logs;
+            for file in logs::RUN_FILES {
+                for (from, to) in logs::rotation(file, runs) {
+                    if let Some(e) = m.entries.remove(&dir.join(&from))
+                        && let Some(to) = to
+                    {
+                        m.entries.insert(dir.join(to), e);
+                    }
+                }
+                m.entries
+                    .insert(dir.join(file), super::Entry::File(Vec::new()));
+            }
+            for fifo in [logs::LOG_FIFO, logs::METRICS_FIFO] {
+                m.entries
+                    .insert(dir.join(fifo), super::Entry::File(Vec::new()));
+            }
+            Ok(())
+        })
+    }
     fn launch_dev(
         &self,
         d: &crate::security::jailer::DevLaunch,

@@ -53,7 +53,8 @@ pub fn launch(d: &DevLaunch, tree: &Tree, wait: Duration) -> io::Result<(Process
             uid: nix::unistd::geteuid().as_raw(),
         },
     };
-    vmm::wait_for_api(&mut child, &program, Some(&d.log), &api, wait)?;
+    vmm::wait_for_api(&mut child, &program, &api, wait)
+        .map_err(|e| io::Error::other(format!("{e}: {}", vmm::last_lines(&d.log))))?;
     let cgroup = vmm::cgroup_of(pid).unwrap_or_default();
     drop(child);
     Ok((ProcessRef { pid, start_time }, cgroup))

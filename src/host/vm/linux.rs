@@ -10,8 +10,55 @@ impl crate::host::Vms for crate::host::linux::LinuxHost {
         l: &crate::security::jailer::Launch,
     ) -> crate::host::HostResult<crate::host::ProcessRef> {
         let tree = self.tree("launch")?;
-        crate::host::vm::vmm::launch(l, &tree, Duration::from_secs(10))
+        let exe = std::fs::read_link("/proc/self/exe").map_err(|e| {
+            crate::host::HostError::new("find mvm itself at", Path::new("/proc/self/exe"), e)
+        })?;
+        crate::host::vm::vmm::launch(l, &tree, Duration::from_secs(10), &exe)
             .map_err(|e| crate::host::HostError::on("launch the VM of", &l.id, e))
+    }
+    fn flush_metrics(
+        &self,
+        r: crate::host::ProcessRef,
+        uid: u32,
+        api_sock: &Path,
+        metrics: &Path,
+    ) -> crate::host::HostResult<bool> {
+        let tree = self.tree("flush the metrics of")?;
+        let before = crate::host::service::file_stamp(metrics);
+        crate::host::vm::vmm::api_put(
+            &tree,
+            api_sock,
+            crate::host::vm::vmm::Peer { pid: r.pid, uid },
+            "/actions",
+            r#"{"action_type": "FlushMetrics"}"#,
+            Duration::from_secs(1),
+        )
+        .map_err(|e| {
+            crate::host::HostError::on("flush the metrics of", format!("pid {}", r.pid), e)
+        })
+        .and_then(|(code, body)| match code {
+            200..=299 => Ok(()),
+            _ => Err(crate::host::HostError::on(
+                "flush the metrics of",
+                format!("pid {}", r.pid),
+                std::io::Error::other(format!("Firecracker answered {code}: {}", body.trim())),
+            )),
+        })?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while std::time::Instant::now() < deadline {
+            if crate::host::service::file_stamp(metrics) != before {
+                // Written: give a rewrite in progress a moment to finish.
+                std::thread::sleep(Duration::from_millis(20));
+                return Ok(true);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(false)
+    }
+    fn prepare_logs(&self, logs: &crate::security::jailer::VmLogs) -> crate::host::HostResult {
+        let tree = self.tree("rotate the logs in")?;
+        crate::host::vm::pump::prepare(&tree, logs)
+            .map_err(|e| crate::host::HostError::new("rotate the logs in", &logs.dir, e))
     }
     fn stop(
         &self,

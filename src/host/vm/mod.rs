@@ -4,4 +4,5 @@
 pub mod dev;
 mod linux;
 pub mod nixbuild;
+pub mod pump;
 pub mod vmm;

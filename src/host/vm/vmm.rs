@@ -22,18 +22,35 @@ use std::time::{Duration, Instant};
 
 /// Starts the VM detached from mvm (its own session, stdio on /dev/null),
 /// so it outlives this process; waits until its API answers.
-pub fn launch(l: &Launch, tree: &Tree, wait: Duration) -> io::Result<ProcessRef> {
+pub fn launch(l: &Launch, tree: &Tree, wait: Duration, exe: &Path) -> io::Result<ProcessRef> {
     let (program, args) = crate::security::jailer::argv(l);
+    let mut pump = match &l.logs {
+        Some(logs) => Some(super::pump::start(exe, tree, logs)?),
+        None => None,
+    };
+    let out = |p: &Option<super::pump::Pump>| -> io::Result<Stdio> {
+        Ok(match p.as_ref().and_then(|p| p.output.as_ref()) {
+            Some(w) => std::fs::File::from(w.try_clone()?).into(),
+            None => Stdio::null(),
+        })
+    };
     let mut cmd = Command::new(&program);
     cmd.args(&args)
         .env_clear()
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(match &l.log {
-            Some(p) => append_to(p)?.into(),
-            None => Stdio::null(),
-        });
-    let mut child = spawn_detached(&mut cmd)?;
+        .stdout(out(&pump)?)
+        .stderr(out(&pump)?);
+    let spawned = spawn_detached(&mut cmd);
+    // Only Firecracker holds the write end now: the pump ends with it.
+    drop(cmd);
+    let log = l
+        .logs
+        .as_ref()
+        .map(|g| g.dir.join(crate::state::logs::VM_LOG));
+    if let Some(p) = pump.as_mut() {
+        p.release();
+    }
+    let mut child = spawned?;
     let pid = child.id();
     if let Some(procs) = &l.cgroup_procs {
         use std::os::unix::fs::OpenOptionsExt;
@@ -67,7 +84,19 @@ pub fn launch(l: &Launch, tree: &Tree, wait: Duration) -> io::Result<ProcessRef>
         sock: &l.api_sock_host,
         peer,
     };
-    wait_for_api(&mut child, &program, l.log.as_deref(), &api, wait)?;
+    let waited = wait_for_api(&mut child, &program, &api, wait);
+    if let Err(e) = waited {
+        // What it said on its way out is in its log once the pump wrote it.
+        if let Some(p) = pump.as_mut() {
+            p.finish(Duration::from_secs(2));
+        }
+        let tail = log.as_deref().map(last_lines).unwrap_or_default();
+        return Err(if tail.is_empty() {
+            e
+        } else {
+            io::Error::other(format!("{e}: {tail}"))
+        });
+    }
     // Tracked by its cgroup too: one the jailer did not place (its
     // cgroup missing) is not left running untracked.
     if !in_cgroup(pid, &l.parent_cgroup) {
@@ -120,18 +149,14 @@ pub(super) struct Api<'a> {
 pub(super) fn wait_for_api(
     child: &mut std::process::Child,
     program: &Path,
-    log: Option<&Path>,
     api: &Api,
     wait: Duration,
 ) -> io::Result<()> {
     let deadline = Instant::now() + wait;
     loop {
         if let Some(status) = child.try_wait()? {
-            let tail = log
-                .map(|p| format!(": {}", last_lines(p)))
-                .unwrap_or_default();
             return Err(io::Error::other(format!(
-                "{} exited ({status}) before its API answered{tail}",
+                "{} exited ({status}) before its API answered",
                 program.display()
             )));
         }
@@ -152,7 +177,7 @@ pub(super) fn wait_for_api(
 
 /// The last three lines of the log at `p`, `/`-joined (at most its last
 /// 64 KiB is read: a VM's log can be large).
-fn last_lines(p: &Path) -> String {
+pub(super) fn last_lines(p: &Path) -> String {
     use std::io::{Read, Seek, SeekFrom};
     use std::os::unix::fs::OpenOptionsExt;
     const MAX: u64 = 64 << 10;
@@ -490,7 +515,7 @@ mod tests {
             config_file: "/vm.json".into(),
             seccomp_filter: Some("/filter.bpf".into()),
             api_sock_host: "/x".into(),
-            log: None,
+            logs: None,
             cgroup_procs: None,
             max_file_bytes: 1 << 30,
         };

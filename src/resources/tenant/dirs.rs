@@ -276,6 +276,20 @@ impl Provider<DirsAttrs> for Dirs {
             if files.exists(&head) {
                 files.rename(&head, &to.join(AUDIT_HEAD))?;
             }
+            // Its VM's logs go with it (bounded: `state/logs.rs`), the
+            // FIFOs of its last run left behind.
+            let logs = ctx.layout.logs_dir(id);
+            if files.is_dir(&logs) {
+                for fifo in [
+                    crate::state::logs::LOG_FIFO,
+                    crate::state::logs::METRICS_FIFO,
+                ] {
+                    if files.exists(&logs.join(fifo)) {
+                        files.remove_tree(&logs.join(fifo))?;
+                    }
+                }
+                files.rename(&logs, &to.join("logs"))?;
+            }
         } else if files.exists(&ctx.layout.audit_head(id)) {
             // A run died between moving the log and its head: finish.
             let names = files.list(&ctx.layout.archive_dir())?;

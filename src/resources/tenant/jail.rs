@@ -120,6 +120,8 @@ pub const STAGED: &[&str] = &[
     "secrets.img",
     "data.ext4",
     "filter.bpf",
+    "fc.log",
+    "fc.metrics",
 ];
 
 /// Removes the jailer's tree of a tenant (`<chroot_base>/<exec>`): the
@@ -213,6 +215,19 @@ pub fn stage(ctx: &ApplyCtx, id: &TenantId, rec: &TenantRecord, req: &Stage) -> 
         }
     };
     binds.push(("secrets.img".into(), image, false));
+    // Firecracker's log and metrics: the FIFOs the run's pump reads
+    // (`state/logs.rs`), never a file it could grow.
+    let logs = ctx.layout.logs_dir(id);
+    binds.push((
+        "fc.log".into(),
+        logs.join(crate::state::logs::LOG_FIFO),
+        true,
+    ));
+    binds.push((
+        "fc.metrics".into(),
+        logs.join(crate::state::logs::METRICS_FIFO),
+        true,
+    ));
     if req.data_drive {
         let data = ctx.layout.data_volume(id);
         let mib = u64::from(req.data_mib.unwrap_or(0));

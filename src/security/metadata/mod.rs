@@ -15,6 +15,19 @@ pub mod tree;
 pub use crate::spec::node::Tokens;
 pub use tree::Tenant;
 
+/// The service's request counters as it keeps them in
+/// `<state>/metadata.stats.json` (`mvm node metrics`): answers by HTTP
+/// status since it started. Connections it closed before reading a
+/// request (over a cap) have no status and are `closed`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Stats {
+    /// When the service started (RFC 3339).
+    pub started_at: String,
+    pub requests: BTreeMap<u16, u64>,
+    #[serde(default)]
+    pub closed: u64,
+}
+
 /// The longest token lifetime a guest may ask for, as EC2's IMDSv2.
 pub const TTL_MAX: u64 = 21_600;
 pub const TOKEN_HEADER: &str = "x-metadata-token";

@@ -17,7 +17,7 @@ use crate::resources::{
     ResolvedTenant, Resource, Scope, Subject, Unwanted,
 };
 use crate::security::audit::AuditDetails;
-use crate::security::jailer::Launch;
+use crate::security::jailer::{Launch, VmLogs};
 use crate::spec::TenantSpec;
 use crate::spec::desired::{Profile, RunState, SeccompLevel};
 use crate::spec::jail::{API_SOCKET_IN_JAIL, JailLayout};
@@ -311,6 +311,7 @@ impl Resource for Vm {
                 secrets: vm_secrets(a),
                 pid,
                 start_time,
+                started_at: None,
             });
             if let Some(g) = a.secrets.generation() {
                 r.secrets_generation = r.secrets_generation.max(g);
@@ -570,6 +571,15 @@ impl Provider<VmAttrs> for Vm {
         let jailed = after.jailer;
         let secrets = planned_secrets(ctx, id, after)?;
         let config_text = crate::spec::json::file_text(&typed);
+        // The run's logs first: the jail binds its FIFOs.
+        let logs = VmLogs {
+            dir: ctx.layout.logs_dir(id),
+            max_bytes: ctx.node.logs.max_bytes,
+            previous_runs: ctx.node.logs.previous_runs,
+            uid: rec.uid,
+            gid: rec.gid,
+        };
+        ctx.host.vms.prepare_logs(&logs)?;
         let staged = crate::resources::tenant::jail::stage(
             ctx,
             id,
@@ -611,9 +621,9 @@ impl Provider<VmAttrs> for Vm {
                         .join("cgroup.procs")
                 }),
             api_sock_host: layout.api_socket.clone(),
-            log: Some(ctx.layout.vm_log(id)),
-            // Its log and metrics are capped at 1 GiB; its data volume is
-            // as large as the spec says.
+            logs: Some(logs),
+            // Its data volume is as large as the spec says (its log and
+            // metrics are FIFOs, bounded by the pump).
             max_file_bytes: (u64::from(after.data_mib.unwrap_or(0)) << 20).max(1 << 30),
         };
         // Nothing of the tenant runs when its VM is launched: a process
@@ -642,9 +652,11 @@ impl Provider<VmAttrs> for Vm {
             secrets: vm_secrets(after),
             pid: running.pid,
             start_time: running.start_time,
+            started_at: Some(ctx.host.clock.now().to_string()),
         };
         ctx.update_record(id, |r| {
             r.vm = Some(vm);
+            r.vm_starts += 1;
             if let Some(g) = secrets {
                 r.secrets_generation = r.secrets_generation.max(g);
             }
