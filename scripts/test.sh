@@ -29,10 +29,12 @@ need protoc protobuf-compiler
 [ -f /usr/include/google/protobuf/timestamp.proto ] || missing="$missing libprotobuf-dev"
 [ -x /bin/busybox ] || missing="$missing busybox-static"
 # The modules Debian's cloud-init imports (the metadata test runs its Ec2
-# datasource with Debian's own python3).
+# datasource with Debian's own python3), and the Prometheus client whose
+# text parser checks `mvm node metrics`.
 for mod in requests:python3-requests yaml:python3-yaml jinja2:python3-jinja2 \
     jsonschema:python3-jsonschema jsonpatch:python3-jsonpatch configobj:python3-configobj \
-    netifaces:python3-netifaces oauthlib:python3-oauthlib; do
+    netifaces:python3-netifaces oauthlib:python3-oauthlib \
+    prometheus_client:python3-prometheus-client; do
     /usr/bin/python3 -c "import ${mod%%:*}" 2>/dev/null || missing="$missing ${mod#*:}"
 done
 

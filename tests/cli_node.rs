@@ -100,3 +100,32 @@ fn node_info_reports_the_firecracker_and_jailer_versions() {
     let jailer = v["binaries"]["jailer"]["version"].as_str().unwrap();
     assert!(jailer.starts_with("Jailer v"), "{jailer}");
 }
+
+/// README's "Logs and metrics" table names exactly the series `mvm node
+/// metrics` can write (the host test checks a live node carries them all).
+#[test]
+fn the_readme_documents_every_metric_series() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme.find("\n## Logs and metrics").expect("the section");
+    let end = readme[start + 1..]
+        .find("\n## ")
+        .map_or(readme.len(), |e| start + 1 + e);
+    let table: std::collections::BTreeSet<String> = readme[start..end]
+        .lines()
+        .filter(|l| l.starts_with("| `mvm_"))
+        .map(|l| l[3..].split('`').next().unwrap().to_string())
+        .collect();
+    let series: std::collections::BTreeSet<String> = mvm::agent::metrics::SERIES
+        .iter()
+        .map(|(n, _, _)| n.to_string())
+        .collect();
+    assert_eq!(table, series);
+    for (name, kind, _) in mvm::agent::metrics::SERIES {
+        let row = readme[start..end]
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{name}` |")))
+            .unwrap();
+        assert!(row.contains(&format!("| {kind} |")), "{row}");
+    }
+}

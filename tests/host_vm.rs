@@ -269,3 +269,23 @@ fn dev_mode_never_touches_a_tenant() {
             .checks(5);
     }
 }
+
+/// A VM's logs and metrics with the real jailer and Firecracker
+/// (`tests/host/vm/logs.sh`, fresh network, mount and pid namespaces): the
+/// FIFOs and their pump, tenant metrics after FlushMetrics, --follow and
+/// escaping, the bound under a flood written as the tenant, --previous
+/// across stop, start and replacement, planted links refused, node metrics
+/// and agent run --metrics-listen through Prometheus' parser, prune.
+#[test]
+fn vm_logs_and_metrics_outlive_the_jail() {
+    let needs = [FIRECRACKER, &[Need::Nix, Need::PrometheusClient]].concat();
+    if require("vm_logs_and_metrics_outlive_the_jail", &needs) {
+        Script::new("vm/logs")
+            .net()
+            .pid()
+            .arg(firecracker_dir())
+            .arg(kernel())
+            .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .checks(8);
+    }
+}

@@ -39,6 +39,8 @@ pub enum Need {
     /// (`scripts/test.sh` fetches it) and the Debian python3 modules it
     /// imports.
     CloudInit,
+    /// Debian's python3 with the Prometheus client (its text-format parser).
+    PrometheusClient,
 }
 
 /// Where `scripts/test.sh` unpacks Debian's cloud-init package.
@@ -112,6 +114,14 @@ impl Need {
                     .status()
                     .is_ok_and(|s| s.success());
                 (!ok).then(|| "Debian's python3 lacks cloud-init's modules (scripts/test.sh installs them)".to_string())
+            }
+            Need::PrometheusClient => {
+                let ok = Command::new("/usr/bin/python3")
+                    .args(["-c", "import prometheus_client.parser"])
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success());
+                (!ok).then(|| "Debian's python3 lacks prometheus_client (apt install python3-prometheus-client; scripts/test.sh does)".to_string())
             }
         }
     }

@@ -101,7 +101,7 @@ pub fn prepare(tree: &Tree, logs: &VmLogs) -> io::Result<()> {
     let path = &logs.dir;
     let _lock = take_lock(&dir, path, LOCK_WAIT)?;
     for file in logs::RUN_FILES {
-        for n in 0..=logs.previous_runs + 1 {
+        for n in 0..=logs.previous_runs {
             let name = logs::run_file(file, n);
             if let Some((kind, links)) = kind_at(&dir, &name)?
                 && (kind != SFlag::S_IFREG || links != 1)
@@ -258,13 +258,22 @@ pub fn start(exe: &Path, tree: &Tree, logs: &VmLogs) -> io::Result<Pump> {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     // SAFETY: between fork and exec only async-signal-safe calls (setsid,
-    // dup2) on fds this process owns; no allocation.
+    // dup2, close_range, close) on fds this process owns; no allocation.
     unsafe {
         cmd.pre_exec(move || {
             nix::unistd::setsid().map_err(io::Error::from)?;
             for (i, fd) in raw.iter().enumerate() {
                 if nix::libc::dup2(*fd, 3 + i as RawFd) < 0 {
                     return Err(io::Error::last_os_error());
+                }
+            }
+            // Nothing else: not an fd this process inherited without
+            // CLOEXEC (a parent's pipe would be held open by the pump).
+            let first = 3 + FDS as nix::libc::c_uint;
+            if nix::libc::syscall(nix::libc::SYS_close_range, first, nix::libc::c_uint::MAX, 0) != 0
+            {
+                for fd in first..4096 {
+                    nix::libc::close(fd as RawFd);
                 }
             }
             Ok(())
