@@ -44,8 +44,17 @@ impl Vms for RecordingHost {
         let runs = logs.previous_runs;
         self.record(Call::PrepareLogs { dir: dir.clone() }, |m| {
             use crate::state::logs;
+            // As the real host: a run that never ran (empty files) is not kept.
+            let ran = logs::RUN_FILES.iter().any(|f| {
+                matches!(m.entries.get(&dir.join(f)), Some(super::Entry::File(b)) if !b.is_empty())
+            });
             for file in logs::RUN_FILES {
-                for (from, to) in logs::rotation(file, runs) {
+                let steps = if ran {
+                    logs::rotation(file, runs)
+                } else {
+                    vec![(file.to_string(), None)]
+                };
+                for (from, to) in steps {
                     if let Some(e) = m.entries.remove(&dir.join(&from))
                         && let Some(to) = to
                     {

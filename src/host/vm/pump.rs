@@ -113,8 +113,22 @@ pub fn prepare(tree: &Tree, logs: &VmLogs) -> io::Result<()> {
             }
         }
     }
+    // A launch that never got to run its VM (mvm killed in between, the
+    // jail refused) left empty files: no run to keep, so a crash loop
+    // cannot push the last real run's logs out.
+    let size = |name: &str| {
+        fstatat(&dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW).map(|st| st.st_size)
+    };
+    let ran = logs::RUN_FILES
+        .iter()
+        .any(|f| !matches!(size(f), Ok(0) | Err(nix::errno::Errno::ENOENT)));
     for file in logs::RUN_FILES {
-        for (from, to) in logs::rotation(file, logs.previous_runs) {
+        let steps = if ran {
+            logs::rotation(file, logs.previous_runs)
+        } else {
+            vec![(file.to_string(), None)]
+        };
+        for (from, to) in steps {
             let gone = match &to {
                 Some(to) => nix::fcntl::renameat(&dir, from.as_str(), &dir, to.as_str()),
                 None => nix::unistd::unlinkat(
@@ -246,7 +260,7 @@ pub fn start(exe: &Path, tree: &Tree, logs: &VmLogs) -> io::Result<Pump> {
     // overwrites a source before it is copied.
     let high: Vec<OwnedFd> = fds
         .iter()
-        .map(|fd| fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(64)).map(|n| unsafe_owned(n)))
+        .map(|fd| fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(64)).map(owned))
         .collect::<Result<_, _>>()?;
     drop(fds);
     let raw: Vec<RawFd> = high.iter().map(|f| f.as_raw_fd()).collect();
@@ -292,7 +306,7 @@ pub fn start(exe: &Path, tree: &Tree, logs: &VmLogs) -> io::Result<Pump> {
     })
 }
 
-fn unsafe_owned(fd: RawFd) -> OwnedFd {
+fn owned(fd: RawFd) -> OwnedFd {
     // SAFETY: `fd` was just returned by F_DUPFD_CLOEXEC: open, and owned
     // by no one else.
     unsafe { OwnedFd::from_raw_fd(fd) }
