@@ -348,6 +348,42 @@ mod tests {
         assert!(!m.counters.contains_key("seccomp.num_faults"));
     }
 
+    /// A line the real Firecracker build wrote: every series mvm exports
+    /// is there, and its store metrics are gauges.
+    #[test]
+    fn a_real_firecracker_line_has_what_mvm_exports() {
+        let line = include_bytes!("../../fixtures/firecracker/metrics-line.json");
+        let mut m = RunMetrics::default();
+        m.add_line(line);
+        assert_eq!(m.unreadable, 0);
+        for k in [
+            "vcpu.exit_io_in",
+            "vcpu.exit_io_out",
+            "vcpu.exit_mmio_read",
+            "vcpu.exit_mmio_write",
+            "vcpu.failures",
+            "net.rx_bytes_count",
+            "net.tx_bytes_count",
+            "net.rx_packets_count",
+            "net.tx_packets_count",
+            "block_rootfs.read_bytes",
+            "block_rootfs.write_bytes",
+            "block_rootfs.read_count",
+            "block_rootfs.write_count",
+            "put_api_requests.actions_count",
+            "get_api_requests.instance_info_count",
+            "vmm.panic_count",
+            "logger.missed_log_count",
+        ] {
+            assert!(m.counters.contains_key(k), "{k}");
+        }
+        assert!(m.gauges.contains_key("seccomp.num_faults"));
+        assert!(m.gauges.contains_key("latencies_us.pause_vm"));
+        assert!(m.gauges.contains_key("api_server.process_startup_time_us"));
+        assert!(!m.counters.keys().any(|k| k.ends_with(".max_us")));
+        assert_eq!(m.drives(), vec!["rootfs".to_string()]);
+    }
+
     #[test]
     fn since_and_lines_select_by_each_lines_own_time() {
         let text = b"2026-12-02T10:00:00.000000001 [x] a\ncontinued\n2026-12-02T11:00:00Z b\n2026-12-02T12:00:00.5 [x] c\n";

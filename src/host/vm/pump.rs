@@ -363,23 +363,31 @@ fn drop_privileges() -> io::Result<()> {
     Ok(())
 }
 
-/// Reads what `fd` has now (non-blocking) into `buf`; false once it ended.
-fn drain(fd: &OwnedFd, buf: &mut Vec<u8>) -> bool {
+/// The most of one stream read per second. Past it the pump leaves the
+/// FIFO full, so Firecracker drops lines (and counts them): a tenant's
+/// flood costs the pump — which runs outside the tenant's cgroup — a
+/// bounded share of a CPU.
+const RATE: usize = 1 << 20;
+
+/// Reads what `fd` has now (non-blocking), at most `limit` bytes, into
+/// `buf`: whether it is still open, and how much was read.
+fn drain(fd: &OwnedFd, buf: &mut Vec<u8>, limit: usize) -> (bool, usize) {
     let mut chunk = [0u8; 64 << 10];
-    loop {
-        match nix::unistd::read(fd, &mut chunk) {
-            Ok(0) => return false,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+    let mut read = 0;
+    while read < limit {
+        let want = (limit - read).min(chunk.len());
+        match nix::unistd::read(fd, &mut chunk[..want]) {
+            Ok(0) => return (false, read),
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                read += n;
+            }
             Err(nix::errno::Errno::EINTR) => continue,
-            Err(nix::errno::Errno::EAGAIN) => return true,
-            Err(_) => return false,
-        }
-        // Bounded work per wakeup: a stream that never pauses still lets
-        // the others through.
-        if buf.len() >= 1 << 20 {
-            return true;
+            Err(nix::errno::Errno::EAGAIN) => return (true, read),
+            Err(_) => return (false, read),
         }
     }
+    (true, read)
 }
 
 /// The pump itself (`mvm __log-pump`): fds 3–9 as `start` placed them.
@@ -410,19 +418,48 @@ pub fn run(max_bytes: u64) -> io::Result<()> {
     let mut metrics = RunMetrics::default();
     let (mut out_buf, mut log_buf, mut met_buf) = (Vec::new(), Vec::new(), Vec::new());
     let mut open = true;
+    let streams = [&output, &log_fifo, &metrics_fifo];
+    let (mut window, mut spent) = (Instant::now(), [0usize; 3]);
     while open {
-        let mut polled = [
-            nix::poll::PollFd::new(output.as_fd(), nix::poll::PollFlags::POLLIN),
-            nix::poll::PollFd::new(log_fifo.as_fd(), nix::poll::PollFlags::POLLIN),
-            nix::poll::PollFd::new(metrics_fifo.as_fd(), nix::poll::PollFlags::POLLIN),
-        ];
-        match nix::poll::poll(&mut polled, nix::poll::PollTimeout::from(1000u16)) {
+        if window.elapsed() >= Duration::from_secs(1) {
+            (window, spent) = (Instant::now(), [0; 3]);
+        }
+        // A stream over its budget is not waited on until the next second.
+        let mut polled: Vec<nix::poll::PollFd> = streams
+            .iter()
+            .zip(spent)
+            .filter(|(_, n)| *n < RATE)
+            .map(|(fd, _)| nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN))
+            .collect();
+        let left = 1000u128.saturating_sub(window.elapsed().as_millis()).max(1) as u16;
+        let wait = if polled.len() < streams.len() {
+            left
+        } else {
+            1000
+        };
+        match nix::poll::poll(&mut polled, nix::poll::PollTimeout::from(wait)) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(e.into()),
         }
-        open = drain(&output, &mut out_buf);
-        drain(&log_fifo, &mut log_buf);
-        drain(&metrics_fifo, &mut met_buf);
+        drop(polled);
+        for (i, buf) in [&mut out_buf, &mut log_buf, &mut met_buf]
+            .into_iter()
+            .enumerate()
+        {
+            if spent[i] >= RATE {
+                continue;
+            }
+            let (still, n) = drain(streams[i], buf, RATE - spent[i]);
+            spent[i] += n;
+            if i == 0 {
+                open = still;
+            }
+        }
+        if !open {
+            // Firecracker is gone: what it left in its FIFOs, whole.
+            drain(&log_fifo, &mut log_buf, 4 << 20);
+            drain(&metrics_fifo, &mut met_buf, 4 << 20);
+        }
         let flush = !open;
         for line in logs::take_lines(&mut out_buf, flush) {
             let mut stamped = format!("{} ", stamp()).into_bytes();
