@@ -202,7 +202,9 @@ impl RunMetrics {
     pub fn drives(&self) -> Vec<String> {
         let mut d: Vec<String> = self
             .counters
-            .keys()
+            .range("block_".to_string()..)
+            .map(|(k, _)| k)
+            .take_while(|k| k.starts_with("block_"))
             .filter_map(|k| k.strip_prefix("block_")?.split_once('.'))
             .map(|(drive, _)| drive.to_string())
             .collect();
