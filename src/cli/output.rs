@@ -216,6 +216,58 @@ pub fn audit_table(log: &[u8]) -> String {
 /// Every control sequence but a color (which mvm's own styling writes) is
 /// escaped on the way out, whatever text it came in: defense in depth
 /// behind the escaping where foreign text enters a message.
+/// Text written to stdout as it is made, through one buffer, each line
+/// made terminal-safe as `write_all` does (whole lines: an escape
+/// sequence is never judged in pieces).
+pub struct SafeStdout {
+    line: String,
+    out: std::io::BufWriter<std::io::StdoutLock<'static>>,
+}
+
+impl Default for SafeStdout {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SafeStdout {
+    pub fn new() -> Self {
+        Self {
+            line: String::new(),
+            out: std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock()),
+        }
+    }
+
+    fn emit(&mut self, upto: usize) {
+        use std::io::Write as _;
+        let safe = crate::text::terminal_safe(&self.line[..upto]);
+        let _ = self.out.write_all(safe.as_bytes());
+        drop(safe);
+        self.line.drain(..upto);
+    }
+
+    /// Writes what is left and flushes.
+    pub fn finish(mut self) {
+        use std::io::Write as _;
+        let n = self.line.len();
+        self.emit(n);
+        let _ = self.out.flush();
+    }
+}
+
+impl std::fmt::Write for SafeStdout {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.line.push_str(s);
+        // Whole lines, some KiB at a time.
+        if self.line.len() >= 8 << 10
+            && let Some(nl) = self.line.rfind('\n')
+        {
+            self.emit(nl + 1);
+        }
+        Ok(())
+    }
+}
+
 pub(crate) fn write_all(mut w: impl std::io::Write, text: &str) {
     let text = crate::text::terminal_safe(text);
     let _ = w.write_all(text.as_bytes());

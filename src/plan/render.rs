@@ -52,15 +52,21 @@ impl Palette {
 }
 
 pub fn render(plan: &Plan, colors: bool) -> String {
-    let p = Palette::new(colors);
     let mut out = String::new();
+    render_to(plan, colors, &mut out);
+    out
+}
+
+/// `render` into `out` as it goes: a big plan's text is never held whole.
+pub fn render_to<W: Write>(plan: &Plan, colors: bool, out: &mut W) {
+    let p = Palette::new(colors);
     for w in &plan.warnings {
         // Warnings quote what the probes found (names, errors): escaped.
         let w = crate::text::one_line(w);
         let _ = writeln!(out, "{} {w}", p.bold_yellow.apply_to("Warning:"));
     }
     if !plan.warnings.is_empty() {
-        out.push('\n');
+        let _ = out.write_char('\n');
     }
     if !plan.overrides.is_empty() {
         let _ = writeln!(
@@ -71,7 +77,7 @@ pub fn render(plan: &Plan, colors: bool) -> String {
         for o in &plan.overrides {
             let _ = writeln!(out, "  {}", crate::text::one_line(&o.text));
         }
-        out.push('\n');
+        let _ = out.write_char('\n');
     }
 
     let changes: Vec<&ResourceChange> = plan
@@ -94,11 +100,11 @@ pub fn render(plan: &Plan, colors: bool) -> String {
                 plan.targets.join(", ")
             );
         }
-        render_kept(plan, &p, &mut out);
-        return out;
+        render_kept(plan, &p, out);
+        return;
     }
 
-    out.push_str("Resource actions are indicated with the following symbols:\n");
+    let _ = out.write_str("Resource actions are indicated with the following symbols:\n");
     let legend = [
         (Action::Create, "create"),
         (Action::Update, "update in-place"),
@@ -110,11 +116,11 @@ pub fn render(plan: &Plan, colors: bool) -> String {
             let _ = writeln!(out, "{} {text}", p.symbol(a));
         }
     }
-    out.push_str("\nmvm will perform the following actions:\n");
+    let _ = out.write_str("\nmvm will perform the following actions:\n");
 
     for c in &changes {
-        out.push('\n');
-        render_change(c, &plan.overrides, &p, &mut out);
+        let _ = out.write_char('\n');
+        render_change(c, &plan.overrides, &p, out);
     }
 
     let s = plan.summary;
@@ -159,11 +165,10 @@ pub fn render(plan: &Plan, colors: bool) -> String {
             );
         }
     }
-    render_kept(plan, &p, &mut out);
-    out
+    render_kept(plan, &p, out);
 }
 
-fn render_kept(plan: &Plan, p: &Palette, out: &mut String) {
+fn render_kept<W: Write>(plan: &Plan, p: &Palette, out: &mut W) {
     if plan.kept_tenants.is_empty() {
         return;
     }
@@ -188,11 +193,11 @@ fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
-fn render_change(
+fn render_change<W: Write>(
     c: &ResourceChange,
     overrides: &[crate::spec::overrides::OverrideNote],
     p: &Palette,
-    out: &mut String,
+    out: &mut W,
 ) {
     let addr = p.bold.apply_to(c.address.to_string());
     let verb = match c.actions {
@@ -259,22 +264,20 @@ fn render_change(
     let width = lines.iter().map(|l| l.key.len()).max().unwrap_or(0);
     let mut hidden = 0;
     for l in &lines {
-        if l.kind == LineKind::Same {
-            hidden += 1;
-            continue;
-        }
         let sym = match l.kind {
-            LineKind::Add => p.green.apply_to("+").to_string(),
-            LineKind::Remove => p.red.apply_to("-").to_string(),
-            LineKind::Change => p.yellow.apply_to("~").to_string(),
-            LineKind::Same => " ".to_string(),
+            LineKind::Add => p.green.apply_to("+"),
+            LineKind::Remove => p.red.apply_to("-"),
+            LineKind::Change => p.yellow.apply_to("~"),
+            LineKind::Same => {
+                hidden += 1;
+                continue;
+            }
         };
-        let mut line = format!("      {sym} {:<width$} = {}", l.key, l.value);
+        let _ = write!(out, "      {sym} {:<width$} = {}", l.key, l.value);
         if l.forces {
-            let _ = write!(line, "  {}", p.red.apply_to("# forces replacement"));
+            let _ = write!(out, "  {}", p.red.apply_to("# forces replacement"));
         }
-        out.push_str(&line);
-        out.push('\n');
+        let _ = out.write_char('\n');
     }
     if hidden > 0 {
         let _ = writeln!(
@@ -301,8 +304,8 @@ enum LineKind {
     Same,
 }
 
-struct AttrLine {
-    key: String,
+struct AttrLine<'a> {
+    key: &'a str,
     value: String,
     kind: LineKind,
     forces: bool,
@@ -310,10 +313,10 @@ struct AttrLine {
 
 const KNOWN_AFTER_APPLY: &str = "(known after apply)";
 
-fn attr_lines(c: &ResourceChange) -> Vec<AttrLine> {
-    let empty = Default::default();
-    let before = c.before.as_ref().unwrap_or(&empty);
-    let after = c.after.as_ref().unwrap_or(&empty);
+fn attr_lines(c: &ResourceChange) -> Vec<AttrLine<'_>> {
+    static EMPTY: crate::resources::Attrs = std::collections::BTreeMap::new();
+    let before = c.before.as_ref().unwrap_or(&EMPTY);
+    let after = c.after.as_ref().unwrap_or(&EMPTY);
     let mut keys: Vec<&crate::resources::AttrName> = before
         .keys()
         .chain(after.keys())
@@ -351,7 +354,7 @@ fn attr_lines(c: &ResourceChange) -> Vec<AttrLine> {
                 (_, None, None) => (LineKind::Same, String::new()),
             };
             AttrLine {
-                key: k.to_string(),
+                key: k.as_ref(),
                 value,
                 kind,
                 forces,
@@ -439,28 +442,29 @@ fn map_diff(
 /// A value as a created resource shows it: a long list one element a line,
 /// a long map one key a line.
 fn show_block(v: &Value) -> String {
+    // Shown once: a short value is that text, a long one is laid out.
+    let one = show(v);
+    if one.len() <= 100 {
+        return one;
+    }
     match v {
-        Value::Object(m) if show(v).len() > 100 => {
+        Value::Object(m) => {
             let mut out = String::from("{\n");
             for (k, x) in m {
-                out.push_str(&format!(
-                    "{ITEM}{} = {},\n",
-                    Value::String(k.clone()),
-                    show(x)
-                ));
+                let _ = writeln!(out, "{ITEM}{} = {},", Value::String(k.clone()), show(x));
             }
             out.push_str("        }");
             out
         }
-        Value::Array(items) if show(v).len() > 100 => {
+        Value::Array(items) => {
             let mut out = String::from("[\n");
             for i in items {
-                out.push_str(&format!("{ITEM}{},\n", show(i)));
+                let _ = writeln!(out, "{ITEM}{},", show(i));
             }
             out.push_str(CLOSE);
             out
         }
-        other => show(other),
+        _ => one,
     }
 }
 
@@ -484,7 +488,7 @@ fn pretty(v: &Option<Value>) -> String {
 
 /// A document's unified diff, headed by its name (`firecracker_config`
 /// reads `# firecracker config:`).
-fn render_document_diff(name: &str, cfg: &DocumentChange, p: &Palette, out: &mut String) {
+fn render_document_diff<W: Write>(name: &str, cfg: &DocumentChange, p: &Palette, out: &mut W) {
     let before = pretty(&cfg.before);
     let after = pretty(&cfg.after);
     if before == after {
