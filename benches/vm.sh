@@ -56,6 +56,16 @@ for count in 1 "$n"; do
   noop=$(ms m --desired "$work/running.json")
   down=$(ms m --desired "$work/stopped.json")
   printf '%d VMs: reconcile to running %.0f ms (no-op %.0f ms), to stopped %.0f ms\n' "$count" "$up" "$noop" "$down"
+  # Each start's own measure, from its audit record: mvm's share beside
+  # the jailer's and Firecracker's wait for their API.
+  python3 - "$work/state/tenants" <<'PY'
+import glob, json, statistics, sys
+recs = [json.loads(l) for f in glob.glob(sys.argv[1] + "/*/audit.log") for l in open(f)]
+vm = [r["details"] for r in recs if r["resource"].endswith(".vm") and r["result"] == "ok" and "mvm_us" in r["details"]]
+for k in ("stage_us", "api_wait_us", "record_us", "mvm_us"):
+    v = sorted(int(d[k]) / 1000 for d in vm)
+    print("  %-11s median %6.1f ms, min %6.1f, max %6.1f (%d starts)" % (k[:-3], statistics.median(v), v[0], v[-1], len(v)))
+PY
   echo '{"tenants": []}' > "$work/none.json"
   m --desired "$work/none.json" --prune
   [ ! -e "$cg/$parent" ] || { echo "cgroup parent left behind" >&2; exit 1; }

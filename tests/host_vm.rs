@@ -79,7 +79,8 @@ fn a_jailed_firecracker_runs_as_the_tenant_in_its_cgroup_and_stops() {
         Duration::from_secs(10),
         std::path::Path::new(env!("CARGO_BIN_EXE_mvm")),
     )
-    .expect("launch");
+    .expect("launch")
+    .0;
     eprintln!(
         "jailer + Firecracker to a answering API: {:?}",
         started.elapsed()

@@ -289,7 +289,7 @@ pub trait Vms: Send + Sync {
     /// Launches a VM (through the jailer) and waits until its API answers;
     /// with `l.logs`, its output, log and metrics go through a log pump
     /// into the files `prepare_logs` made.
-    fn launch(&self, l: &crate::security::jailer::Launch) -> HostResult<ProcessRef>;
+    fn launch(&self, l: &crate::security::jailer::Launch) -> HostResult<Launched>;
     /// Asks the running VM `r` (its Firecracker running as `uid`) to write
     /// its metrics now (`FlushMetrics` through its API socket), and waits
     /// up to 2 s until its log pump rewrote `metrics`: whether it did.
@@ -424,6 +424,15 @@ pub enum LockError {
     Held { path: PathBuf, holder: String },
     #[error(transparent)]
     Host(#[from] HostError),
+}
+
+/// A VM launched: its process, and how long of the launch was the wait
+/// for its API (the jailer's and Firecracker's own start), so the rest is
+/// mvm's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Launched {
+    pub process: ProcessRef,
+    pub api_wait: Duration,
 }
 
 /// A process mvm started and may stop: its pid and its start time

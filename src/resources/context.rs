@@ -24,6 +24,9 @@ pub struct ApplyCtx {
     /// read-modify-writes take turns, or one would lose the other's. One
     /// turn per tenant: other tenants' records are written meanwhile.
     records: Mutex<HashMap<TenantId, Arc<Mutex<()>>>>,
+    /// What a step measured of itself (the VM's phases, in µs), for its
+    /// audit record.
+    timings: Mutex<HashMap<TenantId, Vec<(&'static str, u64)>>>,
 }
 
 impl ApplyCtx {
@@ -42,7 +45,25 @@ impl ApplyCtx {
             cgroup_mount,
             node,
             records: Mutex::new(HashMap::new()),
+            timings: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Keeps what a step of `id` measured (replacing what it kept before).
+    pub fn keep_timings(&self, id: &TenantId, t: Vec<(&'static str, u64)>) {
+        self.timings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone(), t);
+    }
+
+    /// What a step of `id` measured, taken.
+    pub fn take_timings(&self, id: &TenantId) -> Vec<(&'static str, u64)> {
+        self.timings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id)
+            .unwrap_or_default()
     }
 }
 

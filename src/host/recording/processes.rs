@@ -9,7 +9,7 @@ use std::time::Duration;
 
 impl Vms for RecordingHost {
     /// A pid and start time derived from the id, as a real launch returns.
-    fn launch(&self, l: &crate::security::jailer::Launch) -> HostResult<crate::host::ProcessRef> {
+    fn launch(&self, l: &crate::security::jailer::Launch) -> HostResult<crate::host::Launched> {
         let (program, args) = crate::security::jailer::argv(l);
         let call = Call::Launch {
             tenant: l.id.clone(),
@@ -25,7 +25,10 @@ impl Vms for RecordingHost {
                 start_time: 4242,
             };
             m.vms.insert(id, r);
-            Ok(r)
+            Ok(crate::host::Launched {
+                process: r,
+                api_wait: Duration::ZERO,
+            })
         })
     }
     /// No VM runs on the recording host: nothing is flushed.

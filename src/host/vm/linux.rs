@@ -8,12 +8,13 @@ impl crate::host::Vms for crate::host::linux::LinuxHost {
     fn launch(
         &self,
         l: &crate::security::jailer::Launch,
-    ) -> crate::host::HostResult<crate::host::ProcessRef> {
+    ) -> crate::host::HostResult<crate::host::Launched> {
         let tree = self.tree("launch")?;
         let exe = std::fs::read_link("/proc/self/exe").map_err(|e| {
             crate::host::HostError::new("find mvm itself at", Path::new("/proc/self/exe"), e)
         })?;
         crate::host::vm::vmm::launch(l, &tree, Duration::from_secs(10), &exe)
+            .map(|(process, api_wait)| crate::host::Launched { process, api_wait })
             .map_err(|e| crate::host::HostError::on("launch the VM of", &l.id, e))
     }
     fn flush_metrics(

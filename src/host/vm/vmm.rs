@@ -22,7 +22,13 @@ use std::time::{Duration, Instant};
 
 /// Starts the VM detached from mvm (its own session, stdio on /dev/null),
 /// so it outlives this process; waits until its API answers.
-pub fn launch(l: &Launch, tree: &Tree, wait: Duration, exe: &Path) -> io::Result<ProcessRef> {
+/// Returns the process and how long it took its API to answer once spawned.
+pub fn launch(
+    l: &Launch,
+    tree: &Tree,
+    wait: Duration,
+    exe: &Path,
+) -> io::Result<(ProcessRef, Duration)> {
     let (program, args) = crate::security::jailer::argv(l);
     let mut pump = match &l.logs {
         Some(logs) => Some(super::pump::start(exe, tree, logs)?),
@@ -84,7 +90,9 @@ pub fn launch(l: &Launch, tree: &Tree, wait: Duration, exe: &Path) -> io::Result
         sock: &l.api_sock_host,
         peer,
     };
+    let spawned_at = Instant::now();
     let waited = wait_for_api(&mut child, &program, &api, wait);
+    let api_wait = spawned_at.elapsed();
     if let Err(e) = waited {
         // What it said on its way out is in its log once the pump wrote it.
         if let Some(p) = pump.as_mut() {
@@ -109,7 +117,7 @@ pub fn launch(l: &Launch, tree: &Tree, wait: Duration, exe: &Path) -> io::Result
     }
     // Not waited for: the VM outlives mvm, and init reaps it.
     drop(child);
-    Ok(ProcessRef { pid, start_time })
+    Ok((ProcessRef { pid, start_time }, api_wait))
 }
 
 /// Opens `p` to append a process's output to (created 0600, never

@@ -384,6 +384,12 @@ impl Resource for Vm {
             if let Some(vm) = &rec.vm {
                 d.insert("pid".into(), vm.pid.to_string());
             }
+            // How long the start took, phase by phase (µs).
+            if let Some(id) = id {
+                for (k, v) in ctx.take_timings(id) {
+                    d.insert(k.into(), v.to_string());
+                }
+            }
             // The generation's files, by name and size (never a value).
             if let (Some(g), Some(id)) = (a.secrets.generation(), id) {
                 let dir = ctx.layout.secrets(id);
@@ -571,6 +577,7 @@ impl Provider<VmAttrs> for Vm {
         let jailed = after.jailer;
         let secrets = planned_secrets(ctx, id, after)?;
         let config_text = crate::spec::json::file_text(&typed);
+        let begun = crate::host::service::Moment::now();
         // The run's logs first: the jail binds its FIFOs.
         let logs = VmLogs {
             dir: ctx.layout.logs_dir(id),
@@ -635,7 +642,12 @@ impl Provider<VmAttrs> for Vm {
                 .cgroups
                 .cgroup_kill(mount, &Path::new(&ctx.node.cgroup.parent).join(id.as_str()))?;
         }
-        let running = ctx.host.vms.launch(&launch)?;
+        let staged_in = begun.elapsed();
+        let launching = crate::host::service::Moment::now();
+        let launched = ctx.host.vms.launch(&launch)?;
+        let launched_in = launching.elapsed();
+        let recording = crate::host::service::Moment::now();
+        let running = launched.process;
         let vm = VmRecord {
             flake_ref: after.flake_ref.clone(),
             lock: artifact.lock.clone(),
@@ -669,6 +681,21 @@ impl Provider<VmAttrs> for Vm {
                 .secrets
                 .prune_secrets(&ctx.layout.secrets(id), g, &[])?;
         }
+        // Measured, not derived: mvm's own share is all but the wait for
+        // the jailer's and Firecracker's API.
+        let us = |d: std::time::Duration| d.as_micros() as u64;
+        let recorded_in = recording.elapsed();
+        let own = staged_in + launched_in.saturating_sub(launched.api_wait) + recorded_in;
+        ctx.keep_timings(
+            id,
+            vec![
+                ("stage_us", us(staged_in)),
+                ("launch_us", us(launched_in)),
+                ("api_wait_us", us(launched.api_wait)),
+                ("record_us", us(recorded_in)),
+                ("mvm_us", us(own)),
+            ],
+        );
         Ok(())
     }
 
