@@ -110,6 +110,9 @@ fn vm_metrics(
 
 /// The tenant's VM: a running one is asked to flush its metrics first.
 pub fn tenant(node: &Node, id: &TenantId) -> Result<VmMetrics, AgentError> {
+    if !node.host.files.is_dir(&node.layout.tenant_dir(id)) {
+        return Err(AgentError::UnknownTenant { id: id.clone() });
+    }
     let Some(bytes) = node.host.files.read(&node.layout.record(id), 1 << 20)? else {
         return Err(AgentError::UnknownTenant { id: id.clone() });
     };
@@ -130,6 +133,8 @@ pub fn tenant(node: &Node, id: &TenantId) -> Result<VmMetrics, AgentError> {
 /// writes its metrics every minute on its own).
 pub fn node(node: &Node) -> Result<NodeMetrics, AgentError> {
     let observed = node.host.probe.observe(&node.config);
+    // A node that never reconciled has no state dir yet: nothing to read.
+    let state = node.host.files.is_dir(node.layout.root());
     let mut vms = Vec::new();
     for (id, t) in &observed.tenants {
         let Some(rec) = &t.record else { continue };
@@ -147,9 +152,17 @@ pub fn node(node: &Node) -> Result<NodeMetrics, AgentError> {
     Ok(NodeMetrics {
         version: env!("CARGO_PKG_VERSION").to_string(),
         vms,
-        last_reconcile: read_json(node, &node.layout.last_reconcile())?,
+        last_reconcile: if state {
+            read_json(node, &node.layout.last_reconcile())?
+        } else {
+            None
+        },
         metadata_up: observed.metadata_service.is_some(),
-        metadata: read_json(node, &node.layout.metadata_stats())?,
+        metadata: if state {
+            read_json(node, &node.layout.metadata_stats())?
+        } else {
+            None
+        },
     })
 }
 
