@@ -1,7 +1,8 @@
 #!/bin/bash
 # Benchmark: `mvm agent reconcile` of N tenants' dirs, cgroups and secrets
-# mounts from scratch, the no-op reconcile right after, and the prune, on
-# this host, as root, inside a throwaway mount namespace. Release build.
+# mounts from scratch beside the floor (`floor.py`: the same syscalls made
+# directly), the no-op reconcile right after, and the prune, on this host,
+# as root, inside a throwaway mount namespace. Release build.
 #   sudo benches/reconcile.sh [N] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,5 +42,9 @@ for r in $(seq "$rounds"); do
   b=$(t m --desired "$work/many.json")
   grep -q "No changes." "$work/out" || { echo "no-op run was not a no-op" >&2; exit 1; }
   c=$(t m --desired "$work/none.json" --prune)
-  printf 'round %d: from scratch %.3f s, no-op %.3f s, prune %.3f s\n' "$r" "$a" "$b" "$c"
+  # The floor: the same syscalls made directly, one tenant after another.
+  f=$(python3 benches/floor.py "$work/floor" "$cg/$parent-floor" "$n")
+  rm -rf "$work/floor"; rmdir "$cg/$parent-floor"
+  printf 'round %d: from scratch %.3f s (%.1fx the direct-syscall floor of %.3f s), no-op %.3f s, prune %.3f s\n' \
+    "$r" "$a" "$(echo "$a / $f" | bc -l)" "$f" "$b" "$c"
 done
