@@ -51,13 +51,14 @@ for f in fc.log fc.metrics; do
   awk -v p="$jroot/$f" '$5 == p { print $6 }' /proc/self/mountinfo | matches '^rw,nosuid,nodev,noexec' || fail "$f is not bound nosuid,nodev,noexec into the jail"
   [ "$(stat -c %i "$jroot/$f")" = "$(stat -c %i "$fifo")" ] || fail "the jail's $f is not the FIFO"
 done
-# What Firecracker holds open for writing: its FIFOs, the pipe, its data
-# volume (none here), never a file of the host's.
+# What Firecracker holds open: its FIFOs, the pipe, the jail's own files
+# (still reading its config and filter just after its API answers), never
+# a file of the host's.
 for fd in /proc/"$pid"/fd/*; do
   t=$(readlink "$fd")
   t=${t#"$jroot"}
   case $t in
-    /fc.log | /fc.metrics | pipe:* | socket:* | anon_inode:* | /dev/* | /vmlinux | /rootfs.ext4 | /secrets.img) ;;
+    /fc.log | /fc.metrics | pipe:* | socket:* | anon_inode:* | /dev/* | /vmlinux | /rootfs.ext4 | /secrets.img | /vm.json | /filter.bpf) ;;
     *) fail "Firecracker holds $t open" ;;
   esac
 done
@@ -98,9 +99,8 @@ echo "ok: tenant metrics flushes a running Firecracker's metrics and shows its c
 # (Not through m(): $! must be mvm itself, not a subshell.)
 "$mvm" --config "$work/node.toml" tenant logs la --firecracker --follow > "$work/follow" 2>&1 &
 follower=$!
-sleep 0.5
-m tenant metrics la > /dev/null
-wait_for 'grep -c "/actions" "$work/follow" | matches -v "^0$"' || { kill $follower; fail "--follow did not show the new line: $(cat "$work/follow")"; }
+# Each try makes a new line (a follower that started late shows the next).
+wait_for 'm tenant metrics la > /dev/null; grep -q "/actions" "$work/follow"' || { kill $follower; fail "--follow did not show the new line: $(cat "$work/follow")"; }
 kill $follower; wait $follower 2>/dev/null || true
 # As the tenant, from inside its jail: escape sequences into its log.
 as_tenant() { # as_tenant PYTHON: run with `root` (the jail root's fd) after dropping to the tenant
