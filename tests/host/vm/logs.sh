@@ -65,8 +65,8 @@ done
 pump=$(pumps)
 [ "$(echo "$pump" | wc -w)" = 1 ] || fail "expected one log pump, found: $pump"
 # (It drops them as it starts, which a loaded machine may not have got to.)
-wait_for 'grep -q "^Uid:	65534	65534	65534	65534$" "/proc/$pump/status"' || fail "the log pump is not nobody: $(grep Uid "/proc/$pump/status")"
-grep -q "^NoNewPrivs:	1$" "/proc/$pump/status" || fail "the log pump may gain privileges"
+wait_for 'grep -q "^NoNewPrivs:	1$" "/proc/$pump/status"' || fail "the log pump may gain privileges"
+grep -q "^Uid:	65534	65534	65534	65534$" "/proc/$pump/status" || fail "the log pump is not nobody: $(grep Uid "/proc/$pump/status")"
 grep -q "^CapEff:	0000000000000000$" "/proc/$pump/status" || fail "the log pump has capabilities"
 n=$(ls "/proc/$pump/fd" | wc -l); [ "$n" -le 10 ] || fail "the log pump holds $n fds: $(ls -l "/proc/$pump/fd/" 2>&1)"
 echo "ok: Firecracker writes only FIFOs bound into its jail (nosuid,nodev,noexec, the tenant's 0600); one log pump reads them as nobody with no capabilities"
