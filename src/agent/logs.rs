@@ -111,8 +111,8 @@ pub fn path(node: &Node, id: &TenantId, source: Source, previous: u32) -> PathBu
 }
 
 /// The tenant must have a directory on this node (a pruned one's logs
-/// went with its archive).
-fn check_tenant(node: &Node, id: &TenantId) -> Result<(), AgentError> {
+/// and metrics went with its archive).
+pub(super) fn check_tenant(node: &Node, id: &TenantId) -> Result<(), AgentError> {
     if node.host.files.is_dir(&node.layout.tenant_dir(id)) {
         Ok(())
     } else {

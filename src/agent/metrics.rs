@@ -110,9 +110,7 @@ fn vm_metrics(
 
 /// The tenant's VM: a running one is asked to flush its metrics first.
 pub fn tenant(node: &Node, id: &TenantId) -> Result<VmMetrics, AgentError> {
-    if !node.host.files.is_dir(&node.layout.tenant_dir(id)) {
-        return Err(AgentError::UnknownTenant { id: id.clone() });
-    }
+    super::logs::check_tenant(node, id)?;
     let Some(bytes) = node.host.files.read(&node.layout.record(id), 1 << 20)? else {
         return Err(AgentError::UnknownTenant { id: id.clone() });
     };

@@ -185,25 +185,21 @@ fn open_stats(state_dir: &std::path::Path) -> std::io::Result<std::fs::File> {
     Ok(f)
 }
 
-/// Writes the counters when they changed, once a second.
+/// Writes the counters when they changed (they start changed: the first
+/// tick writes the empty ones), once a second.
 async fn write_stats(state: Arc<State>, file: std::fs::File) {
-    use std::os::unix::fs::FileExt;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut first = true;
     loop {
         tick.tick().await;
         let text = {
             let mut s = state.stats.lock().unwrap_or_else(|p| p.into_inner());
-            if !s.0 && !first {
+            if !s.0 {
                 continue;
             }
             s.0 = false;
             crate::spec::json::file_text(&s.1)
         };
-        first = false;
-        if file.write_at(&text, 0).is_ok() {
-            let _ = file.set_len(text.len() as u64);
-        }
+        crate::host::fs::rewrite_in_place(&file, &text);
     }
 }
 

@@ -25,8 +25,11 @@ impl crate::host::Vms for crate::host::linux::LinuxHost {
         metrics: &Path,
     ) -> crate::host::HostResult<bool> {
         let tree = self.tree("flush the metrics of")?;
+        let failed = |e: std::io::Error| {
+            crate::host::HostError::on("flush the metrics of", format!("pid {}", r.pid), e)
+        };
         let before = crate::host::service::file_stamp(metrics);
-        crate::host::vm::vmm::api_put(
+        let (code, body) = crate::host::vm::vmm::api_put(
             &tree,
             api_sock,
             crate::host::vm::vmm::Peer { pid: r.pid, uid },
@@ -34,17 +37,13 @@ impl crate::host::Vms for crate::host::linux::LinuxHost {
             r#"{"action_type": "FlushMetrics"}"#,
             Duration::from_secs(1),
         )
-        .map_err(|e| {
-            crate::host::HostError::on("flush the metrics of", format!("pid {}", r.pid), e)
-        })
-        .and_then(|(code, body)| match code {
-            200..=299 => Ok(()),
-            _ => Err(crate::host::HostError::on(
-                "flush the metrics of",
-                format!("pid {}", r.pid),
-                std::io::Error::other(format!("Firecracker answered {code}: {}", body.trim())),
-            )),
-        })?;
+        .map_err(failed)?;
+        if !(200..=299).contains(&code) {
+            return Err(failed(std::io::Error::other(format!(
+                "Firecracker answered {code}: {}",
+                body.trim()
+            ))));
+        }
         let deadline = std::time::Instant::now() + Duration::from_secs(2);
         while std::time::Instant::now() < deadline {
             if crate::host::service::file_stamp(metrics) != before {

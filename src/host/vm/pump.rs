@@ -15,11 +15,11 @@
 //! cannot do, whatever it reads: open a path, or write anything but its
 //! own three files.
 
-use crate::host::fs::beneath::{Tree, check_own_file};
+use crate::host::fs::beneath::{self, Tree, check_own_file};
 use crate::security::jailer::VmLogs;
 use crate::state::logs::{self, RunMetrics};
 use nix::fcntl::{FcntlArg, FlockArg, OFlag, fcntl, openat};
-use nix::sys::stat::{Mode, SFlag, fstat, fstatat};
+use nix::sys::stat::{Mode, SFlag, fstat};
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileExt;
@@ -78,18 +78,6 @@ fn take_lock(dir: &OwnedFd, path: &Path, wait: Duration) -> io::Result<nix::fcnt
     }
 }
 
-/// What is at `name` in `dir`, not following a link.
-fn kind_at(dir: &OwnedFd, name: &str) -> io::Result<Option<(SFlag, u64)>> {
-    match fstatat(dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
-        Ok(st) => Ok(Some((
-            SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT,
-            st.st_nlink,
-        ))),
-        Err(nix::errno::Errno::ENOENT) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// Rotates the files of the run before (`vm.log` → `vm.log.1` …, the
 /// oldest past `previous_runs` removed), makes the new run's files and
 /// fresh FIFOs owned by the tenant — after the previous run's pump is
@@ -100,28 +88,29 @@ pub fn prepare(tree: &Tree, logs: &VmLogs) -> io::Result<()> {
     let dir = logs_dir(tree, logs)?;
     let path = &logs.dir;
     let _lock = take_lock(&dir, path, LOCK_WAIT)?;
+    // One look at each file: what is refused, and whether the current run
+    // ran at all — a launch that never got to run its VM (mvm killed in
+    // between, the jail refused) left empty files, which are no run to
+    // keep, so a crash loop cannot push the last real run's logs out.
+    let mut ran = false;
     for file in logs::RUN_FILES {
         for n in 0..=logs.previous_runs {
             let name = logs::run_file(file, n);
-            if let Some((kind, links)) = kind_at(&dir, &name)?
-                && (kind != SFlag::S_IFREG || links != 1)
+            let full = path.join(&name);
+            let Some(st) = beneath::stat_at(&dir, std::ffi::OsStr::new(&name), &full)? else {
+                continue;
+            };
+            if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG
+                || st.st_nlink != 1
             {
                 return Err(io::Error::other(format!(
                     "{}: refusing: not a regular file of one link, so not a log mvm wrote; remove it",
-                    path.join(&name).display()
+                    full.display()
                 )));
             }
+            ran |= n == 0 && st.st_size > 0;
         }
     }
-    // A launch that never got to run its VM (mvm killed in between, the
-    // jail refused) left empty files: no run to keep, so a crash loop
-    // cannot push the last real run's logs out.
-    let size = |name: &str| {
-        fstatat(&dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW).map(|st| st.st_size)
-    };
-    let ran = logs::RUN_FILES
-        .iter()
-        .any(|f| !matches!(size(f), Ok(0) | Err(nix::errno::Errno::ENOENT)));
     for file in logs::RUN_FILES {
         let steps = if ran {
             logs::rotation(file, logs.previous_runs)
@@ -329,7 +318,8 @@ impl Bounded {
             let mut tail = vec![0; (self.len - from) as usize];
             let n = self.file.read_at(&mut tail, from).unwrap_or(0);
             tail.truncate(n);
-            let kept = logs::compacted(&tail, self.len, self.max, &stamp());
+            let kept =
+                logs::compacted(&tail, self.len, self.max, &crate::host::service::now_text());
             // O_APPEND: after the truncation every write lands at the end.
             let _ = self.file.set_len(0);
             let _ = self.file.write_all(&kept);
@@ -339,10 +329,6 @@ impl Bounded {
             self.len += data.len() as u64;
         }
     }
-}
-
-fn stamp() -> String {
-    format!("{:.3}", jiff::Timestamp::now())
 }
 
 /// Gives up root: nobody, no groups, no way back (no_new_privs).
@@ -458,7 +444,7 @@ pub fn run(max_bytes: u64) -> io::Result<()> {
         }
         let flush = !open;
         for line in logs::take_lines(&mut out_buf, flush) {
-            let mut stamped = format!("{} ", stamp()).into_bytes();
+            let mut stamped = format!("{} ", crate::host::service::now_text()).into_bytes();
             stamped.extend_from_slice(&line);
             vm.write(&stamped);
         }
@@ -476,11 +462,7 @@ pub fn run(max_bytes: u64) -> io::Result<()> {
     Ok(())
 }
 
-/// Replaces `metrics.json`'s content (a reader that catches it half
-/// written sees JSON that does not parse, and reads again).
+/// Replaces `metrics.json`'s content.
 fn write_metrics(file: &std::fs::File, m: &RunMetrics) {
-    let text = crate::spec::json::file_text(m);
-    if file.write_at(&text, 0).is_ok() {
-        let _ = file.set_len(text.len() as u64);
-    }
+    crate::host::fs::rewrite_in_place(file, &crate::spec::json::file_text(m));
 }
