@@ -11,11 +11,14 @@ use crate::security::audit::{
 use crate::spec::types::TenantId;
 use crate::state::{AUDIT_HEAD, StateLayout};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Appends records to the tenants' logs and the node's; one append at a
-/// time so concurrent steps cannot race on a chain.
+/// time to each log so concurrent steps cannot race on a chain, while
+/// steps of different tenants write (and wait for their syncs) at once —
+/// the filesystem's journal commits their concurrent syncs together.
 ///
 /// Before each append the writer checks that the log's last record agrees
 /// with `audit.head` (and belongs to this log's owner and this node): a log whose
@@ -26,7 +29,8 @@ pub struct AuditWriter {
     layout: StateLayout,
     node_id: String,
     command: String,
-    lock: Mutex<()>,
+    /// Each log's turn (`None`: the node's).
+    turns: Mutex<HashMap<Option<TenantId>, Arc<Mutex<()>>>>,
 }
 
 impl AuditWriter {
@@ -36,15 +40,26 @@ impl AuditWriter {
             layout,
             node_id,
             command: summarize(&command),
-            lock: Mutex::new(()),
+            turns: Mutex::new(HashMap::new()),
         }
     }
 
     /// Checks that the log can be extended (see the type's doc): run
     /// before a step changes anything.
     pub fn check(&self, host: &Host, log: Log) -> Result<(), HostError> {
-        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let turn = self.turn(log);
+        let _turn = turn.lock().unwrap_or_else(|p| p.into_inner());
         self.last(host, log).map(|_| ())
+    }
+
+    /// The lock one log's appends take turns on.
+    fn turn(&self, log: Log) -> Arc<Mutex<()>> {
+        self.turns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(log.tenant().cloned())
+            .or_default()
+            .clone()
     }
 
     /// The log's paths: the log, its head, its repeat counter.
@@ -166,7 +181,8 @@ impl AuditWriter {
     /// `audit.repeats`; the next record written says how often it repeated
     /// (`details.previous_repeated`: the count and the last time).
     pub fn append(&self, host: &Host, mut ev: AuditEvent) -> Result<(), HostError> {
-        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let turn = self.turn(ev.log);
+        let _turn = turn.lock().unwrap_or_else(|p| p.into_inner());
         let (path, head_path, repeats_path) = self.paths(ev.log);
         let (seq, prev, last) = self.last(host, ev.log)?;
         let now = host
