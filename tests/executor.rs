@@ -463,3 +463,117 @@ fn no_op_plan_makes_no_host_calls() {
     assert!(r.success() && r.steps.is_empty());
     assert_eq!(host.calls().len(), 0);
 }
+
+/// What a run's progress saw, in order: (started?, address).
+#[derive(Default)]
+struct Seen(std::sync::Mutex<Vec<(bool, String)>>);
+impl Progress for Seen {
+    fn started(&self, a: &ResourceAddr, _: Phase, _: Action) {
+        self.0.lock().unwrap().push((true, a.to_string()));
+    }
+    fn finished(&self, r: &StepResult) {
+        self.0.lock().unwrap().push((false, r.address.to_string()));
+    }
+}
+
+/// A prune of 12 tenants' network: the taps' deletes (a kind that deletes
+/// together) are all handed over at once even with 2 steps at a time, as
+/// are the nft elements'; one tap that cannot be deleted fails alone and
+/// skips only its own tenant's tree; each deleted tap has its own audit
+/// record, in its tenant's (archived) log.
+#[test]
+fn ready_deletes_of_a_kind_that_deletes_together_run_as_one_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = node(tmp.path());
+    let d = desired(12, &node);
+    let net = || PlanOptions {
+        targets: ["tenant.*.tap", "tenant.*.nft"]
+            .iter()
+            .map(|t| t.parse().unwrap())
+            .collect(),
+        ..Default::default()
+    };
+    let p = plan(&d, &node, &host_observed(), net()).unwrap();
+    let host = Arc::new(
+        RecordingHost::new().failing(|c| matches!(c, Call::LinkDelete(name) if name == "tap-t3")),
+    );
+    // The node's log needs the state dir, as on a node.
+    Host::recording(host.clone())
+        .ensure_state_dir(tmp.path())
+        .unwrap();
+    let quiet = Arc::new(Quiet);
+    let made = run(&p, host.clone(), 2, quiet, Arc::new(AtomicBool::new(false)));
+    assert!(made.success(), "{:#?}", made.audit_errors);
+    let converged = simulate::apply_to(&p, &host_observed()).unwrap();
+    let prune = plan(
+        &DesiredState { tenants: vec![] },
+        &node,
+        &converged,
+        PlanOptions {
+            prune: true,
+            ..net()
+        },
+    )
+    .unwrap();
+    let seen = Arc::new(Seen::default());
+    let r = run(
+        &prune,
+        host.clone(),
+        2,
+        seen.clone(),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let seen = seen.0.lock().unwrap().clone();
+    let is_tap = |a: &str| a.starts_with("tenant.") && a.ends_with(".tap");
+    let first_tap_done = seen
+        .iter()
+        .position(|(start, a)| !start && is_tap(a))
+        .expect("a tap finished");
+    let taps_started = seen[..first_tap_done]
+        .iter()
+        .filter(|(start, a)| *start && is_tap(a))
+        .count();
+    assert_eq!(taps_started, 12, "{seen:#?}");
+    let outcome = |a: &str| {
+        r.steps
+            .iter()
+            .find(|s| s.address.to_string() == a)
+            .map(|s| s.outcome.clone())
+            .unwrap_or_else(|| panic!("no step {a}"))
+    };
+    assert!(matches!(outcome("tenant.t3.tap"), StepOutcome::Failed(e) if e.contains("tap-t3")));
+    assert!(matches!(
+        outcome("tenant.t3.dirs"),
+        StepOutcome::Skipped { .. }
+    ));
+    for i in (0..12).filter(|&i| i != 3) {
+        for k in ["tap", "nft", "dirs"] {
+            assert_eq!(
+                outcome(&format!("tenant.t{i}.{k}")),
+                StepOutcome::Done,
+                "t{i} {k}"
+            );
+        }
+    }
+    // The records: t3's log, still in place, says its tap failed; each
+    // other tenant's archived log says its tap was deleted.
+    let logs: Vec<(std::path::PathBuf, String)> = host
+        .paths()
+        .into_iter()
+        .filter(|p| p.ends_with("audit.log"))
+        .map(|p| {
+            let text = String::from_utf8(host.file(&p).unwrap()).unwrap();
+            (p, text)
+        })
+        .collect();
+    for i in 0..12 {
+        let resource = format!("\"resource\":\"tenant.t{i}.tap\"");
+        let line = logs
+            .iter()
+            .flat_map(|(_, t)| t.lines())
+            .find(|l| l.contains(&resource) && l.contains("\"action\":\"delete\""))
+            .unwrap_or_else(|| panic!("no delete record of t{i}'s tap in {logs:#?}"));
+        let result = if i == 3 { "failed" } else { "ok" };
+        assert!(line.contains(&format!("\"result\":\"{result}\"")), "{line}");
+    }
+}

@@ -341,3 +341,105 @@ fn cloud_init_detects_the_metadata_service() {
             .checks(4);
     }
 }
+
+/// Taps deleted together (one link group, one request): every tap with
+/// this node's mark goes, one with another's mark is refused and stays, a
+/// missing one is fine, and a link outside the batch — even one already in
+/// the group mvm would first pick — is untouched.
+#[test]
+fn taps_deleted_together_are_only_ours() {
+    if !require("taps_deleted_together_are_only_ours", &[Need::Root]) {
+        return;
+    }
+    use mvm::host::net::{netlink, tun};
+    let (results, left) = in_netns(|| {
+        let mark = "mvm:test-node";
+        let names: Vec<String> = (0..6).map(|i| format!("tap-t{i}")).collect();
+        for (i, n) in names.iter().enumerate() {
+            tun::create_tap(n, 100000 + i as u32, 100000 + i as u32).expect("a tap");
+            let index = netlink::index_of(n).unwrap();
+            let alias = if i == 4 { "someone-else" } else { mark };
+            netlink::set_alias(index, alias).unwrap();
+            netlink::set_link(index, true, None).unwrap();
+        }
+        // A bystander in the group a batch of this process would try first.
+        netlink::create_bridge("keep0", [2, 0, 0, 0, 0, 9]).unwrap();
+        let keep = netlink::index_of("keep0").unwrap();
+        netlink::set_link_group(keep, 0x6d76_6d00 | (std::process::id() & 0xff)).unwrap();
+        let mut asked = names.clone();
+        asked.push("tap-gone".into());
+        let host = mvm::host::Host::linux(std::path::Path::new("/nonexistent"));
+        let results: Vec<Result<(), String>> = host
+            .links
+            .taps_delete(&asked, mark)
+            .into_iter()
+            .map(|r| r.map_err(|e| e.to_string()))
+            .collect();
+        let mut left: Vec<(String, u32)> = netlink::dump()
+            .unwrap()
+            .into_values()
+            .filter(|l| l.name != "lo")
+            .map(|l| (l.name, l.link_group))
+            .collect();
+        left.sort();
+        (results, left)
+    });
+    for (i, r) in results.iter().enumerate() {
+        if i == 4 {
+            let e = r.as_ref().expect_err("another's tap is refused");
+            assert!(e.contains("someone-else"), "{e}");
+        } else {
+            assert!(r.is_ok(), "{i}: {r:?}");
+        }
+    }
+    let group = 0x6d76_6d00 | (std::process::id() & 0xff);
+    assert_eq!(
+        left,
+        vec![("keep0".to_string(), group), ("tap-t4".to_string(), 0)]
+    );
+}
+
+/// 500 tenants' elements in one nfnetlink batch, added then deleted: every
+/// acknowledgement arrives (2,000 of them would overflow the socket if each
+/// carried a copy of its message, and the batch would look failed).
+#[test]
+fn a_big_element_batch_is_acknowledged_whole() {
+    if !require("a_big_element_batch_is_acknowledged_whole", &[Need::Root]) {
+        return;
+    }
+    use mvm::host::net::nft::{apply, list_ruleset, parse};
+    use mvm::host::net::nft_batch::{apply_elements, element_bytes};
+    let node = NodeConfig::default_config();
+    let (added, after) = in_netns(move || {
+        let rs = ruleset::render(&node);
+        apply("nft", &ruleset::transaction(&rs, &[], &[], &[])).expect("the ruleset loads");
+        let elements: Vec<_> = (0..500u32)
+            .flat_map(|i| {
+                let mac = format!("02:00:0a:c8:{:02x}:{:02x}", i >> 8, i & 0xff);
+                let ip = format!("10.200.{}.{}", 1 + i / 250, 2 + i % 250);
+                ruleset::tenant_elements(
+                    &format!("tap-t{i}"),
+                    mac.parse().unwrap(),
+                    ip.parse().unwrap(),
+                    100000 + i,
+                    false,
+                    false,
+                )
+            })
+            .collect();
+        let count = |rs: &ruleset::Ruleset| {
+            parse(&list_ruleset("nft").unwrap(), rs)
+                .elements
+                .into_values()
+                .map(|e| e.len())
+                .sum::<usize>()
+        };
+        let adds = element_bytes(&ruleset::element_changes(&[], &elements)).unwrap();
+        apply_elements(&adds).expect("500 tenants' adds, one batch");
+        let added = count(&rs);
+        let deletes = element_bytes(&ruleset::element_changes(&elements, &[])).unwrap();
+        apply_elements(&deletes).expect("500 tenants' deletes, one batch");
+        (added, count(&rs))
+    });
+    assert_eq!((added, after), (1500, 0));
+}

@@ -322,7 +322,28 @@ impl<'p, 'a> Walk<'p, 'a> {
     }
 }
 
+/// How a task the executor started ended.
+enum Finished {
+    /// A step ran and its record was written (`Some`: why the record
+    /// could not be).
+    Step(usize, StepOutcome, Duration, Option<String>),
+    /// Deletes that ran together (`Resource::DELETES_TOGETHER`): each
+    /// step's result, and whether it gets a record (not when its log
+    /// refused to be extended, so nothing was tried).
+    Together(Vec<(usize, Result<AuditDetails, String>, bool)>, Duration),
+}
+
+/// The most deletes handed to a kind at once.
+const TOGETHER_MAX: usize = 1024;
+
 /// Applies `plan`. `stop` is checked before each new step starts.
+///
+/// Deletes of a kind that deletes several at once more cheaply than one
+/// by one (`Resource::DELETES_TOGETHER`: taps, whose every netlink delete
+/// waits for the kernel's RCU) are handed to it together when they are
+/// ready at the same time — one task; then each step's record is written
+/// as a task of its own, so the records of a batch sync at once. Each
+/// step still counts only once its record is written.
 pub async fn execute(
     plan: &Plan,
     ctx: Arc<ApplyCtx>,
@@ -332,13 +353,33 @@ pub async fn execute(
 ) -> Report {
     let steps = steps(plan);
     let mut walk = Walk::new(&steps, progress.clone());
-    let (tx, mut rx) =
-        tokio::sync::mpsc::unbounded_channel::<(usize, StepOutcome, Duration, Option<String>)>();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Finished>();
     let mut running = 0usize;
     let parallelism = parallelism.max(1);
+    // Steps whose deletes ran together, waiting for their record.
+    let mut to_record: std::collections::VecDeque<(usize, Result<AuditDetails, String>, Duration)> =
+        std::collections::VecDeque::new();
 
     while walk.finished < steps.len() {
-        while running < parallelism && !stop.load(Ordering::SeqCst) {
+        while running < parallelism {
+            // A step that already changed the host is recorded even after
+            // an interrupt.
+            if let Some((i, result, took)) = to_record.pop_front() {
+                running += 1;
+                let change = steps[i].change.clone();
+                let phase = steps[i].phase;
+                let (ctx, tx) = (ctx.clone(), tx.clone());
+                tokio::task::spawn_blocking(move || {
+                    let t = ctx.host.clock.now();
+                    let audit_error = audit(&ctx, &change, phase, &result).err();
+                    let elapsed = took + ctx.host.clock.now().duration_since(t).unsigned_abs();
+                    let _ = tx.send(Finished::Step(i, outcome_of(result), elapsed, audit_error));
+                });
+                continue;
+            }
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
             let Some(i) = walk.ready.pop_front() else {
                 break;
             };
@@ -350,6 +391,24 @@ pub async fn execute(
                 continue;
             }
             running += 1;
+            let together = together_with(&steps, &mut walk, i);
+            if together.len() > 1 {
+                let changes: Vec<(usize, ResourceChange)> = together
+                    .iter()
+                    .map(|&j| (j, steps[j].change.clone()))
+                    .collect();
+                for (_, c) in &changes {
+                    progress.started(&c.address, Phase::Destroy, c.actions);
+                }
+                let (ctx, tx) = (ctx.clone(), tx.clone());
+                tokio::task::spawn_blocking(move || {
+                    let t = ctx.host.clock.now();
+                    let results = delete_together(&ctx, &changes);
+                    let elapsed = ctx.host.clock.now().duration_since(t).unsigned_abs();
+                    let _ = tx.send(Finished::Together(results, elapsed));
+                });
+                continue;
+            }
             let change = steps[i].change.clone();
             let phase = steps[i].phase;
             let ctx = ctx.clone();
@@ -365,12 +424,8 @@ pub async fn execute(
                         (result, audit_error)
                     }
                 };
-                let outcome = match result {
-                    Ok(_) => StepOutcome::Done,
-                    Err(e) => StepOutcome::Failed(e),
-                };
                 let elapsed = ctx.host.clock.now().duration_since(t).unsigned_abs();
-                let _ = tx.send((i, outcome, elapsed, audit_error));
+                let _ = tx.send(Finished::Step(i, outcome_of(result), elapsed, audit_error));
             });
         }
         if running == 0 {
@@ -401,16 +456,95 @@ pub async fn execute(
             walk.report.interrupted = interrupted;
             break;
         }
-        let Some((i, outcome, elapsed, audit_error)) = rx.recv().await else {
+        let Some(finished) = rx.recv().await else {
             break;
         };
         running -= 1;
-        if let Some(e) = audit_error {
-            walk.report
-                .audit_errors
-                .push(format!("{}: {e}", steps[i].change.address));
+        match finished {
+            Finished::Step(i, outcome, elapsed, audit_error) => {
+                if let Some(e) = audit_error {
+                    walk.report
+                        .audit_errors
+                        .push(format!("{}: {e}", steps[i].change.address));
+                }
+                walk.settle(i, outcome, elapsed);
+            }
+            Finished::Together(results, elapsed) => {
+                for (i, result, record) in results {
+                    if record {
+                        to_record.push_back((i, result, elapsed));
+                    } else {
+                        walk.settle(i, outcome_of(result), elapsed);
+                    }
+                }
+            }
         }
-        walk.settle(i, outcome, elapsed);
     }
     walk.report
+}
+
+fn outcome_of(result: Result<AuditDetails, String>) -> StepOutcome {
+    match result {
+        Ok(_) => StepOutcome::Done,
+        Err(e) => StepOutcome::Failed(e),
+    }
+}
+
+/// Step `i` and, when it is a delete of a kind that deletes together,
+/// every other such delete of its kind that is ready now (taken off the
+/// ready queue).
+fn together_with(steps: &[Step], walk: &mut Walk, i: usize) -> Vec<usize> {
+    let kind = steps[i].change.address.kind();
+    if steps[i].phase != Phase::Destroy || !kind.get().deletes_together() {
+        return vec![i];
+    }
+    let mut out = vec![i];
+    let state = &walk.state;
+    walk.ready.retain(|&j| {
+        let s = &steps[j];
+        let joins = out.len() < TOGETHER_MAX
+            && state[j].is_none()
+            && s.phase == Phase::Destroy
+            && s.change.blocked.is_none()
+            && s.change.address.kind() == kind;
+        if joins {
+            out.push(j);
+        }
+        !joins
+    });
+    out
+}
+
+/// Deletes `changes` (all of one kind) together, after checking each
+/// one's audit log as a step alone would.
+fn delete_together(
+    ctx: &ApplyCtx,
+    changes: &[(usize, ResourceChange)],
+) -> Vec<(usize, Result<AuditDetails, String>, bool)> {
+    let mut out = Vec::with_capacity(changes.len());
+    let mut go: Vec<&(usize, ResourceChange)> = Vec::new();
+    for item in changes {
+        match audit_ready(ctx, &item.1) {
+            Err(e) => out.push((item.0, Err(e), false)),
+            Ok(()) => go.push(item),
+        }
+    }
+    let Some(first) = go.first() else {
+        return out;
+    };
+    let kind = first.1.address.kind().get();
+    let items: Vec<(&ResourceAddr, Option<&Attrs>)> = go
+        .iter()
+        .map(|(_, c)| (&c.address, c.before.as_ref()))
+        .collect();
+    for ((i, c), r) in go.iter().zip(kind.delete_together(ctx, &items)) {
+        let result = r.map_err(|e| e.to_string()).map(|()| {
+            c.before
+                .as_ref()
+                .map(|b| kind.audit_of(&c.address, b))
+                .unwrap_or_default()
+        });
+        out.push((*i, result, true));
+    }
+    out
 }

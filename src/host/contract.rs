@@ -263,6 +263,12 @@ pub trait Links: Send + Sync {
     /// Deletes the tap `name` if it carries the alias `mark` or none; gone
     /// is fine, another's is refused.
     fn tap_delete(&self, name: &str, mark: &str) -> HostResult;
+    /// `tap_delete` of each of `names`, one result each, in order — at
+    /// once where the host can (the kernel deletes a batch of links for
+    /// the cost of one).
+    fn taps_delete(&self, names: &[String], mark: &str) -> Vec<HostResult> {
+        names.iter().map(|n| self.tap_delete(n, mark)).collect()
+    }
     /// Removes the bridge's neighbour entry for `ip`; gone is fine.
     fn neighbour_delete(&self, bridge: &str, ip: std::net::Ipv4Addr) -> HostResult;
     /// Writes a sysctl (`net.ipv4.ip_forward`); only names of the form

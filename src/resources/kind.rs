@@ -93,6 +93,15 @@ pub trait Kind: Sync {
         addr: &ResourceAddr,
         prior: Option<&Attrs>,
     ) -> Result<(), StepError>;
+    /// `Resource::DELETES_TOGETHER`.
+    fn deletes_together(&self) -> bool;
+    /// Deletes each of `items` (address, prior), one result each, in
+    /// order (`Provider::delete_together`).
+    fn delete_together(
+        &self,
+        ctx: &ApplyCtx,
+        items: &[(&ResourceAddr, Option<&Attrs>)],
+    ) -> Vec<Result<(), StepError>>;
     /// Decodes planned attributes and checks them (`Resource::check`).
     fn check(&self, ctx: &PlanCtx, addr: &ResourceAddr, after: &Attrs) -> Result<(), String>;
     /// `Resource::identity` of attributes (empty when they do not decode).
@@ -194,6 +203,28 @@ impl<R: Resource> Kind for R {
     ) -> Result<(), StepError> {
         let prior = prior.and_then(|a| decode::<R::Attrs>(addr, a).ok());
         Ok(Provider::delete(self, ctx, addr.tenant(), prior.as_ref())?)
+    }
+    fn deletes_together(&self) -> bool {
+        R::DELETES_TOGETHER
+    }
+    fn delete_together(
+        &self,
+        ctx: &ApplyCtx,
+        items: &[(&ResourceAddr, Option<&Attrs>)],
+    ) -> Vec<Result<(), StepError>> {
+        let priors: Vec<Option<R::Attrs>> = items
+            .iter()
+            .map(|(addr, prior)| prior.and_then(|a| decode::<R::Attrs>(addr, a).ok()))
+            .collect();
+        let typed: Vec<(Option<&crate::spec::types::TenantId>, Option<&R::Attrs>)> = items
+            .iter()
+            .zip(&priors)
+            .map(|((addr, _), prior)| (addr.tenant(), prior.as_ref()))
+            .collect();
+        Provider::delete_together(self, ctx, &typed)
+            .into_iter()
+            .map(|r| r.map_err(StepError::from))
+            .collect()
     }
     fn audit_of(&self, addr: &ResourceAddr, attrs: &Attrs) -> AuditDetails {
         decode::<R::Attrs>(addr, attrs)

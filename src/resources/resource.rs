@@ -41,6 +41,10 @@ pub trait Resource: Provider<Self::Attrs> + Sync + 'static {
     /// Whether it is part of the tenant network (`mvm net verify` checks
     /// these kinds).
     const NETWORK: bool = false;
+    /// Whether deleting several at once is cheaper than one by one
+    /// (`Provider::delete_together`): the executor then hands it every
+    /// delete of this kind that is ready at the same time, as one step.
+    const DELETES_TOGETHER: bool = false;
 
     /// What it depends on; `spec` is the tenant's (`None` for node kinds
     /// and for tenants being pruned).
@@ -140,6 +144,18 @@ pub trait Provider<A>: Sync {
         id: Option<&TenantId>,
         prior: Option<&A>,
     ) -> Result<(), HostError>;
+    /// Deletes each of `items` (as `delete` would), one result each, in
+    /// order; a kind with `Resource::DELETES_TOGETHER` does it at once.
+    fn delete_together(
+        &self,
+        ctx: &ApplyCtx,
+        items: &[(Option<&TenantId>, Option<&A>)],
+    ) -> Vec<Result<(), HostError>> {
+        items
+            .iter()
+            .map(|(id, prior)| self.delete(ctx, *id, *prior))
+            .collect()
+    }
 }
 
 /// The tenant's entry in an `Observed` value, created if missing (the

@@ -121,6 +121,11 @@ pub fn apply_elements(changes: &[ElementBytes]) -> std::io::Result<()> {
     let mut socket = Socket::new(NETLINK_NETFILTER)?;
     socket.bind_auto()?;
     socket.connect(&SocketAddr::new(0, 0))?;
+    // Each acknowledgement without a copy of the message it answers, and
+    // room for all of them: a big batch's acknowledgements overflowing the
+    // socket would be lost, and the batch look as if it had failed.
+    socket.set_cap_ack(true)?;
+    socket.set_rx_buf_sz(1 << 20)?;
     let seq0: u32 = 1;
     let mut buf = Vec::new();
     message(

@@ -276,6 +276,7 @@ fn link_dumps(m: &Model, node: &NodeConfig) -> LinkDumps {
             learning: tap.then_some(false),
             owner: d.owner,
             group: d.group,
+            link_group: 0,
             ipv4: d.addresses.clone(),
             mac: d.mac,
             alias: m.aliases.get(name).cloned(),

@@ -116,6 +116,11 @@ type Element = (&'static str, &'static str, &'static str, Value);
 /// deleted, those only in `after` added; a map key whose value changes is
 /// deleted first.
 pub fn element_changes(before: &[Element], after: &[Element]) -> Value {
+    json!({ "nftables": element_commands(before, after) })
+}
+
+/// `element_changes`'s commands, to join with others in one transaction.
+pub fn element_commands(before: &[Element], after: &[Element]) -> Vec<Value> {
     let mut cmds = Vec::new();
     for b in before {
         if !after.contains(b) {
@@ -132,5 +137,5 @@ pub fn element_changes(before: &[Element], after: &[Element]) -> Value {
             cmds.push(json!({"add": {"element": {"family": a.0, "table": a.1, "name": a.2, "elem": [a.3]}}}));
         }
     }
-    json!({ "nftables": cmds })
+    cmds
 }

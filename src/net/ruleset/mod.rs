@@ -23,8 +23,8 @@ mod policy;
 mod transaction;
 
 pub use elements::{
-    TENANT_SETS, element_changes, element_display, element_parse, tenant_element_lines,
-    tenant_elements,
+    TENANT_SETS, element_changes, element_commands, element_display, element_parse,
+    tenant_element_lines, tenant_elements,
 };
 pub use policy::render;
 pub use transaction::{delete_tables, transaction};

@@ -34,6 +34,7 @@ pub struct TenantNftAttrs {
 }
 
 impl Resource for TenantNft {
+    const DELETES_TOGETHER: bool = true;
     type Attrs = TenantNftAttrs;
     const WORD: &'static str = "nft";
     const NETWORK: bool = true;
@@ -163,6 +164,10 @@ impl Resource for TenantNft {
     }
 }
 
+/// Tenants whose elements one transaction deletes at most (four
+/// elements each: a few KiB of netlink messages).
+const TOGETHER: usize = 64;
+
 /// Elements as nft commands take them, from the lines a plan shows.
 fn parsed(lines: &[String]) -> Vec<(&'static str, &'static str, &'static str, Value)> {
     lines
@@ -221,5 +226,38 @@ impl Provider<TenantNftAttrs> for TenantNft {
         ctx.host
             .firewall
             .nft_apply(&ruleset::element_changes(&have, &[]))
+    }
+
+    /// Their elements in one transaction per `TOGETHER` tenants (an nft
+    /// commit each would also make each link deleted meanwhile wait for
+    /// the commit lock); should one fail, one transaction per tenant of
+    /// it, each with its result.
+    fn delete_together(
+        &self,
+        ctx: &ApplyCtx,
+        items: &[(Option<&TenantId>, Option<&TenantNftAttrs>)],
+    ) -> Vec<HostResult> {
+        let mut out = Vec::with_capacity(items.len());
+        for chunk in items.chunks(TOGETHER) {
+            let cmds: Vec<Value> = chunk
+                .iter()
+                .map(|(_, prior)| prior.map(|p| parsed(&p.elements)).unwrap_or_default())
+                .flat_map(|have| ruleset::element_commands(&have, &[]))
+                .collect();
+            let whole = cmds.is_empty()
+                || ctx
+                    .host
+                    .firewall
+                    .nft_apply(&serde_json::json!({ "nftables": cmds }))
+                    .is_ok();
+            out.extend(chunk.iter().map(|(id, prior)| {
+                if whole {
+                    Ok(())
+                } else {
+                    self.delete(ctx, *id, *prior)
+                }
+            }));
+        }
+        out
     }
 }

@@ -81,6 +81,7 @@ impl Resource for Tap {
     type Attrs = TapAttrs;
     const WORD: &'static str = "tap";
     const NETWORK: bool = true;
+    const DELETES_TOGETHER: bool = true;
     const SCOPE: Scope = Scope::Tenant;
     const REPLACE_ON: &'static [&'static str] = &["name", "owner", "group"];
     /// Whoever owns a tap can open it: never two tenants' the same.
@@ -308,5 +309,40 @@ impl Provider<TapAttrs> for Tap {
         ctx.host
             .links
             .tap_delete(&id.tap_name(), &net::owner_mark(&ctx.node))
+    }
+
+    /// Each tenant's neighbour entry, then all the taps in one request
+    /// (`Links::taps_delete`): a prune of 500 tenants' taps waits for the
+    /// kernel once, not 500 times.
+    fn delete_together(
+        &self,
+        ctx: &ApplyCtx,
+        items: &[(Option<&TenantId>, Option<&TapAttrs>)],
+    ) -> Vec<HostResult> {
+        let mut out: Vec<HostResult> = Vec::with_capacity(items.len());
+        let mut names: Vec<String> = Vec::new();
+        let mut slots: Vec<usize> = Vec::new();
+        for (i, (id, before)) in items.iter().enumerate() {
+            let id = id.expect("a tenant address");
+            let neighbour = before
+                .and_then(|b| b.neighbour.as_deref())
+                .and_then(parse_neighbour)
+                .map_or(Ok(()), |(ip, _)| {
+                    ctx.host.links.neighbour_delete(&ctx.node.bridge.name, ip)
+                });
+            if neighbour.is_ok() {
+                names.push(id.tap_name());
+                slots.push(i);
+            }
+            out.push(neighbour);
+        }
+        let deleted = ctx
+            .host
+            .links
+            .taps_delete(&names, &net::owner_mark(&ctx.node));
+        for (i, r) in slots.into_iter().zip(deleted) {
+            out[i] = r;
+        }
+        out
     }
 }
