@@ -365,7 +365,7 @@ fn taps_deleted_together_are_only_ours() {
         // A bystander in the group a batch of this process would try first.
         netlink::create_bridge("keep0", [2, 0, 0, 0, 0, 9]).unwrap();
         let keep = netlink::index_of("keep0").unwrap();
-        netlink::set_link_group(keep, 0x6d76_6d00 | (std::process::id() & 0xff)).unwrap();
+        netlink::set_link_group(keep, netlink::first_link_group()).unwrap();
         let mut asked = names.clone();
         asked.push("tap-gone".into());
         let host = mvm::host::Host::linux(std::path::Path::new("/nonexistent"));
@@ -392,7 +392,7 @@ fn taps_deleted_together_are_only_ours() {
             assert!(r.is_ok(), "{i}: {r:?}");
         }
     }
-    let group = 0x6d76_6d00 | (std::process::id() & 0xff);
+    let group = mvm::host::net::netlink::first_link_group();
     assert_eq!(
         left,
         vec![("keep0".to_string(), group), ("tap-t4".to_string(), 0)]

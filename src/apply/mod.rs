@@ -182,15 +182,18 @@ fn run_step(ctx: &ApplyCtx, change: &ResourceChange, phase: Phase) -> Result<Aud
         }
         Phase::Destroy => kind
             .delete(ctx, &change.address, change.before.as_ref())
-            .map(|()| {
-                change
-                    .before
-                    .as_ref()
-                    .map(|b| kind.audit_of(&change.address, b))
-                    .unwrap_or_default()
-            }),
+            .map(|()| deleted_details(change)),
     };
     r.map_err(|e| e.to_string())
+}
+
+/// What the audit record of a delete carries: of the attributes it had.
+fn deleted_details(change: &ResourceChange) -> AuditDetails {
+    change
+        .before
+        .as_ref()
+        .map(|b| change.address.kind().get().audit_of(&change.address, b))
+        .unwrap_or_default()
 }
 
 /// The log a step's record goes in: its tenant's — if the tenant's tree
@@ -538,12 +541,7 @@ fn delete_together(
         .map(|(_, c)| (&c.address, c.before.as_ref()))
         .collect();
     for ((i, c), r) in go.iter().zip(kind.delete_together(ctx, &items)) {
-        let result = r.map_err(|e| e.to_string()).map(|()| {
-            c.before
-                .as_ref()
-                .map(|b| kind.audit_of(&c.address, b))
-                .unwrap_or_default()
-        });
+        let result = r.map_err(|e| e.to_string()).map(|()| deleted_details(c));
         out.push((*i, result, true));
     }
     out

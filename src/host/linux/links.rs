@@ -192,11 +192,7 @@ impl Links for LinuxHost {
                     .collect();
             }
         };
-        let used: std::collections::HashSet<u32> = links.values().map(|l| l.link_group).collect();
-        let mut group = 0x6d76_6d00 | (std::process::id() & 0xff);
-        while group == 0 || used.contains(&group) {
-            group = group.wrapping_add(1);
-        }
+        let group = netlink::free_link_group(&links);
         let mut out: Vec<HostResult> = Vec::with_capacity(names.len());
         let mut grouped: Vec<(usize, u32)> = Vec::new();
         for (i, name) in names.iter().enumerate() {

@@ -317,6 +317,23 @@ pub fn set_link_group(index: u32, group: u32) -> std::io::Result<()> {
     ack(RouteNetlinkMessage::NewLink(msg), 0)
 }
 
+/// The link group this process puts links to delete together in first
+/// ("mvm" and the low byte of its pid).
+pub fn first_link_group() -> u32 {
+    0x6d76_6d00 | (std::process::id() & 0xff)
+}
+
+/// A link group none of `links` is in, from `first_link_group` on (never
+/// 0, every link's default).
+pub fn free_link_group(links: &HashMap<String, Link>) -> u32 {
+    let used: std::collections::HashSet<u32> = links.values().map(|l| l.link_group).collect();
+    let mut group = first_link_group();
+    while group == 0 || used.contains(&group) {
+        group = group.wrapping_add(1);
+    }
+    group
+}
+
 /// Deletes every link in the link group `group` in one request: the
 /// kernel unregisters them together and waits for one RCU grace period
 /// for all of them, where deleting one by one waits once per link (about

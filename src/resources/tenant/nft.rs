@@ -34,10 +34,10 @@ pub struct TenantNftAttrs {
 }
 
 impl Resource for TenantNft {
-    const DELETES_TOGETHER: bool = true;
     type Attrs = TenantNftAttrs;
     const WORD: &'static str = "nft";
     const NETWORK: bool = true;
+    const DELETES_TOGETHER: bool = true;
     const SCOPE: Scope = Scope::Tenant;
     const REPLACE_ON: &'static [&'static str] = &[];
     const UNIQUE: &'static [&'static str] = &["ip", "mac", "mark"];

@@ -300,12 +300,7 @@ impl Provider<TapAttrs> for Tap {
         before: Option<&TapAttrs>,
     ) -> HostResult {
         let id = id.expect("a tenant address");
-        if let Some((ip, _)) = before
-            .and_then(|b| b.neighbour.as_deref())
-            .and_then(parse_neighbour)
-        {
-            ctx.host.links.neighbour_delete(&ctx.node.bridge.name, ip)?;
-        }
+        delete_neighbour(ctx, before)?;
         ctx.host
             .links
             .tap_delete(&id.tap_name(), &net::owner_mark(&ctx.node))
@@ -324,12 +319,7 @@ impl Provider<TapAttrs> for Tap {
         let mut slots: Vec<usize> = Vec::new();
         for (i, (id, before)) in items.iter().enumerate() {
             let id = id.expect("a tenant address");
-            let neighbour = before
-                .and_then(|b| b.neighbour.as_deref())
-                .and_then(parse_neighbour)
-                .map_or(Ok(()), |(ip, _)| {
-                    ctx.host.links.neighbour_delete(&ctx.node.bridge.name, ip)
-                });
+            let neighbour = delete_neighbour(ctx, *before);
             if neighbour.is_ok() {
                 names.push(id.tap_name());
                 slots.push(i);
@@ -344,5 +334,16 @@ impl Provider<TapAttrs> for Tap {
             out[i] = r;
         }
         out
+    }
+}
+
+/// Removes the bridge's neighbour entry the tap had, if it had one.
+fn delete_neighbour(ctx: &ApplyCtx, before: Option<&TapAttrs>) -> HostResult {
+    match before
+        .and_then(|b| b.neighbour.as_deref())
+        .and_then(parse_neighbour)
+    {
+        Some((ip, _)) => ctx.host.links.neighbour_delete(&ctx.node.bridge.name, ip),
+        None => Ok(()),
     }
 }
