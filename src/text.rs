@@ -12,8 +12,12 @@ use std::borrow::Cow;
 /// `s` with every control character but `\n` and `\t` written as `\xNN`
 /// (C1 controls as `\u{NN}`), and a literal backslash left as it is.
 pub fn escape_controls(s: &str) -> Cow<'_, str> {
+    // A control character is a byte below 0x20, 0x7f, or (C1) 0xc2
+    // followed by 0x80..=0x9f: text without those bytes is safe as it is,
+    // found without decoding a character.
+    let maybe_bad = |b: &u8| (*b < 0x20 && *b != b'\n' && *b != b'\t') || *b == 0x7f || *b == 0xc2;
     let bad = |c: char| c.is_control() && c != '\n' && c != '\t';
-    if !s.chars().any(bad) {
+    if !s.as_bytes().iter().any(maybe_bad) || !s.chars().any(bad) {
         return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 8);
@@ -47,8 +51,12 @@ pub fn one_line(s: &str) -> Cow<'_, str> {
 /// terminal. Nothing else that moves the cursor, clears, sets a title or
 /// links survives it.
 pub fn terminal_safe(s: &str) -> Cow<'_, str> {
+    // A control character is a byte below 0x20, 0x7f, or (C1) 0xc2
+    // followed by 0x80..=0x9f: text without those bytes is safe as it is,
+    // found without decoding a character.
+    let maybe_bad = |b: &u8| (*b < 0x20 && *b != b'\n' && *b != b'\t') || *b == 0x7f || *b == 0xc2;
     let bad = |c: char| c.is_control() && c != '\n' && c != '\t';
-    if !s.chars().any(bad) {
+    if !s.as_bytes().iter().any(maybe_bad) || !s.chars().any(bad) {
         return Cow::Borrowed(s);
     }
     let bytes = s.as_bytes();

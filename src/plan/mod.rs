@@ -6,7 +6,6 @@
 //! walk it without re-deriving anything from the config.
 
 pub mod check;
-pub mod graph;
 pub mod planner;
 pub mod render;
 pub mod resolve;
@@ -220,8 +219,6 @@ pub enum PlanError {
     UidRangeFull { lo: u32, hi: u32, tenant: TenantId },
     #[error("{}", .0.join("\n"))]
     UnmatchedTargets(Vec<String>),
-    #[error("the resource graph has a dependency cycle: {0}")]
-    Cycle(String),
 }
 
 fn list(items: impl Iterator<Item = String>) -> String {
@@ -245,9 +242,6 @@ impl PlanError {
                 "check the tenant id (`mvm tenant list` shows the node's); targets take the forms {}",
                 crate::plan::target::FORMS
             ),
-            PlanError::Cycle(_) => {
-                "this is a bug in mvm's resource graph; please report it with the plan input".into()
-            }
         }
     }
 }

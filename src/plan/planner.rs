@@ -5,7 +5,6 @@
 //! running resource holds open, blocking, warnings, documents) each kind
 //! says for itself.
 
-use super::graph::ResourceGraph;
 use super::{
     Action, ActionReason, FORMAT_VERSION, KeptTenant, Plan, PlanError, ResourceChange, Summary,
 };
@@ -97,13 +96,7 @@ pub fn plan(
         drafts = targeted(drafts, &opts.targets);
     }
     drafts.sort_by(|a, b| a.change.address.cmp(&b.change.address));
-    let graph = ResourceGraph::new(
-        drafts
-            .iter()
-            .map(|d| (&d.change.address, d.change.depends_on.as_slice())),
-    );
-    let order = graph.topo_order()?;
-    propagate_replacements(&mut drafts, &graph, &order);
+    propagate_replacements(&mut drafts);
 
     let changes: Vec<ResourceChange> = drafts.into_iter().map(|d| finish(&ctx, &view, d)).collect();
     let mut all_warnings: Vec<String> = KindId::all(Scope::Node)
@@ -403,37 +396,60 @@ fn diff<'a>(
 /// A replaced resource takes down what is built on it: a dependent that
 /// would otherwise be kept or updated is replaced too. A resource that
 /// holds a dependency open (a VM its tap, jail and cgroup) is replaced when
-/// that dependency is missing and gets created anew. Walks in dependency
-/// order so replacement spreads transitively.
-fn propagate_replacements(drafts: &mut [Draft], graph: &ResourceGraph, order: &[ResourceAddr]) {
-    for addr in order {
-        let node = graph.index(addr).expect("every draft is in the graph");
-        let action = drafts[node.index()].change.actions;
-        if !matches!(action, Action::Replace | Action::Create) {
+/// that dependency is missing and gets created anew.
+///
+/// The drafts are in address order, and that is a dependency order: node
+/// resources come first, a tenant's resources are together, and the
+/// registry lists each kind after what it depends on (a test holds it to
+/// that). So one walk forwards sees every dependency's final action before
+/// its dependents, and replacement spreads transitively; the reason named
+/// is the first dependency, in that order, that forces it.
+fn propagate_replacements(drafts: &mut [Draft]) {
+    for i in 0..drafts.len() {
+        let (before, rest) = drafts.split_at_mut(i);
+        let c = &mut rest[0].change;
+        if !matches!(c.actions, Action::NoOp | Action::Update) {
             continue;
         }
-        let word = addr.kind_word();
-        for dep in graph
-            .graph
-            .neighbors_directed(node, petgraph::Direction::Outgoing)
-        {
-            let c = &mut drafts[dep.index()].change;
-            if !matches!(c.actions, Action::NoOp | Action::Update) {
+        let holds = c.address.kind().get().holds();
+        let mut cause: Option<(usize, bool)> = None;
+        for dep in &c.depends_on {
+            let Some(j) = position(before, dep) else {
                 continue;
-            }
-            if action == Action::Replace {
-                c.actions = Action::Replace;
-                c.action_reason = Some(ActionReason::ReplaceBecauseDependencyReplaced {
-                    dependency: addr.clone(),
-                });
-            } else if c.address.kind().get().holds().contains(&word) {
-                c.actions = Action::Replace;
-                c.action_reason = Some(ActionReason::ReplaceBecauseDependencyCreated {
-                    dependency: addr.clone(),
-                });
+            };
+            let replaced = match before[j].change.actions {
+                Action::Replace => true,
+                Action::Create if holds.contains(&dep.kind_word()) => false,
+                _ => continue,
+            };
+            if cause.is_none_or(|(k, _)| j < k) {
+                cause = Some((j, replaced));
             }
         }
+        if let Some((j, replaced)) = cause {
+            let dependency = before[j].change.address.clone();
+            c.actions = Action::Replace;
+            c.action_reason = Some(if replaced {
+                ActionReason::ReplaceBecauseDependencyReplaced { dependency }
+            } else {
+                ActionReason::ReplaceBecauseDependencyCreated { dependency }
+            });
+        }
     }
+}
+
+/// Where `dep` is among `before`, which is sorted by address: a tenant's
+/// own kinds lie just before its resource, the node's at the start. `None`
+/// for a dependency with nothing planned (there and unchanged, or not part
+/// of this plan).
+fn position(before: &[Draft], dep: &ResourceAddr) -> Option<usize> {
+    let find = |s: &[Draft]| s.binary_search_by(|d| d.change.address.cmp(dep)).ok();
+    let near = before
+        .len()
+        .saturating_sub(crate::resources::REGISTRY.len());
+    find(&before[near..])
+        .map(|k| near + k)
+        .or_else(|| find(&before[..near]))
 }
 
 /// Fills `after` for values that stay as they are, lists the unknowns,

@@ -15,24 +15,46 @@ use std::fmt::Write;
 pub struct Palette {
     green: Style,
     red: Style,
-    yellow: Style,
     cyan: Style,
     gray: Style,
     bold: Style,
     bold_red: Style,
     bold_green: Style,
     bold_yellow: Style,
+    /// What every change and attribute line repeats, styled once: the
+    /// actions' symbols (in `Action` order), the attribute lines' marks,
+    /// the comment sign and the replacement note.
+    symbols: [String; 5],
+    plus: String,
+    minus: String,
+    tilde: String,
+    hash: String,
+    forces: String,
 }
 
 impl Palette {
     pub fn new(colors: bool) -> Self {
         let s = || Style::new().force_styling(colors);
+        let (green, red, yellow) = (s().green(), s().red(), s().yellow());
+        let gray = s().color256(244);
+        let symbols = [
+            format!("  {}", green.apply_to("+")),
+            format!("  {}", yellow.apply_to("~")),
+            format!("{}/{}", red.apply_to("-"), green.apply_to("+")),
+            format!("  {}", red.apply_to("-")),
+            "   ".to_string(),
+        ];
         Self {
-            green: s().green(),
-            red: s().red(),
-            yellow: s().yellow(),
+            plus: green.apply_to("+").to_string(),
+            minus: red.apply_to("-").to_string(),
+            tilde: yellow.apply_to("~").to_string(),
+            hash: gray.apply_to("#").to_string(),
+            forces: red.apply_to("# forces replacement").to_string(),
+            symbols,
+            green,
+            red,
             cyan: s().cyan(),
-            gray: s().color256(244),
+            gray,
             bold: s().bold(),
             bold_red: s().bold().red(),
             bold_green: s().bold().green(),
@@ -40,14 +62,15 @@ impl Palette {
         }
     }
 
-    fn symbol(&self, a: Action) -> String {
-        match a {
-            Action::Create => format!("  {}", self.green.apply_to("+")),
-            Action::Update => format!("  {}", self.yellow.apply_to("~")),
-            Action::Replace => format!("{}/{}", self.red.apply_to("-"), self.green.apply_to("+")),
-            Action::Delete => format!("  {}", self.red.apply_to("-")),
-            Action::NoOp => "   ".to_string(),
-        }
+    fn symbol(&self, a: Action) -> &str {
+        let i = match a {
+            Action::Create => 0,
+            Action::Update => 1,
+            Action::Replace => 2,
+            Action::Delete => 3,
+            Action::NoOp => 4,
+        };
+        &self.symbols[i]
     }
 }
 
@@ -199,15 +222,19 @@ fn render_change<W: Write>(
     p: &Palette,
     out: &mut W,
 ) {
-    let addr = p.bold.apply_to(c.address.to_string());
     let verb = match c.actions {
-        Action::Create => "will be created".to_string(),
-        Action::Update => "will be updated in-place".to_string(),
-        Action::Replace => format!("must be {}", p.red.apply_to("replaced")),
-        Action::Delete => format!("will be {}", p.bold_red.apply_to("destroyed")),
-        Action::NoOp => "is unchanged".to_string(),
+        Action::Create => "will be created",
+        Action::Update => "will be updated in-place",
+        Action::Replace => "must be ",
+        Action::Delete => "will be ",
+        Action::NoOp => "is unchanged",
     };
-    let _ = writeln!(out, "  {} {addr} {verb}", p.gray.apply_to("#"));
+    let _ = write!(out, "  {} {} {verb}", p.hash, p.bold.apply_to(&c.address));
+    let _ = match c.actions {
+        Action::Replace => writeln!(out, "{}", p.red.apply_to("replaced")),
+        Action::Delete => writeln!(out, "{}", p.bold_red.apply_to("destroyed")),
+        _ => out.write_char('\n'),
+    };
     let because = match &c.action_reason {
         Some(ActionReason::ReplaceBecauseDependencyReplaced { dependency }) => {
             Some(format!("because {dependency} is replaced"))
@@ -260,25 +287,30 @@ fn render_change<W: Write>(
     }
     let _ = writeln!(out, "{} {}", p.symbol(c.actions), c.address);
 
-    let lines = attr_lines(c);
-    let width = lines.iter().map(|l| l.key.len()).max().unwrap_or(0);
     let mut hidden = 0;
-    for l in &lines {
-        let sym = match l.kind {
-            LineKind::Add => p.green.apply_to("+"),
-            LineKind::Remove => p.red.apply_to("-"),
-            LineKind::Change => p.yellow.apply_to("~"),
+    each_attr(c, |key, width, kind, value, forces| {
+        let sym = match kind {
+            LineKind::Add => &p.plus,
+            LineKind::Remove => &p.minus,
+            LineKind::Change => &p.tilde,
             LineKind::Same => {
                 hidden += 1;
-                continue;
+                return;
             }
         };
-        let _ = write!(out, "      {sym} {:<width$} = {}", l.key, l.value);
-        if l.forces {
-            let _ = write!(out, "  {}", p.red.apply_to("# forces replacement"));
+        let _ = out.write_str("      ");
+        let _ = out.write_str(sym);
+        let _ = out.write_char(' ');
+        let _ = out.write_str(key);
+        pad(out, width - key.len());
+        let _ = out.write_str(" = ");
+        let _ = out.write_str(value);
+        if forces {
+            let _ = out.write_str("  ");
+            let _ = out.write_str(&p.forces);
         }
         let _ = out.write_char('\n');
-    }
+    });
     if hidden > 0 {
         let _ = writeln!(
             out,
@@ -304,16 +336,13 @@ enum LineKind {
     Same,
 }
 
-struct AttrLine<'a> {
-    key: &'a str,
-    value: String,
-    kind: LineKind,
-    forces: bool,
-}
-
 const KNOWN_AFTER_APPLY: &str = "(known after apply)";
 
-fn attr_lines(c: &ResourceChange) -> Vec<AttrLine<'_>> {
+/// Each attribute of a change in name order, as it is shown: its name,
+/// the width names are aligned to, the kind of line, the value text (empty
+/// for an unchanged attribute, which is only counted) and whether it
+/// forces replacement. One buffer serves every value.
+fn each_attr(c: &ResourceChange, mut line: impl FnMut(&str, usize, LineKind, &str, bool)) {
     static EMPTY: crate::resources::Attrs = std::collections::BTreeMap::new();
     let before = c.before.as_ref().unwrap_or(&EMPTY);
     let after = c.after.as_ref().unwrap_or(&EMPTY);
@@ -324,48 +353,74 @@ fn attr_lines(c: &ResourceChange) -> Vec<AttrLine<'_>> {
         .collect();
     keys.sort();
     keys.dedup();
-    keys.into_iter()
-        .map(|k| {
-            let unknown = c.after_unknown.contains(k);
-            let forces = c.replace_paths.contains(k);
-            let (kind, value) = match (c.actions, before.get(k), after.get(k)) {
-                (Action::Delete, Some(b), _) => {
-                    (LineKind::Remove, format!("{} -> null", show_block(b)))
-                }
-                (_, Some(Value::Array(b)), Some(Value::Array(a)))
-                    if !unknown && b != a && long(b, a) =>
-                {
-                    (LineKind::Change, list_diff(b, a))
-                }
-                (_, Some(Value::Object(b)), Some(Value::Object(a))) if !unknown && b != a => {
-                    (LineKind::Change, map_diff(b, a))
-                }
-                (_, None, _) if unknown => (LineKind::Add, KNOWN_AFTER_APPLY.to_string()),
-                (_, Some(b), _) if unknown => (
-                    LineKind::Change,
-                    format!("{} -> {KNOWN_AFTER_APPLY}", show(b)),
-                ),
-                (_, None, Some(a)) => (LineKind::Add, show_block(a)),
-                (_, Some(b), None) => (LineKind::Remove, format!("{} -> null", show_block(b))),
-                (_, Some(b), Some(a)) if b != a => {
-                    (LineKind::Change, format!("{} -> {}", show(b), show(a)))
-                }
-                (_, Some(b), Some(_)) => (LineKind::Same, show(b)),
-                (_, None, None) => (LineKind::Same, String::new()),
-            };
-            AttrLine {
-                key: k.as_ref(),
-                value,
-                kind,
-                forces,
+    let width = keys.iter().map(|k| k.len()).max().unwrap_or(0);
+    let mut value = String::new();
+    for k in keys {
+        value.clear();
+        let unknown = c.after_unknown.contains(k);
+        let kind = match (c.actions, before.get(k), after.get(k)) {
+            (Action::Delete, Some(b), _) => {
+                show_block(&mut value, b);
+                value.push_str(" -> null");
+                LineKind::Remove
             }
-        })
-        .collect()
+            (_, Some(Value::Array(b)), Some(Value::Array(a)))
+                if !unknown && b != a && long(b, a) =>
+            {
+                list_diff(&mut value, b, a);
+                LineKind::Change
+            }
+            (_, Some(Value::Object(b)), Some(Value::Object(a))) if !unknown && b != a => {
+                map_diff(&mut value, b, a);
+                LineKind::Change
+            }
+            (_, None, _) if unknown => {
+                value.push_str(KNOWN_AFTER_APPLY);
+                LineKind::Add
+            }
+            (_, Some(b), _) if unknown => {
+                show_into(&mut value, b);
+                value.push_str(" -> ");
+                value.push_str(KNOWN_AFTER_APPLY);
+                LineKind::Change
+            }
+            (_, None, Some(a)) => {
+                show_block(&mut value, a);
+                LineKind::Add
+            }
+            (_, Some(b), None) => {
+                show_block(&mut value, b);
+                value.push_str(" -> null");
+                LineKind::Remove
+            }
+            (_, Some(b), Some(a)) if b != a => {
+                show_into(&mut value, b);
+                value.push_str(" -> ");
+                show_into(&mut value, a);
+                LineKind::Change
+            }
+            (_, Some(_), Some(_)) | (_, None, None) => LineKind::Same,
+        };
+        line(k.as_ref(), width, kind, &value, c.replace_paths.contains(k));
+    }
+}
+
+/// `n` spaces.
+fn pad<W: Write>(out: &mut W, mut n: usize) {
+    const SPACES: &str = "                                                                ";
+    while n > 0 {
+        let k = n.min(SPACES.len());
+        let _ = out.write_str(&SPACES[..k]);
+        n -= k;
+    }
 }
 
 /// Whether a list change is worth showing element by element.
 fn long(b: &[Value], a: &[Value]) -> bool {
-    show(&Value::Array(b.to_vec())).len() + show(&Value::Array(a.to_vec())).len() > 120
+    let mut text = String::new();
+    show_list(&mut text, b);
+    show_list(&mut text, a);
+    text.len() > 120
 }
 
 /// Indentation of a list's elements and its closing bracket.
@@ -374,108 +429,157 @@ const CLOSE: &str = "        ]";
 
 /// A long list's change, element by element as Terraform shows it: what
 /// goes (`-`), what comes (`+`), and how many elements stay, hidden.
-fn list_diff(before: &[Value], after: &[Value]) -> String {
+fn list_diff(out: &mut String, before: &[Value], after: &[Value]) {
     let b: Vec<String> = before.iter().map(show).collect();
     let a: Vec<String> = after.iter().map(show).collect();
-    let mut out = String::from("[\n");
+    out.push_str("[\n");
     let mut same = 0;
     for op in similar::capture_diff_slices(similar::Algorithm::Myers, &b, &a) {
         for change in op.iter_changes(&b, &a) {
             match change.tag() {
                 similar::ChangeTag::Equal => same += 1,
                 similar::ChangeTag::Delete => {
-                    out.push_str(&format!("{}- {}\n", &ITEM[2..], change.value()))
+                    let _ = writeln!(out, "{}- {}", &ITEM[2..], change.value());
                 }
                 similar::ChangeTag::Insert => {
-                    out.push_str(&format!("{}+ {}\n", &ITEM[2..], change.value()))
+                    let _ = writeln!(out, "{}+ {}", &ITEM[2..], change.value());
                 }
             }
         }
     }
     if same > 0 {
-        out.push_str(&format!(
-            "{ITEM}# ({same} unchanged element{} hidden)\n",
+        let _ = writeln!(
+            out,
+            "{ITEM}# ({same} unchanged element{} hidden)",
             plural(same)
-        ));
+        );
     }
     out.push_str(CLOSE);
-    out
 }
 
 /// A map's change key by key: what changed (`~`), came (`+`) or went
 /// (`-`), and how many keys stay, hidden — a one-key drift is one short
 /// line, not the whole map twice.
 fn map_diff(
+    out: &mut String,
     before: &serde_json::Map<String, Value>,
     after: &serde_json::Map<String, Value>,
-) -> String {
+) {
     let mut keys: Vec<&String> = before.keys().chain(after.keys()).collect();
     keys.sort();
     keys.dedup();
-    let mut out = String::from("{\n");
+    out.push_str("{\n");
     let mut same = 0;
     for k in keys {
-        let key = Value::String(k.clone());
-        match (before.get(k), after.get(k)) {
-            (Some(b), Some(a)) if b == a => same += 1,
-            (Some(b), Some(a)) => out.push_str(&format!(
-                "{}~ {key} = {} -> {}\n",
-                &ITEM[2..],
-                show(b),
-                show(a)
-            )),
-            (None, Some(a)) => out.push_str(&format!("{}+ {key} = {}\n", &ITEM[2..], show(a))),
-            (Some(b), None) => out.push_str(&format!("{}- {key} = {}\n", &ITEM[2..], show(b))),
-            (None, None) => {}
+        let (b, a) = (before.get(k), after.get(k));
+        let mark = match (b, a) {
+            (Some(b), Some(a)) if b == a => {
+                same += 1;
+                continue;
+            }
+            (Some(_), Some(_)) => "~",
+            (None, Some(_)) => "+",
+            (Some(_), None) => "-",
+            (None, None) => continue,
+        };
+        out.push_str(&ITEM[2..]);
+        out.push_str(mark);
+        out.push(' ');
+        json_str(out, k);
+        out.push_str(" = ");
+        if let Some(b) = b {
+            show_into(out, b);
         }
+        if let (Some(_), Some(_)) = (b, a) {
+            out.push_str(" -> ");
+        }
+        if let Some(a) = a {
+            show_into(out, a);
+        }
+        out.push('\n');
     }
     if same > 0 {
-        out.push_str(&format!(
-            "{ITEM}# ({same} unchanged key{} hidden)\n",
-            plural(same)
-        ));
+        let _ = writeln!(out, "{ITEM}# ({same} unchanged key{} hidden)", plural(same));
     }
     out.push_str("        }");
-    out
 }
 
-/// A value as a created resource shows it: a long list one element a line,
-/// a long map one key a line.
-fn show_block(v: &Value) -> String {
+/// A value as a created resource shows it, appended to `out`: a long list
+/// one element a line, a long map one key a line.
+fn show_block(out: &mut String, v: &Value) {
     // Shown once: a short value is that text, a long one is laid out.
-    let one = show(v);
-    if one.len() <= 100 {
-        return one;
+    let start = out.len();
+    show_into(out, v);
+    if out.len() - start <= 100 {
+        return;
     }
     match v {
         Value::Object(m) => {
-            let mut out = String::from("{\n");
+            out.truncate(start);
+            out.push_str("{\n");
             for (k, x) in m {
-                let _ = writeln!(out, "{ITEM}{} = {},", Value::String(k.clone()), show(x));
+                out.push_str(ITEM);
+                json_str(out, k);
+                out.push_str(" = ");
+                show_into(out, x);
+                out.push_str(",\n");
             }
             out.push_str("        }");
-            out
         }
         Value::Array(items) => {
-            let mut out = String::from("[\n");
+            out.truncate(start);
+            out.push_str("[\n");
             for i in items {
-                let _ = writeln!(out, "{ITEM}{},", show(i));
+                out.push_str(ITEM);
+                show_into(out, i);
+                out.push_str(",\n");
             }
             out.push_str(CLOSE);
-            out
         }
-        _ => one,
+        _ => {}
     }
 }
 
 /// A value as it reads in a plan: JSON, with lists spaced like Terraform's.
 fn show(v: &Value) -> String {
+    let mut out = String::new();
+    show_into(&mut out, v);
+    out
+}
+
+/// `show`, appended to `out`.
+fn show_into(out: &mut String, v: &Value) {
     match v {
-        Value::Array(items) => format!(
-            "[{}]",
-            items.iter().map(show).collect::<Vec<_>>().join(", ")
-        ),
-        other => other.to_string(),
+        Value::Array(items) => show_list(out, items),
+        Value::String(s) => json_str(out, s),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Null => out.push_str("null"),
+        other => {
+            let _ = write!(out, "{other}");
+        }
+    }
+}
+
+fn show_list(out: &mut String, items: &[Value]) {
+    out.push('[');
+    for (i, x) in items.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        show_into(out, x);
+    }
+    out.push(']');
+}
+
+/// A string as JSON writes it: quoted, with `"`, `\` and control
+/// characters escaped (the common string needs none, and is copied).
+fn json_str(out: &mut String, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::to_string(s).expect("a string serializes"));
     }
 }
 

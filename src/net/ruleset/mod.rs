@@ -379,4 +379,23 @@ mod tests {
         );
         assert!(element_parse("inet filter x: 1").is_none());
     }
+
+    /// The plan's lines are written directly; they must be what
+    /// `element_display` prints for the elements nft is given.
+    #[test]
+    fn element_lines_are_the_elements_displayed() {
+        let mac: MacAddr = "02:00:0a:c8:00:0a".parse().unwrap();
+        let ip: Ipv4Addr = "10.200.0.10".parse().unwrap();
+        for (metadata, ssh) in [(false, false), (true, false), (false, true), (true, true)] {
+            let mut shown: Vec<String> = tenant_elements("tap-a", mac, ip, 100000, metadata, ssh)
+                .iter()
+                .filter_map(|(f, t, n, e)| element_display(f, t, n, e))
+                .collect();
+            shown.sort();
+            assert_eq!(
+                tenant_element_lines("tap-a", mac, ip, 100000, metadata, ssh),
+                shown
+            );
+        }
+    }
 }
