@@ -530,6 +530,7 @@ pub fn plan(node: &Node, req: &PlanRequest) -> Result<(Plan, Observed), AgentErr
     let opts = PlanOptions {
         prune: req.prune,
         targets: req.targets.to_vec(),
+        threads: crate::host::service::cpus(),
         ..Default::default()
     };
     let mut plan = plan::plan(&merged.desired, &node.config, &observed, opts)?;

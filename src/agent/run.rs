@@ -475,6 +475,7 @@ async fn reconcile(st: &mut State) {
                 options: PlanOptions {
                     prune,
                     targets,
+                    threads: crate::host::service::cpus(),
                     ..Default::default()
                 },
             },

@@ -102,6 +102,7 @@ pub fn run(s: &Settings, node: &Node, args: &ReconcileArgs) -> Result<ExitCode, 
             options: PlanOptions {
                 prune: args.prune,
                 targets,
+                threads: crate::host::service::cpus(),
                 ..Default::default()
             },
         },

@@ -94,3 +94,9 @@ pub fn process_name() -> String {
 pub fn pause(d: Duration) {
     std::thread::sleep(d);
 }
+
+/// How many threads this process can run at once (its CPU affinity), for
+/// pure work split in chunks (planning a big node).
+pub fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}

@@ -27,7 +27,15 @@ pub struct PlanOptions {
     /// Tenants whose VM moves to its newest staged secrets generation
     /// (`mvm tenant secrets rotate`); any other running VM keeps its own.
     pub rotate_secrets: BTreeSet<TenantId>,
+    /// How many threads may plan tenants at once (0 and 1: only the
+    /// caller's). The plan is the same whatever the number: tenants are
+    /// planned in chunks, and the chunks joined in order.
+    pub threads: usize,
 }
+
+/// Tenants a planning thread takes at least: below that, a thread costs
+/// more than it saves.
+const TENANTS_PER_THREAD: usize = 1000;
 
 /// One resource while planning: the change, what was wanted of it, and
 /// the tenant it belongs to (for documents and blocking, computed only for
@@ -68,7 +76,7 @@ pub fn plan(
     let mut drafts: Vec<Draft> =
         Vec::with_capacity(node_kinds.len() + tenants.len() * tenant_kinds.len());
 
-    draft_wanted(&ctx, &view, &node_kinds, &tenant_kinds, &mut drafts);
+    draft_wanted(&ctx, &view, &node_kinds, &tenant_kinds, opts.threads, &mut drafts);
     let kept = draft_absent(&ctx, &absent, &tenant_kinds, opts.prune, &mut drafts);
 
     let mut warnings: Vec<String> = Vec::new();
@@ -98,7 +106,7 @@ pub fn plan(
     drafts.sort_by(|a, b| a.change.address.cmp(&b.change.address));
     propagate_replacements(&mut drafts);
 
-    let changes: Vec<ResourceChange> = drafts.into_iter().map(|d| finish(&ctx, &view, d)).collect();
+    let changes = finish_all(&ctx, &view, drafts, opts.threads);
     let mut all_warnings: Vec<String> = KindId::all(Scope::Node)
         .chain(KindId::all(Scope::Tenant))
         .flat_map(|k| k.get().warnings(&ctx, &view))
@@ -171,12 +179,14 @@ fn check_records(node: &NodeConfig, observed: &Observed) -> Result<(), PlanError
 }
 
 /// The node's resources and every desired tenant's: what is wanted
-/// against what the host has.
+/// against what the host has. Tenants are planned on up to `threads`
+/// threads, each a contiguous chunk, joined in order.
 fn draft_wanted<'a>(
     ctx: &PlanCtx,
     view: &NodeView<'a>,
     node_kinds: &[KindId],
     tenant_kinds: &[KindId],
+    threads: usize,
     drafts: &mut Vec<Draft<'a>>,
 ) {
     let observed = ctx.observed;
@@ -191,19 +201,79 @@ fn draft_wanted<'a>(
         drafts.extend(diff(addr, want, have, deps, reason, None));
     }
 
-    for t in view.tenants {
-        let obs = observed.tenant(t.id());
-        for &kind in tenant_kinds {
-            let k = kind.get();
-            let subject = Subject::Tenant(t);
-            let addr = ResourceAddr::tenant_kind(t.id().clone(), kind);
-            let deps = ResourceAddr::deps_of(Some(t.id()), k.depends_on(Some(&t.spec)));
-            let want = k.desired(ctx, subject);
-            let have = obs.and_then(|o| k.observed(ctx, At::Tenant(t.id(), o)));
-            let reason = delete_reason(k.unwanted(subject));
-            drafts.extend(diff(addr, want, have, deps, reason, Some(t)));
+    let tenants: &'a [ResolvedTenant] = view.tenants;
+    let per = chunk_size(tenants.len(), threads);
+    let mut chunks = tenants.chunks(per);
+    let draft = |chunk: &'a [ResolvedTenant]| {
+        let mut out = Vec::with_capacity(chunk.len() * tenant_kinds.len());
+        for t in chunk {
+            let obs = observed.tenant(t.id());
+            for &kind in tenant_kinds {
+                let k = kind.get();
+                let subject = Subject::Tenant(t);
+                let addr = ResourceAddr::tenant_kind(t.id().clone(), kind);
+                let deps = ResourceAddr::deps_of(Some(t.id()), k.depends_on(Some(&t.spec)));
+                let want = k.desired(ctx, subject);
+                let have = obs.and_then(|o| k.observed(ctx, At::Tenant(t.id(), o)));
+                let reason = delete_reason(k.unwanted(subject));
+                out.extend(diff(addr, want, have, deps, reason, Some(t)));
+            }
         }
+        out
+    };
+    let first = chunks.next();
+    std::thread::scope(|s| {
+        let others: Vec<_> = chunks.map(|c| s.spawn(move || draft(c))).collect();
+        if let Some(c) = first {
+            drafts.extend(draft(c));
+        }
+        for h in others {
+            drafts.extend(joined(h));
+        }
+    });
+}
+
+/// How many of `n` items each of at most `threads` threads takes.
+fn chunk_size(n: usize, threads: usize) -> usize {
+    n.div_ceil(threads.max(1)).max(TENANTS_PER_THREAD)
+}
+
+/// A planning thread's result; its panic, the caller's.
+fn joined<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
+}
+
+/// Every draft finished (`finish`), on up to `threads` threads, in order.
+fn finish_all(
+    ctx: &PlanCtx,
+    view: &NodeView,
+    mut drafts: Vec<Draft>,
+    threads: usize,
+) -> Vec<ResourceChange> {
+    // A tenant has a handful of resources (eight, as the registry stands).
+    let per = drafts
+        .len()
+        .div_ceil(threads.max(1))
+        .max(TENANTS_PER_THREAD * 8);
+    let mut parts = Vec::new();
+    while drafts.len() > per {
+        parts.push(drafts.split_off(drafts.len() - per));
     }
+    let finish_part = |part: Vec<Draft>| -> Vec<ResourceChange> {
+        part.into_iter().map(|d| finish(ctx, view, d)).collect()
+    };
+    std::thread::scope(|s| {
+        let others: Vec<_> = parts
+            .into_iter()
+            .rev()
+            .map(|p| s.spawn(move || finish_part(p)))
+            .collect();
+        let mut changes = finish_part(drafts);
+        for h in others {
+            changes.extend(joined(h));
+        }
+        changes
+    })
 }
 
 /// The tenants on the node but not desired: deleted with `prune`, else
