@@ -60,3 +60,48 @@ proptest! {
         prop_assert_eq!(serde_json::to_string(&p2).unwrap(), serde_json::to_string(&again).unwrap());
     }
 }
+
+/// Planning in chunks on several threads gives the plan one thread makes,
+/// byte for byte — from nothing, and against a host where half the
+/// tenants change (their VMs replaced).
+#[test]
+fn plans_are_the_same_on_any_number_of_threads() {
+    let node = mvm::spec::parse_node(
+        std::path::Path::new("node.toml"),
+        "[bridge]\nsubnet = \"10.200.0.0/16\"\ngateway = \"10.200.0.1\"\n",
+    )
+    .unwrap();
+    let doc = |vcpus_of: fn(usize) -> usize| {
+        let tenants: Vec<serde_json::Value> = (0..2600)
+            .map(|i| {
+                serde_json::json!({"tenant_id": format!("t{i}"), "flake_ref": "github:org/app",
+                    "profile": "minimal", "vcpus": vcpus_of(i), "mem_mib": 512,
+                    "state": if i % 10 == 0 { "stopped" } else { "running" }, "metadata": i % 3 == 0})
+            })
+            .collect();
+        let text = serde_json::json!({ "tenants": tenants }).to_string();
+        mvm::spec::parse_desired(std::path::Path::new("d.json"), &text, &node).unwrap()
+    };
+    let with = |d: &DesiredState, obs: &Observed, threads: usize| {
+        let opts = PlanOptions {
+            threads,
+            ..Default::default()
+        };
+        serde_json::to_string(&plan(d, &node, obs, opts).unwrap()).unwrap()
+    };
+    let (first, second) = (doc(|_| 1), doc(|i| 1 + i % 2));
+    let one = with(&first, &fresh(), 1);
+    assert_eq!(one, with(&first, &fresh(), 3));
+    let p = plan(&first, &node, &fresh(), PlanOptions::default()).unwrap();
+    assert!(p.has_changes());
+    let host = simulate::apply_to(&p, &fresh()).unwrap();
+    let changed = with(&second, &host, 1);
+    let replaced = plan(&second, &node, &host, PlanOptions::default())
+        .unwrap()
+        .resource_changes
+        .iter()
+        .filter(|c| c.actions == mvm::plan::Action::Replace)
+        .count();
+    assert!(replaced >= 1000, "half the VMs change vcpus: {replaced} replaced");
+    assert_eq!(changed, with(&second, &host, 4));
+}
