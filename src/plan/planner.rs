@@ -243,7 +243,9 @@ fn joined<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
     h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
 }
 
-/// Every draft finished (`finish`), on up to `threads` threads, in order.
+/// Every draft finished (`finish`) where it lies, on up to `threads`
+/// threads each taking a contiguous part; then the changes, in order, in
+/// the drafts' own memory.
 fn finish_all(
     ctx: &PlanCtx,
     view: &NodeView,
@@ -255,25 +257,17 @@ fn finish_all(
         .len()
         .div_ceil(threads.max(1))
         .max(TENANTS_PER_THREAD * 8);
-    let mut parts = Vec::new();
-    while drafts.len() > per {
-        parts.push(drafts.split_off(drafts.len() - per));
-    }
-    let finish_part = |part: Vec<Draft>| -> Vec<ResourceChange> {
-        part.into_iter().map(|d| finish(ctx, view, d)).collect()
-    };
+    let finish_part = |part: &mut [Draft]| part.iter_mut().for_each(|d| finish(ctx, view, d));
     std::thread::scope(|s| {
-        let others: Vec<_> = parts
-            .into_iter()
-            .rev()
-            .map(|p| s.spawn(move || finish_part(p)))
-            .collect();
-        let mut changes = finish_part(drafts);
-        for h in others {
-            changes.extend(joined(h));
+        let mut parts = drafts.chunks_mut(per);
+        let first = parts.next();
+        let others: Vec<_> = parts.map(|p| s.spawn(move || finish_part(p))).collect();
+        if let Some(p) = first {
+            finish_part(p);
         }
-        changes
-    })
+        others.into_iter().for_each(joined);
+    });
+    drafts.into_iter().map(|d| d.change).collect()
 }
 
 /// The tenants on the node but not desired: deleted with `prune`, else
@@ -524,8 +518,8 @@ fn position(before: &[Draft], dep: &ResourceAddr) -> Option<usize> {
 
 /// Fills `after` for values that stay as they are, lists the unknowns,
 /// and, for a change, adds its documents and why it is blocked here.
-fn finish(ctx: &PlanCtx, view: &NodeView, d: Draft) -> ResourceChange {
-    let mut c = d.change;
+fn finish(ctx: &PlanCtx, view: &NodeView, d: &mut Draft) {
+    let c = &mut d.change;
     if let Some(after) = c.after.as_mut() {
         for k in &d.unknown {
             let keep = matches!(c.actions, Action::NoOp | Action::Update);
@@ -541,7 +535,7 @@ fn finish(ctx: &PlanCtx, view: &NodeView, d: Draft) -> ResourceChange {
         }
     }
     if c.actions == Action::NoOp {
-        return c;
+        return;
     }
     let kind = c.address.kind().get();
     let at = c.address.tenant().and_then(|id| ctx.observed.tenant(id));
@@ -556,5 +550,4 @@ fn finish(ctx: &PlanCtx, view: &NodeView, d: Draft) -> ResourceChange {
             (Some(_), None) => None,
         }
     };
-    c
 }

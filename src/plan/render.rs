@@ -583,9 +583,9 @@ fn json_str(out: &mut String, s: &str) {
     }
 }
 
-fn pretty(v: &Option<Value>) -> String {
+fn pretty(v: &Option<crate::resources::Document>) -> String {
     match v {
-        Some(v) => serde_json::to_string_pretty(v).unwrap_or_default() + "\n",
+        Some(v) => serde_json::to_string_pretty(&v.value()).unwrap_or_default() + "\n",
         None => String::new(),
     }
 }

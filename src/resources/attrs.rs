@@ -20,8 +20,43 @@ pub type Documents = BTreeMap<String, DocumentChange>;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DocumentChange {
-    pub before: Option<Value>,
-    pub after: Option<Value>,
+    pub before: Option<Document>,
+    pub after: Option<Document>,
+}
+
+/// A document as a plan holds it: its JSON as canonical compact text
+/// (keys sorted, as a `Value` orders them) — a Firecracker config is about
+/// 1 KiB so, against 7 KiB as a tree of maps, and a plan of 10,000 VMs
+/// holds 10,000 of them. Serialized as the JSON value itself, so a plan
+/// reads the same; `value` reads it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document(Box<str>);
+
+impl Document {
+    pub fn new(v: &Value) -> Self {
+        Document(v.to_string().into_boxed_str())
+    }
+
+    pub fn value(&self) -> Value {
+        serde_json::from_str(&self.0).expect("a document is the text of a JSON value")
+    }
+
+    /// The canonical text.
+    pub fn text(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Serialize for Document {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.value().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Document {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Value::deserialize(d).map(|v| Document::new(&v))
+    }
 }
 
 /// What the spec asks of one resource: its attributes, and which of them

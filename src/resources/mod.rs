@@ -32,7 +32,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 
 pub use addr::{Dep, KindId, ResourceAddr, Scope};
-pub use attrs::{AttrName, Attrs, Desired, DocumentChange, Documents, Unwanted};
+pub use attrs::{AttrName, Attrs, Desired, Document, DocumentChange, Documents, Unwanted};
 pub use context::ApplyCtx;
 pub use kind::{DecodeError, Kind, StepError, decode};
 pub(crate) use resource::tenant_mut;

@@ -13,7 +13,7 @@ use crate::host::{HostError, HostResult};
 use crate::observed::{Observed, ObservedTenant, VmProcess};
 use crate::resources::tenant::jail::Stage;
 use crate::resources::{
-    ApplyCtx, At, Attrs, Dep, Desired, DocumentChange, Documents, NodeView, PlanCtx, Provider,
+    ApplyCtx, At, Attrs, Dep, Desired, Document, DocumentChange, Documents, NodeView, PlanCtx, Provider,
     ResolvedTenant, Resource, Scope, Subject, Unwanted,
 };
 use crate::security::audit::AuditDetails;
@@ -215,10 +215,12 @@ impl Resource for Vm {
         want: Option<&ResolvedTenant>,
     ) -> Documents {
         let change = DocumentChange {
-            before: at.and_then(observed_config).cloned(),
+            before: at.and_then(observed_config).map(Document::new),
             after: want.map(|t| {
                 let jailed = ctx.observed.binaries.jailer;
-                config_value(&fc_config(ctx.node, &t.spec, t.ip, t.mac, jailed))
+                Document::new(&config_value(&fc_config(
+                    ctx.node, &t.spec, t.ip, t.mac, jailed,
+                )))
             }),
         };
         [(CONFIG_DOC.to_string(), change)].into()
@@ -292,8 +294,8 @@ impl Resource for Vm {
         t.vm = Some(VmProcess { pid, start_time });
         let config = docs
             .get(CONFIG_DOC)
-            .and_then(|d| d.after.clone())
-            .unwrap_or(Value::Null);
+            .and_then(|d| d.after.as_ref())
+            .map_or(Value::Null, Document::value);
         if let Some(r) = t.record.as_mut() {
             r.vm = Some(VmRecord {
                 flake_ref: a.flake_ref.clone(),
@@ -557,7 +559,8 @@ impl Provider<VmAttrs> for Vm {
         let at = |what: &str| HostError::other_on("start the VM of", id, what.to_string());
         let config = docs
             .get(CONFIG_DOC)
-            .and_then(|d| d.after.clone())
+            .and_then(|d| d.after.as_ref())
+            .map(Document::value)
             .ok_or_else(|| at("the plan carries no Firecracker config"))?;
         let typed: FcConfig = serde_json::from_value(config.clone())
             .map_err(|e| at(&format!("the plan's Firecracker config is not valid: {e}")))?;
