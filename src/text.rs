@@ -12,17 +12,12 @@ use std::borrow::Cow;
 /// `s` with every control character but `\n` and `\t` written as `\xNN`
 /// (C1 controls as `\u{NN}`), and a literal backslash left as it is.
 pub fn escape_controls(s: &str) -> Cow<'_, str> {
-    // A control character is a byte below 0x20, 0x7f, or (C1) 0xc2
-    // followed by 0x80..=0x9f: text without those bytes is safe as it is,
-    // found without decoding a character.
-    let maybe_bad = |b: &u8| (*b < 0x20 && *b != b'\n' && *b != b'\t') || *b == 0x7f || *b == 0xc2;
-    let bad = |c: char| c.is_control() && c != '\n' && c != '\t';
-    if !s.as_bytes().iter().any(maybe_bad) || !s.chars().any(bad) {
+    if !has_controls(s) {
         return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
-        if bad(c) {
+        if is_control(c) {
             let n = c as u32;
             if n < 0x80 {
                 out.push_str(&format!("\\x{n:02x}"));
@@ -46,17 +41,35 @@ pub fn one_line(s: &str) -> Cow<'_, str> {
     Cow::Owned(escaped.replace('\n', "\\n").replace('\t', "\\t"))
 }
 
+/// Whether any byte of `s` is one `pick` picks: 64 bytes at a time, each
+/// block without an early exit, so the compiler checks it in vector steps
+/// (a plan's text is tens of MB).
+pub fn any_byte(s: &str, pick: impl Fn(u8) -> bool) -> bool {
+    s.as_bytes()
+        .chunks(64)
+        .any(|block| block.iter().fold(false, |hit, &b| hit | pick(b)))
+}
+
+/// A control character but `\n` and `\t`.
+fn is_control(c: char) -> bool {
+    c.is_control() && c != '\n' && c != '\t'
+}
+
+/// Whether `s` has a control character but `\n` and `\t`. Those are a
+/// byte below 0x20, 0x7f, or (C1) 0xc2 followed by 0x80..=0x9f: text
+/// without such bytes is found safe without decoding a character.
+fn has_controls(s: &str) -> bool {
+    any_byte(s, |b| {
+        (b < 0x20 && b != b'\n' && b != b'\t') || b == 0x7f || b == 0xc2
+    }) && s.chars().any(is_control)
+}
+
 /// `escape_controls`, but a color sequence (SGR: `ESC [ digits;… m`,
 /// what mvm's own styling writes) passes: the last filter before a
 /// terminal. Nothing else that moves the cursor, clears, sets a title or
 /// links survives it.
 pub fn terminal_safe(s: &str) -> Cow<'_, str> {
-    // A control character is a byte below 0x20, 0x7f, or (C1) 0xc2
-    // followed by 0x80..=0x9f: text without those bytes is safe as it is,
-    // found without decoding a character.
-    let maybe_bad = |b: &u8| (*b < 0x20 && *b != b'\n' && *b != b'\t') || *b == 0x7f || *b == 0xc2;
-    let bad = |c: char| c.is_control() && c != '\n' && c != '\t';
-    if !s.as_bytes().iter().any(maybe_bad) || !s.chars().any(bad) {
+    if !has_controls(s) {
         return Cow::Borrowed(s);
     }
     let bytes = s.as_bytes();
@@ -84,6 +97,23 @@ pub fn terminal_safe(s: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The byte prefilter never lets a control character through, at any
+    /// place in a 64-byte block, and passes text that only looks like one.
+    #[test]
+    fn controls_are_found_by_their_bytes() {
+        for bad in ["\x1b", "\x7f", "\u{9b}", "\u{85}", "\r", "\x00"] {
+            for at in [0, 1, 63, 64, 65, 200] {
+                let s = format!("{}{bad}{}", "a".repeat(at), "é".repeat(40));
+                assert!(has_controls(&s), "{bad:?} at {at}");
+                assert_ne!(escape_controls(&s), s);
+            }
+        }
+        for fine in ["plain\ttext\n", "é ü \u{a0} \u{c2} 日本", ""] {
+            assert!(!has_controls(fine), "{fine:?}");
+            assert!(matches!(terminal_safe(fine), Cow::Borrowed(_)));
+        }
+    }
 
     /// A bug fixed: a failed build's log tail reached the terminal raw —
     /// OSC title, screen clear, cursor home and a green fake summary.

@@ -102,6 +102,9 @@ fn plans_are_the_same_on_any_number_of_threads() {
         .iter()
         .filter(|c| c.actions == mvm::plan::Action::Replace)
         .count();
-    assert!(replaced >= 1000, "half the VMs change vcpus: {replaced} replaced");
+    assert!(
+        replaced >= 1000,
+        "half the VMs change vcpus: {replaced} replaced"
+    );
     assert_eq!(changed, with(&second, &host, 4));
 }

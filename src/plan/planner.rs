@@ -76,7 +76,14 @@ pub fn plan(
     let mut drafts: Vec<Draft> =
         Vec::with_capacity(node_kinds.len() + tenants.len() * tenant_kinds.len());
 
-    draft_wanted(&ctx, &view, &node_kinds, &tenant_kinds, opts.threads, &mut drafts);
+    draft_wanted(
+        &ctx,
+        &view,
+        &node_kinds,
+        &tenant_kinds,
+        opts.threads,
+        &mut drafts,
+    );
     let kept = draft_absent(&ctx, &absent, &tenant_kinds, opts.prune, &mut drafts);
 
     let mut warnings: Vec<String> = Vec::new();

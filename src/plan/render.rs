@@ -574,7 +574,7 @@ fn show_list(out: &mut String, items: &[Value]) {
 /// A string as JSON writes it: quoted, with `"`, `\` and control
 /// characters escaped (the common string needs none, and is copied).
 fn json_str(out: &mut String, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    if !crate::text::any_byte(s, |b| b < 0x20 || b == b'"' || b == b'\\') {
         out.push('"');
         out.push_str(s);
         out.push('"');

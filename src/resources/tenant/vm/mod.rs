@@ -13,8 +13,8 @@ use crate::host::{HostError, HostResult};
 use crate::observed::{Observed, ObservedTenant, VmProcess};
 use crate::resources::tenant::jail::Stage;
 use crate::resources::{
-    ApplyCtx, At, Attrs, Dep, Desired, Document, DocumentChange, Documents, NodeView, PlanCtx, Provider,
-    ResolvedTenant, Resource, Scope, Subject, Unwanted,
+    ApplyCtx, At, Attrs, Dep, Desired, Document, DocumentChange, Documents, NodeView, PlanCtx,
+    Provider, ResolvedTenant, Resource, Scope, Subject, Unwanted,
 };
 use crate::security::audit::AuditDetails;
 use crate::security::jailer::{Launch, VmLogs};
