@@ -42,7 +42,7 @@ const TENANTS_PER_THREAD: usize = 1000;
 /// resources that change).
 struct Draft<'a> {
     change: ResourceChange,
-    unknown: BTreeSet<AttrName>,
+    unknown: Vec<AttrName>,
     want: Option<&'a ResolvedTenant>,
 }
 
@@ -424,7 +424,7 @@ fn diff<'a>(
             change.actions = Action::Delete;
             change.action_reason = Some(delete_reason);
             change.before = Some(b);
-            BTreeSet::new()
+            Vec::new()
         }
         (Some(d), Some(b)) => {
             let keys: BTreeSet<&AttrName> = d.attrs.keys().chain(b.keys()).collect();

@@ -322,7 +322,7 @@ fn render_change<W: Write>(
         );
     }
     if matches!(c.actions, Action::Replace | Action::Update) {
-        for (name, doc) in &c.documents {
+        for (name, doc) in c.documents.iter() {
             render_document_diff(name, doc, p, out);
         }
     }

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// An attribute name: a static string when the planner makes it (no
 /// allocation per resource), owned when read back from a saved plan.
@@ -14,8 +14,61 @@ pub type AttrName = std::borrow::Cow<'static, str>;
 pub type Attrs = BTreeMap<AttrName, Value>;
 
 /// Named documents of a change, before and after (`firecracker_config`),
-/// shown to reviewers as a unified diff.
-pub type Documents = BTreeMap<String, DocumentChange>;
+/// shown to reviewers as a unified diff; in name order, serialized as a
+/// map. A short sorted list rather than a map: a change has one document
+/// or none, and a map's first node alone is a kilobyte.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Documents(Vec<(String, DocumentChange)>);
+
+impl Documents {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&DocumentChange> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, d)| d)
+    }
+
+    /// Adds `name`, or replaces the document of that name.
+    pub fn insert(&mut self, name: String, doc: DocumentChange) {
+        match self.0.binary_search_by(|(n, _)| n.cmp(&name)) {
+            Ok(at) => self.0[at].1 = doc,
+            Err(at) => self.0.insert(at, (name, doc)),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &DocumentChange)> {
+        self.0.iter().map(|(n, d)| (n.as_str(), d))
+    }
+}
+
+impl<const N: usize> From<[(String, DocumentChange); N]> for Documents {
+    fn from(docs: [(String, DocumentChange); N]) -> Self {
+        let mut out = Self(Vec::with_capacity(N));
+        for (name, doc) in docs {
+            out.insert(name, doc);
+        }
+        out
+    }
+}
+
+impl Serialize for Documents {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Documents {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // As a map reads them: a name given twice keeps its last document.
+        let docs = BTreeMap::<String, DocumentChange>::deserialize(d)?;
+        Ok(Self(docs.into_iter().collect()))
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -64,7 +117,9 @@ impl<'de> Deserialize<'de> for Document {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Desired {
     pub attrs: Attrs,
-    pub unknown: BTreeSet<AttrName>,
+    /// Sorted, without duplicates (a plan of 10,000 tenants holds 20,000
+    /// of these: a set's node would be six times the size).
+    pub unknown: Vec<AttrName>,
 }
 
 impl Desired {
@@ -72,7 +127,9 @@ impl Desired {
         self.attrs.insert(AttrName::Borrowed(key), v.into());
     }
     pub fn unknown(&mut self, key: &'static str) {
-        self.unknown.insert(AttrName::Borrowed(key));
+        if let Err(at) = self.unknown.binary_search_by(|k| k.as_ref().cmp(key)) {
+            self.unknown.insert(at, AttrName::Borrowed(key));
+        }
     }
 }
 
