@@ -35,7 +35,7 @@ pub struct PlanOptions {
 
 /// Tenants a planning thread takes at least: below that, a thread costs
 /// more than it saves.
-const TENANTS_PER_THREAD: usize = 1000;
+const TENANTS_PER_THREAD: usize = 256;
 
 /// One resource while planning: the change, what was wanted of it, and
 /// the tenant it belongs to (for documents and blocking, computed only for

@@ -285,7 +285,9 @@ fn kind_name(kind: SFlag) -> &'static str {
 /// naming the cap).
 pub fn read_fd(fd: OwnedFd, path: &Path, cap: u64) -> io::Result<Vec<u8>> {
     use std::io::Read;
-    let mut buf = Vec::new();
+    // A page to start: the files read so are small (a record, a cgroup
+    // limit), and an empty buffer would be filled 32 bytes a read.
+    let mut buf = Vec::with_capacity((cap + 1).min(4096) as usize);
     std::fs::File::from(fd)
         .take(cap + 1)
         .read_to_end(&mut buf)

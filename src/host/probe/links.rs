@@ -8,13 +8,17 @@ use crate::spec::NodeConfig;
 use crate::spec::types::{TAP_PREFIX, TenantId};
 use std::collections::BTreeMap;
 
-pub(super) fn probe_links(node: &NodeConfig, obs: &mut Observed) {
+/// The netlink dumps the links are filed from (one link dump with the
+/// addresses, the bridge's permanent neighbours, the routes, the FDB), and
+/// the facts of what could not be read. Only reads: it runs beside the
+/// state dir's probe.
+pub(super) fn dump_links(node: &NodeConfig) -> (Option<LinkDumps>, Vec<(String, String)>) {
+    let mut facts = Vec::new();
     let links = match netlink::dump() {
         Ok(l) => l,
         Err(e) => {
-            obs.facts
-                .insert(crate::observed::fact::NETLINK.into(), e.to_string());
-            return;
+            facts.push((crate::observed::fact::NETLINK.into(), e.to_string()));
+            return (None, facts);
         }
     };
     let bridge = links
@@ -24,8 +28,7 @@ pub(super) fn probe_links(node: &NodeConfig, obs: &mut Observed) {
     let neighbours = match bridge.map(|b| netlink::dump_permanent_neighbours(b.index)) {
         Some(Ok(n)) => n,
         Some(Err(e)) => {
-            obs.facts
-                .insert(crate::observed::fact::NEIGHBOURS.into(), e.to_string());
+            facts.push((crate::observed::fact::NEIGHBOURS.into(), e.to_string()));
             Default::default()
         }
         None => Default::default(),
@@ -37,7 +40,7 @@ pub(super) fn probe_links(node: &NodeConfig, obs: &mut Observed) {
         neighbours,
         links,
     };
-    file_links(node, &dumps, obs);
+    (Some(dumps), facts)
 }
 
 /// What the netlink dumps returned: every link by name, the main table's

@@ -10,7 +10,7 @@ mod state;
 
 pub use filing::file_secrets;
 use filing::tenant;
-use links::probe_links;
+use links::dump_links;
 pub use links::{LinkDumps, file_links};
 use state::{probe_cgroups, probe_state_dir};
 pub use state::{read_cgroup_tree, read_record};
@@ -78,10 +78,26 @@ pub fn observe_with(node: &NodeConfig, roots: &ProbeRoots) -> Observed {
         }
     };
 
-    probe_state_dir(&layout, &mounts, &mut obs);
-    probe_cgroups(node, &mounts, &mut obs);
-    probe_links(node, &mut obs);
-    probe_nft(node, roots, &mut obs);
+    // The netlink dumps and nft's listing (a process of its own) are read
+    // on threads while this one reads the state dir and the cgroups; each
+    // is filed at its place in the order, as when they ran one by one.
+    std::thread::scope(|s| {
+        let links = s.spawn(|| dump_links(node));
+        let ruleset = s.spawn(|| nft::list_ruleset(&roots.nft));
+        probe_state_dir(&layout, &mounts, &mut obs);
+        probe_cgroups(node, &mounts, &mut obs);
+        let (dumps, facts) = joined(links);
+        obs.facts.extend(facts);
+        if let Some(dumps) = dumps {
+            file_links(node, &dumps, &mut obs);
+        }
+        match joined(ruleset) {
+            Ok(ruleset) => file_nft(node, &ruleset, &mut obs),
+            Err(fact) => {
+                obs.facts.insert(crate::observed::fact::NFT.into(), fact);
+            }
+        }
+    });
     probe_vms(node, roots, &mut obs);
     obs.metadata_service = metadata_service(&layout);
     // What holds the metadata listen address, in either family (a
@@ -142,15 +158,9 @@ fn read_sysctl(name: &str) -> Option<String> {
     fs::read_to_string(path).ok().map(|v| v.trim().to_string())
 }
 
-fn probe_nft(node: &NodeConfig, roots: &ProbeRoots, obs: &mut Observed) {
-    let ruleset = match nft::list_ruleset(&roots.nft) {
-        Ok(r) => r,
-        Err(fact) => {
-            obs.facts.insert(crate::observed::fact::NFT.into(), fact);
-            return;
-        }
-    };
-    file_nft(node, &ruleset, obs);
+/// A probe thread's result; its panic, the caller's.
+fn joined<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
 }
 
 /// Files `nft -j list ruleset`'s output into `obs`: mvm's tables, and each
