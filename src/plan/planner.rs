@@ -73,18 +73,25 @@ pub fn plan(
     };
     let node_kinds: Vec<KindId> = KindId::all(Scope::Node).collect();
     let tenant_kinds: Vec<KindId> = KindId::all(Scope::Tenant).collect();
-    let mut drafts: Vec<Draft> =
-        Vec::with_capacity(node_kinds.len() + tenants.len() * tenant_kinds.len());
-
-    draft_wanted(
-        &ctx,
-        &view,
-        &node_kinds,
-        &tenant_kinds,
-        opts.threads,
-        &mut drafts,
-    );
-    let kept = draft_absent(&ctx, &absent, &tenant_kinds, opts.prune, &mut drafts);
+    let make_drafts = |only: Option<&[super::target::Target]>| {
+        let mut drafts: Vec<Draft> =
+            Vec::with_capacity(node_kinds.len() + tenants.len() * tenant_kinds.len());
+        let kinds = Kinds {
+            all: &tenant_kinds,
+            only,
+        };
+        draft_wanted(&ctx, &view, &node_kinds, kinds, opts.threads, &mut drafts);
+        let kept = draft_absent(&ctx, &absent, &tenant_kinds, opts.prune, &mut drafts);
+        (drafts, kept)
+    };
+    // A targeted plan drafts only what its targets can keep; should a
+    // target match nothing, everything is drafted, so that its "did you
+    // mean" is chosen among every address, as without the shortcut.
+    let targeted_only = (!opts.targets.is_empty()).then_some(opts.targets.as_slice());
+    let (mut drafts, mut kept) = make_drafts(targeted_only);
+    if targeted_only.is_some() && !unmatched_targets(&drafts, &opts.targets).is_empty() {
+        (drafts, kept) = make_drafts(None);
+    }
 
     let mut warnings: Vec<String> = Vec::new();
     if !opts.targets.is_empty() {
@@ -192,7 +199,7 @@ fn draft_wanted<'a>(
     ctx: &PlanCtx,
     view: &NodeView<'a>,
     node_kinds: &[KindId],
-    tenant_kinds: &[KindId],
+    tenant_kinds: Kinds,
     threads: usize,
     drafts: &mut Vec<Draft<'a>>,
 ) {
@@ -212,10 +219,10 @@ fn draft_wanted<'a>(
     let per = chunk_size(tenants.len(), threads);
     let mut chunks = tenants.chunks(per);
     let draft = |chunk: &'a [ResolvedTenant]| {
-        let mut out = Vec::with_capacity(chunk.len() * tenant_kinds.len());
+        let mut out = Vec::with_capacity(chunk.len() * tenant_kinds.all.len());
         for t in chunk {
             let obs = observed.tenant(t.id());
-            for &kind in tenant_kinds {
+            for &kind in tenant_kinds.of(t).iter() {
                 let k = kind.get();
                 let subject = Subject::Tenant(t);
                 let addr = ResourceAddr::tenant_kind(t.id().clone(), kind);
@@ -238,6 +245,45 @@ fn draft_wanted<'a>(
             drafts.extend(joined(h));
         }
     });
+}
+
+/// The tenant kinds to draft: all of them, or, for a targeted plan, those
+/// of a tenant that a target names and, transitively, what they depend
+/// on — the rest would be planned only to be dropped by `targeted`.
+#[derive(Clone, Copy)]
+struct Kinds<'k> {
+    all: &'k [KindId],
+    only: Option<&'k [super::target::Target]>,
+}
+
+impl Kinds<'_> {
+    fn of(&self, t: &ResolvedTenant) -> std::borrow::Cow<'_, [KindId]> {
+        let Some(targets) = self.only else {
+            return self.all.into();
+        };
+        let named = |k: KindId| {
+            let addr = ResourceAddr::tenant_kind(t.id().clone(), k);
+            targets.iter().any(|x| x.matches(&addr))
+        };
+        let mut keep: Vec<KindId> = self.all.iter().copied().filter(|&k| named(k)).collect();
+        let mut i = 0;
+        while i < keep.len() {
+            let deps = ResourceAddr::deps_of(Some(t.id()), keep[i].get().depends_on(Some(&t.spec)));
+            for d in deps.iter().filter(|d| d.tenant().is_some()) {
+                if !keep.contains(&d.kind()) {
+                    keep.push(d.kind());
+                }
+            }
+            i += 1;
+        }
+        // In registry order, as without targets.
+        self.all
+            .iter()
+            .copied()
+            .filter(|k| keep.contains(k))
+            .collect::<Vec<_>>()
+            .into()
+    }
 }
 
 /// How many of `n` items each of at most `threads` threads takes.
