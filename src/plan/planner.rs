@@ -522,10 +522,15 @@ fn diff<'a>(
 /// its dependents, and replacement spreads transitively; the reason named
 /// is the first dependency, in that order, that forces it.
 fn propagate_replacements(drafts: &mut [Draft]) {
+    let forces = |a: Action| matches!(a, Action::Replace | Action::Create);
+    // Whether anything before could force a replacement: a converged
+    // node's plan looks up no dependency at all.
+    let mut forcing = false;
     for i in 0..drafts.len() {
         let (before, rest) = drafts.split_at_mut(i);
         let c = &mut rest[0].change;
-        if !matches!(c.actions, Action::NoOp | Action::Update) {
+        if !forcing || !matches!(c.actions, Action::NoOp | Action::Update) {
+            forcing |= forces(c.actions);
             continue;
         }
         let holds = c.address.kind().get().holds();
@@ -551,6 +556,7 @@ fn propagate_replacements(drafts: &mut [Draft]) {
             } else {
                 ActionReason::ReplaceBecauseDependencyCreated { dependency }
             });
+            forcing = true;
         }
     }
 }
