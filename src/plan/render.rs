@@ -471,32 +471,19 @@ fn map_diff(
     out.push_str("{\n");
     let mut same = 0;
     for k in keys {
-        let (b, a) = (before.get(k), after.get(k));
-        let mark = match (b, a) {
+        let key = Value::String(k.clone());
+        let _ = match (before.get(k), after.get(k)) {
             (Some(b), Some(a)) if b == a => {
                 same += 1;
-                continue;
+                Ok(())
             }
-            (Some(_), Some(_)) => "~",
-            (None, Some(_)) => "+",
-            (Some(_), None) => "-",
-            (None, None) => continue,
+            (Some(b), Some(a)) => {
+                writeln!(out, "{}~ {key} = {} -> {}", &ITEM[2..], show(b), show(a))
+            }
+            (None, Some(a)) => writeln!(out, "{}+ {key} = {}", &ITEM[2..], show(a)),
+            (Some(b), None) => writeln!(out, "{}- {key} = {}", &ITEM[2..], show(b)),
+            (None, None) => Ok(()),
         };
-        out.push_str(&ITEM[2..]);
-        out.push_str(mark);
-        out.push(' ');
-        json_str(out, k);
-        out.push_str(" = ");
-        if let Some(b) = b {
-            show_into(out, b);
-        }
-        if let (Some(_), Some(_)) = (b, a) {
-            out.push_str(" -> ");
-        }
-        if let Some(a) = a {
-            show_into(out, a);
-        }
-        out.push('\n');
     }
     if same > 0 {
         let _ = writeln!(out, "{ITEM}# ({same} unchanged key{} hidden)", plural(same));
@@ -622,5 +609,25 @@ fn render_document_diff<W: Write>(name: &str, cfg: &DocumentChange, p: &Palette,
             line.to_string()
         };
         let _ = writeln!(out, "        {styled}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A map's change shows each key that changed, came or went, and
+    /// counts the rest.
+    #[test]
+    fn a_map_change_is_shown_key_by_key() {
+        let map = |v: Value| v.as_object().unwrap().clone();
+        let before = map(serde_json::json!({"a": "1", "b": "2", "c": "3", "same": "x"}));
+        let after = map(serde_json::json!({"a": "9", "c": "3", "d": "4", "same": "x"}));
+        let mut out = String::new();
+        map_diff(&mut out, &before, &after);
+        assert_eq!(
+            out,
+            "{\n          ~ \"a\" = \"1\" -> \"9\"\n          - \"b\" = \"2\"\n          + \"d\" = \"4\"\n            # (2 unchanged keys hidden)\n        }"
+        );
     }
 }

@@ -37,10 +37,6 @@ impl Documents {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     pub fn iter(&self) -> impl Iterator<Item = (&str, &DocumentChange)> {
         self.0.iter().map(|(n, d)| (n.as_str(), d))
     }
@@ -92,11 +88,6 @@ impl Document {
 
     pub fn value(&self) -> Value {
         serde_json::from_str(&self.0).expect("a document is the text of a JSON value")
-    }
-
-    /// The canonical text.
-    pub fn text(&self) -> &str {
-        &self.0
     }
 }
 
