@@ -443,3 +443,182 @@ fn a_big_element_batch_is_acknowledged_whole() {
     });
     assert_eq!((added, after), (1500, 0));
 }
+
+/// The probe's listing — nft's without elements, the tenant sets' elements
+/// dumped over netlink beside it — reads the same as nft's whole listing:
+/// 500 tenants' elements, one with a comment (nft lists it as
+/// `{"elem": {"val": …}}`), an interface that is not a tenant's tap and a
+/// set of someone else's in mvm's table; and with no tables, no sets.
+#[test]
+fn elements_dumped_over_netlink_read_as_nft_lists_them() {
+    if !require(
+        "elements_dumped_over_netlink_read_as_nft_lists_them",
+        &[Need::Root],
+    ) {
+        return;
+    }
+    use mvm::host::net::nft::{apply, list_ruleset, parse};
+    use mvm::host::net::nft_batch::{apply_elements, element_bytes, list_elements};
+    let node = NodeConfig::default_config();
+    let (none, whole, probed, count) = in_netns(move || {
+        let none = list_elements().expect("the dumps of sets that are not there");
+        let rs = ruleset::render(&node);
+        apply("nft", &ruleset::transaction(&rs, &[], &[], &[])).expect("the ruleset loads");
+        let elements: Vec<_> = (0..500u32)
+            .flat_map(|i| {
+                let mac = format!("02:00:0a:c8:{:02x}:{:02x}", i >> 8, i & 0xff);
+                let ip = format!("10.200.{}.{}", 1 + i / 250, 2 + i % 250);
+                ruleset::tenant_elements(
+                    &format!("tap-t{i}"),
+                    mac.parse().unwrap(),
+                    ip.parse().unwrap(),
+                    100000 + i,
+                    i % 2 == 0,
+                    i % 3 == 0,
+                )
+            })
+            .collect();
+        let adds = element_bytes(&ruleset::element_changes(&[], &elements)).unwrap();
+        apply_elements(&adds).expect("500 tenants' adds, one batch");
+        let script = r#"
+            add element bridge mvm_l2 port_v4 { "tap-commented" . 02:00:0a:c8:ff:01 . 10.200.9.1 comment "hello" }
+            add element bridge mvm_l2 port_mark { "eth0" : 7 }
+            add set inet mvm theirs { type ipv4_addr; elements = { 10.9.9.9 } }
+        "#;
+        let out = std::process::Command::new("nft")
+            .args(["-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(script.as_bytes())?;
+                c.wait()
+            })
+            .expect("nft runs");
+        assert!(out.success(), "the extra elements load");
+        let whole = std::process::Command::new("nft")
+            .args(["-j", "list", "ruleset"])
+            .output()
+            .expect("nft lists the ruleset");
+        let whole: serde_json::Value = serde_json::from_slice(&whole.stdout).unwrap();
+        let probed = list_ruleset("nft").expect("the probe lists the ruleset");
+        let (whole, probed) = (parse(&whole, &rs), parse(&probed, &rs));
+        let count = probed.elements.values().map(Vec::len).sum::<usize>();
+        (none, whole, probed, count)
+    });
+    assert_eq!(none, []);
+    assert_eq!(probed, whole);
+    // port_v4, port_arp and port_mark for each and the commented one;
+    // metadata_v4 for every other, ssh_v4 for every third.
+    assert_eq!(count, 500 * 3 + 1);
+    assert_eq!(
+        (probed.metadata_ips.len(), probed.ssh_ips.len()),
+        (250, 167)
+    );
+    assert!(probed.tables["inet mvm"].sets.contains_key("theirs"));
+}
+
+/// The listeners the probe asks the kernel's socket diagnostics for are
+/// the ones /proc/net/tcp and tcp6 list: IPv4 and a dual-stack wildcard,
+/// and not an established connection's ends.
+#[test]
+fn listeners_from_sock_diag_are_those_proc_lists() {
+    if !require(
+        "listeners_from_sock_diag_are_those_proc_lists",
+        &[Need::Root],
+    ) {
+        return;
+    }
+    let (diag, proc_) = in_netns(|| {
+        std::process::Command::new("ip")
+            .args(["link", "set", "lo", "up"])
+            .status()
+            .expect("ip runs");
+        let v4 = std::net::TcpListener::bind("127.0.0.1:8080").expect("bind 127.0.0.1:8080");
+        let v6 = std::net::TcpListener::bind("[::]:9090").expect("bind [::]:9090");
+        let _conn = std::net::TcpStream::connect("127.0.0.1:8080").expect("connect");
+        let mut diag = mvm::host::net::sock_diag::tcp_listeners().expect("sock_diag answers");
+        // This thread's namespace: /proc/net is the main thread's.
+        let mut proc_: Vec<_> = ["/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"]
+            .iter()
+            .flat_map(|f| {
+                mvm::host::probe::procfs::tcp_listeners(&std::fs::read_to_string(f).unwrap())
+            })
+            .collect();
+        drop((v4, v6));
+        diag.sort();
+        proc_.sort();
+        (diag, proc_)
+    });
+    let want: Vec<std::net::SocketAddr> = vec![
+        "127.0.0.1:8080".parse().unwrap(),
+        "[::]:9090".parse().unwrap(),
+    ];
+    assert_eq!(proc_, want);
+    assert_eq!(diag, want);
+}
+
+/// The link dump and the one-link lookup, read from the kernel's bytes,
+/// carry what `ip` set: a tap's owner and group, bridge port, isolation,
+/// learning, link group, alias, MAC, state, and its IPv4/IPv6 settings.
+#[test]
+fn links_read_from_netlink_are_what_ip_set() {
+    if !require("links_read_from_netlink_are_what_ip_set", &[Need::Root]) {
+        return;
+    }
+    let (dumped, one, missing) = in_netns(|| {
+        let ip = |args: &str| {
+            let ok = std::process::Command::new("ip")
+                .args(args.split_whitespace())
+                .status()
+                .expect("ip runs")
+                .success();
+            assert!(ok, "ip {args}");
+        };
+        ip("link add br-t type bridge");
+        ip("tuntap add dev tap-t mode tap user 4242 group 4343");
+        ip("link set tap-t address 02:00:0a:c8:00:0a master br-t group 7 alias hello up");
+        ip("link set dev tap-t type bridge_slave isolated on learning off");
+        for (key, value) in [
+            ("ipv4/conf/tap-t/arp_ignore", "2"),
+            ("ipv4/conf/tap-t/drop_unicast_in_l2_multicast", "1"),
+            ("ipv6/conf/tap-t/disable_ipv6", "1"),
+            ("ipv6/conf/tap-t/accept_ra", "0"),
+        ] {
+            // /proc/sys/net is the writing thread's namespace's.
+            std::fs::write(format!("/proc/sys/net/{key}"), value).expect("the sysctl is written");
+        }
+        let dumped = mvm::host::net::netlink::dump().expect("the link dump");
+        let one = mvm::host::net::netlink::link("tap-t").expect("the lookup");
+        let missing = mvm::host::net::netlink::link("nope").expect("a lookup of nothing");
+        (dumped, one, missing)
+    });
+    let tap = &dumped["tap-t"];
+    assert_eq!(one.as_ref(), Some(tap));
+    assert_eq!(missing, None);
+    let bridge = &dumped["br-t"];
+    assert_eq!(bridge.kind.as_deref(), Some("bridge"));
+    assert_eq!(tap.kind.as_deref(), Some("tun"));
+    assert_eq!((tap.owner, tap.group), (Some(4242), Some(4343)));
+    assert_eq!(tap.master, Some(bridge.index));
+    assert_eq!((tap.isolated, tap.learning), (Some(true), Some(false)));
+    assert_eq!(tap.link_group, 7);
+    assert_eq!(tap.alias.as_deref(), Some("hello"));
+    assert_eq!(tap.mac, Some([2, 0, 10, 200, 0, 10]));
+    assert!(tap.up);
+    assert!(!dumped["lo"].up && dumped["lo"].kind.is_none());
+    let conf: Vec<(&str, &str)> = tap
+        .conf
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        conf,
+        [
+            ("net.ipv4.conf.tap-t.arp_ignore", "2"),
+            ("net.ipv4.conf.tap-t.drop_unicast_in_l2_multicast", "1"),
+            ("net.ipv6.conf.tap-t.accept_ra", "0"),
+            ("net.ipv6.conf.tap-t.disable_ipv6", "1"),
+        ]
+    );
+}

@@ -152,6 +152,21 @@ fn probes_read_a_real_node() {
         obs.ignored
     );
     assert!(!obs.tenants.contains_key(&id("evil")));
+    assert!(
+        obs.ignored
+            .iter()
+            .any(|i| i.contains("plainfile") && i.contains("not a directory")),
+        "{:?}",
+        obs.ignored
+    );
+    assert!(
+        obs.ignored
+            .iter()
+            .any(|i| i.contains("tenants/mounted") && i.contains("a filesystem is mounted here")),
+        "{:?}",
+        obs.ignored
+    );
+    assert!(!obs.tenants.contains_key(&id("mounted")));
 
     // cgroup2 found from mountinfo; the tenant's cgroup dir seen. This host
     // may lack the limit controllers in cgroup2 (hybrid mode): then the

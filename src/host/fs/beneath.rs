@@ -92,6 +92,70 @@ pub fn mount_of(fd: impl AsFd) -> io::Result<MountId> {
     Ok(MountId::Device(st.st_dev))
 }
 
+/// What one `statx` says of a file: its type and permission bits, its
+/// owner, and the mount it is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mount: MountId,
+}
+
+impl Stat {
+    pub fn is_dir(&self) -> bool {
+        self.mode & nix::libc::S_IFMT == nix::libc::S_IFDIR
+    }
+}
+
+/// `name` in `dir` — or `dir` itself, for `c""` — as one `statx`, a link
+/// never followed (a link is reported as one; whatever is mounted on a
+/// directory is what is described). `Ok(None)`: not there. One call
+/// where `lstat`, `open(O_PATH)`, `fstat` and a mount-id `statx` were
+/// four.
+pub fn stat_of(dir: impl AsFd, name: &std::ffi::CStr) -> Result<Option<Stat>, Errno> {
+    let flags = nix::libc::AT_SYMLINK_NOFOLLOW
+        | if name.is_empty() {
+            nix::libc::AT_EMPTY_PATH
+        } else {
+            0
+        };
+    // SAFETY: statx reads the fd and the NUL-terminated name and writes
+    // only `buf`, a zeroed, properly sized statx struct.
+    let mut buf: nix::libc::statx = unsafe { std::mem::zeroed() };
+    let rc = unsafe {
+        nix::libc::statx(
+            dir.as_fd().as_raw_fd(),
+            name.as_ptr(),
+            flags,
+            nix::libc::STATX_TYPE
+                | nix::libc::STATX_MODE
+                | nix::libc::STATX_UID
+                | nix::libc::STATX_GID
+                | nix::libc::STATX_MNT_ID,
+            &mut buf,
+        )
+    };
+    if rc != 0 {
+        return match Errno::last() {
+            Errno::ENOENT => Ok(None),
+            e => Err(e),
+        };
+    }
+    // As `st_dev` spells it, so it compares with `mount_of`'s.
+    let dev = || nix::libc::makedev(buf.stx_dev_major, buf.stx_dev_minor);
+    Ok(Some(Stat {
+        mode: u32::from(buf.stx_mode),
+        uid: buf.stx_uid,
+        gid: buf.stx_gid,
+        mount: if buf.stx_mask & nix::libc::STATX_MNT_ID != 0 {
+            MountId::Mount(buf.stx_mnt_id)
+        } else {
+            MountId::Device(dev())
+        },
+    }))
+}
+
 /// `path` as plain components (no root, `.` or `..`).
 fn plain(path: &Path) -> io::Result<Vec<&OsStr>> {
     path.components()

@@ -11,8 +11,8 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, LinkAttribute, LinkExtentMask,
-    LinkFlags, LinkInfo, LinkMessage,
+    InfoBridgePort, InfoKind, InfoPortData, InfoPortKind, LinkAttribute, LinkExtentMask, LinkFlags,
+    LinkInfo, LinkMessage,
 };
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
@@ -60,12 +60,18 @@ pub fn dump() -> std::io::Result<HashMap<String, Link>> {
     // that does not know the flag ignores it.
     msg.attributes
         .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
-    for reply in request(&socket, RouteNetlinkMessage::GetLink(msg), 1)? {
-        if let RouteNetlinkMessage::NewLink(m) = reply {
-            let l = parse_link(&m);
+    // Read from the message bytes: a library parse of every attribute of
+    // 500 taps' messages was most of the probe's netlink time.
+    let req = serialized(
+        RouteNetlinkMessage::GetLink(msg),
+        NLM_F_DUMP | NLM_F_REQUEST,
+        1,
+    );
+    super::nlmsg::dump(&socket, &req, 1, |payload| {
+        if let Some(l) = parse_link(payload) {
             links.insert(l.index, l);
         }
-    }
+    })?;
     let mut amsg = AddressMessage::default();
     amsg.header.family = AddressFamily::Inet;
     for reply in request(&socket, RouteNetlinkMessage::GetAddress(amsg), 2)? {
@@ -92,6 +98,17 @@ fn connect() -> std::io::Result<Socket> {
     socket.bind_auto()?;
     socket.connect(&SocketAddr::new(0, 0))?;
     Ok(socket)
+}
+
+/// `payload` as one request's bytes.
+fn serialized(payload: RouteNetlinkMessage, flags: u16, seq: u32) -> Vec<u8> {
+    let mut packet = NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(payload));
+    packet.header.flags = flags;
+    packet.header.sequence_number = seq;
+    packet.finalize();
+    let mut buf = vec![0; packet.header.length as usize];
+    packet.serialize(&mut buf[..]);
+    buf
 }
 
 /// Sends one dump request and collects every reply until NLMSG_DONE.
@@ -138,29 +155,33 @@ fn request(
 /// One link by name (RTM_GETLINK for that name, not a dump of every
 /// link); `None` when there is none.
 pub fn link(name: &str) -> std::io::Result<Option<Link>> {
+    const RTM_NEWLINK: u16 = 16;
+    const NLMSG_ERROR: u16 = 2;
     let socket = connect()?;
     let mut msg = LinkMessage::default();
     msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-    let mut packet = NetlinkMessage::new(
-        NetlinkHeader::default(),
-        NetlinkPayload::from(RouteNetlinkMessage::GetLink(msg)),
-    );
-    packet.header.flags = NLM_F_REQUEST;
-    packet.header.sequence_number = 1;
-    packet.finalize();
-    let mut buf = vec![0; packet.header.length as usize];
-    packet.serialize(&mut buf[..]);
-    socket.send(&buf[..], 0)?;
+    socket.send(
+        &serialized(RouteNetlinkMessage::GetLink(msg), NLM_F_REQUEST, 1),
+        0,
+    )?;
     let mut rx = vec![0u8; 64 * 1024];
     let size = socket.recv(&mut &mut rx[..], 0)?;
-    let msg: NetlinkMessage<RouteNetlinkMessage> = NetlinkMessage::deserialize(&rx[..size])
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
-    match msg.payload {
-        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(m)) => Ok(Some(parse_link(&m))),
-        NetlinkPayload::Error(e) => match e.to_io() {
-            e if e.raw_os_error() == Some(nix::libc::ENODEV) => Ok(None),
-            e => Err(e),
-        },
+    match super::nlmsg::messages(&rx[..size]).next() {
+        Some((RTM_NEWLINK, _, payload)) => parse_link(payload).map(Some).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "a short RTM_NEWLINK answer",
+            )
+        }),
+        Some((NLMSG_ERROR, _, payload)) => {
+            let code = payload
+                .get(..4)
+                .map_or(0, |b| i32::from_ne_bytes(b.try_into().expect("4 bytes")));
+            match -code {
+                nix::libc::ENODEV => Ok(None),
+                errno => Err(std::io::Error::from_raw_os_error(errno)),
+            }
+        }
         _ => Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             "unexpected answer to RTM_GETLINK",
@@ -539,90 +560,97 @@ pub fn dump_routes() -> std::io::Result<Vec<(Option<u32>, ipnet::Ipv4Net)>> {
     Ok(out)
 }
 
-fn parse_link(m: &LinkMessage) -> Link {
+fn parse_link(payload: &[u8]) -> Option<Link> {
+    use super::nlmsg::attrs;
+    const IFF_UP: u32 = 0x1;
+    const IFLA_ADDRESS: u16 = 1;
+    const IFLA_IFNAME: u16 = 3;
+    const IFLA_MASTER: u16 = 10;
+    const IFLA_LINKINFO: u16 = 18;
+    const IFLA_IFALIAS: u16 = 20;
+    const IFLA_AF_SPEC: u16 = 26;
+    const IFLA_GROUP: u16 = 27;
+    const IFLA_INFO_KIND: u16 = 1;
+    const IFLA_INFO_DATA: u16 = 2;
+    const IFLA_INFO_PORT_KIND: u16 = 4;
+    const IFLA_INFO_PORT_DATA: u16 = 5;
+    const IFLA_BRPORT_LEARNING: u16 = 8;
+    const IFLA_BRPORT_ISOLATED: u16 = 33;
+    const AF_INET: u16 = 2;
+    const AF_INET6: u16 = 10;
+    const IFLA_INET_CONF: u16 = 1;
+    const IFLA_INET6_CONF: u16 = 2;
+    // (family, setting, index in the family's devconf array of i32).
+    const CONF: [(u16, &str, &str, usize); 4] = [
+        (AF_INET, "ipv4", "arp_ignore", 18),
+        (AF_INET, "ipv4", "drop_unicast_in_l2_multicast", 29),
+        (AF_INET6, "ipv6", "disable_ipv6", 26),
+        (AF_INET6, "ipv6", "accept_ra", 3),
+    ];
+    let u32_of = |v: &[u8]| v.try_into().ok().map(u32::from_ne_bytes);
+    // A string attribute, without its NUL.
+    let string = |v: &[u8]| {
+        let end = v.iter().position(|&c| c == 0).unwrap_or(v.len());
+        String::from_utf8_lossy(&v[..end]).into_owned()
+    };
+    // ifinfomsg: family, pad, type, index, flags, change.
+    let head = payload.get(..16)?;
     let mut l = Link {
-        index: m.header.index,
-        up: m.header.flags.contains(LinkFlags::Up),
+        index: u32_of(&head[4..8])?,
+        up: u32_of(&head[8..12])? & IFF_UP != 0,
         ..Link::default()
     };
     let mut conf: Vec<(&str, &str, i32)> = Vec::new();
-    for attr in &m.attributes {
-        match attr {
-            LinkAttribute::IfName(n) => l.name = n.clone(),
-            LinkAttribute::Controller(i) => l.master = Some(*i),
-            LinkAttribute::Group(g) => l.link_group = *g,
-            LinkAttribute::IfAlias(a) if !a.is_empty() => l.alias = Some(a.clone()),
-            LinkAttribute::AfSpecUnspec(specs) => {
-                use netlink_packet_route::link::{AfSpecInet, AfSpecInet6, AfSpecUnspec};
-                for spec in specs {
-                    match spec {
-                        AfSpecUnspec::Inet(inet) => {
-                            for a in inet {
-                                if let AfSpecInet::DevConf(c) = a {
-                                    conf.push(("ipv4", "arp_ignore", c.arp_ignore));
-                                    conf.push((
-                                        "ipv4",
-                                        "drop_unicast_in_l2_multicast",
-                                        c.drop_unicast_in_l2_multicast,
-                                    ));
-                                }
-                            }
+    for (kind, v) in attrs(&payload[16..]) {
+        match kind {
+            IFLA_IFNAME => l.name = string(v),
+            IFLA_MASTER => l.master = u32_of(v),
+            IFLA_GROUP => l.link_group = u32_of(v).unwrap_or(0),
+            IFLA_IFALIAS if !string(v).is_empty() => l.alias = Some(string(v)),
+            IFLA_ADDRESS if v.len() == 6 => l.mac = v.try_into().ok(),
+            IFLA_AF_SPEC => {
+                for (family, spec) in attrs(v) {
+                    let want = match family {
+                        AF_INET => IFLA_INET_CONF,
+                        AF_INET6 => IFLA_INET6_CONF,
+                        _ => continue,
+                    };
+                    let Some((_, values)) = attrs(spec).find(|&(k, _)| k == want) else {
+                        continue;
+                    };
+                    for &(f, fam, key, i) in &CONF {
+                        if let (true, Some(b)) = (f == family, values.get(i * 4..i * 4 + 4)) {
+                            let value = i32::from_ne_bytes(b.try_into().expect("4 bytes"));
+                            conf.push((fam, key, value));
                         }
-                        AfSpecUnspec::Inet6(inet6) => {
-                            for a in inet6 {
-                                if let AfSpecInet6::DevConf(c) = a {
-                                    conf.push(("ipv6", "disable_ipv6", c.disable_ipv6));
-                                    conf.push(("ipv6", "accept_ra", c.accept_ra));
-                                }
-                            }
-                        }
-                        _ => {}
                     }
                 }
             }
-            LinkAttribute::Address(a) if a.len() == 6 => {
-                let mut mac = [0u8; 6];
-                mac.copy_from_slice(a);
-                l.mac = Some(mac);
-            }
-            LinkAttribute::LinkInfo(infos) => {
-                for info in infos {
-                    match info {
-                        LinkInfo::Kind(k) => {
-                            l.kind = Some(match k {
-                                InfoKind::Bridge => "bridge".into(),
-                                InfoKind::Tun => "tun".into(),
-                                other => other.to_string(),
-                            })
+            IFLA_LINKINFO => {
+                let info: Vec<(u16, &[u8])> = attrs(v).collect();
+                let of = |k: u16| info.iter().find(|&&(kind, _)| kind == k).map(|&(_, v)| v);
+                l.kind = of(IFLA_INFO_KIND).map(string);
+                if l.kind.as_deref() == Some("tun")
+                    && let Some(data) = of(IFLA_INFO_DATA)
+                {
+                    for (k, v) in attrs(data) {
+                        let v = u32_of(v).filter(|&v| v != u32::MAX);
+                        match k {
+                            IFLA_TUN_OWNER => l.owner = v,
+                            IFLA_TUN_GROUP => l.group = v,
+                            _ => {}
                         }
-                        LinkInfo::PortData(InfoPortData::BridgePort(port)) => {
-                            for p in port {
-                                match p {
-                                    InfoBridgePort::Isolated(v) => l.isolated = Some(*v),
-                                    InfoBridgePort::Learning(v) => l.learning = Some(*v),
-                                    _ => {}
-                                }
-                            }
+                    }
+                }
+                if of(IFLA_INFO_PORT_KIND).map(string).as_deref() == Some("bridge")
+                    && let Some(data) = of(IFLA_INFO_PORT_DATA)
+                {
+                    for (k, v) in attrs(data) {
+                        match (k, v.first()) {
+                            (IFLA_BRPORT_ISOLATED, Some(&b)) => l.isolated = Some(b != 0),
+                            (IFLA_BRPORT_LEARNING, Some(&b)) => l.learning = Some(b != 0),
+                            _ => {}
                         }
-                        LinkInfo::Data(InfoData::Tun(nlas)) => {
-                            for nla in nlas {
-                                let netlink_packet_route::link::InfoTun::Other(raw) = nla else {
-                                    continue;
-                                };
-                                let kind = netlink_packet_core::Nla::kind(raw);
-                                let mut bytes = [0u8; 4];
-                                if netlink_packet_core::Nla::value_len(raw) == 4 {
-                                    netlink_packet_core::Nla::emit_value(raw, &mut bytes);
-                                    let v = u32::from_ne_bytes(bytes);
-                                    match kind {
-                                        IFLA_TUN_OWNER => l.owner = (v != u32::MAX).then_some(v),
-                                        IFLA_TUN_GROUP => l.group = (v != u32::MAX).then_some(v),
-                                        _ => {}
-                                    }
-                                }
-                            }
-                        }
-                        _ => {}
                     }
                 }
             }
@@ -636,5 +664,5 @@ fn parse_link(m: &LinkMessage) -> Link {
             value.to_string(),
         );
     }
-    l
+    Some(l)
 }

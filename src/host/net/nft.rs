@@ -1,6 +1,7 @@
-//! mvm's nftables state: read with one `nft -j list ruleset`, changed
-//! with one `nft -j -f -` transaction, or — for tenant elements — one
-//! nfnetlink batch straight to the kernel.
+//! mvm's nftables state: read with one `nft -j -t list ruleset` and the
+//! tenant sets' elements dumped over nfnetlink, changed with one `nft -j
+//! -f -` transaction, or — for tenant elements — one nfnetlink batch
+//! straight to the kernel.
 //!
 //! mvm owns two tables, `bridge mvm_l2` and `inet mvm`; everything else in
 //! the ruleset belongs to someone else and is ignored. Tenant elements are
@@ -78,16 +79,27 @@ pub fn apply(nft: &str, commands: &Value) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs `nft -j list ruleset`; `Err` carries the fact to record.
+/// The ruleset as `nft -j list ruleset` lists it, read as `nft -j -t list
+/// ruleset` (everything but set elements) while the tenant sets' elements
+/// are dumped over netlink beside it, then put in their sets: nft's own
+/// listing of the elements is most of its time on a big node. `Err`
+/// carries the fact to record.
 pub fn list_ruleset(nft: &str) -> Result<Value, String> {
-    let out = std::process::Command::new(nft)
-        .args(["-j", "list", "ruleset"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => "not installed".to_string(),
-            _ => format!("cannot run {nft}: {e}"),
-        })?;
+    let (out, elements) = std::thread::scope(|s| {
+        let elements = s.spawn(super::nft_batch::list_elements);
+        let out = std::process::Command::new(nft)
+            .args(["-j", "-t", "list", "ruleset"])
+            .stdin(std::process::Stdio::null())
+            .output();
+        let elements = elements
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e));
+        (out, elements)
+    });
+    let out = out.map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => "not installed".to_string(),
+        _ => format!("cannot run {nft}: {e}"),
+    })?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let first = err
@@ -96,7 +108,39 @@ pub fn list_ruleset(nft: &str) -> Result<Value, String> {
             .unwrap_or("no message");
         return Err(format!("nft failed: {}", first.trim()));
     }
-    serde_json::from_slice(&out.stdout).map_err(|e| format!("nft printed invalid JSON: {e}"))
+    let mut ruleset: Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("nft printed invalid JSON: {e}"))?;
+    let elements = elements.map_err(|e| format!("cannot list the tenant sets' elements: {e}"))?;
+    with_elements(&mut ruleset, elements);
+    Ok(ruleset)
+}
+
+/// Puts each set's elements into the set of that name nft listed, as
+/// nft's `"elem"` (left out when empty, as nft does).
+fn with_elements(ruleset: &mut Value, elements: Vec<super::nft_batch::SetElements>) {
+    let items = ruleset
+        .get_mut("nftables")
+        .and_then(Value::as_array_mut)
+        .map(Vec::as_mut_slice)
+        .unwrap_or(&mut []);
+    for ((family, table, name), elems) in elements {
+        if elems.is_empty() {
+            continue;
+        }
+        let set = items.iter_mut().find_map(|item| {
+            let kind = if item.get("set").is_some() {
+                "set"
+            } else {
+                "map"
+            };
+            let set = item.get_mut(kind)?;
+            let here = (s(set, "family"), s(set, "table"), s(set, "name"));
+            (here == (family, table, name)).then_some(set)
+        });
+        if let Some(Value::Object(set)) = set {
+            set.insert("elem".into(), Value::Array(elems));
+        }
+    }
 }
 
 fn is_mvm_table(family: &str, table: &str) -> bool {

@@ -1,11 +1,16 @@
-//! Tenant element changes as one nfnetlink batch, straight to the kernel:
-//! the changes `ruleset::element_changes` makes, encoded as nft would
-//! encode them (`tests/host_net.rs` proves nft lists them back the same),
-//! all of a batch or none of it. No `nft` process per tenant.
+//! Tenant elements straight over nfnetlink, without an `nft` process:
+//! changed as one batch — the changes `ruleset::element_changes` makes,
+//! encoded as nft would encode them (`tests/host_net.rs` proves nft lists
+//! them back the same), all of a batch or none of it — and read with one
+//! dump per set, decoded as nft lists them.
 
 use crate::net::ruleset;
 use serde_json::Value;
 use std::net::Ipv4Addr;
+
+/// A tenant set's `(family, table, set)` and its elements, as nft lists
+/// them.
+pub type SetElements = ((&'static str, &'static str, &'static str), Vec<Value>);
 
 /// One element change as the kernel takes it: add or delete, where, the
 /// key's bytes and (for a map's add) the data's.
@@ -138,10 +143,7 @@ pub fn apply_elements(changes: &[ElementBytes]) -> std::io::Result<()> {
         &[],
     );
     for (i, c) in changes.iter().enumerate() {
-        let family = match c.family {
-            "bridge" => 7u8, // NFPROTO_BRIDGE
-            _ => 1u8,        // NFPROTO_INET
-        };
+        let family = nfproto(c.family);
         let mut key = Vec::new();
         attr(&mut key, 1, &c.key); // NFTA_DATA_VALUE
         let mut elem = Vec::new();
@@ -229,6 +231,119 @@ pub fn apply_elements(changes: &[ElementBytes]) -> std::io::Result<()> {
                 ),
             ))
         }
+    }
+}
+
+/// Every element of mvm's tenant sets, by `(family, table, set)`, as `nft
+/// -j list ruleset` lists them (`{"concat": [tap, mac, ip]}`, `[tap,
+/// mark]`, `"10.200.0.2"`): one `GETSETELEM` dump per set, no `nft`
+/// process. nft's listing of a node's elements costs time in proportion to
+/// the node's size (~25 ms for 500 tenants); the dumps, a few hundred µs.
+/// A set that does not exist is left out; an element whose bytes are not
+/// of the set's layout (a set redefined by someone else) is left out, as
+/// nft's listing of it would not be filed under a tenant either.
+pub fn list_elements() -> std::io::Result<Vec<SetElements>> {
+    use super::nlmsg::{NLM_F_DUMP, NLM_F_REQUEST, attrs, dump};
+    const NFNL_SUBSYS_NFTABLES: u16 = 10;
+    const NFT_MSG_GETSETELEM: u16 = 13;
+    let socket = super::nlmsg::socket(netlink_sys::protocols::NETLINK_NETFILTER)?;
+    let mut out = Vec::new();
+    for (i, &(family, table, set)) in ruleset::TENANT_SETS.iter().enumerate() {
+        let mut body = Vec::new();
+        attr(&mut body, 1, &cstr(table)); // NFTA_SET_ELEM_LIST_TABLE
+        attr(&mut body, 2, &cstr(set)); // NFTA_SET_ELEM_LIST_SET
+        let mut req = Vec::new();
+        let seq = 1 + i as u32;
+        let t = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETSETELEM;
+        message(
+            &mut req,
+            t,
+            NLM_F_REQUEST | NLM_F_DUMP,
+            seq,
+            nfproto(family),
+            0,
+            &body,
+        );
+        let mut elems = Vec::new();
+        // nfgenmsg, then the attributes.
+        let listed = dump(&socket, &req, seq, |payload| {
+            let lists = attrs(payload.get(4..).unwrap_or(&[]))
+                .filter(|&(k, _)| k == 3) // NFTA_SET_ELEM_LIST_ELEMENTS
+                .flat_map(|(_, list)| attrs(list));
+            elems.extend(lists.filter_map(|(_, elem)| element_value(set, elem)));
+        });
+        match listed {
+            Ok(()) => out.push(((family, table, set), elems)),
+            Err(e) if e.raw_os_error() == Some(nix::libc::ENOENT) => {}
+            Err(e) => {
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!("the kernel refused to list {family} {table} {set}: {e}"),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One element (`NFTA_LIST_ELEM`'s attributes) as nft lists it, when its
+/// key (and a map's data) have the layout `element_bytes` writes.
+fn element_value(set: &str, elem: &[u8]) -> Option<Value> {
+    use super::nlmsg::attrs;
+    let value = |kind: u16| {
+        attrs(elem)
+            .find(|&(k, _)| k == kind)
+            .and_then(|(_, nested)| attrs(nested).find(|&(k, _)| k == 1)) // NFTA_DATA_VALUE
+            .map(|(_, v)| v)
+    };
+    let key = value(1)?; // NFTA_SET_ELEM_KEY
+    let ifname = |b: &[u8]| {
+        let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+        std::str::from_utf8(&b[..end]).ok().map(Value::from)
+    };
+    let mac = |b: &[u8]| {
+        Some(Value::from(format!(
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        )))
+    };
+    let ipv4 = |b: &[u8]| {
+        Some(Value::from(
+            Ipv4Addr::new(b[0], b[1], b[2], b[3]).to_string(),
+        ))
+    };
+    let concat = |parts: Option<Vec<Value>>| Some(serde_json::json!({ "concat": parts? }));
+    match (set, key.len()) {
+        ("port_v4", 28) => concat(
+            [ifname(&key[..16]), mac(&key[16..24]), ipv4(&key[24..])]
+                .into_iter()
+                .collect(),
+        ),
+        ("port_arp", 36) => concat(
+            [
+                ifname(&key[..16]),
+                mac(&key[16..24]),
+                mac(&key[24..32]),
+                ipv4(&key[32..]),
+            ]
+            .into_iter()
+            .collect(),
+        ),
+        ("port_mark", 16) => {
+            let mark = value(2)?; // NFTA_SET_ELEM_DATA
+            let mark = u32::from_ne_bytes(mark.try_into().ok()?);
+            Some(Value::from(vec![ifname(key)?, Value::from(mark)]))
+        }
+        ("metadata_v4" | "ssh_v4", 4) => ipv4(key),
+        _ => None,
+    }
+}
+
+/// The nfgenmsg family of mvm's tables.
+fn nfproto(family: &str) -> u8 {
+    match family {
+        "bridge" => 7, // NFPROTO_BRIDGE
+        _ => 1,        // NFPROTO_INET
     }
 }
 

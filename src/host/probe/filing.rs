@@ -2,17 +2,16 @@
 
 use crate::observed::{DirObs, Observed, ObservedTenant};
 use crate::spec::types::TenantId;
-use nix::sys::stat::FileStat;
 
 pub(super) fn tenant<'a>(obs: &'a mut Observed, id: &TenantId) -> &'a mut ObservedTenant {
     obs.tenants.entry(id.clone()).or_default()
 }
 
-pub(super) fn dir_obs(st: &FileStat) -> DirObs {
+pub(super) fn dir_obs(st: &crate::host::fs::beneath::Stat) -> DirObs {
     DirObs {
-        mode: format!("{:04o}", st.st_mode & 0o7777),
-        uid: st.st_uid,
-        gid: st.st_gid,
+        mode: format!("{:04o}", st.mode & 0o7777),
+        uid: st.uid,
+        gid: st.gid,
     }
 }
 

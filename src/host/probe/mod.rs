@@ -101,12 +101,16 @@ pub fn observe_with(node: &NodeConfig, roots: &ProbeRoots) -> Observed {
     probe_vms(node, roots, &mut obs);
     obs.metadata_service = metadata_service(&layout);
     // What holds the metadata listen address, in either family (a
-    // dual-stack wildcard is only in tcp6).
-    let listeners: Vec<std::net::SocketAddr> = ["net/tcp", "net/tcp6"]
-        .iter()
-        .filter_map(|f| fs::read_to_string(roots.proc.join(f)).ok())
-        .flat_map(|t| procfs::tcp_listeners(&t))
-        .collect();
+    // dual-stack wildcard is only an IPv6 listener): asked of the kernel's
+    // socket diagnostics, or read from /proc/net/tcp{,6} where those are
+    // not there (a kernel without inet_diag).
+    let listeners = crate::host::net::sock_diag::tcp_listeners().unwrap_or_else(|_| {
+        ["net/tcp", "net/tcp6"]
+            .iter()
+            .filter_map(|f| fs::read_to_string(roots.proc.join(f)).ok())
+            .flat_map(|t| procfs::tcp_listeners(&t))
+            .collect()
+    });
     let want = std::net::SocketAddr::from((node.bridge.gateway, node.metadata.port));
     obs.metadata_listener = procfs::holder(&listeners, want).map(|a| match a {
         std::net::SocketAddr::V6(v6) if v6.ip().to_ipv4_mapped() == Some(node.bridge.gateway) => {

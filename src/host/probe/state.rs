@@ -9,9 +9,8 @@ use crate::spec::NodeConfig;
 use crate::spec::types::TenantId;
 use crate::state::{StateLayout, TenantRecord};
 use nix::fcntl::{OFlag, openat};
-use nix::sys::stat::{FileStat, Mode, fstat};
+use nix::sys::stat::Mode;
 use std::collections::BTreeMap;
-use std::ffi::OsStr;
 use std::io::ErrorKind;
 use std::os::fd::OwnedFd;
 use std::path::Path;
@@ -57,34 +56,49 @@ pub(super) fn probe_state_dir(
                 .push(format!("{}: not a valid tenant id", path.display()));
             continue;
         };
-        let is_dir = beneath::stat_at(&tenants, &name, &path)
-            .ok()
-            .flatten()
-            .is_some_and(|st| beneath::is_dir(&st));
-        if !is_dir {
+        // O_DIRECTORY | O_NOFOLLOW refuses a link and anything not a
+        // directory: no stat first.
+        let fd = match openat(
+            &tenants,
+            name.as_os_str(),
+            OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(
+                nix::errno::Errno::ENOTDIR | nix::errno::Errno::ELOOP | nix::errno::Errno::ENOENT,
+            ) => {
+                obs.ignored.push(format!(
+                    "{}: not a directory (a link is never followed)",
+                    path.display()
+                ));
+                continue;
+            }
+            Err(e) => {
+                obs.ignored
+                    .push(format!("{}: {}", path.display(), e.desc()));
+                continue;
+            }
+        };
+        let Ok(Some(st)) = beneath::stat_of(&fd, c"") else {
+            continue;
+        };
+        if st.mount != root.mount() {
             obs.ignored.push(format!(
-                "{}: not a directory (a link is never followed)",
+                "{}: a filesystem is mounted here; mvm never crosses into a mount inside the trees it manages (unmount it first)",
                 path.display()
             ));
             continue;
         }
-        let fd = match beneath::child_dir(&tenants, &name, &path, root.mount()) {
-            Ok(fd) => fd,
-            Err(e) => {
-                obs.ignored.push(e.to_string());
-                continue;
-            }
-        };
-        let Ok(st) = fstat(&fd) else { continue };
         let t = tenant(obs, &id);
         t.dir = Some(dir_obs(&st));
-        t.jail_dir = subdir(&fd, "jail", &path).map(|(st, _)| dir_obs(&st));
-        t.logs_dir = subdir(&fd, "logs", &path).is_some();
-        if let Some((st, mount)) = subdir(&fd, "secrets", &path) {
-            t.secrets_dir = Some(dir_obs(&st));
-            let here = beneath::mount_of(&fd).ok().and_then(mount_number);
+        t.jail_dir = subdir(&fd, c"jail").map(|st| dir_obs(&st));
+        t.logs_dir = subdir(&fd, c"logs").is_some();
+        if let Some(top) = subdir(&fd, c"secrets") {
+            t.secrets_dir = Some(dir_obs(&top));
+            let mount = mount_number(top.mount);
             if let Some(m) = mount
-                .filter(|m| Some(*m) != here)
+                .filter(|m| Some(*m) != mount_number(st.mount))
                 .and_then(|m| by_id.get(&m))
             {
                 let mut options = m.options.clone();
@@ -93,7 +107,7 @@ pub(super) fn probe_state_dir(
                     fstype: m.fstype.clone(),
                     options,
                     super_options: m.super_options.clone(),
-                    root: Some(dir_obs(&st)),
+                    root: Some(dir_obs(&top)),
                 });
                 let tmpfs = path.join("secrets");
                 let found = secrets_generations(&fd, &tmpfs);
@@ -149,21 +163,12 @@ fn mount_number(m: beneath::MountId) -> Option<u64> {
 }
 
 /// The directory `name` in a tenant dir (the top of whatever is mounted
-/// on it) and its mount id; `None` when missing or not a directory.
-fn subdir(tenant: &OwnedFd, name: &str, base: &Path) -> Option<(FileStat, Option<u64>)> {
-    let st = beneath::stat_at(tenant, OsStr::new(name), &base.join(name)).ok()??;
-    if !beneath::is_dir(&st) {
-        return None;
-    }
-    let fd = openat(
-        tenant,
-        name,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .ok()?;
-    let st = fstat(&fd).ok()?;
-    Some((st, beneath::mount_of(&fd).ok().and_then(mount_number)))
+/// on it, and its mount); `None` when missing or not a directory.
+fn subdir(tenant: &OwnedFd, name: &std::ffi::CStr) -> Option<beneath::Stat> {
+    beneath::stat_of(tenant, name)
+        .ok()
+        .flatten()
+        .filter(beneath::Stat::is_dir)
 }
 
 /// Reads `tenant.json` in an open tenant dir: never through a link, never

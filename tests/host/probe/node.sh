@@ -72,6 +72,10 @@ mount -t tmpfs -o size=16m,mode=700,nosuid,nodev,noexec tmpfs "$state/tenants/ac
 printf '{"format_version": 1, "tenant_id": ' > "$state/tenants/broken/tenant.json"
 mkdir -p "$state/tenants/Not_Valid"
 ln -s /etc "$state/tenants/evil"
+# A tenant dir with a filesystem mounted on it, and a plain file.
+mkdir -p "$state/tenants/mounted"
+mount -t tmpfs tmpfs "$state/tenants/mounted"
+echo junk > "$state/tenants/plainfile"
 
 # A tenant cgroup under a test-unique parent in the real cgroup2 tree.
 cg=$(awk '$9 == "cgroup2" { print $5; exit }' /proc/self/mountinfo)
