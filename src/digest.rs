@@ -6,10 +6,16 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 /// The sha256 (hex) of a value's JSON serialization, hashed as it is
-/// written instead of buffered.
+/// written, a page at a time (serde_json writes a few bytes a call, and
+/// each hash update has a cost of its own) instead of buffered whole.
 pub fn sha256_json<T: Serialize + ?Sized>(value: &T) -> String {
+    use std::io::Write;
     let mut hasher = HashWriter(Sha256::new());
-    serde_json::to_writer(&mut hasher, value).expect("value serializes");
+    {
+        let mut pages = std::io::BufWriter::with_capacity(4096, &mut hasher);
+        serde_json::to_writer(&mut pages, value).expect("value serializes");
+        pages.flush().expect("hashing does not fail");
+    }
     hex(&hasher.0.finalize())
 }
 

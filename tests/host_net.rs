@@ -560,13 +560,14 @@ fn listeners_from_sock_diag_are_those_proc_lists() {
 
 /// The link dump and the one-link lookup, read from the kernel's bytes,
 /// carry what `ip` set: a tap's owner and group, bridge port, isolation,
-/// learning, link group, alias, MAC, state, and its IPv4/IPv6 settings.
+/// learning, link group, alias, MAC, state, and its IPv4/IPv6 settings;
+/// the FDB dump, a static entry and not a port's own addresses.
 #[test]
 fn links_read_from_netlink_are_what_ip_set() {
     if !require("links_read_from_netlink_are_what_ip_set", &[Need::Root]) {
         return;
     }
-    let (dumped, one, missing) = in_netns(|| {
+    let (dumped, one, missing, fdb) = in_netns(|| {
         let ip = |args: &str| {
             let ok = std::process::Command::new("ip")
                 .args(args.split_whitespace())
@@ -591,7 +592,22 @@ fn links_read_from_netlink_are_what_ip_set() {
         let dumped = mvm::host::net::netlink::dump().expect("the link dump");
         let one = mvm::host::net::netlink::link("tap-t").expect("the lookup");
         let missing = mvm::host::net::netlink::link("nope").expect("a lookup of nothing");
-        (dumped, one, missing)
+        let ok = std::process::Command::new("bridge")
+            .args([
+                "fdb",
+                "add",
+                "02:00:0a:c8:00:0b",
+                "dev",
+                "tap-t",
+                "master",
+                "static",
+            ])
+            .status()
+            .expect("bridge runs")
+            .success();
+        assert!(ok, "bridge fdb add");
+        let fdb = mvm::host::net::netlink::dump_fdb().expect("the FDB dump");
+        (dumped, one, missing, fdb)
     });
     let tap = &dumped["tap-t"];
     assert_eq!(one.as_ref(), Some(tap));
@@ -620,5 +636,20 @@ fn links_read_from_netlink_are_what_ip_set() {
             ("net.ipv6.conf.tap-t.accept_ra", "0"),
             ("net.ipv6.conf.tap-t.disable_ipv6", "1"),
         ]
+    );
+    let on_tap: Vec<_> = fdb.iter().filter(|e| e.ifindex == tap.index).collect();
+    assert!(
+        on_tap
+            .iter()
+            .any(|e| e.mac == [2, 0, 10, 200, 0, 11] && e.fixed),
+        "{fdb:?}"
+    );
+    // The tap's own MAC is a permanent (not static) entry, its `self`
+    // entries are left out.
+    assert!(
+        on_tap
+            .iter()
+            .all(|e| e.mac != [2, 0, 10, 200, 0, 10] || !e.fixed),
+        "{fdb:?}"
     );
 }

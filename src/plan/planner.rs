@@ -377,6 +377,14 @@ fn unmatched_targets<'t>(
     drafts: &[Draft],
     targets: &'t [super::target::Target],
 ) -> Vec<(&'t super::target::Target, String)> {
+    let unmatched: Vec<&super::target::Target> = targets
+        .iter()
+        .filter(|t| !drafts.iter().any(|d| t.matches(&d.change.address)))
+        .collect();
+    if unmatched.is_empty() {
+        return Vec::new();
+    }
+    // The names to suggest, made only when a target matched nothing.
     let mut names: BTreeSet<String> = BTreeSet::new();
     for d in drafts {
         names.insert(d.change.address.to_string());
@@ -385,9 +393,8 @@ fn unmatched_targets<'t>(
         }
     }
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    targets
-        .iter()
-        .filter(|t| !drafts.iter().any(|d| t.matches(&d.change.address)))
+    unmatched
+        .into_iter()
         .map(|t| {
             let near = crate::spec::problems::closest(&t.to_string(), &names)
                 .map(|n| format!("; did you mean {n}?"))

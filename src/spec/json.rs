@@ -13,10 +13,7 @@ use std::fmt;
 /// Parses `text` as JSON, refusing duplicate keys at any depth.
 pub fn parse(text: &str) -> Result<Value, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(text);
-    let v = Strict {
-        path: String::new(),
-    }
-    .deserialize(&mut de)?;
+    let v = Strict { at: &At::Root }.deserialize(&mut de)?;
     de.end()?;
     Ok(v)
 }
@@ -24,10 +21,7 @@ pub fn parse(text: &str) -> Result<Value, serde_json::Error> {
 /// `parse` for bytes, which must be UTF-8.
 pub fn parse_slice(bytes: &[u8]) -> Result<Value, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let v = Strict {
-        path: String::new(),
-    }
-    .deserialize(&mut de)?;
+    let v = Strict { at: &At::Root }.deserialize(&mut de)?;
     de.end()?;
     Ok(v)
 }
@@ -168,31 +162,20 @@ fn duplicate(key: &str, path: &str) -> String {
     format!("duplicate key {key:?} in {at}; a key may appear only once")
 }
 
-/// A value at `path` (`tenants[0].cpuset`), for messages.
-struct Strict {
-    path: String,
+/// A value at `at` (`tenants[0].cpuset`, rendered only for a message:
+/// a path made for every value was most of the parse's time).
+struct Strict<'a> {
+    at: &'a At<'a>,
 }
 
-impl Strict {
-    fn child(&self, key: &str) -> Strict {
-        Strict {
-            path: if self.path.is_empty() {
-                key.to_string()
-            } else {
-                format!("{}.{key}", self.path)
-            },
-        }
-    }
-}
-
-impl<'de> DeserializeSeed<'de> for Strict {
+impl<'de> DeserializeSeed<'de> for Strict<'_> {
     type Value = Value;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for Strict {
+impl<'de> Visitor<'de> for Strict<'_> {
     type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -228,7 +211,7 @@ impl<'de> Visitor<'de> for Strict {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut out = Vec::new();
         while let Some(v) = seq.next_element_seed(Strict {
-            path: format!("{}[{}]", self.path, out.len()),
+            at: &At::Index(self.at, out.len()),
         })? {
             out.push(v);
         }
@@ -238,9 +221,11 @@ impl<'de> Visitor<'de> for Strict {
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
             if out.contains_key(&key) {
-                return Err(A::Error::custom(duplicate(&key, &self.path)));
+                return Err(A::Error::custom(duplicate(&key, &self.at.to_string())));
             }
-            let v = map.next_value_seed(self.child(&key))?;
+            let v = map.next_value_seed(Strict {
+                at: &At::Key(self.at, &key),
+            })?;
             out.insert(key, v);
         }
         Ok(Value::Object(out))

@@ -220,30 +220,35 @@ fn fdb(port: Option<u32>) -> std::io::Result<Vec<FdbEntry>> {
         socket.set_netlink_get_strict_chk(true)?;
         msg.header.ifindex = index;
     }
+    // Read from the message bytes, as the link dump is: ndmsg (family,
+    // pads, ifindex, state, flags, type), then NDA_LLADDR.
+    const NDA_LLADDR: u16 = 2;
+    const NTF_SELF: u8 = 0x02;
+    const NUD_NOARP: u16 = 0x40;
     let mut out = Vec::new();
-    for reply in request(&socket, RouteNetlinkMessage::GetNeighbour(msg), 3)? {
-        let RouteNetlinkMessage::NewNeighbour(m) = reply else {
-            continue;
+    let req = serialized(
+        RouteNetlinkMessage::GetNeighbour(msg),
+        NLM_F_DUMP | NLM_F_REQUEST,
+        3,
+    );
+    super::nlmsg::dump(&socket, &req, 3, |payload| {
+        let Some(head) = payload.get(..12) else {
+            return;
         };
-        let mac = m.attributes.iter().find_map(|a| match a {
-            NeighbourAttribute::LinkLayerAddress(b) if b.len() == 6 => {
-                let mut mac = [0u8; 6];
-                mac.copy_from_slice(b);
-                Some(mac)
-            }
-            _ => None,
-        });
+        let mac = super::nlmsg::attrs(&payload[12..])
+            .find(|&(k, v)| k == NDA_LLADDR && v.len() == 6)
+            .and_then(|(_, v)| <[u8; 6]>::try_from(v).ok());
         // A port's own address (`self`) is not a forwarding entry.
         if let Some(mac) = mac
-            && !m.header.flags.contains(NeighbourFlags::Own)
+            && head[10] & NTF_SELF == 0
         {
             out.push(FdbEntry {
-                ifindex: m.header.ifindex,
+                ifindex: u32::from_ne_bytes(head[4..8].try_into().expect("4 bytes")),
                 mac,
-                fixed: m.header.state == NeighbourState::Noarp,
+                fixed: u16::from_ne_bytes(head[8..10].try_into().expect("2 bytes")) == NUD_NOARP,
             });
         }
-    }
+    })?;
     Ok(out)
 }
 
