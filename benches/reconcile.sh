@@ -15,7 +15,7 @@ fi
 mount --make-rprivate /
 work=$(mktemp -d) parent=mvm-bench-$$
 cg=$(awk '$9 == "cgroup2" { print $5; exit }' /proc/self/mountinfo)
-trap 'rmdir "$cg/$parent" 2>/dev/null; chattr -R -a "$work"; rm -rf "$work"' EXIT
+trap 'rmdir "$cg/$parent" 2>/dev/null || true; chattr -R -a "$work"; rm -rf "$work"' EXIT
 cat > "$work/node.toml" <<TOML
 state_dir = "$work/state"
 [cgroup]
