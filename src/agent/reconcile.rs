@@ -179,7 +179,7 @@ pub fn reconcile(
     })?;
 
     let started = crate::host::service::Moment::now();
-    let observed = host.probe.observe(config);
+    let observed = super::Aside::new(host.probe.observe(config));
     let (plan, desired) = match req.goal {
         Goal::SavedPlan(path) => (super::load_saved_plan(path, config, &observed)?, None),
         Goal::Desired { desired, options } => {
@@ -229,6 +229,7 @@ pub fn reconcile(
             (plan, None)
         }
     };
+    let plan = super::Aside::new(plan);
     ui.show_plan(&plan);
     if !plan.has_changes() {
         if let Some(d) = &desired {
