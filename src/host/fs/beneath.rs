@@ -422,12 +422,17 @@ pub fn child_dir(dir: &OwnedFd, name: &OsStr, path: &Path, mount: MountId) -> io
         e => error(path, e),
     })?;
     if mount_of(&fd)? != mount {
-        return Err(refuse(
-            path,
-            "a filesystem is mounted here; mvm never crosses into a mount inside the trees it manages (unmount it first)",
-        ));
+        return Err(mounted_here(path));
     }
     Ok(fd)
+}
+
+/// The refusal of a directory with another filesystem mounted on it.
+pub fn mounted_here(path: &Path) -> io::Error {
+    refuse(
+        path,
+        "a filesystem is mounted here; mvm never crosses into a mount inside the trees it manages (unmount it first)",
+    )
 }
 
 #[cfg(test)]

@@ -84,10 +84,7 @@ pub(super) fn probe_state_dir(
             continue;
         };
         if st.mount != root.mount() {
-            obs.ignored.push(format!(
-                "{}: a filesystem is mounted here; mvm never crosses into a mount inside the trees it manages (unmount it first)",
-                path.display()
-            ));
+            obs.ignored.push(beneath::mounted_here(&path).to_string());
             continue;
         }
         let t = tenant(obs, &id);
