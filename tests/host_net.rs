@@ -399,6 +399,30 @@ fn taps_deleted_together_are_only_ours() {
     );
 }
 
+/// `n` tenants' elements (`tap-t<i>`, a MAC and an IP on the default
+/// subnet, mark 100000 + i), each with the metadata and SSH settings
+/// `settings(i)` gives.
+fn many_tenants_elements(
+    n: u32,
+    settings: impl Fn(u32) -> (bool, bool),
+) -> Vec<(&'static str, &'static str, &'static str, serde_json::Value)> {
+    (0..n)
+        .flat_map(|i| {
+            let mac = format!("02:00:0a:c8:{:02x}:{:02x}", i >> 8, i & 0xff);
+            let ip = format!("10.200.{}.{}", 1 + i / 250, 2 + i % 250);
+            let (metadata, ssh) = settings(i);
+            ruleset::tenant_elements(
+                &format!("tap-t{i}"),
+                mac.parse().unwrap(),
+                ip.parse().unwrap(),
+                100000 + i,
+                metadata,
+                ssh,
+            )
+        })
+        .collect()
+}
+
 /// 500 tenants' elements in one nfnetlink batch, added then deleted: every
 /// acknowledgement arrives (2,000 of them would overflow the socket if each
 /// carried a copy of its message, and the batch would look failed).
@@ -413,20 +437,7 @@ fn a_big_element_batch_is_acknowledged_whole() {
     let (added, after) = in_netns(move || {
         let rs = ruleset::render(&node);
         apply("nft", &ruleset::transaction(&rs, &[], &[], &[])).expect("the ruleset loads");
-        let elements: Vec<_> = (0..500u32)
-            .flat_map(|i| {
-                let mac = format!("02:00:0a:c8:{:02x}:{:02x}", i >> 8, i & 0xff);
-                let ip = format!("10.200.{}.{}", 1 + i / 250, 2 + i % 250);
-                ruleset::tenant_elements(
-                    &format!("tap-t{i}"),
-                    mac.parse().unwrap(),
-                    ip.parse().unwrap(),
-                    100000 + i,
-                    false,
-                    false,
-                )
-            })
-            .collect();
+        let elements = many_tenants_elements(500, |_| (false, false));
         let count = |rs: &ruleset::Ruleset| {
             parse(&list_ruleset("nft").unwrap(), rs)
                 .elements
@@ -464,20 +475,7 @@ fn elements_dumped_over_netlink_read_as_nft_lists_them() {
         let none = list_elements().expect("the dumps of sets that are not there");
         let rs = ruleset::render(&node);
         apply("nft", &ruleset::transaction(&rs, &[], &[], &[])).expect("the ruleset loads");
-        let elements: Vec<_> = (0..500u32)
-            .flat_map(|i| {
-                let mac = format!("02:00:0a:c8:{:02x}:{:02x}", i >> 8, i & 0xff);
-                let ip = format!("10.200.{}.{}", 1 + i / 250, 2 + i % 250);
-                ruleset::tenant_elements(
-                    &format!("tap-t{i}"),
-                    mac.parse().unwrap(),
-                    ip.parse().unwrap(),
-                    100000 + i,
-                    i % 2 == 0,
-                    i % 3 == 0,
-                )
-            })
-            .collect();
+        let elements = many_tenants_elements(500, |i| (i % 2 == 0, i % 3 == 0));
         let adds = element_bytes(&ruleset::element_changes(&[], &elements)).unwrap();
         apply_elements(&adds).expect("500 tenants' adds, one batch");
         let script = r#"

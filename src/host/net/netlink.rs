@@ -117,13 +117,7 @@ fn request(
     payload: RouteNetlinkMessage,
     seq: u32,
 ) -> std::io::Result<Vec<RouteNetlinkMessage>> {
-    let mut packet = NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(payload));
-    packet.header.flags = NLM_F_DUMP | NLM_F_REQUEST;
-    packet.header.sequence_number = seq;
-    packet.finalize();
-    let mut buf = vec![0; packet.header.length as usize];
-    packet.serialize(&mut buf[..]);
-    socket.send(&buf[..], 0)?;
+    socket.send(&serialized(payload, NLM_F_DUMP | NLM_F_REQUEST, seq), 0)?;
 
     let mut out = Vec::new();
     let mut rx = vec![0u8; 64 * 1024];
@@ -155,8 +149,8 @@ fn request(
 /// One link by name (RTM_GETLINK for that name, not a dump of every
 /// link); `None` when there is none.
 pub fn link(name: &str) -> std::io::Result<Option<Link>> {
+    use super::nlmsg::NLMSG_ERROR;
     const RTM_NEWLINK: u16 = 16;
-    const NLMSG_ERROR: u16 = 2;
     let socket = connect()?;
     let mut msg = LinkMessage::default();
     msg.attributes.push(LinkAttribute::IfName(name.to_string()));
@@ -173,15 +167,14 @@ pub fn link(name: &str) -> std::io::Result<Option<Link>> {
                 "a short RTM_NEWLINK answer",
             )
         }),
-        Some((NLMSG_ERROR, _, payload)) => {
-            let code = payload
-                .get(..4)
-                .map_or(0, |b| i32::from_ne_bytes(b.try_into().expect("4 bytes")));
-            match -code {
-                nix::libc::ENODEV => Ok(None),
-                errno => Err(std::io::Error::from_raw_os_error(errno)),
-            }
-        }
+        Some((NLMSG_ERROR, _, payload)) => match super::nlmsg::status(payload) {
+            Err(e) if e.raw_os_error() == Some(nix::libc::ENODEV) => Ok(None),
+            Err(e) => Err(e),
+            Ok(()) => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "an acknowledgement instead of the link",
+            )),
+        },
         _ => Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             "unexpected answer to RTM_GETLINK",
@@ -255,13 +248,10 @@ fn fdb(port: Option<u32>) -> std::io::Result<Vec<FdbEntry>> {
 /// Sends one request and waits for its acknowledgement.
 fn ack(payload: RouteNetlinkMessage, flags: u16) -> std::io::Result<()> {
     let socket = connect()?;
-    let mut packet = NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(payload));
-    packet.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
-    packet.header.sequence_number = 1;
-    packet.finalize();
-    let mut buf = vec![0; packet.header.length as usize];
-    packet.serialize(&mut buf[..]);
-    socket.send(&buf[..], 0)?;
+    socket.send(
+        &serialized(payload, NLM_F_REQUEST | NLM_F_ACK | flags, 1),
+        0,
+    )?;
     let mut rx = vec![0u8; 64 * 1024];
     loop {
         let size = socket.recv(&mut &mut rx[..], 0)?;
@@ -594,10 +584,7 @@ fn parse_link(payload: &[u8]) -> Option<Link> {
     ];
     let u32_of = |v: &[u8]| v.try_into().ok().map(u32::from_ne_bytes);
     // A string attribute, without its NUL.
-    let string = |v: &[u8]| {
-        let end = v.iter().position(|&c| c == 0).unwrap_or(v.len());
-        String::from_utf8_lossy(&v[..end]).into_owned()
-    };
+    let string = |v: &[u8]| String::from_utf8_lossy(super::nlmsg::until_nul(v)).into_owned();
     // ifinfomsg: family, pad, type, index, flags, change.
     let head = payload.get(..16)?;
     let mut l = Link {

@@ -110,22 +110,18 @@ pub fn element_bytes(commands: &Value) -> Option<Vec<ElementBytes>> {
 /// set before it deletes one, which made each tenant's change cost time in
 /// proportion to the node's size. `Err` names what the kernel refused.
 pub fn apply_elements(changes: &[ElementBytes]) -> std::io::Result<()> {
-    use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
+    use super::nlmsg::{NLM_F_REQUEST, NLMSG_ERROR, messages, status};
     const NFNL_SUBSYS_NFTABLES: u16 = 10;
     const NFT_MSG_NEWSETELEM: u16 = 12;
     const NFT_MSG_DELSETELEM: u16 = 14;
     const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
     const NFNL_MSG_BATCH_END: u16 = 0x11;
-    const NLM_F_REQUEST: u16 = 0x1;
     const NLM_F_ACK: u16 = 0x4;
     const NLM_F_CREATE: u16 = 0x400;
-    const NLMSG_ERROR: u16 = 0x2;
     if changes.is_empty() {
         return Ok(());
     }
-    let mut socket = Socket::new(NETLINK_NETFILTER)?;
-    socket.bind_auto()?;
-    socket.connect(&SocketAddr::new(0, 0))?;
+    let socket = super::nlmsg::socket(netlink_sys::protocols::NETLINK_NETFILTER)?;
     // Each acknowledgement without a copy of the message it answers, and
     // room for all of them: a big batch's acknowledgements overflowing the
     // socket would be lost, and the batch look as if it had failed.
@@ -180,30 +176,20 @@ pub fn apply_elements(changes: &[ElementBytes]) -> std::io::Result<()> {
     socket.send(&buf, 0)?;
 
     // One acknowledgement (or error) per change; the first error wins.
-    socket.set_non_blocking(false)?;
-    let timeout = nix::sys::time::TimeVal::new(5, 0);
-    nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::ReceiveTimeout, &timeout)?;
     let mut acked = 0;
     let mut failure: Option<(usize, i32)> = None;
     let mut rx = vec![0u8; 64 * 1024];
     while acked < changes.len() {
         let n = socket.recv(&mut &mut rx[..], 0)?;
-        let mut off = 0;
-        while off + 16 <= n {
-            let len = u32::from_ne_bytes(rx[off..off + 4].try_into().expect("4 bytes")) as usize;
-            let kind = u16::from_ne_bytes(rx[off + 4..off + 6].try_into().expect("2 bytes"));
-            let seq = u32::from_ne_bytes(rx[off + 8..off + 12].try_into().expect("4 bytes"));
-            if len < 16 || off + len > n {
-                break;
+        for (kind, seq, payload) in messages(&rx[..n]) {
+            if kind != NLMSG_ERROR || payload.len() < 4 {
+                continue;
             }
-            if kind == NLMSG_ERROR && off + 20 <= n {
-                let code = i32::from_ne_bytes(rx[off + 16..off + 20].try_into().expect("4 bytes"));
-                acked += 1;
-                if code != 0 && failure.is_none() {
-                    failure = Some(((seq.saturating_sub(seq0 + 1)) as usize, -code));
-                }
+            acked += 1;
+            if let (Err(e), None) = (status(payload), &failure) {
+                let errno = e.raw_os_error().unwrap_or(nix::libc::EIO);
+                failure = Some(((seq.saturating_sub(seq0 + 1)) as usize, errno));
             }
-            off += (len + 3) & !3;
         }
         if failure.is_some() {
             break;
@@ -298,14 +284,13 @@ fn element_value(set: &str, elem: &[u8]) -> Option<Value> {
     };
     let key = value(1)?; // NFTA_SET_ELEM_KEY
     let ifname = |b: &[u8]| {
-        let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-        std::str::from_utf8(&b[..end]).ok().map(Value::from)
+        std::str::from_utf8(super::nlmsg::until_nul(b))
+            .ok()
+            .map(Value::from)
     };
     let mac = |b: &[u8]| {
-        Some(Value::from(format!(
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            b[0], b[1], b[2], b[3], b[4], b[5]
-        )))
+        let octets: [u8; 6] = b.get(..6)?.try_into().ok()?;
+        Some(Value::from(crate::spec::types::MacAddr(octets).to_string()))
     };
     let ipv4 = |b: &[u8]| {
         Some(Value::from(
@@ -377,11 +362,7 @@ fn message(
     body: &[u8],
 ) {
     let len = 16 + 4 + body.len();
-    buf.extend_from_slice(&(len as u32).to_ne_bytes());
-    buf.extend_from_slice(&kind.to_ne_bytes());
-    buf.extend_from_slice(&flags.to_ne_bytes());
-    buf.extend_from_slice(&seq.to_ne_bytes());
-    buf.extend_from_slice(&0u32.to_ne_bytes());
+    super::nlmsg::header(buf, kind, flags, seq, 4 + body.len());
     buf.push(family);
     buf.push(0);
     buf.extend_from_slice(&res_id.to_be_bytes());

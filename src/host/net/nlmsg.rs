@@ -4,7 +4,7 @@
 
 use netlink_sys::Socket;
 
-const NLMSG_ERROR: u16 = 0x2;
+pub const NLMSG_ERROR: u16 = 0x2;
 const NLMSG_DONE: u16 = 0x3;
 pub const NLM_F_REQUEST: u16 = 0x1;
 pub const NLM_F_DUMP: u16 = 0x300;
@@ -44,19 +44,28 @@ pub fn dump(
             }
             match kind {
                 NLMSG_DONE => return Ok(()),
-                NLMSG_ERROR => {
-                    let code = payload
-                        .get(..4)
-                        .map_or(0, |b| i32::from_ne_bytes(b.try_into().expect("4 bytes")));
-                    return match code {
-                        0 => Ok(()),
-                        c => Err(std::io::Error::from_raw_os_error(-c)),
-                    };
-                }
+                NLMSG_ERROR => return status(payload),
                 _ => each(payload),
             }
         }
     }
+}
+
+/// What an `NLMSG_ERROR` message's payload says: an acknowledgement
+/// (code 0) or the kernel's refusal, with its errno (`raw_os_error`).
+pub fn status(payload: &[u8]) -> std::io::Result<()> {
+    let code = payload
+        .get(..4)
+        .map_or(0, |b| i32::from_ne_bytes(b.try_into().expect("4 bytes")));
+    match code {
+        0 => Ok(()),
+        c => Err(std::io::Error::from_raw_os_error(-c)),
+    }
+}
+
+/// The bytes of a NUL-padded string attribute before its first NUL.
+pub fn until_nul(v: &[u8]) -> &[u8] {
+    &v[..v.iter().position(|&c| c == 0).unwrap_or(v.len())]
 }
 
 /// Appends a netlink header for a message of `body_len` bytes after it.
