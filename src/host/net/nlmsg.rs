@@ -1,6 +1,7 @@
-//! Raw netlink messages for the dumps mvm reads without a library's
-//! message types (nftables elements, listening sockets): walk a buffer's
-//! messages and attributes, and run one dump to its end.
+//! Raw netlink messages for what mvm reads without a library's message
+//! types (links, FDB entries, nftables elements and their batch's
+//! acknowledgements, listening sockets): walk a buffer's messages and
+//! attributes, read an error's errno, and run one dump to its end.
 
 use netlink_sys::Socket;
 
